@@ -1,0 +1,36 @@
+# Two commands for a newcomer:  `make run` (install + the whole pipeline)  and  `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+SHARED ?= ../shared
+DATA   ?= $(SHARED)/data/dogs-vs-cats/train
+OUT    ?= runs/mobilenet_v2
+BIN    := $(VENV)/bin
+# Keras looks for weights in $KERAS_HOME/models before downloading; seed it from ../shared.
+export KERAS_HOME ?= $(CURDIR)/.cache/keras
+
+.PHONY: install run test keras-cache bench clean
+
+$(BIN)/catdog: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+install: $(BIN)/catdog keras-cache
+
+keras-cache:
+	@mkdir -p $(KERAS_HOME)/models
+	@if [ -d $(SHARED)/weights/keras/models ]; then cp -u $(SHARED)/weights/keras/models/*.h5 $(KERAS_HOME)/models/; \
+	 else echo "note: $(SHARED)/weights not found; Keras will download ImageNet weights on first use"; fi
+
+run: install
+	$(BIN)/catdog run $(DATA) --backbone mobilenet_v2 --out $(OUT) --cv 5
+
+test: install
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python bench/features.py
+
+clean:
+	rm -rf $(VENV) .cache runs *.egg-info

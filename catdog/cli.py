@@ -1,0 +1,255 @@
+"""The `catdog` command: one sub-command per pipeline stage, and `run` for the whole chain."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from catdog.errors import CatdogError
+
+EXIT_USAGE = 2
+
+
+def _quiet_tensorflow() -> None:
+    # TF prints CPU-feature and oneDNN notices on import; they are not the user's concern.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+
+def _report_rejections(rejections, csv_path: Path | None, quiet_lines: bool = False) -> None:
+    from catdog.data import write_rejections
+
+    if not quiet_lines:
+        for r in rejections:
+            print(r.line())
+    if csv_path is not None:
+        write_rejections(csv_path, rejections)
+        if rejections:
+            print(f"{len(rejections)} file(s) rejected, listed in {csv_path}")
+
+
+def _scan(data: str):
+    from catdog.data import scan
+
+    samples, rejections = scan(data)
+    for r in rejections:
+        print(r.line())
+    return samples, rejections
+
+
+def _features(args, data: str, out: Path, rejected_csv: Path):
+    from catdog.features import extract_features
+
+    samples, scan_rejections = _scan(data)
+    if not samples:
+        _report_rejections(scan_rejections, rejected_csv, quiet_lines=True)
+        raise CatdogError(f"{data}: no usable photo ({len(scan_rejections)} file(s) rejected, see {rejected_csv})")
+    report = extract_features(
+        samples, out, args.backbone, args.weights or "imagenet", batch_size=args.batch_size, max_pixels=args.max_pixels
+    )
+    rejections = scan_rejections + report.rejections
+    _report_rejections(rejections, rejected_csv, quiet_lines=True)
+    used = len(samples) - len(report.rejections)
+    if used == 0:
+        raise CatdogError(f"{data}: no usable photo ({len(rejections)} file(s) rejected, see {rejected_csv})")
+    speed = f" at {report.images_per_s:.1f} images/s" if report.computed else ""
+    print(
+        f"features: {used} photos in {out} ({report.computed} computed{speed}, {report.cached} from cache, "
+        f"{len(rejections)} rejected)"
+    )
+    return report
+
+
+def cmd_features(args) -> int:
+    out = Path(args.out)
+    _features(args, args.data, out, Path(args.rejected) if args.rejected else out.parent / "rejected.csv")
+    return 0
+
+
+def _head_config(args):
+    from catdog.head import HeadConfig
+
+    return HeadConfig(
+        seed=args.seed,
+        val_fraction=args.val_fraction,
+        max_epochs=args.epochs,
+        patience=args.patience,
+    )
+
+
+def _print_metrics(metrics: dict) -> None:
+    val, cal = metrics["val"], metrics["calibration"]
+    print(
+        f"validation ({metrics['n_val']} photos, seed {metrics['seed']}): log loss {val['log_loss']:.4f}, "
+        f"accuracy {val['accuracy']:.2%}, best epoch {metrics['best_epoch']} of {metrics['epochs']}"
+    )
+    print(
+        f"  clipped {cal['clip'][0]}..{cal['clip'][1]}: log loss {cal['val_log_loss_clipped']:.4f}; "
+        f"temperature {cal['temperature']:.3f}: {cal['val_log_loss_temperature_cross_fitted']:.4f} (cross-fitted)"
+    )
+    (tn, fp), (fn, tp) = val["confusion_matrix"]
+    print(f"  confusion (rows true, cols predicted): cat {tn:4d} {fp:4d} | dog {fn:4d} {tp:4d}")
+    cv = metrics.get("cross_validation")
+    if cv:
+        folds = ", ".join(f"{x:.4f}" for x in cv["fold_log_loss"])
+        print(f"{cv['folds']}-fold cross-validation: log loss {cv['log_loss']:.4f} ({folds}), accuracy {cv['accuracy']:.2%}")
+
+
+def _train(args, features_path: Path, run_dir: Path) -> dict:
+    from catdog.features import load_features
+    from catdog.head import train_run
+
+    metrics = train_run(
+        load_features(features_path), run_dir, _head_config(args), str(features_path), cv_folds=args.cv
+    )
+    _print_metrics(metrics)
+    print(f"run written to {run_dir} (model.keras, head.keras, metrics.json, curves.png)")
+    return metrics
+
+
+def cmd_train(args) -> int:
+    _train(args, Path(args.features), Path(args.out))
+    return 0
+
+
+def cmd_run(args) -> int:
+    run_dir = Path(args.out)
+    _features(args, args.data, run_dir / "features.h5", run_dir / "rejected.csv")
+    _train(args, run_dir / "features.h5", run_dir)
+    return 0
+
+
+def _predict(run_dir: str, data: str, batch_size: int, max_pixels: int, rejected_csv: Path | None):
+    from catdog.head import load_run, predict_images
+
+    run = load_run(run_dir)
+    samples, scan_rejections = _scan(data)
+    predictions = predict_images(run.model, samples, batch_size=batch_size, max_pixels=max_pixels)
+    rejections = scan_rejections + predictions.rejections
+    _report_rejections(rejections, rejected_csv, quiet_lines=True)
+    if not predictions.samples:
+        raise CatdogError(f"{data}: no usable photo ({len(rejections)} file(s) rejected)")
+    return run, predictions
+
+
+def cmd_evaluate(args) -> int:
+    from catdog.head import evaluate
+
+    rejected = Path(args.rejected) if args.rejected else (Path(args.json).parent / "rejected.csv" if args.json else None)
+    _, predictions = _predict(args.run_dir, args.data, args.batch_size, args.max_pixels, rejected)
+    result = evaluate(predictions)
+    (tn, fp), (fn, tp) = result["confusion_matrix"]
+    print(f"{'photos':>10} {'log loss':>10} {'accuracy':>10}")
+    print(f"{result['n']:>10d} {result['log_loss']:>10.4f} {result['accuracy']:>10.2%}")
+    print(f"confusion (rows true, cols predicted): cat {tn:4d} {fp:4d} | dog {fn:4d} {tp:4d}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({**result, "run_dir": args.run_dir, "data": args.data}, indent=2))
+        print(f"written {args.json}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from catdog.head import submission_rows, write_submission
+
+    out = Path(args.out)
+    rejected = Path(args.rejected) if args.rejected else out.parent / "rejected.csv"
+    run, predictions = _predict(args.run_dir, args.test_dir, args.batch_size, args.max_pixels, rejected)
+    clip = None if args.no_clip else tuple(args.clip)
+    if clip and not 0.0 <= clip[0] < clip[1] <= 1.0:
+        raise CatdogError(f"--clip {clip[0]} {clip[1]}: need 0 <= LOW < HIGH <= 1 (e.g. 0.005 0.995)")
+    temperature = run.temperature if args.calibrated else None
+    rows = submission_rows(predictions, clip=clip, temperature=temperature)
+    write_submission(out, rows)
+    how = f"temperature {temperature:.3f}, " if temperature else ""
+    how += f"clipped to {clip[0]}..{clip[1]}" if clip else "not clipped"
+    print(f"submission: {len(rows)} rows in {out} (label = P(dog), {how})")
+    return 0
+
+
+def _add_decode_args(p: argparse.ArgumentParser) -> None:
+    from catdog.data.ingest import MAX_PIXELS
+
+    p.add_argument("--batch-size", type=int, default=32, help="photos per network call (default 32)")
+    p.add_argument(
+        "--max-pixels", type=int, default=MAX_PIXELS, help=f"refuse images larger than this many pixels (default {MAX_PIXELS:,})"
+    )
+    p.add_argument("--rejected", help="where to list unusable files (CSV: file,reason)")
+
+
+def _add_feature_args(p: argparse.ArgumentParser) -> None:
+    from catdog.features.backbones import BACKBONES
+
+    p.add_argument("--backbone", default="mobilenet_v2", choices=sorted(BACKBONES), help="default mobilenet_v2")
+    p.add_argument("--weights", help="no-top weights file for the backbone (default: Keras' ImageNet weights)")
+    _add_decode_args(p)
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="seed for the split, initialisation and shuffling (default 0)")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="stratified validation share (default 0.2)")
+    p.add_argument("--epochs", type=int, default=400, help="most epochs; early stopping usually ends sooner (default 400)")
+    p.add_argument("--patience", type=int, default=20, help="epochs without validation improvement before stopping (default 20)")
+    p.add_argument("--cv", type=int, default=0, metavar="K", help="also report K-fold cross-validated log loss (default off)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="catdog", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("features", help="extract backbone features of DATA into an h5 cache (resumable)")
+    p.add_argument("data", metavar="DATA", help="Kaggle-layout folder (cat.N.jpg, dog.N.jpg, N.jpg) or cat/ dog/ folders")
+    p.add_argument("--out", required=True, metavar="FEATURES.h5")
+    _add_feature_args(p)
+    p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("train", help="train the softmax head on FEATURES.h5 and write RUN_DIR")
+    p.add_argument("features", metavar="FEATURES.h5")
+    p.add_argument("--out", required=True, metavar="RUN_DIR")
+    _add_train_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="log loss, accuracy and confusion matrix of RUN_DIR on labelled DATA")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("data", metavar="DATA")
+    p.add_argument("--json", metavar="OUT.json", help="also write the scores as JSON")
+    _add_decode_args(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="write a Kaggle submission (id,label = P(dog)) for TEST_DIR")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("test_dir", metavar="TEST_DIR")
+    p.add_argument("--out", required=True, metavar="submission.csv")
+    p.add_argument("--clip", nargs=2, type=float, default=[0.005, 0.995], metavar=("LOW", "HIGH"), help="default 0.005 0.995")
+    p.add_argument("--no-clip", action="store_true", help="write the probabilities unclipped")
+    p.add_argument("--calibrated", action="store_true", help="apply the temperature fitted on the validation split")
+    _add_decode_args(p)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("run", help="the whole chain: features, head, metrics, into RUN_DIR")
+    p.add_argument("data", metavar="DATA")
+    p.add_argument("--out", required=True, metavar="RUN_DIR")
+    _add_feature_args(p)
+    _add_train_args(p)
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _quiet_tensorflow()
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CatdogError as exc:
+        print(f"catdog: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("catdog: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""Extract backbone features for a list of photos into one resumable h5 file.
+
+File layout (one row per usable photo, rows in sample order once complete):
+
+    features   float32 (N, C)   global-average-pooled last conv block
+    labels     int8    (N,)     0 cat, 1 dog, -1 unlabelled
+    names      str     (N,)     path relative to the data folder
+    ids        str     (N,)     Kaggle id ("12", "cat.12") or name stem
+    keys       str     (N,)     cache key: name|size|mtime_ns
+    attrs: backbone, weights, image_size, rows (committed row count), complete, catdog_version
+
+Rows are appended one batch at a time and `rows` is written after the data, so a run that is
+killed resumes after its last committed batch; a finished file is not recomputed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+from tqdm import tqdm
+
+from catdog import __version__
+from catdog.data import IMAGE_SIZE, MAX_PIXELS, Rejection, Sample, fingerprint, iter_batches, sha256_file
+from catdog.errors import CatdogError
+from catdog.features.backbones import build_backbone, feature_model, get_spec
+
+_STR = h5py.string_dtype("utf-8")
+_COLUMNS = {"labels": np.int8, "names": _STR, "ids": _STR, "keys": _STR}
+
+
+@dataclass
+class FeatureSet:
+    """Features and their photos, as read back from an h5 file."""
+
+    features: np.ndarray
+    labels: np.ndarray
+    names: list[str]
+    ids: list[str]
+    backbone: str
+    weights: str
+    attrs: dict = field(default_factory=dict)
+
+
+@dataclass
+class ExtractReport:
+    path: Path
+    computed: int  # photos run through the backbone in this call
+    cached: int  # photos found already in the file
+    rejections: list[Rejection]
+    seconds: float
+
+    @property
+    def images_per_s(self) -> float:
+        return self.computed / self.seconds if self.seconds > 0 else 0.0
+
+
+def weights_id(weights: str | os.PathLike | None) -> str:
+    """A stable name for the weights: "imagenet", "random", or "file:<sha256>"."""
+    if weights in ("imagenet", None):
+        return weights or "random"
+    path = Path(weights)
+    if not path.is_file():
+        raise CatdogError(f"{path}: weights file not found; pass the path of an existing .h5 weights file")
+    return f"file:{sha256_file(path)}"
+
+
+def _create(path: Path, backbone: str, weights: str, weights_arg: str | None, dim: int) -> None:
+    with h5py.File(path, "w") as f:
+        f.create_dataset("features", shape=(0, dim), maxshape=(None, dim), dtype=np.float32, chunks=(256, dim))
+        for name, dtype in _COLUMNS.items():
+            f.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(1024,))
+        f.attrs.update(
+            backbone=backbone,
+            weights=weights,
+            weights_path=weights_arg or "",
+            image_size=IMAGE_SIZE,
+            resize="squash, Pillow bilinear (antialiased)",
+            rows=0,
+            complete=False,
+            catdog_version=__version__,
+        )
+
+
+def _open_for_resume(path: Path, backbone: str, weights: str) -> set[str]:
+    """Keys already committed in `path`, after truncating any half-written batch."""
+    try:
+        with h5py.File(path, "a") as f:
+            if f.attrs.get("backbone") != backbone or f.attrs.get("weights") != weights:
+                raise CatdogError(
+                    f"{path}: holds {f.attrs.get('backbone')} features with weights {f.attrs.get('weights')}, "
+                    f"not {backbone} with {weights}; choose another --out or delete the file"
+                )
+            rows = int(f.attrs["rows"])
+            for name in ("features", *_COLUMNS):
+                f[name].resize(rows, axis=0)
+            return set(k.decode() if isinstance(k, bytes) else k for k in f["keys"][:])
+    except (OSError, KeyError):
+        broken = path.with_suffix(path.suffix + ".broken")
+        os.replace(path, broken)
+        print(f"features: {path} was unreadable (killed mid-write?); moved it to {broken} and starting afresh")
+        return set()
+
+
+def _append(path: Path, features: np.ndarray, samples: list[Sample], keys: list[str]) -> None:
+    with h5py.File(path, "a") as f:
+        rows = int(f.attrs["rows"])
+        new = rows + len(samples)
+        columns = {
+            "features": features.astype(np.float32),
+            "labels": np.array([-1 if s.label is None else s.label for s in samples], np.int8),
+            "names": [s.name for s in samples],
+            "ids": [s.id for s in samples],
+            "keys": keys,
+        }
+        for name, values in columns.items():
+            f[name].resize(new, axis=0)
+            f[name][rows:new] = values
+        f.flush()
+        f.attrs["rows"] = new  # committed only after the data is written
+
+
+def _finalize(path: Path, samples: list[Sample], keys: list[str]) -> None:
+    """Keep exactly the current samples' rows, in sample order, and mark the file complete."""
+    order_keys = keys
+    with h5py.File(path, "r") as f:
+        stored = [k.decode() if isinstance(k, bytes) else k for k in f["keys"][:]]
+        attrs = dict(f.attrs)
+        data = {name: f[name][:] for name in ("features", *_COLUMNS)}
+    index = {k: i for i, k in enumerate(stored)}
+    rows = [index[k] for k in order_keys if k in index]
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    _create(tmp, attrs["backbone"], attrs["weights"], attrs.get("weights_path"), data["features"].shape[1])
+    with h5py.File(tmp, "a") as f:
+        for name, values in data.items():
+            values = values[rows]
+            f[name].resize(len(rows), axis=0)
+            f[name][:] = values
+        f.attrs["rows"] = len(rows)
+        f.attrs["complete"] = True
+        kept = [stored[i].rsplit("|", 2) for i in rows]
+        f.attrs["data_fingerprint"] = fingerprint([(name, int(size)) for name, size, _ in kept])
+    os.replace(tmp, path)
+
+
+def extract_features(
+    samples: list[Sample],
+    out_path: str | os.PathLike,
+    backbone: str = "mobilenet_v2",
+    weights: str | os.PathLike | None = "imagenet",
+    batch_size: int = 32,
+    max_pixels: int = MAX_PIXELS,
+    progress: bool = True,
+) -> ExtractReport:
+    """Compute (or resume) the features of `samples` into `out_path` and return what was done.
+
+    Photos that fail to decode are returned as rejections (and are not written). The finished
+    file holds one row per usable sample, in sample order.
+    """
+    spec = get_spec(backbone)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    wid = weights_id(weights)
+    weights_arg = None if weights in ("imagenet", None) else str(Path(weights).resolve())
+    keys = [s.cache_key for s in samples]
+    done = _open_for_resume(out_path, spec.name, wid) if out_path.exists() else set()
+    if not out_path.exists():
+        _create(out_path, spec.name, wid, weights_arg, spec.feature_dim)
+    todo = [(s, k) for s, k in zip(samples, keys) if k not in done]
+    cached = len(samples) - len(todo)
+    rejections: list[Rejection] = []
+    start = time.perf_counter()
+    computed = 0
+    if todo:
+        model = feature_model(spec.name, build_backbone(spec.name, weights))
+        key_of = dict((s.name, k) for s, k in todo)
+        bar = tqdm(total=len(todo), unit="img", desc=f"features {spec.name}", disable=not progress, dynamic_ncols=True)
+        for batch in iter_batches([s for s, _ in todo], batch_size=batch_size, max_pixels=max_pixels):
+            for r in batch.rejections:
+                tqdm.write(r.line())
+            rejections.extend(batch.rejections)
+            if len(batch.samples):
+                feats = model.predict_on_batch(batch.images.astype(np.float32))
+                _append(out_path, np.asarray(feats), batch.samples, [key_of[s.name] for s in batch.samples])
+                computed += len(batch.samples)
+            bar.update(len(batch.samples) + len(batch.rejections))
+        bar.close()
+    seconds = time.perf_counter() - start
+    _finalize(out_path, samples, keys)
+    return ExtractReport(out_path, computed, cached, rejections, seconds)
+
+
+def load_features(path: str | os.PathLike) -> FeatureSet:
+    """Read a complete feature file written by `extract_features`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CatdogError(f"{path}: feature file not found; run `catdog features DATA --out {path}` first")
+    try:
+        with h5py.File(path, "r") as f:
+            if not f.attrs.get("complete", False):
+                raise CatdogError(f"{path}: feature extraction did not finish; run `catdog features` again to resume it")
+            decode = lambda xs: [x.decode() if isinstance(x, bytes) else x for x in xs]  # noqa: E731
+            return FeatureSet(
+                features=f["features"][:],
+                labels=f["labels"][:].astype(np.int64),
+                names=decode(f["names"][:]),
+                ids=decode(f["ids"][:]),
+                backbone=str(f.attrs["backbone"]),
+                weights=str(f.attrs["weights"]),
+                attrs={k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()},
+            )
+    except (OSError, KeyError) as exc:
+        raise CatdogError(f"{path}: not a catdog feature file ({exc}); make one with `catdog features`") from None

@@ -1,0 +1,43 @@
+"""Stage 3, head: Dense(2, softmax) on cached features; the full model; evaluation and predictions."""
+
+from catdog.head import metrics
+from catdog.head.inference import (
+    Predictions,
+    Run,
+    evaluate,
+    load_run,
+    predict_images,
+    submission_rows,
+    write_submission,
+)
+from catdog.head.train import (
+    HeadConfig,
+    TrainResult,
+    build_head,
+    cross_validate,
+    full_model,
+    stratified_folds,
+    stratified_split,
+    train_head,
+    train_run,
+)
+
+__all__ = [
+    "HeadConfig",
+    "Predictions",
+    "Run",
+    "TrainResult",
+    "build_head",
+    "cross_validate",
+    "evaluate",
+    "full_model",
+    "load_run",
+    "metrics",
+    "predict_images",
+    "stratified_folds",
+    "stratified_split",
+    "submission_rows",
+    "train_head",
+    "train_run",
+    "write_submission",
+]

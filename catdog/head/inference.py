@@ -1,0 +1,104 @@
+"""Load a RUN_DIR and run its full model on photos: evaluation, predictions, Kaggle submissions."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+from tqdm import tqdm
+
+import catdog.features  # noqa: F401  (registers BackbonePreprocessing for model loading)
+from catdog.data import MAX_PIXELS, Rejection, Sample, iter_batches
+from catdog.errors import CatdogError
+from catdog.head import metrics as M
+
+
+@dataclass
+class Run:
+    """A trained RUN_DIR: its full Keras model and its metrics.json."""
+
+    path: Path
+    model: keras.Model
+    metrics: dict
+
+    @property
+    def temperature(self) -> float:
+        return float(self.metrics.get("calibration", {}).get("temperature", 1.0))
+
+
+def load_run(run_dir: str | os.PathLike) -> Run:
+    run_dir = Path(run_dir)
+    model_path = run_dir / "model.keras"
+    if not run_dir.is_dir():
+        raise CatdogError(f"{run_dir}: no such RUN_DIR; make one with `catdog train` or `catdog run`")
+    if not model_path.is_file():
+        raise CatdogError(f"{model_path}: missing; {run_dir} is not a finished catdog RUN_DIR (run `catdog train` again)")
+    try:
+        model = keras.models.load_model(model_path)
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    except Exception as exc:  # a damaged or foreign file: one line, not a traceback
+        raise CatdogError(f"{run_dir}: cannot load the run ({str(exc).splitlines()[0][:200]}); train it again") from None
+    return Run(run_dir, model, metrics)
+
+
+@dataclass
+class Predictions:
+    samples: list[Sample]  # the photos that decoded, in input order
+    probabilities: np.ndarray  # (N, 2): P(cat), P(dog)
+    rejections: list[Rejection]
+
+
+def predict_images(
+    model: keras.Model, samples: list[Sample], batch_size: int = 32, max_pixels: int = MAX_PIXELS, progress: bool = True
+) -> Predictions:
+    """Run the full model on photos; unusable files are reported and skipped."""
+    kept, probs, rejections = [], [], []
+    bar = tqdm(total=len(samples), unit="img", desc="predict", disable=not progress, dynamic_ncols=True)
+    for batch in iter_batches(samples, batch_size=batch_size, max_pixels=max_pixels):
+        for r in batch.rejections:
+            tqdm.write(r.line())
+        rejections.extend(batch.rejections)
+        if batch.samples:
+            probs.append(np.asarray(model.predict_on_batch(batch.images.astype(np.float32))))
+            kept.extend(batch.samples)
+        bar.update(len(batch.samples) + len(batch.rejections))
+    bar.close()
+    return Predictions(kept, np.concatenate(probs) if probs else np.zeros((0, 2), np.float32), rejections)
+
+
+def evaluate(predictions: Predictions) -> dict:
+    """Log loss, accuracy and confusion matrix over the labelled photos among `predictions`."""
+    labels = np.array([-1 if s.label is None else s.label for s in predictions.samples])
+    mask = labels >= 0
+    if not mask.any():
+        raise CatdogError("no labelled photos to evaluate; use cat.N.jpg/dog.N.jpg names or cat/ and dog/ folders")
+    return M.summary(labels[mask], predictions.probabilities[mask, 1])
+
+
+def submission_rows(
+    predictions: Predictions, clip: tuple[float, float] | None = M.DEFAULT_CLIP, temperature: float | None = None
+) -> list[tuple[str, float]]:
+    """(id, P(dog)) rows sorted by id (numerically where ids are numbers)."""
+    p_dog = predictions.probabilities[:, 1].astype(np.float64)
+    if temperature is not None:
+        p_dog = M.apply_temperature(predictions.probabilities, temperature)
+    if clip is not None:
+        p_dog = np.clip(p_dog, clip[0], clip[1])
+    rows = [(s.id, float(p)) for s, p in zip(predictions.samples, p_dog)]
+    return sorted(rows, key=lambda r: (0, int(r[0]), "") if r[0].isdigit() else (1, 0, r[0]))
+
+
+def write_submission(path: str | os.PathLike, rows: list[tuple[str, float]]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "label"])
+        for id_, p in rows:
+            writer.writerow([id_, f"{p:.6f}"])
+    return path
