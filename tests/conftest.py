@@ -1,0 +1,78 @@
+"""Shared fixtures: real photos and real MobileNetV2 weights from ../shared, read in place.
+
+Keras reads $KERAS_HOME when it is imported, so the offline weight cache is seeded here, at
+import time, before any test module imports keras.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("CATDOG_SHARED", REPO.parent / "shared"))
+TRAIN = SHARED / "data" / "dogs-vs-cats" / "train"
+TEST = SHARED / "data" / "dogs-vs-cats" / "test"
+REFERENCE = SHARED / "data" / "reference"
+WEIGHTS = SHARED / "weights" / "keras" / "models"
+
+HAVE_SHARED = TRAIN.is_dir() and WEIGHTS.is_dir()
+needs_shared = pytest.mark.skipif(
+    not HAVE_SHARED, reason=f"real photos and weights not found at {SHARED} (set CATDOG_SHARED to the shared folder)"
+)
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ["HDF5_USE_FILE_LOCKING"] = "FALSE"
+if HAVE_SHARED:
+    _keras_home = Path(tempfile.mkdtemp(prefix="catdog-keras-home-"))
+    (_keras_home / "models").mkdir()
+    for f in WEIGHTS.glob("*.h5"):
+        shutil.copy(f, _keras_home / "models" / f.name)
+    os.environ["KERAS_HOME"] = str(_keras_home)
+
+# Training subset for CI: the first N cats and dogs (by number); held-out photos come after.
+N_PER_CLASS = 120
+HELD_OUT = range(900, 940)
+
+
+def kaggle_names(label: str, numbers) -> list[str]:
+    return [f"{label}.{n}.jpg" for n in numbers]
+
+
+def copy_photos(dest: Path, names: list[str], src: Path = TRAIN) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy(src / name, dest / name)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def train_subset(tmp_path_factory) -> Path:
+    """A Kaggle-layout folder of N_PER_CLASS real cats and dogs."""
+    if not HAVE_SHARED:
+        pytest.skip(f"real photos not found at {SHARED}")
+    names = kaggle_names("cat", range(N_PER_CLASS)) + kaggle_names("dog", range(N_PER_CLASS))
+    return copy_photos(tmp_path_factory.mktemp("train_subset"), names)
+
+
+@pytest.fixture(scope="session")
+def held_out(tmp_path_factory) -> Path:
+    """Real labelled photos that no test trains on."""
+    if not HAVE_SHARED:
+        pytest.skip(f"real photos not found at {SHARED}")
+    names = kaggle_names("cat", HELD_OUT) + kaggle_names("dog", HELD_OUT)
+    return copy_photos(tmp_path_factory.mktemp("held_out"), names)
+
+
+@pytest.fixture(scope="session")
+def subset_run(tmp_path_factory, train_subset) -> Path:
+    """`catdog run` on the real subset with MobileNetV2: the RUN_DIR most tests read."""
+    from catdog.cli import main
+
+    run_dir = tmp_path_factory.mktemp("runs") / "mnv2"
+    assert main(["run", str(train_subset), "--backbone", "mobilenet_v2", "--out", str(run_dir)]) == 0
+    return run_dir

@@ -1,0 +1,140 @@
+"""Stage 1: layouts, decoding of real photos in every colour mode, and every kind of bad input."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from badfiles import make_bad_files
+from catdog.data import ImageError, decode, scan
+from catdog.errors import CatdogError
+from conftest import TEST, TRAIN, copy_photos, kaggle_names, needs_shared
+
+
+@needs_shared
+def test_scan_kaggle_train_layout_labels_every_photo():
+    samples, rejections = scan(TRAIN)
+    assert len(samples) == 2002 and rejections == []
+    labels = np.array([s.label for s in samples])
+    assert (labels == 0).sum() == 1001 and (labels == 1).sum() == 1001
+    by_name = {s.name: s for s in samples}
+    assert by_name["cat.7.jpg"].label == 0 and by_name["cat.7.jpg"].id == "cat.7"
+    assert by_name["dog.1000.jpg"].label == 1
+
+
+@needs_shared
+def test_scan_kaggle_test_layout_is_unlabelled_with_numeric_ids():
+    samples, _ = scan(TEST)
+    assert len(samples) == 500
+    assert all(s.label is None for s in samples)
+    assert [s.id for s in samples[:3]] == ["1", "2", "3"]  # natural order, not 1, 10, 100
+
+
+@needs_shared
+def test_class_folders_layout(tmp_path):
+    for label in ("cat", "dog"):
+        (tmp_path / label).mkdir()
+        for n in range(3):
+            shutil.copy(TRAIN / f"{label}.{n}.jpg", tmp_path / label / f"photo_{n}.jpg")
+    (tmp_path / "stray.jpg").write_bytes((TRAIN / "cat.0.jpg").read_bytes())
+    samples, rejections = scan(tmp_path)
+    assert [(s.name, s.label) for s in samples[:3]] == [(f"cat/photo_{n}.jpg", 0) for n in range(3)]
+    assert [s.label for s in samples[3:]] == [1, 1, 1]
+    assert len(rejections) == 1 and "outside the cat/ and dog/" in rejections[0].reason
+
+
+@needs_shared
+@pytest.mark.parametrize("mode", ["L", "P", "RGBA", "CMYK", "I;16", "LA"])
+def test_decode_converts_every_colour_mode_to_rgb(tmp_path, mode):
+    src = Image.open(TRAIN / "dog.3.jpg").convert("RGB")
+    if mode == "I;16":
+        im = Image.fromarray(np.asarray(src.convert("L"), np.uint16) * 256)
+    else:
+        im = src.convert(mode)
+    path = tmp_path / ("x.jpg" if mode in ("L", "CMYK") else "x.png")
+    im.save(path)
+    out = decode(path)
+    assert out.shape == (224, 224, 3) and out.dtype == np.uint8
+    if mode in ("L", "I;16", "LA"):
+        assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 1], out[..., 2])
+    # the photo survives conversion: correlation with the RGB decode stays high
+    reference = decode(TRAIN / "dog.3.jpg").astype(float).mean(-1)
+    assert np.corrcoef(out.astype(float).mean(-1).ravel(), reference.ravel())[0, 1] > 0.9
+
+
+@needs_shared
+def test_decode_squashes_non_square_photos_whole():
+    path = TRAIN / "cat.2.jpg"
+    w, h = Image.open(path).size
+    assert w != h
+    out = decode(path)
+    expected = np.asarray(Image.open(path).convert("RGB").resize((224, 224), Image.BILINEAR))
+    assert np.array_equal(out, expected)
+
+
+@needs_shared
+def test_every_bad_file_gets_its_reason(tmp_path):
+    cases = make_bad_files(tmp_path, TRAIN / "cat.1.jpg")
+    samples, rejections = scan(tmp_path)
+    reasons = {r.path.name: r.reason for r in rejections}
+    for sample in samples:
+        with pytest.raises(ImageError) as err:
+            decode(sample.path)
+        reasons[sample.path.name] = str(err.value)
+    assert set(reasons) == set(cases)
+    for name, words in cases.items():
+        assert words in reasons[name], (name, reasons[name])
+        assert "\n" not in reasons[name]
+
+
+@needs_shared
+def test_max_pixels_is_configurable(tmp_path):
+    path = TRAIN / "cat.1.jpg"
+    w, h = Image.open(path).size
+    decode(path, max_pixels=w * h)
+    with pytest.raises(ImageError, match="pixel limit"):
+        decode(path, max_pixels=w * h - 1)
+
+
+def test_missing_and_empty_folders_are_errors(tmp_path):
+    with pytest.raises(CatdogError, match="no such folder"):
+        scan(tmp_path / "nope")
+    with pytest.raises(CatdogError, match="empty"):
+        scan(tmp_path)
+
+
+@needs_shared
+def test_cli_run_goes_on_past_bad_files_and_lists_them(tmp_path, capsys):
+    from catdog.cli import main
+
+    data = copy_photos(tmp_path / "data", kaggle_names("cat", range(6)) + kaggle_names("dog", range(6)))
+    cases = make_bad_files(data, TRAIN / "dog.1.jpg")
+    out = tmp_path / "f.h5"
+    assert main(["features", str(data), "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    with open(tmp_path / "rejected.csv") as f:
+        rows = {row["file"].rsplit("/", 1)[-1]: row["reason"] for row in csv.DictReader(f)}
+    assert set(rows) == set(cases)
+    for name in cases:
+        assert name in printed.out + printed.err
+    from catdog.features import load_features
+
+    fs = load_features(out)
+    assert sorted(fs.names) == sorted(f"{label}.{n}.jpg" for label in ("cat", "dog") for n in range(6))
+
+
+@needs_shared
+def test_cli_exits_2_with_one_line_when_nothing_is_usable(tmp_path, capsys):
+    from catdog.cli import main
+
+    make_bad_files(tmp_path / "bad", TRAIN / "cat.1.jpg")
+    (tmp_path / "empty").mkdir()
+    for data in (tmp_path / "bad", tmp_path / "empty", tmp_path / "missing"):
+        assert main(["features", str(data), "--out", str(tmp_path / "f.h5")]) == 2
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        errors = [line for line in err if "error" in line]
+        assert errors == [err[-1]] and err[-1].startswith("catdog: error: ") and str(data) in err[-1]

@@ -1,0 +1,115 @@
+"""Stage 2: preprocessing layers, the h5 cache, resumption after a kill, ResNet50 mechanics."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from catdog.data import decode, scan
+from catdog.errors import CatdogError
+from catdog.features import BackbonePreprocessing, build_backbone, extract_features, feature_model, load_features
+from conftest import REPO, TRAIN, copy_photos, kaggle_names, needs_shared
+
+
+@needs_shared
+@pytest.mark.parametrize(
+    "mode,reference",
+    [("caffe", keras.applications.resnet50.preprocess_input), ("tf", keras.applications.mobilenet_v2.preprocess_input)],
+)
+def test_preprocessing_layer_equals_keras_preprocess_input(mode, reference):
+    images = np.stack([decode(TRAIN / f"dog.{n}.jpg") for n in range(4)]).astype(np.float32)
+    ours = np.asarray(BackbonePreprocessing(mode)(images))
+    assert np.allclose(ours, reference(images.copy()), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory):
+    if not TRAIN.is_dir():
+        pytest.skip(f"real photos not found at {TRAIN}")
+    names = kaggle_names("cat", range(20)) + kaggle_names("dog", range(20))
+    return copy_photos(tmp_path_factory.mktemp("small"), names)
+
+
+@needs_shared
+def test_features_file_contents_and_cache_hit(small_data, tmp_path):
+    samples, _ = scan(small_data)
+    out = tmp_path / "f.h5"
+    first = extract_features(samples, out, "mobilenet_v2", progress=False)
+    assert first.computed == 40 and first.cached == 0
+    fs = load_features(out)
+    assert fs.features.shape == (40, 1280) and fs.features.dtype == np.float32
+    assert fs.names == [s.name for s in samples] and list(fs.labels) == [s.label for s in samples]
+    assert np.all(fs.features >= 0) and fs.features.std() > 0  # GAP of ReLU6 activations
+    # the cache equals the model applied to the same photos
+    model = feature_model("mobilenet_v2", build_backbone("mobilenet_v2"))
+    direct = model.predict_on_batch(np.stack([decode(s.path) for s in samples[:5]]).astype(np.float32))
+    assert np.allclose(fs.features[:5], direct, atol=1e-5)
+    again = extract_features(samples, out, "mobilenet_v2", progress=False)
+    assert again.computed == 0 and again.cached == 40
+    # a half-written batch (rows not committed) is recomputed, nothing else
+    with h5py.File(out, "a") as f:
+        f.attrs["rows"] = 33
+        f.attrs["complete"] = False
+    resumed = extract_features(samples, out, "mobilenet_v2", progress=False)
+    assert resumed.computed == 7 and resumed.cached == 33
+    assert np.allclose(load_features(out).features, fs.features, atol=1e-5)
+
+
+@needs_shared
+def test_killed_feature_run_resumes_where_it_stopped(small_data, tmp_path):
+    out = tmp_path / "f.h5"
+    cmd = [sys.executable, "-m", "catdog.cli", "features", str(small_data), "--out", str(out), "--batch-size", "4"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    committed = 0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with h5py.File(out, "r") as f:
+                committed = int(f.attrs["rows"])
+        except (OSError, KeyError):
+            pass
+        if committed >= 8:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    samples, _ = scan(small_data)
+    report = extract_features(samples, out, "mobilenet_v2", batch_size=4, progress=False)
+    assert report.cached >= 8 and report.computed == 40 - report.cached
+    fs = load_features(out)
+    assert fs.names == [s.name for s in samples]
+    fresh = extract_features(samples, tmp_path / "fresh.h5", "mobilenet_v2", progress=False)
+    assert fresh.computed == 40
+    assert np.allclose(fs.features, load_features(tmp_path / "fresh.h5").features, atol=1e-4)
+
+
+@needs_shared
+def test_resnet50_mechanics_with_weights_the_test_makes(small_data, tmp_path):
+    weights = tmp_path / "resnet50_random_notop.weights.h5"
+    keras.utils.set_random_seed(1)
+    keras.applications.ResNet50(include_top=False, weights=None, input_shape=(224, 224, 3)).save_weights(weights)
+    samples, _ = scan(small_data)
+    report = extract_features(samples[:6], tmp_path / "r50.h5", "resnet50", weights=weights, progress=False)
+    fs = load_features(tmp_path / "r50.h5")
+    assert report.computed == 6 and fs.features.shape == (6, 2048)
+    assert fs.weights.startswith("file:") and np.isfinite(fs.features).all()
+    # the same file with other weights is refused, not silently mixed
+    with pytest.raises(CatdogError, match="choose another --out"):
+        extract_features(samples[:6], tmp_path / "r50.h5", "resnet50", weights="imagenet", progress=False)
+
+
+def test_unknown_backbone_and_missing_weights_are_clear_errors(tmp_path):
+    with pytest.raises(CatdogError, match="unknown backbone 'vgg16'"):
+        build_backbone("vgg16")
+    with pytest.raises(CatdogError, match="weights file not found"):
+        build_backbone("resnet50", tmp_path / "nope.h5")

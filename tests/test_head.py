@@ -1,0 +1,123 @@
+"""Stage 3: split, scores, training on real features, the full model, evaluate and predict."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from catdog.data import decode, scan
+from catdog.errors import CatdogError
+from catdog.features import load_features
+from catdog.head import HeadConfig, load_run, metrics as M, stratified_folds, stratified_split, train_head
+from conftest import TEST, TRAIN, copy_photos, needs_shared
+
+
+def test_stratified_split_is_seeded_and_keeps_class_ratio():
+    labels = np.array([0] * 70 + [1] * 30)
+    tr, va = stratified_split(labels, 0.2, seed=3)
+    assert len(va) == 20 and (labels[va] == 1).sum() == 6
+    assert np.intersect1d(tr, va).size == 0 and len(tr) + len(va) == 100
+    assert np.array_equal(va, stratified_split(labels, 0.2, seed=3)[1])
+    assert not np.array_equal(va, stratified_split(labels, 0.2, seed=4)[1])
+    folds = stratified_folds(labels, 5, seed=0)
+    assert all((labels[folds == k] == 1).sum() == 6 for k in range(5))
+
+
+def test_log_loss_and_temperature():
+    y = np.array([1, 0, 1, 1])
+    p = np.array([0.9, 0.2, 0.6, 0.99])
+    assert M.log_loss(y, p) == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.6, 0.99])))
+    # labels drawn from a model whose logits are 3x overconfident: fitting finds T close to 3
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 4, 20000)
+    y = (rng.random(z.size) < 1 / (1 + np.exp(-z / 3))).astype(int)
+    probs = np.stack([1 / (1 + np.exp(z)), 1 / (1 + np.exp(-z))], 1)
+    t = M.fit_temperature(probs, y)
+    assert 2.7 < t < 3.3
+    assert M.log_loss(y, M.apply_temperature(probs, t)) < M.log_loss(y, probs[:, 1])
+
+
+@needs_shared
+def test_run_dir_holds_model_metrics_and_curves(subset_run):
+    for name in ("model.keras", "head.keras", "metrics.json", "curves.png", "split.json", "features.h5", "rejected.csv"):
+        assert (subset_run / name).is_file(), name
+    metrics = json.loads((subset_run / "metrics.json").read_text())
+    assert metrics["backbone"] == "mobilenet_v2" and metrics["n_val"] == 48 and metrics["n_train"] == 192
+    # 240 real photos: the head must already separate cats from dogs well
+    assert metrics["val"]["log_loss"] < 0.15 and metrics["val"]["accuracy"] >= 0.93
+    assert len(metrics["data_fingerprint"]) == 64 and metrics["epochs"] >= metrics["best_epoch"]
+    assert sum(map(sum, metrics["val"]["confusion_matrix"])) == 48
+    assert (subset_run / "curves.png").stat().st_size > 10_000
+
+
+@needs_shared
+def test_full_model_equals_head_on_features(subset_run):
+    run = load_run(subset_run)
+    fs = load_features(subset_run / "features.h5")
+    head = keras.models.load_model(subset_run / "head.keras")
+    images = np.stack([decode(TRAIN / n) for n in fs.names[:6]])
+    full = run.model.predict_on_batch(images.astype(np.float32))
+    assert full.shape == (6, 2)
+    assert np.allclose(full, head.predict_on_batch(fs.features[:6]), atol=1e-5)
+    assert [layer.name for layer in run.model.layers] == ["image", "preprocess", "backbone", "gap", "dropout", "probabilities"]
+
+
+@needs_shared
+def test_training_is_reproducible(subset_run):
+    fs = load_features(subset_run / "features.h5")
+    config = HeadConfig(max_epochs=15, patience=15)
+    a = train_head(fs, config, progress=False).head.get_weights()
+    b = train_head(fs, config, progress=False).head.get_weights()
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+@needs_shared
+def test_evaluate_on_held_out_photos(subset_run, held_out, tmp_path, capsys):
+    from catdog.cli import main
+
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", str(subset_run), str(held_out), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["n"] == 80 and result["log_loss"] < 0.2 and result["accuracy"] >= 0.9
+    assert "log loss" in capsys.readouterr().out
+
+
+@needs_shared
+def test_predict_writes_sorted_clipped_submission(subset_run, tmp_path):
+    from catdog.cli import main
+
+    test_dir = copy_photos(tmp_path / "test", [f"{n}.jpg" for n in (1, 2, 3, 10, 11, 100, 101)], src=TEST)
+    (test_dir / "12.jpg").write_bytes(b"")  # a bad file: reported, the rest predicted
+    out = tmp_path / "submission.csv"
+    assert main(["predict", str(subset_run), str(test_dir), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out)))
+    assert [r["id"] for r in rows] == ["1", "2", "3", "10", "11", "100", "101"]
+    p = np.array([float(r["label"]) for r in rows])
+    assert p.min() >= 0.005 and p.max() <= 0.995
+    assert "12.jpg" in (tmp_path / "rejected.csv").read_text()
+    assert main(["predict", str(subset_run), str(test_dir), "--out", str(out), "--no-clip", "--calibrated"]) == 0
+    unclipped = np.array([float(r["label"]) for r in csv.DictReader(open(out))])
+    assert np.array_equal(unclipped >= 0.5, p >= 0.5)
+    assert main(["predict", str(subset_run), str(test_dir), "--out", str(out), "--clip", "0.9", "0.1"]) == 2
+
+
+@needs_shared
+def test_train_needs_labelled_photos(tmp_path):
+    from catdog.features import extract_features
+
+    samples, _ = scan(copy_photos(tmp_path / "t", ["1.jpg", "2.jpg", "3.jpg"], src=TEST))
+    extract_features(samples, tmp_path / "f.h5", progress=False)
+    with pytest.raises(CatdogError, match="no labelled photos"):
+        train_head(load_features(tmp_path / "f.h5"))
+
+
+def test_missing_run_dir_is_a_clear_error(tmp_path):
+    with pytest.raises(CatdogError, match="no such RUN_DIR"):
+        load_run(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CatdogError, match="not a finished catdog RUN_DIR"):
+        load_run(tmp_path / "empty")
