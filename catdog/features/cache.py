@@ -173,10 +173,11 @@ def extract_features(
     todo = [(s, k) for s, k in zip(samples, keys) if k not in done]
     cached = len(samples) - len(todo)
     rejections: list[Rejection] = []
-    start = time.perf_counter()
     computed = 0
+    seconds = 0.0
     if todo:
         model = feature_model(spec.name, build_backbone(spec.name, weights))
+        start = time.perf_counter()  # throughput: decode + network + writes, not model loading
         key_of = dict((s.name, k) for s, k in todo)
         bar = tqdm(total=len(todo), unit="img", desc=f"features {spec.name}", disable=not progress, dynamic_ncols=True)
         for batch in iter_batches([s for s, _ in todo], batch_size=batch_size, max_pixels=max_pixels):
@@ -189,7 +190,7 @@ def extract_features(
                 computed += len(batch.samples)
             bar.update(len(batch.samples) + len(batch.rejections))
         bar.close()
-    seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start
     _finalize(out_path, samples, keys)
     return ExtractReport(out_path, computed, cached, rejections, seconds)
 
