@@ -1,0 +1,130 @@
+"""Stage 4, CAM: the Class Activation Map model and heatmap overlays.
+
+For a full model (image -> preprocess -> backbone -> gap -> dropout -> probabilities) with
+Dense kernel W (C x 2) and bias b, the CAM model adds a 1x1 Conv2D without bias whose kernel is
+W reshaped to (1, 1, C, 2), applied to the backbone's last conv block (7 x 7 x C). Because
+global average pooling and the Dense layer are both linear,
+
+    softmax(mean_{i,j}(cam[i, j, :]) + b) == probabilities
+
+which `probabilities_from_cam` computes and the tests check on real photos.
+"""
+
+from __future__ import annotations
+
+import cv2
+import keras
+import numpy as np
+
+from catdog.errors import CatdogError
+
+OUTPUT_NAMES = ("probabilities", "cam")
+REQUIRED_LAYERS = ("preprocess", "backbone", "gap", "probabilities")
+
+
+def check_catdog_model(full_model: keras.Model) -> None:
+    """Raise CatdogError unless `full_model` has the layers of a catdog full model."""
+    names = {layer.name for layer in full_model.layers}
+    missing = [n for n in REQUIRED_LAYERS if n not in names]
+    if missing:
+        raise CatdogError(
+            f"model {full_model.name!r} is not a catdog model (no layer {', '.join(missing)}); "
+            "export a RUN_DIR made by `catdog train` or `catdog run`"
+        )
+    dense = full_model.get_layer("probabilities")
+    if not isinstance(dense, keras.layers.Dense) or dense.units != 2:
+        raise CatdogError(f"model {full_model.name!r}: layer 'probabilities' is not Dense(2); not a catdog model")
+
+
+def _dense_kernel(full_model: keras.Model) -> tuple[np.ndarray, np.ndarray]:
+    kernel, bias = full_model.get_layer("probabilities").get_weights()
+    return kernel, bias
+
+
+def _cam_conv(kernel: np.ndarray) -> keras.layers.Conv2D:
+    conv = keras.layers.Conv2D(2, 1, use_bias=False, name="cam")
+    conv.build((None, 7, 7, kernel.shape[0]))
+    conv.set_weights([kernel.reshape(1, 1, *kernel.shape)])
+    return conv
+
+
+def cam_model(full_model: keras.Model) -> keras.Model:
+    """Raw RGB photo (224x224x3, 0..255) -> {"probabilities": (N, 2), "cam": (N, 7, 7, 2)}.
+
+    Shares every layer (and weight) with `full_model`; only the 1x1 "cam" conv is new.
+    """
+    check_catdog_model(full_model)
+    kernel, _ = _dense_kernel(full_model)
+    feature_maps = full_model.get_layer("gap").input
+    cam = _cam_conv(kernel)(feature_maps)
+    return keras.Model(full_model.input, {"probabilities": full_model.output, "cam": cam}, name="catdog_cam")
+
+
+def network_model(full_model: keras.Model) -> keras.Model:
+    """Like `cam_model` but without the preprocessing layer: its input is the backbone's input.
+
+    For Core ML, whose ImageType applies the preprocessing (scale, bias, colour layout) itself.
+    """
+    check_catdog_model(full_model)
+    kernel, _ = _dense_kernel(full_model)
+    backbone = full_model.get_layer("backbone")
+    x = keras.Input(shape=backbone.input.shape[1:], name="image")
+    feature_maps = backbone(x)
+    y = full_model.get_layer("gap")(feature_maps)
+    if "dropout" in {layer.name for layer in full_model.layers}:
+        y = full_model.get_layer("dropout")(y)
+    probabilities = full_model.get_layer("probabilities")(y)
+    cam = _cam_conv(kernel)(feature_maps)
+    return keras.Model(x, {"probabilities": probabilities, "cam": cam}, name="catdog_cam_network")
+
+
+def probabilities_from_cam(cam: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """softmax(global average of the CAM maps + Dense bias): (N, 7, 7, 2) -> (N, 2)."""
+    logits = cam.mean(axis=(1, 2)) + bias
+    logits = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(logits)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def normalise(cam_map: np.ndarray) -> np.ndarray:
+    """Min-max scale one map to [0, 1] (a constant map becomes all zeros)."""
+    lo, hi = float(cam_map.min()), float(cam_map.max())
+    return np.zeros_like(cam_map, dtype=np.float32) if hi - lo < 1e-12 else ((cam_map - lo) / (hi - lo)).astype(np.float32)
+
+
+def jet(values01: np.ndarray) -> np.ndarray:
+    """OpenCV's jet colour map of [0, 1] values, as RGB uint8 (blue = low, red = high)."""
+    bgr = cv2.applyColorMap(np.round(np.clip(values01, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def overlay(image: np.ndarray, cam_map: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """Blend the jet heatmap of one 7x7 map over an RGB uint8 image of any size.
+
+    The map is min-max normalised, upsampled bilinearly to the image size, coloured with jet,
+    and blended: (1 - alpha) * image + alpha * heatmap.
+    """
+    h, w = image.shape[:2]
+    up = cv2.resize(normalise(cam_map), (w, h), interpolation=cv2.INTER_LINEAR)
+    blended = (1.0 - alpha) * image.astype(np.float32) + alpha * jet(up).astype(np.float32)
+    return np.clip(np.round(blended), 0, 255).astype(np.uint8)
+
+
+def grid_sheet(overlays: list[np.ndarray], titles: list[str], path, columns: int = 4) -> None:
+    """Save the overlays as one sheet of titled tiles (a PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = (len(overlays) + columns - 1) // columns
+    cols = min(columns, len(overlays))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, img, title in zip(axes.ravel(), overlays, titles):
+        ax.imshow(img)
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

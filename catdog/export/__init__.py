@@ -1,0 +1,177 @@
+"""Stage 5, export: one entry, `export(model, fmt, precision, ...)`, one module per format.
+
+Every artefact holds the classifier and the CAM model in one graph, with one input (the raw
+photo; preprocessing inside) and two outputs, `probabilities` and `cam`. `export_run` writes
+several artefacts plus ART_DIR/manifest.json (input contract, labels, sizes, sha256) and labels.txt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import keras
+import numpy as np
+from tqdm import tqdm
+
+from catdog import __version__
+from catdog.cam import cam_model, check_catdog_model
+from catdog.data import LABELS, Sample, iter_batches, sha256_file
+from catdog.errors import CatdogError
+from catdog.export.contract import CAM, INPUT_NAME, PROBABILITIES, raw_image_input, sha256_path, size_bytes, tensor_outputs
+
+FORMATS = ("coreml", "tflite", "onnx")
+PRECISIONS = ("fp32", "fp16", "int8")
+SUFFIX = {"coreml": ".mlpackage", "tflite": ".tflite", "onnx": ".onnx"}
+MANIFEST_VERSION = 1
+CALIBRATION_PHOTOS = 100
+
+
+def parse_list(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    items = [t.strip().lower() for t in text.split(",") if t.strip()]
+    unknown = [t for t in items if t not in allowed]
+    if unknown or not items:
+        raise CatdogError(f"unknown {what} {', '.join(unknown) or '(none)'}; choose from {', '.join(allowed)} (comma-separated)")
+    return list(dict.fromkeys(items))
+
+
+def artefact_name(backbone: str, fmt: str, precision: str) -> str:
+    return f"catdog_{backbone}_{precision}{SUFFIX[fmt]}"
+
+
+def export(
+    model: keras.Model,
+    fmt: str,
+    precision: str,
+    out_dir: str | os.PathLike,
+    backbone: str,
+    calibration: np.ndarray | None = None,
+    metadata: dict | None = None,
+) -> dict:
+    """Export a catdog full model to one format and precision; returns its manifest entry.
+
+    model: the full Keras model of a RUN_DIR (raw photo -> probabilities).
+    calibration: raw photos (N, 224, 224, 3), float 0..255, for int8 (TFLite and ONNX).
+    """
+    if fmt not in FORMATS:
+        raise CatdogError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if precision not in PRECISIONS:
+        raise CatdogError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    check_catdog_model(model)
+    if precision == "int8" and fmt != "coreml" and (calibration is None or len(calibration) == 0):
+        raise CatdogError(f"{fmt} int8 needs calibration photos; pass --calibration DIR (a folder of real photos)")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / artefact_name(backbone, fmt, precision)
+    start = time.perf_counter()
+    if fmt == "coreml":
+        from catdog.export.coreml import export_coreml
+
+        if path.exists():
+            import shutil
+
+            shutil.rmtree(path)
+        info = export_coreml(model, backbone, precision, path, metadata)
+    elif fmt == "tflite":
+        from catdog.export.tflite import export_tflite
+
+        info = export_tflite(cam_model(model), precision, path, calibration)
+        from catdog.export.tflite_metadata import write_metadata
+
+        write_metadata(path, backbone, precision, metadata)
+    else:
+        from catdog.export.onnx import export_onnx
+
+        info = export_onnx(cam_model(model), precision, path, calibration)
+    return {
+        "file": path.name,
+        "format": fmt,
+        "precision": precision,
+        "bytes": size_bytes(path),
+        "sha256": sha256_path(path),
+        "export_seconds": round(time.perf_counter() - start, 2),
+        **info,
+    }
+
+
+def load_calibration(samples: list[Sample], n: int = CALIBRATION_PHOTOS, seed: int = 0) -> np.ndarray:
+    """Up to `n` decoded photos (float32 0..255), drawn with a seed, for int8 calibration."""
+    rng = np.random.default_rng(seed)
+    chosen = [samples[i] for i in sorted(rng.choice(len(samples), min(n, len(samples)), replace=False))]
+    images = [b.images for b in iter_batches(chosen, batch_size=32)]
+    images = np.concatenate(images).astype(np.float32) if images else np.zeros((0, 224, 224, 3), np.float32)
+    if len(images) == 0:
+        raise CatdogError("no usable calibration photo; pass --calibration DIR with real photos")
+    return images
+
+
+def export_run(
+    run,
+    formats: list[str],
+    precisions: list[str],
+    out_dir: str | os.PathLike,
+    calibration_samples: list[Sample] | None = None,
+    progress: bool = True,
+) -> dict:
+    """Export a loaded RUN_DIR (`catdog.head.Run`) to every format x precision; write the manifest."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    backbone = run.metrics["backbone"]
+    model_sha = sha256_file(run.path / "model.keras")
+    needs_calibration = "int8" in precisions and any(f != "coreml" for f in formats)
+    calibration = None
+    if needs_calibration:
+        if not calibration_samples:
+            raise CatdogError("int8 export needs calibration photos; pass --calibration DIR (a folder of real photos)")
+        calibration = load_calibration(calibration_samples)
+    metadata = {"keras_model_sha256": model_sha, "backbone": backbone}
+    jobs = [(f, p) for f in formats for p in precisions]
+    artefacts = []
+    for fmt, precision in tqdm(jobs, desc="export", unit="artefact", disable=not progress):
+        artefacts.append(export(run.model, fmt, precision, out_dir, backbone, calibration, metadata))
+    (out_dir / "labels.txt").write_text("\n".join(LABELS) + "\n")
+    manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        "catdog_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "backbone": backbone,
+        "labels": list(LABELS),
+        "labels_file": "labels.txt",
+        "input": raw_image_input(1),
+        "outputs": tensor_outputs(1),
+        "keras_model": {"run_dir": str(run.path.resolve()), "file": "model.keras", "sha256": model_sha},
+        "calibration_photos": 0 if calibration is None else int(len(calibration)),
+        "artefacts": artefacts,
+    }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def load_manifest(art_dir: str | os.PathLike) -> dict:
+    path = Path(art_dir) / "manifest.json"
+    if not Path(art_dir).is_dir():
+        raise CatdogError(f"{art_dir}: no such ART_DIR; make one with `catdog export RUN_DIR --out {art_dir}`")
+    if not path.is_file():
+        raise CatdogError(f"{path}: missing; {art_dir} is not a catdog ART_DIR (run `catdog export` again)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CatdogError(f"{path}: not valid JSON ({exc}); run `catdog export` again") from None
+
+
+__all__ = [
+    "CAM",
+    "FORMATS",
+    "INPUT_NAME",
+    "PRECISIONS",
+    "PROBABILITIES",
+    "artefact_name",
+    "export",
+    "export_run",
+    "load_calibration",
+    "load_manifest",
+    "parse_list",
+]

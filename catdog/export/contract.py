@@ -1,0 +1,60 @@
+"""The input/output contract every catdog artefact keeps, and small helpers shared by formats."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from catdog.data import IMAGE_SIZE, LABELS
+
+INPUT_NAME = "image"
+PROBABILITIES = "probabilities"
+CAM = "cam"
+
+
+def raw_image_input(batch: int | str = 1) -> dict:
+    """The input of the TFLite and ONNX artefacts: the raw photo, preprocessing inside."""
+    return {
+        "name": INPUT_NAME,
+        "shape": [batch, IMAGE_SIZE, IMAGE_SIZE, 3],
+        "dtype": "float32",
+        "layout": "NHWC",
+        "channel_order": "RGB",
+        "value_range": [0.0, 255.0],
+        "resize": "squash the whole photo to 224x224 (no crop), bilinear",
+        "normalisation": "inside the model; feed raw pixel values",
+    }
+
+
+def tensor_outputs(batch: int | str = 1) -> list[dict]:
+    return [
+        {"name": PROBABILITIES, "shape": [batch, 2], "dtype": "float32", "labels": list(LABELS), "meaning": "softmax (P(cat), P(dog))"},
+        {
+            "name": CAM,
+            "shape": [batch, 7, 7, 2],
+            "dtype": "float32",
+            "layout": "NHWC",
+            "labels": list(LABELS),
+            "meaning": "class activation maps, one 7x7 map per class (channel 0 cat, 1 dog), unnormalised",
+        },
+    ]
+
+
+def sha256_path(path: str | os.PathLike) -> str:
+    """sha256 of a file, or of a directory (an .mlpackage) as sorted relative paths + contents."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        if f != path:
+            h.update(f.relative_to(path).as_posix().encode() + b"\0")
+        with open(f, "rb") as fh:
+            while block := fh.read(1 << 20):
+                h.update(block)
+    return h.hexdigest()
+
+
+def size_bytes(path: str | os.PathLike) -> int:
+    path = Path(path)
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

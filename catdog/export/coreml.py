@@ -1,0 +1,151 @@
+"""Core ML export (ML program, .mlpackage): image input with the preprocessing as ImageType
+scale / bias / colour layout, a classifier over (cat, dog), and the CAM maps as a second output."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from pathlib import Path
+
+import keras
+
+from catdog import __version__
+from catdog.cam import network_model
+from catdog.data import IMAGE_SIZE, LABELS
+from catdog.export.contract import CAM, INPUT_NAME, PROBABILITIES
+from catdog.features import BGR_MEAN, get_spec
+
+AUTHOR = "catdog"
+LICENSE = "Apache-2.0 (model code); weights: see the backbone's ImageNet weights licence"
+
+
+def image_preprocessing(backbone: str) -> dict:
+    """The ImageType settings that reproduce the backbone's preprocess_input.
+
+    ResNet50 ("caffe"): BGR channel order, minus the BGR mean, scale 1.
+    MobileNetV2 ("tf"): RGB, x / 127.5 - 1.
+    """
+    if get_spec(backbone).preprocess_mode == "caffe":
+        return {"color_layout": "BGR", "scale": 1.0, "bias": [-m for m in BGR_MEAN]}
+    return {"color_layout": "RGB", "scale": 1.0 / 127.5, "bias": [-1.0, -1.0, -1.0]}
+
+
+@contextlib.contextmanager
+def _classifier_with_extra_outputs():
+    """Work around coremltools 9.0 failing on a classifier with an extra output at fp16.
+
+    Its fp16 pass records one output type per program output before the classifier op adds
+    classLabel and the probability dictionary; the exporter then indexes past that list
+    (IndexError in get_func_output). Output types are re-derived from the program when the
+    list is absent, so it is dropped for classifiers while the exporter runs.
+    """
+    from coremltools.converters.mil.backend.mil import load
+
+    original = load.CoreMLProtoExporter.get_func_output
+
+    def get_func_output(self, func):
+        if self.classifier_config is not None and func.output_types is not None and len(func.output_types) != len(func.outputs):
+            func.output_types = None
+        return original(self, func)
+
+    load.CoreMLProtoExporter.get_func_output = get_func_output
+    try:
+        yield
+    finally:
+        load.CoreMLProtoExporter.get_func_output = original
+
+
+def _pass_pipeline(precision: str):
+    """The default conversion passes; for int8, weight quantisation runs inside the conversion.
+
+    (`linear_quantize_weights` on the converted classifier fails in coremltools 9.0 when it
+    re-serialises the class-label list, so the same pass runs before the classifier is added.)
+    """
+    import coremltools as ct
+
+    pipeline = ct.PassPipeline.DEFAULT
+    if precision == "int8":
+        pipeline.append_pass("compression::linear_quantize_weights")
+        pipeline.set_options(
+            "compression::linear_quantize_weights",
+            {
+                "config": ct.optimize.coreml.OptimizationConfig(
+                    global_config=ct.optimize.coreml.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8")
+                )
+            },
+        )
+    return pipeline
+
+
+def export_coreml(full_model: keras.Model, backbone: str, precision: str, path: Path, metadata: dict | None = None) -> dict:
+    import coremltools as ct
+    import tensorflow as tf
+
+    net = network_model(full_model)
+    fn = tf.function(
+        lambda x: net(x, training=False),
+        input_signature=[tf.TensorSpec([1, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32, name=INPUT_NAME)],
+    )
+    concrete = fn.get_concrete_function()
+    graph_names = {key: t.name.split(":")[0] for key, t in concrete.structured_outputs.items()}
+    pre = image_preprocessing(backbone)
+    image = ct.ImageType(
+        name=INPUT_NAME,
+        shape=(1, IMAGE_SIZE, IMAGE_SIZE, 3),
+        scale=pre["scale"],
+        bias=pre["bias"],
+        color_layout=ct.colorlayout.BGR if pre["color_layout"] == "BGR" else ct.colorlayout.RGB,
+    )
+    with warnings.catch_warnings(), _classifier_with_extra_outputs():
+        warnings.simplefilter("ignore")
+        mlmodel = ct.convert(
+            [concrete],
+            source="tensorflow",
+            convert_to="mlprogram",
+            inputs=[image],
+            classifier_config=ct.ClassifierConfig(list(LABELS), predicted_probabilities_output=graph_names[PROBABILITIES]),
+            compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16,
+            minimum_deployment_target=ct.target.iOS16,
+            pass_pipeline=_pass_pipeline(precision),
+        )
+    spec = mlmodel.get_spec()
+    # the classifier's label -> probability dictionary is named "<classLabel>_probs" by the converter
+    ct.utils.rename_feature(spec, spec.description.predictedProbabilitiesName, PROBABILITIES)
+    ct.utils.rename_feature(spec, graph_names[CAM], CAM)
+    mlmodel = ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True)
+    mlmodel.author = AUTHOR
+    mlmodel.license = LICENSE
+    mlmodel.version = __version__
+    mlmodel.short_description = (
+        f"catdog {backbone} cats-vs-dogs classifier with Class Activation Maps ({precision}). "
+        "Input: a 224x224 photo (squashed, not cropped); preprocessing is built in."
+    )
+    mlmodel.input_description[INPUT_NAME] = "photo, 224x224, any orientation already applied; squash the whole photo"
+    mlmodel.output_description[PROBABILITIES] = "probability of each class (cat, dog)"
+    mlmodel.output_description["classLabel"] = "the most likely class: cat or dog"
+    mlmodel.output_description[CAM] = "class activation maps [1, 7, 7, 2]: one 7x7 map per class (cat, dog), unnormalised"
+    mlmodel.user_defined_metadata.update({k: str(v) for k, v in (metadata or {}).items()})
+    mlmodel.user_defined_metadata.update(
+        {"backbone": backbone, "labels": ",".join(LABELS), "precision": precision, "catdog_version": __version__}
+    )
+    mlmodel.save(str(path))
+    return {
+        "input": {
+            "name": INPUT_NAME,
+            "type": "image",
+            "shape": [1, IMAGE_SIZE, IMAGE_SIZE, 3],
+            "width": IMAGE_SIZE,
+            "height": IMAGE_SIZE,
+            "channel_order": "RGB",
+            "value_range": [0, 255],
+            "resize": "squash the whole photo to 224x224 (no crop)",
+            "normalisation": "inside the model (ImageType)",
+            "image_type": pre,
+        },
+        "outputs": [
+            {"name": "classLabel", "type": "string", "labels": list(LABELS)},
+            {"name": PROBABILITIES, "type": "dictionary", "labels": list(LABELS), "meaning": "label -> probability"},
+            {"name": CAM, "shape": [1, 7, 7, 2], "dtype": "float32" if precision == "fp32" else "float16/float32", "layout": "NHWC", "labels": list(LABELS)},
+        ],
+        "minimum_deployment_target": "iOS16",
+    }

@@ -1,0 +1,67 @@
+"""ONNX export (tf2onnx through Keras' exporter; fp16 and int8 by the ONNX tool chain)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from catdog.export.contract import INPUT_NAME, raw_image_input, tensor_outputs
+
+OPSET = 17
+
+
+def export_onnx(cam_model: keras.Model, precision: str, path: Path, calibration: np.ndarray | None = None) -> dict:
+    """Write `path` (.onnx): image [batch, 224, 224, 3] -> probabilities, cam; batch is dynamic."""
+    import onnx
+    import tensorflow as tf
+
+    signature = [tf.TensorSpec([None, *cam_model.input.shape[1:]], tf.float32, name=INPUT_NAME)]
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        cam_model.export(str(fp32), format="onnx", opset_version=OPSET, verbose=False, input_signature=signature)
+        if precision == "fp32":
+            model = onnx.load(fp32)
+        elif precision == "fp16":
+            from onnxconverter_common import float16
+
+            # weights and activations in fp16; float32 in and out keep the app contract
+            model = float16.convert_float_to_float16(onnx.load(fp32), keep_io_types=True)
+        elif precision == "int8":
+            model = _quantize_int8(fp32, Path(tmp), calibration)
+        else:
+            raise ValueError(precision)
+        model.doc_string = "catdog: raw RGB photo (0..255) -> probabilities (cat, dog), cam (7x7 per class)"
+        onnx.checker.check_model(model)
+        onnx.save(model, path)
+    return {"input": raw_image_input("batch"), "outputs": tensor_outputs("batch"), "opset": OPSET}
+
+
+def _quantize_int8(fp32: Path, tmp: Path, calibration: np.ndarray):
+    """Static QDQ int8 quantisation (weights per channel) calibrated on real photos."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Photos(CalibrationDataReader):
+        def __init__(self):
+            self.images = iter(calibration)
+
+        def get_next(self):
+            image = next(self.images, None)
+            return None if image is None else {INPUT_NAME: image[None].astype(np.float32)}
+
+    prepared, out = tmp / "prepared.onnx", tmp / "int8.onnx"
+    quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+    quantize_static(
+        str(prepared),
+        str(out),
+        Photos(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
+    return onnx.load(out)
