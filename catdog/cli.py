@@ -119,6 +119,103 @@ def cmd_run(args) -> int:
     run_dir = Path(args.out)
     _features(args, args.data, run_dir / "features.h5", run_dir / "rejected.csv")
     _train(args, run_dir / "features.h5", run_dir)
+    if args.no_export:
+        return 0
+    from catdog.head import load_run
+
+    run = load_run(run_dir)
+    art_dir = run_dir / "artefacts"
+    _export(run, args.formats, args.precision, art_dir, args.calibration)
+    validation = _run_photos(run, "validation")
+    reference = args.reference or [s.path for s in validation[:: max(1, len(validation) // 24)][:24]]
+    return _parity(art_dir, reference, validation, run_dir, edge=True)
+
+
+def _run_photos(run, split: str):
+    """The photos of one split ("train" or "validation") of a RUN_DIR, where they still are."""
+    from catdog.data import scan
+
+    data_dir = run.metrics.get("data_dir")
+    split_file = run.path / "split.json"
+    if not data_dir or not Path(data_dir).is_dir() or not split_file.is_file():
+        return []
+    names = set(json.loads(split_file.read_text())[split])
+    return [s for s in scan(data_dir)[0] if s.name in names]
+
+
+def _export(run, formats: str, precisions: str, out: Path, calibration_dir: str | None) -> dict:
+    from catdog.data import scan
+    from catdog.export import FORMATS, PRECISIONS, export_run, parse_list
+
+    formats_ = parse_list(formats, FORMATS, "format")
+    precisions_ = parse_list(precisions, PRECISIONS, "precision")
+    calibration = scan(calibration_dir)[0] if calibration_dir else _run_photos(run, "train")
+    manifest = export_run(run, formats_, precisions_, out, calibration)
+    print(f"{'artefact':<42} {'MB':>7} {'export s':>9}")
+    for a in manifest["artefacts"]:
+        print(f"{a['file']:<42} {a['bytes'] / 1e6:>7.2f} {a['export_seconds']:>9.1f}")
+    print(f"manifest: {out / 'manifest.json'}")
+    return manifest
+
+
+def cmd_export(args) -> int:
+    from catdog.head import load_run
+
+    _export(load_run(args.run_dir), args.formats, args.precision, Path(args.out), args.calibration)
+    return 0
+
+
+def _parity(art_dir: Path, images, labelled, run_dir, edge: bool) -> int:
+    from catdog.parity import run_parity
+
+    report = run_parity(art_dir, images, labelled, run_dir, edge)
+    print((art_dir / "parity.md").read_text())
+    print(f"parity: {'passed' if report['passed'] else 'FAILED'} ({art_dir / 'parity.json'})")
+    return 0 if report["passed"] else 1
+
+
+def cmd_parity(args) -> int:
+    from catdog.data import scan
+
+    labelled = [s for s in scan(args.labelled)[0] if s.label is not None] if args.labelled else None
+    return _parity(Path(args.art_dir), args.images, labelled, args.run_dir, not args.no_edge)
+
+
+def cmd_cam(args) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from catdog.cam import cam_model, grid_sheet, overlay
+    from catdog.data import LABELS, ImageError, open_rgb, resize
+    from catdog.head import load_run
+
+    model = cam_model(load_run(args.run_dir).model)
+    paths = []
+    for item in map(Path, args.images):
+        paths.extend(sorted(p for p in item.iterdir() if p.is_file()) if item.is_dir() else [item])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    overlays, titles = [], []
+    for path in paths:
+        try:
+            photo = open_rgb(path)
+        except ImageError as exc:
+            print(f"skipped {path}: {exc}")
+            continue
+        result = model.predict_on_batch(resize(photo)[None].astype(np.float32))
+        probs, cam = np.asarray(result["probabilities"])[0], np.asarray(result["cam"])[0]
+        cls = int(probs.argmax())
+        photo.thumbnail((args.size, args.size))
+        image = overlay(np.asarray(photo), cam[..., cls])
+        Image.fromarray(image).save(out / f"{path.stem}_cam.png")
+        overlays.append(image)
+        titles.append(f"{path.name}: {LABELS[cls]} {probs[cls]:.1%}")
+        print(f"{path}: {LABELS[cls]} {probs[cls]:.1%} -> {out / (path.stem + '_cam.png')}")
+    if not overlays:
+        raise CatdogError("no usable image among the IMAGES given; pass photo files or folders of photos")
+    if len(overlays) > 1:
+        grid_sheet(overlays, titles, out / "cam_grid.png")
+        print(f"grid sheet: {out / 'cam_grid.png'}")
     return 0
 
 
@@ -196,6 +293,14 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cv", type=int, default=0, metavar="K", help="also report K-fold cross-validated log loss (default off)")
 
 
+def _add_export_args(p: argparse.ArgumentParser, required_out: bool) -> None:
+    p.add_argument("--formats", default="coreml,tflite,onnx", help="comma-separated (default coreml,tflite,onnx)")
+    p.add_argument("--precision", default="fp32,fp16,int8", help="comma-separated (default fp32,fp16,int8)")
+    p.add_argument("--calibration", metavar="DIR", help="photos for int8 calibration (default: the run's training photos)")
+    if required_out:
+        p.add_argument("--out", required=True, metavar="ART_DIR")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="catdog", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -229,11 +334,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decode_args(p)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("run", help="the whole chain: features, head, metrics, into RUN_DIR")
+    p = sub.add_parser("cam", help="CAM heatmap overlays (PNG) for photos, plus a grid sheet")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("images", metavar="IMAGES", nargs="+", help="photo files or folders")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--size", type=int, default=512, help="longest side of each overlay in pixels (default 512)")
+    p.set_defaults(func=cmd_cam)
+
+    p = sub.add_parser("export", help="export RUN_DIR to Core ML / TFLite / ONNX with manifest.json")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    _add_export_args(p, required_out=True)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("parity", help="compare every artefact in ART_DIR with the Keras model")
+    p.add_argument("art_dir", metavar="ART_DIR")
+    p.add_argument("--images", required=True, metavar="DIR", help="reference photos (e.g. ../shared/data/reference)")
+    p.add_argument("--labelled", metavar="DATA", help="labelled photos for the int8 accuracy check")
+    p.add_argument("--run-dir", metavar="RUN_DIR", help="the Keras RUN_DIR (default: the one in manifest.json)")
+    p.add_argument("--no-edge", action="store_true", help="do not add edge cases (grayscale, tiny, large, strips)")
+    p.set_defaults(func=cmd_parity)
+
+    p = sub.add_parser("run", help="the whole chain: features, head, metrics, export, parity, into RUN_DIR")
     p.add_argument("data", metavar="DATA")
     p.add_argument("--out", required=True, metavar="RUN_DIR")
     _add_feature_args(p)
     _add_train_args(p)
+    _add_export_args(p, required_out=False)
+    p.add_argument("--reference", metavar="DIR", help="parity reference photos (default: 24 validation photos)")
+    p.add_argument("--no-export", action="store_true", help="stop after training")
     p.set_defaults(func=cmd_run)
     return parser
 

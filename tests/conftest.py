@@ -74,5 +74,35 @@ def subset_run(tmp_path_factory, train_subset) -> Path:
     from catdog.cli import main
 
     run_dir = tmp_path_factory.mktemp("runs") / "mnv2"
-    assert main(["run", str(train_subset), "--backbone", "mobilenet_v2", "--out", str(run_dir)]) == 0
+    assert main(["run", str(train_subset), "--backbone", "mobilenet_v2", "--out", str(run_dir), "--no-export"]) == 0
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def subset_artefacts(tmp_path_factory, subset_run) -> Path:
+    """Every format x precision exported from the MobileNetV2 subset run."""
+    from catdog.cli import main
+
+    art_dir = tmp_path_factory.mktemp("art") / "mnv2"
+    assert main(["export", str(subset_run), "--out", str(art_dir)]) == 0
+    return art_dir
+
+
+@pytest.fixture(scope="session")
+def resnet50_run(tmp_path_factory) -> Path:
+    """A ResNet50 RUN_DIR from weights the test makes (random init): mechanics, not accuracy."""
+    if not HAVE_SHARED:
+        pytest.skip(f"real photos not found at {SHARED}")
+    import keras
+
+    from catdog.cli import main
+
+    root = tmp_path_factory.mktemp("r50")
+    weights = root / "resnet50_random_notop.weights.h5"
+    keras.utils.set_random_seed(7)
+    keras.applications.ResNet50(include_top=False, weights=None, input_shape=(224, 224, 3)).save_weights(weights)
+    data = copy_photos(root / "data", kaggle_names("cat", range(10)) + kaggle_names("dog", range(10)))
+    run_dir = root / "run"
+    args = ["run", str(data), "--backbone", "resnet50", "--weights", str(weights), "--out", str(run_dir), "--no-export"]
+    assert main(args + ["--epochs", "30"]) == 0
     return run_dir

@@ -75,7 +75,7 @@ def network_model(full_model: keras.Model) -> keras.Model:
         y = full_model.get_layer("dropout")(y)
     probabilities = full_model.get_layer("probabilities")(y)
     cam = _cam_conv(kernel)(feature_maps)
-    return keras.Model(x, {"probabilities": probabilities, "cam": cam}, name="catdog_cam_network")
+    return keras.Model(x, {"probabilities": probabilities, "cam": cam}, name="catdog_network")
 
 
 def probabilities_from_cam(cam: np.ndarray, bias: np.ndarray) -> np.ndarray:

@@ -192,6 +192,9 @@ def extract_features(
         bar.close()
         seconds = time.perf_counter() - start
     _finalize(out_path, samples, keys)
+    if samples:
+        with h5py.File(out_path, "a") as f:  # where the photos are, for later stages (calibration, parity)
+            f.attrs["data_dir"] = str(Path(str(samples[0].path)[: -len(samples[0].name)]).resolve())
     return ExtractReport(out_path, computed, cached, rejections, seconds)
 
 

@@ -268,6 +268,7 @@ def train_run(
         "n_unlabelled_ignored": int((labels < 0).sum()),
         "data_fingerprint": feature_set.attrs.get("data_fingerprint", ""),
         "features_file": features_path or "",
+        "data_dir": str(feature_set.attrs.get("data_dir", "")),
         "train": M.summary(labels[train], probs[train, 1]),
         "val": M.summary(labels[val], p_val[:, 1]),
         "calibration": {

@@ -1,0 +1,361 @@
+"""Stage 6, parity: every exported artefact against the Keras model it came from.
+
+Numbers: TFLite through ai-edge-litert, ONNX through onnxruntime, Core ML through coremltools on
+macOS only. On other systems the Core ML artefact's spec is checked instead (input image type,
+colour layout, scale and bias, output names and shapes, class labels, CAM 1x1 conv weights equal
+to the Dense kernel), and the report says that its numbers were not run.
+
+Metrics per artefact, over the reference images:
+    prob_max_abs     max |p_artefact - p_keras| over images and both classes
+    cam_max_rel      max |cam_artefact - cam_keras| / max |cam_keras|   (whole set)
+    cam_corr         Pearson correlation of all CAM values
+    top1_agreement   share of images whose predicted class matches Keras'
+and, for int8 where labelled photos are given, accuracy against Keras' accuracy on them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from catdog.cam import cam_model
+from catdog.data import LABELS, ImageError, Sample, iter_batches, open_rgb, resize, sha256_file
+from catdog.errors import CatdogError
+from catdog.export import CAM, INPUT_NAME, PROBABILITIES, load_manifest
+
+TOLERANCES = {
+    "fp32": {"prob_max_abs": 1e-4, "cam_max_rel": 1e-3},
+    "fp16": {"prob_max_abs": 5e-3, "cam_max_rel": 5e-3},
+    "int8": {"top1_agreement": 0.98, "accuracy_drop": 0.01},
+}
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+@dataclass
+class ParityImages:
+    names: list[str]
+    pil: list[Image.Image]  # RGB, 224x224 (what Core ML is fed)
+    arrays: np.ndarray  # (N, 224, 224, 3) float32 0..255 (what Keras, TFLite and ONNX are fed)
+
+
+def edge_cases(photo: Image.Image) -> dict[str, Image.Image]:
+    """Hard inputs derived from a real photo: grayscale, tiny, very large, non-square."""
+    w, h = photo.size
+    return {
+        "grayscale": photo.convert("L").convert("RGB"),
+        "tiny_24x18": photo.resize((24, 18), Image.BILINEAR),
+        "large_4000x3000": photo.resize((4000, 3000), Image.BICUBIC),
+        "wide_strip": photo.crop((0, h // 3, w, h // 3 + max(1, h // 4))),
+        "tall_strip": photo.crop((w // 3, 0, w // 3 + max(1, w // 5), h)),
+    }
+
+
+def load_images(images: str | os.PathLike | list[Path], edge: bool = True) -> tuple[ParityImages, list[str]]:
+    """Every image in folder `images` (sorted) or the listed files, plus edge cases derived from
+    the first photo. Returns the images and one line per file that could not be used.
+    """
+    if isinstance(images, list):
+        paths, where = images, "the reference list"
+    else:
+        root = Path(images)
+        if not root.is_dir():
+            raise CatdogError(f"{root}: no such folder of reference images; pass --images DIR")
+        paths, where = sorted(p for p in root.iterdir() if p.is_file()), str(root)
+    names, pil, skipped = [], [], []
+    for path in paths:
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            skipped.append(f"skipped {path}: not an image extension ({', '.join(IMAGE_SUFFIXES)})")
+            continue
+        try:
+            photo = open_rgb(path)
+        except ImageError as exc:
+            skipped.append(f"skipped {path}: {exc}")
+            continue
+        if edge and not pil:
+            for kind, im in edge_cases(photo).items():
+                names.append(f"{path.stem}__{kind}")
+                pil.append(Image.fromarray(resize(im)))
+        names.append(path.name)
+        pil.append(Image.fromarray(resize(photo)))
+    if not pil:
+        raise CatdogError(f"{where}: no usable reference image; put JPEG or PNG photos in it")
+    return ParityImages(names, pil, np.stack([np.asarray(im) for im in pil]).astype(np.float32)), skipped
+
+
+def run_keras(model, images: np.ndarray) -> dict[str, np.ndarray]:
+    out = model.predict(images, batch_size=16, verbose=0)
+    return {PROBABILITIES: np.asarray(out[PROBABILITIES]), CAM: np.asarray(out[CAM])}
+
+
+def run_tflite(path: Path, images: np.ndarray, threads: int | None = None) -> dict[str, np.ndarray]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count())
+    runner = interpreter.get_signature_runner("serving_default")
+    outs = [runner(**{INPUT_NAME: image[None]}) for image in images]
+    return {k: np.concatenate([o[k] for o in outs]) for k in (PROBABILITIES, CAM)}
+
+
+def run_onnx(path: Path, images: np.ndarray) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    outs = [dict(zip(names, session.run(None, {INPUT_NAME: images[i : i + 16]}))) for i in range(0, len(images), 16)]
+    return {k: np.concatenate([o[k] for o in outs]) for k in (PROBABILITIES, CAM)}
+
+
+def run_coreml(path: Path, pil_images: list[Image.Image]) -> dict[str, np.ndarray]:
+    """Core ML predictions (macOS only): the image input takes the 224x224 RGB photo as is."""
+    import coremltools as ct
+
+    model = ct.models.MLModel(str(path))
+    probs, cams = [], []
+    for im in pil_images:
+        out = model.predict({INPUT_NAME: im})
+        probs.append([out[PROBABILITIES][label] for label in LABELS])
+        cams.append(np.asarray(out[CAM], np.float32).reshape(1, 7, 7, 2))
+    return {PROBABILITIES: np.asarray(probs, np.float32), CAM: np.concatenate(cams)}
+
+
+def compare(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> dict:
+    p_ref, p_out = reference[PROBABILITIES], outputs[PROBABILITIES]
+    c_ref, c_out = reference[CAM].astype(np.float64), outputs[CAM].astype(np.float64)
+    if p_out.shape != p_ref.shape or c_out.shape != c_ref.shape:
+        raise CatdogError(f"output shapes {p_out.shape}, {c_out.shape} differ from Keras' {p_ref.shape}, {c_ref.shape}")
+    scale = float(np.abs(c_ref).max()) or 1.0
+    return {
+        "prob_max_abs": float(np.abs(p_out - p_ref).max()),
+        "cam_max_abs": float(np.abs(c_out - c_ref).max()),
+        "cam_max_rel": float(np.abs(c_out - c_ref).max() / scale),
+        "cam_corr": float(np.corrcoef(c_out.ravel(), c_ref.ravel())[0, 1]),
+        "top1_agreement": float(np.mean(p_out.argmax(1) == p_ref.argmax(1))),
+        "disagreements": int(np.sum(p_out.argmax(1) != p_ref.argmax(1))),
+    }
+
+
+def verdict(precision: str, metrics: dict) -> tuple[bool, list[str]]:
+    """(passed, failed checks) for one artefact's metrics under TOLERANCES."""
+    tol = TOLERANCES[precision]
+    failed = []
+    for key in ("prob_max_abs", "cam_max_rel"):
+        if key in tol and not metrics[key] <= tol[key]:
+            failed.append(f"{key} {metrics[key]:.3g} > {tol[key]:g}")
+    if "top1_agreement" in tol and not metrics["top1_agreement"] >= tol["top1_agreement"]:
+        failed.append(f"top1_agreement {metrics['top1_agreement']:.1%} < {tol['top1_agreement']:.0%}")
+    if "accuracy_drop" in tol and metrics.get("accuracy_drop") is not None and not metrics["accuracy_drop"] <= tol["accuracy_drop"]:
+        failed.append(f"accuracy drop {metrics['accuracy_drop']:.2%} > {tol['accuracy_drop']:.0%}")
+    return not failed, failed
+
+
+def coreml_spec_checks(path: Path, full_model, backbone: str) -> list[dict]:
+    """Check a Core ML artefact's spec against the contract and the Keras model (no prediction)."""
+    import coremltools as ct
+    from coremltools.optimize.coreml import get_weights_metadata
+
+    from catdog.export.coreml import image_preprocessing
+
+    checks = []
+
+    def check(name: str, ok: bool, detail: str) -> None:
+        checks.append({"check": name, "passed": bool(ok), "detail": detail})
+
+    spec = ct.utils.load_spec(str(path))
+    expected = image_preprocessing(backbone)
+    check("model type", spec.WhichOneof("Type") == "mlProgram", spec.WhichOneof("Type"))
+    inputs = {i.name: i for i in spec.description.input}
+    image = inputs.get(INPUT_NAME)
+    is_image = image is not None and image.type.WhichOneof("Type") == "imageType"
+    check("input is an image", is_image, f"inputs {list(inputs)}")
+    if is_image:
+        it = image.type.imageType
+        colour = ct.proto.FeatureTypes_pb2.ImageFeatureType.ColorSpace.Name(it.colorSpace)
+        check("input size 224x224", (it.width, it.height) == (224, 224), f"{it.width}x{it.height}")
+        check(f"colour layout {expected['color_layout']}", colour == expected["color_layout"], colour)
+    function = spec.mlProgram.functions["main"]
+    ops = list(function.block_specializations[function.opset].operations)
+    consts = {op.outputs[0].name: op for op in ops if op.type == "const"}
+
+    def const_floats(name: str, default: list[float]) -> list[float]:
+        op = consts.get(name)
+        return list(op.attributes["val"].immediateValue.tensor.floats.values) if op else default
+
+    scale = const_floats(f"{INPUT_NAME}__scaled___y_0", [1.0])
+    bias = const_floats(f"{INPUT_NAME}__biased___y_0", [0.0, 0.0, 0.0])
+    check("input scale", np.allclose(scale, [expected["scale"]], rtol=1e-6), f"{scale} (expected {expected['scale']})")
+    check("input bias", np.allclose(bias, expected["bias"], rtol=1e-6), f"{[round(b, 4) for b in bias]} (expected {expected['bias']})")
+    outputs = {o.name: o for o in spec.description.output}
+    check("outputs", set(outputs) == {"classLabel", PROBABILITIES, CAM}, f"{sorted(outputs)}")
+    if CAM in outputs:
+        shape = list(outputs[CAM].type.multiArrayType.shape)
+        check("cam shape [1, 7, 7, 2]", shape == [1, 7, 7, 2], str(shape))
+    check(
+        "classifier outputs",
+        spec.description.predictedFeatureName == "classLabel" and spec.description.predictedProbabilitiesName == PROBABILITIES,
+        f"{spec.description.predictedFeatureName}, {spec.description.predictedProbabilitiesName}",
+    )
+    classify = [op for op in ops if op.type == "classify"]
+    labels = []
+    if classify:
+        values = classify[0].inputs["classes"].arguments[0].value.immediateValue.list.values
+        labels = [v.immediateValue.tensor.strings.values[0] for v in values]
+    check("class labels", labels == list(LABELS), f"{labels} (expected {list(LABELS)})")
+    cam_convs = [op for op in ops if op.type == "conv" and "_cam_" in op.outputs[0].name]
+    kernel = full_model.get_layer("probabilities").get_weights()[0]  # (C, 2)
+    if len(cam_convs) != 1:
+        check("CAM 1x1 conv weights equal the Dense kernel", False, f"{len(cam_convs)} CAM conv ops found")
+    else:
+        weight_name = cam_convs[0].inputs["weight"].arguments[0].name
+        mlmodel = ct.models.MLModel(str(path), skip_model_load=True)
+        weights = {k: np.asarray(v.val, np.float32) for k, v in get_weights_metadata(mlmodel, weight_threshold=1).items()}
+        weight = _resolve_weight(weight_name, weights, ops)
+        if weight is None:
+            check("CAM 1x1 conv weights equal the Dense kernel", False, f"weight {weight_name} not found")
+        else:
+            expected_w = kernel.T.reshape(2, -1, 1, 1)
+            err = float(np.abs(weight - expected_w).max() / np.abs(expected_w).max())
+            check(
+                "CAM 1x1 conv weights equal the Dense kernel",
+                weight.shape == expected_w.shape and err <= 1e-2,
+                f"shape {tuple(weight.shape)}, max relative difference {err:.2e}",
+            )
+    check("metadata", bool(spec.description.metadata.author and spec.description.metadata.shortDescription), spec.description.metadata.author)
+    return checks
+
+
+def _resolve_weight(name: str, weights: dict[str, np.ndarray], ops) -> np.ndarray | None:
+    """The value behind a conv's weight input; an int8 weight (constexpr_affine_dequantize) is
+    dequantised as (quantized_data - zero_point) * scale along its axis."""
+    if name in weights:
+        return weights[name]
+    data = weights.get(f"{name}_quantized_data_0")
+    if data is None:
+        return None
+    producer = next(op for op in ops if op.outputs and op.outputs[0].name == name)
+    axis = int(producer.attributes["axis"].immediateValue.tensor.ints.values[0]) if "axis" in producer.attributes else 0
+    shape = [1] * data.ndim
+    shape[axis] = -1
+    scale = weights[f"{name}_scale_0"].reshape(shape if weights[f"{name}_scale_0"].size > 1 else [1] * data.ndim)
+    zero = weights.get(f"{name}_zero_point_0", np.zeros(1, np.float32))
+    zero = zero.reshape(shape if zero.size > 1 else [1] * data.ndim)
+    return (data.astype(np.float32) - zero) * scale
+
+
+def _labelled_accuracy(run_fn, keras_model, samples: list[Sample]) -> tuple[float, float, int]:
+    images, labels = [], []
+    for batch in iter_batches(samples, batch_size=32):
+        images.append(batch.images)
+        labels.extend(s.label for s in batch.samples)
+    x = np.concatenate(images).astype(np.float32)
+    y = np.array(labels)
+    keras_acc = float(np.mean(run_keras(keras_model, x)[PROBABILITIES].argmax(1) == y))
+    art_acc = float(np.mean(run_fn(x)[PROBABILITIES].argmax(1) == y))
+    return keras_acc, art_acc, len(y)
+
+
+def run_parity(
+    art_dir: str | os.PathLike,
+    images_dir: str | os.PathLike | list[Path],
+    labelled: list[Sample] | None = None,
+    run_dir: str | os.PathLike | None = None,
+    edge: bool = True,
+) -> dict:
+    """Compare every artefact in ART_DIR with the Keras model; write parity.json and parity.md."""
+    from catdog.head import load_run
+
+    art_dir = Path(art_dir)
+    manifest = load_manifest(art_dir)
+    run_dir = Path(run_dir or manifest["keras_model"]["run_dir"])
+    run = load_run(run_dir)
+    if sha256_file(run_dir / "model.keras") != manifest["keras_model"]["sha256"]:
+        raise CatdogError(f"{run_dir / 'model.keras'}: not the model the artefacts came from (sha256 differs); pass --run-dir")
+    images, skipped = load_images(images_dir, edge)
+    for line in skipped:
+        print(line)
+    keras_model = cam_model(run.model)
+    reference = run_keras(keras_model, images.arrays)
+    on_macos = platform.system() == "Darwin"
+    rows = []
+    for art in manifest["artefacts"]:
+        path = art_dir / art["file"]
+        row = {"file": art["file"], "format": art["format"], "precision": art["precision"], "bytes": art["bytes"]}
+        if not path.exists():
+            row.update(passed=False, failed=[f"{path} missing"], numbers_run=False)
+            rows.append(row)
+            continue
+        if art["format"] == "coreml":
+            row["spec_checks"] = coreml_spec_checks(path, run.model, manifest["backbone"])
+            spec_ok = all(c["passed"] for c in row["spec_checks"])
+            failed = [f"spec: {c['check']} ({c['detail']})" for c in row["spec_checks"] if not c["passed"]]
+            if not on_macos:
+                row.update(numbers_run=False, note="Core ML predicts only on macOS: spec checked, numbers not run here")
+                row.update(passed=spec_ok, failed=failed)
+                rows.append(row)
+                continue
+            runner = lambda x, p=path: run_coreml(p, [Image.fromarray(a.astype(np.uint8)) for a in x])  # noqa: E731
+        elif art["format"] == "tflite":
+            runner = lambda x, p=path: run_tflite(p, x)  # noqa: E731
+            failed = []
+        else:
+            runner = lambda x, p=path: run_onnx(p, x)  # noqa: E731
+            failed = []
+        metrics = compare(reference, runner(images.arrays))
+        if art["precision"] == "int8" and labelled:
+            keras_acc, art_acc, n = _labelled_accuracy(runner, keras_model, labelled)
+            metrics.update(keras_accuracy=keras_acc, accuracy=art_acc, accuracy_drop=keras_acc - art_acc, labelled_photos=n)
+        ok, more = verdict(art["precision"], metrics)
+        row.update(metrics, numbers_run=True, passed=ok and not failed, failed=failed + more)
+        rows.append(row)
+    report = {
+        "passed": all(r["passed"] for r in rows),
+        "art_dir": str(art_dir),
+        "keras_model": str(run_dir / "model.keras"),
+        "images": images.names,
+        "n_images": len(images.names),
+        "labelled_photos": len(labelled or []),
+        "tolerances": TOLERANCES,
+        "platform": platform.platform(),
+        "artefacts": rows,
+    }
+    (art_dir / "parity.json").write_text(json.dumps(report, indent=2))
+    (art_dir / "parity.md").write_text(markdown(report))
+    return report
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        f"# catdog parity: {'PASSED' if report['passed'] else 'FAILED'}",
+        "",
+        f"{report['n_images']} reference images (edge cases included), Keras model `{report['keras_model']}`, "
+        f"{report['labelled_photos']} labelled photos for int8 accuracy, on {report['platform']}.",
+        "",
+        "Tolerances: fp32 max |Δp| ≤ 1e-4 and CAM max |Δ| ≤ 1e-3 of the largest |CAM|; fp16 both ≤ 5e-3; "
+        "int8 top-1 agreement ≥ 98 % and accuracy on labelled photos within 1 point of Keras.",
+        "",
+        "| artefact | size | max abs diff p | CAM max rel diff | CAM corr | top-1 agree | int8 accuracy (Keras) | result |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in report["artefacts"]:
+        size = f"{r['bytes'] / 1e6:.2f} MB"
+        if not r.get("numbers_run"):
+            note = r.get("note", "")
+            result = ("pass" if r["passed"] else "FAIL") + (f" (spec only: {note})" if note else "")
+            lines.append(f"| {r['file']} | {size} | – | – | – | – | – | {result} |")
+            continue
+        acc = f"{r['accuracy']:.2%} ({r['keras_accuracy']:.2%})" if "accuracy" in r else "–"
+        result = "pass" if r["passed"] else "FAIL: " + "; ".join(r["failed"])
+        lines.append(
+            f"| {r['file']} | {size} | {r['prob_max_abs']:.2e} | {r['cam_max_rel']:.2e} | {r['cam_corr']:.6f} | "
+            f"{r['top1_agreement']:.1%} | {acc} | {result} |"
+        )
+    for r in report["artefacts"]:
+        if r.get("spec_checks"):
+            lines += ["", f"## Core ML spec checks: {r['file']}", ""]
+            lines += [f"- {'✔' if c['passed'] else '✘'} {c['check']}: {c['detail']}" for c in r["spec_checks"]]
+    return "\n".join(lines) + "\n"

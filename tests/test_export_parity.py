@@ -1,0 +1,144 @@
+"""Stages 5 and 6: every format and precision exported from real models, checked against Keras."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from catdog.errors import CatdogError
+from catdog.export import FORMATS, PRECISIONS, load_manifest, parse_list
+from catdog.export.tflite_metadata import read_metadata
+from catdog.parity import TOLERANCES, run_parity
+from conftest import REFERENCE, needs_shared
+
+
+@needs_shared
+def test_manifest_describes_every_artefact(subset_artefacts, subset_run):
+    manifest = load_manifest(subset_artefacts)
+    assert manifest["labels"] == ["cat", "dog"] and manifest["backbone"] == "mobilenet_v2"
+    assert manifest["input"]["shape"] == [1, 224, 224, 3] and manifest["input"]["value_range"] == [0.0, 255.0]
+    assert [o["name"] for o in manifest["outputs"]] == ["probabilities", "cam"]
+    from catdog.data import sha256_file
+    from catdog.export.contract import sha256_path
+
+    assert manifest["keras_model"]["sha256"] == sha256_file(subset_run / "model.keras")
+    assert {(a["format"], a["precision"]) for a in manifest["artefacts"]} == {(f, p) for f in FORMATS for p in PRECISIONS}
+    for a in manifest["artefacts"]:
+        path = subset_artefacts / a["file"]
+        assert path.exists() and a["sha256"] == sha256_path(path) and a["bytes"] > 1_000_000
+    sizes = {(a["format"], a["precision"]): a["bytes"] for a in manifest["artefacts"]}
+    for fmt in FORMATS:
+        assert sizes[(fmt, "int8")] < sizes[(fmt, "fp16")] < sizes[(fmt, "fp32")]
+    assert (subset_artefacts / "labels.txt").read_text().split() == ["cat", "dog"]
+
+
+@needs_shared
+def test_tflite_and_onnx_files_carry_the_contract(subset_artefacts):
+    meta = read_metadata(subset_artefacts / "catdog_mobilenet_v2_int8.tflite")
+    assert meta["labels"] == ["cat", "dog"] and meta["input"]["value_range"] == [0.0, 255.0]
+    from ai_edge_litert.interpreter import Interpreter
+
+    sig = Interpreter(str(subset_artefacts / "catdog_mobilenet_v2_int8.tflite")).get_signature_list()["serving_default"]
+    assert sig == {"inputs": ["image"], "outputs": ["cam", "probabilities"]}
+    model = onnx.load(subset_artefacts / "catdog_mobilenet_v2_fp32.onnx")
+    onnx.checker.check_model(model)
+    assert model.opset_import[0].version >= 17
+    batch = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch.dim_param and not batch.dim_value  # dynamic batch
+    assert sorted(o.name for o in model.graph.output) == ["cam", "probabilities"]
+
+
+@needs_shared
+def test_parity_mobilenet_v2(subset_artefacts, held_out):
+    from catdog.data import scan
+
+    labelled = scan(held_out)[0]
+    report = run_parity(subset_artefacts, REFERENCE, labelled)
+    rows = {(r["format"], r["precision"]): r for r in report["artefacts"]}
+    assert report["n_images"] == 25 + 5  # reference photos + edge cases derived from the first
+    for fmt in ("tflite", "onnx"):
+        fp32 = rows[(fmt, "fp32")]
+        assert fp32["passed"] and fp32["prob_max_abs"] <= 1e-4 and fp32["cam_max_rel"] <= 1e-3
+        assert fp32["cam_corr"] > 0.99999
+        int8 = rows[(fmt, "int8")]
+        assert int8["top1_agreement"] >= 0.98 and int8["labelled_photos"] == 80
+        assert int8["accuracy_drop"] <= 0.01 and int8["passed"]
+        fp16 = rows[(fmt, "fp16")]
+        assert fp16["top1_agreement"] == 1.0 and fp16["cam_corr"] > 0.999
+        assert fp16["passed"] == (fp16["prob_max_abs"] <= 5e-3 and fp16["cam_max_rel"] <= 5e-3)
+    for precision in PRECISIONS:
+        coreml = rows[("coreml", precision)]
+        assert all(c["passed"] for c in coreml["spec_checks"]), coreml["spec_checks"]
+    assert report["passed"] == all(r["passed"] for r in report["artefacts"])
+    saved = json.loads((subset_artefacts / "parity.json").read_text())
+    assert saved["passed"] == report["passed"] and "| artefact |" in (subset_artefacts / "parity.md").read_text()
+
+
+@needs_shared
+def test_fp16_parity_on_the_reference_photos(subset_artefacts):
+    """Without the derived edge cases, fp16 stays within its stated 5e-3 on the real photos."""
+    report = run_parity(subset_artefacts, REFERENCE, edge=False)
+    for r in report["artefacts"]:
+        if r["precision"] == "fp16" and r["numbers_run"]:
+            assert r["prob_max_abs"] <= TOLERANCES["fp16"]["prob_max_abs"], r
+
+
+@needs_shared
+def test_resnet50_exports_all_formats_with_parity(resnet50_run, tmp_path, capsys):
+    from catdog.cli import main
+
+    art = tmp_path / "art"
+    calibration = resnet50_run / "features.h5"  # its photos live in the run's data_dir
+    assert calibration.exists()
+    assert main(["export", str(resnet50_run), "--out", str(art)]) == 0
+    code = main(["parity", str(art), "--images", str(REFERENCE), "--no-edge"])
+    report = json.loads((art / "parity.json").read_text())
+    assert code == (0 if report["passed"] else 1)
+    rows = {(r["format"], r["precision"]): r for r in report["artefacts"]}
+    for fmt in ("tflite", "onnx"):
+        assert rows[(fmt, "fp32")]["passed"], rows[(fmt, "fp32")]
+        assert rows[(fmt, "fp32")]["cam_corr"] > 0.99999
+    for precision in PRECISIONS:
+        checks = {c["check"]: c for c in rows[("coreml", precision)]["spec_checks"]}
+        assert all(c["passed"] for c in checks.values()), checks
+        assert "colour layout BGR" in checks and "-103.939" in checks["input bias"]["detail"]
+    assert "spec checked, numbers not run" in capsys.readouterr().out
+
+
+def test_bad_export_requests_are_clear_errors(tmp_path):
+    from catdog.cli import main
+
+    with pytest.raises(CatdogError, match="unknown format 'pdf'"):
+        parse_list("tflite,pdf", FORMATS, "format")
+    assert main(["export", str(tmp_path / "missing"), "--out", str(tmp_path / "a")]) == 2
+    assert main(["parity", str(tmp_path / "missing"), "--images", str(tmp_path)]) == 2
+
+
+@needs_shared
+def test_exporting_a_non_catdog_model_is_refused(tmp_path):
+    import keras
+
+    from catdog.export import export
+
+    x = keras.Input((224, 224, 3))
+    model = keras.Model(x, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x)))
+    with pytest.raises(CatdogError, match="not a catdog model"):
+        export(model, "onnx", "fp32", tmp_path, "mobilenet_v2")
+
+
+@needs_shared
+def test_catdog_run_goes_from_photos_to_verified_artefacts(tmp_path):
+    """The one-command chain (TFLite and ONNX, fp32 and int8, to keep CI short)."""
+    from catdog.cli import main
+    from conftest import TRAIN, copy_photos, kaggle_names
+
+    data = copy_photos(tmp_path / "data", kaggle_names("cat", range(200, 260)) + kaggle_names("dog", range(200, 260)))
+    run_dir = tmp_path / "run"
+    code = main(["run", str(data), "--out", str(run_dir), "--formats", "tflite,onnx", "--precision", "fp32,int8"])
+    report = json.loads((run_dir / "artefacts" / "parity.json").read_text())
+    assert code == 0 and report["passed"]
+    assert report["labelled_photos"] == 24  # the validation split: int8 accuracy checked on it
+    assert len(load_manifest(run_dir / "artefacts")["artefacts"]) == 4
