@@ -131,14 +131,15 @@ def test_exporting_a_non_catdog_model_is_refused(tmp_path):
 
 @needs_shared
 def test_catdog_run_goes_from_photos_to_verified_artefacts(tmp_path):
-    """The one-command chain (TFLite and ONNX, fp32 and int8, to keep CI short)."""
+    """The one-command chain (TFLite and ONNX at fp32, to keep CI short; int8 and fp16 are
+    checked above on 80 held-out photos, where one photo is not worth 4 accuracy points)."""
     from catdog.cli import main
     from conftest import TRAIN, copy_photos, kaggle_names
 
     data = copy_photos(tmp_path / "data", kaggle_names("cat", range(200, 260)) + kaggle_names("dog", range(200, 260)))
     run_dir = tmp_path / "run"
-    code = main(["run", str(data), "--out", str(run_dir), "--formats", "tflite,onnx", "--precision", "fp32,int8"])
+    code = main(["run", str(data), "--out", str(run_dir), "--formats", "tflite,onnx", "--precision", "fp32"])
     report = json.loads((run_dir / "artefacts" / "parity.json").read_text())
     assert code == 0 and report["passed"]
-    assert report["labelled_photos"] == 24  # the validation split: int8 accuracy checked on it
-    assert len(load_manifest(run_dir / "artefacts")["artefacts"]) == 4
+    assert report["labelled_photos"] == 24  # the validation split, for int8 accuracy when exported
+    assert len(load_manifest(run_dir / "artefacts")["artefacts"]) == 2

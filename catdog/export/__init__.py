@@ -34,7 +34,7 @@ def parse_list(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
     items = [t.strip().lower() for t in text.split(",") if t.strip()]
     unknown = [t for t in items if t not in allowed]
     if unknown or not items:
-        raise CatdogError(f"unknown {what} {', '.join(unknown) or '(none)'}; choose from {', '.join(allowed)} (comma-separated)")
+        raise CatdogError(f"unknown {what} {', '.join(map(repr, unknown)) or '(none)'}; choose from {', '.join(allowed)} (comma-separated)")
     return list(dict.fromkeys(items))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import warnings
 from pathlib import Path
 
 import keras
@@ -28,7 +29,9 @@ def export_onnx(cam_model: keras.Model, precision: str, path: Path, calibration:
             from onnxconverter_common import float16
 
             # weights and activations in fp16; float32 in and out keep the app contract
-            model = float16.convert_float_to_float16(onnx.load(fp32), keep_io_types=True)
+            with warnings.catch_warnings():  # it warns for every tiny weight it rounds to 1e-7
+                warnings.simplefilter("ignore", UserWarning)
+                model = float16.convert_float_to_float16(onnx.load(fp32), keep_io_types=True)
         elif precision == "int8":
             model = _quantize_int8(fp32, Path(tmp), calibration)
         else:
