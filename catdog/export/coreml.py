@@ -129,6 +129,8 @@ def export_coreml(full_model: keras.Model, backbone: str, precision: str, path: 
         {"backbone": backbone, "labels": ",".join(LABELS), "precision": precision, "catdog_version": __version__}
     )
     mlmodel.save(str(path))
+    cam_type = next(o.type.multiArrayType for o in spec.description.output if o.name == CAM)
+    cam_dtype = ct.proto.FeatureTypes_pb2.ArrayFeatureType.ArrayDataType.Name(cam_type.dataType).lower()
     return {
         "input": {
             "name": INPUT_NAME,
@@ -145,7 +147,7 @@ def export_coreml(full_model: keras.Model, backbone: str, precision: str, path: 
         "outputs": [
             {"name": "classLabel", "type": "string", "labels": list(LABELS)},
             {"name": PROBABILITIES, "type": "dictionary", "labels": list(LABELS), "meaning": "label -> probability"},
-            {"name": CAM, "shape": [1, 7, 7, 2], "dtype": "float32" if precision == "fp32" else "float16/float32", "layout": "NHWC", "labels": list(LABELS)},
+            {"name": CAM, "shape": [1, 7, 7, 2], "dtype": cam_dtype, "layout": "NHWC", "labels": list(LABELS)},
         ],
         "minimum_deployment_target": "iOS16",
     }
