@@ -44,11 +44,26 @@ def _features(args, data: str, out: Path, rejected_csv: Path):
     from catdog.features import extract_features
 
     samples, scan_rejections = _scan(data)
+    excluded = 0
+    if getattr(args, "exclude", None):
+        from catdog.inspect import read_exclude
+
+        names = read_exclude(args.exclude)
+        kept = [s for s in samples if s.name not in names and s.path.name not in names]
+        excluded = len(samples) - len(kept)
+        samples = kept
+        print(f"excluded {excluded} photo(s) listed in {args.exclude}")
     if not samples:
         _report_rejections(scan_rejections, rejected_csv, quiet_lines=True)
         raise CatdogError(f"{data}: no usable photo ({len(scan_rejections)} file(s) rejected, see {rejected_csv})")
     report = extract_features(
-        samples, out, args.backbone, args.weights or "imagenet", batch_size=args.batch_size, max_pixels=args.max_pixels
+        samples,
+        out,
+        args.backbone,
+        args.weights or "imagenet",
+        batch_size=args.batch_size,
+        max_pixels=args.max_pixels,
+        excluded=excluded,
     )
     rejections = scan_rejections + report.rejections
     _report_rejections(rejections, rejected_csv, quiet_lines=True)
@@ -99,12 +114,16 @@ def _print_metrics(metrics: dict) -> None:
 
 
 def _train(args, features_path: Path, run_dir: Path) -> dict:
-    from catdog.features import load_features
+    from catdog.features import load_features, without
     from catdog.head import train_run
 
-    metrics = train_run(
-        load_features(features_path), run_dir, _head_config(args), str(features_path), cv_folds=args.cv
-    )
+    feature_set = load_features(features_path)
+    if getattr(args, "exclude", None) and not getattr(args, "data", None):  # `run` excluded them before extraction
+        from catdog.inspect import read_exclude
+
+        feature_set, dropped = without(feature_set, read_exclude(args.exclude))
+        print(f"excluded {dropped} photo(s) listed in {args.exclude}")
+    metrics = train_run(feature_set, run_dir, _head_config(args), str(features_path), cv_folds=args.cv)
     _print_metrics(metrics)
     print(f"run written to {run_dir} (model.keras, head.keras, metrics.json, curves.png)")
     return metrics
@@ -267,6 +286,32 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_inspect(args) -> int:
+    from catdog.inspect import inspect_data
+
+    summary = inspect_data(
+        args.data,
+        args.out,
+        backbone=args.backbone,
+        top_k=args.top_k,
+        run_dir=args.run,
+        min_side=args.min_side,
+        imagenet_labels=args.imagenet_labels,
+        max_pixels=args.max_pixels,
+    )
+    print(
+        f"inspect: {summary['photos']} photos, {summary['suspects']} suspects (tiny {summary['tiny']}, colour "
+        f"{summary['colour_outliers']}, ImageNet {summary['imagenet_misses']}, duplicates {summary['duplicates']}), "
+        f"{summary['rejected']} rejected"
+    )
+    print(f"report: {Path(args.out) / 'report.html'}; suspects: {Path(args.out) / 'suspects.csv'}")
+    return 0
+
+
+def _add_exclude_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--exclude", metavar="LIST", help="leave out the photos in suspects.csv (from catdog inspect) or a plain list of names")
+
+
 def _add_decode_args(p: argparse.ArgumentParser) -> None:
     from catdog.data.ingest import MAX_PIXELS
 
@@ -309,12 +354,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", metavar="DATA", help="Kaggle-layout folder (cat.N.jpg, dog.N.jpg, N.jpg) or cat/ dog/ folders")
     p.add_argument("--out", required=True, metavar="FEATURES.h5")
     _add_feature_args(p)
+    _add_exclude_arg(p)
     p.set_defaults(func=cmd_features)
 
     p = sub.add_parser("train", help="train the softmax head on FEATURES.h5 and write RUN_DIR")
     p.add_argument("features", metavar="FEATURES.h5")
     p.add_argument("--out", required=True, metavar="RUN_DIR")
     _add_train_args(p)
+    _add_exclude_arg(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="log loss, accuracy and confusion matrix of RUN_DIR on labelled DATA")
@@ -362,7 +409,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export_args(p, required_out=False)
     p.add_argument("--reference", metavar="DIR", help="parity reference photos (default: 24 validation photos)")
     p.add_argument("--no-export", action="store_true", help="stop after training")
+    _add_exclude_arg(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("inspect", help="find tiny, odd-coloured, non-pet, mislabelled and duplicate photos; HTML report")
+    p.add_argument("data", metavar="DATA")
+    p.add_argument("--out", required=True, metavar="REPORT_DIR")
+    p.add_argument("--backbone", default="mobilenet_v2", help="ImageNet classifier for the top-k check (default mobilenet_v2)")
+    p.add_argument("--top-k", type=int, default=10, help="how many ImageNet classes to look in (default 10)")
+    p.add_argument("--run", metavar="RUN_DIR", help="a trained RUN_DIR: also list the photos it gets most wrong, with CAMs")
+    p.add_argument("--min-side", type=int, default=50, help="shorter side under this many pixels is tiny (default 50)")
+    p.add_argument("--imagenet-labels", metavar="FILE", help="ImageNet class names, one per line (for the report)")
+    p.add_argument("--max-pixels", type=int, default=50_000_000, help="refuse larger images (default 50,000,000)")
+    p.set_defaults(func=cmd_inspect)
     return parser
 
 

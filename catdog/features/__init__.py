@@ -6,12 +6,13 @@ from catdog.features.backbones import (
     BackbonePreprocessing,
     BackboneSpec,
     build_backbone,
+    build_classifier,
     feature_model,
     get_spec,
     image_input,
     keras_models_dir,
 )
-from catdog.features.cache import ExtractReport, FeatureSet, extract_features, load_features, weights_id
+from catdog.features.cache import ExtractReport, FeatureSet, extract_features, load_features, weights_id, without
 
 __all__ = [
     "BACKBONES",
@@ -21,6 +22,7 @@ __all__ = [
     "ExtractReport",
     "FeatureSet",
     "build_backbone",
+    "build_classifier",
     "extract_features",
     "feature_model",
     "get_spec",
@@ -28,4 +30,5 @@ __all__ = [
     "keras_models_dir",
     "load_features",
     "weights_id",
+    "without",
 ]

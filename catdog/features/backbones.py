@@ -109,6 +109,27 @@ def build_backbone(name: str, weights: str | os.PathLike | None = "imagenet") ->
         raise
 
 
+def build_classifier(name: str, weights: str | os.PathLike = "imagenet") -> keras.Model:
+    """The backbone WITH its ImageNet top, on the raw photo: (224, 224, 3) 0..255 -> (1000,) softmax.
+
+    For data inspection (which photos ImageNet sees no cat or dog in). weights: "imagenet"
+    (Keras' cache or download) or a path to a with-top weights file.
+    """
+    spec = get_spec(name)
+    constructor = getattr(keras.applications, spec.constructor)
+    top_file = spec.notop_weights_file.replace("_notop", "").replace("_no_top", "")
+    try:
+        net = constructor(include_top=True, weights=str(weights), input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3))
+    except Exception as exc:  # a failed download raises plain Exception in Keras' get_file
+        raise CatdogError(
+            f"cannot load {spec.name} ImageNet weights with top ({str(exc).splitlines()[0][:160]}); "
+            f"put {top_file} in {keras_models_dir()} or connect to the internet"
+        ) from None
+    image = image_input()
+    probabilities = net(BackbonePreprocessing(spec.preprocess_mode, name="preprocess")(image))
+    return keras.Model(image, probabilities, name=f"{spec.name}_imagenet")
+
+
 def image_input() -> keras.KerasTensor:
     """The raw-photo input every catdog model shares: RGB, 224 x 224 x 3, float 0..255."""
     return keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, 3), dtype="float32", name="image")

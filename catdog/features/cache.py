@@ -155,6 +155,7 @@ def extract_features(
     batch_size: int = 32,
     max_pixels: int = MAX_PIXELS,
     progress: bool = True,
+    excluded: int = 0,
 ) -> ExtractReport:
     """Compute (or resume) the features of `samples` into `out_path` and return what was done.
 
@@ -195,7 +196,27 @@ def extract_features(
     if samples:
         with h5py.File(out_path, "a") as f:  # where the photos are, for later stages (calibration, parity)
             f.attrs["data_dir"] = str(Path(str(samples[0].path)[: -len(samples[0].name)]).resolve())
+            f.attrs["excluded"] = excluded  # photos the caller left out (catdog inspect's suspects)
     return ExtractReport(out_path, computed, cached, rejections, seconds)
+
+
+def without(feature_set: FeatureSet, names: set[str]) -> tuple[FeatureSet, int]:
+    """The feature set minus the photos named in `names` (relative names or file names)."""
+    keep = np.array([n not in names and Path(n).name not in names for n in feature_set.names], bool)
+    dropped = int((~keep).sum())
+    attrs = {**feature_set.attrs, "excluded": int(feature_set.attrs.get("excluded", 0)) + dropped}
+    return (
+        FeatureSet(
+            feature_set.features[keep],
+            feature_set.labels[keep],
+            [n for n, k in zip(feature_set.names, keep) if k],
+            [i for i, k in zip(feature_set.ids, keep) if k],
+            feature_set.backbone,
+            feature_set.weights,
+            attrs,
+        ),
+        dropped,
+    )
 
 
 def load_features(path: str | os.PathLike) -> FeatureSet:

@@ -266,6 +266,7 @@ def train_run(
         "n_train": int(len(train)),
         "n_val": int(len(val)),
         "n_unlabelled_ignored": int((labels < 0).sum()),
+        "n_excluded": int(feature_set.attrs.get("excluded", 0)),
         "data_fingerprint": feature_set.attrs.get("data_fingerprint", ""),
         "features_file": features_path or "",
         "data_dir": str(feature_set.attrs.get("data_dir", "")),

@@ -1,0 +1,207 @@
+"""`catdog inspect`: find the photos a user should look at before training.
+
+Writes REPORT_DIR/report.html (one self-contained page) and REPORT_DIR/suspects.csv
+(file, reasons, scores). The checks are defined in `catdog.inspect.checks`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from catdog.data import LABELS, MAX_PIXELS, ImageError, Rejection, open_rgb, resize, scan, write_rejections
+from catdog.errors import CatdogError
+from catdog.inspect import checks
+
+
+@dataclass
+class Photo:
+    name: str
+    path: Path
+    label: int  # -1 unlabelled
+    width: int
+    height: int
+    colour_ratio: float
+    dhash: np.ndarray
+    reasons: list[str] = field(default_factory=list)
+    scores: dict = field(default_factory=dict)
+
+
+def _measure(sample, max_pixels):
+    try:
+        photo = open_rgb(sample.path, max_pixels)
+    except ImageError as exc:
+        return Rejection(sample.path, str(exc))
+    array = resize(photo)
+    size = checks.HASH_SIZE
+    gray = np.asarray(photo.convert("L").resize((size + 1, size), Image.BILINEAR), dtype=np.int16)
+    label = -1 if sample.label is None else sample.label
+    info = Photo(sample.name, sample.path, label, photo.width, photo.height, checks.colour_ratio(array), checks.dhash(gray))
+    return info, array
+
+
+def imagenet_names(labels_file: str | os.PathLike | None) -> list[str] | None:
+    """ImageNet class names from a text file (1000 lines, or 1001 with 'background' first)."""
+    if not labels_file:
+        return None
+    lines = [line.strip() for line in Path(labels_file).read_text().splitlines() if line.strip()]
+    if len(lines) == 1001:
+        lines = lines[1:]
+    if len(lines) != 1000:
+        raise CatdogError(f"{labels_file}: expected 1000 ImageNet class names (or 1001 with background), found {len(lines)}")
+    return lines
+
+
+def inspect_data(
+    data: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    backbone: str = "mobilenet_v2",
+    top_k: int = 10,
+    run_dir: str | os.PathLike | None = None,
+    min_side: int = 50,
+    iqr_k: float = 1.5,
+    max_distance: int = 10,
+    worst: int = 24,
+    imagenet_labels: str | os.PathLike | None = None,
+    max_pixels: int = MAX_PIXELS,
+    progress: bool = True,
+) -> dict:
+    """Run every check on DATA; write report.html, suspects.csv and rejected.csv; return a summary."""
+    from catdog.features import build_classifier
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    samples, rejections = scan(data)
+    for r in rejections:
+        print(r.line())
+    photos, arrays = [], []
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        results = pool.map(lambda s: _measure(s, max_pixels), samples)
+        for out in tqdm(results, total=len(samples), desc="inspect: decode", unit="img", disable=not progress):
+            if isinstance(out, Rejection):
+                tqdm.write(out.line())
+                rejections.append(out)
+            else:
+                photos.append(out[0])
+                arrays.append(out[1])
+    write_rejections(out_dir / "rejected.csv", rejections)
+    if not photos:
+        raise CatdogError(f"{data}: no usable photo ({len(rejections)} file(s) rejected, see {out_dir / 'rejected.csv'})")
+    x = np.stack(arrays).astype(np.float32)
+    labels = np.array([p.label for p in photos])
+    names = imagenet_names(imagenet_labels)
+
+    sizes = np.array([(p.width, p.height) for p in photos])
+    for p in np.array(photos)[checks.tiny(sizes, min_side)]:
+        p.reasons.append(f"tiny: {p.width}x{p.height} (shorter side < {min_side} px)")
+    ratios = np.array([p.colour_ratio for p in photos])
+    outlier, fences = checks.iqr_outliers(ratios, iqr_k)
+    for p in np.array(photos)[outlier]:
+        side = "few" if p.colour_ratio < fences[0] else "many"
+        p.reasons.append(f"colour ratio {p.colour_ratio:.3f} outside [{fences[0]:.3f}, {fences[1]:.3f}] ({side} colours)")
+
+    classifier = build_classifier(backbone)
+    imagenet = np.concatenate(
+        [
+            classifier.predict_on_batch(x[i : i + 32])
+            for i in tqdm(range(0, len(x), 32), desc=f"inspect: ImageNet {backbone}", unit="batch", disable=not progress)
+        ]
+    )
+    miss, pet_score = checks.top_k_misses(imagenet, labels, top_k)
+    top1 = imagenet.argmax(1)
+    for i, p in enumerate(photos):
+        p.scores.update(pet_score=float(pet_score[i]), imagenet_top1=_class_name(top1[i], names), imagenet_top1_p=float(imagenet[i, top1[i]]))
+        if miss[i]:
+            top3 = ", ".join(f"{_class_name(c, names)} {imagenet[i, c]:.0%}" for c in np.argsort(-imagenet[i])[:3])
+            p.reasons.append(f"ImageNet top-{top_k} holds no {LABELS[p.label]} class (top: {top3})")
+
+    for i, j, d in checks.near_duplicates([p.dhash for p in photos], max_distance):
+        photos[j].reasons.append(f"{'duplicate' if d == 0 else 'near-duplicate'} of {photos[i].name} (dHash distance {d})")
+        photos[j].scores["duplicate_of"] = photos[i].name
+
+    worst_rows = []
+    if run_dir:
+        worst_rows = _worst_photos(run_dir, photos, x, labels, worst)
+
+    suspects = [p for p in photos if p.reasons]
+    _write_suspects(out_dir / "suspects.csv", suspects)
+    from catdog.inspect.report import write_report
+
+    summary = {
+        "data": str(data),
+        "photos": len(photos),
+        "rejected": len(rejections),
+        "suspects": len(suspects),
+        "tiny": int(checks.tiny(sizes, min_side).sum()),
+        "colour_outliers": int(outlier.sum()),
+        "colour_fences": fences,
+        "imagenet_misses": int(miss[labels >= 0].sum()),
+        "duplicates": sum(1 for p in photos if "duplicate_of" in p.scores),
+        "top_k": top_k,
+        "backbone": backbone,
+        "run_dir": str(run_dir or ""),
+    }
+    write_report(out_dir / "report.html", summary, photos, sizes, ratios, fences, worst_rows, rejections)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _class_name(index: int, names: list[str] | None) -> str:
+    return names[index] if names else f"ImageNet class {index}"
+
+
+def _worst_photos(run_dir, photos: list[Photo], x: np.ndarray, labels: np.ndarray, n: int) -> list[dict]:
+    """The labelled photos with the highest per-photo log loss under the trained model, with CAMs."""
+    from catdog.cam import cam_model, overlay
+    from catdog.head import load_run
+
+    model = cam_model(load_run(run_dir).model)
+    labelled = np.flatnonzero(labels >= 0)
+    out = [model.predict_on_batch(x[labelled[i : i + 32]]) for i in range(0, len(labelled), 32)]
+    probs = np.concatenate([np.asarray(o["probabilities"]) for o in out])
+    cams = np.concatenate([np.asarray(o["cam"]) for o in out])
+    p_true = np.clip(probs[np.arange(len(labelled)), labels[labelled]], 1e-15, 1.0)
+    loss = -np.log(p_true)
+    rows = []
+    for k in np.argsort(-loss)[:n]:
+        photo = photos[labelled[k]]
+        predicted = int(probs[k].argmax())
+        photo.scores["log_loss"] = float(loss[k])
+        if predicted != photo.label:
+            photo.reasons.append(f"model says {LABELS[predicted]} (P={probs[k, predicted]:.3f}; log loss {loss[k]:.2f})")
+        rows.append({"photo": photo, "loss": float(loss[k]), "predicted": LABELS[predicted], "p": float(probs[k, predicted]),
+                     "overlay": overlay(x[labelled[k]].astype(np.uint8), cams[k, :, :, predicted])})
+    return rows
+
+
+def _write_suspects(path: Path, suspects: list[Photo]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "label", "reasons", "width", "height", "colour_ratio", "pet_score", "imagenet_top1", "log_loss", "duplicate_of"])
+        for p in suspects:
+            s = p.scores
+            writer.writerow([
+                p.name, LABELS[p.label] if p.label >= 0 else "", "; ".join(p.reasons), p.width, p.height,
+                f"{p.colour_ratio:.4f}", f"{s.get('pet_score', float('nan')):.4f}", s.get("imagenet_top1", ""),
+                f"{s['log_loss']:.4f}" if "log_loss" in s else "", s.get("duplicate_of", ""),
+            ])
+
+
+def read_exclude(path: str | os.PathLike) -> set[str]:
+    """Names to leave out: a suspects.csv (its `file` column) or a plain list, one name per line."""
+    path = Path(path)
+    if not path.is_file():
+        raise CatdogError(f"{path}: exclude list not found; pass suspects.csv from `catdog inspect` or a list of file names")
+    lines = path.read_text().splitlines()
+    if lines and lines[0].split(",")[0].strip() == "file":
+        with path.open(newline="") as f:
+            return {row["file"].strip() for row in csv.DictReader(f) if row.get("file")}
+    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}

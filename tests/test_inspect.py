@@ -1,0 +1,82 @@
+"""catdog inspect: planted problems among real photos are found; the report renders; --exclude works."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from catdog.inspect import checks, read_exclude
+from conftest import REFERENCE, SHARED, TRAIN, copy_photos, kaggle_names, needs_shared
+
+IMAGENET_LABELS = SHARED / "weights" / "sources" / "imagenet_labels.txt"
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    if not TRAIN.is_dir():
+        pytest.skip(f"real photos not found at {TRAIN}")
+    data = copy_photos(tmp_path_factory.mktemp("inspect") / "data", kaggle_names("cat", range(30)) + kaggle_names("dog", range(30)))
+    # a non-pet photo labelled dog: the curtain in the corner of a real photo
+    Image.open(REFERENCE / "coral_cat_720p.jpg").convert("RGB").crop((0, 0, 300, 300)).save(data / "dog.9001.jpg")
+    # a tiny photo
+    Image.open(TRAIN / "cat.40.jpg").convert("RGB").resize((40, 30), Image.BILINEAR).save(data / "cat.9002.jpg")
+    # a near-duplicate (re-encoded smaller) and an exact copy
+    Image.open(TRAIN / "dog.5.jpg").convert("RGB").resize((250, 200)).save(data / "dog.9003.jpg", quality=70)
+    shutil.copy(TRAIN / "cat.3.jpg", data / "cat.9004.jpg")
+    (data / "cat.9005.jpg").write_bytes(b"")  # unusable: reported, the run goes on
+    return data
+
+
+@needs_shared
+def test_inspect_finds_planted_problems(planted, subset_run, tmp_path):
+    from catdog.cli import main
+
+    out = tmp_path / "report"
+    args = ["inspect", str(planted), "--out", str(out), "--run", str(subset_run), "--imagenet-labels", str(IMAGENET_LABELS)]
+    assert main(args) == 0
+    with open(out / "suspects.csv") as f:
+        rows = {row["file"]: row for row in csv.DictReader(f)}
+    assert "ImageNet top-10 holds no dog class" in rows["dog.9001.jpg"]["reasons"]
+    assert "tiny: 40x30" in rows["cat.9002.jpg"]["reasons"]
+    assert "duplicate of dog.5.jpg" in rows["dog.9003.jpg"]["reasons"] and rows["dog.9003.jpg"]["duplicate_of"] == "dog.5.jpg"
+    assert "duplicate of cat.3.jpg (dHash distance 0)" in rows["cat.9004.jpg"]["reasons"]
+    assert "cat.9005.jpg" in (out / "rejected.csv").read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["photos"] == 64 and summary["rejected"] == 1
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/jpeg;base64,") >= 10 and page.count("data:image/png;base64,") == 2
+    assert "Photos the model gets most wrong" in page and "dog.9001.jpg" in page
+
+
+@needs_shared
+def test_exclude_leaves_suspects_out(planted, tmp_path, capsys):
+    from catdog.cli import main
+    from catdog.features import load_features
+
+    exclude = tmp_path / "exclude.txt"
+    exclude.write_text("# photos to drop\ndog.9001.jpg\ncat.9002.jpg\n")
+    assert read_exclude(exclude) == {"dog.9001.jpg", "cat.9002.jpg"}
+    run_dir = tmp_path / "run"
+    assert main(["run", str(planted), "--out", str(run_dir), "--exclude", str(exclude), "--no-export", "--epochs", "5"]) == 0
+    names = load_features(run_dir / "features.h5").names
+    assert "dog.9001.jpg" not in names and "cat.9002.jpg" not in names and len(names) == 62
+    assert json.loads((run_dir / "metrics.json").read_text())["n_excluded"] == 2
+    assert "excluded 2 photo(s)" in capsys.readouterr().out
+
+
+def test_checks_on_arrays():
+    assert checks.tiny(np.array([[49, 300], [50, 50]])).tolist() == [True, False]
+    flat = np.zeros((224, 224, 3), np.uint8)
+    assert checks.colour_ratio(flat) == 1 / (224 * 224)
+    mask, (low, high) = checks.iqr_outliers(np.array([1.0, 2, 3, 4, 5, 100]))
+    assert mask.tolist() == [False] * 5 + [True] and low < 1 < 5 < high < 100
+    probs = np.zeros((2, 1000))
+    probs[0, 281] = 0.9  # a tabby, labelled cat: fine
+    probs[1, 281] = 0.9  # a tabby, labelled dog: suspect
+    miss, score = checks.top_k_misses(probs, np.array([0, 1]), k=10)
+    assert miss.tolist() == [False, True] and score[0] == pytest.approx(0.9)
