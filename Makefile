@@ -30,7 +30,7 @@ test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: install
-	$(BIN)/python bench/features.py
+	$(BIN)/python -m bench all
 
 clean:
 	rm -rf $(VENV) .cache runs *.egg-info

@@ -1,0 +1,294 @@
+"""catdog benchmarks, run on demand (not in CI).
+
+    python -m bench all      [--run RUN_DIR] [--art ART_DIR]
+    python -m bench roofline | features | head | export | latency | accuracy
+
+Each part prints a table and writes bench/results/<part>.json. RUN_DIR defaults to
+runs/mobilenet_v2 (from `make run`), ART_DIR to RUN_DIR/artefacts. Timings in one part are
+taken side by side in one process, so their ratios are comparable; absolute numbers are this
+machine's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+SHARED = Path(os.environ.get("CATDOG_SHARED", REPO.parent / "shared"))
+
+
+def save(name: str, rows, extra: dict | None = None) -> None:
+    import tensorflow as tf
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "tensorflow": tf.__version__},
+        **(extra or {}),
+        "rows": rows,
+    }
+    (RESULTS / f"{name}.json").write_text(json.dumps(doc, indent=2))
+    print(f"written {RESULTS / (name + '.json')}\n")
+
+
+def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
+    """columns: (key, header, format)."""
+    print("  ".join(f"{h:>{max(len(h), 10)}}" for _, h, _ in columns))
+    for r in rows:
+        cells = []
+        for key, header, fmt in columns:
+            v = r.get(key)
+            cells.append(f"{(format(v, fmt) if v is not None else '-'):>{max(len(header), 10)}}")
+        print("  ".join(cells))
+
+
+# ---------------------------------------------------------------- roofline
+def model_flops(model) -> float:
+    """Multiply-adds x 2 per image of the conv, depthwise and dense layers (the bulk of the work)."""
+    import keras
+
+    flops = 0
+    for layer in _walk(model):
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            _, h, w, c = layer.output.shape
+            k = layer.kernel_size[0] * layer.kernel_size[1]
+            flops += 2 * h * w * c * k
+        elif isinstance(layer, keras.layers.Conv2D):
+            _, h, w, cout = layer.output.shape
+            cin = layer.input.shape[-1]
+            flops += 2 * h * w * cout * cin * layer.kernel_size[0] * layer.kernel_size[1]
+        elif isinstance(layer, keras.layers.Dense):
+            flops += 2 * layer.input.shape[-1] * layer.units
+    return float(flops)
+
+
+def _walk(model):
+    for layer in model.layers:
+        if hasattr(layer, "layers"):
+            yield from _walk(layer)
+        else:
+            yield layer
+
+
+def matmul_peak(n: int = 2048, repeats: int = 10) -> dict:
+    """This CPU's float32 matrix-multiply rate (GFLOP/s) through TF and numpy, best of `repeats`."""
+    import numpy as np
+    import tensorflow as tf
+
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    out = {}
+    for name, fn in (("tensorflow", lambda x: tf.linalg.matmul(x, x).numpy()), ("numpy", lambda x: x @ x)):
+        x = tf.constant(a) if name == "tensorflow" else a
+        fn(x)
+        best = min(_timed(fn, x) for _ in range(repeats))
+        out[name] = 2 * n**3 / best / 1e9
+    return out
+
+
+def _timed(fn, *args) -> float:
+    t = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t
+
+
+def cmd_roofline(args) -> dict:
+    from catdog.features import build_backbone, feature_model
+
+    peak = matmul_peak()
+    rows = []
+    for name in ("mobilenet_v2", "resnet50"):
+        model = feature_model(name, build_backbone(name, None))
+        rows.append({"backbone": name, "gflops_per_image": model_flops(model) / 1e9})
+    print(f"matmul peak: TF {peak['tensorflow']:.1f} GFLOP/s, numpy {peak['numpy']:.1f} GFLOP/s")
+    table(rows, [("backbone", "backbone", ""), ("gflops_per_image", "GFLOP/image", ".3f")])
+    save("roofline", rows, {"matmul_gflops": peak})
+    return {"peak": peak, "flops": {r["backbone"]: r["gflops_per_image"] for r in rows}}
+
+
+# ---------------------------------------------------------------- features
+def cmd_features(args, roof: dict | None = None) -> None:
+    import numpy as np
+
+    from catdog.data import iter_batches, scan
+    from catdog.features import build_backbone, extract_features, feature_model
+
+    roof = roof or cmd_roofline(args)
+    peak = max(roof["peak"].values())
+    samples, _ = scan(args.data)
+    samples = samples[:: max(1, len(samples) // args.images)][: args.images]
+    rows = []
+    for name in ("mobilenet_v2", "resnet50"):
+        weights = "imagenet" if name == "mobilenet_v2" else None
+        model = feature_model(name, build_backbone(name, weights))
+        for bs in (1, 16, 64):
+            t = time.perf_counter()
+            images = np.concatenate([b.images for b in iter_batches(samples, batch_size=bs)]).astype(np.float32)
+            decode_s = time.perf_counter() - t
+            model.predict_on_batch(images[:bs])
+            t = time.perf_counter()
+            for i in range(0, len(images), bs):
+                model.predict_on_batch(images[i : i + bs])
+            network = len(images) / (time.perf_counter() - t)
+            total = None
+            if weights:
+                with tempfile.TemporaryDirectory() as tmp:
+                    report = extract_features(samples, Path(tmp) / "f.h5", name, weights, batch_size=bs, progress=False)
+                    total = report.images_per_s
+            gflops = network * roof["flops"][name] / 1e9
+            rows.append({
+                "backbone": name, "batch": bs, "decode_img_s": len(samples) / decode_s, "network_img_s": network,
+                "total_img_s": total, "network_gflop_s": gflops, "roofline_fraction": gflops / peak,
+            })
+    table(rows, [("backbone", "backbone", ""), ("batch", "batch", "d"), ("decode_img_s", "decode img/s", ".1f"),
+                 ("network_img_s", "network img/s", ".1f"), ("total_img_s", "total img/s", ".1f"),
+                 ("network_gflop_s", "GFLOP/s", ".1f"), ("roofline_fraction", "of peak", ".1%")])
+    save("features", rows, {"matmul_peak_gflops": peak, "images": len(samples)})
+
+
+# ---------------------------------------------------------------- head
+def cmd_head(args) -> None:
+    from catdog.features import load_features
+    from catdog.head import train_head
+
+    fs = load_features(Path(args.run) / "features.h5")
+    t = time.perf_counter()
+    result = train_head(fs, progress=False)
+    seconds = time.perf_counter() - t
+    rows = [{"photos": len(fs.names), "epochs": len(result.history["loss"]), "seconds": seconds,
+             "ms_per_epoch": 1000 * seconds / len(result.history["loss"])}]
+    table(rows, [("photos", "photos", "d"), ("epochs", "epochs", "d"), ("seconds", "seconds", ".2f"), ("ms_per_epoch", "ms/epoch", ".1f")])
+    save("head", rows)
+
+
+# ---------------------------------------------------------------- export
+def cmd_export(args) -> None:
+    from catdog.data import scan
+    from catdog.export import FORMATS, PRECISIONS, export, load_calibration
+    from catdog.head import load_run
+
+    run = load_run(args.run)
+    calibration = load_calibration(scan(args.data)[0])
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for fmt in FORMATS:
+            for precision in PRECISIONS:
+                a = export(run.model, fmt, precision, tmp, run.metrics["backbone"], calibration)
+                rows.append({"format": fmt, "precision": precision, "seconds": a["export_seconds"], "mb": a["bytes"] / 1e6})
+    table(rows, [("format", "format", ""), ("precision", "precision", ""), ("seconds", "export s", ".1f"), ("mb", "MB", ".2f")])
+    save("export", rows)
+
+
+# ---------------------------------------------------------------- latency
+def _latency(fn, x, runs: int, warmup: int = 10) -> dict:
+    import numpy as np
+
+    for _ in range(warmup):
+        fn(x)
+    times = [_timed(fn, x) * 1000 for _ in range(runs)]
+    return {"median_ms": float(np.median(times)), "p95_ms": float(np.percentile(times, 95))}
+
+
+def cmd_latency(args) -> None:
+    import numpy as np
+    import onnxruntime as ort
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    from catdog.cam import cam_model
+    from catdog.data import decode
+    from catdog.export import load_manifest
+    from catdog.head import load_run
+
+    art = Path(args.art)
+    manifest = load_manifest(art)
+    model = cam_model(load_run(args.run).model)
+    x = decode(SHARED / "data" / "reference" / "coral_cat_720p.jpg")[None].astype(np.float32)
+    compiled = tf.function(lambda t: model(t, training=False), jit_compile=False)
+    rows = [
+        {"runtime": "keras predict_on_batch", "precision": "fp32", **_latency(model.predict_on_batch, x, args.runs)},
+        {"runtime": "keras tf.function", "precision": "fp32", **_latency(lambda t: compiled(t), x, args.runs)},
+    ]
+    for a in manifest["artefacts"]:
+        path = art / a["file"]
+        if a["format"] == "tflite":
+            for threads in (1, 2):
+                runner = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner("serving_default")
+                rows.append({"runtime": f"tflite xnnpack {threads}t", "precision": a["precision"],
+                             **_latency(lambda t, r=runner: r(image=t), x, args.runs)})
+        elif a["format"] == "onnx":
+            for threads in (1, 2):
+                opts = ort.SessionOptions()
+                opts.intra_op_num_threads = threads
+                session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+                rows.append({"runtime": f"onnxruntime {threads}t", "precision": a["precision"],
+                             **_latency(lambda t, s=session: s.run(None, {"image": t}), x, args.runs)})
+    keras_ms = rows[0]["median_ms"]
+    for r in rows:
+        r["vs_keras"] = r["median_ms"] / keras_ms
+    table(rows, [("runtime", "runtime", ""), ("precision", "precision", ""), ("median_ms", "median ms", ".2f"),
+                 ("p95_ms", "p95 ms", ".2f"), ("vs_keras", "x Keras", ".2f")])
+    save("latency", rows, {"runs": args.runs, "keras_reference": "keras predict_on_batch"})
+
+
+# ---------------------------------------------------------------- accuracy
+def cmd_accuracy(args) -> None:
+    import numpy as np
+
+    from catdog.cam import cam_model
+    from catdog.data import iter_batches, scan
+    from catdog.export import load_manifest
+    from catdog.head import load_run, metrics as M
+    from catdog.parity import run_keras, run_onnx, run_tflite
+
+    run = load_run(args.run)
+    names = set(json.loads((Path(args.run) / "split.json").read_text())["validation"])
+    samples = [s for s in scan(run.metrics["data_dir"])[0] if s.name in names]
+    batches = list(iter_batches(samples, batch_size=32))
+    x = np.concatenate([b.images for b in batches]).astype(np.float32)
+    y = np.array([s.label for b in batches for s in b.samples])
+    art = Path(args.art)
+    rows = []
+    p = run_keras(cam_model(run.model), x)["probabilities"]
+    rows.append({"artefact": "keras", "log_loss": M.log_loss(y, p[:, 1]), "accuracy": M.accuracy(y, p[:, 1])})
+    for a in load_manifest(art)["artefacts"]:
+        fn = {"tflite": run_tflite, "onnx": run_onnx}.get(a["format"])
+        if fn:
+            p = fn(art / a["file"], x)["probabilities"]
+            rows.append({"artefact": a["file"], "log_loss": M.log_loss(y, p[:, 1]), "accuracy": M.accuracy(y, p[:, 1]),
+                         "mb": a["bytes"] / 1e6})
+    table(rows, [("artefact", "artefact", ""), ("mb", "MB", ".2f"), ("log_loss", "log loss", ".4f"), ("accuracy", "accuracy", ".2%")])
+    save("accuracy", rows, {"held_out": f"validation split of {args.run} ({len(y)} photos, not trained on)"})
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("part", choices=["all", "roofline", "features", "head", "export", "latency", "accuracy"])
+    parser.add_argument("--run", default=str(REPO / "runs" / "mobilenet_v2"))
+    parser.add_argument("--art", default=None)
+    parser.add_argument("--data", default=str(SHARED / "data" / "dogs-vs-cats" / "train"))
+    parser.add_argument("--images", type=int, default=128, help="photos for the feature benchmark")
+    parser.add_argument("--runs", type=int, default=50, help="timed runs per latency row (after 10 warm-up)")
+    args = parser.parse_args()
+    args.art = args.art or str(Path(args.run) / "artefacts")
+    parts = ["features", "head", "export", "latency", "accuracy"] if args.part == "all" else [args.part]
+    roof = None
+    for part in parts:
+        print(f"== {part}")
+        if part == "features":
+            cmd_features(args, roof)
+        else:
+            out = globals()[f"cmd_{part}"](args)
+            roof = out if part == "roofline" else roof
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
