@@ -110,7 +110,7 @@ def cmd_roofline(args) -> dict:
     print(f"matmul peak: TF {peak['tensorflow']:.1f} GFLOP/s, numpy {peak['numpy']:.1f} GFLOP/s")
     table(rows, [("backbone", "backbone", ""), ("gflops_per_image", "GFLOP/image", ".3f")])
     save("roofline", rows, {"matmul_gflops": peak})
-    return {"peak": peak, "flops": {r["backbone"]: r["gflops_per_image"] for r in rows}}
+    return {"peak": peak, "flops": {r["backbone"]: r["gflops_per_image"] * 1e9 for r in rows}}
 
 
 # ---------------------------------------------------------------- features
@@ -124,30 +124,35 @@ def cmd_features(args, roof: dict | None = None) -> None:
     peak = max(roof["peak"].values())
     samples, _ = scan(args.data)
     samples = samples[:: max(1, len(samples) // args.images)][: args.images]
+    from catdog.features.engine import feature_runner
+    from catdog.features.cache import weights_id
+
     rows = []
     for name in ("mobilenet_v2", "resnet50"):
         weights = "imagenet" if name == "mobilenet_v2" else None
         model = feature_model(name, build_backbone(name, weights))
-        for bs in (1, 16, 64):
-            t = time.perf_counter()
-            images = np.concatenate([b.images for b in iter_batches(samples, batch_size=bs)]).astype(np.float32)
-            decode_s = time.perf_counter() - t
-            model.predict_on_batch(images[:bs])
-            t = time.perf_counter()
-            for i in range(0, len(images), bs):
-                model.predict_on_batch(images[i : i + bs])
-            network = len(images) / (time.perf_counter() - t)
-            total = None
-            if weights:
-                with tempfile.TemporaryDirectory() as tmp:
-                    report = extract_features(samples, Path(tmp) / "f.h5", name, weights, batch_size=bs, progress=False)
-                    total = report.images_per_s
-            gflops = network * roof["flops"][name] / 1e9
-            rows.append({
-                "backbone": name, "batch": bs, "decode_img_s": len(samples) / decode_s, "network_img_s": network,
-                "total_img_s": total, "network_gflop_s": gflops, "roofline_fraction": gflops / peak,
-            })
-    table(rows, [("backbone", "backbone", ""), ("batch", "batch", "d"), ("decode_img_s", "decode img/s", ".1f"),
+        for engine in ("keras", "litert"):
+            run = feature_runner(model, name, weights_id(weights), engine)
+            for bs in (1, 16, 64):
+                t = time.perf_counter()
+                images = np.concatenate([b.images for b in iter_batches(samples, batch_size=bs)]).astype(np.float32)
+                decode_s = time.perf_counter() - t
+                run(images[:bs])
+                t = time.perf_counter()
+                for i in range(0, len(images), bs):
+                    run(images[i : i + bs])
+                network = len(images) / (time.perf_counter() - t)
+                total = None
+                if weights:
+                    with tempfile.TemporaryDirectory() as tmp:
+                        report = extract_features(samples, Path(tmp) / "f.h5", name, weights, batch_size=bs, progress=False, engine=engine)
+                        total = report.images_per_s
+                gflops = network * roof["flops"][name] / 1e9
+                rows.append({
+                    "backbone": name, "engine": engine, "batch": bs, "decode_img_s": len(samples) / decode_s,
+                    "network_img_s": network, "total_img_s": total, "network_gflop_s": gflops, "roofline_fraction": gflops / peak,
+                })
+    table(rows, [("backbone", "backbone", ""), ("engine", "engine", ""), ("batch", "batch", "d"), ("decode_img_s", "decode img/s", ".1f"),
                  ("network_img_s", "network img/s", ".1f"), ("total_img_s", "total img/s", ".1f"),
                  ("network_gflop_s", "GFLOP/s", ".1f"), ("roofline_fraction", "of peak", ".1%")])
     save("features", rows, {"matmul_peak_gflops": peak, "images": len(samples)})

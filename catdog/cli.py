@@ -64,6 +64,7 @@ def _features(args, data: str, out: Path, rejected_csv: Path):
         batch_size=args.batch_size,
         max_pixels=args.max_pixels,
         excluded=excluded,
+        engine=args.engine,
     )
     rejections = scan_rejections + report.rejections
     _report_rejections(rejections, rejected_csv, quiet_lines=True)
@@ -327,6 +328,10 @@ def _add_feature_args(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--backbone", default="mobilenet_v2", choices=sorted(BACKBONES), help="default mobilenet_v2")
     p.add_argument("--weights", help="no-top weights file for the backbone (default: Keras' ImageNet weights)")
+    p.add_argument(
+        "--engine", default="litert", choices=["litert", "keras"],
+        help="run the feature model with LiteRT/XNNPACK (default, faster on CPU) or TensorFlow",
+    )
     _add_decode_args(p)
 
 

@@ -28,6 +28,7 @@ from catdog import __version__
 from catdog.data import IMAGE_SIZE, MAX_PIXELS, Rejection, Sample, fingerprint, iter_batches, sha256_file
 from catdog.errors import CatdogError
 from catdog.features.backbones import build_backbone, feature_model, get_spec
+from catdog.features.engine import feature_runner
 
 _STR = h5py.string_dtype("utf-8")
 _COLUMNS = {"labels": np.int8, "names": _STR, "ids": _STR, "keys": _STR}
@@ -156,11 +157,13 @@ def extract_features(
     max_pixels: int = MAX_PIXELS,
     progress: bool = True,
     excluded: int = 0,
+    engine: str = "litert",
 ) -> ExtractReport:
     """Compute (or resume) the features of `samples` into `out_path` and return what was done.
 
     Photos that fail to decode are returned as rejections (and are not written). The finished
-    file holds one row per usable sample, in sample order.
+    file holds one row per usable sample, in sample order. engine: "litert" (XNNPACK kernels,
+    about 2.4x faster on CPU here) or "keras" (TensorFlow); see catdog.features.engine.
     """
     spec = get_spec(backbone)
     out_path = Path(out_path)
@@ -177,7 +180,7 @@ def extract_features(
     computed = 0
     seconds = 0.0
     if todo:
-        model = feature_model(spec.name, build_backbone(spec.name, weights))
+        model = feature_runner(feature_model(spec.name, build_backbone(spec.name, weights)), spec.name, wid, engine)
         start = time.perf_counter()  # throughput: decode + network + writes, not model loading
         key_of = dict((s.name, k) for s, k in todo)
         bar = tqdm(total=len(todo), unit="img", desc=f"features {spec.name}", disable=not progress, dynamic_ncols=True)
@@ -186,7 +189,7 @@ def extract_features(
                 tqdm.write(r.line())
             rejections.extend(batch.rejections)
             if len(batch.samples):
-                feats = model.predict_on_batch(batch.images.astype(np.float32))
+                feats = model(batch.images.astype(np.float32))
                 _append(out_path, np.asarray(feats), batch.samples, [key_of[s.name] for s in batch.samples])
                 computed += len(batch.samples)
             bar.update(len(batch.samples) + len(batch.rejections))
