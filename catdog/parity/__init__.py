@@ -27,6 +27,7 @@ from PIL import Image
 from catdog.cam import cam_model
 from catdog.data import LABELS, ImageError, Sample, iter_batches, open_rgb, resize, sha256_file
 from catdog.errors import CatdogError
+from catdog.head.metrics import accuracy
 from catdog.export import CAM, INPUT_NAME, PROBABILITIES, load_manifest
 
 TOLERANCES = {
@@ -254,8 +255,9 @@ def _labelled_accuracy(run_fn, keras_model, samples: list[Sample]) -> tuple[floa
         labels.extend(s.label for s in batch.samples)
     x = np.concatenate(images).astype(np.float32)
     y = np.array(labels)
-    keras_acc = float(np.mean(run_keras(keras_model, x)[PROBABILITIES].argmax(1) == y))
-    art_acc = float(np.mean(run_fn(x)[PROBABILITIES].argmax(1) == y))
+    # P(dog) >= 0.5 as `catdog evaluate` scores it (an int8 model can output an exact 0.5 tie)
+    keras_acc = accuracy(y, run_keras(keras_model, x)[PROBABILITIES][:, 1])
+    art_acc = accuracy(y, run_fn(x)[PROBABILITIES][:, 1])
     return keras_acc, art_acc, len(y)
 
 
