@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 # Keras looks for weights in $KERAS_HOME/models before downloading; seed it from ../shared.
 export KERAS_HOME ?= $(CURDIR)/.cache/keras
 
-.PHONY: install run test keras-cache bench clean
+.PHONY: install run test browser keras-cache bench clean
 
 $(BIN)/catdog: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,14 @@ keras-cache:
 run: install
 	$(BIN)/catdog run $(DATA) --backbone mobilenet_v2 --out $(OUT) --cv 5
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Debian's Chromium for the end-to-end test of `catdog serve` (skipped, with the reason, without it).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null); } || \
+	  echo "note: chromium not installed; the browser test will be skipped"
 
 bench: install
 	$(BIN)/python -m bench all

@@ -309,6 +309,13 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from catdog.serve import serve
+
+    serve(args.path, args.host, args.port, args.threads)
+    return 0
+
+
 def _add_exclude_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exclude", metavar="LIST", help="leave out the photos in suspects.csv (from catdog inspect) or a plain list of names")
 
@@ -427,6 +434,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--imagenet-labels", metavar="FILE", help="ImageNet class names, one per line (for the report)")
     p.add_argument("--max-pixels", type=int, default=50_000_000, help="refuse larger images (default 50,000,000)")
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("serve", help="web page and JSON API: upload a photo, get P(cat)/P(dog) and the CAM")
+    p.add_argument("path", metavar="RUN_DIR|ART_DIR", help="an ART_DIR serves its ONNX (else TFLite) fp32 artefact; a RUN_DIR its Keras model")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--threads", type=int, default=8, help="waitress worker threads (default 8)")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import os
 import re
 import warnings
@@ -161,22 +162,30 @@ def decode(path: str | os.PathLike, size: int = IMAGE_SIZE, max_pixels: int = MA
     return resize(open_rgb(path, max_pixels), size)
 
 
-def open_rgb(path: Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Open, validate and fully decode an image file as an RGB Pillow image."""
-    try:
-        n_bytes = path.stat().st_size
-    except OSError as exc:
-        raise ImageError(f"cannot read the file ({exc.strerror}); check it exists and is readable") from None
+def open_rgb(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open, validate and fully decode an image (a file, or bytes such as an upload) as RGB.
+
+    The content decides, never the name: a file's extension must match its content; bytes are
+    taken for whatever image format they hold. Raises ImageError with a one-line reason.
+    """
+    if isinstance(source, (bytes, bytearray)):
+        n_bytes, fp, expected = len(source), io.BytesIO(source), None
+    else:
+        path = Path(source)
+        try:
+            n_bytes = path.stat().st_size
+        except OSError as exc:
+            raise ImageError(f"cannot read the file ({exc.strerror}); check it exists and is readable") from None
+        fp, expected = path, EXTENSION_FORMATS.get(path.suffix.lower())
     if n_bytes == 0:
         raise ImageError("empty file (0 bytes); re-copy or delete it")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            im = Image.open(path)
+            im = Image.open(fp)
     except Exception:
         raise ImageError("not an image (no known image format in its content); delete it or re-export it as JPEG") from None
     with im:
-        expected = EXTENSION_FORMATS.get(path.suffix.lower())
         if expected and im.format != expected:
             raise ImageError(
                 f"content is {im.format or 'unknown'} but the name says {expected}; rename it to match or re-encode it"

@@ -1,0 +1,167 @@
+"""catdog serve: a real server on localhost, real photos, bad uploads, a bounded load test, and
+an end-to-end upload in headless Chromium."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from catdog.data import decode
+from conftest import REFERENCE, TRAIN, needs_shared
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def start(path) -> tuple[str, object]:
+    from waitress import create_server
+
+    from catdog.serve import create_app, load_predictor
+
+    server = create_server(create_app(load_predictor(path)), host="127.0.0.1", port=0, threads=8)
+
+    def run():
+        try:
+            server.run()
+        except OSError:  # the socket closed under the loop at teardown
+            pass
+
+    threading.Thread(target=run, daemon=True).start()
+    return f"http://127.0.0.1:{server.effective_port}", server
+
+
+def post(url: str, data: bytes, multipart: bool = True, timeout: float = 30) -> tuple[int, dict]:
+    if multipart:
+        boundary = uuid.uuid4().hex
+        body = (
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"photo.jpg\"\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n"
+        ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+        headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    else:
+        body, headers = data, {"Content-Type": "application/octet-stream"}
+    request = urllib.request.Request(url + "/predict", data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+@pytest.fixture(scope="module")
+def art_server(subset_artefacts):
+    url, server = start(subset_artefacts)
+    yield url
+    server.close()
+
+
+@needs_shared
+def test_predict_matches_the_keras_model(art_server, subset_run):
+    from catdog.cam import cam_model
+    from catdog.head import load_run
+
+    with urllib.request.urlopen(art_server + "/healthz") as response:
+        assert response.status == 200 and "ONNX Runtime" in json.loads(response.read())["model"]
+    model = cam_model(load_run(subset_run).model)
+    for photo in (REFERENCE / "coral_cat_720p.jpg", TRAIN / "dog.950.jpg"):
+        status, body = post(art_server, photo.read_bytes())
+        assert status == 200, body
+        expected = model.predict_on_batch(decode(photo)[None].astype(np.float32))
+        p = np.asarray(expected["probabilities"])[0]
+        assert body["label"] == ["cat", "dog"][int(p.argmax())]
+        assert abs(body["probabilities"]["dog"] - p[1]) < 1e-4
+        cam = np.asarray(body["cam"])
+        assert cam.shape == (7, 7)
+        assert np.allclose(cam, np.asarray(expected["cam"])[0, :, :, int(p.argmax())], atol=1e-3)
+    status, raw = post(art_server, (REFERENCE / "coral_cat_720p.jpg").read_bytes(), multipart=False)
+    assert status == 200 and raw["label"] == "cat"
+
+
+@needs_shared
+def test_bad_uploads_get_4xx_and_the_server_keeps_serving(art_server):
+    photo = (TRAIN / "cat.1.jpg").read_bytes()
+    big = io.BytesIO()
+    Image.open(TRAIN / "cat.1.jpg").convert("L").resize((7000, 6000)).save(big, format="PNG")
+    cases = {
+        "empty": (b"", 400, "no image"),
+        "text": (b"hello, this is not a photo" * 10, 400, "not an image"),
+        "truncated": (photo[: len(photo) // 3], 400, "cannot decode"),
+        "too many pixels": (big.getvalue(), 413, "pixel limit"),
+        "too many bytes": (b"\xff" * (11 * 1024 * 1024), 413, "byte limit"),
+    }
+    for name, (data, status, words) in cases.items():
+        got, body = post(art_server, data)
+        assert got == status and words in body["error"], (name, got, body)
+        assert "\n" not in body["error"]
+    assert post(art_server, photo)[0] == 200
+
+
+@needs_shared
+def test_bounded_load(art_server, tmp_path):
+    photos = [p.read_bytes() for p in sorted(REFERENCE.glob("test_5*.jpg"))[:10]]
+
+    def one(i):
+        t = time.perf_counter()
+        status, _ = post(art_server, photos[i % len(photos)])
+        return status, time.perf_counter() - t
+
+    start_time = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(one, range(200)))
+    wall = time.perf_counter() - start_time
+    latencies = np.array([t for _, t in results]) * 1000
+    errors = sum(status != 200 for status, _ in results)
+    report = {"requests": 200, "concurrency": 8, "errors": errors, "p50_ms": float(np.percentile(latencies, 50)),
+              "p95_ms": float(np.percentile(latencies, 95)), "requests_per_s": 200 / wall}
+    (tmp_path / "load.json").write_text(json.dumps(report))
+    print(f"load test: {report}")
+    assert errors == 0 and report["p95_ms"] < 5000
+
+
+@needs_shared
+def test_keras_backend(subset_run):
+    url, server = start(subset_run)
+    try:
+        status, body = post(url, (REFERENCE / "coral_cat_720p.jpg").read_bytes())
+        assert status == 200 and body["label"] == "cat" and len(body["cam"]) == 7
+    finally:
+        server.close()
+
+
+@needs_shared
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+def test_upload_in_headless_chromium(art_server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    shot = Path(__file__).resolve().parent / "output" / "serve_e2e.png"
+    shot.parent.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"],
+        )
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.goto(art_server + "/")
+        page.set_input_files("#file", str(REFERENCE / "coral_cat_720p.jpg"))
+        page.wait_for_selector("#result:not([hidden])", timeout=30000)
+        page.wait_for_function("document.getElementById('overlay').complete && document.getElementById('overlay').naturalWidth > 0")
+        assert page.inner_text("#result-label").startswith("It's a cat")
+        assert float(page.inner_text("#p-cat").rstrip(" %")) > 50
+        page.screenshot(path=str(shot), full_page=True)
+        page.set_input_files("#file", {"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"not a photo"})
+        page.wait_for_function("document.getElementById('error').textContent.length > 0")
+        assert "not an image" in page.inner_text("#error")
+        browser.close()
+    assert shot.stat().st_size > 20_000
