@@ -1,0 +1,78 @@
+import Foundation
+
+/// The part of catdog's `manifest.json` the app relies on. The app never normalises pixels:
+/// it feeds the photo (squashed to the input size, RGB 0...255) and the model does the rest.
+public struct Manifest: Decodable, Equatable {
+    public struct Input: Decodable, Equatable {
+        public let name: String
+        public let shape: [ShapeDim]
+        public let channel_order: String
+        public let value_range: [Double]
+    }
+    public struct Output: Decodable, Equatable {
+        public let name: String
+        public let shape: [ShapeDim]
+    }
+    public struct Artefact: Decodable, Equatable {
+        public let file: String
+        public let format: String
+        public let precision: String
+        public let sha256: String
+    }
+    public let manifest_version: Int
+    public let backbone: String
+    public let labels: [String]
+    public let input: Input
+    public let outputs: [Output]
+    public let artefacts: [Artefact]
+
+    public static let supportedVersion = 1
+    public static let probabilities = "probabilities"
+    public static let cam = "cam"
+
+    public static func decode(_ data: Data) throws -> Manifest {
+        try JSONDecoder().decode(Manifest.self, from: data)
+    }
+
+    /// Width (= height) of the square input, from `input.shape` = [batch, H, W, 3].
+    public var inputSize: Int { input.shape.count == 4 ? (input.shape[1].value ?? 0) : 0 }
+
+    /// Why this app cannot use the model, or nil when it can.
+    public func problem() -> String? {
+        if manifest_version != Manifest.supportedVersion {
+            return "manifest version \(manifest_version) is not \(Manifest.supportedVersion); update the app"
+        }
+        if labels.count != 2 { return "expected 2 labels, found \(labels.count)" }
+        guard input.shape.count == 4, input.shape[3].value == 3, inputSize > 0,
+              input.shape[1].value == input.shape[2].value else {
+            return "input shape \(input.shape.map { $0.description }) is not [1, N, N, 3]"
+        }
+        if input.channel_order != "RGB" { return "channel order \(input.channel_order) is not RGB" }
+        if input.value_range != [0, 255] { return "input range \(input.value_range) is not 0...255" }
+        let names = Set(outputs.map { $0.name })
+        for needed in [Manifest.probabilities, Manifest.cam] where !names.contains(needed) {
+            return "output \(needed) missing"
+        }
+        if artefacts.first(where: { $0.format == "coreml" }) == nil { return "no Core ML artefact listed" }
+        return nil
+    }
+
+    /// The Core ML artefact to load: fp16 when present (half the size, same answers), else any.
+    public var coreMLArtefact: Artefact? {
+        let coreml = artefacts.filter { $0.format == "coreml" }
+        return coreml.first { $0.precision == "fp16" } ?? coreml.first
+    }
+}
+
+/// A shape entry: a number, or a name for a dynamic dimension ("batch").
+public enum ShapeDim: Decodable, Equatable, CustomStringConvertible {
+    case fixed(Int)
+    case named(String)
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let n = try? c.decode(Int.self) { self = .fixed(n) } else { self = .named(try c.decode(String.self)) }
+    }
+    public var value: Int? { if case .fixed(let n) = self { return n } else { return nil } }
+    public var description: String { switch self { case .fixed(let n): return "\(n)"; case .named(let s): return s } }
+}

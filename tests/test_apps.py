@@ -1,0 +1,102 @@
+"""The iOS and Android apps against a real ART_DIR: the manifest fields and output names their
+code reads exist in the artefacts, and the scripts that copy models in work. (No Xcode or
+Android SDK here: the apps themselves are built as the README says.)"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import REPO, needs_shared
+
+IOS, ANDROID = REPO / "ios_app", REPO / "android_demo"
+SWIFT_MANIFEST = IOS / "CatDogCore" / "Sources" / "CatDogCore" / "Manifest.swift"
+KOTLIN_MANIFEST = ANDROID / "core" / "src" / "main" / "kotlin" / "catdog" / "core" / "Manifest.kt"
+# JSON keys each app parses: path in manifest.json -> literal the code must contain
+SWIFT_KEYS = ["manifest_version", "backbone", "labels", "input", "shape", "channel_order", "value_range", "outputs",
+              "name", "artefacts", "file", "format", "precision", "sha256"]
+KOTLIN_KEYS = ["manifest_version", "labels", "input", "shape", "channel_order", "value_range", "outputs", "name",
+               "artefacts", "file", "format", "precision"]
+
+
+def _keys(obj, out=None) -> set[str]:
+    out = set() if out is None else out
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out.add(k)
+            _keys(v, out)
+    elif isinstance(obj, list):
+        for v in obj:
+            _keys(v, out)
+    return out
+
+
+@needs_shared
+def test_manifest_has_what_the_apps_read(subset_artefacts):
+    manifest = json.loads((subset_artefacts / "manifest.json").read_text())
+    present = _keys(manifest)
+    swift, kotlin = SWIFT_MANIFEST.read_text(), KOTLIN_MANIFEST.read_text()
+    for key in SWIFT_KEYS:
+        assert re.search(rf"\b{key}\b", swift), f"Swift code does not read {key}"
+        assert key in present, f"manifest lacks {key}, which the iOS app reads"
+    for key in KOTLIN_KEYS:
+        assert f'"{key}"' in kotlin, f"Kotlin code does not read {key}"
+        assert key in present, f"manifest lacks {key}, which the Android app reads"
+    # the values both apps require (their problem() checks)
+    assert manifest["manifest_version"] == 1 and manifest["labels"] == ["cat", "dog"]
+    assert manifest["input"]["shape"] == [1, 224, 224, 3] and manifest["input"]["channel_order"] == "RGB"
+    assert manifest["input"]["value_range"] == [0.0, 255.0]
+    assert {o["name"] for o in manifest["outputs"]} == {"probabilities", "cam"}
+    assert "supportedVersion = 1" in swift and "SUPPORTED_VERSION = 1" in kotlin
+
+
+@needs_shared
+def test_output_names_in_the_code_are_the_artefacts(subset_artefacts):
+    import coremltools as ct
+    from ai_edge_litert.interpreter import Interpreter
+
+    swift, kotlin = SWIFT_MANIFEST.read_text(), KOTLIN_MANIFEST.read_text()
+    swift_names = set(re.findall(r'static let (?:probabilities|cam) = "(\w+)"', swift))
+    kotlin_names = set(re.findall(r'const val (?:PROBABILITIES|CAM) = "(\w+)"', kotlin))
+    assert swift_names == kotlin_names == {"probabilities", "cam"}
+    tflite = Interpreter(str(subset_artefacts / "catdog_mobilenet_v2_fp32.tflite")).get_signature_list()["serving_default"]
+    assert set(tflite["outputs"]) == kotlin_names and tflite["inputs"] == ["image"]
+    assert "runSignature" in (ANDROID / "app/src/main/java/catdog/demo/Classifier.kt").read_text()
+    spec = ct.utils.load_spec(str(subset_artefacts / "catdog_mobilenet_v2_fp16.mlpackage"))
+    coreml_outputs = {o.name for o in spec.description.output}
+    assert swift_names <= coreml_outputs and spec.description.input[0].name == "image"
+
+
+@needs_shared
+@pytest.mark.parametrize(
+    "app,expected",
+    [(IOS, ["manifest.json", "catdog_mobilenet_v2_fp16.mlpackage"]), (ANDROID, ["manifest.json", "catdog_mobilenet_v2_fp32.tflite"])],
+)
+def test_add_model_scripts_copy_the_artefacts(subset_artefacts, tmp_path, app, expected):
+    copy = tmp_path / app.name
+    shutil.copytree(app, copy, ignore=shutil.ignore_patterns("Model", "assets"))
+    result = subprocess.run([str(copy / "scripts" / "add_model.sh"), str(subset_artefacts)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    dest = copy / "Model" if app == IOS else copy / "app" / "src" / "main" / "assets"
+    assert sorted(p.name for p in dest.iterdir()) == sorted(expected)
+    assert json.loads((dest / "manifest.json").read_text()) == json.loads((subset_artefacts / "manifest.json").read_text())
+    bad = subprocess.run([str(copy / "scripts" / "add_model.sh"), str(tmp_path / "nope")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "manifest.json not found" in bad.stderr
+
+
+def test_app_jet_formula_matches_catdog_cam():
+    """Both apps colour CAMs with r,g,b = clip(1.5 - |4t - k|), k = 3, 2, 1; catdog cam uses
+    OpenCV's COLORMAP_JET. The two agree to within one level of 255."""
+    t = np.linspace(0, 1, 256)
+    formula = np.stack([np.clip(1.5 - np.abs(4 * t - k), 0, 1) for k in (3, 2, 1)], 1) * 255
+    opencv = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], cv2.COLORMAP_JET)[:, 0, ::-1]
+    assert np.abs(formula - opencv).max() <= 1
+    for source in (IOS / "CatDogCore/Sources/CatDogCore/CAM.swift", ANDROID / "core/src/main/kotlin/catdog/core/Cam.kt"):
+        text = source.read_text()
+        assert all(f"4 * t - {k})" in text for k in (3, 2, 1)), source
