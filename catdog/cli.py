@@ -19,12 +19,10 @@ def _quiet_tensorflow() -> None:
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 
-def _report_rejections(rejections, csv_path: Path | None, quiet_lines: bool = False) -> None:
+def _report_rejections(rejections, csv_path: Path | None) -> None:
+    """List the rejected files in `csv_path` (each was printed when it was found)."""
     from catdog.data import write_rejections
 
-    if not quiet_lines:
-        for r in rejections:
-            print(r.line())
     if csv_path is not None:
         write_rejections(csv_path, rejections)
         if rejections:
@@ -54,7 +52,7 @@ def _features(args, data: str, out: Path, rejected_csv: Path):
         samples = kept
         print(f"excluded {excluded} photo(s) listed in {args.exclude}")
     if not samples:
-        _report_rejections(scan_rejections, rejected_csv, quiet_lines=True)
+        _report_rejections(scan_rejections, rejected_csv)
         raise CatdogError(f"{data}: no usable photo ({len(scan_rejections)} file(s) rejected, see {rejected_csv})")
     report = extract_features(
         samples,
@@ -67,7 +65,7 @@ def _features(args, data: str, out: Path, rejected_csv: Path):
         engine=args.engine,
     )
     rejections = scan_rejections + report.rejections
-    _report_rejections(rejections, rejected_csv, quiet_lines=True)
+    _report_rejections(rejections, rejected_csv)
     used = len(samples) - len(report.rejections)
     if used == 0:
         raise CatdogError(f"{data}: no usable photo ({len(rejections)} file(s) rejected, see {rejected_csv})")
@@ -246,7 +244,7 @@ def _predict(run_dir: str, data: str, batch_size: int, max_pixels: int, rejected
     samples, scan_rejections = _scan(data)
     predictions = predict_images(run.model, samples, batch_size=batch_size, max_pixels=max_pixels)
     rejections = scan_rejections + predictions.rejections
-    _report_rejections(rejections, rejected_csv, quiet_lines=True)
+    _report_rejections(rejections, rejected_csv)
     if not predictions.samples:
         raise CatdogError(f"{data}: no usable photo ({len(rejections)} file(s) rejected)")
     return run, predictions

@@ -127,13 +127,12 @@ def _append(path: Path, features: np.ndarray, samples: list[Sample], keys: list[
 
 def _finalize(path: Path, samples: list[Sample], keys: list[str]) -> None:
     """Keep exactly the current samples' rows, in sample order, and mark the file complete."""
-    order_keys = keys
     with h5py.File(path, "r") as f:
         stored = [k.decode() if isinstance(k, bytes) else k for k in f["keys"][:]]
         attrs = dict(f.attrs)
         data = {name: f[name][:] for name in ("features", *_COLUMNS)}
     index = {k: i for i, k in enumerate(stored)}
-    rows = [index[k] for k in order_keys if k in index]
+    rows = [index[k] for k in keys if k in index]
     tmp = path.with_suffix(path.suffix + ".tmp")
     _create(tmp, attrs["backbone"], attrs["weights"], attrs.get("weights_path"), data["features"].shape[1])
     with h5py.File(tmp, "a") as f:
