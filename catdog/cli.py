@@ -44,10 +44,11 @@ def _features(args, data: str, out: Path, rejected_csv: Path):
     samples, scan_rejections = _scan(data)
     excluded = 0
     if getattr(args, "exclude", None):
+        from catdog.data import listed
         from catdog.inspect import read_exclude
 
         names = read_exclude(args.exclude)
-        kept = [s for s in samples if s.name not in names and s.path.name not in names]
+        kept = [s for s in samples if not listed(s.name, names)]
         excluded = len(samples) - len(kept)
         samples = kept
         print(f"excluded {excluded} photo(s) listed in {args.exclude}")

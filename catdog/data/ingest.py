@@ -230,6 +230,11 @@ def resize(im: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
     return np.asarray(im, dtype=np.uint8)
 
 
+def listed(name: str, names: set[str]) -> bool:
+    """Whether a photo (relative name, e.g. "cat/x.jpg") is in `names`, by relative or file name."""
+    return name in names or Path(name).name in names
+
+
 def write_rejections(csv_path: str | os.PathLike, rejections: list[Rejection]) -> Path:
     """Write `file,reason` rows (always with a header, even when empty)."""
     csv_path = Path(csv_path)

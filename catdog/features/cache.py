@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from catdog import __version__
-from catdog.data import IMAGE_SIZE, MAX_PIXELS, Rejection, Sample, fingerprint, iter_batches, sha256_file
+from catdog.data import IMAGE_SIZE, MAX_PIXELS, Rejection, Sample, fingerprint, iter_batches, listed, sha256_file
 from catdog.errors import CatdogError
 from catdog.features.backbones import build_backbone, feature_model, get_spec
 from catdog.features.engine import feature_runner
@@ -204,7 +204,7 @@ def extract_features(
 
 def without(feature_set: FeatureSet, names: set[str]) -> tuple[FeatureSet, int]:
     """The feature set minus the photos named in `names` (relative names or file names)."""
-    keep = np.array([n not in names and Path(n).name not in names for n in feature_set.names], bool)
+    keep = np.array([not listed(n, names) for n in feature_set.names], bool)
     dropped = int((~keep).sum())
     attrs = {**feature_set.attrs, "excluded": int(feature_set.attrs.get("excluded", 0)) + dropped}
     return (
