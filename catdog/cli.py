@@ -238,12 +238,12 @@ def cmd_cam(args) -> int:
     return 0
 
 
-def _predict(run_dir: str, data: str, batch_size: int, max_pixels: int, rejected_csv: Path | None):
+def _predict(run_dir: str, data: str, batch_size: int, max_pixels: int, rejected_csv: Path | None, tta: bool = False):
     from catdog.head import load_run, predict_images
 
     run = load_run(run_dir)
     samples, scan_rejections = _scan(data)
-    predictions = predict_images(run.model, samples, batch_size=batch_size, max_pixels=max_pixels)
+    predictions = predict_images(run.model, samples, batch_size=batch_size, max_pixels=max_pixels, tta=tta)
     rejections = scan_rejections + predictions.rejections
     _report_rejections(rejections, rejected_csv)
     if not predictions.samples:
@@ -255,7 +255,7 @@ def cmd_evaluate(args) -> int:
     from catdog.head import evaluate
 
     rejected = Path(args.rejected) if args.rejected else (Path(args.json).parent / "rejected.csv" if args.json else None)
-    _, predictions = _predict(args.run_dir, args.data, args.batch_size, args.max_pixels, rejected)
+    _, predictions = _predict(args.run_dir, args.data, args.batch_size, args.max_pixels, rejected, args.tta)
     result = evaluate(predictions)
     (tn, fp), (fn, tp) = result["confusion_matrix"]
     print(f"{'photos':>10} {'log loss':>10} {'accuracy':>10}")
@@ -273,7 +273,7 @@ def cmd_predict(args) -> int:
 
     out = Path(args.out)
     rejected = Path(args.rejected) if args.rejected else out.parent / "rejected.csv"
-    run, predictions = _predict(args.run_dir, args.test_dir, args.batch_size, args.max_pixels, rejected)
+    run, predictions = _predict(args.run_dir, args.test_dir, args.batch_size, args.max_pixels, rejected, args.tta)
     clip = None if args.no_clip else tuple(args.clip)
     if clip and not 0.0 <= clip[0] < clip[1] <= 1.0:
         raise CatdogError(f"--clip {clip[0]} {clip[1]}: need 0 <= LOW < HIGH <= 1 (e.g. 0.005 0.995)")
@@ -305,6 +305,24 @@ def cmd_inspect(args) -> int:
         f"{summary['rejected']} rejected"
     )
     print(f"report: {Path(args.out) / 'report.html'}; suspects: {Path(args.out) / 'suspects.csv'}")
+    return 0
+
+
+def cmd_finetune(args) -> int:
+    from catdog.head import load_run
+    from catdog.head.finetune import FinetuneConfig, finetune
+
+    config = FinetuneConfig(
+        blocks=args.blocks, learning_rate=args.lr, batch_size=args.batch_size, max_epochs=args.epochs,
+        patience=args.patience, seed=args.seed,
+    )
+    metrics = finetune(load_run(args.run_dir), args.data, args.out, config)
+    print(
+        f"fine-tuned {', '.join(metrics['finetune']['blocks_trained'])}: validation log loss "
+        f"{metrics['val_before']['log_loss']:.4f} -> {metrics['val']['log_loss']:.4f}, accuracy {metrics['val']['accuracy']:.2%} "
+        f"(best epoch {metrics['best_epoch']} of {metrics['epochs']}, {metrics['seconds']:.0f} s)"
+    )
+    print(f"run written to {args.out}")
     return 0
 
 
@@ -379,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("data", metavar="DATA")
     p.add_argument("--json", metavar="OUT.json", help="also write the scores as JSON")
+    p.add_argument("--tta", action="store_true", help="test-time augmentation: average each photo with its mirror image")
     _add_decode_args(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -389,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip", nargs=2, type=float, default=[0.005, 0.995], metavar=("LOW", "HIGH"), help="default 0.005 0.995")
     p.add_argument("--no-clip", action="store_true", help="write the probabilities unclipped")
     p.add_argument("--calibrated", action="store_true", help="apply the temperature fitted on the validation split")
+    p.add_argument("--tta", action="store_true", help="test-time augmentation: average each photo with its mirror image")
     _add_decode_args(p)
     p.set_defaults(func=cmd_predict)
 
@@ -433,6 +453,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--imagenet-labels", metavar="FILE", help="ImageNet class names, one per line (for the report)")
     p.add_argument("--max-pixels", type=int, default=50_000_000, help="refuse larger images (default 50,000,000)")
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("finetune", help="fine-tune the backbone's top blocks with augmentation into a new RUN_DIR")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("data", metavar="DATA", help="the photos the run was trained on (its split is reused)")
+    p.add_argument("--out", required=True, metavar="NEW_RUN_DIR")
+    p.add_argument("--blocks", type=int, default=2, help="top backbone blocks to train (default 2)")
+    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=12, help="most epochs (default 12)")
+    p.add_argument("--patience", type=int, default=3, help="early-stopping patience (default 3)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("serve", help="web page and JSON API: upload a photo, get P(cat)/P(dog) and the CAM")
     p.add_argument("path", metavar="RUN_DIR|ART_DIR", help="an ART_DIR serves its ONNX (else TFLite) fp32 artefact; a RUN_DIR its Keras model")

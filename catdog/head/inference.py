@@ -54,9 +54,17 @@ class Predictions:
 
 
 def predict_images(
-    model: keras.Model, samples: list[Sample], batch_size: int = 32, max_pixels: int = MAX_PIXELS, progress: bool = True
+    model: keras.Model,
+    samples: list[Sample],
+    batch_size: int = 32,
+    max_pixels: int = MAX_PIXELS,
+    progress: bool = True,
+    tta: bool = False,
 ) -> Predictions:
-    """Run the full model on photos; unusable files are reported and skipped."""
+    """Run the full model on photos; unusable files are reported and skipped.
+
+    tta: test-time augmentation, the mean of the probabilities of each photo and its mirror image.
+    """
     kept, probs, rejections = [], [], []
     bar = tqdm(total=len(samples), unit="img", desc="predict", disable=not progress, dynamic_ncols=True)
     for batch in iter_batches(samples, batch_size=batch_size, max_pixels=max_pixels):
@@ -64,7 +72,11 @@ def predict_images(
             tqdm.write(r.line())
         rejections.extend(batch.rejections)
         if batch.samples:
-            probs.append(np.asarray(model.predict_on_batch(batch.images.astype(np.float32))))
+            x = batch.images.astype(np.float32)
+            p = np.asarray(model.predict_on_batch(x))
+            if tta:
+                p = (p + np.asarray(model.predict_on_batch(x[:, :, ::-1]))) / 2
+            probs.append(p)
             kept.extend(batch.samples)
         bar.update(len(batch.samples) + len(batch.rejections))
     bar.close()

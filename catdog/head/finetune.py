@@ -1,0 +1,152 @@
+"""Fine-tune the top blocks of a RUN_DIR's backbone, with augmentation, into a new RUN_DIR.
+
+The result has exactly the layers of the full model (image -> preprocess -> backbone -> gap ->
+dropout -> probabilities): augmentation only wraps it during training, so CAM, export and
+parity work unchanged. BatchNormalization layers stay frozen (inference mode): the shared
+MobileNetV2 weights have BatchNorm folded in, and batch statistics would break them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from catdog import __version__
+from catdog.data import LABELS, iter_batches, scan, sha256_file
+from catdog.errors import CatdogError
+from catdog.head import metrics as M
+from catdog.head.inference import Run
+from catdog.head.train import _EpochBar, plot_curves
+
+_BLOCK = re.compile(r"^(block_\d+|conv\d_block\d+|Conv_1)")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    blocks: int = 2  # top blocks of the backbone to train (MobileNetV2: Conv_1, block_16, ...)
+    learning_rate: float = 1e-4
+    batch_size: int = 32
+    max_epochs: int = 12
+    patience: int = 3
+    seed: int = 0
+
+
+def augmentation(seed: int) -> keras.Sequential:
+    """Flip, zoom/crop, small shear-like rotation and translation, brightness/contrast jitter."""
+    return keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal", seed=seed),
+            keras.layers.RandomZoom((-0.15, 0.0), seed=seed),  # zoom in: a random crop
+            keras.layers.RandomRotation(0.03, seed=seed),
+            keras.layers.RandomTranslation(0.05, 0.05, seed=seed),
+            keras.layers.RandomBrightness(0.1, value_range=(0, 255), seed=seed),
+            keras.layers.RandomContrast(0.1, seed=seed),
+        ],
+        name="augmentation",
+    )
+
+
+def top_blocks(backbone: keras.Model, n: int) -> list[str]:
+    """Names of the last `n` blocks of a Keras application backbone, last first."""
+    blocks = []
+    for layer in reversed(backbone.layers):
+        match = _BLOCK.match(layer.name)
+        if match and match.group(1) not in blocks:
+            blocks.append(match.group(1))
+    if n < 1 or n > len(blocks):
+        raise CatdogError(f"--blocks {n}: the backbone has {len(blocks)} blocks; choose 1 to {len(blocks)}")
+    return blocks[:n]
+
+
+def set_trainable(full_model: keras.Model, blocks: list[str]) -> int:
+    """Train the given backbone blocks and the head; freeze the rest and every BatchNorm."""
+    backbone = full_model.get_layer("backbone")
+    backbone.trainable = True
+    trainable = 0
+    for layer in backbone.layers:
+        match = _BLOCK.match(layer.name)
+        layer.trainable = bool(match and match.group(1) in blocks) and not isinstance(layer, keras.layers.BatchNormalization)
+        trainable += layer.trainable
+    full_model.get_layer("probabilities").trainable = True
+    return trainable
+
+
+def _load_split(run: Run, data_dir: str | os.PathLike):
+    split = json.loads((run.path / "split.json").read_text())
+    samples = {s.name: s for s in scan(data_dir)[0] if s.label is not None}
+    missing = [n for n in split["train"] + split["validation"] if n not in samples]
+    if missing:
+        raise CatdogError(f"{data_dir}: {len(missing)} photos of the run's split are missing (e.g. {missing[0]}); pass the DATA the run was trained on")
+
+    def arrays(names):
+        batches = list(iter_batches([samples[n] for n in names], batch_size=64))
+        return np.concatenate([b.images for b in batches]), np.array([s.label for b in batches for s in b.samples])
+
+    return arrays(split["train"]), arrays(split["validation"])
+
+
+def finetune(run: Run, data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: FinetuneConfig = FinetuneConfig(), progress: bool = True) -> dict:
+    """Fine-tune `run` on its own train split (validation split for early stopping); write a RUN_DIR."""
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    (x_train, y_train), (x_val, y_val) = _load_split(run, data_dir)
+    keras.utils.set_random_seed(config.seed)
+    model = keras.models.load_model(run.path / "model.keras")  # an independent copy to train
+    blocks = top_blocks(model.get_layer("backbone"), config.blocks)
+    n_trainable = set_trainable(model, blocks)
+    image = keras.Input(model.input.shape[1:], name="image")
+    trainer = keras.Model(image, model(augmentation(config.seed)(image)), name="finetune")
+    trainer.compile(keras.optimizers.Adam(config.learning_rate), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    before = M.log_loss(y_val, model.predict(x_val.astype(np.float32), batch_size=64, verbose=0)[:, 1])
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
+    fit = trainer.fit(
+        x_train.astype(np.float32), y_train, validation_data=(x_val.astype(np.float32), y_val),
+        epochs=config.max_epochs, batch_size=config.batch_size, verbose=0,
+        callbacks=[stop, _EpochBar(config.max_epochs, progress)],
+    )
+    history = {k: [float(v) for v in vs] for k, vs in fit.history.items()}
+    best_epoch = int(np.argmin(history["val_loss"])) + 1
+    p_val = model.predict(x_val.astype(np.float32), batch_size=64, verbose=0)
+    temperature = M.fit_temperature(p_val, y_val)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save(out_dir / "model.keras")
+    shutil.copy(run.path / "split.json", out_dir / "split.json")
+    plot_curves(history, best_epoch, out_dir / "curves.png")
+    (out_dir / "history.json").write_text(json.dumps(history, indent=1))
+    metrics = {
+        **{k: run.metrics[k] for k in ("backbone", "weights", "labels", "data_fingerprint", "n_train", "n_val") if k in run.metrics},
+        "finetuned_from": str(run.path.resolve()),
+        "data_dir": str(Path(data_dir).resolve()),
+        "finetune": {**asdict(config), "blocks_trained": blocks, "trainable_layers": n_trainable, "optimizer": "adam",
+                     "augmentation": [layer.name for layer in augmentation(0).layers]},
+        "seed": config.seed,
+        "epochs": len(history["loss"]),
+        "best_epoch": best_epoch,
+        "val_before": {"log_loss": before},
+        "val": M.summary(y_val, p_val[:, 1]),
+        "calibration": {
+            "temperature": temperature,
+            "clip": list(M.DEFAULT_CLIP),
+            "val_log_loss_raw": M.log_loss(y_val, p_val[:, 1]),
+            "val_log_loss_clipped": M.log_loss(y_val, np.clip(p_val[:, 1], *M.DEFAULT_CLIP)),
+            "val_log_loss_temperature_in_sample": M.log_loss(y_val, M.apply_temperature(p_val, temperature)),
+            "val_log_loss_temperature_cross_fitted": M.cross_fitted_temperature_loss(p_val, y_val, config.seed),
+        },
+        "model_sha256": sha256_file(out_dir / "model.keras"),
+        "catdog_version": __version__,
+        "keras_version": keras.__version__,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+__all__ = ["FinetuneConfig", "augmentation", "finetune", "set_trainable", "top_blocks", "LABELS"]

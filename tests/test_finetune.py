@@ -1,0 +1,56 @@
+"""Fine-tuning keeps a valid RUN_DIR (CAM identity, export) and test-time augmentation averages
+each photo with its mirror image."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+
+from catdog.cam import cam_model, probabilities_from_cam
+from catdog.data import decode
+from catdog.head import load_run, predict_images
+from catdog.head.finetune import FinetuneConfig, finetune, top_blocks
+from conftest import REFERENCE, needs_shared
+
+
+@needs_shared
+def test_finetune_trains_top_blocks_and_keeps_the_cam_identity(subset_run, train_subset, tmp_path):
+    run = load_run(subset_run)
+    out = tmp_path / "ft"
+    metrics = finetune(run, train_subset, out, FinetuneConfig(blocks=2, max_epochs=1, batch_size=32), progress=False)
+    assert metrics["finetune"]["blocks_trained"] == ["Conv_1", "block_16"]
+    assert metrics["n_val"] == 48 and metrics["val"]["n"] == 48 and metrics["epochs"] == 1
+    tuned = load_run(out)
+    before = {w.path: w.numpy() for w in run.model.get_layer("backbone").weights}
+    after = {w.path: w.numpy() for w in tuned.model.get_layer("backbone").weights}
+    changed = {p for p in before if not np.array_equal(before[p], after[p])}
+    assert changed and all("Conv_1" in p or "block_16" in p for p in changed)  # only the top blocks moved
+    assert not any("_bn" in p or "BN" in p for p in changed)  # BatchNorm stayed frozen
+    photos = sorted(REFERENCE.glob("*.jpg"))[:4]
+    out_ = cam_model(tuned.model).predict_on_batch(np.stack([decode(p) for p in photos]).astype(np.float32))
+    bias = tuned.model.get_layer("probabilities").get_weights()[1]
+    assert np.allclose(probabilities_from_cam(np.asarray(out_["cam"]), bias), np.asarray(out_["probabilities"]), atol=1e-5)
+    assert json.loads((out / "split.json").read_text()) == json.loads((subset_run / "split.json").read_text())
+
+
+def test_top_blocks_of_both_backbones():
+    mnv2 = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(224, 224, 3))
+    assert top_blocks(mnv2, 3) == ["Conv_1", "block_16", "block_15"]
+    r50 = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(224, 224, 3))
+    assert top_blocks(r50, 2) == ["conv5_block3", "conv5_block2"]
+
+
+@needs_shared
+def test_tta_is_the_mean_over_the_mirror_image(subset_run):
+    run = load_run(subset_run)
+    from catdog.data import Sample
+
+    # reference photos fit neither naming layout, so build the samples directly
+    samples = [Sample(p, p.name, p.stem, None) for p in sorted(REFERENCE.glob("*.jpg"))[:6]]
+    plain = predict_images(run.model, samples, progress=False).probabilities
+    tta = predict_images(run.model, samples, progress=False, tta=True).probabilities
+    x = np.stack([decode(s.path) for s in samples]).astype(np.float32)
+    mirrored = run.model.predict_on_batch(x[:, :, ::-1])
+    assert np.allclose(tta, (plain + mirrored) / 2, atol=1e-6) and not np.allclose(tta, plain, atol=1e-4)
