@@ -162,14 +162,14 @@ def _run_photos(run, split: str):
     return [s for s in scan(data_dir)[0] if s.name in names]
 
 
-def _export(run, formats: str, precisions: str, out: Path, calibration_dir: str | None) -> dict:
+def _export(run, formats: str, precisions: str, out: Path, calibration_dir: str | None, calibrated: bool = False) -> dict:
     from catdog.data import scan
     from catdog.export import FORMATS, PRECISIONS, export_run, parse_list
 
     formats_ = parse_list(formats, FORMATS, "format")
     precisions_ = parse_list(precisions, PRECISIONS, "precision")
     calibration = scan(calibration_dir)[0] if calibration_dir else _run_photos(run, "train")
-    manifest = export_run(run, formats_, precisions_, out, calibration)
+    manifest = export_run(run, formats_, precisions_, out, calibration, calibrated=calibrated)
     print(f"{'artefact':<42} {'MB':>7} {'export s':>9}")
     for a in manifest["artefacts"]:
         print(f"{a['file']:<42} {a['bytes'] / 1e6:>7.2f} {a['export_seconds']:>9.1f}")
@@ -180,7 +180,7 @@ def _export(run, formats: str, precisions: str, out: Path, calibration_dir: str 
 def cmd_export(args) -> int:
     from catdog.head import load_run
 
-    _export(load_run(args.run_dir), args.formats, args.precision, Path(args.out), args.calibration)
+    _export(load_run(args.run_dir), args.formats, args.precision, Path(args.out), args.calibration, args.calibrated)
     return 0
 
 
@@ -422,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export RUN_DIR to Core ML / TFLite / ONNX with manifest.json")
     p.add_argument("run_dir", metavar="RUN_DIR")
     _add_export_args(p, required_out=True)
+    p.add_argument("--calibrated", action="store_true", help="fold the run's validation temperature into the models")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("parity", help="compare every artefact in ART_DIR with the Keras model")

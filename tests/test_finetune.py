@@ -54,3 +54,27 @@ def test_tta_is_the_mean_over_the_mirror_image(subset_run):
     x = np.stack([decode(s.path) for s in samples]).astype(np.float32)
     mirrored = run.model.predict_on_batch(x[:, :, ::-1])
     assert np.allclose(tta, (plain + mirrored) / 2, atol=1e-6) and not np.allclose(tta, plain, atol=1e-4)
+
+
+@needs_shared
+def test_temperature_folded_into_the_export(subset_run, tmp_path):
+    import shutil
+
+    from catdog.cli import main
+    from catdog.head import metrics as M
+    from catdog.parity import run_onnx
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(subset_run, run_dir, ignore=shutil.ignore_patterns("features.h5"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics["calibration"]["temperature"] = 2.0  # a strong temperature makes the check sharp
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    art = tmp_path / "art"
+    assert main(["export", str(run_dir), "--formats", "onnx", "--precision", "fp32", "--calibrated", "--out", str(art)]) == 0
+    assert json.loads((art / "manifest.json").read_text())["temperature"] == 2.0
+    photos = sorted(REFERENCE.glob("*.jpg"))[:6]
+    x = np.stack([decode(p) for p in photos]).astype(np.float32)
+    plain = load_run(run_dir).model.predict_on_batch(x)
+    exported = run_onnx(art / "catdog_mobilenet_v2_fp32.onnx", x)["probabilities"]
+    assert np.allclose(exported[:, 1], M.apply_temperature(plain, 2.0), atol=1e-5)
+    assert main(["parity", str(art), "--images", str(REFERENCE), "--no-edge"]) == 0  # parity compares calibrated to calibrated

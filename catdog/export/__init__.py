@@ -22,6 +22,7 @@ from catdog.cam import cam_model, check_catdog_model
 from catdog.data import LABELS, Sample, iter_batches, sha256_file
 from catdog.errors import CatdogError
 from catdog.export.contract import CAM, INPUT_NAME, PROBABILITIES, raw_image_input, sha256_path, size_bytes, tensor_outputs
+from catdog.head import calibrated_model
 
 FORMATS = ("coreml", "tflite", "onnx")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -115,8 +116,13 @@ def export_run(
     out_dir: str | os.PathLike,
     calibration_samples: list[Sample] | None = None,
     progress: bool = True,
+    calibrated: bool = False,
 ) -> dict:
-    """Export a loaded RUN_DIR (`catdog.head.Run`) to every format x precision; write the manifest."""
+    """Export a loaded RUN_DIR (`catdog.head.Run`) to every format x precision; write the manifest.
+
+    calibrated: fold the run's validation temperature into the exported models (a single scale
+    of the Dense layer), so their probabilities are the calibrated ones.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     backbone = run.metrics["backbone"]
@@ -127,11 +133,13 @@ def export_run(
         if not calibration_samples:
             raise CatdogError("int8 export needs calibration photos; pass --calibration DIR (a folder of real photos)")
         calibration = load_calibration(calibration_samples)
-    metadata = {"keras_model_sha256": model_sha, "backbone": backbone}
+    temperature = run.temperature if calibrated else 1.0
+    model = calibrated_model(run.model, temperature) if calibrated else run.model
+    metadata = {"keras_model_sha256": model_sha, "backbone": backbone, "temperature": temperature}
     jobs = [(f, p) for f in formats for p in precisions]
     artefacts = []
     for fmt, precision in tqdm(jobs, desc="export", unit="artefact", disable=not progress):
-        artefacts.append(export(run.model, fmt, precision, out_dir, backbone, calibration, metadata))
+        artefacts.append(export(model, fmt, precision, out_dir, backbone, calibration, metadata))
     (out_dir / "labels.txt").write_text("\n".join(LABELS) + "\n")
     manifest = {
         "manifest_version": MANIFEST_VERSION,
@@ -143,6 +151,7 @@ def export_run(
         "input": raw_image_input(1),
         "outputs": tensor_outputs(1),
         "keras_model": {"run_dir": str(run.path.resolve()), "file": "model.keras", "sha256": model_sha},
+        "temperature": temperature,
         "calibration_photos": 0 if calibration is None else int(len(calibration)),
         "artefacts": artefacts,
     }

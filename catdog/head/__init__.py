@@ -4,6 +4,7 @@ from catdog.head import metrics
 from catdog.head.inference import (
     Predictions,
     Run,
+    calibrated_model,
     evaluate,
     load_run,
     predict_images,
@@ -28,6 +29,7 @@ __all__ = [
     "Run",
     "TrainResult",
     "build_head",
+    "calibrated_model",
     "cross_validate",
     "evaluate",
     "full_model",

@@ -110,7 +110,7 @@ def finetune(run: Run, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     fit = trainer.fit(
         x_train.astype(np.float32), y_train, validation_data=(x_val.astype(np.float32), y_val),
         epochs=config.max_epochs, batch_size=config.batch_size, verbose=0,
-        callbacks=[stop, _EpochBar(config.max_epochs, progress)],
+        callbacks=[stop, _EpochBar(config.max_epochs, progress, desc=f"fine-tune {', '.join(blocks)}")],
     )
     history = {k: [float(v) for v in vs] for k, vs in fit.history.items()}
     best_epoch = int(np.argmin(history["val_loss"])) + 1

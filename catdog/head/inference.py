@@ -46,6 +46,22 @@ def load_run(run_dir: str | os.PathLike) -> Run:
     return Run(run_dir, model, metrics)
 
 
+def calibrated_model(full_model: keras.Model, temperature: float) -> keras.Model:
+    """A copy of the full model with the temperature folded into its Dense layer (W/T, b/T).
+
+    softmax((W f + b) / T) is the temperature-scaled probability, and the CAM model built from
+    the copy has maps divided by T, so the CAM identity still holds.
+    """
+    if not temperature > 0:
+        raise CatdogError(f"temperature {temperature}: must be > 0")
+    model = keras.models.clone_model(full_model)
+    model.set_weights(full_model.get_weights())
+    dense = model.get_layer("probabilities")
+    kernel, bias = dense.get_weights()
+    dense.set_weights([kernel / temperature, bias / temperature])
+    return model
+
+
 @dataclass
 class Predictions:
     samples: list[Sample]  # the photos that decoded, in input order

@@ -114,9 +114,9 @@ def backbone_weights(feature_set: FeatureSet) -> str:
 
 
 class _EpochBar(keras.callbacks.Callback):
-    def __init__(self, total: int, enabled: bool):
+    def __init__(self, total: int, enabled: bool, desc: str = "train head"):
         super().__init__()
-        self.bar = tqdm(total=total, unit="epoch", desc="train head", disable=not enabled, dynamic_ncols=True)
+        self.bar = tqdm(total=total, unit="epoch", desc=desc, disable=not enabled, dynamic_ncols=True)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}

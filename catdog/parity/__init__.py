@@ -269,7 +269,7 @@ def run_parity(
     edge: bool = True,
 ) -> dict:
     """Compare every artefact in ART_DIR with the Keras model; write parity.json and parity.md."""
-    from catdog.head import load_run
+    from catdog.head import calibrated_model, load_run
 
     art_dir = Path(art_dir)
     manifest = load_manifest(art_dir)
@@ -280,7 +280,8 @@ def run_parity(
     images, skipped = load_images(images_dir, edge)
     for line in skipped:
         print(line)
-    keras_model = cam_model(run.model)
+    temperature = float(manifest.get("temperature", 1.0))
+    keras_model = cam_model(calibrated_model(run.model, temperature) if temperature != 1.0 else run.model)
     reference = run_keras(keras_model, images.arrays)
     on_macos = platform.system() == "Darwin"
     rows = []
