@@ -322,6 +322,8 @@ def cmd_finetune(args) -> int:
         f"{metrics['val_before']['log_loss']:.4f} -> {metrics['val']['log_loss']:.4f}, accuracy {metrics['val']['accuracy']:.2%} "
         f"(best epoch {metrics['best_epoch']} of {metrics['epochs']}, {metrics['seconds']:.0f} s)"
     )
+    if not metrics["improved"]:
+        print("fine-tuning did not beat the starting model on the validation split: the starting weights were kept")
     print(f"run written to {args.out}")
     return 0
 

@@ -115,6 +115,11 @@ def finetune(run: Run, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     history = {k: [float(v) for v in vs] for k, vs in fit.history.items()}
     best_epoch = int(np.argmin(history["val_loss"])) + 1
     p_val = model.predict(x_val.astype(np.float32), batch_size=64, verbose=0)
+    improved = M.log_loss(y_val, p_val[:, 1]) < before
+    if not improved:  # the starting point is a checkpoint too: never hand back a worse model
+        model = keras.models.load_model(run.path / "model.keras")
+        p_val = model.predict(x_val.astype(np.float32), batch_size=64, verbose=0)
+        best_epoch = 0
     temperature = M.fit_temperature(p_val, y_val)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(out_dir / "model.keras")
@@ -131,6 +136,7 @@ def finetune(run: Run, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
         "epochs": len(history["loss"]),
         "best_epoch": best_epoch,
         "val_before": {"log_loss": before},
+        "improved": bool(improved),
         "val": M.summary(y_val, p_val[:, 1]),
         "calibration": {
             "temperature": temperature,
