@@ -31,11 +31,13 @@ _BLOCK = re.compile(r"^(block_\d+|conv\d_block\d+|Conv_1)")
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    blocks: int = 2  # top blocks of the backbone to train (MobileNetV2: Conv_1, block_16, ...)
-    learning_rate: float = 1e-4
+    # measured on the shared photos: 3 blocks at 1e-5 took validation log loss 0.0497 -> 0.0475,
+    # while 2 blocks at 1e-4 and 1 block at 2e-5 never beat the starting model
+    blocks: int = 3  # top blocks of the backbone to train (MobileNetV2: Conv_1, block_16, block_15, ...)
+    learning_rate: float = 1e-5
     batch_size: int = 32
-    max_epochs: int = 12
-    patience: int = 3
+    max_epochs: int = 8
+    patience: int = 4
     seed: int = 0
 
 
