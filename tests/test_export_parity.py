@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import onnx
 import pytest
 
@@ -134,7 +133,7 @@ def test_catdog_run_goes_from_photos_to_verified_artefacts(tmp_path):
     """The one-command chain (TFLite and ONNX at fp32, to keep CI short; int8 and fp16 are
     checked above on 80 held-out photos, where one photo is not worth 4 accuracy points)."""
     from catdog.cli import main
-    from conftest import TRAIN, copy_photos, kaggle_names
+    from conftest import copy_photos, kaggle_names
 
     data = copy_photos(tmp_path / "data", kaggle_names("cat", range(200, 260)) + kaggle_names("dog", range(200, 260)))
     run_dir = tmp_path / "run"

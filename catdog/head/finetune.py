@@ -122,7 +122,6 @@ def finetune(run: Run, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
         model = keras.models.load_model(run.path / "model.keras")
         p_val = model.predict(x_val.astype(np.float32), batch_size=64, verbose=0)
         best_epoch = 0
-    temperature = M.fit_temperature(p_val, y_val)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(out_dir / "model.keras")
     shutil.copy(run.path / "split.json", out_dir / "split.json")
@@ -140,14 +139,7 @@ def finetune(run: Run, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
         "val_before": {"log_loss": before},
         "improved": bool(improved),
         "val": M.summary(y_val, p_val[:, 1]),
-        "calibration": {
-            "temperature": temperature,
-            "clip": list(M.DEFAULT_CLIP),
-            "val_log_loss_raw": M.log_loss(y_val, p_val[:, 1]),
-            "val_log_loss_clipped": M.log_loss(y_val, np.clip(p_val[:, 1], *M.DEFAULT_CLIP)),
-            "val_log_loss_temperature_in_sample": M.log_loss(y_val, M.apply_temperature(p_val, temperature)),
-            "val_log_loss_temperature_cross_fitted": M.cross_fitted_temperature_loss(p_val, y_val, config.seed),
-        },
+        "calibration": M.calibration_report(p_val, y_val, config.seed),
         "model_sha256": sha256_file(out_dir / "model.keras"),
         "catdog_version": __version__,
         "keras_version": keras.__version__,

@@ -79,3 +79,18 @@ def cross_fitted_temperature_loss(probabilities: np.ndarray, labels: np.ndarray,
         t = fit_temperature(probabilities[fit_idx], labels[fit_idx])
         p_dog[score_idx] = apply_temperature(probabilities[score_idx], t)
     return log_loss(labels, p_dog)
+
+
+def calibration_report(probabilities: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict:
+    """Validation log loss raw, clipped to DEFAULT_CLIP, and temperature-scaled (in-sample and
+    cross-fitted), with the fitted temperature: the `calibration` block of metrics.json."""
+    temperature = fit_temperature(probabilities, labels)
+    low, high = DEFAULT_CLIP
+    return {
+        "temperature": temperature,
+        "clip": [low, high],
+        "val_log_loss_raw": log_loss(labels, probabilities[:, 1]),
+        "val_log_loss_clipped": log_loss(labels, np.clip(probabilities[:, 1], low, high)),
+        "val_log_loss_temperature_in_sample": log_loss(labels, apply_temperature(probabilities, temperature)),
+        "val_log_loss_temperature_cross_fitted": cross_fitted_temperature_loss(probabilities, labels, seed),
+    }

@@ -233,8 +233,6 @@ def train_run(
     labels = feature_set.labels
     val, train = result.val_idx, result.train_idx
     p_val = probs[val]
-    temperature = M.fit_temperature(p_val, labels[val])
-    low, high = M.DEFAULT_CLIP
 
     run_dir.mkdir(parents=True, exist_ok=True)
     model = full_model(feature_set.backbone, build_backbone(feature_set.backbone, weights), head)
@@ -272,14 +270,7 @@ def train_run(
         "data_dir": str(feature_set.attrs.get("data_dir", "")),
         "train": M.summary(labels[train], probs[train, 1]),
         "val": M.summary(labels[val], p_val[:, 1]),
-        "calibration": {
-            "temperature": temperature,
-            "clip": [low, high],
-            "val_log_loss_raw": M.log_loss(labels[val], p_val[:, 1]),
-            "val_log_loss_clipped": M.log_loss(labels[val], np.clip(p_val[:, 1], low, high)),
-            "val_log_loss_temperature_in_sample": M.log_loss(labels[val], M.apply_temperature(p_val, temperature)),
-            "val_log_loss_temperature_cross_fitted": M.cross_fitted_temperature_loss(p_val, labels[val], config.seed),
-        },
+        "calibration": M.calibration_report(p_val, labels[val], config.seed),
         "cross_validation": cross_validate(feature_set, cv_folds, config, progress) if cv_folds else None,
         "model_sha256": sha256_file(run_dir / "model.keras"),
         "catdog_version": __version__,
