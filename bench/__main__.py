@@ -180,7 +180,9 @@ def cmd_export(args) -> None:
     from catdog.head import load_run
 
     run = load_run(args.run)
-    calibration = load_calibration(scan(args.data)[0])
+    from catdog.features import input_size
+
+    calibration = load_calibration(scan(args.data)[0], input_size(run.model))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for fmt in FORMATS:

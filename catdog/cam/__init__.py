@@ -2,7 +2,7 @@
 
 For a full model (image -> preprocess -> backbone -> gap -> dropout -> probabilities) with
 Dense kernel W (C x 2) and bias b, the CAM model adds a 1x1 Conv2D without bias whose kernel is
-W reshaped to (1, 1, C, 2), applied to the backbone's last conv block (7 x 7 x C). Because
+W reshaped to (1, 1, C, 2), applied to the backbone's last conv block (G x G x C; G = 7 at 224). Because
 global average pooling and the Dense layer are both linear,
 
     softmax(mean_{i,j}(cam[i, j, :]) + b) == probabilities
@@ -43,13 +43,15 @@ def _dense_kernel(full_model: keras.Model) -> tuple[np.ndarray, np.ndarray]:
 
 def _cam_conv(kernel: np.ndarray) -> keras.layers.Conv2D:
     conv = keras.layers.Conv2D(2, 1, use_bias=False, name="cam")
-    conv.build((None, 7, 7, kernel.shape[0]))
+    conv.build((None, None, None, kernel.shape[0]))
     conv.set_weights([kernel.reshape(1, 1, *kernel.shape)])
     return conv
 
 
 def cam_model(full_model: keras.Model) -> keras.Model:
-    """Raw RGB photo (224x224x3, 0..255) -> {"probabilities": (N, 2), "cam": (N, 7, 7, 2)}.
+    """Raw RGB photo (SxSx3, 0..255) -> {"probabilities": (N, 2), "cam": (N, S/32, S/32, 2)}.
+
+    S is the full model's input size (224 by default: 7 x 7 maps).
 
     Shares every layer (and weight) with `full_model`; only the 1x1 "cam" conv is new.
     """
@@ -79,7 +81,7 @@ def network_model(full_model: keras.Model) -> keras.Model:
 
 
 def probabilities_from_cam(cam: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """softmax(global average of the CAM maps + Dense bias): (N, 7, 7, 2) -> (N, 2)."""
+    """softmax(global average of the CAM maps + Dense bias): (N, G, G, 2) -> (N, 2)."""
     logits = cam.mean(axis=(1, 2)) + bias
     logits = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(logits)
@@ -99,7 +101,7 @@ def jet(values01: np.ndarray) -> np.ndarray:
 
 
 def overlay(image: np.ndarray, cam_map: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """Blend the jet heatmap of one 7x7 map over an RGB uint8 image of any size.
+    """Blend the jet heatmap of one G x G map over an RGB uint8 image of any size.
 
     The map is min-max normalised, upsampled bilinearly to the image size, coloured with jet,
     and blended: (1 - alpha) * image + alpha * heatmap.

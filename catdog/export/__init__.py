@@ -22,6 +22,7 @@ from catdog.cam import cam_model, check_catdog_model
 from catdog.data import LABELS, Sample, iter_batches, sha256_file
 from catdog.errors import CatdogError
 from catdog.export.contract import CAM, INPUT_NAME, PROBABILITIES, raw_image_input, sha256_path, size_bytes, tensor_outputs
+from catdog.features import input_size
 from catdog.head import calibrated_model
 
 FORMATS = ("coreml", "tflite", "onnx")
@@ -40,7 +41,7 @@ def parse_list(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
 
 
 def artefact_name(backbone: str, fmt: str, precision: str) -> str:
-    return f"catdog_{backbone}_{precision}{SUFFIX[fmt]}"
+    return f"catdog_{backbone.replace(',', '+')}_{precision}{SUFFIX[fmt]}"
 
 
 def export(
@@ -55,7 +56,7 @@ def export(
     """Export a catdog full model to one format and precision; returns its manifest entry.
 
     model: the full Keras model of a RUN_DIR (raw photo -> probabilities).
-    calibration: raw photos (N, 224, 224, 3), float 0..255, for int8 (TFLite and ONNX).
+    calibration: raw photos (N, S, S, 3) at the model's input size, float 0..255, for int8 (TFLite and ONNX).
     """
     if fmt not in FORMATS:
         raise CatdogError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
@@ -82,7 +83,7 @@ def export(
         info = export_tflite(cam_model(model), precision, path, calibration)
         from catdog.export.tflite_metadata import write_metadata
 
-        write_metadata(path, backbone, precision, metadata)
+        write_metadata(path, backbone, precision, input_size(model), metadata)
     else:
         from catdog.export.onnx import export_onnx
 
@@ -98,12 +99,12 @@ def export(
     }
 
 
-def load_calibration(samples: list[Sample], n: int = CALIBRATION_PHOTOS, seed: int = 0) -> np.ndarray:
-    """Up to `n` decoded photos (float32 0..255), drawn with a seed, for int8 calibration."""
+def load_calibration(samples: list[Sample], image_size: int, n: int = CALIBRATION_PHOTOS, seed: int = 0) -> np.ndarray:
+    """Up to `n` photos decoded at `image_size` (float32 0..255), drawn with a seed, for int8 calibration."""
     rng = np.random.default_rng(seed)
     chosen = [samples[i] for i in sorted(rng.choice(len(samples), min(n, len(samples)), replace=False))]
-    images = [b.images for b in iter_batches(chosen, batch_size=32)]
-    images = np.concatenate(images).astype(np.float32) if images else np.zeros((0, 224, 224, 3), np.float32)
+    images = [b.images for b in iter_batches(chosen, batch_size=32, size=image_size)]
+    images = np.concatenate(images).astype(np.float32) if images else np.zeros((0, image_size, image_size, 3), np.float32)
     if len(images) == 0:
         raise CatdogError("no usable calibration photo; pass --calibration DIR with real photos")
     return images
@@ -132,7 +133,7 @@ def export_run(
     if needs_calibration:
         if not calibration_samples:
             raise CatdogError("int8 export needs calibration photos; pass --calibration DIR (a folder of real photos)")
-        calibration = load_calibration(calibration_samples)
+        calibration = load_calibration(calibration_samples, input_size(run.model))
     temperature = run.temperature if calibrated else 1.0
     model = calibrated_model(run.model, temperature) if calibrated else run.model
     metadata = {"keras_model_sha256": model_sha, "backbone": backbone, "temperature": temperature}
@@ -148,8 +149,8 @@ def export_run(
         "backbone": backbone,
         "labels": list(LABELS),
         "labels_file": "labels.txt",
-        "input": raw_image_input(1),
-        "outputs": tensor_outputs(1),
+        "input": raw_image_input(1, input_size(run.model)),
+        "outputs": tensor_outputs(1, input_size(run.model)),
         "keras_model": {"run_dir": str(run.path.resolve()), "file": "model.keras", "sha256": model_sha},
         "temperature": temperature,
         "calibration_photos": 0 if calibration is None else int(len(calibration)),

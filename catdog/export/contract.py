@@ -6,37 +6,43 @@ import hashlib
 import os
 from pathlib import Path
 
-from catdog.data import IMAGE_SIZE, LABELS
+from catdog.data import LABELS
 
 INPUT_NAME = "image"
 PROBABILITIES = "probabilities"
 CAM = "cam"
 
 
-def raw_image_input(batch: int | str = 1) -> dict:
+def cam_grid(image_size: int) -> int:
+    """Side of the CAM maps for an S x S input: the backbones' last conv block is S/32 x S/32."""
+    return image_size // 32
+
+
+def raw_image_input(batch: int | str, image_size: int) -> dict:
     """The input of the TFLite and ONNX artefacts: the raw photo, preprocessing inside."""
     return {
         "name": INPUT_NAME,
-        "shape": [batch, IMAGE_SIZE, IMAGE_SIZE, 3],
+        "shape": [batch, image_size, image_size, 3],
         "dtype": "float32",
         "layout": "NHWC",
         "channel_order": "RGB",
         "value_range": [0.0, 255.0],
-        "resize": "squash the whole photo to 224x224 (no crop), bilinear",
+        "resize": f"squash the whole photo to {image_size}x{image_size} (no crop), bilinear",
         "normalisation": "inside the model; feed raw pixel values",
     }
 
 
-def tensor_outputs(batch: int | str = 1) -> list[dict]:
+def tensor_outputs(batch: int | str, image_size: int) -> list[dict]:
+    g = cam_grid(image_size)
     return [
         {"name": PROBABILITIES, "shape": [batch, 2], "dtype": "float32", "labels": list(LABELS), "meaning": "softmax (P(cat), P(dog))"},
         {
             "name": CAM,
-            "shape": [batch, 7, 7, 2],
+            "shape": [batch, g, g, 2],
             "dtype": "float32",
             "layout": "NHWC",
             "labels": list(LABELS),
-            "meaning": "class activation maps, one 7x7 map per class (channel 0 cat, 1 dog), unnormalised",
+            "meaning": f"class activation maps, one {g}x{g} map per class (channel 0 cat, 1 dog), unnormalised",
         },
     ]
 

@@ -11,9 +11,9 @@ import keras
 
 from catdog import __version__
 from catdog.cam import network_model
-from catdog.data import IMAGE_SIZE, LABELS
-from catdog.export.contract import CAM, INPUT_NAME, PROBABILITIES
-from catdog.features import BGR_MEAN, get_spec
+from catdog.data import LABELS
+from catdog.export.contract import CAM, INPUT_NAME, PROBABILITIES, cam_grid
+from catdog.features import BGR_MEAN, get_spec, input_size
 
 AUTHOR = "catdog"
 LICENSE = "Apache-2.0 (model code); weights: see the backbone's ImageNet weights licence"
@@ -24,9 +24,13 @@ def image_preprocessing(backbone: str) -> dict:
 
     ResNet50 ("caffe"): BGR channel order, minus the BGR mean, scale 1.
     MobileNetV2 ("tf"): RGB, x / 127.5 - 1.
+    A fusion ("raw"): RGB 0..255 as is; each branch's preprocessing is inside the network.
     """
-    if get_spec(backbone).preprocess_mode == "caffe":
+    mode = get_spec(backbone).preprocess_mode
+    if mode == "caffe":
         return {"color_layout": "BGR", "scale": 1.0, "bias": [-m for m in BGR_MEAN]}
+    if mode == "raw":
+        return {"color_layout": "RGB", "scale": 1.0, "bias": [0.0, 0.0, 0.0]}
     return {"color_layout": "RGB", "scale": 1.0 / 127.5, "bias": [-1.0, -1.0, -1.0]}
 
 
@@ -82,16 +86,17 @@ def export_coreml(full_model: keras.Model, backbone: str, precision: str, path: 
     import tensorflow as tf
 
     net = network_model(full_model)
+    size, grid = input_size(full_model), cam_grid(input_size(full_model))
     fn = tf.function(
         lambda x: net(x, training=False),
-        input_signature=[tf.TensorSpec([1, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32, name=INPUT_NAME)],
+        input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name=INPUT_NAME)],
     )
     concrete = fn.get_concrete_function()
     graph_names = {key: t.name.split(":")[0] for key, t in concrete.structured_outputs.items()}
     pre = image_preprocessing(backbone)
     image = ct.ImageType(
         name=INPUT_NAME,
-        shape=(1, IMAGE_SIZE, IMAGE_SIZE, 3),
+        shape=(1, size, size, 3),
         scale=pre["scale"],
         bias=pre["bias"],
         color_layout=ct.colorlayout.BGR if pre["color_layout"] == "BGR" else ct.colorlayout.RGB,
@@ -118,12 +123,12 @@ def export_coreml(full_model: keras.Model, backbone: str, precision: str, path: 
     mlmodel.version = __version__
     mlmodel.short_description = (
         f"catdog {backbone} cats-vs-dogs classifier with Class Activation Maps ({precision}). "
-        "Input: a 224x224 photo (squashed, not cropped); preprocessing is built in."
+        f"Input: a {size}x{size} photo (squashed, not cropped); preprocessing is built in."
     )
-    mlmodel.input_description[INPUT_NAME] = "photo, 224x224, any orientation already applied; squash the whole photo"
+    mlmodel.input_description[INPUT_NAME] = f"photo, {size}x{size}, any orientation already applied; squash the whole photo"
     mlmodel.output_description[PROBABILITIES] = "probability of each class (cat, dog)"
     mlmodel.output_description["classLabel"] = "the most likely class: cat or dog"
-    mlmodel.output_description[CAM] = "class activation maps [1, 7, 7, 2]: one 7x7 map per class (cat, dog), unnormalised"
+    mlmodel.output_description[CAM] = f"class activation maps [1, {grid}, {grid}, 2]: one {grid}x{grid} map per class (cat, dog), unnormalised"
     mlmodel.user_defined_metadata.update({k: str(v) for k, v in (metadata or {}).items()})
     mlmodel.user_defined_metadata.update(
         {"backbone": backbone, "labels": ",".join(LABELS), "precision": precision, "catdog_version": __version__}
@@ -135,19 +140,19 @@ def export_coreml(full_model: keras.Model, backbone: str, precision: str, path: 
         "input": {
             "name": INPUT_NAME,
             "type": "image",
-            "shape": [1, IMAGE_SIZE, IMAGE_SIZE, 3],
-            "width": IMAGE_SIZE,
-            "height": IMAGE_SIZE,
+            "shape": [1, size, size, 3],
+            "width": size,
+            "height": size,
             "channel_order": "RGB",
             "value_range": [0, 255],
-            "resize": "squash the whole photo to 224x224 (no crop)",
+            "resize": f"squash the whole photo to {size}x{size} (no crop)",
             "normalisation": "inside the model (ImageType)",
             "image_type": pre,
         },
         "outputs": [
             {"name": "classLabel", "type": "string", "labels": list(LABELS)},
             {"name": PROBABILITIES, "type": "dictionary", "labels": list(LABELS), "meaning": "label -> probability"},
-            {"name": CAM, "shape": [1, 7, 7, 2], "dtype": cam_dtype, "layout": "NHWC", "labels": list(LABELS)},
+            {"name": CAM, "shape": [1, grid, grid, 2], "dtype": cam_dtype, "layout": "NHWC", "labels": list(LABELS)},
         ],
         "minimum_deployment_target": "iOS16",
     }

@@ -15,10 +15,11 @@ OPSET = 17
 
 
 def export_onnx(cam_model: keras.Model, precision: str, path: Path, calibration: np.ndarray | None = None) -> dict:
-    """Write `path` (.onnx): image [batch, 224, 224, 3] -> probabilities, cam; batch is dynamic."""
+    """Write `path` (.onnx): image [batch, S, S, 3] -> probabilities, cam; batch is dynamic."""
     import onnx
     import tensorflow as tf
 
+    size = int(cam_model.input.shape[1])
     signature = [tf.TensorSpec([None, *cam_model.input.shape[1:]], tf.float32, name=INPUT_NAME)]
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
@@ -36,10 +37,10 @@ def export_onnx(cam_model: keras.Model, precision: str, path: Path, calibration:
             model = _quantize_int8(fp32, Path(tmp), calibration)
         else:
             raise ValueError(precision)
-        model.doc_string = "catdog: raw RGB photo (0..255) -> probabilities (cat, dog), cam (7x7 per class)"
+        model.doc_string = f"catdog: raw RGB photo (0..255, {size}x{size}) -> probabilities (cat, dog), cam (one map per class)"
         onnx.checker.check_model(model)
         onnx.save(model, path)
-    return {"input": raw_image_input("batch"), "outputs": tensor_outputs("batch"), "opset": OPSET}
+    return {"input": raw_image_input("batch", size), "outputs": tensor_outputs("batch", size), "opset": OPSET}
 
 
 def _quantize_int8(fp32: Path, tmp: Path, calibration: np.ndarray):

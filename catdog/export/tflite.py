@@ -39,4 +39,5 @@ def export_tflite(cam_model: keras.Model, precision: str, path: Path, calibratio
 
     spec = [tf.TensorSpec([1, *cam_model.input.shape[1:]], tf.float32, name="image")]
     cam_model.export(str(path), format="litert", verbose=False, input_signature=spec, **converter_options(precision, calibration))
-    return {"input": raw_image_input(1), "outputs": tensor_outputs(1), "signature": "serving_default"}
+    size = int(cam_model.input.shape[1])
+    return {"input": raw_image_input(1, size), "outputs": tensor_outputs(1, size), "signature": "serving_default"}

@@ -29,27 +29,27 @@ def _schema():
     return schema_py_generated
 
 
-def metadata_document(backbone: str, precision: str, extra: dict | None = None) -> dict:
+def metadata_document(backbone: str, precision: str, image_size: int, extra: dict | None = None) -> dict:
     return {
         "name": f"catdog {backbone} cats-vs-dogs classifier with Class Activation Maps ({precision})",
         "catdog_version": __version__,
         "labels": list(LABELS),
-        "input": raw_image_input(1),
+        "input": raw_image_input(1, image_size),
         "normalisation": "none outside the model: feed raw RGB 0..255; the backbone's preprocessing is the first op",
-        "outputs": tensor_outputs(1),
+        "outputs": tensor_outputs(1, image_size),
         "license": "Apache-2.0",
         **(extra or {}),
     }
 
 
-def write_metadata(path: str | Path, backbone: str, precision: str, extra: dict | None = None) -> None:
+def write_metadata(path: str | Path, backbone: str, precision: str, image_size: int, extra: dict | None = None) -> None:
     """Add (or replace) the catdog metadata entry of the .tflite file at `path`, in place."""
     schema = _schema()
     path = Path(path)
     model = schema.ModelT.InitFromPackedBuf(bytearray(path.read_bytes()), 0)
     model.metadata = [m for m in (model.metadata or []) if m.name.decode() != METADATA_NAME] if model.metadata else []
     buffer = schema.BufferT()
-    buffer.data = np.frombuffer(json.dumps(metadata_document(backbone, precision, extra)).encode(), dtype=np.uint8)
+    buffer.data = np.frombuffer(json.dumps(metadata_document(backbone, precision, image_size, extra)).encode(), dtype=np.uint8)
     model.buffers.append(buffer)
     entry = schema.MetadataT()
     entry.name = METADATA_NAME

@@ -1,6 +1,8 @@
 """The ImageNet backbones catdog knows, and the raw-image models built on them.
 
-Every model catdog builds takes the raw photo: RGB, 224 x 224 x 3, float values 0..255.
+Every model catdog builds takes the raw photo: RGB, S x S x 3, float values 0..255, where the
+input size S is 224 by default (`--image-size`; a multiple of 32, so the last conv block is
+S/32 x S/32: 7 x 7 at 224, 9 x 9 at 288).
 The backbone's own preprocessing is the first layer (`BackbonePreprocessing`), so exported
 artefacts and apps never normalise pixels themselves.
 """
@@ -41,11 +43,42 @@ BACKBONES = {
 }
 
 
+def backbone_names(name: str) -> list[str]:
+    """The backbones of `name`: "mobilenet_v2" -> [it]; "mobilenet_v2,resnet50" -> both (fusion)."""
+    parts = [p.strip() for p in str(name).split(",")]
+    for part in parts:
+        if part not in BACKBONES:
+            raise CatdogError(f"unknown backbone {part!r}; choose one of {', '.join(BACKBONES)}, or several joined by commas")
+    if len(set(parts)) != len(parts):
+        raise CatdogError(f"backbone {name!r} names one backbone twice; list each once (e.g. mobilenet_v2,resnet50)")
+    return parts
+
+
 def get_spec(name: str) -> BackboneSpec:
-    try:
-        return BACKBONES[name]
-    except KeyError:
-        raise CatdogError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}") from None
+    """The spec of one backbone, or of a fusion "a,b": its feature maps are a's and b's
+    concatenated (C = Ca + Cb), and its preprocessing ("raw") happens per branch inside it."""
+    parts = backbone_names(name)
+    if len(parts) == 1:
+        return BACKBONES[parts[0]]
+    specs = [BACKBONES[p] for p in parts]
+    return BackboneSpec(
+        ",".join(parts), "", "raw", sum(s.feature_dim for s in specs), " and ".join(s.notop_weights_file for s in specs)
+    )
+
+
+def split_weights(name: str, weights: str | os.PathLike | None) -> list:
+    """One weights argument per backbone of `name`: "imagenet" or None apply to every backbone;
+    a fusion takes a comma-separated list, one entry ("imagenet" or a path) per backbone."""
+    parts = backbone_names(name)
+    if weights in ("imagenet", None):
+        return [weights] * len(parts)
+    items = str(weights).split(",") if len(parts) > 1 else [weights]
+    if len(items) != len(parts):
+        raise CatdogError(
+            f"--weights {weights}: {name} fuses {len(parts)} backbones; give one entry per backbone, "
+            "comma-separated (e.g. imagenet,resnet50_notop.h5)"
+        )
+    return items
 
 
 @keras.saving.register_keras_serializable(package="catdog")
@@ -54,18 +87,21 @@ class BackbonePreprocessing(keras.layers.Layer):
 
     mode "caffe" (ResNet50): flip RGB to BGR and subtract BGR_MEAN, no scaling.
     mode "tf" (MobileNetV2): x / 127.5 - 1, giving [-1, 1].
+    mode "raw" (a fusion of backbones): unchanged; each branch preprocesses inside the backbone.
     Equal to `keras.applications.<backbone>.preprocess_input` on float input.
     """
 
     def __init__(self, mode: str, **kwargs):
         super().__init__(**kwargs)
-        if mode not in ("caffe", "tf"):
+        if mode not in ("caffe", "tf", "raw"):
             raise ValueError(f"unknown preprocessing mode {mode!r}")
         self.mode = mode
 
     def call(self, x):
         if self.mode == "caffe":
             return keras.ops.flip(x, axis=-1) - keras.ops.convert_to_tensor(BGR_MEAN, dtype=x.dtype)
+        if self.mode == "raw":
+            return x
         return x / 127.5 - 1.0
 
     def get_config(self):
@@ -77,13 +113,34 @@ def keras_models_dir() -> Path:
     return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
 
 
-def build_backbone(name: str, weights: str | os.PathLike | None = "imagenet") -> keras.Model:
-    """The backbone without its top: (224, 224, 3) network input -> (7, 7, C) last conv block.
+def check_image_size(image_size: int) -> int:
+    """`image_size` as an int, or CatdogError unless it is a multiple of 32 between 96 and 1024."""
+    if int(image_size) != image_size or not 96 <= image_size <= 1024 or image_size % 32:
+        raise CatdogError(f"--image-size {image_size}: must be a multiple of 32 from 96 to 1024 (e.g. 224 or 288)")
+    return int(image_size)
+
+
+def input_size(model: keras.Model) -> int:
+    """The photo size S a catdog model takes (its input is S x S x 3)."""
+    return int(model.input.shape[1])
+
+
+def build_backbone(
+    name: str, weights: str | os.PathLike | None = "imagenet", image_size: int = IMAGE_SIZE, layer_name: str = "backbone"
+) -> keras.Model:
+    """The backbone without its top: (S, S, 3) network input -> (S/32, S/32, C) last conv block.
+
+    ImageNet weights are size-independent (fully convolutional); MobileNetV2 loads its 224
+    weights at any other size, as Keras does. A fusion "a,b" (see `fused_backbone`) takes the
+    raw photo and returns the concatenated maps.
 
     weights: "imagenet" (Keras' cache in $KERAS_HOME/models, else downloaded as Keras does),
     a path to a no-top weights file, or None (random initialisation).
     """
+    if len(backbone_names(name)) > 1:
+        return fused_backbone(name, weights, image_size, layer_name)
     spec = get_spec(name)
+    size = check_image_size(image_size)
     if weights not in ("imagenet", None):
         weights = Path(weights)
         if not weights.is_file():
@@ -92,7 +149,7 @@ def build_backbone(name: str, weights: str | os.PathLike | None = "imagenet") ->
     constructor = getattr(keras.applications, spec.constructor)
     try:
         return constructor(
-            include_top=False, weights=weights, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3), name="backbone"
+            include_top=False, weights=weights, input_shape=(size, size, 3), name=layer_name
         )
     except (OSError, ValueError) as exc:
         raise CatdogError(
@@ -107,6 +164,23 @@ def build_backbone(name: str, weights: str | os.PathLike | None = "imagenet") ->
                 f"in {keras_models_dir()} or pass --weights PATH"
             ) from None
         raise
+
+
+def fused_backbone(
+    name: str, weights: str | os.PathLike | None = "imagenet", image_size: int = IMAGE_SIZE, layer_name: str = "backbone"
+) -> keras.Model:
+    """Raw RGB photo (S, S, 3), 0..255 -> each backbone's last conv block, concatenated.
+
+    Every backbone has stride 32, so their maps share one (S/32, S/32) grid and GAP of the
+    concatenation is the concatenation of their GAP features: the CAM construction holds as is.
+    """
+    parts = backbone_names(name)
+    image = keras.Input(shape=(image_size, image_size, 3), name="raw_image")
+    maps = []
+    for part, part_weights in zip(parts, split_weights(name, weights)):
+        x = BackbonePreprocessing(BACKBONES[part].preprocess_mode, name=f"preprocess_{part}")(image)
+        maps.append(build_backbone(part, part_weights, image_size, layer_name=part)(x))
+    return keras.Model(image, keras.layers.Concatenate(name="fused_maps")(maps), name=layer_name)
 
 
 def build_classifier(name: str, weights: str | os.PathLike = "imagenet") -> keras.Model:
@@ -130,16 +204,16 @@ def build_classifier(name: str, weights: str | os.PathLike = "imagenet") -> kera
     return keras.Model(image, probabilities, name=f"{spec.name}_imagenet")
 
 
-def image_input() -> keras.KerasTensor:
-    """The raw-photo input every catdog model shares: RGB, 224 x 224 x 3, float 0..255."""
-    return keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, 3), dtype="float32", name="image")
+def image_input(image_size: int = IMAGE_SIZE) -> keras.KerasTensor:
+    """The raw-photo input every catdog model shares: RGB, S x S x 3, float 0..255."""
+    return keras.Input(shape=(image_size, image_size, 3), dtype="float32", name="image")
 
 
 def feature_model(name: str, backbone: keras.Model) -> keras.Model:
     """Raw RGB photo -> preprocessing -> backbone -> global average pooling -> (C,) features."""
     spec = get_spec(name)
-    image = image_input()
+    image = image_input(input_size(backbone))
     x = BackbonePreprocessing(spec.preprocess_mode, name="preprocess")(image)
     x = backbone(x)
     features = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    return keras.Model(image, features, name=f"{spec.name}_features")
+    return keras.Model(image, features, name=f"{spec.name.replace(',', '__')}_features")

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from catdog import __version__
 from catdog.data import IMAGE_SIZE, MAX_PIXELS, Rejection, Sample, fingerprint, iter_batches, listed, sha256_file
 from catdog.errors import CatdogError
-from catdog.features.backbones import build_backbone, feature_model, get_spec
+from catdog.features.backbones import build_backbone, check_image_size, feature_model, get_spec, split_weights
 from catdog.features.engine import feature_runner
 
 _STR = h5py.string_dtype("utf-8")
@@ -61,7 +61,10 @@ class ExtractReport:
 
 
 def weights_id(weights: str | os.PathLike | None) -> str:
-    """A stable name for the weights: "imagenet", "random", or "file:<sha256>"."""
+    """A stable name for the weights: "imagenet", "random", or "file:<sha256>" (a fusion's
+    list of weights, as from `split_weights`, gives these joined by commas)."""
+    if isinstance(weights, list):
+        return ",".join(weights_id(w) for w in weights)
     if weights in ("imagenet", None):
         return weights or "random"
     path = Path(weights)
@@ -70,7 +73,7 @@ def weights_id(weights: str | os.PathLike | None) -> str:
     return f"file:{sha256_file(path)}"
 
 
-def _create(path: Path, backbone: str, weights: str, weights_arg: str | None, dim: int) -> None:
+def _create(path: Path, backbone: str, weights: str, weights_arg: str | None, dim: int, image_size: int) -> None:
     with h5py.File(path, "w") as f:
         f.create_dataset("features", shape=(0, dim), maxshape=(None, dim), dtype=np.float32, chunks=(256, dim))
         for name, dtype in _COLUMNS.items():
@@ -79,7 +82,7 @@ def _create(path: Path, backbone: str, weights: str, weights_arg: str | None, di
             backbone=backbone,
             weights=weights,
             weights_path=weights_arg or "",
-            image_size=IMAGE_SIZE,
+            image_size=image_size,
             resize="squash, Pillow bilinear (antialiased)",
             rows=0,
             complete=False,
@@ -87,14 +90,15 @@ def _create(path: Path, backbone: str, weights: str, weights_arg: str | None, di
         )
 
 
-def _open_for_resume(path: Path, backbone: str, weights: str) -> set[str]:
+def _open_for_resume(path: Path, backbone: str, weights: str, image_size: int) -> set[str]:
     """Keys already committed in `path`, after truncating any half-written batch."""
     try:
         with h5py.File(path, "a") as f:
-            if f.attrs.get("backbone") != backbone or f.attrs.get("weights") != weights:
+            held = (f.attrs.get("backbone"), f.attrs.get("weights"), int(f.attrs.get("image_size", IMAGE_SIZE)))
+            if held != (backbone, weights, image_size):
                 raise CatdogError(
-                    f"{path}: holds {f.attrs.get('backbone')} features with weights {f.attrs.get('weights')}, "
-                    f"not {backbone} with {weights}; choose another --out or delete the file"
+                    f"{path}: holds {held[0]} features with weights {held[1]} at {held[2]}px, "
+                    f"not {backbone} with {weights} at {image_size}px; choose another --out or delete the file"
                 )
             rows = int(f.attrs["rows"])
             for name in ("features", *_COLUMNS):
@@ -134,7 +138,7 @@ def _finalize(path: Path, samples: list[Sample], keys: list[str]) -> None:
     index = {k: i for i, k in enumerate(stored)}
     rows = [index[k] for k in keys if k in index]
     tmp = path.with_suffix(path.suffix + ".tmp")
-    _create(tmp, attrs["backbone"], attrs["weights"], attrs.get("weights_path"), data["features"].shape[1])
+    _create(tmp, attrs["backbone"], attrs["weights"], attrs.get("weights_path"), data["features"].shape[1], int(attrs["image_size"]))
     with h5py.File(tmp, "a") as f:
         for name, values in data.items():
             values = values[rows]
@@ -157,6 +161,7 @@ def extract_features(
     progress: bool = True,
     excluded: int = 0,
     engine: str = "litert",
+    image_size: int = IMAGE_SIZE,
 ) -> ExtractReport:
     """Compute (or resume) the features of `samples` into `out_path` and return what was done.
 
@@ -165,25 +170,28 @@ def extract_features(
     about 2.4x faster on CPU here) or "keras" (TensorFlow); see catdog.features.engine.
     """
     spec = get_spec(backbone)
+    image_size = check_image_size(image_size)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    wid = weights_id(weights)
-    weights_arg = None if weights in ("imagenet", None) else str(Path(weights).resolve())
+    per_backbone = split_weights(spec.name, weights)
+    wid = weights_id(per_backbone if len(per_backbone) > 1 else weights)
+    paths = ["" if w in ("imagenet", None) else str(Path(w).resolve()) for w in per_backbone]
+    weights_arg = ",".join(paths) if any(paths) else None
     keys = [s.cache_key for s in samples]
-    done = _open_for_resume(out_path, spec.name, wid) if out_path.exists() else set()
+    done = _open_for_resume(out_path, spec.name, wid, image_size) if out_path.exists() else set()
     if not out_path.exists():
-        _create(out_path, spec.name, wid, weights_arg, spec.feature_dim)
+        _create(out_path, spec.name, wid, weights_arg, spec.feature_dim, image_size)
     todo = [(s, k) for s, k in zip(samples, keys) if k not in done]
     cached = len(samples) - len(todo)
     rejections: list[Rejection] = []
     computed = 0
     seconds = 0.0
     if todo:
-        model = feature_runner(feature_model(spec.name, build_backbone(spec.name, weights)), spec.name, wid, engine)
+        model = feature_runner(feature_model(spec.name, build_backbone(spec.name, weights, image_size)), spec.name, wid, engine)
         start = time.perf_counter()  # throughput: decode + network + writes, not model loading
         key_of = dict((s.name, k) for s, k in todo)
         bar = tqdm(total=len(todo), unit="img", desc=f"features {spec.name}", disable=not progress, dynamic_ncols=True)
-        for batch in iter_batches([s for s, _ in todo], batch_size=batch_size, max_pixels=max_pixels):
+        for batch in iter_batches([s for s, _ in todo], batch_size=batch_size, size=image_size, max_pixels=max_pixels):
             for r in batch.rejections:
                 tqdm.write(r.line())
             rejections.extend(batch.rejections)

@@ -3,7 +3,7 @@
 Measured here (`python -m bench features`, 2 cores, MobileNetV2): TensorFlow runs the feature
 model at about 105 images/s, LiteRT at about 250 (64 % of the CPU's matrix-multiply peak);
 features agree to 2e-5 (values up to ~6). The converted model is cached on disk next to Keras'
-weights ($KERAS_HOME/catdog/), keyed by backbone, weights and Keras version, so the ~10 s
+weights ($KERAS_HOME/catdog/), keyed by backbone, weights, input size and Keras version, so the ~10 s
 conversion happens once.
 """
 
@@ -20,21 +20,21 @@ import numpy as np
 ENGINES = ("litert", "keras")
 
 
-def _cache_path(name: str, weights_key: str) -> Path:
-    key = hashlib.sha256(f"{name}|{weights_key}|{keras.__version__}".encode()).hexdigest()[:16]
+def _cache_path(name: str, weights_key: str, image_size: int) -> Path:
+    key = hashlib.sha256(f"{name}|{weights_key}|{image_size}|{keras.__version__}".encode()).hexdigest()[:16]
     from catdog.features.backbones import keras_models_dir
 
     return keras_models_dir().parent / "catdog" / f"{name}_features_{key}.tflite"
 
 
 class LiteRTFeatures:
-    """Callable: raw photos (N, 224, 224, 3) float32 -> (N, C) features, through LiteRT."""
+    """Callable: raw photos (N, S, S, 3) float32 -> (N, C) features, through LiteRT."""
 
     def __init__(self, model: keras.Model, name: str, weights_key: str, threads: int | None = None):
         import tensorflow as tf
         from ai_edge_litert.interpreter import Interpreter
 
-        path = _cache_path(name, weights_key)
+        path = _cache_path(name, weights_key, int(model.input.shape[1]))
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=path.parent) as tmp:

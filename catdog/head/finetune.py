@@ -82,6 +82,7 @@ def set_trainable(full_model: keras.Model, blocks: list[str]) -> int:
 
 
 def _load_split(run: Run, data_dir: str | os.PathLike):
+    size = int(run.model.input.shape[1])
     split = json.loads((run.path / "split.json").read_text())
     samples = {s.name: s for s in scan(data_dir)[0] if s.label is not None}
     missing = [n for n in split["train"] + split["validation"] if n not in samples]
@@ -89,7 +90,7 @@ def _load_split(run: Run, data_dir: str | os.PathLike):
         raise CatdogError(f"{data_dir}: {len(missing)} photos of the run's split are missing (e.g. {missing[0]}); pass the DATA the run was trained on")
 
     def arrays(names):
-        batches = list(iter_batches([samples[n] for n in names], batch_size=64))
+        batches = list(iter_batches([samples[n] for n in names], batch_size=64, size=size))
         return np.concatenate([b.images for b in batches]), np.array([s.label for b in batches for s in b.samples])
 
     return arrays(split["train"]), arrays(split["validation"])
@@ -99,6 +100,10 @@ def finetune(run: Run, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     """Fine-tune `run` on its own train split (validation split for early stopping); write a RUN_DIR."""
     start = time.perf_counter()
     out_dir = Path(out_dir)
+    if "," in run.metrics.get("backbone", ""):
+        raise CatdogError(
+            f"{run.path}: fuses {run.metrics['backbone']}; fine-tuning takes a run with one backbone (train one per backbone)"
+        )
     (x_train, y_train), (x_val, y_val) = _load_split(run, data_dir)
     keras.utils.set_random_seed(config.seed)
     model = keras.models.load_model(run.path / "model.keras")  # an independent copy to train

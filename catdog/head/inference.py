@@ -83,7 +83,8 @@ def predict_images(
     """
     kept, probs, rejections = [], [], []
     bar = tqdm(total=len(samples), unit="img", desc="predict", disable=not progress, dynamic_ncols=True)
-    for batch in iter_batches(samples, batch_size=batch_size, max_pixels=max_pixels):
+    size = int(model.input.shape[1])  # the photo size the model takes
+    for batch in iter_batches(samples, batch_size=batch_size, size=size, max_pixels=max_pixels):
         for r in batch.rejections:
             tqdm.write(r.line())
         rejections.extend(batch.rejections)

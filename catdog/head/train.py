@@ -2,7 +2,7 @@
 
 RUN_DIR layout:
 
-    model.keras     full model: raw RGB photo (224x224x3, 0..255) -> (P(cat), P(dog))
+    model.keras     full model: raw RGB photo (SxSx3, 0..255; S = --image-size, 224) -> (P(cat), P(dog))
                     layers: image -> preprocess -> backbone -> gap -> dropout -> probabilities
     head.keras      the head alone: (C,) features -> (P(cat), P(dog))
     metrics.json    validation scores, calibration, split, seed, backbone, data fingerprint
@@ -24,9 +24,9 @@ import numpy as np
 from tqdm import tqdm
 
 from catdog import __version__
-from catdog.data import LABELS, sha256_file
+from catdog.data import IMAGE_SIZE, LABELS, sha256_file
 from catdog.errors import CatdogError
-from catdog.features import BackbonePreprocessing, FeatureSet, build_backbone, get_spec, image_input
+from catdog.features import BackbonePreprocessing, FeatureSet, build_backbone, get_spec, image_input, input_size
 from catdog.head import metrics as M
 
 
@@ -88,7 +88,7 @@ def full_model(backbone_name: str, backbone: keras.Model, head: keras.Model) -> 
     backbone output (the input of layer "gap") and the Dense kernel (layer "probabilities").
     """
     spec = get_spec(backbone_name)
-    image = image_input()
+    image = image_input(input_size(backbone))
     x = BackbonePreprocessing(spec.preprocess_mode, name="preprocess")(image)
     x = backbone(x)
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
@@ -96,21 +96,27 @@ def full_model(backbone_name: str, backbone: keras.Model, head: keras.Model) -> 
         clone = layer.__class__.from_config(layer.get_config())
         x = clone(x)
         clone.set_weights(layer.get_weights())
-    return keras.Model(image, x, name=f"catdog_{spec.name}")
+    return keras.Model(image, x, name=f"catdog_{spec.name.replace(',', '__')}")
 
 
 def backbone_weights(feature_set: FeatureSet) -> str:
-    """The `weights` argument that rebuilds the backbone the features were computed with."""
-    if feature_set.weights == "imagenet":
-        return "imagenet"
-    path = feature_set.attrs.get("weights_path", "")
-    if feature_set.weights.startswith("file:") and path and Path(path).is_file():
-        if f"file:{sha256_file(path)}" == feature_set.weights:
-            return path
-    raise CatdogError(
-        f"the features were computed with weights {feature_set.weights} ({path or 'no path'}), which are not available "
-        "now; extract the features again with the weights you have"
-    )
+    """The `weights` argument that rebuilds the backbone the features were computed with
+    (for a fusion, one comma-separated entry per backbone)."""
+    ids = feature_set.weights.split(",")
+    paths = str(feature_set.attrs.get("weights_path", "")).split(",")
+    paths += [""] * (len(ids) - len(paths))
+    resolved = []
+    for wid, path in zip(ids, paths):
+        if wid == "imagenet":
+            resolved.append(wid)
+        elif wid.startswith("file:") and path and Path(path).is_file() and f"file:{sha256_file(path)}" == wid:
+            resolved.append(path)
+        else:
+            raise CatdogError(
+                f"the features were computed with weights {wid} ({path or 'no path'}), which are not available "
+                "now; extract the features again with the weights you have"
+            )
+    return ",".join(resolved)
 
 
 class _EpochBar(keras.callbacks.Callback):
@@ -235,7 +241,8 @@ def train_run(
     p_val = probs[val]
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    model = full_model(feature_set.backbone, build_backbone(feature_set.backbone, weights), head)
+    image_size = int(feature_set.attrs.get("image_size", IMAGE_SIZE))
+    model = full_model(feature_set.backbone, build_backbone(feature_set.backbone, weights, image_size), head)
     model.save(run_dir / "model.keras")
     head.save(run_dir / "head.keras")
     plot_curves(result.history, result.best_epoch, run_dir / "curves.png")
@@ -247,6 +254,7 @@ def train_run(
     metrics = {
         "backbone": feature_set.backbone,
         "weights": feature_set.weights,
+        "image_size": image_size,
         "labels": list(LABELS),
         "seed": config.seed,
         "hyperparameters": {

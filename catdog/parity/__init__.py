@@ -29,6 +29,8 @@ from catdog.data import LABELS, ImageError, Sample, iter_batches, open_rgb, resi
 from catdog.errors import CatdogError
 from catdog.head.metrics import accuracy
 from catdog.export import CAM, INPUT_NAME, PROBABILITIES, load_manifest
+from catdog.export.contract import cam_grid
+from catdog.features import input_size
 
 TOLERANCES = {
     "fp32": {"prob_max_abs": 1e-4, "cam_max_rel": 1e-3},
@@ -41,8 +43,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 @dataclass
 class ParityImages:
     names: list[str]
-    pil: list[Image.Image]  # RGB, 224x224 (what Core ML is fed)
-    arrays: np.ndarray  # (N, 224, 224, 3) float32 0..255 (what Keras, TFLite and ONNX are fed)
+    pil: list[Image.Image]  # RGB, S x S, the model's input size (what Core ML is fed)
+    arrays: np.ndarray  # (N, S, S, 3) float32 0..255 (what Keras, TFLite and ONNX are fed)
 
 
 def edge_cases(photo: Image.Image) -> dict[str, Image.Image]:
@@ -57,9 +59,10 @@ def edge_cases(photo: Image.Image) -> dict[str, Image.Image]:
     }
 
 
-def load_images(images: str | os.PathLike | list[Path], edge: bool = True) -> tuple[ParityImages, list[str]]:
+def load_images(images: str | os.PathLike | list[Path], image_size: int, edge: bool = True) -> tuple[ParityImages, list[str]]:
     """Every image in folder `images` (sorted) or the listed files, plus edge cases derived from
-    the first photo. Returns the images and one line per file that could not be used.
+    the first photo, squashed to `image_size`. Returns the images and one line per file that
+    could not be used.
     """
     if isinstance(images, list):
         paths, where = images, "the reference list"
@@ -81,9 +84,9 @@ def load_images(images: str | os.PathLike | list[Path], edge: bool = True) -> tu
         if edge and not pil:
             for kind, im in edge_cases(photo).items():
                 names.append(f"{path.stem}__{kind}")
-                pil.append(Image.fromarray(resize(im)))
+                pil.append(Image.fromarray(resize(im, image_size)))
         names.append(path.name)
-        pil.append(Image.fromarray(resize(photo)))
+        pil.append(Image.fromarray(resize(photo, image_size)))
     if not pil:
         raise CatdogError(f"{where}: no usable reference image; put JPEG or PNG photos in it")
     return ParityImages(names, pil, np.stack([np.asarray(im) for im in pil]).astype(np.float32)), skipped
@@ -113,7 +116,7 @@ def run_onnx(path: Path, images: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def run_coreml(path: Path, pil_images: list[Image.Image]) -> dict[str, np.ndarray]:
-    """Core ML predictions (macOS only): the image input takes the 224x224 RGB photo as is."""
+    """Core ML predictions (macOS only): the image input takes the S x S RGB photo as is."""
     import coremltools as ct
 
     model = ct.models.MLModel(str(path))
@@ -177,7 +180,8 @@ def coreml_spec_checks(path: Path, full_model, backbone: str) -> list[dict]:
     if is_image:
         it = image.type.imageType
         colour = ct.proto.FeatureTypes_pb2.ImageFeatureType.ColorSpace.Name(it.colorSpace)
-        check("input size 224x224", (it.width, it.height) == (224, 224), f"{it.width}x{it.height}")
+        size = input_size(full_model)
+        check(f"input size {size}x{size}", (it.width, it.height) == (size, size), f"{it.width}x{it.height}")
         check(f"colour layout {expected['color_layout']}", colour == expected["color_layout"], colour)
     function = spec.mlProgram.functions["main"]
     ops = list(function.block_specializations[function.opset].operations)
@@ -195,7 +199,8 @@ def coreml_spec_checks(path: Path, full_model, backbone: str) -> list[dict]:
     check("outputs", set(outputs) == {"classLabel", PROBABILITIES, CAM}, f"{sorted(outputs)}")
     if CAM in outputs:
         shape = list(outputs[CAM].type.multiArrayType.shape)
-        check("cam shape [1, 7, 7, 2]", shape == [1, 7, 7, 2], str(shape))
+        grid = cam_grid(input_size(full_model))
+        check(f"cam shape [1, {grid}, {grid}, 2]", shape == [1, grid, grid, 2], str(shape))
     check(
         "classifier outputs",
         spec.description.predictedFeatureName == "classLabel" and spec.description.predictedProbabilitiesName == PROBABILITIES,
@@ -250,7 +255,7 @@ def _resolve_weight(name: str, weights: dict[str, np.ndarray], ops) -> np.ndarra
 
 def _labelled_accuracy(run_fn, keras_model, samples: list[Sample]) -> tuple[float, float, int]:
     images, labels = [], []
-    for batch in iter_batches(samples, batch_size=32):
+    for batch in iter_batches(samples, batch_size=32, size=input_size(keras_model)):
         images.append(batch.images)
         labels.extend(s.label for s in batch.samples)
     x = np.concatenate(images).astype(np.float32)
@@ -277,7 +282,7 @@ def run_parity(
     run = load_run(run_dir)
     if sha256_file(run_dir / "model.keras") != manifest["keras_model"]["sha256"]:
         raise CatdogError(f"{run_dir / 'model.keras'}: not the model the artefacts came from (sha256 differs); pass --run-dir")
-    images, skipped = load_images(images_dir, edge)
+    images, skipped = load_images(images_dir, input_size(run.model), edge)
     for line in skipped:
         print(line)
     temperature = float(manifest.get("temperature", 1.0))

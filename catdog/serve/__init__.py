@@ -34,9 +34,10 @@ PAGE = Path(__file__).with_name("page.html")
 
 
 class Predictor:
-    """Raw photo (224, 224, 3) uint8 -> (probabilities (2,), cam (7, 7, 2)); thread-safe."""
+    """Raw photo (S, S, 3) uint8 -> (probabilities (2,), cam (S/32, S/32, 2)); thread-safe."""
 
     description = ""
+    image_size = IMAGE_SIZE  # S, the model's input size
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
@@ -48,6 +49,7 @@ class OnnxPredictor(Predictor):
 
         self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])  # run() is thread-safe
         self.outputs = [o.name for o in self.session.get_outputs()]
+        self.image_size = int(self.session.get_inputs()[0].shape[1])
         self.description = f"ONNX Runtime: {path.name}"
 
     def __call__(self, image):
@@ -57,7 +59,10 @@ class OnnxPredictor(Predictor):
 
 class LiteRTPredictor(Predictor):
     def __init__(self, path: Path):
+        from ai_edge_litert.interpreter import Interpreter
+
         self.path = path
+        self.image_size = int(Interpreter(model_path=str(path)).get_input_details()[0]["shape"][1])
         self.local = threading.local()  # an interpreter is not thread-safe: one per worker thread
         self.description = f"LiteRT: {path.name}"
 
@@ -75,7 +80,10 @@ class KerasPredictor(Predictor):
         from catdog.cam import cam_model
         from catdog.head import load_run
 
+        from catdog.features import input_size
+
         self.model = cam_model(load_run(run_dir).model)
+        self.image_size = input_size(self.model)
         self.lock = threading.Lock()
         self.description = f"Keras: {run_dir / 'model.keras'}"
 
@@ -146,7 +154,7 @@ def create_app(predictor: Predictor, max_bytes: int = MAX_UPLOAD_BYTES, max_pixe
         except ImageError as exc:
             status = 413 if "pixel limit" in str(exc) else 400
             return error(status, str(exc).split(";")[0])
-        probabilities, cam = predictor(resize(photo, IMAGE_SIZE))
+        probabilities, cam = predictor(resize(photo, predictor.image_size))
         label = int(np.argmax(probabilities))
         body = {
             "label": LABELS[label],
