@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 SHARED ?= ../shared
 DATA   ?= $(SHARED)/data/dogs-vs-cats/train
-OUT    ?= runs/mobilenet_v2
+OUT    ?= runs/mobilenet_v2_288
+SIZE   ?= 288
 BIN    := $(VENV)/bin
 # Keras looks for weights in $KERAS_HOME/models before downloading; seed it from ../shared.
 export KERAS_HOME ?= $(CURDIR)/.cache/keras
@@ -24,7 +25,7 @@ keras-cache:
 	 else echo "note: $(SHARED)/weights not found; Keras will download ImageNet weights on first use"; fi
 
 run: install
-	$(BIN)/catdog run $(DATA) --backbone mobilenet_v2 --out $(OUT) --cv 5
+	$(BIN)/catdog run $(DATA) --backbone mobilenet_v2 --image-size $(SIZE) --out $(OUT) --cv 5
 
 test: install browser
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

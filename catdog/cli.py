@@ -93,6 +93,8 @@ def _head_config(args):
         val_fraction=args.val_fraction,
         max_epochs=args.epochs,
         patience=args.patience,
+        l2=args.l2,
+        dropout=args.dropout,
     )
 
 
@@ -379,6 +381,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-fraction", type=float, default=0.2, help="stratified validation share (default 0.2)")
     p.add_argument("--epochs", type=int, default=400, help="most epochs; early stopping usually ends sooner (default 400)")
     p.add_argument("--patience", type=int, default=20, help="epochs without validation improvement before stopping (default 20)")
+    p.add_argument("--l2", type=float, default=3e-3, help="L2 penalty on the Dense kernel (default 3e-3)")
+    p.add_argument("--dropout", type=float, default=0.5, help="dropout before the Dense layer (default 0.5)")
     p.add_argument("--cv", type=int, default=0, metavar="K", help="also report K-fold cross-validated log loss (default off)")
 
 

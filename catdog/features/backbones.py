@@ -10,6 +10,7 @@ artefacts and apps never normalise pixels themselves.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,9 +149,9 @@ def build_backbone(
         weights = str(weights)
     constructor = getattr(keras.applications, spec.constructor)
     try:
-        return constructor(
-            include_top=False, weights=weights, input_shape=(size, size, 3), name=layer_name
-        )
+        with warnings.catch_warnings():  # at S != 224 Keras says it loads the 224 weights: intended
+            warnings.filterwarnings("ignore", message="`input_shape` is undefined or non-square")
+            return constructor(include_top=False, weights=weights, input_shape=(size, size, 3), name=layer_name)
     except (OSError, ValueError) as exc:
         raise CatdogError(
             f"cannot load {spec.name} weights {weights!r} ({str(exc).splitlines()[0][:200]}); "
