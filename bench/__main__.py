@@ -4,7 +4,7 @@
     python -m bench roofline | features | head | export | latency | accuracy
 
 Each part prints a table and writes bench/results/<part>.json. RUN_DIR defaults to
-runs/mobilenet_v2 (from `make run`), ART_DIR to RUN_DIR/artefacts. Timings in one part are
+runs/mobilenet_v2_288 (from `make run`), ART_DIR to RUN_DIR/artefacts. Timings in one part are
 taken side by side in one process, so their ratios are comparable; absolute numbers are this
 machine's.
 """
@@ -217,7 +217,7 @@ def cmd_latency(args) -> None:
     art = Path(args.art)
     manifest = load_manifest(art)
     model = cam_model(load_run(args.run).model)
-    x = decode(SHARED / "data" / "reference" / "coral_cat_720p.jpg")[None].astype(np.float32)
+    x = decode(SHARED / "data" / "reference" / "coral_cat_720p.jpg", int(model.input.shape[1]))[None].astype(np.float32)
     compiled = tf.function(lambda t: model(t, training=False), jit_compile=False)
     rows = [
         {"runtime": "keras predict_on_batch", "precision": "fp32", **_latency(model.predict_on_batch, x, args.runs)},
@@ -258,7 +258,7 @@ def cmd_accuracy(args) -> None:
     run = load_run(args.run)
     names = set(json.loads((Path(args.run) / "split.json").read_text())["validation"])
     samples = [s for s in scan(run.metrics["data_dir"])[0] if s.name in names]
-    batches = list(iter_batches(samples, batch_size=32))
+    batches = list(iter_batches(samples, batch_size=32, size=int(run.model.input.shape[1])))
     x = np.concatenate([b.images for b in batches]).astype(np.float32)
     y = np.array([s.label for b in batches for s in b.samples])
     art = Path(args.art)
@@ -278,7 +278,7 @@ def cmd_accuracy(args) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("part", choices=["all", "roofline", "features", "head", "export", "latency", "accuracy"])
-    parser.add_argument("--run", default=str(REPO / "runs" / "mobilenet_v2"))
+    parser.add_argument("--run", default=str(REPO / "runs" / "mobilenet_v2_288"))
     parser.add_argument("--art", default=None)
     parser.add_argument("--data", default=str(SHARED / "data" / "dogs-vs-cats" / "train"))
     parser.add_argument("--images", type=int, default=128, help="photos for the feature benchmark")
