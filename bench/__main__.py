@@ -212,12 +212,13 @@ def cmd_latency(args) -> None:
     from catdog.cam import cam_model
     from catdog.data import decode
     from catdog.export import load_manifest
+    from catdog.features import input_size
     from catdog.head import load_run
 
     art = Path(args.art)
     manifest = load_manifest(art)
     model = cam_model(load_run(args.run).model)
-    x = decode(SHARED / "data" / "reference" / "coral_cat_720p.jpg", int(model.input.shape[1]))[None].astype(np.float32)
+    x = decode(SHARED / "data" / "reference" / "coral_cat_720p.jpg", input_size(model))[None].astype(np.float32)
     compiled = tf.function(lambda t: model(t, training=False), jit_compile=False)
     rows = [
         {"runtime": "keras predict_on_batch", "precision": "fp32", **_latency(model.predict_on_batch, x, args.runs)},
@@ -252,13 +253,14 @@ def cmd_accuracy(args) -> None:
     from catdog.cam import cam_model
     from catdog.data import iter_batches, scan
     from catdog.export import load_manifest
+    from catdog.features import input_size
     from catdog.head import load_run, metrics as M
     from catdog.parity import run_keras, run_onnx, run_tflite
 
     run = load_run(args.run)
     names = set(json.loads((Path(args.run) / "split.json").read_text())["validation"])
     samples = [s for s in scan(run.metrics["data_dir"])[0] if s.name in names]
-    batches = list(iter_batches(samples, batch_size=32, size=int(run.model.input.shape[1])))
+    batches = list(iter_batches(samples, batch_size=32, size=input_size(run.model)))
     x = np.concatenate([b.images for b in batches]).astype(np.float32)
     y = np.array([s.label for b in batches for s in b.samples])
     art = Path(args.art)

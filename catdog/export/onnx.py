@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from catdog.export.contract import INPUT_NAME, raw_image_input, tensor_outputs
+from catdog.features import input_size
 
 OPSET = 17
 
@@ -19,7 +20,7 @@ def export_onnx(cam_model: keras.Model, precision: str, path: Path, calibration:
     import onnx
     import tensorflow as tf
 
-    size = int(cam_model.input.shape[1])
+    size = input_size(cam_model)
     signature = [tf.TensorSpec([None, *cam_model.input.shape[1:]], tf.float32, name=INPUT_NAME)]
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "fp32.onnx"

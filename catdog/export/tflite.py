@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from catdog.export.contract import raw_image_input, tensor_outputs
+from catdog.features import input_size
 
 
 def converter_options(precision: str, calibration: np.ndarray | None) -> dict:
@@ -39,5 +40,5 @@ def export_tflite(cam_model: keras.Model, precision: str, path: Path, calibratio
 
     spec = [tf.TensorSpec([1, *cam_model.input.shape[1:]], tf.float32, name="image")]
     cam_model.export(str(path), format="litert", verbose=False, input_signature=spec, **converter_options(precision, calibration))
-    size = int(cam_model.input.shape[1])
+    size = input_size(cam_model)
     return {"input": raw_image_input(1, size), "outputs": tensor_outputs(1, size), "signature": "serving_default"}

@@ -174,7 +174,7 @@ def extract_features(
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     per_backbone = split_weights(spec.name, weights)
-    wid = weights_id(per_backbone if len(per_backbone) > 1 else weights)
+    wid = weights_id(per_backbone)
     paths = ["" if w in ("imagenet", None) else str(Path(w).resolve()) for w in per_backbone]
     weights_arg = ",".join(paths) if any(paths) else None
     keys = [s.cache_key for s in samples]

@@ -34,7 +34,9 @@ class LiteRTFeatures:
         import tensorflow as tf
         from ai_edge_litert.interpreter import Interpreter
 
-        path = _cache_path(name, weights_key, int(model.input.shape[1]))
+        from catdog.features.backbones import input_size
+
+        path = _cache_path(name, weights_key, input_size(model))
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=path.parent) as tmp:

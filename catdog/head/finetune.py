@@ -22,6 +22,7 @@ import numpy as np
 from catdog import __version__
 from catdog.data import LABELS, iter_batches, scan, sha256_file
 from catdog.errors import CatdogError
+from catdog.features import input_size
 from catdog.head import metrics as M
 from catdog.head.inference import Run
 from catdog.head.train import _EpochBar, plot_curves
@@ -82,7 +83,7 @@ def set_trainable(full_model: keras.Model, blocks: list[str]) -> int:
 
 
 def _load_split(run: Run, data_dir: str | os.PathLike):
-    size = int(run.model.input.shape[1])
+    size = input_size(run.model)
     split = json.loads((run.path / "split.json").read_text())
     samples = {s.name: s for s in scan(data_dir)[0] if s.label is not None}
     missing = [n for n in split["train"] + split["validation"] if n not in samples]

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-import catdog.features  # noqa: F401  (registers BackbonePreprocessing for model loading)
+from catdog.features import input_size  # importing catdog.features registers BackbonePreprocessing for loading
 from catdog.data import MAX_PIXELS, Rejection, Sample, iter_batches
 from catdog.errors import CatdogError
 from catdog.head import metrics as M
@@ -83,7 +83,7 @@ def predict_images(
     """
     kept, probs, rejections = [], [], []
     bar = tqdm(total=len(samples), unit="img", desc="predict", disable=not progress, dynamic_ncols=True)
-    size = int(model.input.shape[1])  # the photo size the model takes
+    size = input_size(model)
     for batch in iter_batches(samples, batch_size=batch_size, size=size, max_pixels=max_pixels):
         for r in batch.rejections:
             tqdm.write(r.line())
