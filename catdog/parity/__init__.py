@@ -128,19 +128,23 @@ def run_coreml(path: Path, pil_images: list[Image.Image]) -> dict[str, np.ndarra
     return {PROBABILITIES: np.asarray(probs, np.float32), CAM: np.concatenate(cams)}
 
 
-def compare(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> dict:
+def compare(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray], names: list[str] | None = None) -> dict:
+    """Differences of an artefact's outputs from Keras'; `names` label the images whose top-1 differs."""
     p_ref, p_out = reference[PROBABILITIES], outputs[PROBABILITIES]
     c_ref, c_out = reference[CAM].astype(np.float64), outputs[CAM].astype(np.float64)
     if p_out.shape != p_ref.shape or c_out.shape != c_ref.shape:
         raise CatdogError(f"output shapes {p_out.shape}, {c_out.shape} differ from Keras' {p_ref.shape}, {c_ref.shape}")
     scale = float(np.abs(c_ref).max()) or 1.0
+    flipped = np.flatnonzero(p_out.argmax(1) != p_ref.argmax(1))
+    names = names or [f"#{i}" for i in range(len(p_ref))]
     return {
         "prob_max_abs": float(np.abs(p_out - p_ref).max()),
         "cam_max_abs": float(np.abs(c_out - c_ref).max()),
         "cam_max_rel": float(np.abs(c_out - c_ref).max() / scale),
         "cam_corr": float(np.corrcoef(c_out.ravel(), c_ref.ravel())[0, 1]),
         "top1_agreement": float(np.mean(p_out.argmax(1) == p_ref.argmax(1))),
-        "disagreements": int(np.sum(p_out.argmax(1) != p_ref.argmax(1))),
+        "disagreements": int(len(flipped)),
+        "disagreeing_images": [f"{names[i]} (P(dog) Keras {p_ref[i, 1]:.3f}, artefact {p_out[i, 1]:.3f})" for i in flipped],
     }
 
 
@@ -152,7 +156,9 @@ def verdict(precision: str, metrics: dict) -> tuple[bool, list[str]]:
         if key in tol and not metrics[key] <= tol[key]:
             failed.append(f"{key} {metrics[key]:.3g} > {tol[key]:g}")
     if "top1_agreement" in tol and not metrics["top1_agreement"] >= tol["top1_agreement"]:
-        failed.append(f"top1_agreement {metrics['top1_agreement']:.1%} < {tol['top1_agreement']:.0%}")
+        failed.append(
+            f"top1_agreement {metrics['top1_agreement']:.1%} < {tol['top1_agreement']:.0%}: {'; '.join(metrics.get('disagreeing_images', []))}"
+        )
     if "accuracy_drop" in tol and metrics.get("accuracy_drop") is not None and not metrics["accuracy_drop"] <= tol["accuracy_drop"]:
         failed.append(f"accuracy drop {metrics['accuracy_drop']:.2%} > {tol['accuracy_drop']:.0%}")
     return not failed, failed
@@ -313,7 +319,7 @@ def run_parity(
         else:
             runner = lambda x, p=path: run_onnx(p, x)  # noqa: E731
             failed = []
-        metrics = compare(reference, runner(images.arrays))
+        metrics = compare(reference, runner(images.arrays), images.names)
         if art["precision"] == "int8" and labelled:
             keras_acc, art_acc, n = _labelled_accuracy(runner, keras_model, labelled)
             metrics.update(keras_accuracy=keras_acc, accuracy=art_acc, accuracy_drop=keras_acc - art_acc, labelled_photos=n)
