@@ -45,11 +45,11 @@ final class Classifier {
         guard let cam = out.featureValue(for: Manifest.cam)?.multiArrayValue else { throw Failure.manifest("no cam output") }
         let flat = (0..<cam.count).map { Float(truncating: cam[$0]) }
         let top = topLabel(probabilities: probabilities, labels: manifest.labels)
-        let map = CAM.channel(flat, classes: manifest.labels.count, index: top.index)
+        let map = CAM.channel(flat, side: manifest.camSide, classes: manifest.labels.count, index: top.index)
         return Result(
             label: top.label,
             probabilities: Dictionary(uniqueKeysWithValues: zip(manifest.labels, probabilities)),
-            overlay: photo.withCAM(map) ?? photo
+            overlay: photo.withCAM(map, side: manifest.camSide) ?? photo
         )
     }
 }
@@ -78,8 +78,8 @@ extension UIImage {
         return pb
     }
 
-    /// The photo with the jet heatmap of a 7x7 map blended over it (as `catdog cam`).
-    func withCAM(_ map: [Float], maxSide: CGFloat = 640) -> UIImage? {
+    /// The photo with the jet heatmap of a side x side CAM map blended over it (as `catdog cam`).
+    func withCAM(_ map: [Float], side: Int, maxSide: CGFloat = 640) -> UIImage? {
         let scale = min(1, maxSide / max(size.width, size.height))
         let w = Int(size.width * scale), h = Int(size.height * scale)
         guard w > 0, h > 0, let cg = cgImage else { return nil }
@@ -88,7 +88,7 @@ extension UIImage {
         guard let ctx = CGContext(data: &rgba, width: w, height: h, bitsPerComponent: 8, bytesPerRow: 4 * w, space: space,
                                   bitmapInfo: CGImageAlphaInfo.premultipliedLast.rawValue) else { return nil }
         ctx.draw(cg, in: CGRect(x: 0, y: 0, width: w, height: h))
-        CAM.blend(rgba: &rgba, width: w, height: h, map: map)
+        CAM.blend(rgba: &rgba, width: w, height: h, map: map, side: side)
         guard let out = CGContext(data: &rgba, width: w, height: h, bitsPerComponent: 8, bytesPerRow: 4 * w, space: space,
                                   bitmapInfo: CGImageAlphaInfo.premultipliedLast.rawValue)?.makeImage() else { return nil }
         return UIImage(cgImage: out)

@@ -1,12 +1,13 @@
 import Foundation
 
-/// Class Activation Map maths, as `catdog cam` does it: take the predicted class's 7x7 map,
+/// Class Activation Map maths, as `catdog cam` does it: take the predicted class's G x G map
+/// (G = `Manifest.camSide`: 7 for a 224 model, 9 for 288),
 /// min-max normalise, upsample bilinearly to the photo, colour with jet, blend at 45 %.
 public enum CAM {
     public static let alpha: Float = 0.45
 
-    /// One class's map out of the flat `cam` output [1, 7, 7, C] (NHWC), row-major 7x7.
-    public static func channel(_ cam: [Float], side: Int = 7, classes: Int = 2, index: Int) -> [Float] {
+    /// One class's map out of the flat `cam` output [1, side, side, C] (NHWC), row-major.
+    public static func channel(_ cam: [Float], side: Int, classes: Int = 2, index: Int) -> [Float] {
         precondition(cam.count == side * side * classes, "cam has \(cam.count) values, expected \(side * side * classes)")
         return (0..<(side * side)).map { cam[$0 * classes + index] }
     }
@@ -18,7 +19,7 @@ public enum CAM {
     }
 
     /// Bilinear upsampling of a side x side map to width x height (pixel centres aligned, as OpenCV).
-    public static func upsample(_ map: [Float], side: Int = 7, width: Int, height: Int) -> [Float] {
+    public static func upsample(_ map: [Float], side: Int, width: Int, height: Int) -> [Float] {
         var out = [Float](repeating: 0, count: width * height)
         let sx = Float(side) / Float(width), sy = Float(side) / Float(height)
         for y in 0..<height {
@@ -43,7 +44,7 @@ public enum CAM {
     }
 
     /// Blend the heatmap of `map` over RGBA pixels (width x height, 4 bytes each), in place.
-    public static func blend(rgba: inout [UInt8], width: Int, height: Int, map: [Float], side: Int = 7) {
+    public static func blend(rgba: inout [UInt8], width: Int, height: Int, map: [Float], side: Int) {
         let heat = upsample(normalise(map), side: side, width: width, height: height)
         for i in 0..<(width * height) {
             let (r, g, b) = jet(heat[i])

@@ -37,6 +37,12 @@ public struct Manifest: Decodable, Equatable {
     /// Width (= height) of the square input, from `input.shape` = [batch, H, W, 3].
     public var inputSize: Int { input.shape.count == 4 ? (input.shape[1].value ?? 0) : 0 }
 
+    /// Side G of the square CAM maps, from the `cam` output shape [1, G, G, classes] (input size / 32).
+    public var camSide: Int {
+        guard let shape = outputs.first(where: { $0.name == Manifest.cam })?.shape, shape.count == 4 else { return 0 }
+        return shape[1].value ?? 0
+    }
+
     /// Why this app cannot use the model, or nil when it can.
     public func problem() -> String? {
         if manifest_version != Manifest.supportedVersion {
@@ -52,6 +58,10 @@ public struct Manifest: Decodable, Equatable {
         let names = Set(outputs.map { $0.name })
         for needed in [Manifest.probabilities, Manifest.cam] where !names.contains(needed) {
             return "output \(needed) missing"
+        }
+        let camShape = outputs.first(where: { $0.name == Manifest.cam })!.shape
+        guard camShape.count == 4, camSide > 0, camShape[2].value == camSide, camShape[3].value == labels.count else {
+            return "cam shape \(camShape.map { $0.description }) is not [1, G, G, \(labels.count)]"
         }
         if artefacts.first(where: { $0.format == "coreml" }) == nil { return "no Core ML artefact listed" }
         return nil

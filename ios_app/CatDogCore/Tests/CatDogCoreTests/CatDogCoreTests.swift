@@ -13,6 +13,7 @@ final class CatDogCoreTests: XCTestCase {
         let m = try Manifest.decode(Data(manifestJSON.utf8))
         XCTAssertNil(m.problem())
         XCTAssertEqual(m.inputSize, 224)
+        XCTAssertEqual(m.camSide, 7)
         XCTAssertEqual(m.coreMLArtefact?.file, "catdog_mobilenet_v2_fp16.mlpackage")
     }
 
@@ -21,16 +22,18 @@ final class CatDogCoreTests: XCTestCase {
         XCTAssertEqual(try Manifest.decode(Data(bgr.utf8)).problem(), "channel order BGR is not RGB")
         let v2 = manifestJSON.replacingOccurrences(of: "\"manifest_version\": 1", with: "\"manifest_version\": 2")
         XCTAssertNotNil(try Manifest.decode(Data(v2.utf8)).problem())
+        let skewed = manifestJSON.replacingOccurrences(of: "[1, 7, 7, 2]", with: "[1, 7, 9, 2]")
+        XCTAssertEqual(try Manifest.decode(Data(skewed.utf8)).problem(), "cam shape [\"1\", \"7\", \"9\", \"2\"] is not [1, G, G, 2]")
     }
 
     func testCAMMaths() {
         let cam: [Float] = (0..<98).map { Float($0) }
-        let dog = CAM.channel(cam, index: 1)
+        let dog = CAM.channel(cam, side: 7, index: 1)
         XCTAssertEqual(dog.first, 1); XCTAssertEqual(dog.last, 97)
         let n = CAM.normalise(dog)
         XCTAssertEqual(n.min(), 0); XCTAssertEqual(n.max(), 1)
         XCTAssertEqual(CAM.normalise([Float](repeating: 3, count: 49)).max(), 0)
-        XCTAssertEqual(CAM.upsample(n, width: 7, height: 7), n)
+        XCTAssertEqual(CAM.upsample(n, side: 7, width: 7, height: 7), n)
         XCTAssertTrue(CAM.jet(0) == (0, 0, 128)); XCTAssertTrue(CAM.jet(1) == (128, 0, 0))
         XCTAssertEqual(topLabel(probabilities: [0.2, 0.8], labels: ["cat", "dog"]).label, "dog")
     }

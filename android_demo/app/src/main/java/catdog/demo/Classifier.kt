@@ -36,7 +36,8 @@ class Classifier(context: Context) {
         }
         buffer.rewind()
         val probabilities = Array(1) { FloatArray(manifest.labels.size) }
-        val cam = Array(1) { Array(7) { Array(7) { FloatArray(manifest.labels.size) } } }
+        val g = manifest.camSide
+        val cam = Array(1) { Array(g) { Array(g) { FloatArray(manifest.labels.size) } } }
         interpreter.runSignature(
             mapOf(manifest.inputName to buffer),
             mapOf(Manifest.PROBABILITIES to probabilities, Manifest.CAM to cam),
@@ -44,14 +45,14 @@ class Classifier(context: Context) {
         )
         val (label, index, _) = topLabel(probabilities[0], manifest.labels)
         val flat = cam[0].flatMap { row -> row.flatMap { it.asList() } }.toFloatArray()
-        return Result(label, manifest.labels.zip(probabilities[0].asList()).toMap(), overlay(photo, Cam.channel(flat, index, classes = manifest.labels.size)))
+        return Result(label, manifest.labels.zip(probabilities[0].asList()).toMap(), overlay(photo, Cam.channel(flat, index, side = g, classes = manifest.labels.size), g))
     }
 
-    private fun overlay(photo: Bitmap, map: FloatArray, maxSide: Int = 640): Bitmap {
+    private fun overlay(photo: Bitmap, map: FloatArray, side: Int, maxSide: Int = 640): Bitmap {
         val scale = minOf(1f, maxSide.toFloat() / maxOf(photo.width, photo.height))
         val shown = Bitmap.createScaledBitmap(photo, (photo.width * scale).toInt(), (photo.height * scale).toInt(), true)
         val w = shown.width; val h = shown.height
         val pixels = IntArray(w * h).also { shown.getPixels(it, 0, w, 0, 0, w, h) }
-        return Bitmap.createBitmap(Cam.blend(pixels, w, h, map), w, h, Bitmap.Config.ARGB_8888)
+        return Bitmap.createBitmap(Cam.blend(pixels, w, h, map, side), w, h, Bitmap.Config.ARGB_8888)
     }
 }

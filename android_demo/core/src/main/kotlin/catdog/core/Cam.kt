@@ -3,12 +3,13 @@ package catdog.core
 import kotlin.math.abs
 import kotlin.math.roundToInt
 
-/** CAM maths as `catdog cam` does it: predicted class's 7x7 map, min-max, bilinear, jet, 45 % blend. */
+/** CAM maths as `catdog cam` does it: predicted class's G x G map, min-max, bilinear, jet, 45 % blend.
+ * G (`side`) comes from the manifest (`Manifest.camSide`): 7 for a 224 model, 9 for 288. */
 object Cam {
     const val ALPHA = 0.45f
 
-    /** One class's map from the flat `cam` output [1, 7, 7, C] (NHWC), row-major. */
-    fun channel(cam: FloatArray, index: Int, side: Int = 7, classes: Int = 2): FloatArray {
+    /** One class's map from the flat `cam` output [1, side, side, C] (NHWC), row-major. */
+    fun channel(cam: FloatArray, index: Int, side: Int, classes: Int = 2): FloatArray {
         require(cam.size == side * side * classes) { "cam has ${cam.size} values, expected ${side * side * classes}" }
         return FloatArray(side * side) { cam[it * classes + index] }
     }
@@ -20,7 +21,7 @@ object Cam {
     }
 
     /** Bilinear upsampling, pixel centres aligned (as OpenCV's resize). */
-    fun upsample(map: FloatArray, width: Int, height: Int, side: Int = 7): FloatArray {
+    fun upsample(map: FloatArray, width: Int, height: Int, side: Int): FloatArray {
         val out = FloatArray(width * height)
         val sx = side.toFloat() / width
         val sy = side.toFloat() / height
@@ -46,8 +47,8 @@ object Cam {
     }
 
     /** Blend the heatmap over ARGB pixels (Android Bitmap order), returning new pixels. */
-    fun blend(argb: IntArray, width: Int, height: Int, map: FloatArray): IntArray {
-        val heat = upsample(normalise(map), width, height)
+    fun blend(argb: IntArray, width: Int, height: Int, map: FloatArray, side: Int): IntArray {
+        val heat = upsample(normalise(map), width, height, side)
         return IntArray(argb.size) { i ->
             val p = argb[i]
             val h = jet(heat[i])

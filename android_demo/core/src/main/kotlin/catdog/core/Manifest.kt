@@ -15,6 +15,9 @@ data class Manifest(
 ) {
     val inputSize: Int get() = inputShape.getOrNull(1) ?: 0
 
+    /** Side G of the square CAM maps, from the `cam` output shape [1, G, G, classes] (input size / 32). */
+    val camSide: Int get() = outputs[CAM]?.getOrNull(1) ?: 0
+
     /** Why this app cannot use the model, or null when it can. */
     fun problem(): String? = when {
         version != SUPPORTED_VERSION -> "manifest version $version is not $SUPPORTED_VERSION; update the app"
@@ -25,6 +28,8 @@ data class Manifest(
         valueRange != listOf(0.0, 255.0) -> "input range $valueRange is not 0..255"
         PROBABILITIES !in outputs -> "output $PROBABILITIES missing"
         CAM !in outputs -> "output $CAM missing"
+        outputs[CAM]?.let { it.size != 4 || camSide <= 0 || it[2] != camSide || it[3] != labels.size } == true ->
+            "cam shape ${outputs[CAM]} is not [1, G, G, ${labels.size}]"
         tfliteFile() == null -> "no TFLite artefact listed"
         else -> null
     }

@@ -16,20 +16,22 @@ class CoreTest {
         val m = Manifest.parse(json)
         assertNull(m.problem())
         assertEquals(224, m.inputSize)
+        assertEquals(7, m.camSide)
         assertEquals("m_fp32.tflite", m.tfliteFile())
     }
 
     @Test fun unknownManifestIsRefused() {
         assertEquals("channel order BGR is not RGB", Manifest.parse(json.replace("\"RGB\"", "\"BGR\"")).problem())
+        assertEquals("cam shape [1, 7, 9, 2] is not [1, G, G, 2]", Manifest.parse(json.replace("[1, 7, 7, 2]", "[1, 7, 9, 2]")).problem())
     }
 
     @Test fun camMaths() {
         val cam = FloatArray(98) { it.toFloat() }
-        val dog = Cam.channel(cam, 1)
+        val dog = Cam.channel(cam, 1, side = 7)
         assertEquals(1f, dog.first()); assertEquals(97f, dog.last())
         val n = Cam.normalise(dog)
         assertEquals(0f, n.minOrNull()); assertEquals(1f, n.maxOrNull())
-        assertEquals(n.toList(), Cam.upsample(n, 7, 7).toList())
+        assertEquals(n.toList(), Cam.upsample(n, 7, 7, side = 7).toList())
         assertEquals(0x000080, Cam.jet(0f)); assertEquals(0x800000, Cam.jet(1f))
         assertEquals("dog", topLabel(floatArrayOf(0.2f, 0.8f), listOf("cat", "dog")).first)
     }
