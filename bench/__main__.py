@@ -161,7 +161,7 @@ def cmd_features(args, roof: dict | None = None) -> None:
 # ---------------------------------------------------------------- head
 def cmd_head(args) -> None:
     from catdog.features import load_features
-    from catdog.head import train_head
+    from catdog.training import train_head
 
     fs = load_features(Path(args.run) / "features.h5")
     t = time.perf_counter()
@@ -177,7 +177,7 @@ def cmd_head(args) -> None:
 def cmd_export(args) -> None:
     from catdog.data import scan
     from catdog.export import FORMATS, PRECISIONS, export, load_calibration
-    from catdog.head import load_run
+    from catdog.training import load_run
 
     run = load_run(args.run)
     from catdog.features import input_size
@@ -213,7 +213,7 @@ def cmd_latency(args) -> None:
     from catdog.data import decode
     from catdog.export import load_manifest
     from catdog.features import input_size
-    from catdog.head import load_run
+    from catdog.training import load_run
 
     art = Path(args.art)
     manifest = load_manifest(art)
@@ -254,7 +254,7 @@ def cmd_accuracy(args) -> None:
     from catdog.data import iter_batches, scan
     from catdog.export import load_manifest
     from catdog.features import input_size
-    from catdog.head import load_run, metrics as M
+    from catdog.training import load_run, metrics as M
     from catdog.parity import run_keras, run_onnx, run_tflite
 
     run = load_run(args.run)

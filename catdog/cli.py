@@ -86,7 +86,7 @@ def cmd_features(args) -> int:
 
 
 def _head_config(args):
-    from catdog.head import HeadConfig
+    from catdog.training import HeadConfig
 
     return HeadConfig(
         seed=args.seed,
@@ -118,7 +118,7 @@ def _print_metrics(metrics: dict) -> None:
 
 def _train(args, features_path: Path, run_dir: Path) -> dict:
     from catdog.features import load_features, without
-    from catdog.head import train_run
+    from catdog.training import train_run
 
     feature_set = load_features(features_path)
     if getattr(args, "exclude", None) and not getattr(args, "data", None):  # `run` excluded them before extraction
@@ -143,7 +143,7 @@ def cmd_run(args) -> int:
     _train(args, run_dir / "features.h5", run_dir)
     if args.no_export:
         return 0
-    from catdog.head import load_run
+    from catdog.training import load_run
 
     run = load_run(run_dir)
     art_dir = run_dir / "artefacts"
@@ -181,7 +181,7 @@ def _export(run, formats: str, precisions: str, out: Path, calibration_dir: str 
 
 
 def cmd_export(args) -> int:
-    from catdog.head import load_run
+    from catdog.training import load_run
 
     _export(load_run(args.run_dir), args.formats, args.precision, Path(args.out), args.calibration, args.calibrated)
     return 0
@@ -210,7 +210,7 @@ def cmd_cam(args) -> int:
     from catdog.cam import cam_model, grid_sheet, overlay
     from catdog.data import LABELS, ImageError, open_rgb, resize
     from catdog.features import input_size
-    from catdog.head import load_run
+    from catdog.training import load_run
 
     model = cam_model(load_run(args.run_dir).model)
     paths = []
@@ -243,7 +243,7 @@ def cmd_cam(args) -> int:
 
 
 def _predict(run_dir: str, data: str, batch_size: int, max_pixels: int, rejected_csv: Path | None, tta: bool = False):
-    from catdog.head import load_run, predict_images
+    from catdog.training import load_run, predict_images
 
     run = load_run(run_dir)
     samples, scan_rejections = _scan(data)
@@ -256,7 +256,7 @@ def _predict(run_dir: str, data: str, batch_size: int, max_pixels: int, rejected
 
 
 def cmd_evaluate(args) -> int:
-    from catdog.head import evaluate
+    from catdog.training import evaluate
 
     rejected = Path(args.rejected) if args.rejected else (Path(args.json).parent / "rejected.csv" if args.json else None)
     _, predictions = _predict(args.run_dir, args.data, args.batch_size, args.max_pixels, rejected, args.tta)
@@ -273,7 +273,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from catdog.head import submission_rows, write_submission
+    from catdog.training import submission_rows, write_submission
 
     out = Path(args.out)
     rejected = Path(args.rejected) if args.rejected else out.parent / "rejected.csv"
@@ -313,8 +313,8 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_finetune(args) -> int:
-    from catdog.head import load_run
-    from catdog.head.finetune import FinetuneConfig, finetune
+    from catdog.training import load_run
+    from catdog.training.finetune import FinetuneConfig, finetune
 
     config = FinetuneConfig(
         blocks=args.blocks, learning_rate=args.lr, batch_size=args.batch_size, max_epochs=args.epochs,

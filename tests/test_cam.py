@@ -9,7 +9,7 @@ from PIL import Image
 from catdog.cam import cam_model, normalise, overlay, probabilities_from_cam
 from catdog.data import decode
 from catdog.errors import CatdogError
-from catdog.head import load_run
+from catdog.training import load_run
 from conftest import REFERENCE, TRAIN, needs_shared
 
 

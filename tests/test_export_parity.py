@@ -79,7 +79,7 @@ def test_parity_mobilenet_v2(subset_artefacts, held_out):
 @needs_shared
 def test_parity_names_the_photos_whose_answer_changes(subset_run):
     from catdog.cam import cam_model
-    from catdog.head import load_run
+    from catdog.training import load_run
     from catdog.parity import compare, load_images, run_keras, verdict
 
     images, _ = load_images(REFERENCE, 224, edge=False)

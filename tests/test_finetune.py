@@ -10,8 +10,8 @@ import numpy as np
 
 from catdog.cam import cam_model, probabilities_from_cam
 from catdog.data import decode
-from catdog.head import load_run, predict_images
-from catdog.head.finetune import FinetuneConfig, finetune, set_trainable, top_blocks
+from catdog.training import load_run, predict_images
+from catdog.training.finetune import FinetuneConfig, finetune, set_trainable, top_blocks
 from conftest import REFERENCE, needs_shared
 
 
@@ -75,7 +75,7 @@ def test_temperature_folded_into_the_export(subset_run, tmp_path):
     import shutil
 
     from catdog.cli import main
-    from catdog.head import metrics as M
+    from catdog.training import metrics as M
     from catdog.parity import run_onnx
 
     run_dir = tmp_path / "run"

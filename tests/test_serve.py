@@ -69,7 +69,7 @@ def art_server(subset_artefacts):
 @needs_shared
 def test_predict_matches_the_keras_model(art_server, subset_run):
     from catdog.cam import cam_model
-    from catdog.head import load_run
+    from catdog.training import load_run
 
     with urllib.request.urlopen(art_server + "/healthz") as response:
         assert response.status == 200 and "ONNX Runtime" in json.loads(response.read())["model"]

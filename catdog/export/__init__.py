@@ -23,7 +23,7 @@ from catdog.data import LABELS, Sample, iter_batches, sha256_file
 from catdog.errors import CatdogError
 from catdog.export.contract import CAM, INPUT_NAME, PROBABILITIES, raw_image_input, sha256_path, size_bytes, tensor_outputs
 from catdog.features import input_size
-from catdog.head import calibrated_model
+from catdog.training import calibrated_model
 
 FORMATS = ("coreml", "tflite", "onnx")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -119,7 +119,7 @@ def export_run(
     progress: bool = True,
     calibrated: bool = False,
 ) -> dict:
-    """Export a loaded RUN_DIR (`catdog.head.Run`) to every format x precision; write the manifest.
+    """Export a loaded RUN_DIR (`catdog.training.Run`) to every format x precision; write the manifest.
 
     calibrated: fold the run's validation temperature into the exported models (a single scale
     of the Dense layer), so their probabilities are the calibrated ones.

@@ -161,7 +161,7 @@ def _class_name(index: int, names: list[str] | None) -> str:
 def _worst_photos(run_dir, photos: list[Photo], x: np.ndarray, labels: np.ndarray, n: int) -> list[dict]:
     """The labelled photos with the highest per-photo log loss under the trained model, with CAMs."""
     from catdog.cam import cam_model, overlay
-    from catdog.head import load_run
+    from catdog.training import load_run
 
     model = cam_model(load_run(run_dir).model)
     labelled = np.flatnonzero(labels >= 0)

@@ -27,7 +27,7 @@ from PIL import Image
 from catdog.cam import cam_model
 from catdog.data import LABELS, ImageError, Sample, iter_batches, open_rgb, resize, sha256_file
 from catdog.errors import CatdogError
-from catdog.head.metrics import accuracy
+from catdog.training.metrics import accuracy
 from catdog.export import CAM, INPUT_NAME, PROBABILITIES, load_manifest
 from catdog.export.contract import cam_grid
 from catdog.features import input_size
@@ -280,7 +280,7 @@ def run_parity(
     edge: bool = True,
 ) -> dict:
     """Compare every artefact in ART_DIR with the Keras model; write parity.json and parity.md."""
-    from catdog.head import calibrated_model, load_run
+    from catdog.training import calibrated_model, load_run
 
     art_dir = Path(art_dir)
     manifest = load_manifest(art_dir)

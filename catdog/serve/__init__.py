@@ -78,7 +78,7 @@ class LiteRTPredictor(Predictor):
 class KerasPredictor(Predictor):
     def __init__(self, run_dir: Path):
         from catdog.cam import cam_model
-        from catdog.head import load_run
+        from catdog.training import load_run
 
         from catdog.features import input_size
 

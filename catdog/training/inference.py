@@ -15,7 +15,7 @@ from tqdm import tqdm
 from catdog.features import input_size  # importing catdog.features registers BackbonePreprocessing for loading
 from catdog.data import MAX_PIXELS, Rejection, Sample, iter_batches
 from catdog.errors import CatdogError
-from catdog.head import metrics as M
+from catdog.training import metrics as M
 
 
 @dataclass

@@ -12,7 +12,7 @@ import pytest
 from catdog.data import decode, scan
 from catdog.errors import CatdogError
 from catdog.features import load_features
-from catdog.head import HeadConfig, load_run, metrics as M, stratified_folds, stratified_split, train_head
+from catdog.training import HeadConfig, load_run, metrics as M, stratified_folds, stratified_split, train_head
 from conftest import TEST, TRAIN, copy_photos, needs_shared
 
 

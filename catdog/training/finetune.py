@@ -23,9 +23,9 @@ from catdog import __version__
 from catdog.data import LABELS, iter_batches, scan, sha256_file
 from catdog.errors import CatdogError
 from catdog.features import input_size
-from catdog.head import metrics as M
-from catdog.head.inference import Run
-from catdog.head.train import _EpochBar, plot_curves
+from catdog.training import metrics as M
+from catdog.training.inference import Run
+from catdog.training.train import _EpochBar, plot_curves
 
 _BLOCK = re.compile(r"^(block_\d+|conv\d_block\d+|Conv_1)")
 

@@ -27,7 +27,7 @@ from catdog import __version__
 from catdog.data import IMAGE_SIZE, LABELS, sha256_file
 from catdog.errors import CatdogError
 from catdog.features import BackbonePreprocessing, FeatureSet, build_backbone, get_spec, image_input, input_size
-from catdog.head import metrics as M
+from catdog.training import metrics as M
 
 
 @dataclass(frozen=True)

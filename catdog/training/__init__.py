@@ -1,7 +1,7 @@
-"""Stage 3, head: Dense(2, softmax) on cached features; the full model; evaluation and predictions."""
+"""Stage 3, training: Dense(2, softmax) on cached features, fine-tuning; the full model; evaluation and predictions."""
 
-from catdog.head import metrics
-from catdog.head.inference import (
+from catdog.training import metrics
+from catdog.training.inference import (
     Predictions,
     Run,
     calibrated_model,
@@ -11,7 +11,7 @@ from catdog.head.inference import (
     submission_rows,
     write_submission,
 )
-from catdog.head.train import (
+from catdog.training.train import (
     HeadConfig,
     TrainResult,
     build_head,
