@@ -147,7 +147,7 @@ def cmd_run(args) -> int:
 
     run = load_run(run_dir)
     art_dir = run_dir / "artefacts"
-    _export(run, args.formats, args.precision, art_dir, args.calibration)
+    _export(run, args, art_dir)
     validation = _run_photos(run, "validation")
     reference = args.reference or [s.path for s in validation[:: max(1, len(validation) // 24)][:24]]
     return _parity(art_dir, reference, validation, run_dir, edge=True)
@@ -165,17 +165,22 @@ def _run_photos(run, split: str):
     return [s for s in scan(data_dir)[0] if s.name in names]
 
 
-def _export(run, formats: str, precisions: str, out: Path, calibration_dir: str | None, calibrated: bool = False) -> dict:
+def _export(run, args, out: Path) -> dict:
     from catdog.data import scan
     from catdog.export import FORMATS, PRECISIONS, export_run, parse_list
 
-    formats_ = parse_list(formats, FORMATS, "format")
-    precisions_ = parse_list(precisions, PRECISIONS, "precision")
-    calibration = scan(calibration_dir)[0] if calibration_dir else _run_photos(run, "train")
-    manifest = export_run(run, formats_, precisions_, out, calibration, calibrated=calibrated)
-    print(f"{'artefact':<42} {'MB':>7} {'export s':>9}")
+    formats_ = parse_list(args.formats, FORMATS, "format")
+    precisions_ = parse_list(args.precision, PRECISIONS, "precision")
+    calibration = scan(args.calibration)[0] if args.calibration else _run_photos(run, "train")
+    keep_float = [n.strip() for n in args.keep_float.split(",") if n.strip()] if args.keep_float is not None else None
+    manifest = export_run(
+        run, formats_, precisions_, out, calibration, calibrated=getattr(args, "calibrated", False),
+        mixed=args.mixed == "on", keep_float=keep_float,
+    )
+    print(f"{'artefact':<42} {'MB':>7} {'export s':>9}  float32 layers")
     for a in manifest["artefacts"]:
-        print(f"{a['file']:<42} {a['bytes'] / 1e6:>7.2f} {a['export_seconds']:>9.1f}")
+        kept = "all" if a["precision"] == "fp32" else (", ".join(a["kept_float32"]) or "none")
+        print(f"{a['file']:<42} {a['bytes'] / 1e6:>7.2f} {a['export_seconds']:>9.1f}  {kept}")
     print(f"manifest: {out / 'manifest.json'}")
     return manifest
 
@@ -183,7 +188,7 @@ def _export(run, formats: str, precisions: str, out: Path, calibration_dir: str 
 def cmd_export(args) -> int:
     from catdog.training import load_run
 
-    _export(load_run(args.run_dir), args.formats, args.precision, Path(args.out), args.calibration, args.calibrated)
+    _export(load_run(args.run_dir), args, Path(args.out))
     return 0
 
 
@@ -389,7 +394,18 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 def _add_export_args(p: argparse.ArgumentParser, required_out: bool) -> None:
     p.add_argument("--formats", default="coreml,tflite,onnx", help="comma-separated (default coreml,tflite,onnx)")
     p.add_argument("--precision", default="fp32,fp16,int8", help="comma-separated (default fp32,fp16,int8)")
-    p.add_argument("--calibration", metavar="DIR", help="photos for int8 calibration (default: the run's training photos)")
+    p.add_argument(
+        "--calibration", metavar="DIR",
+        help="photos for int8 calibration and the sensitivity analysis (default: the run's training photos)",
+    )
+    p.add_argument(
+        "--mixed", choices=["on", "off"], default="on",
+        help="on (default): keep the layers most sensitive to fp16/int8 in float32, chosen by measurement; off: reduce every layer",
+    )
+    p.add_argument(
+        "--keep-float", metavar="LAYER,...",
+        help="keep these Keras layers float32 in fp16/int8 instead of the measured choice (names: ART_DIR/sensitivity.json)",
+    )
     if required_out:
         p.add_argument("--out", required=True, metavar="ART_DIR")
 

@@ -57,7 +57,8 @@ def test_parity_mobilenet_v2(subset_artefacts, held_out):
     labelled = scan(held_out)[0]
     report = run_parity(subset_artefacts, REFERENCE, labelled)
     rows = {(r["format"], r["precision"]): r for r in report["artefacts"]}
-    assert report["n_images"] == 25 + 5  # reference photos + edge cases derived from the first
+    assert report["n_reference"] == 25 + 5  # reference photos + edge cases derived from the first
+    assert report["n_images"] == 30 + 80  # every artefact is measured on the labelled photos too
     for fmt in ("tflite", "onnx"):
         fp32 = rows[(fmt, "fp32")]
         assert fp32["passed"] and fp32["prob_max_abs"] <= 1e-4 and fp32["cam_max_rel"] <= 1e-3

@@ -23,6 +23,7 @@ from catdog.data import LABELS, Sample, iter_batches, sha256_file
 from catdog.errors import CatdogError
 from catdog.export.contract import CAM, INPUT_NAME, PROBABILITIES, raw_image_input, sha256_path, size_bytes, tensor_outputs
 from catdog.features import input_size
+from catdog.export.sensitivity import SENSITIVITY_PHOTOS, Unit, analyse, kept_units, plot, weighted_units
 from catdog.training import calibrated_model
 
 FORMATS = ("coreml", "tflite", "onnx")
@@ -52,12 +53,15 @@ def export(
     backbone: str,
     calibration: np.ndarray | None = None,
     metadata: dict | None = None,
+    keep: list[Unit] = (),
 ) -> dict:
     """Export a catdog full model to one format and precision; returns its manifest entry.
 
     model: the full Keras model of a RUN_DIR (raw photo -> probabilities).
     calibration: raw photos (N, S, S, 3) at the model's input size, float 0..255, for int8 (TFLite and ONNX).
+    keep: units left in float32 in a reduced precision (mixed precision, `catdog.export.sensitivity`).
     """
+    keep = [] if precision == "fp32" else list(keep)
     if fmt not in FORMATS:
         raise CatdogError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     if precision not in PRECISIONS:
@@ -72,22 +76,18 @@ def export(
     if fmt == "coreml":
         from catdog.export.coreml import export_coreml
 
-        if path.exists():
-            import shutil
-
-            shutil.rmtree(path)
-        info = export_coreml(model, backbone, precision, path, metadata)
+        info = export_coreml(model, backbone, precision, path, metadata, keep)
     elif fmt == "tflite":
         from catdog.export.tflite import export_tflite
 
-        info = export_tflite(cam_model(model), precision, path, calibration)
+        info = export_tflite(cam_model(model), precision, path, calibration, keep)
         from catdog.export.tflite_metadata import write_metadata
 
         write_metadata(path, backbone, precision, input_size(model), metadata)
     else:
         from catdog.export.onnx import export_onnx
 
-        info = export_onnx(cam_model(model), precision, path, calibration)
+        info = export_onnx(cam_model(model), precision, path, calibration, keep)
     return {
         "file": path.name,
         "format": fmt,
@@ -95,19 +95,26 @@ def export(
         "bytes": size_bytes(path),
         "sha256": sha256_path(path),
         "export_seconds": round(time.perf_counter() - start, 2),
+        "kept_float32": [u.name for u in keep],
         **info,
     }
 
 
-def load_calibration(samples: list[Sample], image_size: int, n: int = CALIBRATION_PHOTOS, seed: int = 0) -> np.ndarray:
-    """Up to `n` photos decoded at `image_size` (float32 0..255), drawn with a seed, for int8 calibration."""
+def draw_photos(samples: list[Sample], image_size: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Up to `n` photos drawn with a seed, decoded at `image_size`: images (N, S, S, 3) float32
+    0..255 and their labels (-1 where unlabelled)."""
     rng = np.random.default_rng(seed)
     chosen = [samples[i] for i in sorted(rng.choice(len(samples), min(n, len(samples)), replace=False))]
-    images = [b.images for b in iter_batches(chosen, batch_size=32, size=image_size)]
-    images = np.concatenate(images).astype(np.float32) if images else np.zeros((0, image_size, image_size, 3), np.float32)
-    if len(images) == 0:
+    batches = list(iter_batches(chosen, batch_size=32, size=image_size))
+    if not batches:
         raise CatdogError("no usable calibration photo; pass --calibration DIR with real photos")
-    return images
+    labels = [-1 if s.label is None else s.label for b in batches for s in b.samples]
+    return np.concatenate([b.images for b in batches]).astype(np.float32), np.array(labels)
+
+
+def load_calibration(samples: list[Sample], image_size: int, n: int = CALIBRATION_PHOTOS, seed: int = 0) -> np.ndarray:
+    """Up to `n` photos decoded at `image_size` (float32 0..255), drawn with a seed, for int8 calibration."""
+    return draw_photos(samples, image_size, n, seed)[0]
 
 
 def export_run(
@@ -118,11 +125,16 @@ def export_run(
     calibration_samples: list[Sample] | None = None,
     progress: bool = True,
     calibrated: bool = False,
+    mixed: bool = True,
+    keep_float: list[str] | None = None,
 ) -> dict:
     """Export a loaded RUN_DIR (`catdog.training.Run`) to every format x precision; write the manifest.
 
     calibrated: fold the run's validation temperature into the exported models (a single scale
     of the Dense layer), so their probabilities are the calibrated ones.
+    mixed: keep the layers the sensitivity analysis picks in float32 for fp16 and int8 (writes
+    sensitivity.json / .png, and uniform fp16/int8 TFLite and ONNX under uniform/ to compare);
+    mixed=False rounds every layer. keep_float: these Keras layer names instead of the analysis'.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -137,11 +149,21 @@ def export_run(
     temperature = run.temperature if calibrated else 1.0
     model = calibrated_model(run.model, temperature) if calibrated else run.model
     metadata = {"keras_model_sha256": model_sha, "backbone": backbone, "temperature": temperature}
+    keep = mixed_precision_plan(
+        model, model_sha, precisions, calibration, calibration_samples, out_dir, run.path, mixed, keep_float, progress
+    )
     jobs = [(f, p) for f in formats for p in precisions]
-    artefacts = []
-    for fmt, precision in tqdm(jobs, desc="export", unit="artefact", disable=not progress):
-        artefacts.append(export(model, fmt, precision, out_dir, backbone, calibration, metadata))
-    (out_dir / "labels.txt").write_text("\n".join(LABELS) + "\n")
+    compare = [(f, p) for f in formats for p in precisions if f != "coreml" and keep.get(p)]
+    artefacts, uniform = [], []
+    with tqdm(total=len(jobs) + len(compare), desc="export", unit="artefact", disable=not progress) as bar:
+        for fmt, precision in jobs:
+            artefacts.append(export(model, fmt, precision, out_dir, backbone, calibration, metadata, keep.get(precision, [])))
+            bar.update()
+        for fmt, precision in compare:  # the same artefact without mixed precision, for parity's side-by-side
+            entry = export(model, fmt, precision, out_dir / "uniform", backbone, calibration, metadata)
+            uniform.append({**entry, "file": f"uniform/{entry['file']}"})
+            bar.update()
+    _write_text(out_dir / "labels.txt", "\n".join(LABELS) + "\n")
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "catdog_version": __version__,
@@ -154,10 +176,46 @@ def export_run(
         "keras_model": {"run_dir": str(run.path.resolve()), "file": "model.keras", "sha256": model_sha},
         "temperature": temperature,
         "calibration_photos": 0 if calibration is None else int(len(calibration)),
+        "mixed_precision": {p: [u.name for u in keep.get(p, [])] for p in precisions if p != "fp32"},
         "artefacts": artefacts,
+        "uniform_artefacts": uniform,
     }
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    _write_text(out_dir / "manifest.json", json.dumps(manifest, indent=2))
     return manifest
+
+
+def _write_text(path: Path, text: str) -> None:
+    staged = path.with_name(path.name + ".tmp")
+    staged.write_text(text)
+    os.replace(staged, path)
+
+
+def mixed_precision_plan(
+    model, model_sha, precisions, calibration, samples, out_dir: Path, run_dir: Path, mixed: bool, keep_float, progress
+) -> dict[str, list[Unit]]:
+    """precision -> units kept float32. Runs (or reuses, cached in RUN_DIR/cache) the sensitivity
+    analysis and writes ART_DIR/sensitivity.json and sensitivity.png."""
+    reduced = [p for p in precisions if p != "fp32"]
+    if not reduced or not mixed:
+        return {}
+    net = cam_model(model)
+    units = {u.name: u for u in weighted_units(net)}
+    if keep_float is not None:
+        unknown = [n for n in keep_float if n not in units]
+        if unknown:
+            raise CatdogError(
+                f"--keep-float: no weighted layer named {', '.join(unknown)}; the names are in ART_DIR/sensitivity.json "
+                f"(e.g. {', '.join(list(units)[:3])})"
+            )
+        return {p: [units[n] for n in keep_float] for p in reduced}
+    if not samples:
+        raise CatdogError("mixed precision needs training photos to measure layer sensitivity; pass --calibration DIR or --mixed off")
+    labelled = [s for s in samples if s.label is not None] or samples
+    images, labels = draw_photos(labelled, input_size(model), SENSITIVITY_PHOTOS, seed=1)
+    analysis = analyse(net, model_sha, images, labels, reduced, calibration, cache_dir=run_dir / "cache", progress=progress)
+    _write_text(out_dir / "sensitivity.json", json.dumps(analysis, indent=1))
+    plot(analysis, out_dir / "sensitivity.png")
+    return {p: kept_units(analysis, p) for p in reduced}
 
 
 def load_manifest(art_dir: str | os.PathLike) -> dict:

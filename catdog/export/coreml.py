@@ -4,6 +4,8 @@ scale / bias / colour layout, a classifier over (cat, dog), and the CAM maps as 
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import warnings
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from catdog import __version__
 from catdog.cam import network_model
 from catdog.data import LABELS
 from catdog.export.contract import CAM, INPUT_NAME, PROBABILITIES, cam_grid
+from catdog.export.sensitivity import Unit, matches
 from catdog.features import BGR_MEAN, get_spec, input_size
 
 AUTHOR = "catdog"
@@ -59,8 +62,27 @@ def _classifier_with_extra_outputs():
         load.CoreMLProtoExporter.get_func_output = original
 
 
-def _pass_pipeline(precision: str):
-    """The default conversion passes; for int8, weight quantisation runs inside the conversion.
+def _op_names(op) -> list[str]:
+    """A MIL op's name and the names of its inputs (weights carry the Keras layer's name)."""
+    names = [op.name]
+    for value in op.inputs.values():
+        for var in value if isinstance(value, (list, tuple)) else [value]:
+            names.append(getattr(var, "name", ""))
+    return names
+
+
+def _compute_precision(precision: str, keep: list[Unit]):
+    """float32 for fp32; else float16 except the ops of the kept units (`op_selector`)."""
+    import coremltools as ct
+
+    if precision == "fp32":
+        return ct.precision.FLOAT32
+    return ct.transform.FP16ComputePrecision(op_selector=lambda op: not any(matches(u, _op_names(op)) for u in keep))
+
+
+def _pass_pipeline(precision: str, unquantised_ops: list[str] = ()):
+    """The default conversion passes; for int8, weight quantisation runs inside the conversion,
+    skipping the weights of `unquantised_ops` (op names as the pass sees them).
 
     (`linear_quantize_weights` on the converted classifier fails in coremltools 9.0 when it
     re-serialises the class-label list, so the same pass runs before the classifier is added.)
@@ -74,17 +96,46 @@ def _pass_pipeline(precision: str):
             "compression::linear_quantize_weights",
             {
                 "config": ct.optimize.coreml.OptimizationConfig(
-                    global_config=ct.optimize.coreml.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8")
+                    global_config=ct.optimize.coreml.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8"),
+                    op_name_configs={name: None for name in unquantised_ops},
                 )
             },
         )
     return pipeline
 
 
-def export_coreml(full_model: keras.Model, backbone: str, precision: str, path: Path, metadata: dict | None = None) -> dict:
+def _convert(concrete, image, graph_names, precision: str, keep: list[Unit], unquantised_ops=()):
+    import coremltools as ct
+
+    with warnings.catch_warnings(), _classifier_with_extra_outputs():
+        warnings.simplefilter("ignore")
+        return ct.convert(
+            [concrete],
+            source="tensorflow",
+            convert_to="mlprogram",
+            inputs=[image],
+            classifier_config=ct.ClassifierConfig(list(LABELS), predicted_probabilities_output=graph_names[PROBABILITIES]),
+            compute_precision=_compute_precision(precision, keep),
+            minimum_deployment_target=ct.target.iOS16,
+            pass_pipeline=_pass_pipeline(precision, unquantised_ops),
+        )
+
+
+def kept_conv_ops(program, keep: list[Unit]) -> list[str]:
+    """Names of the conv / linear ops of the kept units in a MIL program."""
+    ops = program.functions["main"].operations
+    return [op.name for op in ops if op.op_type in ("conv", "linear", "matmul") and any(matches(u, _op_names(op)) for u in keep)]
+
+
+def export_coreml(
+    full_model: keras.Model, backbone: str, precision: str, path: Path, metadata: dict | None = None, keep: list[Unit] = ()
+) -> dict:
+    """Write the .mlpackage at `path`. keep: units left in float32 (mixed precision): their ops
+    compute in float32 and, for int8, their weights stay unquantised."""
     import coremltools as ct
     import tensorflow as tf
 
+    keep = list(keep)
     net = network_model(full_model)
     size, grid = input_size(full_model), cam_grid(input_size(full_model))
     fn = tf.function(
@@ -101,18 +152,12 @@ def export_coreml(full_model: keras.Model, backbone: str, precision: str, path: 
         bias=pre["bias"],
         color_layout=ct.colorlayout.BGR if pre["color_layout"] == "BGR" else ct.colorlayout.RGB,
     )
-    with warnings.catch_warnings(), _classifier_with_extra_outputs():
-        warnings.simplefilter("ignore")
-        mlmodel = ct.convert(
-            [concrete],
-            source="tensorflow",
-            convert_to="mlprogram",
-            inputs=[image],
-            classifier_config=ct.ClassifierConfig(list(LABELS), predicted_probabilities_output=graph_names[PROBABILITIES]),
-            compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16,
-            minimum_deployment_target=ct.target.iOS16,
-            pass_pipeline=_pass_pipeline(precision),
-        )
+    unquantised = []
+    if precision == "int8" and keep:
+        # the quantisation pass names ops as the rest of the pipeline left them: convert once
+        # without it to read those names, then skip their weights
+        unquantised = kept_conv_ops(_convert(concrete, image, graph_names, "fp16", keep)._mil_program, keep)
+    mlmodel = _convert(concrete, image, graph_names, precision, keep, unquantised)
     spec = mlmodel.get_spec()
     # the classifier's label -> probability dictionary is named "<classLabel>_probs" by the converter
     ct.utils.rename_feature(spec, spec.description.predictedProbabilitiesName, PROBABILITIES)
@@ -133,7 +178,11 @@ def export_coreml(full_model: keras.Model, backbone: str, precision: str, path: 
     mlmodel.user_defined_metadata.update(
         {"backbone": backbone, "labels": ",".join(LABELS), "precision": precision, "catdog_version": __version__}
     )
-    mlmodel.save(str(path))
+    staged = path.with_name(path.stem + ".partial.mlpackage")  # coremltools insists on the suffix
+    shutil.rmtree(staged, ignore_errors=True)
+    mlmodel.save(str(staged))
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(staged, path)
     cam_type = next(o.type.multiArrayType for o in spec.description.output if o.name == CAM)
     cam_dtype = ct.proto.FeatureTypes_pb2.ArrayFeatureType.ArrayDataType.Name(cam_type.dataType).lower()
     return {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -10,13 +11,28 @@ import keras
 import numpy as np
 
 from catdog.export.contract import INPUT_NAME, raw_image_input, tensor_outputs
+from catdog.export.sensitivity import Unit, matches
 from catdog.features import input_size
 
 OPSET = 17
 
 
-def export_onnx(cam_model: keras.Model, precision: str, path: Path, calibration: np.ndarray | None = None) -> dict:
-    """Write `path` (.onnx): image [batch, S, S, 3] -> probabilities, cam; batch is dynamic."""
+def kept_nodes(model, keep: list[Unit]) -> list[str]:
+    """Names of the Conv / MatMul nodes of the kept units (matched on the node's name and its
+    weight and bias names: tf2onnx names a Conv `Conv__N` but keeps the layers' tensor names)."""
+    return [
+        node.name
+        for node in model.graph.node
+        if node.op_type in ("Conv", "MatMul", "Gemm") and any(matches(u, [node.name, *node.input]) for u in keep)
+    ]
+
+
+def export_onnx(cam_model: keras.Model, precision: str, path: Path, calibration: np.ndarray | None = None, keep: list[Unit] = ()) -> dict:
+    """Write `path` (.onnx): image [batch, S, S, 3] -> probabilities, cam; batch is dynamic.
+
+    keep: units left in float32 (mixed precision): fp16 blocks their nodes (Casts around them),
+    int8 excludes them from quantisation.
+    """
     import onnx
     import tensorflow as tf
 
@@ -31,20 +47,23 @@ def export_onnx(cam_model: keras.Model, precision: str, path: Path, calibration:
             from onnxconverter_common import float16
 
             # weights and activations in fp16; float32 in and out keep the app contract
+            model = onnx.load(fp32)
             with warnings.catch_warnings():  # it warns for every tiny weight it rounds to 1e-7
                 warnings.simplefilter("ignore", UserWarning)
-                model = float16.convert_float_to_float16(onnx.load(fp32), keep_io_types=True)
+                model = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=kept_nodes(model, list(keep)))
         elif precision == "int8":
-            model = _quantize_int8(fp32, Path(tmp), calibration)
+            model = _quantize_int8(fp32, Path(tmp), calibration, list(keep))
         else:
             raise ValueError(precision)
         model.doc_string = f"catdog: raw RGB photo (0..255, {size}x{size}) -> probabilities (cat, dog), cam (one map per class)"
         onnx.checker.check_model(model)
-        onnx.save(model, path)
+        staged = path.with_name(path.name + ".tmp")
+        onnx.save(model, staged)
+        os.replace(staged, path)
     return {"input": raw_image_input("batch", size), "outputs": tensor_outputs("batch", size), "opset": OPSET}
 
 
-def _quantize_int8(fp32: Path, tmp: Path, calibration: np.ndarray):
+def _quantize_int8(fp32: Path, tmp: Path, calibration: np.ndarray, keep: list[Unit]):
     """Static QDQ int8 quantisation (weights per channel) calibrated on real photos."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -68,5 +87,6 @@ def _quantize_int8(fp32: Path, tmp: Path, calibration: np.ndarray):
         per_channel=True,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
+        nodes_to_exclude=kept_nodes(onnx.load(prepared), keep),
     )
     return onnx.load(out)

@@ -1,44 +1,90 @@
-"""TFLite export (fp32, fp16 weights, int8 full-integer) through Keras' own LiteRT exporter."""
+"""TFLite export: fp32, fp16 weights, int8 full-integer; mixed precision keeps chosen units float32.
+
+fp32: the converter Keras' own LiteRT exporter builds (ExportArchive -> SavedModel ->
+TFLiteConverter), kept in hand so the int8 QuantizationDebugger can use it.
+fp16: ai-edge-quantizer on the fp32 model: float16 weight-only (`float_casting`) for every
+conv / fully-connected op, `no_quantize` for the kept ones (matched on their output tensor names).
+int8: the TFLiteConverter's full-integer quantisation calibrated on real photos; kept units stay
+float32 through the QuantizationDebugger's denylist.
+"""
 
 from __future__ import annotations
 
+import os
+import re
+import tempfile
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from catdog.export.contract import raw_image_input, tensor_outputs
+from catdog.export.sensitivity import Unit, int8_tflite_model, matches, tflite_converter, tflite_weighted_ops, weighted_units
 from catdog.features import input_size
 
 
-def converter_options(precision: str, calibration: np.ndarray | None) -> dict:
-    """TFLiteConverter settings for one precision (passed through `Model.export`)."""
-    import tensorflow as tf
+def fp32_model(cam_model: keras.Model) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        return tflite_converter(cam_model, Path(tmp) / "saved").convert()
 
+
+def fp16_weights(fp32: bytes, keep: list[Unit]) -> bytes:
+    """fp16 weights for every conv / fully-connected op except the kept units' (ai-edge-quantizer)."""
+    from ai_edge_quantizer import algorithm_manager, qtyping, quantizer
+
+    qt = quantizer.Quantizer(bytearray(fp32))
+    every_op = qtyping.TFLOperationName.ALL_SUPPORTED
+    qt.add_weight_only_config(".*", every_op, num_bits=16, algorithm_key=algorithm_manager.AlgorithmName.FLOAT_CASTING)
+    kept_scopes = [op["output"] for op in tflite_weighted_ops(fp32) if any(matches(u, [op["weight"]]) for u in keep)]
+    if kept_scopes:  # an op's scope is its output tensor names joined by ";" with a trailing ";"
+        regex = "^(?:" + "|".join(re.escape(s) + ";" for s in kept_scopes) + ")$"
+        qt.update_quantization_recipe(regex, every_op, algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
+    return bytes(qt.quantize(enable_progress_report=False).quantized_model)
+
+
+def export_tflite(
+    cam_model: keras.Model,
+    precision: str,
+    path: Path,
+    calibration: np.ndarray | None = None,
+    keep: list[Unit] = (),
+) -> dict:
+    """Write `path` (.tflite) with signature "serving_default": image -> probabilities, cam.
+
+    keep: units left in float32 (mixed precision); ignored for fp32.
+    """
+    keep = list(keep)
     if precision == "fp32":
-        return {}
-    if precision == "fp16":
-        return {"optimizations": [tf.lite.Optimize.DEFAULT], "target_spec": {"supported_types": [tf.float16]}}
-    if precision == "int8":
-
-        def representative_dataset():
-            for image in calibration:
-                yield [image[None].astype(np.float32)]
-
-        return {
-            "optimizations": [tf.lite.Optimize.DEFAULT],
-            "representative_dataset": representative_dataset,
-            # every op in int8; float32 in and out keep the app contract (raw 0..255 photo)
-            "target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]},
-        }
-    raise ValueError(precision)
-
-
-def export_tflite(cam_model: keras.Model, precision: str, path: Path, calibration: np.ndarray | None = None) -> dict:
-    """Write `path` (.tflite) with signature "serving_default": image -> probabilities, cam."""
-    import tensorflow as tf
-
-    spec = [tf.TensorSpec([1, *cam_model.input.shape[1:]], tf.float32, name="image")]
-    cam_model.export(str(path), format="litert", verbose=False, input_signature=spec, **converter_options(precision, calibration))
+        data = fp32_model(cam_model)
+    elif precision == "fp16":
+        data = fp16_weights(fp32_model(cam_model), keep)
+    elif precision == "int8":
+        data = int8_tflite_model(cam_model, calibration, [u.name for u in keep], weighted_units(cam_model))
+    else:
+        raise ValueError(precision)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
     size = input_size(cam_model)
     return {"input": raw_image_input(1, size), "outputs": tensor_outputs(1, size), "signature": "serving_default"}
+
+
+def float_ops(path: Path) -> list[str]:
+    """Output names of the conv / fully-connected ops whose weights are stored as float32."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    data = bytearray(Path(path).read_bytes())
+    graph = schema.Model.GetRootAs(data, 0).Subgraphs(0)
+    producers = {}
+    model = schema.Model.GetRootAs(data, 0)
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        for j in range(op.OutputsLength()):
+            producers[op.Outputs(j)] = model.OperatorCodes(op.OpcodeIndex()).BuiltinCode()
+    float_weight = []
+    for op in tflite_weighted_ops(data):
+        weight = next(i for i in op["tensors"])
+        # a weight produced by a DEQUANTIZE op is stored reduced (fp16 or int8)
+        if graph.Tensors(weight).Type() == schema.TensorType.FLOAT32 and weight not in producers:
+            float_weight.append(op["weight"])
+    return float_weight

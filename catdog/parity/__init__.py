@@ -115,7 +115,7 @@ def run_onnx(path: Path, images: np.ndarray) -> dict[str, np.ndarray]:
     return {k: np.concatenate([o[k] for o in outs]) for k in (PROBABILITIES, CAM)}
 
 
-def run_coreml(path: Path, pil_images: list[Image.Image]) -> dict[str, np.ndarray]:
+def run_coreml(path: Path, pil_images: list[Image.Image], grid: int) -> dict[str, np.ndarray]:
     """Core ML predictions (macOS only): the image input takes the S x S RGB photo as is."""
     import coremltools as ct
 
@@ -124,7 +124,7 @@ def run_coreml(path: Path, pil_images: list[Image.Image]) -> dict[str, np.ndarra
     for im in pil_images:
         out = model.predict({INPUT_NAME: im})
         probs.append([out[PROBABILITIES][label] for label in LABELS])
-        cams.append(np.asarray(out[CAM], np.float32).reshape(1, 7, 7, 2))
+        cams.append(np.asarray(out[CAM], np.float32).reshape(1, grid, grid, 2))
     return {PROBABILITIES: np.asarray(probs, np.float32), CAM: np.concatenate(cams)}
 
 
@@ -259,17 +259,42 @@ def _resolve_weight(name: str, weights: dict[str, np.ndarray], ops) -> np.ndarra
     return (data.astype(np.float32) - zero) * scale
 
 
-def _labelled_accuracy(run_fn, keras_model, samples: list[Sample]) -> tuple[float, float, int]:
-    images, labels = [], []
-    for batch in iter_batches(samples, batch_size=32, size=input_size(keras_model)):
+def kept_layer_checks(path: Path, kept: list[str], units: list[dict], precision: str) -> list[dict]:
+    """In a Core ML spec: each kept unit's conv ops compute in float32 and, for int8, read an
+    unquantised (plain const) weight."""
+    import coremltools as ct
+
+    from catdog.export.sensitivity import Unit, matches
+
+    spec = ct.utils.load_spec(str(path))
+    function = spec.mlProgram.functions["main"]
+    ops = list(function.block_specializations[function.opset].operations)
+    producer = {out.name: op.type for op in ops for out in op.outputs}
+    float32 = ct.proto.MIL_pb2.DataType.Value("FLOAT32")
+    by_name = {u["name"]: Unit(**u) for u in units}
+    checks = []
+    for name in kept:
+        convs = [op for op in ops if op.type in ("conv", "linear") and matches(by_name[name], [op.outputs[0].name])]
+        dtypes = [op.outputs[0].type.tensorType.dataType for op in convs]
+        ok = len(convs) == 1 and all(d == float32 for d in dtypes)
+        detail = f"{len(convs)} op(s), output dtype {[ct.proto.MIL_pb2.DataType.Name(d) for d in dtypes]}"
+        if precision == "int8" and convs:
+            weight = convs[0].inputs["weight"].arguments[0].name
+            ok = ok and producer.get(weight) == "const"
+            detail += f", weight from {producer.get(weight)}"
+        checks.append({"check": f"{name} kept float32", "passed": bool(ok), "detail": detail})
+    return checks
+
+
+def _labelled_images(samples: list[Sample], image_size: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    names, images, labels = [], [], []
+    for batch in iter_batches(samples, batch_size=32, size=image_size):
         images.append(batch.images)
+        names.extend(s.name for s in batch.samples)
         labels.extend(s.label for s in batch.samples)
-    x = np.concatenate(images).astype(np.float32)
-    y = np.array(labels)
-    # P(dog) >= 0.5 as `catdog evaluate` scores it (an int8 model can output an exact 0.5 tie)
-    keras_acc = accuracy(y, run_keras(keras_model, x)[PROBABILITIES][:, 1])
-    art_acc = accuracy(y, run_fn(x)[PROBABILITIES][:, 1])
-    return keras_acc, art_acc, len(y)
+    if not images:
+        return [], np.zeros((0, image_size, image_size, 3), np.float32), np.zeros(0, int)
+    return names, np.concatenate(images).astype(np.float32), np.array(labels)
 
 
 def run_parity(
@@ -279,7 +304,13 @@ def run_parity(
     run_dir: str | os.PathLike | None = None,
     edge: bool = True,
 ) -> dict:
-    """Compare every artefact in ART_DIR with the Keras model; write parity.json and parity.md."""
+    """Compare every artefact in ART_DIR with the Keras model; write parity.json and parity.md.
+
+    Every artefact is measured on the same set: the reference images (edge cases included) and
+    the labelled photos, so int8's top-1 agreement is measured on hundreds of photos; accuracy
+    is scored on the labelled ones. Uniform-precision artefacts (uniform/) are measured for
+    comparison and do not count towards the verdict.
+    """
     from catdog.training import calibrated_model, load_run
 
     art_dir = Path(art_dir)
@@ -288,86 +319,128 @@ def run_parity(
     run = load_run(run_dir)
     if sha256_file(run_dir / "model.keras") != manifest["keras_model"]["sha256"]:
         raise CatdogError(f"{run_dir / 'model.keras'}: not the model the artefacts came from (sha256 differs); pass --run-dir")
-    images, skipped = load_images(images_dir, input_size(run.model), edge)
+    size = input_size(run.model)
+    images, skipped = load_images(images_dir, size, edge)
     for line in skipped:
         print(line)
+    labelled_names, labelled_arrays, labels = _labelled_images(labelled or [], size)
+    names = images.names + labelled_names
+    arrays = np.concatenate([images.arrays, labelled_arrays])
+    n_ref = len(images.names)
     temperature = float(manifest.get("temperature", 1.0))
     keras_model = cam_model(calibrated_model(run.model, temperature) if temperature != 1.0 else run.model)
-    reference = run_keras(keras_model, images.arrays)
+    reference = run_keras(keras_model, arrays)
+    keras_acc = accuracy(labels, reference[PROBABILITIES][n_ref:, 1]) if len(labels) else None
     on_macos = platform.system() == "Darwin"
-    rows = []
-    for art in manifest["artefacts"]:
+    units = []
+    sensitivity = art_dir / "sensitivity.json"
+    if sensitivity.is_file():
+        units = json.loads(sensitivity.read_text())["units"]
+
+    def measure(art: dict, comparison: bool) -> dict:
         path = art_dir / art["file"]
-        row = {"file": art["file"], "format": art["format"], "precision": art["precision"], "bytes": art["bytes"]}
+        kept = art.get("kept_float32", [])
+        row = {"file": art["file"], "format": art["format"], "precision": art["precision"], "bytes": art["bytes"], "kept_float32": kept}
+        if comparison:
+            row["comparison"] = True
         if not path.exists():
-            row.update(passed=False, failed=[f"{path} missing"], numbers_run=False)
-            rows.append(row)
-            continue
+            return {**row, "passed": False, "failed": [f"{path} missing"], "numbers_run": False}
+        failed = []
         if art["format"] == "coreml":
             row["spec_checks"] = coreml_spec_checks(path, run.model, manifest["backbone"])
-            spec_ok = all(c["passed"] for c in row["spec_checks"])
+            if kept and units:
+                row["spec_checks"] += kept_layer_checks(path, kept, units, art["precision"])
             failed = [f"spec: {c['check']} ({c['detail']})" for c in row["spec_checks"] if not c["passed"]]
             if not on_macos:
-                row.update(numbers_run=False, note="Core ML predicts only on macOS: spec checked, numbers not run here")
-                row.update(passed=spec_ok, failed=failed)
-                rows.append(row)
-                continue
-            runner = lambda x, p=path: run_coreml(p, [Image.fromarray(a.astype(np.uint8)) for a in x])  # noqa: E731
+                note = "Core ML predicts only on macOS: spec checked, numbers not run here"
+                return {**row, "numbers_run": False, "note": note, "passed": not failed, "failed": failed}
+            outputs = run_coreml(path, [Image.fromarray(a.astype(np.uint8)) for a in arrays], cam_grid(size))
         elif art["format"] == "tflite":
-            runner = lambda x, p=path: run_tflite(p, x)  # noqa: E731
-            failed = []
+            outputs = run_tflite(path, arrays)
         else:
-            runner = lambda x, p=path: run_onnx(p, x)  # noqa: E731
-            failed = []
-        metrics = compare(reference, runner(images.arrays), images.names)
-        if art["precision"] == "int8" and labelled:
-            keras_acc, art_acc, n = _labelled_accuracy(runner, keras_model, labelled)
-            metrics.update(keras_accuracy=keras_acc, accuracy=art_acc, accuracy_drop=keras_acc - art_acc, labelled_photos=n)
+            outputs = run_onnx(path, arrays)
+        metrics = compare(reference, outputs, names)
+        if len(labels):
+            art_acc = accuracy(labels, outputs[PROBABILITIES][n_ref:, 1])
+            metrics.update(keras_accuracy=keras_acc, accuracy=art_acc, labelled_photos=int(len(labels)))
+            if art["precision"] == "int8":
+                metrics["accuracy_drop"] = keras_acc - art_acc
         ok, more = verdict(art["precision"], metrics)
-        row.update(metrics, numbers_run=True, passed=ok and not failed, failed=failed + more)
-        rows.append(row)
+        return {**row, **metrics, "numbers_run": True, "passed": ok and not failed, "failed": failed + more}
+
+    rows = [measure(art, False) for art in manifest["artefacts"]]
+    comparison = [measure(art, True) for art in manifest.get("uniform_artefacts", [])]
     report = {
         "passed": all(r["passed"] for r in rows),
         "art_dir": str(art_dir),
         "keras_model": str(run_dir / "model.keras"),
-        "images": images.names,
-        "n_images": len(images.names),
-        "labelled_photos": len(labelled or []),
+        "images": names,
+        "n_images": len(names),
+        "n_reference": n_ref,
+        "labelled_photos": int(len(labels)),
         "tolerances": TOLERANCES,
         "platform": platform.platform(),
         "artefacts": rows,
+        "uniform_artefacts": comparison,
     }
-    (art_dir / "parity.json").write_text(json.dumps(report, indent=2))
-    (art_dir / "parity.md").write_text(markdown(report))
+    _write(art_dir / "parity.json", json.dumps(report, indent=2))
+    _write(art_dir / "parity.md", markdown(report))
     return report
+
+
+def _write(path: Path, text: str) -> None:
+    staged = path.with_name(path.name + ".tmp")
+    staged.write_text(text)
+    os.replace(staged, path)
+
+
+def _table(rows: list[dict]) -> list[str]:
+    lines = [
+        "| artefact | size | float32 layers | max abs diff p | CAM max rel diff | CAM corr | top-1 agree (flipped) | accuracy (Keras) | result |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        size = f"{r['bytes'] / 1e6:.2f} MB"
+        kept = str(len(r.get("kept_float32", []))) if r["precision"] != "fp32" else "all"
+        if not r.get("numbers_run"):
+            note = r.get("note", "")
+            result = ("pass" if r["passed"] else "FAIL: " + "; ".join(r["failed"])) + (f" (spec only: {note})" if note else "")
+            lines.append(f"| {r['file']} | {size} | {kept} | – | – | – | – | – | {result} |")
+            continue
+        acc = f"{r['accuracy']:.2%} ({r['keras_accuracy']:.2%})" if "accuracy" in r else "–"
+        result = "pass" if r["passed"] else "FAIL: " + "; ".join(r["failed"])
+        if r.get("comparison"):
+            result = "(comparison only) " + ("within tolerance" if r["passed"] else "would fail: " + "; ".join(r["failed"]))
+        lines.append(
+            f"| {r['file']} | {size} | {kept} | {r['prob_max_abs']:.2e} | {r['cam_max_rel']:.2e} | {r['cam_corr']:.6f} | "
+            f"{r['top1_agreement']:.2%} ({r['disagreements']}) | {acc} | {result} |"
+        )
+    return lines
 
 
 def markdown(report: dict) -> str:
     lines = [
         f"# catdog parity: {'PASSED' if report['passed'] else 'FAILED'}",
         "",
-        f"{report['n_images']} reference images (edge cases included), Keras model `{report['keras_model']}`, "
-        f"{report['labelled_photos']} labelled photos for int8 accuracy, on {report['platform']}.",
+        f"{report['n_images']} images: {report['n_reference']} reference images (edge cases included) and "
+        f"{report['labelled_photos']} labelled photos; Keras model `{report['keras_model']}`, on {report['platform']}.",
         "",
         "Tolerances: fp32 max |Δp| ≤ 1e-4 and CAM max |Δ| ≤ 1e-3 of the largest |CAM|; fp16 both ≤ 5e-3; "
         "int8 top-1 agreement ≥ 98 % and accuracy on labelled photos within 1 point of Keras.",
         "",
-        "| artefact | size | max abs diff p | CAM max rel diff | CAM corr | top-1 agree | int8 accuracy (Keras) | result |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        *_table(report["artefacts"]),
     ]
-    for r in report["artefacts"]:
-        size = f"{r['bytes'] / 1e6:.2f} MB"
-        if not r.get("numbers_run"):
-            note = r.get("note", "")
-            result = ("pass" if r["passed"] else "FAIL") + (f" (spec only: {note})" if note else "")
-            lines.append(f"| {r['file']} | {size} | – | – | – | – | – | {result} |")
-            continue
-        acc = f"{r['accuracy']:.2%} ({r['keras_accuracy']:.2%})" if "accuracy" in r else "–"
-        result = "pass" if r["passed"] else "FAIL: " + "; ".join(r["failed"])
-        lines.append(
-            f"| {r['file']} | {size} | {r['prob_max_abs']:.2e} | {r['cam_max_rel']:.2e} | {r['cam_corr']:.6f} | "
-            f"{r['top1_agreement']:.1%} | {acc} | {result} |"
-        )
+    if report.get("uniform_artefacts"):
+        lines += [
+            "",
+            "## Without mixed precision (every layer reduced), for comparison",
+            "",
+            *_table(report["uniform_artefacts"]),
+        ]
+    flipped = [(r["file"], r["disagreeing_images"]) for r in report["artefacts"] if r.get("disagreeing_images")]
+    if flipped:
+        lines += ["", "## Photos whose top-1 answer changes", ""]
+        lines += [f"- {file}: {'; '.join(images)}" for file, images in flipped]
     for r in report["artefacts"]:
         if r.get("spec_checks"):
             lines += ["", f"## Core ML spec checks: {r['file']}", ""]

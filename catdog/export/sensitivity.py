@@ -1,0 +1,437 @@
+"""Sensitivity-guided mixed precision: which layers to keep in float32 when a model is reduced.
+
+A *unit* is one weighted op of the exported graph: a Conv2D / DepthwiseConv2D with the
+BatchNormalization folded into it, the CAM 1x1 conv, or the Dense head. Its Keras layer names
+(conv and BN) identify it in every format (`unit_pattern`, the one place that maps names).
+
+fp16 (weights rounded to float16): each unit alone is rounded in the fp32 TFLite model (its
+weight and bias buffers patched in place; XNNPACK then computes in float32, exactly what an fp16
+weight artefact does) and the calibration photos are run: max |Δp| and the CAM error against
+fp32 rank the units.
+int8 (weights and activations): TFLite's own QuantizationDebugger ranks the units by its
+per-layer error, sqrt(MSE) / scale of each quantised op's output (1/sqrt(12) ≈ 0.29 is pure
+rounding noise; more means the op quantises badly).
+
+Then units are kept in float32 greedily, most harmful first, re-measuring the whole reduced model
+after each, until it meets its parity tolerance with a safety margin (`MARGIN`) on the
+calibration photos: fp16 max |Δp| and CAM error ≤ 5e-3 / 2; int8 top-1 disagreement ≤ 2 % / 2
+and accuracy drop ≤ 1 point / 2. Calibration photos come from the training data, never from the
+parity photos. The result is cached per model, photos and settings (`analyse`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from catdog.export.contract import CAM, INPUT_NAME, PROBABILITIES
+
+MARGIN = 2.0
+FP16_TOLERANCE = {"prob_max_abs": 5e-3, "cam_max_rel": 5e-3}
+INT8_TOLERANCE = {"disagreement": 0.02, "accuracy_drop": 0.01}
+SENSITIVITY_PHOTOS = 96
+# fp32 weights cost 2 bytes more than fp16 (3 more than int8): keeping at most this share of the
+# parameters keeps fp16 artefacts under 0.55 of fp32's bytes and int8 under 0.35
+KEPT_PARAMS_SHARE = {"fp16": 0.04, "int8": 0.04}
+ANALYSIS_VERSION = 1
+WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+# TF op names end a layer's scope with one of these (…/block_1_depthwise_1/depthwise, …_BN_1/batchnorm/…)
+_OP_TAILS = "convolution|depthwise|batchnorm|MatMul|BiasAdd"
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One weighted op: a conv (with its folded BN) or the Dense head."""
+
+    name: str  # Keras layer name of the conv / dense
+    kind: str  # Conv2D, DepthwiseConv2D, Dense
+    params: int  # weights and biases of the conv and its BN
+    bn: str | None = None  # the BatchNormalization layer folded into it
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        return (self.name, self.bn) if self.bn else (self.name,)
+
+
+def unit_pattern(unit: Unit) -> re.Pattern:
+    """Matches the names a unit's op or tensors carry in TF, TFLite, ONNX and Core ML.
+
+    Keras scopes a layer as `<name>_<n>` followed by the TF op (`/convolution`, `/depthwise`,
+    `/batchnorm/...`, `/MatMul`); Core ML writes `/` as `_`. The op tail keeps `cam` from
+    matching the model name `catdog_cam_1` and `conv` from matching its `conv_BN`.
+    """
+    names = "|".join(re.escape(n) for n in unit.layer_names)
+    return re.compile(rf"(?:^|[/_;]){'(?:' + names + ')'}_\d+[/_](?:{_OP_TAILS})")
+
+
+def matches(unit: Unit, names) -> bool:
+    pattern = unit_pattern(unit)
+    return any(pattern.search(n) for n in names if n)
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):  # nested backbones (a fusion holds several)
+            yield from _all_layers(layer)
+
+
+def weighted_units(cam_model) -> list[Unit]:
+    """The units of a catdog CAM model, in graph order."""
+    import keras
+
+    layers = list(_all_layers(cam_model))
+    bn_of = {}
+    for layer in layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            source = layer.input._keras_history.operation
+            bn_of[id(source)] = layer
+    units = []
+    for layer in layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)):
+            bn = bn_of.get(id(layer))
+            params = sum(int(np.prod(w.shape)) for w in layer.weights) + (sum(int(np.prod(w.shape)) for w in bn.weights) if bn else 0)
+            units.append(Unit(layer.name, type(layer).__name__, params, bn.name if bn else None))
+    return units
+
+
+# ---------------------------------------------------------------- TFLite graph access
+
+
+def tflite_weighted_ops(model_bytes: bytes | bytearray) -> list[dict]:
+    """Every conv / fully-connected op of a TFLite model: index, type, output tensor name, and
+    the names and tensor indices of its weight and bias."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(model_bytes, 0)
+    graph = model.Subgraphs(0)
+    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    ops = []
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        kind = op_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
+        if kind not in WEIGHTED_OPS:
+            continue
+        inputs = [op.Inputs(j) for j in range(op.InputsLength())]
+        ops.append(
+            {
+                "index": i,
+                "type": kind,
+                "output": graph.Tensors(op.Outputs(0)).Name().decode(),
+                "weight": graph.Tensors(inputs[1]).Name().decode(),
+                "tensors": [t for t in inputs[1:] if t >= 0],
+            }
+        )
+    return ops
+
+
+def tflite_ops_of(units: list[Unit], ops: list[dict]) -> dict[str, dict]:
+    """unit name -> its TFLite op (matched on the weight tensor's name)."""
+    found = {}
+    for unit in units:
+        hits = [op for op in ops if matches(unit, [op["weight"]])]
+        if len(hits) == 1:
+            found[unit.name] = hits[0]
+    return found
+
+
+class _PatchedTFLite:
+    """An fp32 TFLite model whose chosen units' weights can be rounded to fp16 in place."""
+
+    def __init__(self, path: Path, units: list[Unit]):
+        from ai_edge_litert import schema_py_generated as schema
+
+        self.buffer = bytearray(Path(path).read_bytes())
+        model = schema.Model.GetRootAs(self.buffer, 0)
+        graph = model.Subgraphs(0)
+        self.views: dict[str, list[np.ndarray]] = {}
+        for name, op in tflite_ops_of(units, tflite_weighted_ops(self.buffer)).items():
+            views = []
+            for t in op["tensors"]:
+                data = model.Buffers(graph.Tensors(t).Buffer()).DataAsNumpy()
+                if isinstance(data, np.ndarray) and data.size:
+                    views.append(data.view(np.float32))  # a view into self.buffer
+            self.views[name] = views
+        self.original = {k: [v.copy() for v in vs] for k, vs in self.views.items()}
+
+    def run(self, images: np.ndarray, rounded: set[str] = frozenset()) -> dict[str, np.ndarray]:
+        for name, views in self.views.items():
+            for view, original in zip(views, self.original[name]):
+                view[:] = original.astype(np.float16).astype(np.float32) if name in rounded else original
+        from ai_edge_litert.interpreter import Interpreter
+
+        runner = Interpreter(model_content=bytes(self.buffer), num_threads=os.cpu_count()).get_signature_runner("serving_default")
+        outs = [runner(**{INPUT_NAME: image[None]}) for image in images]
+        return {k: np.concatenate([o[k] for o in outs]) for k in (PROBABILITIES, CAM)}
+
+
+def output_error(reference: dict, outputs: dict) -> dict:
+    """max |Δp|, CAM max |Δ| relative to the largest |CAM|, and max |Δ logit(dog) - logit(cat)|."""
+    p_ref, p = reference[PROBABILITIES].astype(np.float64), outputs[PROBABILITIES].astype(np.float64)
+    c_ref, c = reference[CAM].astype(np.float64), outputs[CAM].astype(np.float64)
+    margin = lambda q: np.log(np.clip(q[:, 1], 1e-30, None)) - np.log(np.clip(q[:, 0], 1e-30, None))  # noqa: E731
+    return {
+        "prob_max_abs": float(np.abs(p - p_ref).max()),
+        "cam_max_rel": float(np.abs(c - c_ref).max() / (np.abs(c_ref).max() or 1.0)),
+        "logit_max_abs": float(np.abs(margin(p) - margin(p_ref)).max()),
+    }
+
+
+def _fp16_ok(error: dict) -> bool:
+    return all(error[k] <= FP16_TOLERANCE[k] / MARGIN for k in FP16_TOLERANCE)
+
+
+def fp16_analysis(fp32_tflite: Path, units: list[Unit], images: np.ndarray, progress=None) -> dict:
+    """Rank units by the output error of rounding each alone to fp16; keep the fewest in fp32
+    (greedy, most harmful first) so that the rest rounded meets FP16_TOLERANCE / MARGIN."""
+    model = _PatchedTFLite(fp32_tflite, units)
+    names = [u.name for u in units if u.name in model.views]
+    reference = model.run(images)
+    alone = {}
+    for name in names:
+        alone[name] = output_error(reference, model.run(images, {name}))
+        if progress:
+            progress()
+    ranked = sorted(names, key=lambda n: -max(alone[n][k] / FP16_TOLERANCE[k] for k in FP16_TOLERANCE))
+    kept, steps = [], []
+    error = output_error(reference, model.run(images, set(names)))
+    steps.append({"kept": [], **error})
+    budget = KEPT_PARAMS_SHARE["fp16"] * sum(u.params for u in units)
+    params = {u.name: u.params for u in units}
+    for name in ranked:
+        if _fp16_ok(error):
+            break
+        if sum(params[n] for n in kept) + params[name] > budget:
+            continue  # too large to keep wide: try the next one
+        kept.append(name)
+        error = output_error(reference, model.run(images, set(names) - set(kept)))
+        steps.append({"kept": list(kept), **error})
+    return {"alone": alone, "ranked": ranked, "kept": kept, "steps": steps, "met": _fp16_ok(error), "uniform": steps[0]}
+
+
+# ---------------------------------------------------------------- int8
+
+
+def tflite_converter(cam_model, saved_model_dir: Path):
+    """A TFLiteConverter for the CAM model, built the way Keras' LiteRT exporter builds it
+    (ExportArchive -> SavedModel -> from_saved_model), so the QuantizationDebugger can use it."""
+    import functools
+
+    import keras
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    archive.track(cam_model)
+    spec = [tf.TensorSpec([1, *cam_model.input.shape[1:]], tf.float32, name=INPUT_NAME)]
+    archive.add_endpoint("serve", functools.partial(cam_model.__call__, training=False), input_signature=spec)
+    archive.write_out(str(saved_model_dir), verbose=False)
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+    converter.experimental_enable_resource_variables = True
+    return converter
+
+
+def int8_converter(cam_model, saved_model_dir: Path, calibration: np.ndarray, float_fallback: bool):
+    import tensorflow as tf
+
+    converter = tflite_converter(cam_model, saved_model_dir)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([image[None].astype(np.float32)] for image in calibration)
+    ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8] + ([tf.lite.OpsSet.TFLITE_BUILTINS] if float_fallback else [])
+    converter.target_spec.supported_ops = ops
+    return converter
+
+
+def int8_tflite_model(cam_model, calibration: np.ndarray, keep: list[str], units: list[Unit]) -> bytes:
+    """Full-integer TFLite model; the units in `keep` stay float32 (QuantizationDebugger's
+    denylist). With nothing kept it is the converter's plain int8 model."""
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        converter = int8_converter(cam_model, Path(tmp) / "saved", calibration, float_fallback=bool(keep))
+        if not keep:
+            return converter.convert()
+        float_model = tflite_converter(cam_model, Path(tmp) / "saved_float").convert()
+        kept_units = [u for u in units if u.name in keep]
+        nodes = [op["output"] for op in tflite_weighted_ops(float_model) if any(matches(u, [op["weight"]]) for u in kept_units)]
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter,
+            debug_dataset=lambda: ([image[None].astype(np.float32)] for image in calibration[:4]),
+            debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes),
+        )
+        return debugger.get_nondebug_quantized_model()
+
+
+def int8_layer_statistics(cam_model, calibration: np.ndarray, images: np.ndarray, units: list[Unit]) -> dict[str, float]:
+    """unit name -> sqrt(MSE)/scale of its quantised output, from TFLite's QuantizationDebugger."""
+    import csv
+    import io
+
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        converter = int8_converter(cam_model, Path(tmp) / "saved", calibration, float_fallback=False)
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=lambda: ([image[None].astype(np.float32)] for image in images)
+        )
+        debugger.run()
+        text = io.StringIO()
+        debugger.layer_statistics_dump(text)
+    rows = list(csv.DictReader(io.StringIO(text.getvalue())))
+    scores = {}
+    for unit in units:
+        hits = [r for r in rows if matches(unit, re.split(r"[;]", r["tensor_name"]))]
+        if hits:
+            r = hits[0]
+            scale = float(r["scale"]) or 1.0
+            scores[unit.name] = float(np.sqrt(float(r["mean_squared_error"])) / scale)
+    return scores
+
+
+def _run_tflite_bytes(model: bytes, images: np.ndarray) -> dict[str, np.ndarray]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_content=model, num_threads=os.cpu_count()).get_signature_runner("serving_default")
+    outs = [runner(**{INPUT_NAME: image[None]}) for image in images]
+    return {k: np.concatenate([o[k] for o in outs]) for k in (PROBABILITIES, CAM)}
+
+
+def agreement_error(reference: dict, outputs: dict, labels: np.ndarray) -> dict:
+    p_ref, p = reference[PROBABILITIES], outputs[PROBABILITIES]
+    acc = lambda q: float(np.mean((q[:, 1] >= 0.5) == (labels == 1)))  # noqa: E731
+    return {
+        "disagreement": float(np.mean(p.argmax(1) != p_ref.argmax(1))),
+        "accuracy_drop": acc(p_ref) - acc(p),
+        "prob_max_abs": float(np.abs(p - p_ref).max()),
+    }
+
+
+def _int8_ok(error: dict) -> bool:
+    return all(error[k] <= INT8_TOLERANCE[k] / MARGIN for k in INT8_TOLERANCE)
+
+
+def int8_analysis(cam_model, fp32_tflite: Path, units, calibration, images, labels, max_kept: int = 8) -> dict:
+    """Rank units by the debugger's per-layer error; keep the fewest float so that the int8
+    model's top-1 disagreement and accuracy drop meet INT8_TOLERANCE / MARGIN."""
+    scores = int8_layer_statistics(cam_model, calibration, images[:16], units)
+    ranked = sorted(scores, key=lambda n: -scores[n])
+    reference = _run_tflite_bytes(Path(fp32_tflite).read_bytes(), images)
+    kept, steps = [], []
+    error = agreement_error(reference, _run_tflite_bytes(int8_tflite_model(cam_model, calibration, [], units), images), labels)
+    steps.append({"kept": [], **error})
+    budget = KEPT_PARAMS_SHARE["int8"] * sum(u.params for u in units)
+    params = {u.name: u.params for u in units}
+    for name in ranked:
+        if _int8_ok(error) or len(kept) == max_kept:
+            break
+        if sum(params[n] for n in kept) + params[name] > budget:
+            continue
+        kept.append(name)
+        model = int8_tflite_model(cam_model, calibration, kept, units)
+        error = agreement_error(reference, _run_tflite_bytes(model, images), labels)
+        steps.append({"kept": list(kept), **error})
+    return {"alone": {n: {"sqrt_mse_over_scale": s} for n, s in scores.items()}, "ranked": ranked, "kept": kept,
+            "steps": steps, "met": _int8_ok(error), "uniform": steps[0]}
+
+
+# ---------------------------------------------------------------- the analysis, cached
+
+
+def _cache_key(model_sha256: str, images: np.ndarray, calibration: np.ndarray | None, precisions) -> str:
+    h = hashlib.sha256(f"v{ANALYSIS_VERSION}:{model_sha256}:{MARGIN}:{sorted(precisions)}".encode())
+    h.update(np.ascontiguousarray(images).tobytes())
+    if calibration is not None:
+        h.update(np.ascontiguousarray(calibration).tobytes())
+    return h.hexdigest()[:16]
+
+
+def analyse(
+    cam_model,
+    model_sha256: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    precisions: list[str],
+    calibration: np.ndarray | None = None,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Per-layer sensitivity and the kept-float32 layers for each reduced precision in
+    `precisions` ("fp16", "int8"). images, labels: sensitivity photos (training photos, never
+    parity photos) at the model's input size. calibration: int8 calibration photos.
+
+    Cached in `cache_dir` (one JSON per model, photos and settings): a second call is free.
+    """
+    from tqdm import tqdm
+
+    key = _cache_key(model_sha256, images, calibration, precisions)
+    cached = Path(cache_dir) / f"sensitivity_{key}.json" if cache_dir else None
+    if cached and cached.is_file():
+        return json.loads(cached.read_text())
+    units = weighted_units(cam_model)
+    result = {
+        "version": ANALYSIS_VERSION,
+        "model_sha256": model_sha256,
+        "photos": int(len(images)),
+        "margin": MARGIN,
+        "targets": {"fp16": {k: v / MARGIN for k, v in FP16_TOLERANCE.items()}, "int8": {k: v / MARGIN for k, v in INT8_TOLERANCE.items()}},
+        "units": [asdict(u) for u in units],
+        "precisions": {},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        import tensorflow as tf
+
+        fp32 = Path(tmp) / "fp32.tflite"
+        fp32.write_bytes(tflite_converter(cam_model, Path(tmp) / "saved").convert())
+        del tf
+        if "fp16" in precisions:
+            with tqdm(total=len(units), desc="sensitivity fp16", unit="layer", disable=not progress) as bar:
+                result["precisions"]["fp16"] = fp16_analysis(fp32, units, images, progress=bar.update)
+        if "int8" in precisions:
+            result["precisions"]["int8"] = int8_analysis(cam_model, fp32, units, calibration, images, labels)
+    if cached:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp_path = cached.with_suffix(".tmp")
+        tmp_path.write_text(json.dumps(result, indent=1))
+        os.replace(tmp_path, cached)
+    return result
+
+
+def kept_units(analysis: dict, precision: str) -> list[Unit]:
+    units = {u["name"]: Unit(**u) for u in analysis["units"]}
+    return [units[n] for n in analysis["precisions"].get(precision, {}).get("kept", [])]
+
+
+def plot(analysis: dict, path: Path) -> None:
+    """Bar chart of each unit's error alone, per precision, kept units in red."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    precisions = list(analysis["precisions"])
+    names = [u["name"] for u in analysis["units"]]
+    fig, axes = plt.subplots(len(precisions), 1, figsize=(max(8, len(names) * 0.16), 3.2 * len(precisions)), squeeze=False)
+    for ax, precision in zip(axes[:, 0], precisions):
+        info = analysis["precisions"][precision]
+        metric = "prob_max_abs" if precision == "fp16" else "sqrt_mse_over_scale"
+        values = [info["alone"].get(n, {}).get(metric, 0.0) for n in names]
+        colours = ["tab:red" if n in info["kept"] else "tab:blue" for n in names]
+        ax.bar(range(len(names)), values, color=colours)
+        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
+        ax.set_ylabel("max |Δp| alone" if precision == "fp16" else "√MSE / scale")
+        kept = ", ".join(info["kept"]) or "none"
+        ax.set_title(f"{precision}: error of each layer reduced alone (red: kept float32: {kept})", fontsize=9)
+        if precision == "fp16":
+            ax.axhline(analysis["targets"]["fp16"]["prob_max_abs"], color="grey", lw=0.8, ls="--")
+    fig.tight_layout()
+    tmp = Path(path).with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)

@@ -1,0 +1,136 @@
+"""Mixed precision (issue 17): the sensitivity analysis on real weights and photos, the one
+name mapping across formats, and kept layers really float32 in every format's file."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from conftest import REFERENCE, TRAIN, kaggle_names, needs_shared
+
+
+def _photos(numbers, size):
+    from catdog.data import Sample, iter_batches
+
+    samples = [Sample(TRAIN / n, n, 0 if n.startswith("cat") else 1) for n in kaggle_names("cat", numbers) + kaggle_names("dog", numbers)]
+    batches = list(iter_batches(samples, batch_size=32, size=size))
+    return np.concatenate([b.images for b in batches]).astype(np.float32), np.array([s.label for b in batches for s in b.samples])
+
+
+@pytest.fixture(scope="module")
+def cam_net(subset_run):
+    from catdog.cam import cam_model
+    from catdog.training import load_run
+
+    return cam_model(load_run(subset_run).model)
+
+
+@needs_shared
+def test_every_unit_maps_to_exactly_one_op_in_every_format(cam_net, subset_artefacts):
+    import coremltools as ct
+
+    from catdog.export.sensitivity import matches, tflite_weighted_ops, weighted_units
+
+    units = weighted_units(cam_net)
+    assert len(units) == 54 and units[1].name == "expanded_conv_depthwise" and units[1].bn == "expanded_conv_depthwise_BN"
+    assert [u.name for u in units[-2:]] == ["cam", "probabilities"]
+    tflite_ops = tflite_weighted_ops((subset_artefacts / "catdog_mobilenet_v2_fp32.tflite").read_bytes())
+    onnx_nodes = [n for n in onnx.load(subset_artefacts / "catdog_mobilenet_v2_fp32.onnx").graph.node if n.op_type in ("Conv", "MatMul")]
+    spec = ct.utils.load_spec(str(subset_artefacts / "catdog_mobilenet_v2_fp32.mlpackage"))
+    fn = spec.mlProgram.functions["main"]
+    coreml_ops = [op for op in fn.block_specializations[fn.opset].operations if op.type in ("conv", "linear")]
+    for unit in units:
+        assert sum(matches(unit, [op["weight"]]) for op in tflite_ops) == 1, unit
+        assert sum(matches(unit, [n.name, *n.input]) for n in onnx_nodes) == 1, unit
+        if unit.name != "probabilities":  # Core ML's classifier head is a linear op named after the graph output
+            assert sum(matches(unit, [op.outputs[0].name]) for op in coreml_ops) == 1, unit
+
+
+@needs_shared
+def test_analysis_ranks_a_perturbed_layer_first(subset_run, tmp_path):
+    """Scale one depthwise kernel down 1e5 and its BatchNorm up 1e5: the float32 model is the
+    same, but fp16 rounds the tiny kernel to subnormals, so that layer must rank first."""
+    from catdog.cam import cam_model
+    from catdog.export.sensitivity import fp16_analysis, weighted_units
+    from catdog.export.tflite import fp32_model
+    from catdog.training import load_run
+
+    model = load_run(subset_run).model
+    backbone = model.get_layer("backbone")
+    conv, bn = backbone.get_layer("block_5_depthwise"), backbone.get_layer("block_5_depthwise_BN")
+    conv.set_weights([w * 1e-5 for w in conv.get_weights()])
+    gamma, beta, mean, var = bn.get_weights()
+    bn.set_weights([gamma * 1e5, beta, mean * 1e-5, var])
+    net = cam_model(model)
+    units = weighted_units(net)
+    path = tmp_path / "fp32.tflite"
+    path.write_bytes(fp32_model(net))
+    images, _ = _photos(range(950, 954), 224)
+    result = fp16_analysis(path, units, images)
+    assert result["ranked"][0] == "block_5_depthwise", result["ranked"][:5]
+    assert result["alone"]["block_5_depthwise"]["cam_max_rel"] > 10 * result["alone"][result["ranked"][1]]["cam_max_rel"]
+    assert result["kept"][0] == "block_5_depthwise" and result["met"]
+
+
+@needs_shared
+def test_kept_layers_are_float32_in_every_format(subset_run, tmp_path):
+    from ai_edge_litert import schema_py_generated as schema
+
+    from catdog.cli import main
+    from catdog.export.onnx import kept_nodes
+    from catdog.export.sensitivity import Unit
+    from catdog.export.tflite import float_ops
+    from catdog.parity import run_parity
+
+    art = tmp_path / "art"
+    keep = "expanded_conv_depthwise,block_2_project"
+    assert main(["export", str(subset_run), "--out", str(art), "--precision", "fp16,int8", "--keep-float", keep]) == 0
+    manifest = json.loads((art / "manifest.json").read_text())
+    assert all(a["kept_float32"] == keep.split(",") for a in manifest["artefacts"])
+    for precision in ("fp16", "int8"):
+        tfl = art / f"catdog_mobilenet_v2_{precision}.tflite"
+        floats = float_ops(tfl)
+        assert sorted(w.split("/")[-2] for w in floats) == ["block_2_project_1", "expanded_conv_depthwise_1"], floats
+        model = onnx.load(art / f"catdog_mobilenet_v2_{precision}.onnx")
+        units = [Unit("expanded_conv_depthwise", "DepthwiseConv2D", 0, "expanded_conv_depthwise_BN"), Unit("block_2_project", "Conv2D", 0, "block_2_project_BN")]
+        nodes = {n.name: n for n in model.graph.node}
+        kept = kept_nodes(model, units)
+        assert len(kept) == 2
+        producers = {o: n for n in model.graph.node for o in n.output}
+        inits = {i.name: i for i in model.graph.initializer}
+        for name in kept:
+            weight = nodes[name].input[1]
+            assert weight in inits and inits[weight].data_type == onnx.TensorProto.FLOAT, (precision, name)  # no Cast, no DequantizeLinear
+            assert weight not in producers
+        assert sum(i.data_type == onnx.TensorProto.FLOAT16 for i in inits.values()) > 40 if precision == "fp16" else True
+    del schema
+    report = run_parity(art, REFERENCE, edge=False)
+    for row in report["artefacts"]:
+        if row["format"] == "coreml":
+            kept_checks = [c for c in row["spec_checks"] if "kept float32" in c["check"]]
+            assert len(kept_checks) == 2 and all(c["passed"] for c in kept_checks), kept_checks
+    assert main(["export", str(subset_run), "--out", str(tmp_path / "bad"), "--precision", "fp16", "--keep-float", "nope"]) == 2
+
+
+@needs_shared
+def test_mixed_precision_passes_where_uniform_fp16_fails(subset_artefacts):
+    """The default export keeps the measured layers wide; the uniform fp16 artefacts exported
+    beside them miss the 5e-3 tolerance on the same photos, so the check can fail."""
+    from catdog.parity import run_parity
+
+    manifest = json.loads((subset_artefacts / "manifest.json").read_text())
+    assert manifest["mixed_precision"]["fp16"], manifest["mixed_precision"]
+    analysis = json.loads((subset_artefacts / "sensitivity.json").read_text())
+    assert analysis["precisions"]["fp16"]["met"] and (subset_artefacts / "sensitivity.png").stat().st_size > 10_000
+    report = run_parity(subset_artefacts, REFERENCE)
+    mixed = {(r["format"], r["precision"]): r for r in report["artefacts"]}
+    uniform = {(r["format"], r["precision"]): r for r in report["uniform_artefacts"]}
+    for fmt in ("tflite", "onnx"):
+        assert mixed[(fmt, "fp16")]["passed"], mixed[(fmt, "fp16")]
+        assert not uniform[(fmt, "fp16")]["passed"], uniform[(fmt, "fp16")]
+        fp32 = mixed[(fmt, "fp32")]["bytes"]
+        assert mixed[(fmt, "fp16")]["bytes"] <= 0.55 * fp32 and mixed[(fmt, "int8")]["bytes"] <= 0.35 * fp32
+    assert "Without mixed precision" in (subset_artefacts / "parity.md").read_text()
