@@ -39,7 +39,28 @@ def fp16_weights(fp32: bytes, keep: list[Unit]) -> bytes:
     if kept_scopes:  # an op's scope is its output tensor names joined by ";" with a trailing ";"
         regex = "^(?:" + "|".join(re.escape(s) + ";" for s in kept_scopes) + ")$"
         qt.update_quantization_recipe(regex, every_op, algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
-    return bytes(qt.quantize(enable_progress_report=False).quantized_model)
+    return inline_buffers(bytes(qt.quantize(enable_progress_report=False).quantized_model))
+
+
+def inline_buffers(data: bytes) -> bytes:
+    """The same model with every buffer inside the flatbuffer. ai-edge-quantizer writes models
+    with over 256 KB of weights in the large-model layout (weights appended after the flatbuffer,
+    found by offset), which flatbuffer rewriters such as the metadata writer would drop."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    moved = False
+    for buffer in model.buffers or []:
+        if buffer.offset > 1:
+            buffer.data = np.frombuffer(data, np.uint8, buffer.size, buffer.offset)
+            buffer.offset = buffer.size = 0
+            moved = True
+    if not moved:
+        return data
+    builder = flatbuffers.Builder(len(data) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def export_tflite(
