@@ -148,10 +148,15 @@ def test_image_classifier_agrees_with_litert_at_every_precision(mediapipe_run):
             assert [h["name"] for h in heads] == ["probabilities", "cam"], [h["name"] for h in heads]
             assert heads[0]["labels"] == list(LABELS) and len(heads[1]["scores"]) == g * g * len(LABELS)
         mediapipe = _scores(result["arrays"])
-        litert = run_tflite(path, mediapipe_run["images"].arrays)["probabilities"].astype(np.float64)
+        outputs = run_tflite(path, mediapipe_run["images"].arrays)
+        litert = outputs["probabilities"].astype(np.float64)
         diff = float(np.abs(mediapipe - litert).max())
         agreement = float(np.mean(mediapipe.argmax(1) == litert.argmax(1)))
-        print(f"{path.name}: MediaPipe vs LiteRT max |dp| {diff:.2e}, top-1 agreement {agreement:.0%}")
+        # head 1's category index is the position in the flattened [1, G, G, 2] map: the CAM itself
+        cam = np.array([heads[1]["scores"] for heads in result["arrays"]]).reshape(-1, g, g, len(LABELS))
+        cam_rel = float(np.abs(cam - outputs["cam"]).max() / np.abs(outputs["cam"]).max())
+        print(f"{path.name}: MediaPipe vs LiteRT max |dp| {diff:.2e}, top-1 agreement {agreement:.0%}, CAM max rel diff {cam_rel:.2e}")
+        assert cam_rel <= (1e-5 if precision == "fp32" else TOLERANCES["fp16"]["cam_max_rel"]), cam_rel
         if precision == "fp32":
             assert diff <= 1e-5, diff
         elif precision == "fp16":
