@@ -39,10 +39,11 @@ browser:
 # MediaPipe Tasks in its own venv (it pulls opencv-contrib-python, which clashes with our headless
 # OpenCV) for tests/test_mediapipe.py; skipped, with the reason, where its wheel cannot be installed.
 MEDIAPIPE_VENV ?= .cache/mediapipe-venv
+MEDIAPIPE := 1.2.3
 mediapipe-venv:
-	@[ -x $(MEDIAPIPE_VENV)/bin/python ] && $(MEDIAPIPE_VENV)/bin/python -c "import mediapipe" 2>/dev/null || \
-	  { rm -rf $(MEDIAPIPE_VENV) && $(PYTHON) -m venv $(MEDIAPIPE_VENV) && $(MEDIAPIPE_VENV)/bin/pip install -q mediapipe==1.2.3; } || \
-	  { rm -rf $(MEDIAPIPE_VENV); echo "note: mediapipe==1.2.3 could not be installed; tests/test_mediapipe.py will be skipped"; }
+	@$(MEDIAPIPE_VENV)/bin/python -c "import sys, mediapipe; sys.exit(mediapipe.__version__ != '$(MEDIAPIPE)')" 2>/dev/null || \
+	  { rm -rf $(MEDIAPIPE_VENV) && $(PYTHON) -m venv $(MEDIAPIPE_VENV) && $(MEDIAPIPE_VENV)/bin/pip install -q mediapipe==$(MEDIAPIPE); } || \
+	  { rm -rf $(MEDIAPIPE_VENV); echo "note: mediapipe==$(MEDIAPIPE) could not be installed; tests/test_mediapipe.py will be skipped"; }
 
 bench: install
 	$(BIN)/python -m bench all

@@ -103,7 +103,7 @@ def mediapipe_python() -> Path:
     if not python.exists():
         try:
             made = subprocess.run(["make", "-s", "mediapipe-venv", f"MEDIAPIPE_VENV={MEDIAPIPE_VENV}"], cwd=REPO, capture_output=True, text=True)
-            reason = ((made.stdout + made.stderr).strip().splitlines() or [reason])[-1]
+            reason = " | ".join(line.strip() for line in (made.stdout + made.stderr).strip().splitlines()[-3:]) or reason
         except FileNotFoundError:
             reason = "`make` not found"
     if not python.exists():
