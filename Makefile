@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 # Keras looks for weights in $KERAS_HOME/models before downloading; seed it from ../shared.
 export KERAS_HOME ?= $(CURDIR)/.cache/keras
 
-.PHONY: install run test browser keras-cache bench clean
+.PHONY: install run test browser mediapipe-venv keras-cache bench clean
 
 $(BIN)/catdog: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ keras-cache:
 run: install
 	$(BIN)/catdog run $(DATA) --backbone mobilenet_v2 --image-size $(SIZE) --out $(OUT) --cv 5
 
-test: install browser
+test: install browser mediapipe-venv
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # Debian's Chromium for the end-to-end test of `catdog serve` (skipped, with the reason, without it).
@@ -35,6 +35,15 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null); } || \
 	  echo "note: chromium not installed; the browser test will be skipped"
+
+# MediaPipe Tasks in its own venv (it pulls opencv-contrib-python, which clashes with our headless
+# OpenCV) for tests/test_mediapipe.py; skipped, with the reason, where its wheel cannot be installed.
+MEDIAPIPE_VENV ?= .cache/mediapipe-venv
+MEDIAPIPE := 1.2.3
+mediapipe-venv:
+	@$(MEDIAPIPE_VENV)/bin/python -c "import sys, mediapipe; sys.exit(mediapipe.__version__ != '$(MEDIAPIPE)')" 2>/dev/null || \
+	  { rm -rf $(MEDIAPIPE_VENV) && $(PYTHON) -m venv $(MEDIAPIPE_VENV) && $(MEDIAPIPE_VENV)/bin/pip install -q mediapipe==$(MEDIAPIPE); } || \
+	  { rm -rf $(MEDIAPIPE_VENV); echo "note: mediapipe==$(MEDIAPIPE) could not be installed; tests/test_mediapipe.py will be skipped"; }
 
 bench: install
 	$(BIN)/python -m bench all
