@@ -153,7 +153,8 @@ def export_run(
         model, model_sha, precisions, calibration, calibration_samples, out_dir, run.path, mixed, keep_float, progress
     )
     jobs = [(f, p) for f in formats for p in precisions]
-    compare = [(f, p) for f in formats for p in precisions if f != "coreml" and keep.get(p)]
+    # the measured choice is compared with rounding every layer; a hand-picked --keep-float is not
+    compare = [(f, p) for f in formats for p in precisions if f != "coreml" and keep.get(p) and keep_float is None]
     artefacts, uniform = [], []
     with tqdm(total=len(jobs) + len(compare), desc="export", unit="artefact", disable=not progress) as bar:
         for fmt, precision in jobs:
