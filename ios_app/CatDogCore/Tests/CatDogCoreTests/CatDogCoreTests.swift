@@ -100,15 +100,20 @@ final class CatDogCoreTests: XCTestCase {
         XCTAssertEqual(CAM.jet(1), [128, 0, 0])
     }
 
+    /// An image of the display size, black but for the golden sample pixels.
+    private func sampled(_ photo: Golden.Photo) -> RGBImage {
+        let (w, h) = (photo.display.width, photo.display.height)
+        var pixels = [UInt8](repeating: 0, count: 3 * w * h)
+        for s in photo.samples { for k in 0..<3 { pixels[3 * (s.y * w + s.x) + k] = s.photo[k] } }
+        return RGBImage(width: w, height: h, pixels: pixels)
+    }
+
     func testOverlayColoursAreCatdogCams() throws {
         var worst = 0
         for photo in golden.photos {
-            let (w, h) = (photo.display.width, photo.display.height)
-            var pixels = [UInt8](repeating: 0, count: 3 * w * h)
-            for s in photo.samples { for k in 0..<3 { pixels[3 * (s.y * w + s.x) + k] = s.photo[k] } }
             let g = manifest.camSide
             let map = try CAM.channel(photo.cam, shape: [1, g, g, 2], index: photo.index)
-            let out = CAM.overlay(RGBImage(width: w, height: h, pixels: pixels), map: map, side: g, alpha: golden.alpha)
+            let out = CAM.overlay(sampled(photo), map: map, side: g, alpha: golden.alpha)
             for s in photo.samples { worst = max(worst, maxDifference(out[s.x, s.y], s.overlay)) }
         }
         XCTAssertLessThanOrEqual(worst, 1, "overlay colours within 1 of 255")
@@ -191,5 +196,23 @@ final class CatDogCoreTests: XCTestCase {
         XCTAssertEqual(bgra[4 * c.side], 0, "row padding stays zero")
         let rgba = image.rgba()
         XCTAssertEqual(RGBImage(rgba: rgba, width: c.side, height: c.side, premultiplied: true), image)
+    }
+
+    func testAPhotoGoesThroughTheModelAsCatdogCamDoes() throws {
+        // photos the app shows at their own size: the overlay is drawn on the photo itself
+        let shownAsIs = golden.photos.filter { $0.width <= golden.overlay_max_side && $0.height <= golden.overlay_max_side }
+        XCTAssertFalse(shownAsIs.isEmpty)
+        let g = manifest.camSide
+        for photo in shownAsIs {
+            var fed: RGBImage?
+            let analysis = try analyse(sampled(photo), manifest: manifest, maxSide: golden.overlay_max_side) { input in
+                fed = input
+                return ModelOutput(probabilities: photo.probabilities, cam: photo.cam, camShape: [1, g, g, 2])
+            }
+            XCTAssertEqual([fed?.width, fed?.height], [manifest.inputSize, manifest.inputSize])
+            XCTAssertEqual(analysis.text, photo.label_text)
+            XCTAssertEqual(analysis.index, photo.index)
+            for s in photo.samples { XCTAssertLessThanOrEqual(maxDifference(analysis.overlay[s.x, s.y], s.overlay), 1) }
+        }
     }
 }
