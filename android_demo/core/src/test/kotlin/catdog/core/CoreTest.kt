@@ -167,6 +167,17 @@ class CoreTest {
         assertEquals(Orientation.UP, Orientation.fromExif(0))
     }
 
+    @Test fun bigPhotosAreDecodedShrunkByAPowerOfTwo() {
+        assertEquals(1, sampleSize(4000, 3000, 12_000_000))
+        assertEquals(2, sampleSize(8000, 6000, 12_000_000)) // 48 MP -> 12 MP
+        assertEquals(4, sampleSize(8064, 6048, 12_000_000)) // 48.8 MP: halved is still 12.2 MP
+        for (case in Golden.json.getJSONArray("display_sizes").objects()) {
+            val w = case.getInt("width"); val h = case.getInt("height")
+            val n = sampleSize(w, h, 100_000)
+            assertTrue((w / n).toLong() * (h / n) <= 100_000 && (n == 1 || (w / (n / 2)).toLong() * (h / (n / 2)) > 100_000))
+        }
+    }
+
     @Test fun pixelsArePackedForLiteRTAndBitmap() {
         val case = Golden.json.getJSONObject("squash").getJSONArray("cases").objects()[0]
         val side = case.getInt("side")
