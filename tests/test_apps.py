@@ -56,18 +56,21 @@ def test_manifest_has_what_the_apps_read(subset_artefacts):
     assert "supportedVersion = 1" in swift and "SUPPORTED_VERSION = 1" in kotlin
 
 
-def test_apps_take_the_cam_grid_from_the_manifest():
+def test_apps_take_the_cam_grid_from_the_model():
     """A 288 model has 9x9 maps (test_size_fusion checks its manifest says [1, 9, 9, 2]): the apps
-    must size the CAM from the manifest's `cam` shape, not assume 7x7."""
+    read the CAM by its shape (Core ML: the output's own shape; TFLite: the manifest's `cam` shape),
+    never a fixed 7x7."""
     swift, kotlin = SWIFT_MANIFEST.read_text(), KOTLIN_MANIFEST.read_text()
-    assert "camSide" in swift and "camSide" in kotlin
-    sources = [IOS / "CatDogCore/Sources/CatDogCore/CAM.swift", IOS / "CatDog/Classifier.swift",
-               ANDROID / "core/src/main/kotlin/catdog/core/Cam.kt", ANDROID / "app/src/main/java/catdog/demo/Classifier.kt"]
-    for source in sources:
+    assert "camSide" in swift and "camSide" in kotlin and "camShape" in kotlin
+    core = [IOS / "CatDogCore/Sources/CatDogCore/CAM.swift", IOS / "CatDogCore/Sources/CatDogCore/Analysis.swift",
+            ANDROID / "core/src/main/kotlin/catdog/core/Cam.kt", ANDROID / "core/src/main/kotlin/catdog/core/Analysis.kt"]
+    apps = [IOS / "CatDog/Classifier.swift", ANDROID / "app/src/main/java/catdog/demo/Classifier.kt"]
+    for source in core + apps:
         text = source.read_text()
-        assert not re.search(r"side: Int = \d|Array\(7\)", text), f"{source} assumes a fixed CAM size"
-    for source in sources[1::2]:
-        assert "camSide" in source.read_text(), f"{source} does not read the CAM size from the manifest"
+        assert not re.search(r"side: Int = \d|Array\(7\)|\b[79] \* [79]\b", text), f"{source} assumes a fixed CAM size"
+    assert "camShape: shaped.shape" in apps[0].read_text()  # Core ML: MLShapedArray's shape
+    assert "manifest.camShape" in apps[1].read_text() and "manifest.camShape" in core[3].read_text()
+    assert "camShape[1]" in core[1].read_text()
 
 
 @needs_shared

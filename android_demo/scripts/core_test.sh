@@ -41,16 +41,15 @@ if [ ! -f "$compiler" ] || [ ! -f "$stdlib" ]; then
     mv "$tmp"/run_kotlin_kernel/jars/kotlin-jupyter-kernel-*-all.jar "$compiler.tmp" && mv "$compiler.tmp" "$compiler"
 fi
 
-sources=$(find android_demo/core/src/main/kotlin android_demo/core/src/test/kotlin -name '*.kt' | sort)
-stamp=$( (echo "$KERNEL_VERSION"; cat $sources) | sha256sum | cut -c1-16)
+mapfile -t sources < <(find android_demo/core/src/main/kotlin android_demo/core/src/test/kotlin -name '*.kt' | sort)
+stamp=$( (echo "$KERNEL_VERSION"; cat "${sources[@]}") | sha256sum | cut -c1-16)
 classpath="$stdlib:$JARS/com.android.json.jar:$JARS/junit4.jar:$JARS/hamcrest-core.jar"
 if [ "$(cat "$BUILD/stamp" 2>/dev/null)" != "$stamp" ]; then
     rm -rf "$BUILD" && mkdir -p "$BUILD/classes"
-    # shellcheck disable=SC2086
     java -Xss8m -cp "$compiler" org.jetbrains.kotlin.cli.jvm.K2JVMCompiler -no-stdlib -no-reflect -jvm-target 17 \
-        -Werror -cp "$classpath" -d "$BUILD/classes" $sources
+        -Werror -cp "$classpath" -d "$BUILD/classes" "${sources[@]}"
     echo "$stamp" > "$BUILD/stamp"
 fi
-tests=$(cd android_demo/core/src/test/kotlin && grep -l '@Test' $(find . -name '*.kt') | sed 's|^\./||; s|\.kt$||; s|/|.|g')
-# shellcheck disable=SC2086
-java -Dcatdog.golden=tests/golden/apps.json -cp "$BUILD/classes:$classpath" org.junit.runner.JUnitCore $tests
+# the test classes: files under src/test/kotlin with @Test, named by path (catdog/core/CoreTest.kt -> catdog.core.CoreTest)
+mapfile -t tests < <(cd android_demo/core/src/test/kotlin && grep -rl '@Test' --include='*.kt' . | sed 's|^\./||; s|\.kt$||; s|/|.|g' | sort)
+java -Dcatdog.golden=tests/golden/apps.json -cp "$BUILD/classes:$classpath" org.junit.runner.JUnitCore "${tests[@]}"
