@@ -116,6 +116,7 @@ final class CatDogCoreTests: XCTestCase {
             let out = CAM.overlay(sampled(photo), map: map, side: g, alpha: golden.alpha)
             for s in photo.samples { worst = max(worst, maxDifference(out[s.x, s.y], s.overlay)) }
         }
+        print("overlay colours: largest difference from catdog \(worst) of 255")
         XCTAssertLessThanOrEqual(worst, 1, "overlay colours within 1 of 255")
     }
 

@@ -110,6 +110,7 @@ class CoreTest {
                 worst = maxOf(worst, maxDifference(out.rgb(s.getInt("x"), s.getInt("y")), s.getJSONArray("overlay").ints()))
             }
         }
+        println("overlay colours: largest difference from catdog $worst of 255")
         assertTrue("overlay colours differ by $worst of 255", worst <= 1)
     }
 
