@@ -1,6 +1,7 @@
 """The iOS and Android apps against a real ART_DIR: the manifest fields and output names their
-code reads exist in the artefacts, and the scripts that copy models in work. (No Xcode or
-Android SDK here: the apps themselves are built as the README says.)"""
+code reads exist in the artefacts, the scripts that copy models in work, and the CI workflow
+checks each platform. (Their pure-logic packages are compiled and tested by `make apps-test`
+against tests/golden/apps.json; no Xcode or Android SDK here: the app layers build on GitHub.)"""
 
 from __future__ import annotations
 
@@ -117,3 +118,22 @@ def test_app_jet_formula_matches_catdog_cam():
     for source in (IOS / "CatDogCore/Sources/CatDogCore/CAM.swift", ANDROID / "core/src/main/kotlin/catdog/core/Cam.kt"):
         text = source.read_text()
         assert all(f"4 * t - {k})" in text for k in (3, 2, 1)), source
+
+
+def test_the_ci_workflow_runs_each_platforms_checks():
+    """.github/workflows/ci.yml (linted by actionlint in `make apps-test`): the Linux job runs .ci/run
+    itself, macOS runs Core ML parity, swift test and the simulator build, Android the Gradle tasks."""
+    import yaml
+
+    jobs = yaml.safe_load((REPO / ".github" / "workflows" / "ci.yml").read_text())["jobs"]
+    assert set(jobs) == {"linux", "macos", "android"}
+    runs = {name: "\n".join(step.get("run", "") for step in job["steps"]) for name, job in jobs.items()}
+    assert jobs["linux"]["steps"][-1]["run"] == "bash .ci/run" and "make test" in (REPO / ".ci" / "run").read_text()
+    assert jobs["macos"]["runs-on"].startswith("macos")
+    for needed in ("catdog parity", '"coreml"', "numbers_run", "ios_app/scripts/core_test.sh", "xcodegen generate",
+                   "xcodebuild build", "iOS Simulator"):
+        assert needed in runs["macos"], needed
+    assert "./gradlew" in runs["android"] and all(t in runs["android"] for t in (":core:test", ":app:assembleDebug", ":app:lint"))
+    assert (ANDROID / "gradlew").stat().st_mode & 0o111 and (ANDROID / "gradle" / "wrapper" / "gradle-wrapper.jar").is_file()
+    assert "android.useAndroidX=true" in (ANDROID / "gradle.properties").read_text()
+    assert 'compileOnly("org.json:json' in (ANDROID / "core" / "build.gradle.kts").read_text()
