@@ -35,10 +35,18 @@ if [ ! -f "$compiler" ] || [ ! -f "$stdlib" ]; then
     say "fetching the Kotlin compiler (PyPI kotlin-jupyter-kernel==$KERNEL_VERSION) into $CACHE"
     tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
     $PIP download -q --no-deps --only-binary :all: "kotlin-jupyter-kernel==$KERNEL_VERSION" -d "$tmp"
-    (cd "$tmp" && unzip -q -o ./*.whl 'run_kotlin_kernel/jars/kotlin-jupyter-kernel-*-all.jar' 'run_kotlin_kernel/jars/kotlin-stdlib-*.jar')
     mkdir -p "$CACHE"
-    mv "$tmp"/run_kotlin_kernel/jars/kotlin-stdlib-*.jar "$stdlib.tmp" && mv "$stdlib.tmp" "$stdlib"
-    mv "$tmp"/run_kotlin_kernel/jars/kotlin-jupyter-kernel-*-all.jar "$compiler.tmp" && mv "$compiler.tmp" "$compiler"
+    # the compiler (-all.jar) and the Kotlin standard library, out of the wheel (a zip)
+    python3 - "$tmp"/*.whl "$compiler.tmp" "$stdlib.tmp" <<'PY'
+import re, shutil, sys, zipfile
+wheel, compiler, stdlib = sys.argv[1:]
+with zipfile.ZipFile(wheel) as z:
+    for pattern, out in ((r"jars/kotlin-jupyter-kernel-.*-all\.jar$", compiler), (r"jars/kotlin-stdlib-[0-9].*\.jar$", stdlib)):
+        name = next(n for n in z.namelist() if re.search(pattern, n))
+        with z.open(name) as src, open(out, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+PY
+    mv "$compiler.tmp" "$compiler" && mv "$stdlib.tmp" "$stdlib"
 fi
 
 mapfile -t sources < <(find android_demo/core/src/main/kotlin android_demo/core/src/test/kotlin -name '*.kt' | sort)
