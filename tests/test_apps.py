@@ -1,6 +1,7 @@
 """The iOS and Android apps against a real ART_DIR: the manifest fields and output names their
-code reads exist in the artefacts, and the scripts that copy models in work. (No Xcode or
-Android SDK here: the apps themselves are built as the README says.)"""
+code reads exist in the artefacts, the scripts that copy models in work, and the CI workflow
+checks each platform. (Their pure-logic packages are compiled and tested by `make apps-test`
+against tests/golden/apps.json; no Xcode or Android SDK here: the app layers build on GitHub.)"""
 
 from __future__ import annotations
 
@@ -56,18 +57,21 @@ def test_manifest_has_what_the_apps_read(subset_artefacts):
     assert "supportedVersion = 1" in swift and "SUPPORTED_VERSION = 1" in kotlin
 
 
-def test_apps_take_the_cam_grid_from_the_manifest():
+def test_apps_take_the_cam_grid_from_the_model():
     """A 288 model has 9x9 maps (test_size_fusion checks its manifest says [1, 9, 9, 2]): the apps
-    must size the CAM from the manifest's `cam` shape, not assume 7x7."""
+    read the CAM by its shape (Core ML: the output's own shape; TFLite: the manifest's `cam` shape),
+    never a fixed 7x7."""
     swift, kotlin = SWIFT_MANIFEST.read_text(), KOTLIN_MANIFEST.read_text()
-    assert "camSide" in swift and "camSide" in kotlin
-    sources = [IOS / "CatDogCore/Sources/CatDogCore/CAM.swift", IOS / "CatDog/Classifier.swift",
-               ANDROID / "core/src/main/kotlin/catdog/core/Cam.kt", ANDROID / "app/src/main/java/catdog/demo/Classifier.kt"]
-    for source in sources:
+    assert "camSide" in swift and "camSide" in kotlin and "camShape" in kotlin
+    core = [IOS / "CatDogCore/Sources/CatDogCore/CAM.swift", IOS / "CatDogCore/Sources/CatDogCore/Analysis.swift",
+            ANDROID / "core/src/main/kotlin/catdog/core/Cam.kt", ANDROID / "core/src/main/kotlin/catdog/core/Analysis.kt"]
+    apps = [IOS / "CatDog/Classifier.swift", ANDROID / "app/src/main/java/catdog/demo/Classifier.kt"]
+    for source in core + apps:
         text = source.read_text()
-        assert not re.search(r"side: Int = \d|Array\(7\)", text), f"{source} assumes a fixed CAM size"
-    for source in sources[1::2]:
-        assert "camSide" in source.read_text(), f"{source} does not read the CAM size from the manifest"
+        assert not re.search(r"side: Int = \d|Array\(7\)|\b[79] \* [79]\b", text), f"{source} assumes a fixed CAM size"
+    assert "camShape: shaped.shape" in apps[0].read_text()  # Core ML: MLShapedArray's shape
+    assert "manifest.camShape" in apps[1].read_text() and "manifest.camShape" in core[3].read_text()
+    assert "camShape[1]" in core[1].read_text()
 
 
 @needs_shared
@@ -114,3 +118,22 @@ def test_app_jet_formula_matches_catdog_cam():
     for source in (IOS / "CatDogCore/Sources/CatDogCore/CAM.swift", ANDROID / "core/src/main/kotlin/catdog/core/Cam.kt"):
         text = source.read_text()
         assert all(f"4 * t - {k})" in text for k in (3, 2, 1)), source
+
+
+def test_the_ci_workflow_runs_each_platforms_checks():
+    """.github/workflows/ci.yml (linted by actionlint in `make apps-test`): the Linux job runs .ci/run
+    itself, macOS runs Core ML parity, swift test and the simulator build, Android the Gradle tasks."""
+    import yaml
+
+    jobs = yaml.safe_load((REPO / ".github" / "workflows" / "ci.yml").read_text())["jobs"]
+    assert set(jobs) == {"linux", "macos", "android"}
+    runs = {name: "\n".join(step.get("run", "") for step in job["steps"]) for name, job in jobs.items()}
+    assert jobs["linux"]["steps"][-1]["run"] == "bash .ci/run" and "make test" in (REPO / ".ci" / "run").read_text()
+    assert jobs["macos"]["runs-on"].startswith("macos")
+    for needed in ("catdog parity", '"coreml"', "numbers_run", "ios_app/scripts/core_test.sh", "xcodegen generate",
+                   "xcodebuild build", "iOS Simulator"):
+        assert needed in runs["macos"], needed
+    assert "./gradlew" in runs["android"] and all(t in runs["android"] for t in (":core:test", ":app:assembleDebug", ":app:lint"))
+    assert (ANDROID / "gradlew").stat().st_mode & 0o111 and (ANDROID / "gradle" / "wrapper" / "gradle-wrapper.jar").is_file()
+    assert "android.useAndroidX=true" in (ANDROID / "gradle.properties").read_text()
+    assert 'compileOnly("org.json:json' in (ANDROID / "core" / "build.gradle.kts").read_text()

@@ -16,6 +16,7 @@ android {
     androidResources { noCompress += "tflite" } // the interpreter memory-maps the model
     compileOptions { sourceCompatibility = JavaVersion.VERSION_17; targetCompatibility = JavaVersion.VERSION_17 }
     kotlinOptions { jvmTarget = "17" }
+    lint { abortOnError = true; checkReleaseBuilds = true }
 }
 
 dependencies {
@@ -26,4 +27,5 @@ dependencies {
     implementation("androidx.camera:camera-view:1.3.4")
     implementation("androidx.activity:activity-ktx:1.9.2")
     implementation("androidx.appcompat:appcompat:1.7.0")
+    implementation("androidx.exifinterface:exifinterface:1.3.7") // EXIF orientation of picked photos (API 24+)
 }

@@ -112,6 +112,20 @@ def overlay(image: np.ndarray, cam_map: np.ndarray, alpha: float = 0.45) -> np.n
     return np.clip(np.round(blended), 0, 255).astype(np.uint8)
 
 
+def label_text(probabilities, labels) -> str:
+    """What the phone apps show under a photo: "It's a cat" and, on a second line, each label's
+    probability in per cent to one decimal, e.g. "cat 99.6 %   dog 0.4 %".
+
+    The predicted label is the first largest probability (a tie goes to the first label). The
+    per cent value is 100 * p in double precision, rounded correctly (half to even on an exact
+    tie), as C's printf("%.1f") does; Swift and Kotlin reproduce it (tests/golden/apps.json).
+    """
+    probabilities = [float(p) for p in probabilities]
+    top = max(range(len(probabilities)), key=lambda i: (probabilities[i], -i))
+    line = "   ".join(f"{label} {100.0 * p:.1f} %" for label, p in zip(labels, probabilities))
+    return f"It's a {labels[top]}\n{line}"
+
+
 def grid_sheet(overlays: list[np.ndarray], titles: list[str], path, columns: int = 4) -> None:
     """Save the overlays as one sheet of titled tiles (a PNG)."""
     import matplotlib

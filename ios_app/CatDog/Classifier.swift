@@ -1,96 +1,132 @@
 import CatDogCore
+import CoreGraphics
 import CoreML
-import UIKit
+import CoreVideo
+import Foundation
+import ImageIO
 
-/// Loads the Core ML artefact named in Model/manifest.json and runs it on a photo.
-/// The model carries its own preprocessing (ImageType scale/bias): the app only squashes
-/// the photo to the manifest's input size, RGB, as `catdog` does.
-final class Classifier {
-    struct Result {
-        let label: String
-        let probabilities: [String: Float]
-        let overlay: UIImage
-    }
-
+/// Runs the Core ML artefact named in Model/manifest.json, off the main thread (an actor). The model
+/// carries its preprocessing (ImageType scale/bias): the app only decodes the photo upright and
+/// squashes it to the manifest's input size with catdog's own resampling (CatDogCore).
+actor Classifier {
     enum Failure: LocalizedError {
-        case manifest(String)
-        var errorDescription: String? { if case .manifest(let why) = self { return "Cannot use this model: \(why)" }; return nil }
+        case model(String)
+        case photo(String)
+        var errorDescription: String? {
+            switch self {
+            case .model(let why): return "Cannot use the model: \(why)"
+            case .photo(let why): return "Cannot read this photo: \(why)"
+            }
+        }
     }
 
-    let manifest: Manifest
+    nonisolated let manifest: Manifest
     private let model: MLModel
 
-    init(bundle: Bundle = .main) throws {
-        guard let folder = bundle.url(forResource: "Model", withExtension: nil),
+    /// Loads the bundled model; it is compiled on the first launch that sees this artefact (by
+    /// sha256) and the compiled model is kept in Application Support for later launches.
+    init() async throws {
+        guard let folder = Bundle.main.url(forResource: "Model", withExtension: nil),
               let data = try? Data(contentsOf: folder.appendingPathComponent("manifest.json")) else {
-            throw Failure.manifest("Model/manifest.json is missing; run scripts/add_model.sh ART_DIR")
+            throw Failure.model("Model/manifest.json is not in the app. Run ios_app/scripts/add_model.sh ART_DIR, then build again.")
         }
         let manifest: Manifest
-        do { manifest = try Manifest.decode(data) } catch { throw Failure.manifest("manifest.json is not a catdog manifest (\(error))") }
-        if let problem = manifest.problem() { throw Failure.manifest(problem) }
-        guard let artefact = manifest.coreMLArtefact else { throw Failure.manifest("no Core ML artefact") }
-        let compiled = try MLModel.compileModel(at: folder.appendingPathComponent(artefact.file))
+        do { manifest = try Manifest.decode(data) } catch {
+            throw Failure.model("Model/manifest.json is not a catdog manifest (\(error.localizedDescription))")
+        }
+        if let problem = manifest.problem() { throw Failure.model(problem) }
+        guard let artefact = manifest.coreMLArtefact else { throw Failure.model("no Core ML artefact listed") }
+        let compiled = try await Self.compiledModel(artefact, in: folder)
         self.model = try MLModel(contentsOf: compiled)
         self.manifest = manifest
     }
 
-    func classify(_ photo: UIImage) throws -> Result {
-        let side = manifest.inputSize
-        guard let squashed = photo.squashed(to: side), let buffer = squashed.pixelBuffer() else {
-            throw Failure.manifest("could not convert the photo")
+    /// The photo (an encoded image file: JPEG, HEIC, PNG...) through the model, with the CAM overlay.
+    func classify(_ data: Data) throws -> Analysis {
+        let photo = try Self.decode(data)
+        let (model, manifest) = (self.model, self.manifest)
+        return try analyse(photo, manifest: manifest) { squashed in try Self.predict(model, manifest, squashed) }
+    }
+
+    private static func compiledModel(_ artefact: Manifest.Artefact, in folder: URL) async throws -> URL {
+        let files = FileManager.default
+        let support = try files.url(for: .applicationSupportDirectory, in: .userDomainMask, appropriateFor: nil, create: true)
+        let target = support.appendingPathComponent(Manifest.compiledModelName(artefact))
+        if files.fileExists(atPath: target.path) { return target }
+        let package = folder.appendingPathComponent(artefact.file)
+        guard files.fileExists(atPath: package.path) else {
+            throw Failure.model("Model/\(artefact.file) is not in the app. Run ios_app/scripts/add_model.sh ART_DIR, then build again.")
         }
-        let out = try model.prediction(from: MLDictionaryFeatureProvider(dictionary: [manifest.input.name: buffer]))
-        let dictionary = out.featureValue(for: Manifest.probabilities)?.dictionaryValue ?? [:]
-        let probabilities = manifest.labels.map { Float(truncating: dictionary[$0 as NSString] ?? 0) }
-        guard let cam = out.featureValue(for: Manifest.cam)?.multiArrayValue else { throw Failure.manifest("no cam output") }
-        let flat = (0..<cam.count).map { Float(truncating: cam[$0]) }
-        let top = topLabel(probabilities: probabilities, labels: manifest.labels)
-        let map = CAM.channel(flat, side: manifest.camSide, classes: manifest.labels.count, index: top.index)
-        return Result(
-            label: top.label,
-            probabilities: Dictionary(uniqueKeysWithValues: zip(manifest.labels, probabilities)),
-            overlay: photo.withCAM(map, side: manifest.camSide) ?? photo
-        )
-    }
-}
-
-extension UIImage {
-    /// The whole photo resized to side x side, aspect ratio not kept (catdog's "squash").
-    func squashed(to side: Int) -> UIImage? {
-        let format = UIGraphicsImageRendererFormat(); format.scale = 1
-        return UIGraphicsImageRenderer(size: CGSize(width: side, height: side), format: format).image { _ in
-            draw(in: CGRect(x: 0, y: 0, width: side, height: side))
+        let temporary = try await MLModel.compileModel(at: package)
+        // keep only this model's compiled copy
+        for old in (try? files.contentsOfDirectory(at: support, includingPropertiesForKeys: nil)) ?? []
+        where old.lastPathComponent.hasPrefix("catdog-") && old.pathExtension == "mlmodelc" {
+            try? files.removeItem(at: old)
         }
+        try files.moveItem(at: temporary, to: target)
+        return target
     }
 
-    func pixelBuffer() -> CVPixelBuffer? {
-        guard let cg = cgImage else { return nil }
-        var buffer: CVPixelBuffer?
-        let attrs = [kCVPixelBufferCGImageCompatibilityKey: true, kCVPixelBufferCGBitmapContextCompatibilityKey: true] as CFDictionary
-        CVPixelBufferCreate(kCFAllocatorDefault, cg.width, cg.height, kCVPixelFormatType_32BGRA, attrs, &buffer)
-        guard let pb = buffer else { return nil }
-        CVPixelBufferLockBaseAddress(pb, [])
-        defer { CVPixelBufferUnlockBaseAddress(pb, []) }
-        let context = CGContext(data: CVPixelBufferGetBaseAddress(pb), width: cg.width, height: cg.height, bitsPerComponent: 8,
-                                bytesPerRow: CVPixelBufferGetBytesPerRow(pb), space: CGColorSpaceCreateDeviceRGB(),
-                                bitmapInfo: CGImageAlphaInfo.premultipliedFirst.rawValue | CGBitmapInfo.byteOrder32Little.rawValue)
-        context?.draw(cg, in: CGRect(x: 0, y: 0, width: cg.width, height: cg.height))
-        return pb
+    private static func predict(_ model: MLModel, _ manifest: Manifest, _ image: RGBImage) throws -> ModelOutput {
+        let input = try MLDictionaryFeatureProvider(dictionary: [manifest.input.name: MLFeatureValue(pixelBuffer: try pixelBuffer(image))])
+        let out = try model.prediction(from: input)
+        guard let dictionary = out.featureValue(for: Manifest.probabilities)?.dictionaryValue else {
+            throw Failure.model("no \(Manifest.probabilities) output")
+        }
+        let probabilities = manifest.labels.map { Float(truncating: dictionary[AnyHashable($0)] ?? 0) }
+        guard let cam = out.featureValue(for: Manifest.cam)?.multiArrayValue else { throw Failure.model("no \(Manifest.cam) output") }
+        // an fp16 MLMultiArray may pad its rows: read it by shape and strides, as Float
+        let shaped = MLShapedArray<Float>(converting: cam)
+        return ModelOutput(probabilities: probabilities, cam: shaped.scalars, camShape: shaped.shape)
     }
 
-    /// The photo with the jet heatmap of a side x side CAM map blended over it (as `catdog cam`).
-    func withCAM(_ map: [Float], side: Int, maxSide: CGFloat = 640) -> UIImage? {
-        let scale = min(1, maxSide / max(size.width, size.height))
-        let w = Int(size.width * scale), h = Int(size.height * scale)
-        guard w > 0, h > 0, let cg = cgImage else { return nil }
-        var rgba = [UInt8](repeating: 0, count: w * h * 4)
-        let space = CGColorSpaceCreateDeviceRGB()
-        guard let ctx = CGContext(data: &rgba, width: w, height: h, bitsPerComponent: 8, bytesPerRow: 4 * w, space: space,
-                                  bitmapInfo: CGImageAlphaInfo.premultipliedLast.rawValue) else { return nil }
-        ctx.draw(cg, in: CGRect(x: 0, y: 0, width: w, height: h))
-        CAM.blend(rgba: &rgba, width: w, height: h, map: map, side: side)
-        guard let out = CGContext(data: &rgba, width: w, height: h, bitsPerComponent: 8, bytesPerRow: 4 * w, space: space,
-                                  bitmapInfo: CGImageAlphaInfo.premultipliedLast.rawValue)?.makeImage() else { return nil }
-        return UIImage(cgImage: out)
+    /// A 32BGRA pixel buffer (what Core ML's image input takes) holding `image`.
+    private static func pixelBuffer(_ image: RGBImage) throws -> CVPixelBuffer {
+        var made: CVPixelBuffer?
+        let attributes = [kCVPixelBufferCGImageCompatibilityKey: true, kCVPixelBufferCGBitmapContextCompatibilityKey: true] as CFDictionary
+        guard CVPixelBufferCreate(kCFAllocatorDefault, image.width, image.height, kCVPixelFormatType_32BGRA, attributes, &made)
+                == kCVReturnSuccess, let buffer = made else {
+            throw Failure.photo("no memory for a \(image.width)x\(image.height) pixel buffer")
+        }
+        CVPixelBufferLockBaseAddress(buffer, [])
+        defer { CVPixelBufferUnlockBaseAddress(buffer, []) }
+        guard let base = CVPixelBufferGetBaseAddress(buffer) else { throw Failure.photo("pixel buffer has no memory") }
+        let bgra = image.bgra(bytesPerRow: CVPixelBufferGetBytesPerRow(buffer))
+        bgra.withUnsafeBytes { base.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        return buffer
+    }
+
+    /// The photo's pixels upright (its EXIF orientation applied, as catdog's decoder does), alpha
+    /// over white, in sRGB. Photos over `maxPixels` are decoded shrunk by ImageIO (a 48 MP photo
+    /// would take 190 MB as RGBA).
+    static func decode(_ data: Data, maxPixels: Int = 16_000_000) throws -> RGBImage {
+        guard let source = CGImageSourceCreateWithData(data as CFData, nil), CGImageSourceGetCount(source) > 0 else {
+            throw Failure.photo("not an image")
+        }
+        let properties = CGImageSourceCopyPropertiesAtIndex(source, 0, nil) as? [CFString: Any] ?? [:]
+        let exif = (properties[kCGImagePropertyOrientation] as? NSNumber)?.intValue ?? 1
+        let width = (properties[kCGImagePropertyPixelWidth] as? NSNumber)?.intValue ?? 0
+        let height = (properties[kCGImagePropertyPixelHeight] as? NSNumber)?.intValue ?? 0
+        let cgImage: CGImage?
+        if width * height > maxPixels {
+            let longest = Double(max(width, height)) * (Double(maxPixels) / Double(width * height)).squareRoot()
+            let options = [kCGImageSourceCreateThumbnailFromImageAlways: true, kCGImageSourceCreateThumbnailWithTransform: false,
+                           kCGImageSourceThumbnailMaxPixelSize: Int(longest)] as [CFString: Any] as CFDictionary
+            cgImage = CGImageSourceCreateThumbnailAtIndex(source, 0, options)  // raw orientation: turned upright below
+        } else {
+            cgImage = CGImageSourceCreateImageAtIndex(source, 0, nil)
+        }
+        guard let cg = cgImage, let srgb = CGColorSpace(name: CGColorSpace.sRGB) else { throw Failure.photo("cannot decode it") }
+        let (w, h) = (cg.width, cg.height)
+        var rgba = [UInt8](repeating: 0, count: 4 * w * h)
+        // the context lives only inside the closure that owns the pointer
+        let drawn = rgba.withUnsafeMutableBytes { bytes -> Bool in
+            guard let context = CGContext(data: bytes.baseAddress, width: w, height: h, bitsPerComponent: 8, bytesPerRow: 4 * w,
+                                          space: srgb, bitmapInfo: CGImageAlphaInfo.premultipliedLast.rawValue) else { return false }
+            context.draw(cg, in: CGRect(x: 0, y: 0, width: w, height: h))
+            return true
+        }
+        guard drawn else { throw Failure.photo("cannot draw a \(w)x\(h) image") }
+        return RGBImage(rgba: rgba, width: w, height: h, premultiplied: true).upright(Orientation(exif: exif))
     }
 }

@@ -1,6 +1,7 @@
-// swift-tools-version:5.9
-// Pure logic of the catdog iOS app (manifest contract, CAM maths, labels), tested with XCTest:
-//   cd ios_app/CatDogCore && swift test
+// swift-tools-version:6.0
+// Pure logic of the catdog iOS app (manifest contract, pixels, orientation, squash, CAM maths,
+// labels), Foundation only, so it builds and is tested on Linux as on macOS:
+//   cd ios_app/CatDogCore && swift test       (`make apps-test` runs it against tests/golden/apps.json)
 import PackageDescription
 
 let package = Package(
@@ -10,5 +11,6 @@ let package = Package(
     targets: [
         .target(name: "CatDogCore"),
         .testTarget(name: "CatDogCoreTests", dependencies: ["CatDogCore"]),
-    ]
+    ],
+    swiftLanguageModes: [.v6]
 )

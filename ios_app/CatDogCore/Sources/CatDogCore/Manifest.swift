@@ -2,18 +2,18 @@ import Foundation
 
 /// The part of catdog's `manifest.json` the app relies on. The app never normalises pixels:
 /// it feeds the photo (squashed to the input size, RGB 0...255) and the model does the rest.
-public struct Manifest: Decodable, Equatable {
-    public struct Input: Decodable, Equatable {
+public struct Manifest: Decodable, Equatable, Sendable {
+    public struct Input: Decodable, Equatable, Sendable {
         public let name: String
         public let shape: [ShapeDim]
         public let channel_order: String
         public let value_range: [Double]
     }
-    public struct Output: Decodable, Equatable {
+    public struct Output: Decodable, Equatable, Sendable {
         public let name: String
         public let shape: [ShapeDim]
     }
-    public struct Artefact: Decodable, Equatable {
+    public struct Artefact: Decodable, Equatable, Sendable {
         public let file: String
         public let format: String
         public let precision: String
@@ -63,19 +63,30 @@ public struct Manifest: Decodable, Equatable {
         guard camShape.count == 4, camSide > 0, camShape[2].value == camSide, camShape[3].value == labels.count else {
             return "cam shape \(camShape.map { $0.description }) is not [1, G, G, \(labels.count)]"
         }
-        if artefacts.first(where: { $0.format == "coreml" }) == nil { return "no Core ML artefact listed" }
+        if coreMLArtefact == nil { return "no Core ML artefact (fp16, fp32 or int8) listed" }
         return nil
     }
 
-    /// The Core ML artefact to load: fp16 when present (half the size, same answers), else any.
-    public var coreMLArtefact: Artefact? {
-        let coreml = artefacts.filter { $0.format == "coreml" }
-        return coreml.first { $0.precision == "fp16" } ?? coreml.first
+    /// The artefact of `format` to ship, by the first precision of `preferring` listed.
+    public func artefact(format: String, preferring precisions: [String]) -> Artefact? {
+        let candidates = artefacts.filter { $0.format == format }
+        for precision in precisions { if let a = candidates.first(where: { $0.precision == precision }) { return a } }
+        return nil
+    }
+
+    /// The Core ML artefact the app loads: fp16 (half the size; within 5e-3 of Keras), else fp32,
+    /// else int8. `ios_app/scripts/add_model.sh` copies the same one.
+    public var coreMLArtefact: Artefact? { artefact(format: "coreml", preferring: ["fp16", "fp32", "int8"]) }
+
+    /// File name of the compiled model cached between launches, keyed by the artefact's sha256, so
+    /// a new model is compiled once and an unchanged one never again.
+    public static func compiledModelName(_ artefact: Artefact) -> String {
+        "catdog-\(artefact.sha256.prefix(16)).mlmodelc"
     }
 }
 
 /// A shape entry: a number, or a name for a dynamic dimension ("batch").
-public enum ShapeDim: Decodable, Equatable, CustomStringConvertible {
+public enum ShapeDim: Decodable, Equatable, Sendable, CustomStringConvertible {
     case fixed(Int)
     case named(String)
 

@@ -1,40 +1,219 @@
+import Foundation
 import XCTest
 @testable import CatDogCore
 
+/// CatDogCore against tests/golden/apps.json: the real shipped model's manifest, probabilities and
+/// CAM maps, and what catdog's Python code computes from them.
 final class CatDogCoreTests: XCTestCase {
-    let manifestJSON = """
-    {"manifest_version": 1, "backbone": "mobilenet_v2", "labels": ["cat", "dog"],
-     "input": {"name": "image", "shape": [1, 224, 224, 3], "channel_order": "RGB", "value_range": [0.0, 255.0]},
-     "outputs": [{"name": "probabilities", "shape": [1, 2]}, {"name": "cam", "shape": [1, 7, 7, 2]}],
-     "artefacts": [{"file": "catdog_mobilenet_v2_fp16.mlpackage", "format": "coreml", "precision": "fp16", "sha256": "x"}]}
-    """
+    var golden: Golden!
+    var manifest: Manifest!
 
-    func testManifestIsUnderstood() throws {
-        let m = try Manifest.decode(Data(manifestJSON.utf8))
-        XCTAssertNil(m.problem())
-        XCTAssertEqual(m.inputSize, 224)
-        XCTAssertEqual(m.camSide, 7)
-        XCTAssertEqual(m.coreMLArtefact?.file, "catdog_mobilenet_v2_fp16.mlpackage")
+    override func setUpWithError() throws {
+        golden = try Golden.load()
+        manifest = try Manifest.decode(golden.manifestJSON)
     }
 
-    func testUnknownManifestIsRefused() throws {
-        let bgr = manifestJSON.replacingOccurrences(of: "\"RGB\"", with: "\"BGR\"")
-        XCTAssertEqual(try Manifest.decode(Data(bgr.utf8)).problem(), "channel order BGR is not RGB")
-        let v2 = manifestJSON.replacingOccurrences(of: "\"manifest_version\": 1", with: "\"manifest_version\": 2")
-        XCTAssertNotNil(try Manifest.decode(Data(v2.utf8)).problem())
-        let skewed = manifestJSON.replacingOccurrences(of: "[1, 7, 7, 2]", with: "[1, 7, 9, 2]")
-        XCTAssertEqual(try Manifest.decode(Data(skewed.utf8)).problem(), "cam shape [\"1\", \"7\", \"9\", \"2\"] is not [1, G, G, 2]")
+    private func edited(_ edit: (inout [String: Any]) -> Void) throws -> Manifest {
+        var object = try golden.manifestObject()
+        edit(&object)
+        return try Manifest.decode(JSONSerialization.data(withJSONObject: object))
     }
 
-    func testCAMMaths() {
-        let cam: [Float] = (0..<98).map { Float($0) }
-        let dog = CAM.channel(cam, side: 7, index: 1)
-        XCTAssertEqual(dog.first, 1); XCTAssertEqual(dog.last, 97)
-        let n = CAM.normalise(dog)
-        XCTAssertEqual(n.min(), 0); XCTAssertEqual(n.max(), 1)
-        XCTAssertEqual(CAM.normalise([Float](repeating: 3, count: 49)).max(), 0)
-        XCTAssertEqual(CAM.upsample(n, side: 7, width: 7, height: 7), n)
-        XCTAssertTrue(CAM.jet(0) == (0, 0, 128)); XCTAssertTrue(CAM.jet(1) == (128, 0, 0))
-        XCTAssertEqual(topLabel(probabilities: [0.2, 0.8], labels: ["cat", "dog"]).label, "dog")
+    func testTheShippedManifestIsUnderstood() throws {
+        XCTAssertEqual(golden.golden_version, 1)
+        XCTAssertNil(manifest.problem())
+        XCTAssertEqual(manifest.labels, ["cat", "dog"])
+        XCTAssertGreaterThan(manifest.inputSize, 0)
+        XCTAssertEqual(manifest.inputSize, manifest.camSide * 32)
+        XCTAssertEqual(golden.photos[0].cam.count, manifest.camSide * manifest.camSide * manifest.labels.count)
+    }
+
+    func testManifestsTheAppCannotUseAreRefused() throws {
+        let bgr = try edited { m in var i = m["input"] as! [String: Any]; i["channel_order"] = "BGR"; m["input"] = i }
+        XCTAssertEqual(bgr.problem(), "channel order BGR is not RGB")
+        let v2 = try edited { $0["manifest_version"] = 2 }
+        XCTAssertEqual(v2.problem(), "manifest version 2 is not 1; update the app")
+        let skewed = try edited { m in
+            m["outputs"] = [["name": "probabilities", "shape": [1, 2]], ["name": "cam", "shape": [1, 9, 7, 2]]]
+        }
+        XCTAssertEqual(skewed.problem(), "cam shape [\"1\", \"9\", \"7\", \"2\"] is not [1, G, G, 2]")
+        let noCam = try edited { $0["outputs"] = [["name": "probabilities", "shape": [1, 2]]] }
+        XCTAssertEqual(noCam.problem(), "output cam missing")
+        let onlyTFLite = try edited { m in m["artefacts"] = (m["artefacts"] as! [[String: Any]]).filter { $0["format"] as! String == "tflite" } }
+        XCTAssertEqual(onlyTFLite.problem(), "no Core ML artefact (fp16, fp32 or int8) listed")
+        let dynamic = try edited { m in var i = m["input"] as! [String: Any]; i["shape"] = ["batch", 288, 288, 3]; m["input"] = i }
+        XCTAssertNil(dynamic.problem(), "a named batch dimension is fine")
+    }
+
+    func testTheArtefactIsChosenAmongPrecisions() throws {
+        XCTAssertEqual(manifest.coreMLArtefact?.file, golden.choice.coreml)
+        XCTAssertEqual(manifest.coreMLArtefact?.precision, "fp16")
+        let noFP16 = try edited { m in m["artefacts"] = (m["artefacts"] as! [[String: Any]]).filter { $0["precision"] as! String != "fp16" } }
+        XCTAssertEqual(noFP16.coreMLArtefact?.precision, "fp32")
+        let int8Only = try edited { m in m["artefacts"] = (m["artefacts"] as! [[String: Any]]).filter { $0["precision"] as! String == "int8" } }
+        XCTAssertEqual(int8Only.coreMLArtefact?.precision, "int8")
+        XCTAssertEqual(manifest.artefact(format: "tflite", preferring: ["fp32", "fp16", "int8"])?.file, golden.choice.tflite)
+    }
+
+    func testTheCompiledModelIsCachedByItsSha256() throws {
+        let artefact = try XCTUnwrap(manifest.coreMLArtefact)
+        let name = Manifest.compiledModelName(artefact)
+        XCTAssertEqual(name, "catdog-\(artefact.sha256.prefix(16)).mlmodelc")
+        let other = try XCTUnwrap(manifest.artefact(format: "coreml", preferring: ["fp32"]))
+        XCTAssertNotEqual(Manifest.compiledModelName(other), name)
+    }
+
+    func testCAMIsReadByShapeAndStrides() throws {
+        let g = manifest.camSide, c = manifest.labels.count
+        for photo in golden.photos {
+            let map = try CAM.channel(photo.cam, shape: [1, g, g, c], index: photo.index)
+            XCTAssertEqual(map.count, g * g)
+            XCTAssertEqual(map[g + 2], photo.cam[(g + 2) * c + photo.index])  // row 1, column 2
+            // the same values in a padded buffer (rows of 16 elements, channels 4 apart), as an fp16 MLMultiArray may hold
+            let strides = [g * 16 * 4, 16 * 4, 4, 1]
+            var padded = [Float](repeating: .nan, count: g * 16 * 4)
+            for i in 0..<g { for j in 0..<g { for k in 0..<c { padded[i * strides[1] + j * strides[2] + k] = photo.cam[(i * g + j) * c + k] } } }
+            XCTAssertEqual(try CAM.channel(padded, shape: [1, g, g, c], strides: strides, index: photo.index), map)
+        }
+        XCTAssertThrowsError(try CAM.channel(golden.photos[0].cam, shape: [1, g, g + 1, c], index: 0))
+        XCTAssertThrowsError(try CAM.channel(golden.photos[0].cam, shape: [1, g, g, c], index: c))
+        XCTAssertThrowsError(try CAM.channel(Array(golden.photos[0].cam.dropLast()), shape: [1, g, g, c], index: 1))
+    }
+
+    func testUpsampledMapsAreOpenCVs() throws {
+        for photo in golden.photos {
+            let g = manifest.camSide
+            let map = try CAM.channel(photo.cam, shape: [1, g, g, 2], index: photo.index)
+            let heat = CAM.upsample(CAM.normalise(map), side: g, width: photo.display.width, height: photo.display.height)
+            for s in photo.samples {
+                XCTAssertEqual(heat[s.y * photo.display.width + s.x], s.heat, accuracy: 1e-5, "\(photo.name) at (\(s.x), \(s.y))")
+            }
+        }
+        XCTAssertEqual(CAM.normalise([3, 3, 3, 3]), [0, 0, 0, 0])
+    }
+
+    func testJetColoursAreCatdogs() throws {
+        for s in golden.photos.flatMap(\.samples) {
+            XCTAssertLessThanOrEqual(maxDifference(CAM.jet(s.heat), s.jet), 1, "jet(\(s.heat))")
+        }
+        XCTAssertEqual(CAM.jet(0), [0, 0, 128])
+        XCTAssertEqual(CAM.jet(1), [128, 0, 0])
+    }
+
+    /// An image of the display size, black but for the golden sample pixels.
+    private func sampled(_ photo: Golden.Photo) -> RGBImage {
+        let (w, h) = (photo.display.width, photo.display.height)
+        var pixels = [UInt8](repeating: 0, count: 3 * w * h)
+        for s in photo.samples { for k in 0..<3 { pixels[3 * (s.y * w + s.x) + k] = s.photo[k] } }
+        return RGBImage(width: w, height: h, pixels: pixels)
+    }
+
+    func testOverlayColoursAreCatdogCams() throws {
+        var worst = 0
+        for photo in golden.photos {
+            let g = manifest.camSide
+            let map = try CAM.channel(photo.cam, shape: [1, g, g, 2], index: photo.index)
+            let out = CAM.overlay(sampled(photo), map: map, side: g, alpha: golden.alpha)
+            for s in photo.samples { worst = max(worst, maxDifference(out[s.x, s.y], s.overlay)) }
+        }
+        print("overlay colours: largest difference from catdog \(worst) of 255")
+        XCTAssertLessThanOrEqual(worst, 1, "overlay colours within 1 of 255")
+    }
+
+    func testLabelTextsAreCatdogs() {
+        for photo in golden.photos {
+            XCTAssertEqual(labelText(probabilities: photo.probabilities, labels: manifest.labels), photo.label_text)
+            XCTAssertEqual(topLabel(probabilities: photo.probabilities, labels: manifest.labels).label, photo.label)
+        }
+        for c in golden.label_text_cases {
+            XCTAssertEqual(labelText(probabilities: c.probabilities, labels: manifest.labels), c.text, "\(c.probabilities)")
+        }
+    }
+
+    func testDisplaySizesArePillowThumbnails() {
+        for c in golden.display_sizes {
+            let size = displaySize(width: c.width, height: c.height, maxSide: golden.overlay_max_side)
+            XCTAssertEqual([size.width, size.height], c.expected, "\(c.width)x\(c.height)")
+        }
+        for p in golden.photos {
+            let size = displaySize(width: p.width, height: p.height, maxSide: golden.overlay_max_side)
+            XCTAssertEqual([size.width, size.height], [p.display.width, p.display.height])
+        }
+    }
+
+    func testSquashIsCatdogsPillowBilinear() {
+        let sq = golden.squash
+        let source = RGBImage(width: sq.width, height: sq.height, pixels: bytes(sq.rgb))
+        for c in sq.cases {
+            XCTAssertEqual(source.squashed(to: c.side).pixels, bytes(c.rgb), "squash \(sq.width)x\(sq.height) to \(c.side)")
+        }
+        XCTAssertEqual(source.resized(width: sq.width, height: sq.height), source)
+    }
+
+    func testAlphaIsCompositedOverWhite() {
+        let ow = golden.over_white
+        let rgba = bytes(ow.rgba), expected = bytes(ow.rgb)
+        XCTAssertEqual(RGBImage(rgba: rgba, width: ow.width, height: ow.height, premultiplied: false).pixels, expected)
+        // what a Core Graphics context holds: colours premultiplied by alpha, rows padded
+        let stride = 4 * ow.width + 8
+        var premultiplied = [UInt8](repeating: 0, count: stride * ow.height)
+        for y in 0..<ow.height {
+            for x in 0..<ow.width {
+                let i = 4 * (y * ow.width + x), a = Double(rgba[i + 3])
+                for k in 0..<3 { premultiplied[y * stride + 4 * x + k] = UInt8((Double(rgba[i + k]) * a / 255).rounded()) }
+                premultiplied[y * stride + 4 * x + 3] = rgba[i + 3]
+            }
+        }
+        let image = RGBImage(rgba: premultiplied, width: ow.width, height: ow.height, bytesPerRow: stride, premultiplied: true)
+        XCTAssertLessThanOrEqual(maxDifference(image.pixels, expected), 1)
+    }
+
+    func testOrientationIsCatdogsExifTranspose() {
+        let o = golden.orientation
+        let raw = RGBImage(width: o.width, height: o.height, pixels: bytes(o.rgb))
+        XCTAssertEqual(o.cases.map(\.exif), Array(1...8))
+        for c in o.cases {
+            let up = raw.upright(Orientation(exif: c.exif))
+            XCTAssertEqual([up.width, up.height], [c.width, c.height], "EXIF \(c.exif)")
+            XCTAssertEqual(up.pixels, bytes(c.rgb), "EXIF \(c.exif)")
+        }
+        XCTAssertEqual(Orientation(clockwiseDegrees: 90), .right)
+        XCTAssertEqual(Orientation(clockwiseDegrees: -90), .left)
+        XCTAssertEqual(Orientation(clockwiseDegrees: 180), .down)
+        XCTAssertEqual(Orientation(exif: 0), .up)
+    }
+
+    func testPixelsArePackedForCoreMLAndCGImage() {
+        let sq = golden.squash
+        let c = sq.cases[0]
+        let image = RGBImage(width: c.side, height: c.side, pixels: bytes(c.rgb))
+        let bytesPerRow = 4 * c.side + 16
+        let bgra = image.bgra(bytesPerRow: bytesPerRow)
+        XCTAssertEqual(bgra.count, bytesPerRow * c.side)
+        for (x, y) in [(0, 0), (c.side - 1, 0), (3, c.side - 1), (c.side - 1, c.side - 1)] {
+            let o = y * bytesPerRow + 4 * x
+            XCTAssertEqual([bgra[o + 2], bgra[o + 1], bgra[o], bgra[o + 3]], image[x, y] + [255])
+        }
+        XCTAssertEqual(bgra[4 * c.side], 0, "row padding stays zero")
+        let rgba = image.rgba()
+        XCTAssertEqual(RGBImage(rgba: rgba, width: c.side, height: c.side, premultiplied: true), image)
+    }
+
+    func testAPhotoGoesThroughTheModelAsCatdogCamDoes() throws {
+        // photos the app shows at their own size: the overlay is drawn on the photo itself
+        let shownAsIs = golden.photos.filter { $0.width <= golden.overlay_max_side && $0.height <= golden.overlay_max_side }
+        XCTAssertFalse(shownAsIs.isEmpty)
+        let g = manifest.camSide
+        for photo in shownAsIs {
+            var fed: RGBImage?
+            let analysis = try analyse(sampled(photo), manifest: manifest, maxSide: golden.overlay_max_side) { input in
+                fed = input
+                return ModelOutput(probabilities: photo.probabilities, cam: photo.cam, camShape: [1, g, g, 2])
+            }
+            XCTAssertEqual([fed?.width, fed?.height], [manifest.inputSize, manifest.inputSize])
+            XCTAssertEqual(analysis.text, photo.label_text)
+            XCTAssertEqual(analysis.index, photo.index)
+            for s in photo.samples { XCTAssertLessThanOrEqual(maxDifference(analysis.overlay[s.x, s.y], s.overlay), 1) }
+        }
     }
 }

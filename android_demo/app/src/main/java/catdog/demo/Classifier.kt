@@ -1,58 +1,67 @@
 package catdog.demo
 
 import android.content.Context
-import android.graphics.Bitmap
-import catdog.core.Cam
+import catdog.core.Analysis
 import catdog.core.Manifest
-import catdog.core.topLabel
+import catdog.core.ModelOutput
+import catdog.core.RgbImage
+import catdog.core.analyse
 import org.tensorflow.lite.Interpreter
+import java.io.Closeable
 import java.io.FileInputStream
+import java.io.IOException
 import java.nio.ByteBuffer
 import java.nio.ByteOrder
 import java.nio.channels.FileChannel
 
-/** Runs the TFLite artefact named in assets/manifest.json (signature "serving_default"). */
-class Classifier(context: Context) {
-    data class Result(val label: String, val probabilities: Map<String, Float>, val overlay: Bitmap)
+/**
+ * Runs the TFLite artefact named in assets/manifest.json (signature "serving_default"). All the
+ * maths is `catdog.core` (tested against catdog's golden file); this class only feeds LiteRT.
+ * Not thread-safe: use it from one worker thread, and close it there.
+ */
+class Classifier(context: Context) : Closeable {
+    class MissingModel(message: String) : Exception(message)
 
-    val manifest: Manifest = Manifest.parse(context.assets.open("manifest.json").bufferedReader().readText())
+    val manifest: Manifest
     private val interpreter: Interpreter
 
     init {
+        val assets = context.assets
+        if ("manifest.json" !in (assets.list("") ?: emptyArray())) {
+            throw MissingModel("No model in the app: run android_demo/scripts/add_model.sh ART_DIR, then build again.")
+        }
+        manifest = Manifest.parse(assets.open("manifest.json").bufferedReader().use { it.readText() })
         manifest.problem()?.let { throw IllegalStateException("Cannot use this model: $it") }
-        val fd = context.assets.openFd(manifest.tfliteFile()!!)
-        val model = FileInputStream(fd.fileDescriptor).channel.map(FileChannel.MapMode.READ_ONLY, fd.startOffset, fd.declaredLength)
+        val file = manifest.tfliteArtefact()!!.file
+        val model = try {
+            assets.openFd(file).use { fd ->
+                FileInputStream(fd.fileDescriptor).channel.use { it.map(FileChannel.MapMode.READ_ONLY, fd.startOffset, fd.declaredLength) }
+            }
+        } catch (e: IOException) {
+            throw MissingModel("$file is not in the app's assets: run android_demo/scripts/add_model.sh ART_DIR, then build again.")
+        }
         interpreter = Interpreter(model, Interpreter.Options().setNumThreads(2))
     }
 
-    fun classify(photo: Bitmap): Result {
-        val side = manifest.inputSize
-        // squash the whole photo (no crop), raw RGB 0..255 as float: the model normalises itself
-        val input = Bitmap.createScaledBitmap(photo, side, side, true)
-        val pixels = IntArray(side * side).also { input.getPixels(it, 0, side, 0, 0, side, side) }
-        val buffer = ByteBuffer.allocateDirect(4 * 3 * side * side).order(ByteOrder.nativeOrder())
-        for (p in pixels) {
-            buffer.putFloat(((p shr 16) and 0xFF).toFloat()); buffer.putFloat(((p shr 8) and 0xFF).toFloat()); buffer.putFloat((p and 0xFF).toFloat())
-        }
-        buffer.rewind()
-        val probabilities = Array(1) { FloatArray(manifest.labels.size) }
-        val g = manifest.camSide
-        val cam = Array(1) { Array(g) { Array(g) { FloatArray(manifest.labels.size) } } }
+    /** The upright photo through the model, with the CAM overlay. */
+    fun classify(photo: RgbImage): Analysis = analyse(photo, manifest) { input -> run(input) }
+
+    private fun run(input: FloatArray): ModelOutput {
+        fun floats(n: Int) = ByteBuffer.allocateDirect(4 * n).order(ByteOrder.nativeOrder())
+        val image = floats(input.size).also { it.asFloatBuffer().put(input) }
+        val probabilities = floats(manifest.labels.size)
+        val cam = floats(manifest.camShape.fold(1) { a, b -> a * b })
         interpreter.runSignature(
-            mapOf(manifest.inputName to buffer),
+            mapOf(manifest.inputName to image),
             mapOf(Manifest.PROBABILITIES to probabilities, Manifest.CAM to cam),
             "serving_default",
         )
-        val (label, index, _) = topLabel(probabilities[0], manifest.labels)
-        val flat = cam[0].flatMap { row -> row.flatMap { it.asList() } }.toFloatArray()
-        return Result(label, manifest.labels.zip(probabilities[0].asList()).toMap(), overlay(photo, Cam.channel(flat, index, side = g, classes = manifest.labels.size), g))
+        probabilities.rewind(); cam.rewind()
+        return ModelOutput(
+            FloatArray(manifest.labels.size).also { probabilities.asFloatBuffer().get(it) },
+            FloatArray(cam.capacity() / 4).also { cam.asFloatBuffer().get(it) },
+        )
     }
 
-    private fun overlay(photo: Bitmap, map: FloatArray, side: Int, maxSide: Int = 640): Bitmap {
-        val scale = minOf(1f, maxSide.toFloat() / maxOf(photo.width, photo.height))
-        val shown = Bitmap.createScaledBitmap(photo, (photo.width * scale).toInt(), (photo.height * scale).toInt(), true)
-        val w = shown.width; val h = shown.height
-        val pixels = IntArray(w * h).also { shown.getPixels(it, 0, w, 0, 0, w, h) }
-        return Bitmap.createBitmap(Cam.blend(pixels, w, h, map, side), w, h, Bitmap.Config.ARGB_8888)
-    }
+    override fun close() = interpreter.close()
 }

@@ -1,5 +1,6 @@
 package catdog.core
 
+import org.json.JSONArray
 import org.json.JSONObject
 
 /** The part of catdog's manifest.json the app relies on. The app never normalises pixels. */
@@ -11,12 +12,17 @@ data class Manifest(
     val channelOrder: String,
     val valueRange: List<Double>,
     val outputs: Map<String, List<Int?>>,
-    val tfliteFiles: Map<String, String>, // precision -> file
+    val artefacts: List<Artefact>,
 ) {
+    data class Artefact(val file: String, val format: String, val precision: String, val sha256: String)
+
     val inputSize: Int get() = inputShape.getOrNull(1) ?: 0
 
     /** Side G of the square CAM maps, from the `cam` output shape [1, G, G, classes] (input size / 32). */
     val camSide: Int get() = outputs[CAM]?.getOrNull(1) ?: 0
+
+    /** The `cam` output's shape with the batch set to 1: [1, G, G, classes]. */
+    val camShape: IntArray get() = intArrayOf(1, camSide, camSide, labels.size)
 
     /** Why this app cannot use the model, or null when it can. */
     fun problem(): String? = when {
@@ -30,21 +36,29 @@ data class Manifest(
         CAM !in outputs -> "output $CAM missing"
         outputs[CAM]?.let { it.size != 4 || camSide <= 0 || it[2] != camSide || it[3] != labels.size } == true ->
             "cam shape ${outputs[CAM]} is not [1, G, G, ${labels.size}]"
-        tfliteFile() == null -> "no TFLite artefact listed"
+        tfliteArtefact() == null -> "no TFLite artefact (fp32, fp16 or int8) listed"
         else -> null
     }
 
-    /** fp32 first (exact), then fp16, then int8. */
-    fun tfliteFile(): String? = listOf("fp32", "fp16", "int8").firstNotNullOfOrNull { tfliteFiles[it] }
+    /** The artefact of [format] to ship, by the first of [precisions] listed. */
+    fun artefact(format: String, precisions: List<String>): Artefact? =
+        precisions.firstNotNullOfOrNull { p -> artefacts.firstOrNull { it.format == format && it.precision == p } }
+
+    /**
+     * The TFLite artefact the app runs: fp32 (exact), else fp16, else int8.
+     * `android_demo/scripts/add_model.sh` copies the same one.
+     */
+    fun tfliteArtefact(): Artefact? = artefact("tflite", listOf("fp32", "fp16", "int8"))
 
     companion object {
         const val SUPPORTED_VERSION = 1
         const val PROBABILITIES = "probabilities"
         const val CAM = "cam"
 
+        /** Parses manifest.json; throws org.json.JSONException when a field the app reads is absent. */
         fun parse(json: String): Manifest {
             val m = JSONObject(json)
-            fun dims(a: org.json.JSONArray) = (0 until a.length()).map { a.opt(it) as? Int }
+            fun dims(a: JSONArray) = (0 until a.length()).map { a.opt(it) as? Int }
             val input = m.getJSONObject("input")
             val outputs = m.getJSONArray("outputs")
             val artefacts = m.getJSONArray("artefacts")
@@ -58,9 +72,9 @@ data class Manifest(
                 outputs = (0 until outputs.length()).associate {
                     outputs.getJSONObject(it).let { o -> o.getString("name") to dims(o.getJSONArray("shape")) }
                 },
-                tfliteFiles = (0 until artefacts.length()).map { artefacts.getJSONObject(it) }
-                    .filter { it.getString("format") == "tflite" }
-                    .associate { it.getString("precision") to it.getString("file") },
+                artefacts = (0 until artefacts.length()).map { artefacts.getJSONObject(it) }.map {
+                    Artefact(it.getString("file"), it.getString("format"), it.getString("precision"), it.optString("sha256"))
+                },
             )
         }
     }

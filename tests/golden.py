@@ -1,0 +1,312 @@
+"""The phone apps' golden file: inputs a real catdog model gives, and the outputs catdog's own Python
+code computes from them, for the Swift (ios_app/CatDogCore) and Kotlin (android_demo/core) tests to
+reproduce.
+
+    python tests/golden.py ART_DIR [--out tests/golden/apps.json]      (or `make golden`)
+
+Inputs come from a real ART_DIR (its manifest, and its fp32 TFLite model run on three real photos
+from ../shared/data/reference) and from real photos shrunk to a few pixels. Every expected output
+is computed by catdog's own code: `catdog.cam.overlay` / `normalise` / `jet` / `label_text`,
+`catdog.data.resize` (the squash), `catdog.data.open_rgb` (EXIF orientation, alpha over white),
+Pillow's `thumbnail` sizing (as `catdog cam` shrinks a photo for display). `check(golden)` recomputes
+every expected output from the golden's own inputs, so a checked-in file stays valid for the apps'
+logic whichever model made it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+GOLDEN_VERSION = 1
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN = REPO / "tests" / "golden" / "apps.json"
+SHARED = Path(os.environ.get("CATDOG_SHARED", REPO.parent / "shared"))
+REFERENCE = SHARED / "data" / "reference"
+PHOTOS = ("coral_cat_720p.jpg", "test_509.jpg", "test_504.jpg")  # landscape cat, portrait, small (not shrunk)
+OVERLAY_MAX_SIDE = 640  # the apps show overlays at most this many pixels on their longer side
+ALPHA = 0.45
+SAMPLES_PER_PHOTO = 12
+MAX_BYTES = 50_000
+# manifest keys the apps read (everything else in a manifest is left out of the golden file)
+MANIFEST_KEYS = ("manifest_version", "backbone", "labels")
+ARTEFACT_KEYS = ("file", "format", "precision", "sha256")
+# tricky probability pairs for the per cent text: exact binary ties and values where a
+# shortest-decimal-then-half-up formatter (Java's String.format) disagrees with C's printf
+TEXT_CASES = ((0.5, 0.5), (0.0625, 0.9375), (0.3125, 0.6875), (0.99951171875, 0.00048828125), (0.00125, 0.99875),
+              (0.0015, 0.9985), (0.25, 0.75), (1.0, 0.0))
+DISPLAY_CASES = ((1280, 720), (375, 499), (149, 150), (640, 640), (641, 480), (4000, 3000), (3000, 4000),
+                 (24, 18), (1000, 1), (1, 1000), (1023, 768), (333, 1000))
+
+
+def b64(a: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(a, dtype=np.uint8).tobytes()).decode()
+
+
+def unb64(s: str, shape) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(s), dtype=np.uint8).reshape(shape)
+
+
+def manifest_subset(manifest: dict) -> dict:
+    """The part of a catdog manifest.json the apps read."""
+    sub = {k: manifest[k] for k in MANIFEST_KEYS}
+    inp = manifest["input"]
+    sub["input"] = {k: inp[k] for k in ("name", "shape", "channel_order", "value_range")}
+    sub["outputs"] = [{"name": o["name"], "shape": o["shape"]} for o in manifest["outputs"]]
+    sub["artefacts"] = [{k: a[k] for k in ARTEFACT_KEYS} for a in manifest["artefacts"] if a["format"] in ("coreml", "tflite")]
+    return sub
+
+
+def cam_shape(manifest: dict) -> list[int]:
+    return next(o["shape"] for o in manifest["outputs"] if o["name"] == "cam")
+
+
+# ---------- reference computations (catdog's own code) ----------
+
+def display_size(width: int, height: int, max_side: int = OVERLAY_MAX_SIDE) -> tuple[int, int]:
+    """The size `catdog cam` shows a photo at: Pillow's thumbnail((max_side, max_side)) sizing."""
+    im = Image.new("L", (width, height))
+    im.thumbnail((max_side, max_side))
+    return im.size
+
+
+def heat_and_overlay(display_rgb: np.ndarray, cam_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The normalised, bilinearly upsampled map and `catdog.cam.overlay` of it over the image."""
+    import cv2
+
+    from catdog.cam import normalise, overlay
+
+    h, w = display_rgb.shape[:2]
+    heat = cv2.resize(normalise(cam_map), (w, h), interpolation=cv2.INTER_LINEAR)
+    return heat, overlay(display_rgb, cam_map, alpha=ALPHA)
+
+
+def overlay_samples(display_rgb: np.ndarray, cam_map: np.ndarray, positions) -> list[dict]:
+    from catdog.cam import jet
+
+    heat, blended = heat_and_overlay(display_rgb, cam_map)
+    colours = jet(heat)
+    return [{"x": int(x), "y": int(y), "photo": display_rgb[y, x].tolist(), "heat": float(heat[y, x]),
+             "jet": colours[y, x].tolist(), "overlay": blended[y, x].tolist()} for x, y in positions]
+
+
+def sample_positions(width: int, height: int, n: int, seed: int) -> list[tuple[int, int]]:
+    """The four corners, the centre, and seeded random pixels."""
+    fixed = [(0, 0), (width - 1, 0), (0, height - 1), (width - 1, height - 1), (width // 2, height // 2)]
+    rng = np.random.default_rng(seed)
+    rest = [(int(rng.integers(width)), int(rng.integers(height))) for _ in range(n - len(fixed))]
+    return fixed + rest
+
+
+def oriented(raw: np.ndarray, exif_orientation: int) -> np.ndarray:
+    """What catdog decodes from a file holding `raw` with that EXIF orientation tag."""
+    from catdog.data import open_rgb
+
+    im = Image.fromarray(raw)
+    exif = Image.Exif()
+    exif[0x0112] = exif_orientation
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", exif=exif)
+    return np.asarray(open_rgb(buf.getvalue()))
+
+
+def over_white(rgba: np.ndarray) -> np.ndarray:
+    """What catdog decodes from an RGBA file: alpha composited over white."""
+    from catdog.data import open_rgb
+
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
+    return np.asarray(open_rgb(buf.getvalue()))
+
+
+def squash(rgb: np.ndarray, side: int) -> np.ndarray:
+    from catdog.data import resize
+
+    return resize(Image.fromarray(rgb), side)
+
+
+def choose(manifest: dict, fmt: str, order: tuple[str, ...]) -> str:
+    files = {a["precision"]: a["file"] for a in manifest["artefacts"] if a["format"] == fmt}
+    return next((files[p] for p in order if p in files), "")
+
+
+# ---------- generation ----------
+
+def small_photo(name: str, size: tuple[int, int]) -> np.ndarray:
+    from catdog.data import open_rgb
+
+    return np.asarray(open_rgb(REFERENCE / name).resize(size, Image.BILINEAR))
+
+
+def run_tflite(path: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_path=str(path), num_threads=2).get_signature_runner("serving_default")
+    outs = [runner(image=image[None]) for image in images]
+    return np.concatenate([o["probabilities"] for o in outs]), np.concatenate([o["cam"] for o in outs])
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def generate(art_dir: Path, photos_dir: Path = REFERENCE) -> dict:
+    """The golden document for ART_DIR (its fp32 TFLite model on PHOTOS from photos_dir)."""
+    from catdog.cam import label_text
+    from catdog.data import open_rgb, resize
+
+    manifest = json.loads((art_dir / "manifest.json").read_text())
+    sub = manifest_subset(manifest)
+    tflite = choose(manifest, "tflite", ("fp32",))
+    if not tflite:
+        raise SystemExit(f"{art_dir}/manifest.json lists no fp32 TFLite artefact; export with --formats tflite --precision fp32")
+    side = manifest["input"]["shape"][1]
+    labels = manifest["labels"]
+    photos = [open_rgb(photos_dir / name) for name in PHOTOS]
+    probabilities, cams = run_tflite(art_dir / tflite, np.stack([resize(p, side) for p in photos]).astype(np.float32))
+    photo_docs = []
+    for i, (name, photo) in enumerate(zip(PHOTOS, photos)):
+        index = int(np.argmax(probabilities[i]))
+        w, h = display_size(*photo.size)
+        display = np.asarray(photo.resize((w, h), Image.BILINEAR)) if (w, h) != photo.size else np.asarray(photo)
+        photo_docs.append({
+            "name": name, "width": photo.size[0], "height": photo.size[1],
+            "probabilities": [float(p) for p in probabilities[i]],
+            "cam": [float(v) for v in cams[i].ravel()],  # NHWC, as the model's output buffer
+            "index": index, "label": labels[index], "label_text": label_text(probabilities[i], labels),
+            "display": {"width": w, "height": h},
+            "samples": overlay_samples(display, cams[i][..., index], sample_positions(w, h, SAMPLES_PER_PHOTO, seed=i)),
+        })
+    squash_src = small_photo(PHOTOS[0], (48, 36))
+    alpha_rgb = small_photo(PHOTOS[1], (16, 12))
+    alpha = np.tile(np.linspace(0, 255, 16).round().astype(np.uint8), (12, 1))  # transparent .. opaque, left to right
+    alpha_src = np.dstack([alpha_rgb, alpha])
+    orient_src = small_photo(PHOTOS[1], (5, 3))
+    return {
+        "golden_version": GOLDEN_VERSION,
+        "about": "made by tests/golden.py from a real ART_DIR; every expected value is catdog's Python output "
+                 "(tests/test_golden.py checks it); the Swift and Kotlin tests reproduce them",
+        "source": {"backbone": manifest["backbone"], "catdog_version": manifest.get("catdog_version"),
+                   "manifest_sha256": sha256(art_dir / "manifest.json"), "tflite": tflite,
+                   "tflite_sha256": sha256(art_dir / tflite)},
+        "manifest": sub,
+        "choice": {"coreml": choose(sub, "coreml", ("fp16", "fp32", "int8")),
+                   "tflite": choose(sub, "tflite", ("fp32", "fp16", "int8"))},
+        "alpha": ALPHA,
+        "overlay_max_side": OVERLAY_MAX_SIDE,
+        "photos": photo_docs,
+        "label_text_cases": [{"probabilities": [float(np.float32(p)) for p in ps],
+                              "text": label_text([np.float32(p) for p in ps], labels)} for ps in TEXT_CASES],
+        "display_sizes": [{"width": w, "height": h, "expected": list(display_size(w, h))} for w, h in DISPLAY_CASES],
+        "squash": {"width": 48, "height": 36, "rgb": b64(squash_src),
+                   "cases": [{"side": s, "rgb": b64(squash(squash_src, s))} for s in (16, 40)]},  # down; down x, up y
+        "over_white": {"width": 16, "height": 12, "rgba": b64(alpha_src), "rgb": b64(over_white(alpha_src))},
+        "orientation": {"width": 5, "height": 3, "rgb": b64(orient_src),
+                        "cases": [_orientation_case(orient_src, k) for k in range(1, 9)]},
+    }
+
+
+def _orientation_case(raw: np.ndarray, k: int) -> dict:
+    up = oriented(raw, k)
+    return {"exif": k, "width": up.shape[1], "height": up.shape[0], "rgb": b64(up)}
+
+
+# ---------- checking ----------
+
+def check(golden: dict) -> list[str]:
+    """Recompute every expected output of `golden` from its inputs with catdog's code; return the
+    mismatches (an empty list when the file is right)."""
+    from catdog.cam import label_text
+
+    bad = []
+    m = golden["manifest"]
+    labels, g = m["labels"], cam_shape(m)
+    for want, got in ((golden["choice"]["coreml"], choose(m, "coreml", ("fp16", "fp32", "int8"))),
+                      (golden["choice"]["tflite"], choose(m, "tflite", ("fp32", "fp16", "int8")))):
+        if want != got:
+            bad.append(f"artefact choice {want!r} != {got!r}")
+    for p in golden["photos"]:
+        cam = np.asarray(p["cam"], dtype=np.float32).reshape(g[1:])
+        probs = np.asarray(p["probabilities"], dtype=np.float32)
+        if p["index"] != int(np.argmax(probs)) or p["label"] != labels[p["index"]]:
+            bad.append(f"{p['name']}: label {p['label']} is not the argmax")
+        if p["label_text"] != label_text(probs, labels):
+            bad.append(f"{p['name']}: label_text {p['label_text']!r} != {label_text(probs, labels)!r}")
+        if [p["display"]["width"], p["display"]["height"]] != list(display_size(p["width"], p["height"], golden["overlay_max_side"])):
+            bad.append(f"{p['name']}: display size")
+        w, h = p["display"]["width"], p["display"]["height"]
+        image = np.zeros((h, w, 3), np.uint8)
+        for s in p["samples"]:
+            image[s["y"], s["x"]] = s["photo"]
+        positions = [(s["x"], s["y"]) for s in p["samples"]]
+        for want, got in zip(p["samples"], overlay_samples(image, cam[..., p["index"]], positions)):
+            if want != got:
+                bad.append(f"{p['name']} at ({want['x']}, {want['y']}): {want} != catdog's {got}")
+    for case in golden["label_text_cases"]:
+        if case["text"] != label_text(np.asarray(case["probabilities"], np.float32), labels):
+            bad.append(f"label text of {case['probabilities']}")
+    for case in golden["display_sizes"]:
+        if case["expected"] != list(display_size(case["width"], case["height"], golden["overlay_max_side"])):
+            bad.append(f"display size of {case['width']}x{case['height']}")
+    sq = golden["squash"]
+    src = unb64(sq["rgb"], (sq["height"], sq["width"], 3))
+    for case in sq["cases"]:
+        if not np.array_equal(unb64(case["rgb"], (case["side"], case["side"], 3)), squash(src, case["side"])):
+            bad.append(f"squash to {case['side']}")
+    ow = golden["over_white"]
+    if not np.array_equal(unb64(ow["rgb"], (ow["height"], ow["width"], 3)), over_white(unb64(ow["rgba"], (ow["height"], ow["width"], 4)))):
+        bad.append("alpha over white")
+    o = golden["orientation"]
+    raw = unb64(o["rgb"], (o["height"], o["width"], 3))
+    for case in o["cases"]:
+        if not np.array_equal(unb64(case["rgb"], (case["height"], case["width"], 3)), oriented(raw, case["exif"])):
+            bad.append(f"EXIF orientation {case['exif']}")
+    return bad
+
+
+def write(golden: dict, out: Path) -> int:
+    """Write atomically; refuse (exit 1) a file over MAX_BYTES."""
+    text = json.dumps(golden, indent=1, separators=(",", ": ")) + "\n"
+    if len(text.encode()) > MAX_BYTES:
+        print(f"golden: {out} would be {len(text.encode()):,} bytes, over {MAX_BYTES:,}; not written", file=sys.stderr)
+        return 1
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, out)
+    print(f"golden: {out} ({len(text.encode()):,} bytes) from {golden['source']['tflite']} ({golden['source']['backbone']})")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("art_dir", type=Path, metavar="ART_DIR")
+    parser.add_argument("--out", type=Path, default=GOLDEN)
+    parser.add_argument("--photos", type=Path, default=REFERENCE, help=f"folder holding {', '.join(PHOTOS)}")
+    args = parser.parse_args(argv)
+    if not (args.art_dir / "manifest.json").is_file():
+        print(f"golden: {args.art_dir}/manifest.json not found; run `make run` (or catdog export) first", file=sys.stderr)
+        return 2
+    missing = [n for n in PHOTOS if not (args.photos / n).is_file()]
+    if missing:
+        print(f"golden: {', '.join(missing)} not found in {args.photos}; pass --photos DIR", file=sys.stderr)
+        return 2
+    golden = generate(args.art_dir, args.photos)
+    bad = check(golden)
+    if bad:
+        print("golden: self-check failed: " + "; ".join(bad[:5]), file=sys.stderr)
+        return 1
+    return write(golden, args.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
