@@ -203,6 +203,17 @@ def _latency(fn, x, runs: int, warmup: int = 10) -> dict:
     return {"median_ms": float(np.median(times)), "p95_ms": float(np.percentile(times, 95))}
 
 
+def _with_uniform(manifest: dict) -> list[dict]:
+    """The artefacts, and the same ones with every layer reduced (ART_DIR/uniform/, mixed off)."""
+    return manifest["artefacts"] + manifest.get("uniform_artefacts", [])
+
+
+def _mixed(a: dict) -> str:
+    if a["precision"] == "fp32":
+        return ""
+    return "uniform" if a["file"].startswith("uniform/") else f"mixed ({len(a.get('kept_float32', []))} fp32)"
+
+
 def cmd_latency(args) -> None:
     import numpy as np
     import onnxruntime as ort
@@ -224,19 +235,20 @@ def cmd_latency(args) -> None:
         {"runtime": "keras predict_on_batch", "precision": "fp32", **_latency(model.predict_on_batch, x, args.runs)},
         {"runtime": "keras tf.function", "precision": "fp32", **_latency(lambda t: compiled(t), x, args.runs)},
     ]
-    for a in manifest["artefacts"]:
+    for a in _with_uniform(manifest):
         path = art / a["file"]
+        precision = f"{a['precision']} {_mixed(a)}"
         if a["format"] == "tflite":
             for threads in (1, 2):
                 runner = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner("serving_default")
-                rows.append({"runtime": f"tflite xnnpack {threads}t", "precision": a["precision"],
+                rows.append({"runtime": f"tflite xnnpack {threads}t", "precision": precision,
                              **_latency(lambda t, r=runner: r(image=t), x, args.runs)})
         elif a["format"] == "onnx":
             for threads in (1, 2):
                 opts = ort.SessionOptions()
                 opts.intra_op_num_threads = threads
                 session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-                rows.append({"runtime": f"onnxruntime {threads}t", "precision": a["precision"],
+                rows.append({"runtime": f"onnxruntime {threads}t", "precision": precision,
                              **_latency(lambda t, s=session: s.run(None, {"image": t}), x, args.runs)})
     keras_ms = rows[0]["median_ms"]
     for r in rows:
@@ -267,13 +279,16 @@ def cmd_accuracy(args) -> None:
     rows = []
     p = run_keras(cam_model(run.model), x)["probabilities"]
     rows.append({"artefact": "keras", "log_loss": M.log_loss(y, p[:, 1]), "accuracy": M.accuracy(y, p[:, 1])})
-    for a in load_manifest(art)["artefacts"]:
+    reference = p
+    for a in _with_uniform(load_manifest(art)):
         fn = {"tflite": run_tflite, "onnx": run_onnx}.get(a["format"])
         if fn:
             p = fn(art / a["file"], x)["probabilities"]
-            rows.append({"artefact": a["file"], "log_loss": M.log_loss(y, p[:, 1]), "accuracy": M.accuracy(y, p[:, 1]),
-                         "mb": a["bytes"] / 1e6})
-    table(rows, [("artefact", "artefact", ""), ("mb", "MB", ".2f"), ("log_loss", "log loss", ".4f"), ("accuracy", "accuracy", ".2%")])
+            rows.append({"artefact": a["file"], "mixed": _mixed(a), "log_loss": M.log_loss(y, p[:, 1]),
+                         "accuracy": M.accuracy(y, p[:, 1]), "mb": a["bytes"] / 1e6,
+                         "max_dp": float(np.abs(p - reference).max())})
+    table(rows, [("artefact", "artefact", ""), ("mixed", "precision", ""), ("mb", "MB", ".2f"), ("log_loss", "log loss", ".4f"),
+                 ("accuracy", "accuracy", ".2%"), ("max_dp", "max |dp| vs Keras", ".2e")])
     save("accuracy", rows, {"held_out": f"validation split of {args.run} ({len(y)} photos, not trained on)"})
 
 

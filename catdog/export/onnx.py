@@ -36,8 +36,9 @@ def kept_nodes(model, keep: list[Unit]) -> list[str]:
 
 
 def fp16_weights(model, keep_nodes: list[str]):
-    """float16 storage for the weights and biases of every Conv / MatMul / Gemm node except
-    `keep_nodes`; each is cast back to float32 in the graph, so arithmetic stays float32."""
+    """float16 storage for the weight (input 1) of every Conv / MatMul / Gemm node except
+    `keep_nodes`; each is cast back to float32 in the graph, so arithmetic stays float32. Biases
+    stay float32, as in TFLite's fp16 (BatchNorm folded into them makes some large)."""
     import onnx
     from onnx import TensorProto, helper
     from onnxconverter_common.float16 import convert_tensor_float_to_float16
@@ -48,7 +49,7 @@ def fp16_weights(model, keep_nodes: list[str]):
     for node in graph.node:
         if node.op_type not in ("Conv", "MatMul", "Gemm") or node.name in keep_nodes:
             continue
-        for i, name in enumerate(node.input):
+        for i, name in list(enumerate(node.input))[1:2]:
             tensor = initializers.get(name)
             if tensor is None or tensor.data_type != TensorProto.FLOAT:
                 continue

@@ -5,7 +5,7 @@ BatchNormalization folded into it, the CAM 1x1 conv, or the Dense head. Its Kera
 (conv and BN) identify it in every format (`unit_pattern`, the one place that maps names).
 
 fp16 (weights rounded to float16): each unit alone is rounded in the fp32 TFLite model (its
-weight and bias buffers patched in place; XNNPACK then computes in float32, exactly what an fp16
+weight buffer patched in place; XNNPACK then computes in float32, exactly what an fp16
 weight artefact does) and the calibration photos are run: max |Δp| and the CAM error against
 fp32 rank the units.
 int8 (weights and activations): TFLite's own QuantizationDebugger ranks the units by its
@@ -40,7 +40,7 @@ SENSITIVITY_PHOTOS = 96
 # fp32 weights cost 2 bytes more than fp16 (3 more than int8): keeping at most this share of the
 # parameters keeps fp16 artefacts under 0.55 of fp32's bytes and int8 under 0.35
 KEPT_PARAMS_SHARE = {"fp16": 0.04, "int8": 0.04}
-ANALYSIS_VERSION = 1
+ANALYSIS_VERSION = 2
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 # TF op names end a layer's scope with one of these (…/block_1_depthwise_1/depthwise, …_BN_1/batchnorm/…)
 _OP_TAILS = "convolution|depthwise|batchnorm|MatMul|BiasAdd"
@@ -127,7 +127,7 @@ def tflite_weighted_ops(model_bytes: bytes | bytearray) -> list[dict]:
                 "type": kind,
                 "output": graph.Tensors(op.Outputs(0)).Name().decode(),
                 "weight": graph.Tensors(inputs[1]).Name().decode(),
-                "tensors": [t for t in inputs[1:] if t >= 0],
+                "weight_tensor": inputs[1],
             }
         )
     return ops
@@ -144,7 +144,8 @@ def tflite_ops_of(units: list[Unit], ops: list[dict]) -> dict[str, dict]:
 
 
 class _PatchedTFLite:
-    """An fp32 TFLite model whose chosen units' weights can be rounded to fp16 in place."""
+    """An fp32 TFLite model whose chosen units' weights can be rounded to fp16 in place (biases
+    stay float32, as in the fp16 artefacts)."""
 
     def __init__(self, path: Path, units: list[Unit]):
         from ai_edge_litert import schema_py_generated as schema
@@ -154,12 +155,8 @@ class _PatchedTFLite:
         graph = model.Subgraphs(0)
         self.views: dict[str, list[np.ndarray]] = {}
         for name, op in tflite_ops_of(units, tflite_weighted_ops(self.buffer)).items():
-            views = []
-            for t in op["tensors"]:
-                data = model.Buffers(graph.Tensors(t).Buffer()).DataAsNumpy()
-                if isinstance(data, np.ndarray) and data.size:
-                    views.append(data.view(np.float32))  # a view into self.buffer
-            self.views[name] = views
+            data = model.Buffers(graph.Tensors(op["weight_tensor"]).Buffer()).DataAsNumpy()
+            self.views[name] = [data.view(np.float32)]  # a view into self.buffer
         self.original = {k: [v.copy() for v in vs] for k, vs in self.views.items()}
 
     def run(self, images: np.ndarray, rounded: set[str] = frozenset()) -> dict[str, np.ndarray]:

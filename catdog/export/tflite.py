@@ -104,7 +104,7 @@ def float_ops(path: Path) -> list[str]:
             producers[op.Outputs(j)] = model.OperatorCodes(op.OpcodeIndex()).BuiltinCode()
     float_weight = []
     for op in tflite_weighted_ops(data):
-        weight = next(i for i in op["tensors"])
+        weight = op["weight_tensor"]
         # a weight produced by a DEQUANTIZE op is stored reduced (fp16 or int8)
         if graph.Tensors(weight).Type() == schema.TensorType.FLOAT32 and weight not in producers:
             float_weight.append(op["weight"])
