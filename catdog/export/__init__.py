@@ -152,18 +152,9 @@ def export_run(
     keep = mixed_precision_plan(
         model, model_sha, precisions, calibration, calibration_samples, out_dir, run.path, mixed, keep_float, progress
     )
-    jobs = [(f, p) for f in formats for p in precisions]
+    jobs = [(f, p, out_dir) for f in formats for p in precisions]
     # the measured choice is compared with rounding every layer; a hand-picked --keep-float is not
-    compare = [(f, p) for f in formats for p in precisions if f != "coreml" and keep.get(p) and keep_float is None]
-    artefacts, uniform = [], []
-    with tqdm(total=len(jobs) + len(compare), desc="export", unit="artefact", disable=not progress) as bar:
-        for fmt, precision in jobs:
-            artefacts.append(export(model, fmt, precision, out_dir, backbone, calibration, metadata, keep.get(precision, [])))
-            bar.update()
-        for fmt, precision in compare:  # the same artefact without mixed precision, for parity's side-by-side
-            entry = export(model, fmt, precision, out_dir / "uniform", backbone, calibration, metadata)
-            uniform.append({**entry, "file": f"uniform/{entry['file']}"})
-            bar.update()
+    jobs += [(f, p, out_dir / "uniform") for f in formats for p in precisions if f != "coreml" and keep.get(p) and keep_float is None]
     _write_text(out_dir / "labels.txt", "\n".join(LABELS) + "\n")
     manifest = {
         "manifest_version": MANIFEST_VERSION,
@@ -178,11 +169,40 @@ def export_run(
         "temperature": temperature,
         "calibration_photos": 0 if calibration is None else int(len(calibration)),
         "mixed_precision": {p: [u.name for u in keep.get(p, [])] for p in precisions if p != "fp32"},
-        "artefacts": artefacts,
-        "uniform_artefacts": uniform,
     }
-    _write_text(out_dir / "manifest.json", json.dumps(manifest, indent=2))
+    done = _complete_artefacts(out_dir, manifest)
+    manifest.update(artefacts=[], uniform_artefacts=[])
+    for fmt, precision, folder in tqdm(jobs, desc="export", unit="artefact", disable=not progress):
+        uniform = folder != out_dir
+        file = ("uniform/" if uniform else "") + artefact_name(backbone, fmt, precision)
+        entry = done.get(file)
+        if entry is None:
+            entry = export(model, fmt, precision, folder, backbone, calibration, metadata, [] if uniform else keep.get(precision, []))
+            entry["file"] = file
+        manifest["uniform_artefacts" if uniform else "artefacts"].append(entry)
+        # after every artefact: at any instant the manifest lists only complete artefacts
+        _write_text(out_dir / "manifest.json", json.dumps(manifest, indent=2))
     return manifest
+
+
+def _complete_artefacts(out_dir: Path, header: dict) -> dict[str, dict]:
+    """file -> manifest entry of the artefacts an earlier (perhaps killed) export left complete:
+    same Keras model, settings and kept layers, and a file whose sha256 still matches."""
+    path = out_dir / "manifest.json"
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    same = ("keras_model", "temperature", "calibration_photos", "backbone", "input")
+    if any(old.get(k) != header[k] for k in same):
+        return {}
+    done = {}
+    for entry in old.get("artefacts", []) + old.get("uniform_artefacts", []):
+        planned = [] if entry["precision"] == "fp32" or entry["file"].startswith("uniform/") else header["mixed_precision"].get(entry["precision"])
+        artefact = out_dir / entry["file"]
+        if entry.get("kept_float32", []) == planned and artefact.exists() and sha256_path(artefact) == entry["sha256"]:
+            done[entry["file"]] = entry
+    return done
 
 
 def _write_text(path: Path, text: str) -> None:
