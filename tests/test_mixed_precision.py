@@ -9,13 +9,14 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import REFERENCE, TRAIN, kaggle_names, needs_shared
+from conftest import REFERENCE, kaggle_names, needs_shared
 
 
-def _photos(numbers, size):
-    from catdog.data import Sample, iter_batches
+def _photos(folder, numbers, size):
+    from catdog.data import iter_batches, scan
+    from conftest import copy_photos
 
-    samples = [Sample(TRAIN / n, n, 0 if n.startswith("cat") else 1) for n in kaggle_names("cat", numbers) + kaggle_names("dog", numbers)]
+    samples = scan(copy_photos(folder, kaggle_names("cat", numbers) + kaggle_names("dog", numbers)))[0]
     batches = list(iter_batches(samples, batch_size=32, size=size))
     return np.concatenate([b.images for b in batches]).astype(np.float32), np.array([s.label for b in batches for s in b.samples])
 
@@ -68,7 +69,7 @@ def test_analysis_ranks_a_perturbed_layer_first(subset_run, tmp_path):
     units = weighted_units(net)
     path = tmp_path / "fp32.tflite"
     path.write_bytes(fp32_model(net))
-    images, _ = _photos(range(950, 954), 224)
+    images, _ = _photos(tmp_path / "photos", range(950, 954), 224)
     result = fp16_analysis(path, units, images)
     assert result["ranked"][0] == "block_5_depthwise", result["ranked"][:5]
     assert result["alone"]["block_5_depthwise"]["cam_max_rel"] > 10 * result["alone"][result["ranked"][1]]["cam_max_rel"]
