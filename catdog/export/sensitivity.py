@@ -172,9 +172,12 @@ class _PatchedTFLite:
 
 
 def output_error(reference: dict, outputs: dict) -> dict:
-    """max |Δp|, CAM max |Δ| relative to the largest |CAM|, and max |Δ logit(dog) - logit(cat)|."""
+    """max |Δp|, CAM max |Δ| relative to the largest |CAM|, and max |Δ logit(dog) - logit(cat)|;
+    infinite where an output is not finite (a weight past fp16's 65504 becomes inf)."""
     p_ref, p = reference[PROBABILITIES].astype(np.float64), outputs[PROBABILITIES].astype(np.float64)
     c_ref, c = reference[CAM].astype(np.float64), outputs[CAM].astype(np.float64)
+    if not (np.isfinite(p).all() and np.isfinite(c).all()):
+        return {"prob_max_abs": float("inf"), "cam_max_rel": float("inf"), "logit_max_abs": float("inf")}
     margin = lambda q: np.log(np.clip(q[:, 1], 1e-30, None)) - np.log(np.clip(q[:, 0], 1e-30, None))  # noqa: E731
     return {
         "prob_max_abs": float(np.abs(p - p_ref).max()),
