@@ -344,7 +344,7 @@ def _add_exclude_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _add_decode_args(p: argparse.ArgumentParser) -> None:
-    from catdog.data.ingest import MAX_PIXELS
+    from catdog.data.limits import MAX_PIXELS
 
     p.add_argument("--batch-size", type=int, default=32, help="photos per network call (default 32)")
     p.add_argument(
@@ -354,7 +354,7 @@ def _add_decode_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_feature_args(p: argparse.ArgumentParser) -> None:
-    from catdog.features.backbones import BACKBONES
+    from catdog.features.specs import BACKBONES
 
     p.add_argument(
         "--backbone", default="mobilenet_v2", metavar="NAME[,NAME]",
