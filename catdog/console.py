@@ -92,8 +92,9 @@ def quiet(verbose: bool = False) -> Iterator[None]:
     if verbose:
         yield
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("TQDM_DISABLE", "1")  # library bars only: catdog's bars pass disable= themselves
+    env = {"TF_CPP_MIN_LOG_LEVEL": "2", "TQDM_DISABLE": "1"}  # TQDM_DISABLE: library bars only (see above)
+    env = {k: v for k, v in env.items() if k not in os.environ}  # a user's own setting wins
+    os.environ.update(env)
     levels = {name: logging.getLogger(name).level for name in LIBRARY_LOGGERS}
     for name in LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -111,6 +112,8 @@ def quiet(verbose: bool = False) -> Iterator[None]:
         with filtered_fd2(is_native_noise):
             yield
     finally:
+        for name in env:  # read once at import by TensorFlow and tqdm; a caller's process gets its environment back
+            os.environ.pop(name, None)
         warnings.showwarning = show
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
