@@ -67,11 +67,13 @@ def calibration(labels: np.ndarray, p_dog: np.ndarray, title: str) -> bytes:
     rows = reliability(labels, p_dog)
     fig, (ax, hist) = plt.subplots(1, 2, figsize=(11, 3.9))
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfectly calibrated")
-    ax.plot([r["predicted"] for r in rows], [r["observed"] for r in rows], color="tab:blue")
+    # points, not a line: a middle bin holds a handful of photos, and its share jumps by whole photos
     ax.scatter(
         [r["predicted"] for r in rows], [r["observed"] for r in rows], s=[20 + 180 * r["n"] / len(labels) for r in rows],
-        color="tab:blue", zorder=3, label="photos per bin (area)",
+        color="tab:blue", zorder=3, label="one bin of P(dog) (area ~ photos)",
     )
+    for r in rows:
+        ax.annotate(str(r["n"]), (r["predicted"], r["observed"]), textcoords="offset points", xytext=(6, -10), fontsize=8)
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted P(dog)", ylabel="share of dogs", title=title)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left")

@@ -27,7 +27,8 @@ class HeldOut:
 
 
 def _features_path(run_dir: Path, metrics: dict) -> Path | None:
-    for candidate in (metrics.get("features_file"), run_dir / "features.h5"):
+    """The run's own features.h5, else the file metrics.json names (relative to where training ran)."""
+    for candidate in (run_dir / "features.h5", metrics.get("features_file")):
         if candidate and Path(candidate).is_file():
             return Path(candidate)
     return None
@@ -46,18 +47,11 @@ def held_out_predictions(run_dir: Path, metrics: dict, model=None) -> HeldOut | 
     held_out = bool(split.get("validation"))
     features, head = _features_path(run_dir, metrics), run_dir / "head.keras"
     if features is not None and head.is_file() and metrics.get("finetuned_from") is None:
-        import keras
-
-        from catdog.features import load_features
-
-        feature_set = load_features(features)
-        row = {n: i for i, n in enumerate(feature_set.names)}
-        wanted = [n for n in names if n in row] if names else [n for n, y in zip(feature_set.names, feature_set.labels) if y >= 0]
-        if wanted:
-            idx = np.array([row[n] for n in wanted])
-            probs = np.asarray(keras.models.load_model(head).predict(feature_set.features[idx], batch_size=512, verbose=0))
+        found = _head_on_features(features, head, names)
+        if found is not None:
+            wanted, labels, p_dog = found
             source = "head.keras on the cached features" + ("" if held_out else " (no validation split: training photos)")
-            return HeldOut(wanted, feature_set.labels[idx].astype(int), probs[:, 1], source, held_out and bool(names))
+            return HeldOut(wanted, labels, p_dog, source, held_out)
     samples = _samples(metrics, names)
     if not samples or model is None:
         return None
@@ -66,6 +60,27 @@ def held_out_predictions(run_dir: Path, metrics: dict, model=None) -> HeldOut | 
     predictions = predict_images(model, samples, progress=False)
     labels = np.array([s.label for s in predictions.samples])
     return HeldOut([s.name for s in predictions.samples], labels, predictions.probabilities[:, 1], "the full model on the photos", held_out)
+
+
+def _head_on_features(features: Path, head: Path, names: list[str]):
+    """(names, labels, P(dog)) of `names` (every labelled photo if empty) from the head on the
+    cached features; None if the file does not hold them or does not fit the head."""
+    import keras
+
+    from catdog.features import load_features
+
+    try:
+        feature_set = load_features(features)
+        model = keras.models.load_model(head)
+    except Exception:  # unreadable or foreign: the caller falls back to the photos
+        return None
+    row = {n: i for i, n in enumerate(feature_set.names)}
+    wanted = [n for n in names if n in row] if names else [n for n, y in zip(feature_set.names, feature_set.labels) if y >= 0]
+    if not wanted or len(wanted) < len(names) or feature_set.features.shape[1] != model.input_shape[-1]:
+        return None
+    idx = np.array([row[n] for n in wanted])
+    probs = np.asarray(model.predict(feature_set.features[idx], batch_size=512, verbose=0))
+    return wanted, feature_set.labels[idx].astype(int), probs[:, 1]
 
 
 def _read_split(run_dir: Path) -> dict:
