@@ -66,22 +66,22 @@ def calibration(labels: np.ndarray, p_dog: np.ndarray, title: str) -> bytes:
     plt = _pyplot()
     rows = reliability(labels, p_dog)
     fig, (ax, hist) = plt.subplots(1, 2, figsize=(11, 3.9))
-    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfectly calibrated")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--")
     # points, not a line: a middle bin holds a handful of photos, and its share jumps by whole photos
     ax.scatter(
         [r["predicted"] for r in rows], [r["observed"] for r in rows], s=[20 + 180 * r["n"] / len(labels) for r in rows],
-        color="tab:blue", zorder=3, label="one bin of P(dog) (area ~ photos)",
+        color="tab:blue", zorder=3,
     )
     for r in rows:
         ax.annotate(str(r["n"]), (r["predicted"], r["observed"]), textcoords="offset points", xytext=(6, -10), fontsize=8)
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted P(dog)", ylabel="share of dogs", title=title)
+    ax.set(xlim=(-0.04, 1.04), ylim=(-0.06, 1.08), xlabel="predicted P(dog), bins of 0.1", ylabel="share of dogs", title=title)
+    ax.text(0.02, 0.97, "dashed: perfectly calibrated\nlabels: photos per bin", transform=ax.transAxes, va="top", fontsize=8, color="dimgrey")
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left")
     edges = np.linspace(0, 1, 21)
     for label, name in ((0, "cats"), (1, "dogs")):
         hist.hist(np.asarray(p_dog)[np.asarray(labels) == label], bins=edges, alpha=0.6, label=name)
     hist.set(yscale="log", xlabel="predicted P(dog)", ylabel="photos (log scale)", title="predictions by true class")
-    hist.yaxis.set_major_formatter(_pyplot().matplotlib.ticker.ScalarFormatter())
+    hist.yaxis.set_major_formatter(_pyplot().matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     hist.legend()
     fig.tight_layout()
     return _png(fig)
