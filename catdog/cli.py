@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from catdog.errors import CatdogError
 
 EXIT_USAGE = 2
-
-
-def _quiet_tensorflow() -> None:
-    # TF prints CPU-feature and oneDNN notices on import; they are not the user's concern.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 
 def _report_rejections(rejections, csv_path: Path | None) -> None:
@@ -38,7 +31,8 @@ def _scan(data: str):
     return samples, rejections
 
 
-def _features(args, data: str, out: Path, rejected_csv: Path):
+def _features(args, data: str, out: Path, rejected_csv: Path, brief: bool = False):
+    """Extract features; returns (report, its one-line summary), printed unless brief (`run` prints it as a stage line)."""
     from catdog.features import extract_features
 
     samples, scan_rejections = _scan(data)
@@ -72,11 +66,10 @@ def _features(args, data: str, out: Path, rejected_csv: Path):
     if used == 0:
         raise CatdogError(f"{data}: no usable photo ({len(rejections)} file(s) rejected, see {rejected_csv})")
     speed = f" at {report.images_per_s:.1f} images/s" if report.computed else ""
-    print(
-        f"features: {used} photos in {out} ({report.computed} computed{speed}, {report.cached} from cache, "
-        f"{len(rejections)} rejected)"
-    )
-    return report
+    line = f"{used} photos in {out} ({report.computed} computed{speed}, {report.cached} from cache, {len(rejections)} rejected)"
+    if not brief:
+        print(f"features: {line}")
+    return report, line
 
 
 def cmd_features(args) -> int:
@@ -116,7 +109,7 @@ def _print_metrics(metrics: dict) -> None:
         print(f"{cv['folds']}-fold cross-validation: log loss {cv['log_loss']:.4f} ({folds}), accuracy {cv['accuracy']:.2%}")
 
 
-def _train(args, features_path: Path, run_dir: Path) -> dict:
+def _train(args, features_path: Path, run_dir: Path, brief: bool = False) -> dict:
     from catdog.features import load_features, without
     from catdog.training import train_run
 
@@ -127,30 +120,57 @@ def _train(args, features_path: Path, run_dir: Path) -> dict:
         feature_set, dropped = without(feature_set, read_exclude(args.exclude))
         print(f"excluded {dropped} photo(s) listed in {args.exclude}")
     metrics = train_run(feature_set, run_dir, _head_config(args), str(features_path), cv_folds=args.cv)
-    _print_metrics(metrics)
-    print(f"run written to {run_dir} (model.keras, head.keras, metrics.json, curves.png)")
+    if not brief:
+        _print_metrics(metrics)
+        print(f"run written to {run_dir} (model.keras, head.keras, metrics.json, curves.png)")
     return metrics
+
+
+def _report(run_dir: Path, art_dir: Path | None = None, model=None) -> dict:
+    from catdog.report import write_report
+
+    facts = write_report(run_dir, art_dir, model)
+    print(f"report: {facts['report']}")
+    return facts
 
 
 def cmd_train(args) -> int:
     _train(args, Path(args.features), Path(args.out))
+    _report(Path(args.out))
     return 0
 
 
 def cmd_run(args) -> int:
-    run_dir = Path(args.out)
-    _features(args, args.data, run_dir / "features.h5", run_dir / "rejected.csv")
-    _train(args, run_dir / "features.h5", run_dir)
-    if args.no_export:
-        return 0
-    from catdog.training import load_run
+    """Every stage, one line each with its time and key figure, then the summary table."""
+    import time
 
-    run = load_run(run_dir)
-    art_dir = run_dir / "artefacts"
-    _export(run, args, art_dir)
-    validation = _run_photos(run, "validation")
-    reference = args.reference or [s.path for s in validation[:: max(1, len(validation) // 24)][:24]]
-    return _parity(art_dir, reference, validation, run_dir, edge=True)
+    from catdog.report import Stage, export_figure, parity_figure, summary_table, training_figure, write_report
+    from catdog.report.facts import read_json
+
+    start = time.perf_counter()
+    run_dir = Path(args.out)
+    with Stage("features") as stage:
+        stage.figure = _features(args, args.data, run_dir / "features.h5", run_dir / "rejected.csv", brief=True)[1]
+    with Stage("training") as stage:
+        stage.figure = training_figure(_train(args, run_dir / "features.h5", run_dir, brief=True))
+    code, model, art_dir = 0, None, None
+    if not args.no_export:
+        from catdog.training import load_run
+
+        run = load_run(run_dir)
+        model, art_dir = run.model, run_dir / "artefacts"
+        with Stage("export") as stage:
+            stage.figure = export_figure(_export(run, args, art_dir, brief=True), art_dir)
+        with Stage("parity") as stage:
+            validation = _run_photos(run, "validation")
+            reference = args.reference or [s.path for s in validation[:: max(1, len(validation) // 24)][:24]]
+            code = _parity(art_dir, reference, validation, run_dir, edge=True, brief=True)
+            stage.figure = parity_figure(read_json(art_dir / "parity.json") or {}, art_dir)
+    with Stage("report") as stage:
+        facts = write_report(run_dir, art_dir, model)
+        stage.figure = facts["report"]
+    print(summary_table(facts, time.perf_counter() - start))
+    return code
 
 
 def _run_photos(run, split: str):
@@ -165,7 +185,7 @@ def _run_photos(run, split: str):
     return [s for s in scan(data_dir)[0] if s.name in names]
 
 
-def _export(run, args, out: Path) -> dict:
+def _export(run, args, out: Path, brief: bool = False) -> dict:
     from catdog.data import scan
     from catdog.export import FORMATS, PRECISIONS, export_run, parse_list
 
@@ -177,6 +197,8 @@ def _export(run, args, out: Path) -> dict:
         run, formats_, precisions_, out, calibration, calibrated=getattr(args, "calibrated", False),
         mixed=args.mixed == "on", keep_float=keep_float,
     )
+    if brief:
+        return manifest
     print(f"{'artefact':<42} {'MB':>7} {'export s':>9}  float32 layers")
     for a in manifest["artefacts"]:
         kept = "all" if a["precision"] == "fp32" else (", ".join(a["kept_float32"]) or "none")
@@ -192,10 +214,12 @@ def cmd_export(args) -> int:
     return 0
 
 
-def _parity(art_dir: Path, images, labelled, run_dir, edge: bool) -> int:
+def _parity(art_dir: Path, images, labelled, run_dir, edge: bool, brief: bool = False) -> int:
     from catdog.parity import run_parity
 
     report = run_parity(art_dir, images, labelled, run_dir, edge)
+    if brief:
+        return 0 if report["passed"] else 1
     print((art_dir / "parity.md").read_text())
     print(f"parity: {'passed' if report['passed'] else 'FAILED'} ({art_dir / 'parity.json'})")
     return 0 if report["passed"] else 1
@@ -334,6 +358,12 @@ def cmd_finetune(args) -> int:
     if not metrics["improved"]:
         print("fine-tuning did not beat the starting model on the validation split: the starting weights were kept")
     print(f"run written to {args.out}")
+    _report(Path(args.out))
+    return 0
+
+
+def cmd_report(args) -> int:
+    _report(Path(args.run_dir), Path(args.art) if args.art else None)
     return 0
 
 
@@ -349,7 +379,7 @@ def _add_exclude_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _add_decode_args(p: argparse.ArgumentParser) -> None:
-    from catdog.data.ingest import MAX_PIXELS
+    from catdog.data.limits import MAX_PIXELS
 
     p.add_argument("--batch-size", type=int, default=32, help="photos per network call (default 32)")
     p.add_argument(
@@ -359,7 +389,7 @@ def _add_decode_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_feature_args(p: argparse.ArgumentParser) -> None:
-    from catdog.features.backbones import BACKBONES
+    from catdog.features.specs import BACKBONES
 
     p.add_argument(
         "--backbone", default="mobilenet_v2", metavar="NAME[,NAME]",
@@ -410,8 +440,12 @@ def _add_export_args(p: argparse.ArgumentParser, required_out: bool) -> None:
         p.add_argument("--out", required=True, metavar="ART_DIR")
 
 
+VERBOSE_HELP = "also show TensorFlow, absl, LiteRT and converter logs and library warnings"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="catdog", description=__doc__)
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("features", help="extract backbone features of DATA into an h5 cache (resumable)")
@@ -468,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-edge", action="store_true", help="do not add edge cases (grayscale, tiny, large, strips)")
     p.set_defaults(func=cmd_parity)
 
-    p = sub.add_parser("run", help="the whole chain: features, head, metrics, export, parity, into RUN_DIR")
+    p = sub.add_parser("run", help="the whole chain: features, head, metrics, export, parity and report.html, into RUN_DIR")
     p.add_argument("data", metavar="DATA")
     p.add_argument("--out", required=True, metavar="RUN_DIR")
     _add_feature_args(p)
@@ -502,20 +536,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_finetune)
 
+    p = sub.add_parser("report", help="write RUN_DIR/report.html: data, curves, calibration, CAMs, parity, sizes, latencies")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--art", metavar="ART_DIR", help="the run's artefacts (default RUN_DIR/artefacts where it exists)")
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("serve", help="web page and JSON API: upload a photo, get P(cat)/P(dog) and the CAM")
     p.add_argument("path", metavar="RUN_DIR|ART_DIR", help="an ART_DIR serves its ONNX (else TFLite) fp32 artefact; a RUN_DIR its Keras model")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--threads", type=int, default=8, help="waitress worker threads (default 8)")
     p.set_defaults(func=cmd_serve)
+
+    for command in sub.choices.values():  # --verbose after COMMAND too; SUPPRESS keeps the global one's value
+        command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    _quiet_tensorflow()
+    from catdog.console import quiet
+
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with quiet(args.verbose):
+            return args.func(args)
     except CatdogError as exc:
         print(f"catdog: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -11,37 +11,16 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 
 from catdog.data import IMAGE_SIZE
 from catdog.errors import CatdogError
+from catdog.features.specs import BACKBONES, BackboneSpec
 
 # Caffe-style ImageNet mean, in BGR order (what ResNet50's preprocess_input subtracts).
 BGR_MEAN = (103.939, 116.779, 123.68)
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """What catdog needs to know about one Keras application backbone."""
-
-    name: str
-    constructor: str  # attribute of keras.applications
-    preprocess_mode: str  # "caffe": RGB->BGR then minus BGR_MEAN; "tf": x / 127.5 - 1
-    feature_dim: int  # channels C of the last conv block (7 x 7 x C)
-    notop_weights_file: str  # file name Keras caches in $KERAS_HOME/models/
-
-
-BACKBONES = {
-    "resnet50": BackboneSpec(
-        "resnet50", "ResNet50", "caffe", 2048, "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
-    ),
-    "mobilenet_v2": BackboneSpec(
-        "mobilenet_v2", "MobileNetV2", "tf", 1280, "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
-    ),
-}
 
 
 def backbone_names(name: str) -> list[str]:
