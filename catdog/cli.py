@@ -65,7 +65,6 @@ def _features(args, data: str, out: Path, rejected_csv: Path):
         excluded=excluded,
         engine=args.engine,
         image_size=args.image_size,
-        mirror=getattr(args, "mirror_only", False),
     )
     rejections = scan_rejections + report.rejections
     _report_rejections(rejections, rejected_csv)
@@ -391,7 +390,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("features", help="extract backbone features of DATA into an h5 cache (resumable)")
     p.add_argument("data", metavar="DATA", help="Kaggle-layout folder (cat.N.jpg, dog.N.jpg, N.jpg) or cat/ dog/ folders")
     p.add_argument("--out", required=True, metavar="FEATURES.h5")
-    p.add_argument("--mirror", dest="mirror_only", action="store_true", help="store the features of each photo's mirror image")
     _add_feature_args(p)
     _add_exclude_arg(p)
     p.set_defaults(func=cmd_features)

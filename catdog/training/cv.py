@@ -17,7 +17,9 @@ with it. No photo's score ever comes from a model or a setting chosen with that 
 
 from __future__ import annotations
 
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,8 +27,9 @@ import numpy as np
 from catdog.training import metrics as M
 
 # Measured on the shared photos (README, Results): the CV optimum sits at 1e-3..1e-2 for every
-# backbone and size tried, so the grid brackets it by a decade on each side.
-L2_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+# backbone and size tried (1e-4 and 1e-1 were never chosen), so the grid brackets it by one step
+# of about 3x on each side.
+L2_GRID = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
 
 
 @dataclass(frozen=True)
@@ -43,28 +46,56 @@ class Logistic:
         return 1.0 / (1.0 + np.exp(-self.logit(x) / temperature))
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float) -> Logistic:
-    """L2 logistic regression on rows x (N, C) with labels y (N,) in {0, 1}, to convergence."""
+def fit_path(x: np.ndarray, y: np.ndarray, l2s) -> dict[float, Logistic]:
+    """L2 logistic regressions on rows x (N, C) with labels y (N,) in {0, 1}, one per l2, each
+    fitted to convergence (L-BFGS, scikit-learn); returns {l2: Logistic}.
+
+    Fitted from the strongest penalty to the weakest, each starting from the previous solution
+    (the optimum moves little between neighbouring l2s: about a third fewer iterations).
+    float32 rows: half the memory traffic of float64, 2.3x faster here, same log loss to 1e-5.
+    """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_limits
 
-    x = np.asarray(x, np.float64)
-    model = LogisticRegression(C=1.0 / (l2 * len(x)), solver="lbfgs", max_iter=5000, tol=1e-6)
-    # One BLAS thread: these are small matrix-vector products, and measured here a second
-    # OpenBLAS thread on a busy 2-core machine made each fit 7x slower (6.8 s vs 0.9 s).
+    x, y = np.asarray(x, np.float32), np.asarray(y)
+    model = LogisticRegression(solver="lbfgs", max_iter=5000, tol=1e-6, warm_start=True)
+    fitted = {}
+    # One BLAS thread: these are matrix-vector products, and measured here a second OpenBLAS
+    # thread on a busy 2-core machine made each fit 7x slower (6.8 s vs 0.9 s).
     with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("error", ConvergenceWarning)  # never ship a half-fitted head silently
-        try:
-            model.fit(x, np.asarray(y))
-        except ConvergenceWarning:
-            from catdog.errors import CatdogError
+        for l2 in sorted(l2s, reverse=True):
+            model.set_params(C=1.0 / (l2 * len(x)))
+            try:
+                model.fit(x, y)
+            except ConvergenceWarning:
+                from catdog.errors import CatdogError
 
-            raise CatdogError(
-                f"the head did not converge in {model.max_iter} L-BFGS iterations at l2 {l2:g}; "
-                "leave the smallest values out of --l2 (a larger l2 converges faster)"
-            ) from None
-    return Logistic(model.coef_[0].copy(), float(model.intercept_[0]))
+                raise CatdogError(
+                    f"the head did not converge in {model.max_iter} L-BFGS iterations at l2 {l2:g}; "
+                    "leave the smallest values out of --l2 (a larger l2 converges faster)"
+                ) from None
+            fitted[l2] = Logistic(model.coef_[0].astype(np.float64), float(model.intercept_[0]))
+    return fitted
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float) -> Logistic:
+    """One L2 logistic regression (see `fit_path`), from a cold start."""
+    return fit_path(x, y, [l2])[l2]
+
+
+def _map(fn, items: list, workers: int) -> list:
+    """fn over items, on up to `workers` threads (the fits release the GIL in BLAS); in order."""
+    workers = max(1, min(workers, len(items)))
+    if workers == 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(fn, items))
+
+
+def default_workers() -> int:
+    return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -133,17 +164,17 @@ class Selection:
     folds: list[tuple[np.ndarray, np.ndarray]]  # (train, score) indices into the full data
 
 
-def select(data: Data, idx: np.ndarray, options: Options, k: int, seed: int) -> Selection:
+def select(data: Data, idx: np.ndarray, options: Options, k: int, seed: int, workers: int = 1) -> Selection:
     """Choose l2 (and the temperature) by K-fold CV on the photos `idx` alone."""
     folds_of = stratified_folds(data.y[idx], k, seed)
     folds = [(idx[folds_of != f], idx[folds_of == f]) for f in range(k)]
     oof = {l2: np.zeros(len(idx)) for l2 in options.l2_grid}
     position = {photo: i for i, photo in enumerate(idx)}
-    for tr, va in folds:
-        x_tr, y_tr = data.rows(tr, options.mirror)
+    paths = _map(lambda fold: fit_path(*data.rows(fold[0], options.mirror), options.l2_grid), folds, workers)
+    for (_, va), path in zip(folds, paths):
         at = np.array([position[p] for p in va])
-        for l2 in options.l2_grid:
-            oof[l2][at] = data.p_dog(fit_logistic(x_tr, y_tr, l2), va, options.tta)
+        for l2, head in path.items():
+            oof[l2][at] = data.p_dog(head, va, options.tta)
     y = data.y[idx]
     scores = {l2: M.log_loss(y, p) for l2, p in oof.items()}
     best = min(options.l2_grid, key=lambda l2: (scores[l2], -l2))  # a tie goes to the stronger penalty
@@ -167,6 +198,7 @@ class OuterFold:
     train: np.ndarray  # photos the settings were chosen on and the head fitted on
     test: np.ndarray  # photos scored by that head
     selection: Selection  # its inner CV (selection.folds index only `train`)
+    p_dog: np.ndarray | None = None  # the scores of `test`
 
 
 @dataclass
@@ -177,25 +209,37 @@ class NestedCV:
 
 
 def nested_cv(
-    data: Data, options: Options, k: int = 5, inner_k: int = 5, seed: int = 0, on_fold=None, folds: np.ndarray | None = None
+    data: Data,
+    options: Options,
+    k: int = 5,
+    inner_k: int = 5,
+    seed: int = 0,
+    on_fold=None,
+    folds: np.ndarray | None = None,
+    workers: int | None = None,
 ) -> NestedCV:
     """Out-of-fold predictions of the whole procedure (select, then fit), for every photo.
 
     folds: the outer fold of each photo (default: `stratified_folds(y, k, seed)`).
-    on_fold: called after each outer fold (a progress bar's update)."""
+    on_fold: called after each outer fold (a progress bar's update).
+    workers: outer folds run side by side on this many threads (default: one per CPU);
+    each fold's result does not depend on it."""
     n = len(data.y)
     folds = stratified_folds(data.y, k, seed) if folds is None else np.asarray(folds)
-    k = int(folds.max()) + 1
-    p_dog = np.zeros(n)
-    records = []
-    for f in range(k):
+
+    def outer(f: int) -> OuterFold:
         train, test = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
         selection = select(data, train, options, inner_k, seed + 1 + f)
-        head = fit(data, train, options, selection.l2)
-        p_dog[test] = data.p_dog(head, test, options.tta, selection.temperature)
-        records.append(OuterFold(train, test, selection))
+        record = OuterFold(train, test, selection)
+        record.p_dog = data.p_dog(fit(data, train, options, selection.l2), test, options.tta, selection.temperature)
         if on_fold:
             on_fold()
+        return record
+
+    records = _map(outer, list(range(int(folds.max()) + 1)), workers or default_workers())
+    p_dog = np.zeros(n)
+    for record in records:
+        p_dog[record.test] = record.p_dog
     return NestedCV(p_dog, folds, records)
 
 

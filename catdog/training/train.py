@@ -188,7 +188,7 @@ def train_head(
     rows = _labelled(feature_set)
     data = _data(feature_set, rows, mirrored, config)
     everyone = np.arange(len(rows))
-    selection = CV.select(data, everyone, config.options, config.folds, config.seed)
+    selection = CV.select(data, everyone, config.options, config.folds, config.seed, workers=CV.default_workers())
     logistic = CV.fit(data, everyone, config.options, selection.l2)
     if config.temperature:  # dividing the logit by T is a rescaled logistic regression
         logistic = CV.Logistic(logistic.w / selection.temperature, logistic.b / selection.temperature)
