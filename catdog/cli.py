@@ -415,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="submission.csv")
     p.add_argument("--clip", nargs=2, type=float, default=[0.005, 0.995], metavar=("LOW", "HIGH"), help="default 0.005 0.995")
     p.add_argument("--no-clip", action="store_true", help="write the probabilities unclipped")
-    p.add_argument("--calibrated", action="store_true", help="apply the temperature fitted on the validation split")
+    p.add_argument("--calibrated", action="store_true", help="apply the run's temperature (fitted on its cross-validated predictions)")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: average each photo with its mirror image")
     _add_decode_args(p)
     p.set_defaults(func=cmd_predict)
@@ -430,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export RUN_DIR to Core ML / TFLite / ONNX with manifest.json")
     p.add_argument("run_dir", metavar="RUN_DIR")
     _add_export_args(p, required_out=True)
-    p.add_argument("--calibrated", action="store_true", help="fold the run's validation temperature into the models")
+    p.add_argument("--calibrated", action="store_true", help="fold the run's temperature (fitted on its cross-validated predictions) into the models")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("parity", help="compare every artefact in ART_DIR with the Keras model")

@@ -156,5 +156,5 @@ def test_catdog_run_goes_from_photos_to_verified_artefacts(tmp_path):
     code = main(["run", str(data), "--out", str(run_dir), "--formats", "tflite,onnx", "--precision", "fp32"])
     report = json.loads((run_dir / "artefacts" / "parity.json").read_text())
     assert code == 0 and report["passed"]
-    assert report["labelled_photos"] == 24  # the validation split, for int8 accuracy when exported
+    assert report["labelled_photos"] == 24  # the run's parity photos (split.json), for int8 accuracy when exported
     assert len(load_manifest(run_dir / "artefacts")["artefacts"]) == 2
