@@ -16,7 +16,6 @@ Prints a table and writes bench/results/choices.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -111,8 +110,6 @@ def suspect_names(path: Path | None, data: Path, features_dir: Path) -> tuple[se
 
 
 def main() -> int:
-    import numpy as np
-
     from catdog.training.cv import Options, bootstrap_interval, estimate, nested_cv, per_photo_log_loss
 
     parser = argparse.ArgumentParser(prog="python -m bench.choices", description=__doc__,

@@ -138,7 +138,6 @@ def cmd_run(args) -> int:
     return code
 
 
-
 def _export(run, formats: str, precisions: str, out: Path, calibration_dir: str | None, calibrated: bool = False) -> dict:
     from catdog.data import scan
     from catdog.export import FORMATS, PRECISIONS, export_run, parse_list

@@ -2,6 +2,7 @@
 nested-CV estimate), fine-tuning; the full model; evaluation and predictions."""
 
 from catdog.training import cv, metrics
+from catdog.training.cv import stratified_folds
 from catdog.training.inference import (
     Predictions,
     Run,
@@ -19,7 +20,6 @@ from catdog.training.train import (
     build_head,
     full_model,
     nested_estimate,
-    stratified_folds,
     stratified_split,
     train_head,
     train_run,

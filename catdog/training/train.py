@@ -24,7 +24,7 @@ import csv
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -37,7 +37,6 @@ from catdog.errors import CatdogError
 from catdog.features import BackbonePreprocessing, FeatureSet, build_backbone, get_spec, image_input, input_size
 from catdog.training import cv as CV
 from catdog.training import metrics as M
-from catdog.training.cv import stratified_folds
 
 PARITY_FRACTION = 0.2  # share of the training photos named for parity (400 of the 2,002 shared photos)
 
@@ -158,11 +157,12 @@ class TrainResult:
     train_idx: np.ndarray  # rows of the feature set that trained it: every labelled, non-excluded photo
 
 
-def _labelled(feature_set: FeatureSet) -> np.ndarray:
+def _labelled(feature_set: FeatureSet, report: bool = True) -> np.ndarray:
+    """Rows of the labelled photos (the unlabelled ones are said once and skipped)."""
     labelled = feature_set.labels >= 0
     if labelled.sum() == 0:
         raise CatdogError("no labelled photos in the features: training needs cat.N.jpg/dog.N.jpg names or cat/ dog/ folders")
-    if labelled.sum() < len(labelled):
+    if labelled.sum() < len(labelled) and report:
         print(f"train: ignoring {int((~labelled).sum())} unlabelled photos")
     y = feature_set.labels[labelled]
     if len(np.unique(y)) < 2:
@@ -199,7 +199,7 @@ def nested_estimate(
     feature_set: FeatureSet, config: HeadConfig = HeadConfig(), mirrored: FeatureSet | None = None, progress: bool = True
 ) -> tuple[dict, CV.NestedCV, np.ndarray]:
     """The nested-CV estimate of `train_head`'s log loss on unseen photos: (summary, folds, rows)."""
-    rows = _labelled(feature_set)
+    rows = _labelled(feature_set, report=False)
     data = _data(feature_set, rows, mirrored, config)
     with tqdm(total=config.folds, desc="nested cv", unit="fold", disable=not progress) as bar:
         result = CV.nested_cv(data, config.options, config.folds, config.folds, config.seed, on_fold=lambda: bar.update(1))
