@@ -81,32 +81,13 @@ def cmd_features(args) -> int:
 def _head_config(args):
     from catdog.training import HeadConfig
 
-    return HeadConfig(
-        seed=args.seed,
-        val_fraction=args.val_fraction,
-        max_epochs=args.epochs,
-        patience=args.patience,
-        l2=args.l2,
-        dropout=args.dropout,
-    )
+    return HeadConfig(seed=args.seed, l2_grid=tuple(args.l2), folds=args.cv)
 
 
 def _print_metrics(metrics: dict) -> None:
-    val, cal = metrics["val"], metrics["calibration"]
-    print(
-        f"validation ({metrics['n_val']} photos, seed {metrics['seed']}): log loss {val['log_loss']:.4f}, "
-        f"accuracy {val['accuracy']:.2%}, best epoch {metrics['best_epoch']} of {metrics['epochs']}"
-    )
-    print(
-        f"  clipped {cal['clip'][0]}..{cal['clip'][1]}: log loss {cal['val_log_loss_clipped']:.4f}; "
-        f"temperature {cal['temperature']:.3f}: {cal['val_log_loss_temperature_cross_fitted']:.4f} (cross-fitted)"
-    )
-    (tn, fp), (fn, tp) = val["confusion_matrix"]
-    print(f"  confusion (rows true, cols predicted): cat {tn:4d} {fp:4d} | dog {fn:4d} {tp:4d}")
-    cv = metrics.get("cross_validation")
-    if cv:
-        folds = ", ".join(f"{x:.4f}" for x in cv["fold_log_loss"])
-        print(f"{cv['folds']}-fold cross-validation: log loss {cv['log_loss']:.4f} ({folds}), accuracy {cv['accuracy']:.2%}")
+    from catdog.training.summary import metrics_lines
+
+    print("\n".join(metrics_lines(metrics)))
 
 
 def _train(args, features_path: Path, run_dir: Path, brief: bool = False) -> dict:
@@ -119,10 +100,10 @@ def _train(args, features_path: Path, run_dir: Path, brief: bool = False) -> dic
 
         feature_set, dropped = without(feature_set, read_exclude(args.exclude))
         print(f"excluded {dropped} photo(s) listed in {args.exclude}")
-    metrics = train_run(feature_set, run_dir, _head_config(args), str(features_path), cv_folds=args.cv)
+    metrics = train_run(feature_set, run_dir, _head_config(args), str(features_path))
     if not brief:
         _print_metrics(metrics)
-        print(f"run written to {run_dir} (model.keras, head.keras, metrics.json, curves.png)")
+        print(f"run written to {run_dir} (model.keras, head.keras, metrics.json, cv_predictions.csv, curves.png)")
     return metrics
 
 
@@ -155,16 +136,16 @@ def cmd_run(args) -> int:
         stage.figure = training_figure(_train(args, run_dir / "features.h5", run_dir, brief=True))
     code, model, art_dir = 0, None, None
     if not args.no_export:
-        from catdog.training import load_run
+        from catdog.training import load_run, run_photos
 
         run = load_run(run_dir)
         model, art_dir = run.model, run_dir / "artefacts"
         with Stage("export") as stage:
             stage.figure = export_figure(_export(run, args, art_dir, brief=True), art_dir)
         with Stage("parity") as stage:
-            validation = _run_photos(run, "validation")
-            reference = args.reference or [s.path for s in validation[:: max(1, len(validation) // 24)][:24]]
-            code = _parity(art_dir, reference, validation, run_dir, edge=True, brief=True)
+            labelled = run_photos(run, "parity")
+            reference = args.reference or [s.path for s in labelled[:: max(1, len(labelled) // 24)][:24]]
+            code = _parity(art_dir, reference, labelled, run_dir, edge=True, brief=True)
             stage.figure = parity_figure(read_json(art_dir / "parity.json") or {}, art_dir)
     with Stage("report") as stage:
         facts = write_report(run_dir, art_dir, model)
@@ -173,25 +154,14 @@ def cmd_run(args) -> int:
     return code
 
 
-def _run_photos(run, split: str):
-    """The photos of one split ("train" or "validation") of a RUN_DIR, where they still are."""
-    from catdog.data import scan
-
-    data_dir = run.metrics.get("data_dir")
-    split_file = run.path / "split.json"
-    if not data_dir or not Path(data_dir).is_dir() or not split_file.is_file():
-        return []
-    names = set(json.loads(split_file.read_text())[split])
-    return [s for s in scan(data_dir)[0] if s.name in names]
-
-
 def _export(run, args, out: Path, brief: bool = False) -> dict:
     from catdog.data import scan
     from catdog.export import FORMATS, PRECISIONS, export_run, parse_list
+    from catdog.training import run_photos
 
     formats_ = parse_list(args.formats, FORMATS, "format")
     precisions_ = parse_list(args.precision, PRECISIONS, "precision")
-    calibration = scan(args.calibration)[0] if args.calibration else _run_photos(run, "train")
+    calibration = scan(args.calibration)[0] if args.calibration else run_photos(run, "calibration")
     keep_float = [n.strip() for n in args.keep_float.split(",") if n.strip()] if args.keep_float is not None else None
     manifest = export_run(
         run, formats_, precisions_, out, calibration, calibrated=getattr(args, "calibrated", False),
@@ -411,14 +381,28 @@ def _add_feature_args(p: argparse.ArgumentParser) -> None:
     _add_decode_args(p)
 
 
+def _float_list(text: str) -> list[float]:
+    try:
+        values = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give numbers separated by commas (e.g. 1e-3,3e-3)") from None
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give positive numbers separated by commas (e.g. 1e-3,3e-3)")
+    return values
+
+
 def _add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=0, help="seed for the split, initialisation and shuffling (default 0)")
-    p.add_argument("--val-fraction", type=float, default=0.2, help="stratified validation share (default 0.2)")
-    p.add_argument("--epochs", type=int, default=400, help="most epochs; early stopping usually ends sooner (default 400)")
-    p.add_argument("--patience", type=int, default=20, help="epochs without validation improvement before stopping (default 20)")
-    p.add_argument("--l2", type=float, default=3e-3, help="L2 penalty on the Dense kernel (default 3e-3)")
-    p.add_argument("--dropout", type=float, default=0.5, help="dropout before the Dense layer (default 0.5)")
-    p.add_argument("--cv", type=int, default=0, metavar="K", help="also report K-fold cross-validated log loss (default off)")
+    from catdog.training.cv import L2_GRID
+
+    p.add_argument("--seed", type=int, default=0, help="seed for the CV folds and the bootstrap (default 0)")
+    p.add_argument(
+        "--l2", type=_float_list, default=list(L2_GRID), metavar="L2[,L2...]",
+        help=f"L2 strengths for cross-validation to choose from; one value fixes it (default {','.join(f'{v:g}' for v in L2_GRID)})",
+    )
+    p.add_argument(
+        "--cv", type=int, default=5, metavar="K",
+        help="folds of the CV that chooses l2 and of the nested CV that estimates the log loss (default 5)",
+    )
 
 
 def _add_export_args(p: argparse.ArgumentParser, required_out: bool) -> None:
@@ -426,7 +410,7 @@ def _add_export_args(p: argparse.ArgumentParser, required_out: bool) -> None:
     p.add_argument("--precision", default="fp32,fp16,int8", help="comma-separated (default fp32,fp16,int8)")
     p.add_argument(
         "--calibration", metavar="DIR",
-        help="photos for int8 calibration and the sensitivity analysis (default: the run's training photos)",
+        help="photos for int8 calibration and the sensitivity analysis (default: the run's calibration photos, split.json)",
     )
     p.add_argument(
         "--mixed", choices=["on", "off"], default="on",
@@ -455,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_exclude_arg(p)
     p.set_defaults(func=cmd_features)
 
-    p = sub.add_parser("train", help="train the softmax head on FEATURES.h5 and write RUN_DIR")
+    p = sub.add_parser("train", help="choose the head's settings by CV, fit it on every photo of FEATURES.h5, estimate it by nested CV; write RUN_DIR")
     p.add_argument("features", metavar="FEATURES.h5")
     p.add_argument("--out", required=True, metavar="RUN_DIR")
     _add_train_args(p)
@@ -476,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="submission.csv")
     p.add_argument("--clip", nargs=2, type=float, default=[0.005, 0.995], metavar=("LOW", "HIGH"), help="default 0.005 0.995")
     p.add_argument("--no-clip", action="store_true", help="write the probabilities unclipped")
-    p.add_argument("--calibrated", action="store_true", help="apply the temperature fitted on the validation split")
+    p.add_argument("--calibrated", action="store_true", help="apply the run's temperature (fitted on its cross-validated predictions)")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: average each photo with its mirror image")
     _add_decode_args(p)
     p.set_defaults(func=cmd_predict)
@@ -491,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export RUN_DIR to Core ML / TFLite / ONNX with manifest.json")
     p.add_argument("run_dir", metavar="RUN_DIR")
     _add_export_args(p, required_out=True)
-    p.add_argument("--calibrated", action="store_true", help="fold the run's validation temperature into the models")
+    p.add_argument("--calibrated", action="store_true", help="fold the run's temperature (fitted on its cross-validated predictions) into the models")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("parity", help="compare every artefact in ART_DIR with the Keras model")
@@ -508,7 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_feature_args(p)
     _add_train_args(p)
     _add_export_args(p, required_out=False)
-    p.add_argument("--reference", metavar="DIR", help="parity reference photos (default: 24 validation photos)")
+    p.add_argument("--reference", metavar="DIR", help="parity reference photos (default: 24 of the run's parity photos, split.json)")
     p.add_argument("--no-export", action="store_true", help="stop after training")
     _add_exclude_arg(p)
     p.set_defaults(func=cmd_run)

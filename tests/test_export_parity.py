@@ -153,5 +153,5 @@ def test_catdog_run_goes_from_photos_to_verified_artefacts(verified_run):
     run_dir, result = verified_run
     report = json.loads((run_dir / "artefacts" / "parity.json").read_text())
     assert result.returncode == 0 and report["passed"], result.output[-3000:]
-    assert report["labelled_photos"] == 24  # the validation split, for int8 accuracy when exported
+    assert report["labelled_photos"] == 24  # the run's parity photos (split.json), for int8 accuracy when exported
     assert len(load_manifest(run_dir / "artefacts")["artefacts"]) == 3

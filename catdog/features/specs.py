@@ -23,4 +23,6 @@ BACKBONES = {
     "mobilenet_v2": BackboneSpec(
         "mobilenet_v2", "MobileNetV2", "tf", 1280, "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
     ),
+    # MobileNet V1 (alpha 1.0): no ImageNet top offline, so a feature backbone (and fusion partner) only
+    "mobilenet": BackboneSpec("mobilenet", "MobileNet", "tf", 1024, "mobilenet_1_0_224_tf_no_top.h5"),
 }

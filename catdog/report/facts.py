@@ -35,6 +35,10 @@ def expected_log_loss(metrics: dict) -> tuple[float, str] | None:
     Cross-validation (every photo scored by a model that did not see it) when the run has it,
     else the held-out validation split; None when the run measured neither.
     """
+    estimate = metrics.get("estimate") or {}
+    if isinstance(estimate.get("log_loss"), (int, float)):
+        lo, hi = estimate["log_loss_95"]
+        return float(estimate["log_loss"]), f"95 % interval {lo:.4f}-{hi:.4f}; nested cross-validation on {estimate.get('n', '?')} photos"
     cv = metrics.get("cross_validation") or {}
     if isinstance(cv.get("log_loss"), (int, float)):
         return float(cv["log_loss"]), f"{cv.get('folds', 'k')}-fold cross-validation on {cv.get('n', '?')} photos"
@@ -46,7 +50,7 @@ def expected_log_loss(metrics: dict) -> tuple[float, str] | None:
 
 def expected_accuracy(metrics: dict) -> float | None:
     """Accuracy from the same source as `expected_log_loss`."""
-    for key in ("cross_validation", "val"):
+    for key in ("estimate", "cross_validation", "val"):
         block = metrics.get(key) or {}
         if isinstance(block.get("accuracy"), (int, float)):
             return float(block["accuracy"])

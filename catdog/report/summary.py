@@ -18,6 +18,13 @@ def stage_line(stage: str, figure: str, seconds: float) -> str:
 def training_figure(metrics: dict) -> str:
     """The training stage's key figures from metrics.json (whichever the run measured)."""
     parts = []
+    estimate = metrics.get("estimate") or {}
+    if isinstance(estimate.get("log_loss"), (int, float)):
+        lo, hi = estimate["log_loss_95"]
+        parts.append(f"expected log loss {estimate['log_loss']:.4f} (95 % interval {lo:.4f}-{hi:.4f}, nested CV)")
+        head = metrics.get("head") or {}
+        if head.get("l2") is not None:
+            parts.append(f"l2 {head['l2']:g} chosen by CV, fitted on all {metrics.get('n_train', '?')} photos")
     val = metrics.get("val") or {}
     if isinstance(val.get("log_loss"), (int, float)):
         n = val.get("n", metrics.get("n_val", "?"))

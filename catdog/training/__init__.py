@@ -1,6 +1,8 @@
-"""Stage 3, training: Dense(2, softmax) on cached features, fine-tuning; the full model; evaluation and predictions."""
+"""Stage 3, training: Dense(2, softmax) on cached features (settings by CV, refit on every photo,
+nested-CV estimate), fine-tuning; the full model; evaluation and predictions."""
 
-from catdog.training import metrics
+from catdog.training import cv, metrics
+from catdog.training.cv import stratified_folds
 from catdog.training.inference import (
     Predictions,
     Run,
@@ -8,6 +10,7 @@ from catdog.training.inference import (
     evaluate,
     load_run,
     predict_images,
+    run_photos,
     submission_rows,
     write_submission,
 )
@@ -15,9 +18,8 @@ from catdog.training.train import (
     HeadConfig,
     TrainResult,
     build_head,
-    cross_validate,
     full_model,
-    stratified_folds,
+    nested_estimate,
     stratified_split,
     train_head,
     train_run,
@@ -30,12 +32,14 @@ __all__ = [
     "TrainResult",
     "build_head",
     "calibrated_model",
-    "cross_validate",
+    "cv",
     "evaluate",
     "full_model",
     "load_run",
     "metrics",
+    "nested_estimate",
     "predict_images",
+    "run_photos",
     "stratified_folds",
     "stratified_split",
     "submission_rows",
