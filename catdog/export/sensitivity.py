@@ -37,11 +37,12 @@ from catdog.export.contract import CAM, INPUT_NAME, PROBABILITIES
 MARGIN = 2.0
 FP16_TOLERANCE = {"prob_max_abs": 5e-3, "cam_max_rel": 5e-3}
 INT8_TOLERANCE = {"disagreement": 0.02, "accuracy_drop": 0.01}
-SENSITIVITY_PHOTOS = 96
+SENSITIVITY_PHOTOS = 64
 # fp32 weights cost 2 bytes more than fp16 (3 more than int8): keeping at most this share of the
 # parameters keeps fp16 artefacts under 0.55 of fp32's bytes and int8 under 0.35
 KEPT_PARAMS_SHARE = {"fp16": 0.04, "int8": 0.04}
-ANALYSIS_VERSION = 3
+EXTRA_CANDIDATES = 16  # next-ranked units fp16 tries once its target is met
+ANALYSIS_VERSION = 4
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 # TF op names end a layer's scope with one of these (…/block_1_depthwise_1/depthwise, …_BN_1/batchnorm/…)
 _OP_TAILS = "convolution|depthwise|batchnorm|MatMul|BiasAdd"
@@ -214,10 +215,15 @@ def fp16_analysis(fp32_tflite: Path, units: list[Unit], images: np.ndarray, prog
     steps.append({"kept": [], **error})
     budget = KEPT_PARAMS_SHARE["fp16"] * sum(u.params for u in units)
     params = {u.name: u.params for u in units}
+    extra = EXTRA_CANDIDATES  # tried after the target is met
     for name in ranked:
         if sum(params[n] for n in kept) + params[name] > budget:
             continue  # too large to keep wide: try the next one
         met = _fp16_ok(error)
+        if met:
+            if extra == 0:
+                break
+            extra -= 1
         trial = measure(kept + [name])
         if met and _fp16_score(trial) >= _fp16_score(error):
             continue  # target met: only what still helps is kept
