@@ -78,8 +78,6 @@ def test_analysis_ranks_a_perturbed_layer_first(subset_run, tmp_path):
 
 @needs_shared
 def test_kept_layers_are_float32_in_every_format(subset_run, tmp_path):
-    from ai_edge_litert import schema_py_generated as schema
-
     from catdog.cli import main
     from catdog.export.onnx import kept_nodes
     from catdog.export.sensitivity import Unit
@@ -107,7 +105,6 @@ def test_kept_layers_are_float32_in_every_format(subset_run, tmp_path):
             assert weight in inits and inits[weight].data_type == onnx.TensorProto.FLOAT, (precision, name)  # no Cast, no DequantizeLinear
             assert weight not in producers
         assert sum(i.data_type == onnx.TensorProto.FLOAT16 for i in inits.values()) > 40 if precision == "fp16" else True
-    del schema
     report = run_parity(art, REFERENCE, edge=False)
     for row in report["artefacts"]:
         if row["format"] == "coreml":

@@ -403,11 +403,8 @@ def analyse(
         "precisions": {},
     }
     with tempfile.TemporaryDirectory() as tmp:
-        import tensorflow as tf
-
         fp32 = Path(tmp) / "fp32.tflite"
         fp32.write_bytes(tflite_converter(cam_model, Path(tmp) / "saved").convert())
-        del tf
         if "fp16" in precisions:
             with tqdm(total=len(units), desc="sensitivity fp16", unit="layer", disable=not progress) as bar:
                 result["precisions"]["fp16"] = fp16_analysis(fp32, units, images, progress=bar.update)

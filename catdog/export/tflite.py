@@ -91,21 +91,15 @@ def export_tflite(
 
 
 def float_ops(path: Path) -> list[str]:
-    """Output names of the conv / fully-connected ops whose weights are stored as float32."""
+    """Weight names of the conv / fully-connected ops whose weights are stored as float32 (not
+    int8, and not fp16 behind a DEQUANTIZE op)."""
     from ai_edge_litert import schema_py_generated as schema
 
     data = bytearray(Path(path).read_bytes())
     graph = schema.Model.GetRootAs(data, 0).Subgraphs(0)
-    producers = {}
-    model = schema.Model.GetRootAs(data, 0)
-    for i in range(graph.OperatorsLength()):
-        op = graph.Operators(i)
-        for j in range(op.OutputsLength()):
-            producers[op.Outputs(j)] = model.OperatorCodes(op.OpcodeIndex()).BuiltinCode()
-    float_weight = []
-    for op in tflite_weighted_ops(data):
-        weight = op["weight_tensor"]
-        # a weight produced by a DEQUANTIZE op is stored reduced (fp16 or int8)
-        if graph.Tensors(weight).Type() == schema.TensorType.FLOAT32 and weight not in producers:
-            float_weight.append(op["weight"])
-    return float_weight
+    produced = {graph.Operators(i).Outputs(j) for i in range(graph.OperatorsLength()) for j in range(graph.Operators(i).OutputsLength())}
+    return [
+        op["weight"]
+        for op in tflite_weighted_ops(data)
+        if graph.Tensors(op["weight_tensor"]).Type() == schema.TensorType.FLOAT32 and op["weight_tensor"] not in produced
+    ]
