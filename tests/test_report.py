@@ -28,7 +28,8 @@ def test_catdog_run_prints_a_line_per_stage_and_a_summary_table(verified_run):
         assert re.search(rf"^\[\s*\d+ s\] {stage}\s+\S", out, re.M), f"no {stage} line in:\n{out}"
     summary = out[out.index("\nsummary") :]
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert f"expected log loss  {metrics['val']['log_loss']:.4f}" in summary
+    lo, hi = metrics["estimate"]["log_loss_95"]
+    assert f"expected log loss  {metrics['estimate']['log_loss']:.4f}" in summary and f"95 % interval {lo:.4f}-{hi:.4f}" in summary
     assert str(run_dir / "model.keras") in summary and str(run_dir / "report.html") in summary
     manifest = json.loads((run_dir / "artefacts" / "manifest.json").read_text())
     parity = {r["file"]: r for r in json.loads((run_dir / "artefacts" / "parity.json").read_text())["artefacts"]}

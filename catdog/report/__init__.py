@@ -61,6 +61,8 @@ def write_report(run_dir: str | os.PathLike, art_dir: str | os.PathLike | None =
 
     history = read_json(run_dir / "history.json") or {}
     curves = figures.learning_curves(history, metrics.get("best_epoch"))
+    if curves is None and (run_dir / "curves.png").is_file():  # a head fitted by CV: its L2 selection curves
+        curves = (run_dir / "curves.png").read_bytes()
     calibration = None
     if held is not None and len(held.labels):
         title = "validation photos" if held.held_out else "training photos"

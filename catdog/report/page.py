@@ -92,6 +92,8 @@ def curves_section(png: bytes | None, metrics: dict) -> str:
         return _section("curves", _note("This run recorded no training history (history.json)."))
     best, epochs = metrics.get("best_epoch"), metrics.get("epochs")
     lead = f"Best epoch {best} of {epochs} (early stopping on validation loss; its weights were kept)." if best and epochs else ""
+    if not lead and metrics.get("selection"):
+        lead = "Cross-validated log loss against the L2 strength: the selection and each outer fold's (curves.png)."
     return _section("curves", f'<p class="lead">{escape(lead)}</p>' + _img(png, "learning curves"))
 
 
