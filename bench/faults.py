@@ -167,6 +167,8 @@ def _data_folder_run(bases, fixed, seed: int, n: int, photos: Path, scratch: Pat
     out = scratch / "features.h5"
     proc = subprocess.run([sys.executable, "-m", "catdog.cli", "features", str(data), "--out", str(out)],
                           cwd=REPO, capture_output=True, text=True)
+    if proc.returncode != 0 or not (scratch / "rejected.csv").is_file():
+        return {"files": len(named) + len(clean), "exit": proc.returncode, "output": proc.stdout[-2000:] + proc.stderr[-2000:]}
     with open(scratch / "rejected.csv", newline="") as f:
         rejected = [Path(r["file"]).name for r in csv.DictReader(f)]
     used = set(load_features(out).names) if proc.returncode == 0 else set()

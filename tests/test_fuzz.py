@@ -10,6 +10,7 @@ Bounded for CI: a fixed number of examples per kind, derandomized (the same exam
 from __future__ import annotations
 
 import csv
+import json
 import tempfile
 from pathlib import Path
 
@@ -108,3 +109,33 @@ def test_mutated_files_in_a_data_folder_are_each_rejected_once(drawn):
         if (named[name].declared_pixels or 0) > MAX_PIXELS:
             assert "pixel limit" in reason, (name, named[name].note, reason)
     print(f"{len(named)} mutants: {len(rejected)} rejected, {len(named) - len(rejected)} used")
+
+
+@needs_shared
+def test_every_answer_is_one_line_json(server):
+    """Routes, methods, other formats and a chunked upload with no length all answer JSON."""
+    import http.client
+    import io
+
+    from PIL import Image
+
+    def ask(method: str, path: str, body=None, headers=None, chunked: bool = False) -> tuple[int, dict]:
+        conn = http.client.HTTPConnection(server.host, server.port, timeout=60)
+        try:
+            conn.request(method, path, body=body, headers=headers or {}, encode_chunked=chunked)
+            response = conn.getresponse()
+            return response.status, json.loads(response.read())
+        finally:
+            conn.close()
+
+    gif = io.BytesIO()
+    Image.open(TRAIN / "cat.1.jpg").convert("P").save(gif, format="GIF")
+    cases = [
+        (ask("GET", "/nope"), 404, "Not Found"),
+        (ask("GET", "/predict"), 405, "Method Not Allowed"),
+        (ask("POST", "/predict", gif.getvalue()), 415, "content is GIF"),
+        (ask("POST", "/predict", iter([b"\xff" * 2**20] * 12), {"Content-Type": "image/jpeg"}, chunked=True), 413, "byte limit"),
+    ]
+    for (status, body), expected, words in cases:
+        assert status == expected and words in body["error"] and "\n" not in body["error"], (expected, status, body)
+    assert healthz(server.host, server.port) == 200

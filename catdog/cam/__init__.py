@@ -16,6 +16,7 @@ import cv2
 import keras
 import numpy as np
 
+from catdog.atomic import staged
 from catdog.errors import CatdogError
 
 OUTPUT_NAMES = ("probabilities", "cam")
@@ -142,5 +143,6 @@ def grid_sheet(overlays: list[np.ndarray], titles: list[str], path, columns: int
         ax.imshow(img)
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with staged(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from catdog.atomic import open_atomic
 from catdog.errors import CatdogError
 
 LABELS = ("cat", "dog")
@@ -193,8 +194,9 @@ def open_rgb(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) ->
     The content decides, never the name: only JPEG, PNG, BMP and WebP are parsed (Pillow's other
     decoders are never tried on untrusted bytes), and a file's extension must match its content.
     The pixel count in the header is checked against `max_pixels` before anything is decoded
-    (decompression bombs are refused unread), so decoding holds at most about 12 bytes per
-    allowed pixel (an RGBA palette image composited over white). Unreadable EXIF is ignored (the
+    (decompression bombs are refused unread), so decoding holds at most about 9 bytes per
+    allowed pixel (a palette image with transparency composited over white: P, RGBA and RGB,
+    which Pillow keeps in 4 bytes a pixel). Unreadable EXIF is ignored (the
     photo is used unrotated). Raises ImageError with a one-line reason.
     """
     with _checked_header(source, max_pixels) as im:
@@ -318,9 +320,9 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     if im.mode == "P":
         im = im.convert("RGBA")
     if im.mode in ("RGBA", "LA", "PA"):
-        rgba = im.convert("RGBA")  # once: it is the largest copy (4 bytes a pixel)
+        rgba = im.convert("RGBA")  # once, and used as its own mask (its alpha band): no extra copies
         background = Image.new("RGB", im.size, (255, 255, 255))
-        background.paste(rgba, mask=rgba.getchannel("A"))
+        background.paste(rgba, mask=rgba)
         return background
     if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         arr = np.array(im, dtype=np.float64)
@@ -343,10 +345,9 @@ def listed(name: str, names: set[str]) -> bool:
 
 
 def write_rejections(csv_path: str | os.PathLike, rejections: list[Rejection]) -> Path:
-    """Write `file,reason` rows (always with a header, even when empty)."""
+    """Write `file,reason` rows (always with a header, even when empty), atomically."""
     csv_path = Path(csv_path)
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    with csv_path.open("w", newline="") as f:
+    with open_atomic(csv_path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["file", "reason"])
         for r in rejections:
