@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 SHARED ?= ../shared
 DATA   ?= $(SHARED)/data/dogs-vs-cats/train
-OUT    ?= runs/mobilenet_v2_288
+OUT    ?= runs/mobilenet+mobilenet_v2_288
 SIZE   ?= 288
+BACKBONE ?= mobilenet,mobilenet_v2
 BIN    := $(VENV)/bin
 # Keras looks for weights in $KERAS_HOME/models before downloading; seed it from ../shared.
 export KERAS_HOME ?= $(CURDIR)/.cache/keras
@@ -25,7 +26,7 @@ keras-cache:
 	 else echo "note: $(SHARED)/weights not found; Keras will download ImageNet weights on first use"; fi
 
 run: install
-	$(BIN)/catdog run $(DATA) --backbone mobilenet_v2 --image-size $(SIZE) --out $(OUT) --cv 5
+	$(BIN)/catdog run $(DATA) --backbone $(BACKBONE) --image-size $(SIZE) --out $(OUT)
 
 test: install browser mediapipe-venv apps-test
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -1,11 +1,12 @@
 """catdog benchmarks, run on demand (not in CI).
 
     python -m bench all      [--run RUN_DIR] [--art ART_DIR]
-    python -m bench roofline | features | head | export | latency | accuracy
-    python -m bench fuzz [--examples N] [--seed S] | soak [--requests N --concurrency C]   (bench/faults.py)
+    python -m bench roofline | features | head | export | latency | accuracy | phone
+    python -m bench.choices  (which settings help: nested CV of each variant; not part of `all`)
+    python -m bench fuzz [--examples N] [--seed S] | soak [--requests N --concurrency C]   (bench/faults.py; not part of `all`)
 
 Each part prints a table and writes bench/results/<part>.json. RUN_DIR defaults to
-runs/mobilenet_v2_288 (from `make run`), ART_DIR to RUN_DIR/artefacts. Timings in one part are
+runs/mobilenet+mobilenet_v2_288 (from `make run`), ART_DIR to RUN_DIR/artefacts. Timings in one part are
 taken side by side in one process, so their ratios are comparable; absolute numbers are this
 machine's.
 """
@@ -105,7 +106,7 @@ def cmd_roofline(args) -> dict:
 
     peak = matmul_peak()
     rows = []
-    for name in ("mobilenet_v2", "resnet50"):
+    for name in ("mobilenet_v2", "mobilenet", "mobilenet,mobilenet_v2", "resnet50"):
         model = feature_model(name, build_backbone(name, None))
         rows.append({"backbone": name, "gflops_per_image": model_flops(model) / 1e9})
     print(f"matmul peak: TF {peak['tensorflow']:.1f} GFLOP/s, numpy {peak['numpy']:.1f} GFLOP/s")
@@ -129,8 +130,8 @@ def cmd_features(args, roof: dict | None = None) -> None:
     from catdog.features.cache import weights_id
 
     rows = []
-    for name in ("mobilenet_v2", "resnet50"):
-        weights = "imagenet" if name == "mobilenet_v2" else None
+    for name in ("mobilenet_v2", "mobilenet", "resnet50"):
+        weights = None if name == "resnet50" else "imagenet"
         model = feature_model(name, build_backbone(name, weights))
         for engine in ("keras", "litert"):
             run = feature_runner(model, name, weights_id(weights), engine)
@@ -161,17 +162,29 @@ def cmd_features(args, roof: dict | None = None) -> None:
 
 # ---------------------------------------------------------------- head
 def cmd_head(args) -> None:
+    """Time of the head's stages on the run's cached features: one fit, the selection, the nested CV."""
     from catdog.features import load_features
-    from catdog.training import train_head
+    from catdog.training import HeadConfig, nested_estimate, train_head
+    from catdog.training.cv import fit_logistic
 
     fs = load_features(Path(args.run) / "features.h5")
+    config = HeadConfig()
+    rows = []
     t = time.perf_counter()
-    result = train_head(fs, progress=False)
-    seconds = time.perf_counter() - t
-    rows = [{"photos": len(fs.names), "epochs": len(result.history["loss"]), "seconds": seconds,
-             "ms_per_epoch": 1000 * seconds / len(result.history["loss"])}]
-    table(rows, [("photos", "photos", "d"), ("epochs", "epochs", "d"), ("seconds", "seconds", ".2f"), ("ms_per_epoch", "ms/epoch", ".1f")])
-    save("head", rows)
+    fit_logistic(fs.features, fs.labels, 3e-3)
+    rows.append({"stage": "one fit (L-BFGS, every photo)", "fits": 1, "seconds": time.perf_counter() - t})
+    t = time.perf_counter()
+    train_head(fs, config, progress=False)
+    rows.append({"stage": f"select l2 ({config.folds}-fold CV) + refit", "fits": config.folds * len(config.l2_grid) + 1,
+                 "seconds": time.perf_counter() - t})
+    t = time.perf_counter()
+    nested_estimate(fs, config, progress=False)
+    rows.append({"stage": "nested CV estimate", "fits": config.folds * (config.folds * len(config.l2_grid) + 1),
+                 "seconds": time.perf_counter() - t})
+    for r in rows:
+        r["ms_per_fit"] = 1000 * r["seconds"] / r["fits"]
+    table(rows, [("stage", "stage", "<34"), ("fits", "fits", "d"), ("seconds", "seconds", ".2f"), ("ms_per_fit", "ms/fit", ".0f")])
+    save("head", rows, {"photos": len(fs.names), "feature_dim": int(fs.features.shape[1]), "backbone": fs.backbone})
 
 
 # ---------------------------------------------------------------- export
@@ -264,15 +277,16 @@ def cmd_accuracy(args) -> None:
     import numpy as np
 
     from catdog.cam import cam_model
-    from catdog.data import iter_batches, scan
+    from catdog.data import iter_batches
     from catdog.export import load_manifest
     from catdog.features import input_size
     from catdog.training import load_run, metrics as M
     from catdog.parity import run_keras, run_onnx, run_tflite
 
+    from catdog.training import run_photos
+
     run = load_run(args.run)
-    names = set(json.loads((Path(args.run) / "split.json").read_text())["validation"])
-    samples = [s for s in scan(run.metrics["data_dir"])[0] if s.name in names]
+    samples = run_photos(run, "parity")  # a run trained on every photo has no held-out ones: compare on these
     batches = list(iter_batches(samples, batch_size=32, size=input_size(run.model)))
     x = np.concatenate([b.images for b in batches]).astype(np.float32)
     y = np.array([s.label for b in batches for s in b.samples])
@@ -290,13 +304,81 @@ def cmd_accuracy(args) -> None:
                          "max_dp": float(np.abs(p - reference).max())})
     table(rows, [("artefact", "artefact", ""), ("mixed", "precision", ""), ("mb", "MB", ".2f"), ("log_loss", "log loss", ".4f"),
                  ("accuracy", "accuracy", ".2%"), ("max_dp", "max |dp| vs Keras", ".2e")])
-    save("accuracy", rows, {"held_out": f"validation split of {args.run} ({len(y)} photos, not trained on)"})
+    held_out = bool(json.loads((Path(args.run) / "split.json").read_text()).get("validation"))
+    what = "held out (validation split)" if held_out else "training photos: the artefacts against Keras, not a held-out score"
+    save("accuracy", rows, {"photos": f"{len(y)} parity photos of {args.run}: {what}"})
+
+
+# ---------------------------------------------------------------- phone
+PHONE_MODELS = (("mobilenet_v2", 288), ("mobilenet,mobilenet_v2", 288))
+
+
+def cmd_phone(args) -> None:
+    """Phone cost of the shipped model against the single-backbone alternative: MFLOPs per photo,
+    artefact bytes and single-photo latency per precision (LiteRT/XNNPACK, the runtime the Android
+    demo uses, on 1 and 2 threads; ONNX Runtime on 1 thread). The costs do not depend on the
+    head's weights, so each model gets a fixed random head; int8 is calibrated on 64 real photos.
+
+    This machine is shared, so the runtimes are timed interleaved (one call of each per round,
+    `--runs` rounds): a busy moment slows them all alike. Median and best of the rounds are given.
+    """
+    import numpy as np
+    import onnxruntime as ort
+    from ai_edge_litert.interpreter import Interpreter
+
+    from catdog.data import decode, scan
+    from catdog.export import export, load_calibration
+    from catdog.features import build_backbone, get_spec
+    from catdog.training import full_model
+    from catdog.training.cv import Logistic
+    from catdog.training.train import head_model
+
+    rows, runners = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, size in PHONE_MODELS:
+            rng = np.random.default_rng(0)
+            head = head_model(Logistic(rng.normal(0, 0.05, get_spec(name).feature_dim), 0.0))
+            model = full_model(name, build_backbone(name, "imagenet", size), head)
+            flops = model_flops(model)
+            calibration = load_calibration(scan(args.data)[0], size, n=64)
+            x = decode(SHARED / "data" / "reference" / "coral_cat_720p.jpg", size)[None].astype(np.float32)
+            for fmt in ("tflite", "onnx"):
+                for precision in ("fp32", "fp16", "int8"):
+                    a = export(model, fmt, precision, tmp, name, calibration)
+                    path = str(Path(tmp) / a["file"])
+                    row = {"model": f"{name.replace(',', ' + ')} {size}", "mflops": flops / 1e6, "format": fmt,
+                           "precision": precision, "mb": a["bytes"] / 1e6}
+                    rows.append(row)
+                    if fmt == "tflite":
+                        for threads in (1, 2):
+                            r = Interpreter(model_path=path, num_threads=threads).get_signature_runner("serving_default")
+                            runners.append((row, f"{threads}t", lambda r=r, x=x: r(image=x)))
+                    else:
+                        opts = ort.SessionOptions()
+                        opts.intra_op_num_threads = 1
+                        session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+                        runners.append((row, "1t", lambda s=session, x=x: s.run(None, {"image": x})))
+        times = {id(fn): [] for _, _, fn in runners}
+        for _ in range(10):  # warm-up
+            for _, _, fn in runners:
+                fn()
+        for _ in range(args.runs):
+            for _, _, fn in runners:
+                times[id(fn)].append(_timed(fn) * 1000)
+        for row, threads, fn in runners:
+            row[f"ms_{threads}"] = float(np.median(times[id(fn)]))
+            row[f"best_ms_{threads}"] = float(np.min(times[id(fn)]))
+    table(rows, [("model", "model", "<26"), ("mflops", "MFLOPs", ".0f"), ("format", "format", ""), ("precision", "precision", ""),
+                 ("mb", "MB", ".2f"), ("ms_1t", "ms 1t", ".2f"), ("best_ms_1t", "best 1t", ".2f"),
+                 ("ms_2t", "ms 2t", ".2f"), ("best_ms_2t", "best 2t", ".2f")])
+    save("phone", rows, {"flops": "2 x multiply-adds of the conv, depthwise and dense layers", "rounds": args.runs,
+                         "photo": "coral_cat_720p.jpg squashed to the input size", "timing": "interleaved rounds, median and best"})
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["all", "roofline", "features", "head", "export", "latency", "accuracy", "fuzz", "soak"])
-    parser.add_argument("--run", default=str(REPO / "runs" / "mobilenet_v2_288"))
+    parser.add_argument("part", choices=["all", "roofline", "features", "head", "export", "latency", "accuracy", "phone", "fuzz", "soak"])
+    parser.add_argument("--run", default=str(REPO / "runs" / "mobilenet+mobilenet_v2_288"))
     parser.add_argument("--art", default=None)
     parser.add_argument("--data", default=str(SHARED / "data" / "dogs-vs-cats" / "train"))
     parser.add_argument("--images", type=int, default=128, help="photos for the feature benchmark")
@@ -308,7 +390,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16, help="soak: requests in flight")
     args = parser.parse_args()
     args.art = args.art or str(Path(args.run) / "artefacts")
-    parts = ["features", "head", "export", "latency", "accuracy"] if args.part == "all" else [args.part]
+    parts = ["features", "head", "export", "latency", "accuracy", "phone"] if args.part == "all" else [args.part]
     roof = None
     for part in parts:
         print(f"== {part}")

@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from catdog.errors import CatdogError
 
 EXIT_USAGE = 2
-
-
-def _quiet_tensorflow() -> None:
-    # TF prints CPU-feature and oneDNN notices on import; they are not the user's concern.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 
 def _report_rejections(rejections, csv_path: Path | None) -> None:
@@ -38,7 +31,8 @@ def _scan(data: str):
     return samples, rejections
 
 
-def _features(args, data: str, out: Path, rejected_csv: Path):
+def _features(args, data: str, out: Path, rejected_csv: Path, brief: bool = False):
+    """Extract features; returns (report, its one-line summary), printed unless brief (`run` prints it as a stage line)."""
     from catdog.features import extract_features
 
     samples, scan_rejections = _scan(data)
@@ -72,11 +66,10 @@ def _features(args, data: str, out: Path, rejected_csv: Path):
     if used == 0:
         raise CatdogError(f"{data}: no usable photo ({len(rejections)} file(s) rejected, see {rejected_csv})")
     speed = f" at {report.images_per_s:.1f} images/s" if report.computed else ""
-    print(
-        f"features: {used} photos in {out} ({report.computed} computed{speed}, {report.cached} from cache, "
-        f"{len(rejections)} rejected)"
-    )
-    return report
+    line = f"{used} photos in {out} ({report.computed} computed{speed}, {report.cached} from cache, {len(rejections)} rejected)"
+    if not brief:
+        print(f"features: {line}")
+    return report, line
 
 
 def cmd_features(args) -> int:
@@ -88,35 +81,16 @@ def cmd_features(args) -> int:
 def _head_config(args):
     from catdog.training import HeadConfig
 
-    return HeadConfig(
-        seed=args.seed,
-        val_fraction=args.val_fraction,
-        max_epochs=args.epochs,
-        patience=args.patience,
-        l2=args.l2,
-        dropout=args.dropout,
-    )
+    return HeadConfig(seed=args.seed, l2_grid=tuple(args.l2), folds=args.cv)
 
 
 def _print_metrics(metrics: dict) -> None:
-    val, cal = metrics["val"], metrics["calibration"]
-    print(
-        f"validation ({metrics['n_val']} photos, seed {metrics['seed']}): log loss {val['log_loss']:.4f}, "
-        f"accuracy {val['accuracy']:.2%}, best epoch {metrics['best_epoch']} of {metrics['epochs']}"
-    )
-    print(
-        f"  clipped {cal['clip'][0]}..{cal['clip'][1]}: log loss {cal['val_log_loss_clipped']:.4f}; "
-        f"temperature {cal['temperature']:.3f}: {cal['val_log_loss_temperature_cross_fitted']:.4f} (cross-fitted)"
-    )
-    (tn, fp), (fn, tp) = val["confusion_matrix"]
-    print(f"  confusion (rows true, cols predicted): cat {tn:4d} {fp:4d} | dog {fn:4d} {tp:4d}")
-    cv = metrics.get("cross_validation")
-    if cv:
-        folds = ", ".join(f"{x:.4f}" for x in cv["fold_log_loss"])
-        print(f"{cv['folds']}-fold cross-validation: log loss {cv['log_loss']:.4f} ({folds}), accuracy {cv['accuracy']:.2%}")
+    from catdog.training.summary import metrics_lines
+
+    print("\n".join(metrics_lines(metrics)))
 
 
-def _train(args, features_path: Path, run_dir: Path) -> dict:
+def _train(args, features_path: Path, run_dir: Path, brief: bool = False) -> dict:
     from catdog.features import load_features, without
     from catdog.training import train_run
 
@@ -126,57 +100,75 @@ def _train(args, features_path: Path, run_dir: Path) -> dict:
 
         feature_set, dropped = without(feature_set, read_exclude(args.exclude))
         print(f"excluded {dropped} photo(s) listed in {args.exclude}")
-    metrics = train_run(feature_set, run_dir, _head_config(args), str(features_path), cv_folds=args.cv)
-    _print_metrics(metrics)
-    print(f"run written to {run_dir} (model.keras, head.keras, metrics.json, curves.png)")
+    metrics = train_run(feature_set, run_dir, _head_config(args), str(features_path))
+    if not brief:
+        _print_metrics(metrics)
+        print(f"run written to {run_dir} (model.keras, head.keras, metrics.json, cv_predictions.csv, curves.png)")
     return metrics
+
+
+def _report(run_dir: Path, art_dir: Path | None = None, model=None) -> dict:
+    from catdog.report import write_report
+
+    facts = write_report(run_dir, art_dir, model)
+    print(f"report: {facts['report']}")
+    return facts
 
 
 def cmd_train(args) -> int:
     _train(args, Path(args.features), Path(args.out))
+    _report(Path(args.out))
     return 0
 
 
 def cmd_run(args) -> int:
+    """Every stage, one line each with its time and key figure, then the summary table."""
+    import time
+
+    from catdog.report import Stage, export_figure, parity_figure, summary_table, training_figure, write_report
+    from catdog.report.facts import read_json
+
+    start = time.perf_counter()
     run_dir = Path(args.out)
-    _features(args, args.data, run_dir / "features.h5", run_dir / "rejected.csv")
-    _train(args, run_dir / "features.h5", run_dir)
-    if args.no_export:
-        return 0
-    from catdog.training import load_run
+    with Stage("features") as stage:
+        stage.figure = _features(args, args.data, run_dir / "features.h5", run_dir / "rejected.csv", brief=True)[1]
+    with Stage("training") as stage:
+        stage.figure = training_figure(_train(args, run_dir / "features.h5", run_dir, brief=True))
+    code, model, art_dir = 0, None, None
+    if not args.no_export:
+        from catdog.training import load_run, run_photos
 
-    run = load_run(run_dir)
-    art_dir = run_dir / "artefacts"
-    _export(run, args, art_dir)
-    validation = _run_photos(run, "validation")
-    reference = args.reference or [s.path for s in validation[:: max(1, len(validation) // 24)][:24]]
-    return _parity(art_dir, reference, validation, run_dir, edge=True)
-
-
-def _run_photos(run, split: str):
-    """The photos of one split ("train" or "validation") of a RUN_DIR, where they still are."""
-    from catdog.data import scan
-
-    data_dir = run.metrics.get("data_dir")
-    split_file = run.path / "split.json"
-    if not data_dir or not Path(data_dir).is_dir() or not split_file.is_file():
-        return []
-    names = set(json.loads(split_file.read_text())[split])
-    return [s for s in scan(data_dir)[0] if s.name in names]
+        run = load_run(run_dir)
+        model, art_dir = run.model, run_dir / "artefacts"
+        with Stage("export") as stage:
+            stage.figure = export_figure(_export(run, args, art_dir, brief=True), art_dir)
+        with Stage("parity") as stage:
+            labelled = run_photos(run, "parity")
+            reference = args.reference or [s.path for s in labelled[:: max(1, len(labelled) // 24)][:24]]
+            code = _parity(art_dir, reference, labelled, run_dir, edge=True, brief=True)
+            stage.figure = parity_figure(read_json(art_dir / "parity.json") or {}, art_dir)
+    with Stage("report") as stage:
+        facts = write_report(run_dir, art_dir, model)
+        stage.figure = facts["report"]
+    print(summary_table(facts, time.perf_counter() - start))
+    return code
 
 
-def _export(run, args, out: Path) -> dict:
+def _export(run, args, out: Path, brief: bool = False) -> dict:
     from catdog.data import scan
     from catdog.export import FORMATS, PRECISIONS, export_run, parse_list
+    from catdog.training import run_photos
 
     formats_ = parse_list(args.formats, FORMATS, "format")
     precisions_ = parse_list(args.precision, PRECISIONS, "precision")
-    calibration = scan(args.calibration)[0] if args.calibration else _run_photos(run, "train")
+    calibration = scan(args.calibration)[0] if args.calibration else run_photos(run, "calibration")
     keep_float = [n.strip() for n in args.keep_float.split(",") if n.strip()] if args.keep_float is not None else None
     manifest = export_run(
         run, formats_, precisions_, out, calibration, calibrated=getattr(args, "calibrated", False),
         mixed=args.mixed == "on", keep_float=keep_float,
     )
+    if brief:
+        return manifest
     print(f"{'artefact':<42} {'MB':>7} {'export s':>9}  float32 layers")
     for a in manifest["artefacts"]:
         kept = "all" if a["precision"] == "fp32" else (", ".join(a["kept_float32"]) or "none")
@@ -192,10 +184,12 @@ def cmd_export(args) -> int:
     return 0
 
 
-def _parity(art_dir: Path, images, labelled, run_dir, edge: bool) -> int:
+def _parity(art_dir: Path, images, labelled, run_dir, edge: bool, brief: bool = False) -> int:
     from catdog.parity import run_parity
 
     report = run_parity(art_dir, images, labelled, run_dir, edge)
+    if brief:
+        return 0 if report["passed"] else 1
     print((art_dir / "parity.md").read_text())
     print(f"parity: {'passed' if report['passed'] else 'FAILED'} ({art_dir / 'parity.json'})")
     return 0 if report["passed"] else 1
@@ -334,6 +328,12 @@ def cmd_finetune(args) -> int:
     if not metrics["improved"]:
         print("fine-tuning did not beat the starting model on the validation split: the starting weights were kept")
     print(f"run written to {args.out}")
+    _report(Path(args.out))
+    return 0
+
+
+def cmd_report(args) -> int:
+    _report(Path(args.run_dir), Path(args.art) if args.art else None)
     return 0
 
 
@@ -349,7 +349,7 @@ def _add_exclude_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _add_decode_args(p: argparse.ArgumentParser) -> None:
-    from catdog.data.ingest import MAX_PIXELS
+    from catdog.data.limits import MAX_PIXELS
 
     p.add_argument("--batch-size", type=int, default=32, help="photos per network call (default 32)")
     p.add_argument(
@@ -359,7 +359,7 @@ def _add_decode_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_feature_args(p: argparse.ArgumentParser) -> None:
-    from catdog.features.backbones import BACKBONES
+    from catdog.features.specs import BACKBONES
 
     p.add_argument(
         "--backbone", default="mobilenet_v2", metavar="NAME[,NAME]",
@@ -381,14 +381,28 @@ def _add_feature_args(p: argparse.ArgumentParser) -> None:
     _add_decode_args(p)
 
 
+def _float_list(text: str) -> list[float]:
+    try:
+        values = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give numbers separated by commas (e.g. 1e-3,3e-3)") from None
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give positive numbers separated by commas (e.g. 1e-3,3e-3)")
+    return values
+
+
 def _add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=0, help="seed for the split, initialisation and shuffling (default 0)")
-    p.add_argument("--val-fraction", type=float, default=0.2, help="stratified validation share (default 0.2)")
-    p.add_argument("--epochs", type=int, default=400, help="most epochs; early stopping usually ends sooner (default 400)")
-    p.add_argument("--patience", type=int, default=20, help="epochs without validation improvement before stopping (default 20)")
-    p.add_argument("--l2", type=float, default=3e-3, help="L2 penalty on the Dense kernel (default 3e-3)")
-    p.add_argument("--dropout", type=float, default=0.5, help="dropout before the Dense layer (default 0.5)")
-    p.add_argument("--cv", type=int, default=0, metavar="K", help="also report K-fold cross-validated log loss (default off)")
+    from catdog.training.cv import L2_GRID
+
+    p.add_argument("--seed", type=int, default=0, help="seed for the CV folds and the bootstrap (default 0)")
+    p.add_argument(
+        "--l2", type=_float_list, default=list(L2_GRID), metavar="L2[,L2...]",
+        help=f"L2 strengths for cross-validation to choose from; one value fixes it (default {','.join(f'{v:g}' for v in L2_GRID)})",
+    )
+    p.add_argument(
+        "--cv", type=int, default=5, metavar="K",
+        help="folds of the CV that chooses l2 and of the nested CV that estimates the log loss (default 5)",
+    )
 
 
 def _add_export_args(p: argparse.ArgumentParser, required_out: bool) -> None:
@@ -396,7 +410,7 @@ def _add_export_args(p: argparse.ArgumentParser, required_out: bool) -> None:
     p.add_argument("--precision", default="fp32,fp16,int8", help="comma-separated (default fp32,fp16,int8)")
     p.add_argument(
         "--calibration", metavar="DIR",
-        help="photos for int8 calibration and the sensitivity analysis (default: the run's training photos)",
+        help="photos for int8 calibration and the sensitivity analysis (default: the run's calibration photos, split.json)",
     )
     p.add_argument(
         "--mixed", choices=["on", "off"], default="on",
@@ -410,8 +424,12 @@ def _add_export_args(p: argparse.ArgumentParser, required_out: bool) -> None:
         p.add_argument("--out", required=True, metavar="ART_DIR")
 
 
+VERBOSE_HELP = "also show TensorFlow, absl, LiteRT and converter logs and library warnings"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="catdog", description=__doc__)
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("features", help="extract backbone features of DATA into an h5 cache (resumable)")
@@ -421,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_exclude_arg(p)
     p.set_defaults(func=cmd_features)
 
-    p = sub.add_parser("train", help="train the softmax head on FEATURES.h5 and write RUN_DIR")
+    p = sub.add_parser("train", help="choose the head's settings by CV, fit it on every photo of FEATURES.h5, estimate it by nested CV; write RUN_DIR")
     p.add_argument("features", metavar="FEATURES.h5")
     p.add_argument("--out", required=True, metavar="RUN_DIR")
     _add_train_args(p)
@@ -442,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="submission.csv")
     p.add_argument("--clip", nargs=2, type=float, default=[0.005, 0.995], metavar=("LOW", "HIGH"), help="default 0.005 0.995")
     p.add_argument("--no-clip", action="store_true", help="write the probabilities unclipped")
-    p.add_argument("--calibrated", action="store_true", help="apply the temperature fitted on the validation split")
+    p.add_argument("--calibrated", action="store_true", help="apply the run's temperature (fitted on its cross-validated predictions)")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: average each photo with its mirror image")
     _add_decode_args(p)
     p.set_defaults(func=cmd_predict)
@@ -457,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export RUN_DIR to Core ML / TFLite / ONNX with manifest.json")
     p.add_argument("run_dir", metavar="RUN_DIR")
     _add_export_args(p, required_out=True)
-    p.add_argument("--calibrated", action="store_true", help="fold the run's validation temperature into the models")
+    p.add_argument("--calibrated", action="store_true", help="fold the run's temperature (fitted on its cross-validated predictions) into the models")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("parity", help="compare every artefact in ART_DIR with the Keras model")
@@ -468,13 +486,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-edge", action="store_true", help="do not add edge cases (grayscale, tiny, large, strips)")
     p.set_defaults(func=cmd_parity)
 
-    p = sub.add_parser("run", help="the whole chain: features, head, metrics, export, parity, into RUN_DIR")
+    p = sub.add_parser("run", help="the whole chain: features, head, metrics, export, parity and report.html, into RUN_DIR")
     p.add_argument("data", metavar="DATA")
     p.add_argument("--out", required=True, metavar="RUN_DIR")
     _add_feature_args(p)
     _add_train_args(p)
     _add_export_args(p, required_out=False)
-    p.add_argument("--reference", metavar="DIR", help="parity reference photos (default: 24 validation photos)")
+    p.add_argument("--reference", metavar="DIR", help="parity reference photos (default: 24 of the run's parity photos, split.json)")
     p.add_argument("--no-export", action="store_true", help="stop after training")
     _add_exclude_arg(p)
     p.set_defaults(func=cmd_run)
@@ -502,20 +520,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_finetune)
 
+    p = sub.add_parser("report", help="write RUN_DIR/report.html: data, curves, calibration, CAMs, parity, sizes, latencies")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--art", metavar="ART_DIR", help="the run's artefacts (default RUN_DIR/artefacts where it exists)")
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("serve", help="web page and JSON API: upload a photo, get P(cat)/P(dog) and the CAM")
     p.add_argument("path", metavar="RUN_DIR|ART_DIR", help="an ART_DIR serves its ONNX (else TFLite) fp32 artefact; a RUN_DIR its Keras model")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--threads", type=int, default=8, help="waitress worker threads (default 8)")
     p.set_defaults(func=cmd_serve)
+
+    for command in sub.choices.values():  # --verbose after COMMAND too; SUPPRESS keeps the global one's value
+        command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    _quiet_tensorflow()
+    from catdog.console import quiet
+
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with quiet(args.verbose):
+            return args.func(args)
     except CatdogError as exc:
         print(f"catdog: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -104,5 +107,41 @@ def resnet50_run(tmp_path_factory) -> Path:
     data = copy_photos(root / "data", kaggle_names("cat", range(10)) + kaggle_names("dog", range(10)))
     run_dir = root / "run"
     args = ["run", str(data), "--backbone", "resnet50", "--weights", str(weights), "--out", str(run_dir), "--no-export"]
-    assert main(args + ["--epochs", "30"]) == 0
+    assert main(args) == 0
     return run_dir
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    output: str  # stdout and stderr together, as a terminal shows them
+    seconds: float
+
+
+def catdog_cli(*args: str, timeout: float = 1200) -> CliResult:
+    """Run `catdog ARGS` as a user does: a new process, the installed command, and none of this test
+    session's TensorFlow settings (TF_CPP_MIN_LOG_LEVEL), so what it prints is what a user sees."""
+    import time
+
+    script = Path(sys.executable).with_name("catdog")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "catdog.cli"]
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TQDM_DISABLE")}
+    start = time.perf_counter()
+    done = subprocess.run(
+        command + list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, timeout=timeout, cwd=REPO
+    )
+    return CliResult(done.returncode, done.stdout.decode("utf-8", "replace"), time.perf_counter() - start)
+
+
+@pytest.fixture(scope="session")
+def verified_run(tmp_path_factory) -> tuple[Path, CliResult]:
+    """`catdog run` as a user runs it (its own process) on 60 cats and 60 dogs: features, head,
+    every format at fp32 (to keep CI short), parity and report.html. Returns RUN_DIR and the result."""
+    if not HAVE_SHARED:
+        pytest.skip(f"real photos not found at {SHARED}")
+    root = tmp_path_factory.mktemp("verified")
+    data = copy_photos(root / "data", kaggle_names("cat", range(200, 260)) + kaggle_names("dog", range(200, 260)))
+    run_dir = root / "run"
+    result = catdog_cli("run", str(data), "--out", str(run_dir), "--precision", "fp32")
+    assert (run_dir / "metrics.json").exists(), result.output[-3000:]
+    return run_dir, result

@@ -9,13 +9,14 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import REFERENCE, TRAIN, kaggle_names, needs_shared
+from conftest import REFERENCE, kaggle_names, needs_shared
 
 
-def _photos(numbers, size):
-    from catdog.data import Sample, iter_batches
+def _photos(folder, numbers, size):
+    from catdog.data import iter_batches, scan
+    from conftest import copy_photos
 
-    samples = [Sample(TRAIN / n, n, 0 if n.startswith("cat") else 1) for n in kaggle_names("cat", numbers) + kaggle_names("dog", numbers)]
+    samples = scan(copy_photos(folder, kaggle_names("cat", numbers) + kaggle_names("dog", numbers)))[0]
     batches = list(iter_batches(samples, batch_size=32, size=size))
     return np.concatenate([b.images for b in batches]).astype(np.float32), np.array([s.label for b in batches for s in b.samples])
 
@@ -51,28 +52,28 @@ def test_every_unit_maps_to_exactly_one_op_in_every_format(cam_net, subset_artef
 
 @needs_shared
 def test_analysis_ranks_a_perturbed_layer_first(subset_run, tmp_path):
-    """Scale one depthwise kernel down 1e5 and its BatchNorm up 1e5: the float32 model is the
-    same, but fp16 rounds the tiny kernel to subnormals, so that layer must rank first."""
+    """Scale one depthwise kernel up 1e5: some of its weights pass fp16's largest value (65504)
+    and become inf there, so that layer must rank first and be kept float32."""
     from catdog.cam import cam_model
     from catdog.export.sensitivity import fp16_analysis, weighted_units
     from catdog.export.tflite import fp32_model
     from catdog.training import load_run
 
     model = load_run(subset_run).model
-    backbone = model.get_layer("backbone")
-    conv, bn = backbone.get_layer("block_5_depthwise"), backbone.get_layer("block_5_depthwise_BN")
-    conv.set_weights([w * 1e-5 for w in conv.get_weights()])
-    gamma, beta, mean, var = bn.get_weights()
-    bn.set_weights([gamma * 1e5, beta, mean * 1e-5, var])
+    conv = model.get_layer("backbone").get_layer("block_5_depthwise")
+    conv.set_weights([w * 1e5 for w in conv.get_weights()])
+    assert np.abs(conv.get_weights()[0]).max() > 65504
     net = cam_model(model)
     units = weighted_units(net)
     path = tmp_path / "fp32.tflite"
     path.write_bytes(fp32_model(net))
-    images, _ = _photos(range(950, 954), 224)
+    images, _ = _photos(tmp_path / "photos", range(950, 954), 224)
     result = fp16_analysis(path, units, images)
     assert result["ranked"][0] == "block_5_depthwise", result["ranked"][:5]
-    assert result["alone"]["block_5_depthwise"]["cam_max_rel"] > 10 * result["alone"][result["ranked"][1]]["cam_max_rel"]
-    assert result["kept"][0] == "block_5_depthwise" and result["met"]
+    assert result["alone"]["block_5_depthwise"]["prob_max_abs"] == float("inf")
+    assert np.isfinite(result["alone"][result["ranked"][1]]["prob_max_abs"])
+    assert result["kept"][0] == "block_5_depthwise"
+    assert np.isfinite(result["steps"][1]["prob_max_abs"]) and result["steps"][1]["kept"] == ["block_5_depthwise"]
 
 
 @needs_shared

@@ -1,40 +1,30 @@
-"""Stage 1, data: find photos (Kaggle layout or class folders), validate and decode them."""
+"""Stage 1, data: find photos (Kaggle layout or class folders), validate and decode them.
 
-from catdog.data.batches import Batch, iter_batches
-from catdog.data.ingest import (
-    IMAGE_SIZE,
-    LABELS,
-    MAX_PIXELS,
-    ImageError,
-    Rejection,
-    Sample,
-    decode,
-    fingerprint,
-    listed,
-    open_rgb,
-    probe,
-    resize,
-    scan,
-    sha256_file,
-    write_rejections,
+Names are imported on first use (catdog.lazy), so the CLI can read MAX_PIXELS without numpy.
+"""
+
+from catdog.lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "catdog.data.batches": ["Batch", "iter_batches"],
+        "catdog.data.ingest": [
+            "IMAGE_SIZE",
+            "LABELS",
+            "ImageError",
+            "Rejection",
+            "Sample",
+            "decode",
+            "fingerprint",
+            "listed",
+            "open_rgb",
+            "probe",
+            "resize",
+            "scan",
+            "sha256_file",
+            "write_rejections",
+        ],
+        "catdog.data.limits": ["MAX_PIXELS"],
+    },
 )
-
-__all__ = [
-    "IMAGE_SIZE",
-    "LABELS",
-    "MAX_PIXELS",
-    "Batch",
-    "ImageError",
-    "Rejection",
-    "Sample",
-    "decode",
-    "fingerprint",
-    "iter_batches",
-    "listed",
-    "open_rgb",
-    "probe",
-    "resize",
-    "scan",
-    "sha256_file",
-    "write_rejections",
-]

@@ -24,12 +24,11 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from catdog.atomic import open_atomic
+from catdog.data.limits import MAX_PIXELS
 from catdog.errors import CatdogError
 
 LABELS = ("cat", "dog")
 IMAGE_SIZE = 224
-# Pixel limit (width x height) above which a file is refused as a possible decompression bomb.
-MAX_PIXELS = 50_000_000
 
 # File extension -> the Pillow format its content must have.
 EXTENSION_FORMATS = {

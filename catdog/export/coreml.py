@@ -121,12 +121,6 @@ def _convert(concrete, image, graph_names, precision: str, keep: list[Unit], unq
         )
 
 
-def kept_conv_ops(program, keep: list[Unit]) -> list[str]:
-    """Names of the conv / linear ops of the kept units in a MIL program."""
-    ops = program.functions["main"].operations
-    return [op.name for op in ops if op.op_type in ("conv", "linear", "matmul") and any(matches(u, _op_names(op)) for u in keep)]
-
-
 def export_coreml(
     full_model: keras.Model, backbone: str, precision: str, path: Path, metadata: dict | None = None, keep: list[Unit] = ()
 ) -> dict:
@@ -152,11 +146,10 @@ def export_coreml(
         bias=pre["bias"],
         color_layout=ct.colorlayout.BGR if pre["color_layout"] == "BGR" else ct.colorlayout.RGB,
     )
-    unquantised = []
-    if precision == "int8" and keep:
-        # the quantisation pass names ops as the rest of the pipeline left them: convert once
-        # without it to read those names, then skip their weights
-        unquantised = kept_conv_ops(_convert(concrete, image, graph_names, "fp16", keep)._mil_program, keep)
+    # the quantisation pass names each conv after the TF op it came from (the BatchNorm's
+    # `.../<bn>_1/batchnorm/add_1` once folded); a name it does not see is silently ignored, so
+    # every TF op name of a kept unit is listed (parity checks the weights in the spec)
+    unquantised = [op.name for op in concrete.graph.get_operations() if any(matches(u, [op.name]) for u in keep)]
     mlmodel = _convert(concrete, image, graph_names, precision, keep, unquantised)
     spec = mlmodel.get_spec()
     # the classifier's label -> probability dictionary is named "<classLabel>_probs" by the converter

@@ -1,42 +1,28 @@
-"""Stage 2, features: Keras ImageNet backbones (include_top=False, GAP), cached in h5."""
+"""Stage 2, features: Keras ImageNet backbones (include_top=False, GAP), cached in h5.
 
-from catdog.features.backbones import (
-    BACKBONES,
-    BGR_MEAN,
-    BackbonePreprocessing,
-    BackboneSpec,
-    backbone_names,
-    build_backbone,
-    build_classifier,
-    check_image_size,
-    feature_model,
-    get_spec,
-    image_input,
-    input_size,
-    keras_models_dir,
-    split_weights,
+Names are imported on first use (catdog.lazy): the CLI lists BACKBONES without Keras.
+"""
+
+from catdog.lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "catdog.features.backbones": [
+            "BGR_MEAN",
+            "BackbonePreprocessing",
+            "backbone_names",
+            "build_backbone",
+            "build_classifier",
+            "check_image_size",
+            "feature_model",
+            "get_spec",
+            "image_input",
+            "input_size",
+            "keras_models_dir",
+            "split_weights",
+        ],
+        "catdog.features.cache": ["ExtractReport", "FeatureSet", "extract_features", "load_features", "weights_id", "without"],
+        "catdog.features.specs": ["BACKBONES", "BackboneSpec"],
+    },
 )
-from catdog.features.cache import ExtractReport, FeatureSet, extract_features, load_features, weights_id, without
-
-__all__ = [
-    "BACKBONES",
-    "BGR_MEAN",
-    "BackbonePreprocessing",
-    "BackboneSpec",
-    "ExtractReport",
-    "FeatureSet",
-    "backbone_names",
-    "build_backbone",
-    "build_classifier",
-    "check_image_size",
-    "extract_features",
-    "feature_model",
-    "get_spec",
-    "image_input",
-    "input_size",
-    "keras_models_dir",
-    "load_features",
-    "split_weights",
-    "weights_id",
-    "without",
-]

@@ -11,37 +11,16 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 
 from catdog.data import IMAGE_SIZE
 from catdog.errors import CatdogError
+from catdog.features.specs import BACKBONES, BackboneSpec
 
 # Caffe-style ImageNet mean, in BGR order (what ResNet50's preprocess_input subtracts).
 BGR_MEAN = (103.939, 116.779, 123.68)
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """What catdog needs to know about one Keras application backbone."""
-
-    name: str
-    constructor: str  # attribute of keras.applications
-    preprocess_mode: str  # "caffe": RGB->BGR then minus BGR_MEAN; "tf": x / 127.5 - 1
-    feature_dim: int  # channels C of the last conv block (7 x 7 x C)
-    notop_weights_file: str  # file name Keras caches in $KERAS_HOME/models/
-
-
-BACKBONES = {
-    "resnet50": BackboneSpec(
-        "resnet50", "ResNet50", "caffe", 2048, "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
-    ),
-    "mobilenet_v2": BackboneSpec(
-        "mobilenet_v2", "MobileNetV2", "tf", 1280, "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
-    ),
-}
 
 
 def backbone_names(name: str) -> list[str]:
@@ -57,13 +36,21 @@ def backbone_names(name: str) -> list[str]:
 
 def get_spec(name: str) -> BackboneSpec:
     """The spec of one backbone, or of a fusion "a,b": its feature maps are a's and b's
-    concatenated (C = Ca + Cb), and its preprocessing ("raw") happens per branch inside it."""
+    concatenated (C = Ca + Cb). Backbones that share one preprocessing (MobileNet V1 and V2:
+    x / 127.5 - 1) keep it as the fusion's own, applied once before the branches, so Core ML
+    can still take it as the image scale and bias; otherwise the fusion takes the raw photo
+    ("raw") and each branch preprocesses inside it."""
     parts = backbone_names(name)
     if len(parts) == 1:
         return BACKBONES[parts[0]]
     specs = [BACKBONES[p] for p in parts]
+    modes = {s.preprocess_mode for s in specs}
     return BackboneSpec(
-        ",".join(parts), "", "raw", sum(s.feature_dim for s in specs), " and ".join(s.notop_weights_file for s in specs)
+        ",".join(parts),
+        "",
+        modes.pop() if len(modes) == 1 else "raw",
+        sum(s.feature_dim for s in specs),
+        " and ".join(s.notop_weights_file for s in specs),
     )
 
 
@@ -87,8 +74,9 @@ class BackbonePreprocessing(keras.layers.Layer):
     """A backbone's ImageNet preprocessing as a layer: raw RGB 0..255 in, network input out.
 
     mode "caffe" (ResNet50): flip RGB to BGR and subtract BGR_MEAN, no scaling.
-    mode "tf" (MobileNetV2): x / 127.5 - 1, giving [-1, 1].
-    mode "raw" (a fusion of backbones): unchanged; each branch preprocesses inside the backbone.
+    mode "tf" (MobileNet V1 and V2, and their fusion): x / 127.5 - 1, giving [-1, 1].
+    mode "raw" (a fusion of backbones that preprocess differently): unchanged; each branch
+    preprocesses inside the backbone.
     Equal to `keras.applications.<backbone>.preprocess_input` on float input.
     """
 
@@ -131,9 +119,9 @@ def build_backbone(
 ) -> keras.Model:
     """The backbone without its top: (S, S, 3) network input -> (S/32, S/32, C) last conv block.
 
-    ImageNet weights are size-independent (fully convolutional); MobileNetV2 loads its 224
-    weights at any other size, as Keras does. A fusion "a,b" (see `fused_backbone`) takes the
-    raw photo and returns the concatenated maps.
+    ImageNet weights are size-independent (fully convolutional); MobileNet V1 and V2 load their
+    224 weights at any other size, as Keras does. A fusion "a,b" (see `fused_backbone`) returns
+    the concatenated maps.
 
     weights: "imagenet" (Keras' cache in $KERAS_HOME/models, else downloaded as Keras does),
     a path to a no-top weights file, or None (random initialisation).
@@ -170,16 +158,20 @@ def build_backbone(
 def fused_backbone(
     name: str, weights: str | os.PathLike | None = "imagenet", image_size: int = IMAGE_SIZE, layer_name: str = "backbone"
 ) -> keras.Model:
-    """Raw RGB photo (S, S, 3), 0..255 -> each backbone's last conv block, concatenated.
+    """Each backbone's last conv block on one photo, concatenated: (S, S, 3) -> (S/32, S/32, Ca + Cb).
 
-    Every backbone has stride 32, so their maps share one (S/32, S/32) grid and GAP of the
-    concatenation is the concatenation of their GAP features: the CAM construction holds as is.
+    Its input is the photo after the fusion's preprocessing (`get_spec(name).preprocess_mode`):
+    preprocessed once when every backbone preprocesses alike (MobileNet V1 + V2), else the raw
+    photo (0..255), each branch then preprocessing inside. Every backbone has stride 32, so their
+    maps share one (S/32, S/32) grid and GAP of the concatenation is the concatenation of their
+    GAP features: the CAM construction holds as is.
     """
     parts = backbone_names(name)
-    image = keras.Input(shape=(image_size, image_size, 3), name="raw_image")
+    shared = get_spec(name).preprocess_mode != "raw"
+    image = keras.Input(shape=(image_size, image_size, 3), name="preprocessed_image" if shared else "raw_image")
     maps = []
     for part, part_weights in zip(parts, split_weights(name, weights)):
-        x = BackbonePreprocessing(BACKBONES[part].preprocess_mode, name=f"preprocess_{part}")(image)
+        x = image if shared else BackbonePreprocessing(BACKBONES[part].preprocess_mode, name=f"preprocess_{part}")(image)
         maps.append(build_backbone(part, part_weights, image_size, layer_name=part)(x))
     return keras.Model(image, keras.layers.Concatenate(name="fused_maps")(maps), name=layer_name)
 

@@ -7,7 +7,10 @@ File layout (one row per usable photo, rows in sample order once complete):
     names      str     (N,)     path relative to the data folder
     ids        str     (N,)     Kaggle id ("12", "cat.12") or name stem
     keys       str     (N,)     cache key: name|size|mtime_ns
-    attrs: backbone, weights, image_size, rows (committed row count), complete, catdog_version
+    attrs: backbone, weights, image_size, mirror, rows (committed row count), complete, catdog_version
+
+A file made with `mirror=True` holds the features of each photo's mirror image (flipped left to
+right after the resize): extra training samples for the head, kept in their own file.
 
 Rows are appended one batch at a time and `rows` is written after the data, so a run that is
 killed resumes after its last committed batch; a finished file is not recomputed.
@@ -73,7 +76,9 @@ def weights_id(weights: str | os.PathLike | None) -> str:
     return f"file:{sha256_file(path)}"
 
 
-def _create(path: Path, backbone: str, weights: str, weights_arg: str | None, dim: int, image_size: int) -> None:
+def _create(
+    path: Path, backbone: str, weights: str, weights_arg: str | None, dim: int, image_size: int, mirror: bool = False
+) -> None:
     with h5py.File(path, "w") as f:
         f.create_dataset("features", shape=(0, dim), maxshape=(None, dim), dtype=np.float32, chunks=(256, dim))
         for name, dtype in _COLUMNS.items():
@@ -83,6 +88,7 @@ def _create(path: Path, backbone: str, weights: str, weights_arg: str | None, di
             weights=weights,
             weights_path=weights_arg or "",
             image_size=image_size,
+            mirror=bool(mirror),
             resize="squash, Pillow bilinear (antialiased)",
             rows=0,
             complete=False,
@@ -90,15 +96,24 @@ def _create(path: Path, backbone: str, weights: str, weights_arg: str | None, di
         )
 
 
-def _open_for_resume(path: Path, backbone: str, weights: str, image_size: int) -> set[str]:
+def _described(backbone: str, weights: str, image_size: int, mirror: bool) -> str:
+    return f"{backbone} with {weights} at {image_size}px" + (" (mirrored)" if mirror else "")
+
+
+def _open_for_resume(path: Path, backbone: str, weights: str, image_size: int, mirror: bool = False) -> set[str]:
     """Keys already committed in `path`, after truncating any half-written batch."""
     try:
         with h5py.File(path, "a") as f:
-            held = (f.attrs.get("backbone"), f.attrs.get("weights"), int(f.attrs.get("image_size", IMAGE_SIZE)))
-            if held != (backbone, weights, image_size):
+            held = (
+                f.attrs.get("backbone"),
+                f.attrs.get("weights"),
+                int(f.attrs.get("image_size", IMAGE_SIZE)),
+                bool(f.attrs.get("mirror", False)),
+            )
+            if held != (backbone, weights, image_size, mirror):
                 raise CatdogError(
-                    f"{path}: holds {held[0]} features with weights {held[1]} at {held[2]}px, "
-                    f"not {backbone} with {weights} at {image_size}px; choose another --out or delete the file"
+                    f"{path}: holds {held[0]} features with weights {held[1]} at {held[2]}px{' (mirrored)' if held[3] else ''}, "
+                    f"not {_described(backbone, weights, image_size, mirror)}; choose another --out or delete the file"
                 )
             rows = int(f.attrs["rows"])
             for name in ("features", *_COLUMNS):
@@ -138,7 +153,10 @@ def _finalize(path: Path, samples: list[Sample], keys: list[str]) -> None:
     index = {k: i for i, k in enumerate(stored)}
     rows = [index[k] for k in keys if k in index]
     tmp = path.with_suffix(path.suffix + ".tmp")
-    _create(tmp, attrs["backbone"], attrs["weights"], attrs.get("weights_path"), data["features"].shape[1], int(attrs["image_size"]))
+    _create(
+        tmp, attrs["backbone"], attrs["weights"], attrs.get("weights_path"), data["features"].shape[1],
+        int(attrs["image_size"]), bool(attrs.get("mirror", False)),
+    )
     with h5py.File(tmp, "a") as f:
         for name, values in data.items():
             values = values[rows]
@@ -162,12 +180,14 @@ def extract_features(
     excluded: int = 0,
     engine: str = "litert",
     image_size: int = IMAGE_SIZE,
+    mirror: bool = False,
 ) -> ExtractReport:
     """Compute (or resume) the features of `samples` into `out_path` and return what was done.
 
     Photos that fail to decode are returned as rejections (and are not written). The finished
     file holds one row per usable sample, in sample order. engine: "litert" (XNNPACK kernels,
     about 2.4x faster on CPU here) or "keras" (TensorFlow); see catdog.features.engine.
+    mirror: store the features of each photo's mirror image instead (see the module docstring).
     """
     spec = get_spec(backbone)
     image_size = check_image_size(image_size)
@@ -178,9 +198,9 @@ def extract_features(
     paths = ["" if w in ("imagenet", None) else str(Path(w).resolve()) for w in per_backbone]
     weights_arg = ",".join(paths) if any(paths) else None
     keys = [s.cache_key for s in samples]
-    done = _open_for_resume(out_path, spec.name, wid, image_size) if out_path.exists() else set()
+    done = _open_for_resume(out_path, spec.name, wid, image_size, mirror) if out_path.exists() else set()
     if not out_path.exists():
-        _create(out_path, spec.name, wid, weights_arg, spec.feature_dim, image_size)
+        _create(out_path, spec.name, wid, weights_arg, spec.feature_dim, image_size, mirror)
     todo = [(s, k) for s, k in zip(samples, keys) if k not in done]
     cached = len(samples) - len(todo)
     rejections: list[Rejection] = []
@@ -190,13 +210,15 @@ def extract_features(
         model = feature_runner(feature_model(spec.name, build_backbone(spec.name, weights, image_size)), spec.name, wid, engine)
         start = time.perf_counter()  # throughput: decode + network + writes, not model loading
         key_of = dict((s.name, k) for s, k in todo)
-        bar = tqdm(total=len(todo), unit="img", desc=f"features {spec.name}", disable=not progress, dynamic_ncols=True)
+        desc = f"features {spec.name}" + (" mirrored" if mirror else "")
+        bar = tqdm(total=len(todo), unit="img", desc=desc, disable=not progress, dynamic_ncols=True)
         for batch in iter_batches([s for s, _ in todo], batch_size=batch_size, size=image_size, max_pixels=max_pixels):
             for r in batch.rejections:
                 tqdm.write(r.line())
             rejections.extend(batch.rejections)
             if len(batch.samples):
-                feats = model(batch.images.astype(np.float32))
+                images = batch.images[:, :, ::-1] if mirror else batch.images  # (N, S, S, 3): flip the width axis
+                feats = model(np.ascontiguousarray(images, np.float32))
                 _append(out_path, np.asarray(feats), batch.samples, [key_of[s.name] for s in batch.samples])
                 computed += len(batch.samples)
             bar.update(len(batch.samples) + len(batch.rejections))

@@ -333,10 +333,11 @@ def run_parity(
     reference = run_keras(keras_model, arrays)
     keras_acc = accuracy(labels, reference[PROBABILITIES][n_ref:, 1]) if len(labels) else None
     on_macos = platform.system() == "Darwin"
-    units = []
-    sensitivity = art_dir / "sensitivity.json"
-    if sensitivity.is_file():
-        units = json.loads(sensitivity.read_text())["units"]
+    from dataclasses import asdict
+
+    from catdog.export.sensitivity import weighted_units
+
+    units = [asdict(u) for u in weighted_units(keras_model)]
 
     def measure(art: dict, comparison: bool) -> dict:
         path = art_dir / art["file"]
@@ -349,7 +350,7 @@ def run_parity(
         failed = []
         if art["format"] == "coreml":
             row["spec_checks"] = coreml_spec_checks(path, run.model, manifest["backbone"])
-            if kept and units:
+            if kept:
                 row["spec_checks"] += kept_layer_checks(path, kept, units, art["precision"])
             failed = [f"spec: {c['check']} ({c['detail']})" for c in row["spec_checks"] if not c["passed"]]
             if not on_macos:

@@ -1,45 +1,35 @@
-"""Stage 3, training: Dense(2, softmax) on cached features, fine-tuning; the full model; evaluation and predictions."""
+"""Stage 3, training: Dense(2, softmax) on cached features (settings by CV, refit on every photo,
+nested-CV estimate), fine-tuning; the full model; evaluation and predictions.
 
-from catdog.training import metrics
-from catdog.training.inference import (
-    Predictions,
-    Run,
-    calibrated_model,
-    evaluate,
-    load_run,
-    predict_images,
-    submission_rows,
-    write_submission,
-)
-from catdog.training.train import (
-    HeadConfig,
-    TrainResult,
-    build_head,
-    cross_validate,
-    full_model,
-    stratified_folds,
-    stratified_split,
-    train_head,
-    train_run,
-)
+Names are imported on first use (catdog.lazy), so the CLI can read the L2 grid without Keras.
+"""
 
-__all__ = [
-    "HeadConfig",
-    "Predictions",
-    "Run",
-    "TrainResult",
-    "build_head",
-    "calibrated_model",
-    "cross_validate",
-    "evaluate",
-    "full_model",
-    "load_run",
-    "metrics",
-    "predict_images",
-    "stratified_folds",
-    "stratified_split",
-    "submission_rows",
-    "train_head",
-    "train_run",
-    "write_submission",
-]
+from catdog.lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "catdog.training.cv": ["stratified_folds"],
+        "catdog.training.inference": [
+            "Predictions",
+            "Run",
+            "calibrated_model",
+            "evaluate",
+            "load_run",
+            "predict_images",
+            "run_photos",
+            "submission_rows",
+            "write_submission",
+        ],
+        "catdog.training.train": [
+            "HeadConfig",
+            "TrainResult",
+            "build_head",
+            "full_model",
+            "nested_estimate",
+            "stratified_split",
+            "train_head",
+            "train_run",
+        ],
+    },
+)

@@ -27,7 +27,16 @@ from catdog.training import metrics as M
 from catdog.training.inference import Run
 from catdog.training.train import _EpochBar, plot_curves
 
-_BLOCK = re.compile(r"^(block_\d+|conv\d_block\d+|Conv_1)")
+# MobileNetV2 block_N / Conv_1, ResNet50 convS_blockN, MobileNet V1 conv_dw_N / conv_pw_N (one block N)
+_BLOCK = re.compile(r"^(block_\d+|conv\d_block\d+|Conv_1|conv_(?:dw|pw|pad)_\d+)")
+
+
+def _block_of(layer_name: str) -> str | None:
+    """The block a backbone layer belongs to, or None (stem, pooling)."""
+    match = _BLOCK.match(layer_name)
+    if not match:
+        return None
+    return re.sub(r"^conv_(?:dw|pw|pad)_", "conv_", match.group(1))
 
 
 @dataclass(frozen=True)
@@ -61,9 +70,9 @@ def top_blocks(backbone: keras.Model, n: int) -> list[str]:
     """Names of the last `n` blocks of a Keras application backbone, last first."""
     blocks = []
     for layer in reversed(backbone.layers):
-        match = _BLOCK.match(layer.name)
-        if match and match.group(1) not in blocks:
-            blocks.append(match.group(1))
+        block = _block_of(layer.name)
+        if block and block not in blocks:
+            blocks.append(block)
     if n < 1 or n > len(blocks):
         raise CatdogError(f"--blocks {n}: the backbone has {len(blocks)} blocks; choose 1 to {len(blocks)}")
     return blocks[:n]
@@ -75,20 +84,28 @@ def set_trainable(full_model: keras.Model, blocks: list[str]) -> int:
     backbone.trainable = True
     trainable = 0
     for layer in backbone.layers:
-        match = _BLOCK.match(layer.name)
-        layer.trainable = bool(match and match.group(1) in blocks) and not isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = _block_of(layer.name) in blocks and not isinstance(layer, keras.layers.BatchNormalization)
         trainable += layer.trainable
     full_model.get_layer("probabilities").trainable = True
     return trainable
 
 
-def _load_split(run: Run, data_dir: str | os.PathLike):
+def _load_split(run: Run, data_dir: str | os.PathLike, seed: int = 0):
+    """(train, validation) photos as arrays. Fine-tuning needs a validation split for early
+    stopping; a run trained on every photo (no "validation" in split.json) gets a seeded,
+    class-stratified 20 % of its photos for it."""
+    from catdog.training.train import stratified_split
+
     size = input_size(run.model)
     split = json.loads((run.path / "split.json").read_text())
     samples = {s.name: s for s in scan(data_dir)[0] if s.label is not None}
-    missing = [n for n in split["train"] + split["validation"] if n not in samples]
+    missing = [n for n in split["train"] + split.get("validation", []) if n not in samples]
     if missing:
         raise CatdogError(f"{data_dir}: {len(missing)} photos of the run's split are missing (e.g. {missing[0]}); pass the DATA the run was trained on")
+    if not split.get("validation"):
+        names = split["train"]
+        rest, val = stratified_split(np.array([samples[n].label for n in names]), 0.2, seed)
+        split = {"train": [names[i] for i in rest], "validation": [names[i] for i in val]}
 
     def arrays(names):
         batches = list(iter_batches([samples[n] for n in names], batch_size=64, size=size))
@@ -98,14 +115,14 @@ def _load_split(run: Run, data_dir: str | os.PathLike):
 
 
 def finetune(run: Run, data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: FinetuneConfig = FinetuneConfig(), progress: bool = True) -> dict:
-    """Fine-tune `run` on its own train split (validation split for early stopping); write a RUN_DIR."""
+    """Fine-tune `run` on its training photos less a validation split (for early stopping); write a RUN_DIR."""
     start = time.perf_counter()
     out_dir = Path(out_dir)
     if "," in run.metrics.get("backbone", ""):
         raise CatdogError(
             f"{run.path}: fuses {run.metrics['backbone']}; fine-tuning takes a run with one backbone (train one per backbone)"
         )
-    (x_train, y_train), (x_val, y_val) = _load_split(run, data_dir)
+    (x_train, y_train), (x_val, y_val) = _load_split(run, data_dir, config.seed)
     keras.utils.set_random_seed(config.seed)
     model = keras.models.load_model(run.path / "model.keras")  # an independent copy to train
     blocks = top_blocks(model.get_layer("backbone"), config.blocks)
@@ -134,7 +151,9 @@ def finetune(run: Run, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     plot_curves(history, best_epoch, out_dir / "curves.png")
     (out_dir / "history.json").write_text(json.dumps(history, indent=1))
     metrics = {
-        **{k: run.metrics[k] for k in ("backbone", "weights", "labels", "data_fingerprint", "n_train", "n_val") if k in run.metrics},
+        **{k: run.metrics[k] for k in ("backbone", "weights", "labels", "data_fingerprint", "data_dir") if k in run.metrics},
+        "n_train": int(len(y_train)),
+        "n_val": int(len(y_val)),
         "finetuned_from": str(run.path.resolve()),
         "data_dir": str(Path(data_dir).resolve()),
         "finetune": {**asdict(config), "blocks_trained": blocks, "trainable_layers": n_trainable, "optimizer": "adam",

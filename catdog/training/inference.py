@@ -46,6 +46,26 @@ def load_run(run_dir: str | os.PathLike) -> Run:
     return Run(run_dir, model, metrics)
 
 
+def run_photos(run: Run, which: str) -> list[Sample]:
+    """The photos a RUN_DIR's split.json names under `which`, where they still are.
+
+    "train": every photo the model was trained on; "parity": labelled training photos for
+    comparing artefacts with Keras; "calibration": the other training photos, for int8
+    calibration ("parity" and "calibration" never overlap). Runs made before issue 14 have no
+    "parity" or "calibration": their "validation" and "train" photos stand in.
+    """
+    from catdog.data import scan
+
+    data_dir = run.metrics.get("data_dir")
+    split_file = run.path / "split.json"
+    if not data_dir or not Path(data_dir).is_dir() or not split_file.is_file():
+        return []
+    split = json.loads(split_file.read_text())
+    fallback = {"parity": "validation", "calibration": "train"}
+    names = set(split.get(which) or split.get(fallback.get(which, which), []))
+    return [s for s in scan(data_dir)[0] if s.name in names]
+
+
 def calibrated_model(full_model: keras.Model, temperature: float) -> keras.Model:
     """A copy of the full model with the temperature folded into its Dense layer (W/T, b/T).
 

@@ -1,18 +1,26 @@
 """Train the Dense(2, softmax) head on cached features and write a RUN_DIR.
 
+The head is an L2 logistic regression fitted to convergence on EVERY labelled (non-excluded)
+photo, its L2 strength chosen by K-fold cross-validation on those photos; a nested
+cross-validation of that whole procedure estimates its log loss on photos it never saw, with a
+bootstrap 95 % interval (see catdog.training.cv). No validation split is held out.
+
 RUN_DIR layout:
 
-    model.keras     full model: raw RGB photo (SxSx3, 0..255; S = --image-size, 224) -> (P(cat), P(dog))
+    model.keras     full model: raw RGB photo (SxSx3, 0..255; S = --image-size) -> (P(cat), P(dog))
                     layers: image -> preprocess -> backbone -> gap -> dropout -> probabilities
     head.keras      the head alone: (C,) features -> (P(cat), P(dog))
-    metrics.json    validation scores, calibration, split, seed, backbone, data fingerprint
-    split.json      names of the training and validation photos
-    history.json    per-epoch loss and accuracy
-    curves.png      loss and accuracy per epoch, train vs validation
+    metrics.json    the nested-CV estimate, the selection, calibration, seed, backbone, data fingerprint
+    split.json      names of the training photos (all of them), their CV folds, and the photos
+                    later stages use: "parity" (labelled photos to compare artefacts with Keras)
+                    and "calibration" (the rest, for int8 calibration); "validation" is empty
+    cv_predictions.csv  each photo's nested-CV P(dog) (from a head that never saw it) and fold
+    curves.png      CV log loss against the L2 strength: the selection and each outer fold's
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import time
@@ -27,57 +35,54 @@ from catdog import __version__
 from catdog.data import IMAGE_SIZE, LABELS, sha256_file
 from catdog.errors import CatdogError
 from catdog.features import BackbonePreprocessing, FeatureSet, build_backbone, get_spec, image_input, input_size
+from catdog.training import cv as CV
 from catdog.training import metrics as M
+
+PARITY_FRACTION = 0.2  # share of the training photos named for parity (400 of the 2,002 shared photos)
 
 
 @dataclass(frozen=True)
 class HeadConfig:
-    dropout: float = 0.5
-    l2: float = 3e-3  # 5-fold CV sweep 1e-4..3e-2: best at 224 and at 288 (README)
-    learning_rate: float = 1e-3
-    batch_size: int = 128
-    max_epochs: int = 400
-    patience: int = 20
-    val_fraction: float = 0.2
+    l2_grid: tuple[float, ...] = CV.L2_GRID  # L2 strengths CV chooses from (one value: no choice)
+    folds: int = 5  # K: the selection's CV folds, and the nested estimate's outer and inner folds
+    mirror: bool = False  # also train on each photo's mirror image (needs its mirrored features)
+    temperature: bool = False  # fold a temperature, fitted on the CV predictions, into the head
+    dropout: float = 0.5  # the full model's dropout layer: only `catdog finetune` trains through it
+    bootstrap: int = 2000  # resamples of photos for the 95 % interval
     seed: int = 0
+
+    @property
+    def options(self) -> CV.Options:
+        return CV.Options(l2_grid=tuple(self.l2_grid), mirror=self.mirror, temperature=self.temperature)
 
 
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded split keeping the class ratio: (train indices, validation indices), each sorted."""
+    """Seeded split keeping the class ratio: (rest indices, chosen indices), each sorted."""
     if not 0.0 < val_fraction < 1.0:
-        raise CatdogError(f"--val-fraction {val_fraction}: must be between 0 and 1 (e.g. 0.2)")
+        raise CatdogError(f"fraction {val_fraction}: must be between 0 and 1 (e.g. 0.2)")
     rng = np.random.default_rng(seed)
     val = []
     for cls in np.unique(labels):
         idx = np.flatnonzero(labels == cls)
         n_val = int(round(len(idx) * val_fraction))
         if n_val < 1 or n_val >= len(idx):
-            raise CatdogError(f"class {LABELS[cls]!r} has {len(idx)} photos: too few to split {val_fraction:.0%} off for validation")
+            raise CatdogError(f"class {LABELS[cls]!r} has {len(idx)} photos: too few to split {val_fraction:.0%} off")
         val.extend(rng.choice(idx, n_val, replace=False))
     val = np.sort(np.array(val))
     train = np.setdiff1d(np.arange(len(labels)), val)
     return train, val
 
 
-def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """Seeded fold number (0..k-1) for each photo, keeping the class ratio in every fold."""
-    if k < 2:
-        raise CatdogError(f"--cv {k}: needs at least 2 folds (e.g. 5)")
-    rng = np.random.default_rng(seed)
-    folds = np.zeros(len(labels), int)
-    for cls in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == cls))
-        folds[idx] = np.arange(len(idx)) % k
-    return folds
+def build_head(feature_dim: int, config: HeadConfig = HeadConfig(), l2: float | None = None) -> keras.Model:
+    """(C,) features -> dropout -> Dense(2, softmax) = (P(cat), P(dog)).
 
-
-def build_head(feature_dim: int, config: HeadConfig = HeadConfig()) -> keras.Model:
-    """(C,) features -> dropout -> Dense(2, softmax, L2) = (P(cat), P(dog))."""
+    l2: Keras' L2 penalty on the Dense kernel, the same penalty the logistic fit used (it only
+    acts if `catdog finetune` trains the model further); dropout likewise acts only there.
+    """
     features = keras.Input(shape=(feature_dim,), name="features")
     x = keras.layers.Dropout(config.dropout, name="dropout")(features)
-    probabilities = keras.layers.Dense(
-        2, activation="softmax", kernel_regularizer=keras.regularizers.L2(config.l2), name="probabilities"
-    )(x)
+    regularizer = keras.regularizers.L2(l2) if l2 else None
+    probabilities = keras.layers.Dense(2, activation="softmax", kernel_regularizer=regularizer, name="probabilities")(x)
     return keras.Model(features, probabilities, name="head")
 
 
@@ -133,71 +138,101 @@ class _EpochBar(keras.callbacks.Callback):
         self.bar.close()
 
 
+def head_model(logistic: CV.Logistic, config: HeadConfig = HeadConfig(), l2: float | None = None) -> keras.Model:
+    """The Keras head holding a fitted logistic regression: softmax(W f + b) with W = [-w/2, w/2],
+    b = [-b0/2, b0/2], so P(dog) = sigmoid(w . f + b0) exactly as fitted."""
+    head = build_head(len(logistic.w), config, l2)
+    w = np.asarray(logistic.w, np.float32)
+    head.get_layer("probabilities").set_weights(
+        [np.stack([-w / 2, w / 2], 1), np.array([-logistic.b / 2, logistic.b / 2], np.float32)]
+    )
+    return head
+
+
 @dataclass
 class TrainResult:
-    head: keras.Model
-    history: dict
-    train_idx: np.ndarray
-    val_idx: np.ndarray
-    best_epoch: int
+    head: keras.Model  # the shipped head, fitted on every photo of `train_idx`
+    logistic: CV.Logistic
+    selection: CV.Selection  # how its settings were chosen (K-fold CV on the same photos)
+    train_idx: np.ndarray  # rows of the feature set that trained it: every labelled, non-excluded photo
 
 
-def train_head(feature_set: FeatureSet, config: HeadConfig = HeadConfig(), progress: bool = True) -> TrainResult:
-    """Fit the head with Adam and early stopping on validation loss (best weights restored)."""
+def _labelled(feature_set: FeatureSet, report: bool = True) -> np.ndarray:
+    """Rows of the labelled photos (the unlabelled ones are said once and skipped)."""
     labelled = feature_set.labels >= 0
     if labelled.sum() == 0:
         raise CatdogError("no labelled photos in the features: training needs cat.N.jpg/dog.N.jpg names or cat/ dog/ folders")
-    if labelled.sum() < len(labelled):
+    if labelled.sum() < len(labelled) and report:
         print(f"train: ignoring {int((~labelled).sum())} unlabelled photos")
-    x = feature_set.features[labelled]
     y = feature_set.labels[labelled]
     if len(np.unique(y)) < 2:
         raise CatdogError(f"only {LABELS[int(y[0])]} photos in the features; training needs both cats and dogs")
-    train_idx, val_idx = stratified_split(y, config.val_fraction, config.seed)
-    keras.utils.set_random_seed(config.seed)
-    head, history = _fit(x, y, train_idx, val_idx, config, progress)
-    best_epoch = int(np.argmin(history["val_loss"])) + 1
-    all_idx = np.flatnonzero(labelled)
-    return TrainResult(head, history, all_idx[train_idx], all_idx[val_idx], best_epoch)
+    return np.flatnonzero(labelled)
 
 
-def _fit(x, y, train_idx, val_idx, config: HeadConfig, progress: bool) -> tuple[keras.Model, dict]:
-    head = build_head(x.shape[1], config)
-    head.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
-    fit = head.fit(
-        x[train_idx],
-        y[train_idx],
-        validation_data=(x[val_idx], y[val_idx]),
-        epochs=config.max_epochs,
-        batch_size=config.batch_size,
-        shuffle=True,
-        verbose=0,
-        callbacks=[stop, _EpochBar(config.max_epochs, progress)],
-    )
-    return head, {k: [float(v) for v in vs] for k, vs in fit.history.items()}
+def _data(feature_set: FeatureSet, rows: np.ndarray, mirrored: FeatureSet | None, config: HeadConfig) -> CV.Data:
+    x_mirror = None
+    if config.mirror:
+        if mirrored is None:
+            raise CatdogError("mirrored training needs the mirrored features; extract them with `catdog features --mirror`")
+        if mirrored.names != feature_set.names:
+            raise CatdogError("the mirrored feature file holds other photos than the features; extract both from the same DATA")
+        x_mirror = mirrored.features[rows]
+    return CV.Data(feature_set.features[rows], feature_set.labels[rows], x_mirror)
 
 
-def cross_validate(feature_set: FeatureSet, k: int, config: HeadConfig = HeadConfig(), progress: bool = True) -> dict:
-    """k-fold stratified cross-validation of the head: out-of-fold log loss and accuracy.
+def train_head(
+    feature_set: FeatureSet, config: HeadConfig = HeadConfig(), mirrored: FeatureSet | None = None, progress: bool = True
+) -> TrainResult:
+    """Choose the settings by K-fold CV on every labelled photo, then fit the head on all of them."""
+    rows = _labelled(feature_set)
+    data = _data(feature_set, rows, mirrored, config)
+    everyone = np.arange(len(rows))
+    selection = CV.select(data, everyone, config.options, config.folds, config.seed, workers=CV.default_workers())
+    logistic = CV.fit(data, everyone, config.options, selection.l2)
+    if config.temperature:  # dividing the logit by T is a rescaled logistic regression
+        logistic = CV.Logistic(logistic.w / selection.temperature, logistic.b / selection.temperature)
+    return TrainResult(head_model(logistic, config, selection.l2), logistic, selection, rows)
 
-    Each fold trains exactly as `train_head` does, with that fold as its validation split.
-    """
-    labelled = feature_set.labels >= 0
-    x, y = feature_set.features[labelled], feature_set.labels[labelled]
-    folds = stratified_folds(y, k, config.seed)
-    p_dog = np.zeros(len(y))
-    for fold in tqdm(range(k), desc=f"{k}-fold cv", unit="fold", disable=not progress):
-        tr, va = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
-        keras.utils.set_random_seed(config.seed)
-        head = _fit(x, y, tr, va, config, progress=False)[0]
-        p_dog[va] = np.asarray(head(x[va], training=False))[:, 1]
-    per_fold = [M.log_loss(y[folds == f], p_dog[folds == f]) for f in range(k)]
-    return {"folds": k, **M.summary(y, p_dog), "fold_log_loss": per_fold}
+
+def nested_estimate(
+    feature_set: FeatureSet, config: HeadConfig = HeadConfig(), mirrored: FeatureSet | None = None, progress: bool = True
+) -> tuple[dict, CV.NestedCV, np.ndarray]:
+    """The nested-CV estimate of `train_head`'s log loss on unseen photos: (summary, folds, rows)."""
+    rows = _labelled(feature_set, report=False)
+    data = _data(feature_set, rows, mirrored, config)
+    with tqdm(total=config.folds, desc="nested cv", unit="fold", disable=not progress) as bar:
+        result = CV.nested_cv(data, config.options, config.folds, config.folds, config.seed, on_fold=lambda: bar.update(1))
+    summary = CV.estimate(data.y, result.p_dog, result.folds, config.bootstrap, config.seed)
+    summary["chosen_l2"] = [r.selection.l2 for r in result.records]
+    if config.temperature:
+        summary["chosen_temperature"] = [r.selection.temperature for r in result.records]
+    return summary, result, rows
+
+
+def plot_selection(selection: CV.Selection, nested: CV.NestedCV, path: Path) -> None:
+    """CV log loss against l2: the shipped selection (solid) and each outer fold's (thin)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, record in enumerate(nested.records):
+        grid = sorted(record.selection.cv_log_loss)
+        ax.plot(grid, [record.selection.cv_log_loss[g] for g in grid], color="grey", lw=0.8, alpha=0.7,
+                label="inner CV of each outer fold" if i == 0 else None)
+    grid = sorted(selection.cv_log_loss)
+    ax.plot(grid, [selection.cv_log_loss[g] for g in grid], "o-", color="C0", label="CV on every photo (the selection)")
+    ax.axvline(selection.l2, color="C1", ls="--", label=f"chosen l2 {selection.l2:g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("l2 (penalty l2/2 ||w||^2 on the mean log loss)")
+    ax.set_ylabel("cross-validated log loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def plot_curves(history: dict, best_epoch: int, path: Path) -> None:
@@ -221,69 +256,113 @@ def plot_curves(history: dict, best_epoch: int, path: Path) -> None:
     plt.close(fig)
 
 
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _atomic_save(model: keras.Model, path: Path) -> None:
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)  # Keras wants the .keras suffix
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def photo_sets(names: list[str], labels: np.ndarray, folds: np.ndarray, seed: int) -> dict:
+    """split.json: every training photo with its CV fold, and the photos later stages use.
+
+    "parity": a seeded, class-stratified 20 % of the training photos (400 of 2,002) on which
+    parity compares the artefacts with Keras (training photos: parity measures agreement, not
+    held-out accuracy); "calibration": the others, from which int8 export draws its calibration
+    photos, so the two never overlap. "validation" is empty: every labelled photo trains.
+    """
+    rest, parity = stratified_split(labels, PARITY_FRACTION, seed)
+    return {
+        "train": list(names),
+        "validation": [],
+        "folds": [int(f) for f in folds],
+        "parity": [names[i] for i in parity],
+        "calibration": [names[i] for i in rest],
+    }
+
+
 def train_run(
     feature_set: FeatureSet,
     run_dir: str | os.PathLike,
     config: HeadConfig = HeadConfig(),
     features_path: str | None = None,
-    cv_folds: int = 0,
+    mirrored: FeatureSet | None = None,
     progress: bool = True,
 ) -> dict:
-    """Train the head, assemble the full model, and write the RUN_DIR; returns metrics.json."""
+    """Choose the settings by CV, fit the head on every photo, estimate it by nested CV,
+    assemble the full model, and write the RUN_DIR; returns metrics.json."""
     start = time.perf_counter()
     run_dir = Path(run_dir)
     weights = backbone_weights(feature_set)
-    result = train_head(feature_set, config, progress)
-    head = result.head
-    probs = head.predict(feature_set.features, batch_size=256, verbose=0)
-    labels = feature_set.labels
-    val, train = result.val_idx, result.train_idx
-    p_val = probs[val]
+    result = train_head(feature_set, config, mirrored, progress)
+    estimate, nested, rows = nested_estimate(feature_set, config, mirrored, progress)
+    names = [feature_set.names[i] for i in rows]
+    labels = feature_set.labels[rows]
+    p_train = result.logistic.p_dog(feature_set.features[rows])
 
     run_dir.mkdir(parents=True, exist_ok=True)
     image_size = int(feature_set.attrs.get("image_size", IMAGE_SIZE))
-    model = full_model(feature_set.backbone, build_backbone(feature_set.backbone, weights, image_size), head)
-    model.save(run_dir / "model.keras")
-    head.save(run_dir / "head.keras")
-    plot_curves(result.history, result.best_epoch, run_dir / "curves.png")
-    (run_dir / "history.json").write_text(json.dumps(result.history, indent=1))
-    names = feature_set.names
-    (run_dir / "split.json").write_text(
-        json.dumps({"train": [names[i] for i in train], "validation": [names[i] for i in val]}, indent=1)
-    )
+    model = full_model(feature_set.backbone, build_backbone(feature_set.backbone, weights, image_size), result.head)
+    _atomic_save(model, run_dir / "model.keras")
+    _atomic_save(result.head, run_dir / "head.keras")
+    plot_selection(result.selection, nested, run_dir / "curves.png")
+    _atomic_write(run_dir / "split.json", json.dumps(photo_sets(names, labels, nested.folds, config.seed), indent=1))
+    with open(run_dir / "cv_predictions.csv.tmp", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "label", "fold", "p_dog"])
+        writer.writerows((n, int(y), int(k), f"{p:.6f}") for n, y, k, p in zip(names, labels, nested.folds, nested.p_dog))
+    os.replace(run_dir / "cv_predictions.csv.tmp", run_dir / "cv_predictions.csv")
+    oof = result.selection.oof_p_dog
+    calibration = M.calibration_report(np.stack([1 - oof, oof], 1), labels, config.seed)
+    calibration["source"] = f"out-of-fold predictions of the {config.folds}-fold CV that chose l2 (not the nested estimate)"
+    if config.temperature:  # already folded into the head: --calibrated must not apply it twice
+        calibration["folded_into_head"], calibration["temperature"] = result.selection.temperature, 1.0
     metrics = {
         "backbone": feature_set.backbone,
         "weights": feature_set.weights,
         "image_size": image_size,
         "labels": list(LABELS),
         "seed": config.seed,
-        "hyperparameters": {
+        "head": {
+            "fit": "L2 logistic regression to convergence (scikit-learn L-BFGS), as Dense(2, softmax)",
+            "penalty": "mean log loss + l2/2 ||w||^2",
+            "l2": result.selection.l2,
+            "l2_grid": list(config.l2_grid),
+            "folds": config.folds,
+            "mirror": config.mirror,
+            "temperature": config.temperature,
             "dropout": config.dropout,
-            "l2": config.l2,
-            "learning_rate": config.learning_rate,
-            "batch_size": config.batch_size,
-            "max_epochs": config.max_epochs,
-            "patience": config.patience,
-            "optimizer": "adam",
         },
-        "val_fraction": config.val_fraction,
-        "epochs": len(result.history["loss"]),
-        "best_epoch": result.best_epoch,
-        "n_train": int(len(train)),
-        "n_val": int(len(val)),
-        "n_unlabelled_ignored": int((labels < 0).sum()),
+        "n_train": int(len(rows)),
+        "n_val": 0,
+        "n_unlabelled_ignored": int((feature_set.labels < 0).sum()),
         "n_excluded": int(feature_set.attrs.get("excluded", 0)),
         "data_fingerprint": feature_set.attrs.get("data_fingerprint", ""),
         "features_file": features_path or "",
         "data_dir": str(feature_set.attrs.get("data_dir", "")),
-        "train": M.summary(labels[train], probs[train, 1]),
-        "val": M.summary(labels[val], p_val[:, 1]),
-        "calibration": M.calibration_report(p_val, labels[val], config.seed),
-        "cross_validation": cross_validate(feature_set, cv_folds, config, progress) if cv_folds else None,
+        "estimate": {
+            "method": f"nested cross-validation: {config.folds} outer folds; l2 chosen by {config.folds}-fold CV inside "
+            "each outer fold's training photos; each photo scored once by a head that never saw it; "
+            f"95 % interval: bootstrap over photos ({config.bootstrap} resamples)",
+            **estimate,
+        },
+        "selection": {
+            "method": f"{config.folds}-fold CV on every training photo",
+            "cv_log_loss": {f"{k:g}": v for k, v in sorted(result.selection.cv_log_loss.items())},
+            "l2": result.selection.l2,
+            "log_loss": result.selection.log_loss,
+        },
+        "train": M.summary(labels, p_train),
+        "calibration": calibration,
         "model_sha256": sha256_file(run_dir / "model.keras"),
         "catdog_version": __version__,
         "keras_version": keras.__version__,
         "seconds": round(time.perf_counter() - start, 2),
     }
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    _atomic_write(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     return metrics

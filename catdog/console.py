@@ -1,0 +1,182 @@
+"""A quiet console for the CLI: no TensorFlow, absl, LiteRT or converter chatter unless --verbose.
+
+Where the chatter comes from, and what stops it:
+
+* Native code (TensorFlow's C++ core, absl, LiteRT, the TFLite converter) writes to file
+  descriptor 2 itself. TF_CPP_MIN_LOG_LEVEL stops some of it, but TensorFlow 2.21 logs
+  "oneDNN custom operations are on" through absl before it reads that variable. So while a
+  command runs, fd 2 is a pipe that a thread reads, forwarding every line except the known
+  start-up and converter notices (`is_native_noise`). Python's own `sys.stderr` (catdog's
+  messages, progress bars) is pointed past the pipe at the terminal, so bars stay live.
+  oneDNN itself stays on: only its notice goes (turning it off would change the numbers).
+* Python loggers of TensorFlow, absl, Core ML tools, tf2onnx and ONNX Runtime: ERROR and above.
+* Converter progress bars (Core ML tools draws one per graph pass): tqdm reads TQDM_DISABLE as
+  the default of `disable`, and every catdog bar passes `disable=` itself, so only the
+  libraries' bars go. The variable must be set before tqdm is imported, as `quiet` does first.
+* Python warnings: deprecation notices of libraries are dropped; any other warning becomes one
+  line, `catdog: note: ...`, once (`one_line_warning`), reworded where catdog knows better.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import sys
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+# Lines native libraries write that are not the user's concern (matched at the line start).
+NATIVE_NOISE = re.compile(
+    r"""
+      WARNING:\ All\ log\ messages\ before\ absl::InitializeLog\(\)        # absl, before its set-up
+    | [IW]\d{4}\ [\d:.]+\s+\d+\ [\w./-]+:\d+\]                               # absl/glog INFO and WARNING lines
+    | INFO:\ Created\ TensorFlow\ Lite\ XNNPACK\ delegate                   # LiteRT interpreter
+    | INFO:\ Initialized\ TensorFlow\ Lite\ runtime
+    | fully_quantize:\ \d+,\ inference_type:                                # TFLite int8 quantiser
+    | To\ enable\ the\ following\ instructions:.*TensorFlow                 # cpu_feature_guard, 2nd line
+    """,
+    re.VERBOSE,
+)
+
+# Python loggers that report library internals (their errors still show).
+LIBRARY_LOGGERS = ("tensorflow", "absl", "coremltools", "tf2onnx", "onnxruntime", "keras", "h5py")
+
+# Warnings catdog words for the user: (pattern in the warning's text, the one line to print).
+REWORDED = (
+    (
+        re.compile(r"not be able to run predict\(\) on this Core ML model"),
+        "Core ML artefacts are written and spec-checked here; they run (and their numbers are checked) on macOS only",
+    ),
+)
+
+_LIBRARY_NOTICES = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+
+
+def is_native_noise(line: str) -> bool:
+    """True for a start-up or converter notice of TensorFlow, absl or LiteRT (one line, no newline)."""
+    return NATIVE_NOISE.match(line.lstrip("\r")) is not None
+
+
+def one_line_warning(message, category: type[Warning], filename: str) -> str | None:
+    """The line to print for a Python warning, or None to drop it.
+
+    Deprecation notices from libraries are for their developers; any other warning is its first
+    line, reworded where catdog knows what it means, with the package it came from.
+    """
+    text = str(message).strip()
+    for pattern, line in REWORDED:
+        if pattern.search(text):
+            return f"catdog: note: {line}"
+    if issubclass(category, _LIBRARY_NOTICES) and "catdog" not in _package(filename):
+        return None
+    first = text.splitlines()[0] if text else category.__name__
+    return f"catdog: note: {first} ({category.__name__} from {_package(filename)})"
+
+
+def _package(filename: str) -> str:
+    """The top-level package a source file belongs to ("keras" for .../site-packages/keras/src/x.py)."""
+    parts = re.split(r"[\\/]", filename)
+    for marker in ("site-packages", "dist-packages"):
+        if marker in parts and parts.index(marker) + 1 < len(parts):
+            return parts[parts.index(marker) + 1].removesuffix(".py")
+    return "catdog" if "catdog" in parts else (parts[-1] or "python")
+
+
+@contextmanager
+def quiet(verbose: bool = False) -> Iterator[None]:
+    """Run a command with the library chatter dropped (see the module docstring); verbose: all of it."""
+    if verbose:
+        yield
+        return
+    env = {"TF_CPP_MIN_LOG_LEVEL": "2", "TQDM_DISABLE": "1"}  # TQDM_DISABLE: library bars only (see above)
+    env = {k: v for k, v in env.items() if k not in os.environ}  # a user's own setting wins
+    os.environ.update(env)
+    levels = {name: logging.getLogger(name).level for name in LIBRARY_LOGGERS}
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    seen: set[str] = set()
+    show = warnings.showwarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        text = one_line_warning(message, category, filename)
+        if text and text not in seen:
+            seen.add(text)
+            print(text, file=sys.stderr)
+
+    warnings.showwarning = showwarning
+    try:
+        with filtered_fd2(is_native_noise):
+            yield
+    finally:
+        for name in env:  # read once at import by TensorFlow and tqdm; a caller's process gets its environment back
+            os.environ.pop(name, None)
+        warnings.showwarning = show
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+_terminal: io.TextIOWrapper | None = None
+
+
+def _terminal_stderr() -> io.TextIOWrapper:
+    """A text stream on a copy of the process's fd 2, made once and never closed: objects that
+    keep a reference to it (log handlers, bars) stay valid after the filter is gone."""
+    global _terminal
+    if _terminal is None:
+        _terminal = io.TextIOWrapper(
+            io.FileIO(os.dup(2), "w"), encoding=sys.stderr.encoding or "utf-8", errors="backslashreplace", write_through=True
+        )
+    return _terminal
+
+
+def _is_fd2(stream) -> bool:
+    try:
+        return stream.fileno() == 2
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return False
+
+
+@contextmanager
+def filtered_fd2(drop) -> Iterator[None]:
+    """While inside, lines written to fd 2 by native code reach the real fd 2 only if not drop(line).
+
+    Python's sys.stderr, where it is fd 2 (the CLI; not under pytest's capture), writes past the
+    filter, so progress bars are not held back until a newline.
+    """
+    sys.stderr.flush()
+    python_stderr = sys.stderr
+    if _is_fd2(python_stderr):
+        sys.stderr = _terminal_stderr()  # a copy of fd 2 taken before fd 2 becomes the pipe
+    target = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def forward() -> None:
+        pending = b""
+        try:
+            while chunk := os.read(read_end, 65536):
+                *lines, pending = (pending + chunk).split(b"\n")
+                kept = [line for line in lines if not drop(line.decode("utf-8", "replace"))]
+                if kept:
+                    os.write(target, b"\n".join(kept) + b"\n")
+            if pending and not drop(pending.decode("utf-8", "replace")):
+                os.write(target, pending)
+        except OSError:  # the terminal went away: nothing left to show
+            pass
+
+    thread = threading.Thread(target=forward, name="catdog-stderr-filter", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        sys.stderr = python_stderr
+        os.dup2(target, 2)  # closes the pipe's last write end: the thread reads to its end
+        thread.join(timeout=5)
+        os.close(read_end)
+        os.close(target)

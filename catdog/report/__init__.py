@@ -1,0 +1,156 @@
+"""Stage 7, report: what a run made, for a person.
+
+* `write_report(run_dir, art_dir)` writes RUN_DIR/report.html, one self-contained page (data,
+  learning curves, calibration, CAMs of a dozen validation photos, parity, the mixed-precision
+  sensitivity chart where ART_DIR/sensitivity.png exists, artefact sizes and latencies), and
+  returns the facts it shows.
+* `summary_table(facts)` is the same facts as the closing table of `catdog run`;
+  `stage_line` and the `*_figure` helpers are its one line per stage.
+
+Reads RUN_DIR and ART_DIR defensively (see `facts`): a section whose inputs are missing says so.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from catdog.report.facts import (
+    artefact_rows,
+    data_summary,
+    expected_accuracy,
+    expected_log_loss,
+    read_json,
+)
+from catdog.report.summary import Stage, export_figure, parity_figure, stage_line, summary_table, training_figure
+
+REPORT_FILE = "report.html"
+
+
+def write_report(run_dir: str | os.PathLike, art_dir: str | os.PathLike | None = None, model=None) -> dict:
+    """Write RUN_DIR/report.html (atomically) and return its facts (for `summary_table`).
+
+    art_dir: the run's artefacts (default RUN_DIR/artefacts where it has a manifest.json).
+    model: the run's full Keras model if the caller has it loaded (else it is loaded here).
+    """
+    from catdog.report import figures, measure, page
+
+    run_dir = Path(run_dir)
+    metrics = read_json(run_dir / "metrics.json") or {}
+    if art_dir is None and (run_dir / "artefacts" / "manifest.json").is_file():
+        art_dir = run_dir / "artefacts"
+    art_dir = Path(art_dir) if art_dir is not None else None
+    manifest = read_json(art_dir / "manifest.json") if art_dir else None
+    parity = read_json(art_dir / "parity.json") if art_dir else None
+    if model is None and (run_dir / "model.keras").is_file():
+        from catdog.training import load_run
+
+        model = load_run(run_dir).model
+
+    held = measure.held_out_predictions(run_dir, metrics, model)
+    tiles = []
+    if held is not None and model is not None:
+        tiles = measure.cam_tiles(model, held, metrics.get("data_dir", ""), measure.pick_cam_photos(held))
+    latency, keras_latency = {}, None
+    if manifest and model is not None:
+        photo = _first_photo(tiles, held, metrics, model)
+        keras_latency = measure.keras_latency(model, photo)
+        latency = measure.latencies(art_dir, manifest, photo)
+    rows = artefact_rows(manifest, parity, latency)
+
+    history = read_json(run_dir / "history.json") or {}
+    curves = figures.learning_curves(history, metrics.get("best_epoch"))
+    calibration = None
+    if held is not None and len(held.labels):
+        title = "validation photos" if held.held_out else "training photos"
+        calibration = figures.calibration(held.labels, held.p_dog, f"reliability on {len(held.labels)} {title}")
+    sensitivity_png = art_dir / "sensitivity.png" if art_dir else None
+    sensitivity = sensitivity_png.read_bytes() if sensitivity_png and sensitivity_png.is_file() else None
+
+    data = data_summary(run_dir, metrics)
+    expected = expected_log_loss(metrics)
+    facts = {
+        "run_dir": str(run_dir),
+        "report": str(run_dir / REPORT_FILE),
+        "model": str(run_dir / "model.keras"),
+        "art_dir": str(art_dir) if manifest else None,
+        "backbone": metrics.get("backbone", "?"),
+        "image_size": metrics.get("image_size"),
+        "expected_log_loss": expected,
+        "accuracy": expected_accuracy(metrics),
+        "data": data,
+        "artefacts": rows,
+        "keras_latency": keras_latency,
+        "parity_passed": None if parity is None else bool(parity.get("passed")),
+        "cam_photos": [{k: t[k] for k in ("name", "label", "predicted", "right")} for t in tiles],
+        "data_dir": metrics.get("data_dir", ""),
+        "sensitivity": sensitivity is not None,
+    }
+    key_lines = [_key_line(facts)]
+    sections = [
+        page.data_section(data),
+        page.curves_section(curves, metrics),
+        page.calibration_section(calibration, held, metrics),
+        page.cam_section(tiles, held),
+        page.parity_section(parity, manifest is not None),
+        page.sensitivity_section(sensitivity),
+        page.artefacts_section(rows, keras_latency, facts["art_dir"]),
+    ]
+    title = f"catdog run {run_dir.name}: {facts['backbone']} at {facts['image_size'] or '?'} px"
+    _write_atomic(run_dir / REPORT_FILE, page.page(title, key_lines, sections))
+    return facts
+
+
+def _key_line(facts: dict) -> str:
+    from html import escape
+
+    expected = facts["expected_log_loss"]
+    if expected is None:
+        return "No log loss measured in this run."
+    acc = f", accuracy {facts['accuracy']:.2%}" if facts["accuracy"] is not None else ""
+    return f"Expected log loss <b>{expected[0]:.4f}</b>{acc} ({escape(expected[1])})."
+
+
+def _first_photo(tiles: list[dict], held, metrics: dict, model):
+    """A real photo at the model's input size for latency timing (zeros if none is at hand)."""
+    import numpy as np
+
+    from catdog.data import ImageError, open_rgb, resize
+    from catdog.features import input_size
+
+    size = input_size(model)
+    if held is not None and held.names and metrics.get("data_dir"):
+        try:
+            return resize(open_rgb(Path(metrics["data_dir"]) / held.names[0]), size).astype(np.float32)
+        except (ImageError, OSError):
+            pass
+    return np.zeros((size, size, 3), np.float32)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a report is for reading
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+__all__ = [
+    "REPORT_FILE",
+    "Stage",
+    "artefact_rows",
+    "data_summary",
+    "expected_log_loss",
+    "export_figure",
+    "parity_figure",
+    "stage_line",
+    "summary_table",
+    "training_figure",
+    "write_report",
+]

@@ -1,0 +1,116 @@
+"""What a RUN_DIR holds, read defensively: every file and key may be missing (a run without
+export, an older run, a run trained by cross-validation and a refit without a validation split).
+
+Pure functions of files and dicts, no model: the terminal summary and the page both use them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+
+def read_json(path: Path) -> dict | None:
+    """The JSON object in `path`, or None if it is missing or unreadable."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def read_rejections(path: Path) -> list[tuple[str, str]]:
+    """(file, reason) rows of a rejected.csv (header `file,reason`); [] when it is missing."""
+    try:
+        with open(path, newline="") as f:
+            return [(row.get("file", ""), row.get("reason", "")) for row in csv.DictReader(f)]
+    except (OSError, csv.Error):
+        return []
+
+
+def expected_log_loss(metrics: dict) -> tuple[float, str] | None:
+    """The log loss to expect on new photos, and how it was measured.
+
+    Cross-validation (every photo scored by a model that did not see it) when the run has it,
+    else the held-out validation split; None when the run measured neither.
+    """
+    estimate = metrics.get("estimate") or {}
+    if isinstance(estimate.get("log_loss"), (int, float)):
+        lo, hi = estimate["log_loss_95"]
+        return float(estimate["log_loss"]), f"95 % interval {lo:.4f}-{hi:.4f}; nested cross-validation on {estimate.get('n', '?')} photos"
+    cv = metrics.get("cross_validation") or {}
+    if isinstance(cv.get("log_loss"), (int, float)):
+        return float(cv["log_loss"]), f"{cv.get('folds', 'k')}-fold cross-validation on {cv.get('n', '?')} photos"
+    val = metrics.get("val") or {}
+    if isinstance(val.get("log_loss"), (int, float)):
+        return float(val["log_loss"]), f"validation split of {val.get('n', metrics.get('n_val', '?'))} photos"
+    return None
+
+
+def expected_accuracy(metrics: dict) -> float | None:
+    """Accuracy from the same source as `expected_log_loss`."""
+    for key in ("estimate", "cross_validation", "val"):
+        block = metrics.get(key) or {}
+        if isinstance(block.get("accuracy"), (int, float)):
+            return float(block["accuracy"])
+    return None
+
+
+def data_summary(run_dir: Path, metrics: dict) -> dict:
+    """Photos used (train / validation), rejected (with reasons), excluded and unlabelled ones."""
+    rejected = read_rejections(Path(run_dir) / "rejected.csv")
+    n_train, n_val = metrics.get("n_train"), metrics.get("n_val")
+    used = sum(n for n in (n_train, n_val) if isinstance(n, int)) or None
+    return {
+        "data_dir": metrics.get("data_dir") or "",
+        "used": used,
+        "train": n_train,
+        "validation": n_val,
+        "rejected": len(rejected),
+        "rejections": rejected,
+        "excluded": metrics.get("n_excluded", 0) or 0,
+        "unlabelled": metrics.get("n_unlabelled_ignored", 0) or 0,
+    }
+
+
+def parity_verdict(row: dict | None) -> str:
+    """One short verdict for a parity.json row: "pass", "pass (spec only: ...)", "FAIL: ...", or "not checked"."""
+    if not row:
+        return "not checked"
+    if row.get("passed"):
+        return "pass" if row.get("numbers_run", True) else "pass (spec only: Core ML runs on macOS)"
+    return "FAIL: " + "; ".join(row.get("failed") or ["see parity.md"])
+
+
+def artefact_rows(manifest: dict | None, parity: dict | None, latencies: dict[str, dict] | None = None) -> list[dict]:
+    """One row per artefact of the manifest: file, format, precision, MB, export s, latency, parity verdict."""
+    if not manifest:
+        return []
+    checked = {r.get("file"): r for r in (parity or {}).get("artefacts", [])}
+    latencies = latencies or {}
+    rows = []
+    for a in manifest.get("artefacts", []):
+        row = checked.get(a.get("file"))
+        rows.append(
+            {
+                "file": a.get("file", "?"),
+                "format": a.get("format", "?"),
+                "precision": a.get("precision", "?"),
+                "mb": (a.get("bytes") or 0) / 1e6,
+                "export_seconds": a.get("export_seconds"),
+                "latency": latencies.get(a.get("file")),
+                "passed": None if row is None else bool(row.get("passed")),
+                "verdict": parity_verdict(row),
+            }
+        )
+    return rows
+
+
+def latency_text(latency: dict | None) -> str:
+    """"12.3 ms" for a measured latency, its reason otherwise ("macOS only", "-")."""
+    if not latency:
+        return "-"
+    if "median_ms" in latency:
+        return f"{latency['median_ms']:.1f} ms"
+    return latency.get("note", "-")

@@ -1,0 +1,204 @@
+"""report.html: one self-contained page (inline CSS, images as data URIs, no script, no server).
+
+Every section has a fixed id (`SECTIONS`) so a browser test can find it; a section whose
+inputs the run lacks says so and how to make them, instead of disappearing.
+"""
+
+from __future__ import annotations
+
+import base64
+from html import escape
+
+from catdog.report.facts import latency_text
+
+# id -> heading, in page order ("sensitivity" only when ART_DIR/sensitivity.png exists)
+SECTIONS = {
+    "data": "Data",
+    "curves": "Learning curves",
+    "calibration": "Calibration",
+    "cam": "Class activation maps",
+    "parity": "Parity of the exported artefacts",
+    "sensitivity": "Mixed-precision sensitivity",
+    "artefacts": "Artefacts: sizes and latencies",
+}
+
+CSS = """
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;max-width:1180px;padding:0 18px 40px;color:#1d1d1f}
+h1{font-size:24px;margin:22px 0 4px} h2{font-size:19px;margin:30px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
+.lead{color:#555;margin:0 0 10px} .key{font-size:18px;margin:8px 0} .note{color:#666;font-style:italic}
+table{border-collapse:collapse;margin:8px 0;font-size:13.5px} th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
+td.num{text-align:right;font-variant-numeric:tabular-nums} th{background:#f4f4f6}
+tr.fail td{background:#fff1f0} .pass{color:#137333;font-weight:600} .fail{color:#b3261e;font-weight:600}
+img.chart{max-width:100%;border:1px solid #eee}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(200px,1fr));gap:12px}
+figure{margin:0;border:3px solid #137333;border-radius:6px;padding:4px;background:#fafafa}
+figure.wrong{border-color:#b3261e} figure img{width:100%;height:200px;object-fit:contain;background:#222;display:block} figcaption{font-size:12.5px;margin-top:4px}
+code{background:#f4f4f6;padding:1px 4px;border-radius:3px}
+"""
+
+
+def data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _img(data: bytes | None, alt: str, mime: str = "image/png") -> str:
+    return f'<img class="chart" alt="{escape(alt)}" src="{data_uri(data, mime)}">' if data else ""
+
+
+def _section(sid: str, body: str) -> str:
+    return f'<section id="{sid}">\n<h2>{SECTIONS[sid]}</h2>\n{body}\n</section>'
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{text}</p>'
+
+
+def _table(header: list[str], rows: list[list[str]], numeric: set[int] = frozenset(), row_classes: list[str] | None = None) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = []
+    for k, row in enumerate(rows):
+        cls = f' class="{row_classes[k]}"' if row_classes and row_classes[k] else ""
+        cells = "".join(f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>" for i, c in enumerate(row))
+        body.append(f"<tr{cls}>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _fmt(value, spec: str, default: str = "–") -> str:
+    return format(value, spec) if isinstance(value, (int, float)) else default
+
+
+def data_section(data: dict) -> str:
+    rows = [
+        ["photos used", _fmt(data["used"], "d", "?")],
+        ["of which training", _fmt(data["train"], "d")],
+        ["of which validation (held out)", _fmt(data["validation"], "d")],
+        ["rejected (unreadable, wrong type, too large…)", str(data["rejected"])],
+        ["excluded (--exclude list)", str(data["excluded"])],
+        ["unlabelled, ignored for training", str(data["unlabelled"])],
+    ]
+    body = f'<p class="lead">From <code>{escape(data["data_dir"] or "?")}</code></p>' + _table(["", "photos"], rows, {1})
+    if data["rejections"]:
+        shown = data["rejections"][:20]
+        body += "<p>Rejected files (also in <code>rejected.csv</code>):</p>" + _table(
+            ["file", "reason"], [[escape(f), escape(r)] for f, r in shown]
+        )
+        if len(data["rejections"]) > len(shown):
+            body += _note(f"… and {len(data['rejections']) - len(shown)} more in rejected.csv")
+    return _section("data", body)
+
+
+def curves_section(png: bytes | None, metrics: dict) -> str:
+    if not png:
+        return _section("curves", _note("This run recorded no training history (history.json)."))
+    best, epochs = metrics.get("best_epoch"), metrics.get("epochs")
+    lead = f"Best epoch {best} of {epochs} (early stopping on validation loss; its weights were kept)." if best and epochs else ""
+    return _section("curves", f'<p class="lead">{escape(lead)}</p>' + _img(png, "learning curves"))
+
+
+def calibration_section(png: bytes | None, held, metrics: dict) -> str:
+    if not png:
+        return _section("calibration", _note("No held-out predictions: the run's features, head or photos are not at hand."))
+    cal = metrics.get("calibration") or {}
+    facts = []
+    if isinstance(cal.get("temperature"), (int, float)):
+        facts.append(f"fitted temperature {cal['temperature']:.3f}")
+    for key, what in (
+        ("val_log_loss_raw", "log loss as is"),
+        ("val_log_loss_clipped", "clipped to {lo}..{hi}"),
+        ("val_log_loss_temperature_cross_fitted", "temperature-scaled (cross-fitted)"),
+    ):
+        if isinstance(cal.get(key), (int, float)):
+            clip = cal.get("clip") or ["?", "?"]
+            facts.append(f"{what.format(lo=clip[0], hi=clip[1])}: {cal[key]:.4f}")
+    which = "held-out validation photos" if held.held_out else "training photos (this run holds none out)"
+    lead = f"{len(held.labels)} {which}, P(dog) from {escape(held.source)}. " + escape("; ".join(facts))
+    return _section("calibration", f'<p class="lead">{lead}</p>' + _img(png, "calibration"))
+
+
+def cam_section(tiles: list[dict], held) -> str:
+    if not tiles:
+        return _section("cam", _note("No photos at hand for CAMs (the run's data folder has moved?)."))
+    figures = []
+    for t in tiles:
+        verdict = "right" if t["right"] else f"wrong (it is a {t['label']})"
+        figures.append(
+            f'<figure class="{"right" if t["right"] else "wrong"}"><img alt="{escape(t["name"])}" src="{data_uri(t["jpeg"], "image/jpeg")}">'
+            f'<figcaption><b>{escape(t["name"])}</b>: {t["predicted"]} {t["confidence"]:.1%}, {verdict}</figcaption></figure>'
+        )
+    n_wrong = sum(not t["right"] for t in tiles)
+    which = "validation photos" if held is not None and held.held_out else "training photos"
+    lead = (
+        f"{len(tiles)} {which}: {n_wrong} the model gets wrong (the worst first) and {len(tiles) - n_wrong} it gets right, "
+        "from most to least confident. The heat map is the predicted class's map (red: where the evidence is)."
+    )
+    return _section("cam", f'<p class="lead">{escape(lead)}</p><div class="grid">' + "".join(figures) + "</div>")
+
+
+def parity_section(parity: dict | None, exported: bool) -> str:
+    if not exported:
+        return _section("parity", _note("Not exported: run <code>catdog export RUN_DIR --out ART_DIR</code>, then <code>catdog report RUN_DIR --art ART_DIR</code>."))
+    if not parity:
+        return _section("parity", _note("No parity.json in the artefacts folder: run <code>catdog parity ART_DIR --images DIR</code>."))
+    rows, classes = [], []
+    for r in parity.get("artefacts", []):
+        verdict = '<span class="pass">pass</span>' if r.get("passed") else '<span class="fail">FAIL</span>'
+        if r.get("failed"):
+            verdict += ": " + escape("; ".join(r["failed"]))
+        checks = r.get("spec_checks") or []
+        if checks:
+            verdict += f" ({sum(bool(c.get('passed')) for c in checks)} of {len(checks)} Core ML spec checks pass"
+            verdict += "; numbers run on macOS only)" if not r.get("numbers_run") else ")"
+        acc = f"{r['accuracy']:.2%} ({r['keras_accuracy']:.2%})" if "accuracy" in r and "keras_accuracy" in r else "–"
+        top1 = _fmt(r.get("top1_agreement"), ".1%")
+        rows.append(
+            [escape(r.get("file", "?")), _fmt(r.get("prob_max_abs"), ".2e"), _fmt(r.get("cam_max_rel"), ".2e"),
+             _fmt(r.get("cam_corr"), ".6f"), top1, acc, verdict]
+        )
+        classes.append("" if r.get("passed") else "fail")
+    verdict = "all artefacts pass" if parity.get("passed") else "some artefacts FAIL"
+    lead = (
+        f"Against the Keras model on {parity.get('n_images', '?')} reference images (edge cases included) and "
+        f"{parity.get('labelled_photos', 0)} labelled photos for int8 accuracy: <b>{verdict}</b>. Tolerances: fp32 max |Δp| ≤ 1e-4 and "
+        "CAM ≤ 1e-3 of the largest |CAM|; fp16 both ≤ 5e-3; int8 top-1 agreement ≥ 98 % and accuracy within 1 point of Keras."
+    )
+    header = ["artefact", "max |Δp|", "CAM max rel", "CAM corr", "top-1 agree", "int8 accuracy (Keras)", "verdict"]
+    return _section("parity", f'<p class="lead">{lead}</p>' + _table(header, rows, {1, 2, 3, 4, 5}, classes))
+
+
+def sensitivity_section(png: bytes | None) -> str:
+    if not png:
+        return ""
+    return _section("sensitivity", '<p class="lead">Per-layer sensitivity to reduced precision (artefacts/sensitivity.png).</p>' + _img(png, "sensitivity"))
+
+
+def artefacts_section(rows: list[dict], keras_latency: dict | None, art_dir: str | None) -> str:
+    if not rows:
+        return _section("artefacts", _note("Not exported: no artefacts in this run."))
+    table_rows = []
+    if keras_latency:
+        table_rows.append(["model.keras (Keras reference)", "keras", "fp32", "–", "–", latency_text(keras_latency), "reference"])
+    for r in rows:
+        verdict = r["verdict"] if r["passed"] is not False else f'<span class="fail">{escape(r["verdict"])}</span>'
+        table_rows.append(
+            [escape(r["file"]), r["format"], r["precision"], f"{r['mb']:.2f}", _fmt(r["export_seconds"], ".1f"),
+             latency_text(r["latency"]), verdict]
+        )
+    lead = (
+        f"In <code>{escape(art_dir or '')}</code> (manifest.json lists each file's sha256). Latency: one photo, median of "
+        "15 calls after 3 warm-up calls, on the machine that made this report, all its CPU threads."
+    )
+    header = ["artefact", "format", "precision", "size MB", "export s", "latency", "parity"]
+    return _section("artefacts", f'<p class="lead">{lead}</p>' + _table(header, table_rows, {3, 4, 5}))
+
+
+def page(title: str, key_lines: list[str], sections: list[str]) -> str:
+    """The whole document."""
+    keys = "".join(f'<p class="key">{line}</p>' for line in key_lines)
+    nav = " · ".join(f'<a href="#{sid}">{name}</a>' for sid, name in SECTIONS.items() if f'id="{sid}"' in "".join(sections))
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+        f'<meta name="viewport" content="width=device-width,initial-scale=1"><style>{CSS}</style></head>\n'
+        f'<body>\n<header id="overview"><h1>{escape(title)}</h1>{keys}<nav>{nav}</nav></header>\n'
+        + "\n".join(s for s in sections if s)
+        + "\n</body></html>\n"
+    )

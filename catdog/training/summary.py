@@ -1,0 +1,34 @@
+"""What `catdog train` and `catdog run` print about a RUN_DIR's metrics.json: the selection, the
+fit on every photo, and the expected log loss on unseen photos with its interval."""
+
+from __future__ import annotations
+
+
+def estimate_line(metrics: dict) -> str:
+    """One line: the nested-CV log loss with its bootstrap 95 % interval and the folds' range."""
+    e = metrics.get("estimate")
+    if not e:
+        return "expected log loss on unseen photos: not estimated (a run made before nested cross-validation)"
+    lo, hi = e["log_loss_95"]
+    folds = e["fold_log_loss"]
+    return (
+        f"expected log loss on unseen photos: {e['log_loss']:.4f} (95 % interval {lo:.4f}-{hi:.4f}; "
+        f"{len(folds)} outer folds {min(folds):.4f}-{max(folds):.4f}), accuracy {e['accuracy']:.2%} "
+        f"({e['accuracy_95'][0]:.2%}-{e['accuracy_95'][1]:.2%}); nested cross-validation on {e['n']} photos"
+    )
+
+
+def metrics_lines(metrics: dict) -> list[str]:
+    head, selection = metrics["head"], metrics["selection"]
+    grid = ", ".join(f"{k} {v:.4f}" for k, v in selection["cv_log_loss"].items())
+    (tn, fp), (fn, tp) = metrics["estimate"]["confusion_matrix"]
+    cal = metrics["calibration"]
+    lines = [
+        f"head: l2 {head['l2']:g} chosen by {head['folds']}-fold CV on the {metrics['n_train']} training photos "
+        f"({grid}); fitted on all {metrics['n_train']}" + (" and their mirror images" if head.get("mirror") else ""),
+        f"  CV temperature {cal.get('folded_into_head', cal['temperature']):.3f}"
+        + (" (folded into the head)" if "folded_into_head" in cal else " (`--calibrated` applies it)"),
+        f"  nested-CV confusion (rows true, cols predicted): cat {tn:4d} {fp:4d} | dog {fn:4d} {tp:4d}",
+        estimate_line(metrics),
+    ]
+    return lines

@@ -1,0 +1,148 @@
+"""A newcomer's first minutes: `catdog --help` is instant, and no command prints TensorFlow,
+absl, LiteRT or converter logs unless --verbose. Commands run as a user runs them (conftest.catdog_cli)."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+from catdog.console import filtered_fd2, is_native_noise, one_line_warning
+from conftest import REPO, TRAIN, catdog_cli, copy_photos, kaggle_names, needs_shared
+
+HELP_LIMIT_S = 0.5
+# What a TensorFlow / absl / LiteRT / converter log line looks like, by shape rather than by words
+# (catdog's own help names TensorFlow and absl in --verbose's description).
+LIBRARY_LOG = re.compile(
+    r"""^\s*(?:
+      [IWEF]\d{4}\ [\d:.]+\s+\d+\ \S+:\d+\]                       # absl / glog prefix
+    | WARNING:\ All\ log\ messages\ before\ absl
+    | INFO:\ (?:Created|Initialized)\ TensorFlow\ Lite
+    | To\ enable\ the\ following\ instructions
+    | (?:DEBUG|INFO|WARNING|ERROR):(?:tensorflow|absl|coremltools|tf2onnx|onnxruntime|keras|root):   # Python logging
+    | (?:Running|Converting)\ (?:MIL|TF\ Frontend|TensorFlow\ Graph|compression)                       # Core ML tools bars
+    | Getting\ Core\ ML\ weights
+    | fully_quantize:
+    | \S+site-packages\S+:\d+:\ \w+Warning:                                                             # raw Python warnings
+    )""",
+    re.VERBOSE,
+)
+
+
+def library_lines(output: str) -> list[str]:
+    """The lines of `output` (split at newlines and at progress-bar carriage returns) that are library logs."""
+    return [line for line in re.split(r"[\r\n]+", output) if LIBRARY_LOG.match(line)]
+
+
+def _seconds(*args: str) -> float:
+    start = time.perf_counter()
+    done = subprocess.run([str(Path(sys.executable).with_name("catdog")), *args], capture_output=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr.decode()
+    return time.perf_counter() - start
+
+
+def test_help_is_instant_and_quiet():
+    """Median of 3 runs under 0.5 s, for `catdog --help` and a sub-command's help."""
+    for args in (["--help"], ["run", "--help"], ["features", "--help"]):
+        median = statistics.median(_seconds(*args) for _ in range(3))
+        assert median < HELP_LIMIT_S, f"catdog {' '.join(args)}: median {median:.2f} s"
+    result = catdog_cli("--help")
+    assert result.returncode == 0 and "COMMAND" in result.output and "report" in result.output
+    assert library_lines(result.output) == []
+
+
+def test_parsing_arguments_imports_no_heavy_library():
+    """What keeps --help instant: building the parser (every sub-command's options, backbone
+    list and pixel limit included) imports none of these."""
+    heavy = ("numpy", "PIL", "h5py", "keras", "tensorflow", "cv2", "matplotlib", "onnx", "coremltools", "tqdm")
+    code = (
+        "import sys; from catdog.cli import build_parser; p = build_parser(); p.format_help(); "
+        "[a.choices[c].format_help() for a in p._subparsers._group_actions for c in a.choices]; "
+        f"print([m for m in {heavy!r} if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+@needs_shared
+def test_features_is_quiet_unless_verbose(tmp_path):
+    """`catdog features` on real photos prints its progress and result, no library log;
+    --verbose shows them (so the counter above does see real TensorFlow lines)."""
+    data = copy_photos(tmp_path / "data", kaggle_names("cat", range(300, 303)) + kaggle_names("dog", range(300, 303)))
+    quiet = catdog_cli("features", str(data), "--out", str(tmp_path / "quiet.h5"))
+    assert quiet.returncode == 0, quiet.output
+    assert library_lines(quiet.output) == []
+    assert "features: 6 photos" in quiet.output
+    loud = catdog_cli("features", str(data), "--out", str(tmp_path / "quiet.h5"), "--verbose")  # cached: TF import only
+    assert loud.returncode == 0 and "6 from cache" in loud.output, loud.output
+    assert len(library_lines(loud.output)) >= 2, loud.output  # absl's preamble and oneDNN's notice at least
+
+
+@needs_shared
+def test_catdog_run_is_quiet(verified_run):
+    """The whole chain (features, training, Core ML, TFLite and ONNX export, parity, report) prints
+    not one library log line, and few lines in all."""
+    _, result = verified_run
+    assert library_lines(result.output) == [], library_lines(result.output)[:5]
+    printed = [line for line in result.output.split("\n") if line.strip() and "\r" not in line]  # bars redraw with \r
+    assert len(printed) < 45, result.output
+
+
+def test_native_lines_are_filtered_at_the_file_descriptor(capfd):
+    """Bytes written straight to fd 2 (as C++ code does) pass the filter unless they are known noise."""
+    noise = (
+        b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        b"I0000 00:00:1795602158.310511   22600 port.cc:153] oneDNN custom operations are on.\n"
+        b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"
+    )
+    with filtered_fd2(is_native_noise):
+        os.write(2, noise + b"E0000 00:00:1795602158.3 22600 x.cc:1] a real error\nplain text from C\n")
+    err = capfd.readouterr().err
+    assert "a real error" in err and "plain text from C" in err
+    assert "absl" not in err and "oneDNN" not in err and "XNNPACK" not in err
+
+
+def test_warnings_become_one_catdog_line():
+    site = "/venv/lib/python3.11/site-packages/keras/src/export/tf2onnx_lib.py"
+    assert one_line_warning("np.object is deprecated", FutureWarning, site) is None
+    line = one_line_warning("weights are float16\nsecond line", UserWarning, site)
+    assert line == "catdog: note: weights are float16 (UserWarning from keras)"
+    coreml = one_line_warning("You will not be able to run predict() on this Core ML model. Underlying ...", RuntimeWarning, site)
+    assert coreml.startswith("catdog: note: Core ML artefacts are written") and "\n" not in coreml
+
+
+def test_every_catdog_progress_bar_sets_disable():
+    """Library progress bars are silenced through tqdm's TQDM_DISABLE default (catdog.console);
+    a catdog bar that did not pass disable= itself would vanish with them."""
+    missing = []
+    for path in (REPO / "catdog").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "tqdm":
+                if "disable" not in {k.arg for k in node.keywords}:
+                    missing.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert missing == []
+
+
+def test_library_warnings_in_a_command_are_one_line(capsys):
+    """Inside a command, a library's deprecation notice is dropped and other warnings print once, on one line."""
+    from catdog.console import quiet
+
+    with quiet():
+        for _ in range(2):
+            warnings.warn_explicit("old API\ndetails", FutureWarning, "/x/site-packages/tf2onnx/a.py", 1)
+            warnings.warn_explicit("odd input\ndetails", UserWarning, "/x/site-packages/onnx/b.py", 2)
+    err = capsys.readouterr().err
+    assert err.count("catdog: note: odd input (UserWarning from onnx)") == 1
+    assert "old API" not in err and "details" not in err
+
+
+if __name__ == "__main__":
+    pytest.main([__file__, "-q"])

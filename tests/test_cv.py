@@ -1,0 +1,126 @@
+"""Issue 14: settings chosen by cross-validation, the head refit on every photo, and a nested-CV
+estimate that never scores a photo with a model or a setting chosen with it."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from catdog.features import load_features
+from catdog.training import HeadConfig, cv as CV, train_head
+from conftest import needs_shared
+
+GRID = (1e-3, 1e-2, 1e-1)  # a short grid keeps these tests fast; the product's is CV.L2_GRID
+
+
+@pytest.fixture(scope="module")
+def real_data(subset_run) -> CV.Data:
+    """MobileNetV2 features of the 240 real photos of the session's subset run."""
+    fs = load_features(subset_run / "features.h5")
+    return CV.Data(fs.features, fs.labels)
+
+
+@needs_shared
+def test_nested_cv_split_indices_never_mix_a_scored_photo_into_its_choice(real_data):
+    result = CV.nested_cv(real_data, CV.Options(l2_grid=GRID), k=5, inner_k=4, seed=3)
+    n = len(real_data.y)
+    scored = np.concatenate([r.test for r in result.records])
+    assert np.array_equal(np.sort(scored), np.arange(n))  # every photo scored exactly once
+    for fold, record in enumerate(result.records):
+        assert np.intersect1d(record.train, record.test).size == 0
+        assert np.array_equal(np.union1d(record.train, record.test), np.arange(n))
+        assert np.array_equal(np.flatnonzero(result.folds == fold), record.test)
+        # the inner CV that chose this fold's setting saw only the outer training photos
+        inner_scored = np.concatenate([va for _, va in record.selection.folds])
+        assert np.array_equal(np.sort(inner_scored), record.train)
+        for tr, va in record.selection.folds:
+            assert np.intersect1d(tr, record.test).size == 0 and np.intersect1d(va, record.test).size == 0
+            assert np.intersect1d(tr, va).size == 0
+
+
+@needs_shared
+def test_a_scored_photo_cannot_influence_its_own_score(real_data):
+    """Scramble the labels and features of one outer fold: that fold's scores and chosen setting
+    stay exactly the same (nothing of it reached its model), while the other folds' change."""
+    options = CV.Options(l2_grid=GRID)
+    before = CV.nested_cv(real_data, options, k=5, inner_k=4, seed=3)
+    fold = 2
+    held = before.folds == fold
+    rng = np.random.default_rng(0)
+    x, y = real_data.x.copy(), real_data.y.copy()
+    y[held] = 1 - y[held]
+    x[held] = rng.permutation(x[held].ravel()).reshape(x[held].shape)
+    after = CV.nested_cv(CV.Data(x, y), options, k=5, inner_k=4, seed=3, folds=before.folds)
+    record_before, record_after = before.records[fold], after.records[fold]
+    assert record_after.selection.l2 == record_before.selection.l2
+    assert record_after.selection.cv_log_loss == record_before.selection.cv_log_loss
+    # same model on other inputs: its scores on the scrambled photos follow from the unchanged head
+    head = CV.fit(real_data, record_before.train, options, record_before.selection.l2)
+    assert np.allclose(after.p_dog[held], head.p_dog(x[held]), atol=1e-12)
+    assert not np.allclose(after.p_dog[~held], before.p_dog[~held])
+
+
+@needs_shared
+def test_estimate_has_an_interval_and_fold_spread(real_data):
+    result = CV.nested_cv(real_data, CV.Options(l2_grid=GRID), k=5, inner_k=4)
+    e = CV.estimate(real_data.y, result.p_dog, result.folds, n_boot=500)
+    lo, hi = e["log_loss_95"]
+    assert lo < e["log_loss"] < hi and len(e["fold_log_loss"]) == 5
+    assert min(e["fold_log_loss"]) <= e["log_loss"] <= max(e["fold_log_loss"])
+    assert np.isclose(np.mean(e["fold_log_loss"]), e["log_loss"], atol=1e-9)  # equal folds (24 + 24 each)
+    assert e["accuracy_95"][0] <= e["accuracy"] <= e["accuracy_95"][1]
+    assert e["log_loss"] < 0.2 and e["accuracy"] >= 0.93  # 240 real photos: a useful head already
+
+
+def test_bootstrap_interval_covers_the_mean_of_a_known_distribution():
+    values = np.random.default_rng(1).exponential(0.04, 2000)  # heavy right tail, like per-photo log loss
+    lo, hi = CV.bootstrap_interval(values, 1000, seed=0)
+    assert lo < values.mean() < hi and 0.002 < hi - lo < 0.01
+
+
+@needs_shared
+def test_the_shipped_head_is_fitted_on_every_photo_with_the_cv_choice(subset_run):
+    fs = load_features(subset_run / "features.h5")
+    split = json.loads((subset_run / "split.json").read_text())
+    metrics = json.loads((subset_run / "metrics.json").read_text())
+    assert split["train"] == fs.names and len(fs.names) == 240 and split["validation"] == []
+    assert metrics["n_train"] == 240 and metrics["n_val"] == 0
+    assert metrics["head"]["l2"] == metrics["selection"]["l2"] == min(
+        metrics["head"]["l2_grid"], key=lambda l2: (metrics["selection"]["cv_log_loss"][f"{l2:g}"], -l2))
+    # the saved head is the logistic regression fitted on all 240 photos at the chosen l2
+    expected = CV.fit_logistic(fs.features, fs.labels, metrics["head"]["l2"])
+    head = keras.models.load_model(subset_run / "head.keras")
+    assert np.allclose(head.predict_on_batch(fs.features)[:, 1], expected.p_dog(fs.features), atol=1e-5)
+    # parity and calibration photos: training photos, disjoint, 20 % for parity
+    assert len(split["parity"]) == 48 and not set(split["parity"]) & set(split["calibration"])
+    assert set(split["parity"]) | set(split["calibration"]) == set(fs.names)
+
+
+@needs_shared
+def test_excluded_photos_do_not_train(subset_run, tmp_path):
+    from catdog.cli import main
+
+    fs = load_features(subset_run / "features.h5")
+    excluded = fs.names[:3] + fs.names[-2:]
+    (tmp_path / "suspects.txt").write_text("\n".join(excluded) + "\n")
+    out = tmp_path / "run"
+    assert main(["train", str(subset_run / "features.h5"), "--out", str(out), "--exclude", str(tmp_path / "suspects.txt"),
+                 "--l2", "3e-3", "--cv", "3"]) == 0
+    split = json.loads((out / "split.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert split["train"] == [n for n in fs.names if n not in excluded]
+    assert metrics["n_train"] == 235 and metrics["n_excluded"] == 5 and metrics["head"]["l2_grid"] == [3e-3]
+    assert len(metrics["estimate"]["fold_log_loss"]) == 3
+
+
+@needs_shared
+def test_training_is_reproducible(subset_run):
+    fs = load_features(subset_run / "features.h5")
+    config = HeadConfig(l2_grid=GRID, folds=3)
+    a = train_head(fs, config, progress=False)
+    b = train_head(fs, config, progress=False)
+    assert all(np.array_equal(x, y) for x, y in zip(a.head.get_weights(), b.head.get_weights()))
+    assert np.array_equal(a.train_idx, np.arange(240))

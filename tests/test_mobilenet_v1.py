@@ -1,0 +1,155 @@
+"""Issue 14: MobileNet (V1) as a backbone, alone and fused with MobileNetV2, on real photos and
+the real ImageNet weights in ../shared: offline loading, features (LiteRT = Keras), CAM
+identity, export to TFLite, ONNX and Core ML, and parity."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from catdog.cam import cam_model, probabilities_from_cam
+from catdog.cli import main
+from catdog.data import decode, scan
+from catdog.export import load_manifest
+from catdog.features import BackbonePreprocessing, build_backbone, extract_features, get_spec, keras_models_dir, load_features
+from catdog.training import load_run
+from conftest import REFERENCE, TRAIN, copy_photos, kaggle_names, needs_shared
+
+pytestmark = needs_shared
+
+V1_FILE = "mobilenet_1_0_224_tf_no_top.h5"
+
+
+def test_mobilenet_loads_the_shared_imagenet_weights_offline_at_any_size():
+    """Keras finds the V1 no-top file in $KERAS_HOME/models (seeded from ../shared; no network here)."""
+    path = keras_models_dir() / V1_FILE
+    assert path.is_file()
+    with h5py.File(path, "r") as f:
+        stored = f["conv_pw_13/conv_pw_13/kernel"][:]
+    for size, grid in ((224, 7), (288, 9)):
+        net = build_backbone("mobilenet", "imagenet", size)
+        assert net.output.shape[1:] == (grid, grid, 1024)
+        assert np.array_equal(net.get_layer("conv_pw_13").get_weights()[0], stored)
+    spec = get_spec("mobilenet")
+    assert spec.preprocess_mode == "tf" and spec.feature_dim == 1024 and spec.notop_weights_file == V1_FILE
+
+
+def test_v1_and_v2_fuse_with_one_preprocessing():
+    spec = get_spec("mobilenet,mobilenet_v2")
+    assert spec.preprocess_mode == "tf" and spec.feature_dim == 1024 + 1280
+    fused = build_backbone("mobilenet,mobilenet_v2", None, 224)
+    assert not [layer for layer in fused.layers if isinstance(layer, BackbonePreprocessing)]  # once, outside it
+    assert get_spec("mobilenet_v2,resnet50").preprocess_mode == "raw"  # different preprocessings: per branch
+
+
+def test_finetune_finds_mobilenet_v1_blocks():
+    from catdog.training.finetune import top_blocks
+
+    assert top_blocks(build_backbone("mobilenet", None, 224), 2) == ["conv_13", "conv_12"]
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("v1")
+    return copy_photos(root / "data", kaggle_names("cat", range(300, 316)) + kaggle_names("dog", range(300, 316)))
+
+
+@pytest.fixture(scope="module")
+def v1_run(photos):
+    """`catdog run --backbone mobilenet` on 16 + 16 real photos, exported at fp32 to ONNX and Core ML
+    (its TFLite conversion is exercised by the LiteRT feature engine here, and by the fused run)."""
+    run_dir = photos.parent / "run_v1"
+    args = ["run", str(photos), "--backbone", "mobilenet", "--out", str(run_dir), "--formats", "onnx,coreml",
+            "--precision", "fp32", "--cv", "3"]
+    assert main(args) == 0  # 0 only if parity passed
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def fused_run(photos):
+    """`catdog run --backbone mobilenet,mobilenet_v2` (the shipped fusion) on the same photos, exported
+    at fp32 to every format (features through TensorFlow: the LiteRT engine is compared with it below)."""
+    run_dir = photos.parent / "run_fused"
+    args = ["run", str(photos), "--backbone", "mobilenet,mobilenet_v2", "--out", str(run_dir),
+            "--formats", "tflite,onnx,coreml", "--precision", "fp32", "--cv", "3", "--engine", "keras"]
+    assert main(args) == 0
+    return run_dir
+
+
+def _cam_identity(run_dir, grid: int) -> np.ndarray:
+    run = load_run(run_dir)
+    paths = sorted(REFERENCE.glob("*.jpg"))[:3] + [TRAIN / "cat.950.jpg", TRAIN / "dog.950.jpg"]
+    x = np.stack([decode(p) for p in paths]).astype(np.float32)
+    out = cam_model(run.model).predict_on_batch(x)
+    assert out["cam"].shape == (5, grid, grid, 2)
+    bias = run.model.get_layer("probabilities").get_weights()[1]
+    assert np.allclose(probabilities_from_cam(np.asarray(out["cam"]), bias), out["probabilities"], atol=1e-5)
+    assert np.allclose(run.model.predict_on_batch(x), out["probabilities"], atol=1e-6)
+    return np.asarray(out["probabilities"])
+
+
+def _parity_passed(run_dir, backbone: str, formats: tuple[str, ...]) -> dict:
+    manifest = load_manifest(run_dir / "artefacts")
+    assert manifest["backbone"] == backbone
+    stem = "catdog_" + backbone.replace(",", "+")
+    suffix = {"tflite": ".tflite", "onnx": ".onnx", "coreml": ".mlpackage"}
+    assert {a["file"] for a in manifest["artefacts"]} == {f"{stem}_fp32{suffix[f]}" for f in formats}
+    parity = json.loads((run_dir / "artefacts" / "parity.json").read_text())
+    assert parity["passed"]
+    rows = {r["format"]: r for r in parity["artefacts"]}
+    for fmt in set(formats) - {"coreml"}:
+        assert rows[fmt]["prob_max_abs"] <= 1e-4 and rows[fmt]["cam_corr"] > 0.99999
+    return {c["check"]: c for c in rows["coreml"]["spec_checks"]}
+
+
+def test_v1_cam_identity_and_export_parity(v1_run):
+    probabilities = _cam_identity(v1_run, 7)
+    assert probabilities[3].argmax() == 0 and probabilities[4].argmax() == 1  # held-out cat.950, dog.950
+    checks = _parity_passed(v1_run, "mobilenet", ("onnx", "coreml"))
+    assert all(c["passed"] for c in checks.values()), checks
+    assert "0.00784" in checks["input scale"]["detail"]  # Core ML applies x / 127.5 - 1 as image scale and bias
+
+
+def test_fused_v1_v2_cam_identity_and_export_parity(fused_run):
+    _cam_identity(fused_run, 7)
+    checks = _parity_passed(fused_run, "mobilenet,mobilenet_v2", ("tflite", "onnx", "coreml"))
+    assert all(c["passed"] for c in checks.values()), checks
+    assert "0.00784" in checks["input scale"]["detail"] and "-1.0" in checks["input bias"]["detail"]
+
+
+def test_fused_features_are_v1_and_v2_side_by_side_and_litert_equals_tensorflow(fused_run, photos, tmp_path):
+    fused = load_features(fused_run / "features.h5")
+    assert fused.backbone == "mobilenet,mobilenet_v2" and fused.features.shape == (32, 2304)
+    samples, _ = scan(photos)
+    extract_features(samples, tmp_path / "v1.h5", "mobilenet", progress=False)  # LiteRT, the default engine
+    extract_features(samples, tmp_path / "v2.h5", "mobilenet_v2", progress=False)
+    alone = np.hstack([load_features(tmp_path / "v1.h5").features, load_features(tmp_path / "v2.h5").features])
+    # the fused run's features came through TensorFlow: LiteRT's V1 and V2 side by side equal them
+    assert np.allclose(fused.features, alone, rtol=1e-4, atol=1e-4 * np.abs(alone).max())
+
+
+def test_mirrored_features_are_the_features_of_the_mirror_image(photos, tmp_path):
+    from catdog.errors import CatdogError
+    from catdog.features import feature_model
+
+    samples, _ = scan(photos)
+    extract_features(samples[:4], tmp_path / "m.h5", "mobilenet", progress=False, mirror=True)
+    mirrored = load_features(tmp_path / "m.h5")
+    assert mirrored.attrs["mirror"]
+    model = feature_model("mobilenet", build_backbone("mobilenet"))
+    flipped = np.stack([decode(s.path)[:, ::-1] for s in samples[:4]]).astype(np.float32)
+    direct = model.predict_on_batch(flipped)
+    assert np.allclose(mirrored.features, direct, rtol=1e-4, atol=1e-4 * np.abs(direct).max())
+    with pytest.raises(CatdogError, match=r"\(mirrored\), not mobilenet with imagenet at 224px; choose another"):
+        extract_features(samples[:4], tmp_path / "m.h5", "mobilenet", progress=False)
+
+
+def test_mobilenet_preprocessing_equals_keras():
+
+    images = np.stack([decode(TRAIN / f"cat.{n}.jpg") for n in range(3)]).astype(np.float32)
+    ours = np.asarray(BackbonePreprocessing(get_spec("mobilenet").preprocess_mode)(images))
+    assert np.allclose(ours, keras.applications.mobilenet.preprocess_input(images.copy()), atol=1e-5)
