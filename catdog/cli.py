@@ -392,7 +392,7 @@ def _float_list(text: str) -> list[float]:
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
-    from catdog.training.cv import L2_GRID
+    from catdog.training.settings import L2_GRID
 
     p.add_argument("--seed", type=int, default=0, help="seed for the CV folds and the bootstrap (default 0)")
     p.add_argument(
