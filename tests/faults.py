@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 # in flight, 8 threads x 2 x 10 MiB of uploads, ONNX Runtime's buffers for 8 concurrent runs ~0.15 GB,
 # and the allocator's slack). Measured worst case: 16 concurrent largest palette PNGs, 1.2 GB.
 MEMORY_BOUND_MB = 1400
+HAVE_PROC = Path("/proc/self/status").is_file()  # RSS is read from /proc (Linux)
 
 
 def rss_bytes(pid: int, field: str = "VmRSS") -> int:
@@ -49,7 +50,7 @@ class Server:
         self.url = match.group(1)
         host, port = self.url[len("http://") :].split(":")
         self.host, self.port = host, int(port)
-        self.idle_rss = rss_bytes(self.pid)  # loaded, before any request
+        self.idle_rss = rss_bytes(self.pid) if HAVE_PROC else 0  # loaded, before any request
 
     def _first_line(self, timeout: float) -> str:
         out: list[str] = []

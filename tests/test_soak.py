@@ -11,7 +11,7 @@ import pytest
 
 from catdog.serve import MAX_UPLOAD_PIXELS
 from conftest import REFERENCE, TRAIN, needs_shared
-from faults import MEMORY_BOUND_MB, Server, soak
+from faults import HAVE_PROC, MEMORY_BOUND_MB, Server, soak
 from mutations import hostile_set, largest_legal, load_bases
 
 REQUESTS, CONCURRENCY = 300, 16
@@ -19,6 +19,7 @@ FLAT_MB = 100  # RSS growth allowed between the end of warm-up and the end of th
 
 
 @needs_shared
+@pytest.mark.skipif(not HAVE_PROC, reason="the server's memory is read from /proc (Linux only)")
 def test_soak_with_a_third_hostile(subset_artefacts, tmp_path):
     bases = load_bases([TRAIN / "cat.1.jpg", TRAIN / "dog.3.jpg"])
     hostile = [m.data for m in hostile_set(bases, MAX_UPLOAD_PIXELS)]
