@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 # Keras looks for weights in $KERAS_HOME/models before downloading; seed it from ../shared.
 export KERAS_HOME ?= $(CURDIR)/.cache/keras
 
-.PHONY: install run test browser mediapipe-venv keras-cache bench clean apps-test golden
+.PHONY: install run test browser mediapipe-venv keras-cache bench clean apps-test golden fuzz soak
 
 $(BIN)/catdog: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,14 @@ golden: install
 
 bench: install
 	$(BIN)/python -m bench all
+
+# Hostile input and load, longer than `make test` (README "Faults and hostile input"): fresh random
+# mutated photos against the decoder, POST /predict and a data folder; 2,000 uploads at 16 concurrent.
+fuzz: install
+	$(BIN)/python -m bench fuzz --art $(OUT)/artefacts $(FUZZ_ARGS)
+
+soak: install
+	$(BIN)/python -m bench soak --art $(OUT)/artefacts
 
 clean:
 	rm -rf $(VENV) .cache runs *.egg-info

@@ -3,6 +3,7 @@
     python -m bench all      [--run RUN_DIR] [--art ART_DIR]
     python -m bench roofline | features | head | export | latency | accuracy | phone
     python -m bench.choices  (which settings help: nested CV of each variant; not part of `all`)
+    python -m bench fuzz [--examples N] [--seed S] | soak [--requests N --concurrency C]   (bench/faults.py; not part of `all`)
 
 Each part prints a table and writes bench/results/<part>.json. RUN_DIR defaults to
 runs/mobilenet+mobilenet_v2_288 (from `make run`), ART_DIR to RUN_DIR/artefacts. Timings in one part are
@@ -376,19 +377,28 @@ def cmd_phone(args) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["all", "roofline", "features", "head", "export", "latency", "accuracy", "phone"])
+    parser.add_argument("part", choices=["all", "roofline", "features", "head", "export", "latency", "accuracy", "phone", "fuzz", "soak"])
     parser.add_argument("--run", default=str(REPO / "runs" / "mobilenet+mobilenet_v2_288"))
     parser.add_argument("--art", default=None)
     parser.add_argument("--data", default=str(SHARED / "data" / "dogs-vs-cats" / "train"))
     parser.add_argument("--images", type=int, default=128, help="photos for the feature benchmark")
     parser.add_argument("--runs", type=int, default=50, help="timed runs per latency row (after 10 warm-up)")
+    parser.add_argument("--examples", type=int, default=200, help="fuzz: random examples per mutation kind and target")
+    parser.add_argument("--seed", type=int, default=None, help="fuzz: Hypothesis seed (default: random, printed)")
+    parser.add_argument("--folder-mutants", type=int, default=200, help="fuzz: mutants in the data folder run")
+    parser.add_argument("--requests", type=int, default=2000, help="soak: requests")
+    parser.add_argument("--concurrency", type=int, default=16, help="soak: requests in flight")
     args = parser.parse_args()
     args.art = args.art or str(Path(args.run) / "artefacts")
     parts = ["features", "head", "export", "latency", "accuracy", "phone"] if args.part == "all" else [args.part]
     roof = None
     for part in parts:
         print(f"== {part}")
-        if part == "features":
+        if part in ("fuzz", "soak"):
+            from bench import faults
+
+            getattr(faults, f"cmd_{part}")(args)
+        elif part == "features":
             cmd_features(args, roof)
         else:
             out = globals()[f"cmd_{part}"](args)

@@ -25,11 +25,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def start(path) -> tuple[str, object]:
-    from waitress import create_server
+    from catdog.serve import load_predictor, make_server
 
-    from catdog.serve import create_app, load_predictor
-
-    server = create_server(create_app(load_predictor(path)), host="127.0.0.1", port=0, threads=8)
+    server = make_server(load_predictor(path), host="127.0.0.1", port=0, threads=8)
 
     def run():
         try:

@@ -12,11 +12,16 @@ which `probabilities_from_cam` computes and the tests check on real photos.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
-import keras
 import numpy as np
 
+from catdog.atomic import staged
 from catdog.errors import CatdogError
+
+if TYPE_CHECKING:  # Keras (and TensorFlow) load only where a model is built: `overlay` and the
+    import keras  # grid sheet stay light for `catdog serve`'s overlay of an ONNX/TFLite answer
 
 OUTPUT_NAMES = ("probabilities", "cam")
 REQUIRED_LAYERS = ("preprocess", "backbone", "gap", "probabilities")
@@ -24,6 +29,8 @@ REQUIRED_LAYERS = ("preprocess", "backbone", "gap", "probabilities")
 
 def check_catdog_model(full_model: keras.Model) -> None:
     """Raise CatdogError unless `full_model` has the layers of a catdog full model."""
+    import keras
+
     names = {layer.name for layer in full_model.layers}
     missing = [n for n in REQUIRED_LAYERS if n not in names]
     if missing:
@@ -42,6 +49,8 @@ def _dense_kernel(full_model: keras.Model) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _cam_conv(kernel: np.ndarray) -> keras.layers.Conv2D:
+    import keras
+
     conv = keras.layers.Conv2D(2, 1, use_bias=False, name="cam")
     conv.build((None, None, None, kernel.shape[0]))
     conv.set_weights([kernel.reshape(1, 1, *kernel.shape)])
@@ -55,6 +64,8 @@ def cam_model(full_model: keras.Model) -> keras.Model:
 
     Shares every layer (and weight) with `full_model`; only the 1x1 "cam" conv is new.
     """
+    import keras
+
     check_catdog_model(full_model)
     kernel, _ = _dense_kernel(full_model)
     feature_maps = full_model.get_layer("gap").input
@@ -67,6 +78,8 @@ def network_model(full_model: keras.Model) -> keras.Model:
 
     For Core ML, whose ImageType applies the preprocessing (scale, bias, colour layout) itself.
     """
+    import keras
+
     check_catdog_model(full_model)
     kernel, _ = _dense_kernel(full_model)
     backbone = full_model.get_layer("backbone")
@@ -142,5 +155,6 @@ def grid_sheet(overlays: list[np.ndarray], titles: list[str], path, columns: int
         ax.imshow(img)
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with staged(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)

@@ -19,6 +19,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
             "fingerprint",
             "listed",
             "open_rgb",
+            "probe",
             "resize",
             "scan",
             "sha256_file",

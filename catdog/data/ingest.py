@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, UnidentifiedImageError
 
+from catdog.atomic import open_atomic
 from catdog.data.limits import MAX_PIXELS
 from catdog.errors import CatdogError
 
@@ -43,6 +44,31 @@ _KAGGLE_UNLABELLED = re.compile(r"^(\d+)\.([A-Za-z]+)$")
 
 # Pillow refuses images over 2 * MAX_IMAGE_PIXELS on open; we apply our own limit instead.
 Image.MAX_IMAGE_PIXELS = None
+# Pillow warns about each odd EXIF tag or metadata chunk of a hostile file; the reason that matters
+# is the one-line rejection (a module filter, not catch_warnings, which is not thread-safe).
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+
+# The formats catdog parses, whatever the file is called; all of Pillow's other readers stay unused.
+READ_FORMATS = tuple(dict.fromkeys(EXTENSION_FORMATS.values()))  # JPEG, PNG, BMP, WEBP
+# (magic bytes, offset, format) to name what a file holds when no accepted reader takes it.
+_MAGIC = (
+    (b"\xff\xd8\xff", 0, "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", 0, "PNG"),
+    (b"BM", 0, "BMP"),
+    (b"WEBP", 8, "WEBP"),
+    (b"GIF8", 0, "GIF"),
+    (b"II*\x00", 0, "TIFF"),
+    (b"MM\x00*", 0, "TIFF"),
+    (b"ftypheic", 4, "HEIC"),
+    (b"ftypheix", 4, "HEIC"),
+    (b"ftypmif1", 4, "HEIF"),
+    (b"ftypavif", 4, "AVIF"),
+    (b"\x00\x00\x00\x0cjP  ", 0, "JPEG2000"),
+    (b"8BPS", 0, "PSD"),
+    (b"\x00\x00\x01\x00", 0, "ICO"),
+    (b"%PDF", 0, "PDF"),
+    (b"PK\x03\x04", 0, "ZIP"),
+)
 
 
 @dataclass(frozen=True)
@@ -164,9 +190,31 @@ def decode(path: str | os.PathLike, size: int = IMAGE_SIZE, max_pixels: int = MA
 def open_rgb(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Open, validate and fully decode an image (a file, or bytes such as an upload) as RGB.
 
-    The content decides, never the name: a file's extension must match its content; bytes are
-    taken for whatever image format they hold. Raises ImageError with a one-line reason.
+    The content decides, never the name: only JPEG, PNG, BMP and WebP are parsed (Pillow's other
+    decoders are never tried on untrusted bytes), and a file's extension must match its content.
+    The pixel count in the header is checked against `max_pixels` before anything is decoded
+    (decompression bombs are refused unread), so decoding holds at most about 9 bytes per
+    allowed pixel (a palette image with transparency composited over white: P, RGBA and RGB,
+    which Pillow keeps in 4 bytes a pixel). Unreadable EXIF is ignored (the
+    photo is used unrotated). Raises ImageError with a one-line reason.
     """
+    with _checked_header(source, max_pixels) as im:
+        try:
+            im.load()
+            return _to_rgb(_oriented(im))
+        except Exception as exc:
+            raise ImageError(f"cannot decode ({_first_line(exc)}); the file is truncated or corrupt, re-copy or delete it") from None
+
+
+def probe(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) from the header alone, after every check `open_rgb` makes before decoding
+    (format, name, pixel limit); raises ImageError as it does. Nothing is decoded."""
+    with _checked_header(source, max_pixels) as im:
+        return im.size
+
+
+def _checked_header(source: str | os.PathLike | bytes, max_pixels: int) -> Image.Image:
+    """The opened, not yet decoded image, once its header passed the checks; the caller closes it."""
     if isinstance(source, (bytes, bytearray)):
         n_bytes, fp, expected = len(source), io.BytesIO(source), None
     else:
@@ -178,16 +226,12 @@ def open_rgb(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) ->
         fp, expected = path, EXTENSION_FORMATS.get(path.suffix.lower())
     if n_bytes == 0:
         raise ImageError("empty file (0 bytes); re-copy or delete it")
+    im = _open_header(fp, expected)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            im = Image.open(fp)
-    except Exception:
-        raise ImageError("not an image (no known image format in its content); delete it or re-export it as JPEG") from None
-    with im:
-        if expected and im.format != expected:
+        content = "JPEG" if im.format == "MPO" else im.format  # multi-picture JPEG (many cameras)
+        if expected and content != expected:
             raise ImageError(
-                f"content is {im.format or 'unknown'} but the name says {expected}; rename it to match or re-encode it"
+                f"content is {content or 'unknown'} but the name says {expected}; rename it to match or re-encode it"
             )
         width, height = im.size
         if width * height > max_pixels:
@@ -197,13 +241,76 @@ def open_rgb(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) ->
             )
         if width < 1 or height < 1:
             raise ImageError("image has no pixels; delete it")
-        try:
-            im.load()
-            im = ImageOps.exif_transpose(im)
-            return _to_rgb(im)
+    except BaseException:
+        im.close()
+        raise
+    return im
+
+
+def _open_header(fp: io.BytesIO | Path, expected: str | None) -> Image.Image:
+    """Parse the header with the readers of the formats catdog accepts; say why it failed."""
+    try:
+        return Image.open(fp, formats=READ_FORMATS)
+    except UnidentifiedImageError:
+        pass  # no accepted reader took it: say what it is, below
+    except Exception as exc:  # a reader took it and failed (bad chunk, zlib bomb in metadata, ...)
+        raise ImageError(f"corrupt {_sniff(fp) or 'image'} header ({_first_line(exc)}); the file is damaged, re-copy or re-export it") from None
+    found = _sniff(fp)
+    if found in READ_FORMATS:
+        if isinstance(fp, io.BytesIO):
+            fp.seek(0)
+        try:  # its own reader, to get its reason (Image.open only says "cannot identify")
+            Image.OPEN[found][0](fp, "").close()
+            reason = "unreadable"
         except Exception as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ImageError(f"cannot decode ({reason}); the file is truncated or corrupt, re-copy or delete it") from None
+            reason = _first_line(exc)
+        raise ImageError(f"corrupt {found} header ({reason}); the file is damaged, re-copy or re-export it")
+    if found:
+        readable = ", ".join(READ_FORMATS)
+        if expected:
+            raise ImageError(f"content is {found} but the name says {expected}; catdog reads {readable}: re-encode it as JPEG")
+        raise ImageError(f"content is {found}, not a format catdog reads ({readable}); re-export it as JPEG")
+    raise ImageError("not an image (no known image format in its content); delete it or re-export it as JPEG")
+
+
+def _sniff(fp: io.BytesIO | Path) -> str | None:
+    """The image format named by the first bytes (magic numbers), or None."""
+    if isinstance(fp, io.BytesIO):
+        head = fp.getvalue()[:32]
+    else:
+        with open(fp, "rb") as f:
+            head = f.read(32)
+    for magic, offset, name in _MAGIC:
+        if head[offset : offset + len(magic)] == magic:
+            return name
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+_ORIENTATION_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _oriented(im: Image.Image) -> Image.Image:
+    """`im` turned upright by its EXIF Orientation (as ImageOps.exif_transpose); an unreadable
+    EXIF block or an orientation outside 1..8 leaves it as stored, as phones' decoders do."""
+    try:
+        orientation = im.getexif().get(0x0112, 1)
+    except Exception:
+        return im
+    method = _ORIENTATION_TRANSPOSE.get(orientation) if isinstance(orientation, int) else None
+    return im.transpose(method) if method is not None else im
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -212,13 +319,15 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     if im.mode == "P":
         im = im.convert("RGBA")
     if im.mode in ("RGBA", "LA", "PA"):
+        rgba = im.convert("RGBA")  # once, and used as its own mask (its alpha band): no extra copies
         background = Image.new("RGB", im.size, (255, 255, 255))
-        background.paste(im.convert("RGBA"), mask=im.convert("RGBA").getchannel("A"))
+        background.paste(rgba, mask=rgba)
         return background
     if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        arr = np.asarray(im, dtype=np.float64)
+        arr = np.array(im, dtype=np.float64)
         top = arr.max() or 1.0
-        im = Image.fromarray((arr * (255.0 / top)).clip(0, 255).astype(np.uint8), mode="L")
+        arr *= 255.0 / top  # in place: one float64 copy at a time
+        im = Image.fromarray(np.clip(arr, 0, 255, out=arr).astype(np.uint8), mode="L")
     return im.convert("RGB")
 
 
@@ -235,10 +344,9 @@ def listed(name: str, names: set[str]) -> bool:
 
 
 def write_rejections(csv_path: str | os.PathLike, rejections: list[Rejection]) -> Path:
-    """Write `file,reason` rows (always with a header, even when empty)."""
+    """Write `file,reason` rows (always with a header, even when empty), atomically."""
     csv_path = Path(csv_path)
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    with csv_path.open("w", newline="") as f:
+    with open_atomic(csv_path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["file", "reason"])
         for r in rejections:

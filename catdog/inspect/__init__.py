@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from catdog.atomic import open_atomic, write_text
 from catdog.data import LABELS, MAX_PIXELS, ImageError, Rejection, open_rgb, resize, scan, write_rejections
 from catdog.errors import CatdogError
 from catdog.inspect import checks
@@ -150,7 +151,7 @@ def inspect_data(
         "run_dir": str(run_dir or ""),
     }
     write_report(out_dir / "report.html", summary, photos, sizes, ratios, fences, worst_rows, rejections)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 
@@ -183,7 +184,7 @@ def _worst_photos(run_dir, photos: list[Photo], x: np.ndarray, labels: np.ndarra
 
 
 def _write_suspects(path: Path, suspects: list[Photo]) -> None:
-    with path.open("w", newline="") as f:
+    with open_atomic(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["file", "label", "reasons", "width", "height", "colour_ratio", "pet_score", "imagenet_top1", "log_loss", "duplicate_of"])
         for p in suspects:

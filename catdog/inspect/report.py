@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from catdog.atomic import write_text
 from catdog.data import LABELS
 
 CSS = """
@@ -148,4 +149,4 @@ the class it predicts.</li>
 <h2>All suspects ({len(suspects)})</h2><table><tr><th>file</th><th>label</th><th>reasons</th></tr>{rows}</table>
 <h2>Rejected files ({len(rejections)})</h2><table><tr><th>file</th><th>reason</th></tr>{rejected}</table>
 </body></html>"""
-    path.write_text(page)
+    write_text(path, page)

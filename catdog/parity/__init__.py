@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from catdog.atomic import write_text
 from catdog.cam import cam_model
 from catdog.data import LABELS, ImageError, Sample, iter_batches, open_rgb, resize, sha256_file
 from catdog.errors import CatdogError
@@ -384,15 +385,9 @@ def run_parity(
         "artefacts": rows,
         "uniform_artefacts": comparison,
     }
-    _write(art_dir / "parity.json", json.dumps(report, indent=2))
-    _write(art_dir / "parity.md", markdown(report))
+    write_text(art_dir / "parity.json", json.dumps(report, indent=2))
+    write_text(art_dir / "parity.md", markdown(report))
     return report
-
-
-def _write(path: Path, text: str) -> None:
-    staged = path.with_name(path.name + ".tmp")
-    staged.write_text(text)
-    os.replace(staged, path)
 
 
 def _table(rows: list[dict]) -> list[str]:

@@ -1,0 +1,142 @@
+"""Fuzzing with Hypothesis: mutated real photos (tests/mutations.py: bit flips, truncation, forged
+JPEG/PNG/BMP dimensions, wrong magic bytes, absurd EXIF, huge ICC/palette/text chunks, zlib and
+pixel bombs) against the decoder, against `POST /predict` of a real `catdog serve` process, and in
+a data folder given to `catdog features`.
+
+Bounded for CI: a fixed number of examples per kind, derandomized (the same examples every run).
+`python -m bench fuzz` runs the same properties with fresh random examples for longer.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from catdog.data import MAX_PIXELS, decode, open_rgb
+from catdog.serve import MAX_UPLOAD_PIXELS
+from conftest import HAVE_SHARED, TRAIN, copy_photos, kaggle_names, needs_shared
+from faults import HAVE_PROC, MEMORY_BOUND_MB, Server, check_answer, check_decoded, healthz, post, rss_bytes
+from mutations import KINDS, hostile_set, load_bases, mutants
+
+BASE_PHOTOS = ("cat.1.jpg", "dog.3.jpg", "cat.2.jpg", "dog.950.jpg")
+BASES = load_bases([TRAIN / n for n in BASE_PHOTOS]) if HAVE_SHARED else []
+CI = settings(
+    deadline=None, derandomize=True, database=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
+DECODER_EXAMPLES = 30  # per kind
+SERVER_EXAMPLES = 20  # per kind
+_scratch = Path(tempfile.mkdtemp(prefix="catdog-fuzz-"))
+
+
+@needs_shared
+@pytest.mark.parametrize("kind", KINDS)
+@settings(CI, max_examples=DECODER_EXAMPLES)
+@given(data=st.data())
+def test_decoder_holds_on_mutated_photos(kind, data):
+    """open_rgb (bytes, as an upload) and decode (a file named after its base format) return an
+    RGB image within the pixel limit or raise ImageError with a one-line reason; bombs never reach
+    the decoder."""
+    mutant = data.draw(mutants(BASES, MAX_PIXELS, kinds=[kind]))
+    check_decoded(mutant, MAX_PIXELS, lambda m: open_rgb(m.data))
+    path = _scratch / f"photo{mutant.suffix}"
+    path.write_bytes(mutant.data)
+    check_decoded(mutant, MAX_PIXELS, lambda m: decode(path))
+
+
+@pytest.fixture(scope="module")
+def server(subset_artefacts):
+    s = Server(subset_artefacts, threads=8)
+    yield s
+    s.stop()
+
+
+@needs_shared
+@pytest.mark.parametrize("kind", KINDS)
+def test_predict_holds_on_mutated_photos(server, kind):
+    """Every mutated upload gets 200 or 400/413/415 with a one-line reason, never 5xx or a dropped
+    connection; afterwards /healthz is 200 and the process is alive."""
+    seen: dict[str, int] = {}
+
+    @settings(CI, max_examples=SERVER_EXAMPLES)
+    @given(data=st.data(), multipart=st.booleans())
+    def fuzz(data, multipart):
+        mutant = data.draw(mutants(BASES, MAX_UPLOAD_PIXELS, kinds=[kind]))
+        outcome = check_answer(mutant, post(server.host, server.port, mutant.data, multipart), MAX_UPLOAD_PIXELS, grid=7)
+        seen[outcome] = seen.get(outcome, 0) + 1
+
+    fuzz()
+    print(f"{kind}: {seen}")
+    assert server.alive() and healthz(server.host, server.port) == 200
+    assert "Traceback" not in server.log(), server.log()[-3000:]
+    if HAVE_PROC:
+        assert rss_bytes(server.pid, "VmHWM") - server.idle_rss < MEMORY_BOUND_MB * 2**20
+
+
+@needs_shared
+@settings(CI, max_examples=1, phases=[Phase.generate])
+@given(drawn=st.lists(mutants(BASES, MAX_PIXELS), min_size=48, max_size=48))
+def test_mutated_files_in_a_data_folder_are_each_rejected_once(drawn):
+    """`catdog features` on real photos mixed with mutants (48 drawn + the fixed hostile set):
+    exit 0, every mutant either used or named exactly once in rejected.csv, bombs rejected."""
+    from catdog.cli import main
+    from catdog.features import load_features
+
+    root = Path(tempfile.mkdtemp(prefix="catdog-fuzz-data-", dir=_scratch))
+    data = copy_photos(root / "data", kaggle_names("cat", range(4)) + kaggle_names("dog", range(4)))
+    named = {}
+    for i, mutant in enumerate(drawn + hostile_set(BASES, MAX_PIXELS)):
+        name = f"{('cat', 'dog')[i % 2]}.{5000 + i}{mutant.suffix}"
+        (data / name).write_bytes(mutant.data)
+        named[name] = mutant
+    out = root / "features.h5"
+    assert main(["features", str(data), "--out", str(out)]) == 0
+    with open(root / "rejected.csv", newline="") as f:
+        rows = [(Path(r["file"]).name, r["reason"]) for r in csv.DictReader(f)]
+    rejected = [name for name, _ in rows]
+    used = set(load_features(out).names)
+    assert len(rejected) == len(set(rejected)), "a file named twice in rejected.csv"
+    assert set(kaggle_names("cat", range(4)) + kaggle_names("dog", range(4))) <= used
+    for name, mutant in named.items():
+        assert (name in used) != (name in rejected), f"{name} ({mutant.kind}: {mutant.note}) used={name in used}"
+    for name, reason in rows:
+        assert reason and "\n" not in reason
+        if (named[name].declared_pixels or 0) > MAX_PIXELS:
+            assert "pixel limit" in reason, (name, named[name].note, reason)
+    print(f"{len(named)} mutants: {len(rejected)} rejected, {len(named) - len(rejected)} used")
+
+
+@needs_shared
+def test_every_answer_is_one_line_json(server):
+    """Routes, methods, other formats and a chunked upload with no length all answer JSON."""
+    import http.client
+    import io
+
+    from PIL import Image
+
+    def ask(method: str, path: str, body=None, headers=None, chunked: bool = False) -> tuple[int, dict]:
+        conn = http.client.HTTPConnection(server.host, server.port, timeout=60)
+        try:
+            conn.request(method, path, body=body, headers=headers or {}, encode_chunked=chunked)
+            response = conn.getresponse()
+            return response.status, json.loads(response.read())
+        finally:
+            conn.close()
+
+    gif = io.BytesIO()
+    Image.open(TRAIN / "cat.1.jpg").convert("P").save(gif, format="GIF")
+    cases = [
+        (ask("GET", "/nope"), 404, "Not Found"),
+        (ask("GET", "/predict"), 405, "Method Not Allowed"),
+        (ask("POST", "/predict", gif.getvalue()), 415, "content is GIF"),
+        (ask("POST", "/predict", iter([b"\xff" * 2**20] * 12), {"Content-Type": "image/jpeg"}, chunked=True), 413, "byte limit"),
+    ]
+    for (status, body), expected, words in cases:
+        assert status == expected and words in body["error"] and "\n" not in body["error"], (expected, status, body)
+    assert healthz(server.host, server.port) == 200

@@ -1,0 +1,177 @@
+"""kill -9 of real `catdog features` and `catdog export` processes, then the same command again.
+
+Checked each time: the re-run gives the uninterrupted result (features within 1e-6; artefacts'
+outputs within 1e-6 of an uninterrupted export, as tf2onnx and the TFLite metadata zip are not
+byte-reproducible), nothing complete is recomputed (committed feature rows come from the cache;
+a finished artefact keeps its sha256 and mtime), and no file under a final name says something
+untrue at any instant (the manifest only lists artefacts whose sha256 matches; an unfinished
+feature file is refused by `load_features`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from catdog.data import decode, scan, sha256_file
+from catdog.errors import CatdogError
+from catdog.features import extract_features, load_features
+from conftest import REFERENCE, REPO, TRAIN, copy_photos, kaggle_names, needs_shared
+
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+BATCH = 4
+
+
+def catdog(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "catdog.cli", *args], cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def kill_when(proc: subprocess.Popen, ready, timeout: float = 240, poll: float = 0.02) -> None:
+    """SIGKILL `proc` as soon as `ready()` is true; fail if it finishes or times out first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if ready():
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(poll)
+    out = proc.communicate()[0]
+    assert proc.returncode == -signal.SIGKILL, f"not killed (exit {proc.returncode}); output:\n{out[-3000:]}"
+
+
+def committed_rows(path: Path) -> int | None:
+    try:
+        with h5py.File(path, "r") as f:
+            return int(f.attrs["rows"])
+    except (OSError, KeyError):
+        return None
+
+
+# ---------------------------------------------------------------- features
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    if not TRAIN.is_dir():
+        pytest.skip(f"real photos not found at {TRAIN}")
+    return copy_photos(tmp_path_factory.mktemp("kill_photos"), kaggle_names("cat", range(20)) + kaggle_names("dog", range(20)))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(photos, tmp_path_factory):
+    """The same extraction, never killed (same batch size)."""
+    out = tmp_path_factory.mktemp("kill_ref") / "features.h5"
+    report = extract_features(scan(photos)[0], out, "mobilenet_v2", batch_size=BATCH, progress=False)
+    assert report.computed == 40
+    return load_features(out)
+
+
+@needs_shared
+@pytest.mark.parametrize("point", ["before the first batch", "mid-batch"])
+def test_features_killed_then_rerun(photos, uninterrupted, tmp_path, point):
+    out = tmp_path / "features.h5"
+    args = ("features", str(photos), "--out", str(out), "--batch-size", str(BATCH))
+    at_least = 0 if point == "before the first batch" else 8
+    kill_when(catdog(*args), lambda: (committed_rows(out) or 0) >= at_least and out.exists())
+    committed = committed_rows(out)
+    if committed is not None:  # the killed file says it is unfinished: nothing can read it as complete
+        with pytest.raises(CatdogError, match="did not finish"):
+            load_features(out)
+    assert point == "before the first batch" or (committed or 0) >= 8
+    rerun = catdog(*args)
+    printed = rerun.communicate(timeout=240)[0]
+    assert rerun.returncode == 0, printed[-3000:]
+    done = re.search(r"\((\d+) computed.*?, (\d+) from cache", printed)
+    assert done, printed[-2000:]
+    computed, cached = int(done.group(1)), int(done.group(2))
+    # what was committed before the kill is reused, nothing more is recomputed
+    assert cached == (committed or 0) and computed == 40 - cached, (committed, computed, cached)
+    again = load_features(out)
+    assert again.names == uninterrupted.names and list(again.labels) == list(uninterrupted.labels)
+    assert np.abs(again.features - uninterrupted.features).max() <= 1e-6
+    assert not list(tmp_path.glob("*.tmp")), "a temporary file left behind"
+
+
+# ---------------------------------------------------------------- export
+class ManifestWatch(threading.Thread):
+    """Reads ART_DIR/manifest.json as often as it can while an export runs; records every instant
+    the manifest listed an artefact whose file was missing or whose sha256 did not match."""
+
+    def __init__(self, art_dir: Path):
+        super().__init__(daemon=True)
+        self.art_dir, self.stop, self.untrue, self.reads = art_dir, threading.Event(), [], 0
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                manifest = json.loads((self.art_dir / "manifest.json").read_text())
+            except (OSError, ValueError):
+                time.sleep(0.01)  # not there yet (a half-written manifest would fail the JSON: see below)
+                continue
+            self.reads += 1
+            for a in manifest["artefacts"] + manifest.get("uniform_artefacts", []):
+                path = self.art_dir / a["file"]
+                if not path.exists() or sha256_file(path) != a["sha256"]:
+                    # the file may have been replaced after the manifest was read: read both again
+                    again = json.loads((self.art_dir / "manifest.json").read_text())
+                    if a in again["artefacts"] and (not path.exists() or sha256_file(path) != a["sha256"]):
+                        self.untrue.append(a["file"])
+
+
+def listed(art_dir: Path) -> list[dict]:
+    path = art_dir / "manifest.json"
+    return json.loads(path.read_text())["artefacts"] if path.exists() else []
+
+
+def outputs(art_dir: Path, entry: dict, images: np.ndarray) -> dict[str, np.ndarray]:
+    from catdog.parity import run_onnx, run_tflite
+
+    return (run_tflite if entry["format"] == "tflite" else run_onnx)(art_dir / entry["file"], images)
+
+
+@needs_shared
+def test_export_killed_mid_export_then_rerun(subset_run, subset_artefacts, tmp_path):
+    art = tmp_path / "art"
+    args = ("export", str(subset_run), "--out", str(art), "--formats", "tflite,onnx", "--precision", "fp32")
+    watch = ManifestWatch(art)
+    watch.start()
+    # the first artefact (TFLite) is complete and listed: the ONNX export is under way
+    kill_when(catdog(*args), lambda: len(listed(art)) == 1, poll=0.01)
+    first = listed(art)
+    assert [a["format"] for a in first] == ["tflite"]
+    tflite = art / first[0]["file"]
+    stamp = (tflite.stat().st_mtime_ns, sha256_file(tflite))
+    assert stamp[1] == first[0]["sha256"]
+    # whatever a final name holds after the kill is complete (an unlisted ONNX may have been renamed in)
+    for path in list(art.glob("*.tflite")) + list(art.glob("*.onnx")):
+        outputs(art, {"format": path.suffix[1:], "file": path.name}, np.zeros((1, 224, 224, 3), np.float32))
+    rerun = catdog(*args)
+    printed = rerun.communicate(timeout=300)[0]
+    watch.stop.set()
+    watch.join()
+    assert rerun.returncode == 0, printed[-3000:]
+    assert watch.reads > 0 and watch.untrue == [], f"the manifest listed {watch.untrue} before they were complete"
+    manifest = json.loads((art / "manifest.json").read_text())
+    assert [(a["format"], a["precision"]) for a in manifest["artefacts"]] == [("tflite", "fp32"), ("onnx", "fp32")]
+    assert manifest["artefacts"][0] == first[0], "the finished TFLite artefact was exported again"
+    assert (tflite.stat().st_mtime_ns, sha256_file(tflite)) == stamp
+    for a in manifest["artefacts"]:
+        assert sha256_file(art / a["file"]) == a["sha256"]
+    assert not [p.name for p in art.iterdir() if p.name.endswith(".tmp")], "a temporary file left behind"
+    # the same outputs as an uninterrupted export of the same RUN_DIR, on real photos
+    images = np.stack([decode(p) for p in sorted(REFERENCE.glob("*.jpg"))[:6]]).astype(np.float32)
+    reference = {(a["format"], a["precision"]): a for a in json.loads((subset_artefacts / "manifest.json").read_text())["artefacts"]}
+    for a in manifest["artefacts"]:
+        ours, theirs = outputs(art, a, images), outputs(subset_artefacts, reference[(a["format"], a["precision"])], images)
+        for key in ours:
+            assert np.abs(ours[key] - theirs[key]).max() <= 1e-6, (a["file"], key, np.abs(ours[key] - theirs[key]).max())
