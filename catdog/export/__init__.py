@@ -20,6 +20,7 @@ from tqdm import tqdm
 from catdog import __version__
 from catdog.cam import cam_model, check_catdog_model
 from catdog.data import LABELS, Sample, iter_batches, sha256_file
+from catdog.atomic import write_text
 from catdog.errors import CatdogError
 from catdog.export.contract import CAM, INPUT_NAME, PROBABILITIES, raw_image_input, sha256_path, size_bytes, tensor_outputs
 from catdog.features import input_size
@@ -155,7 +156,7 @@ def export_run(
     jobs = [(f, p, out_dir) for f in formats for p in precisions]
     # the measured choice is compared with rounding every layer; a hand-picked --keep-float is not
     jobs += [(f, p, out_dir / "uniform") for f in formats for p in precisions if f != "coreml" and keep.get(p) and keep_float is None]
-    _write_text(out_dir / "labels.txt", "\n".join(LABELS) + "\n")
+    write_text(out_dir / "labels.txt", "\n".join(LABELS) + "\n")
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "catdog_version": __version__,
@@ -181,7 +182,7 @@ def export_run(
             entry["file"] = file
         manifest["uniform_artefacts" if uniform else "artefacts"].append(entry)
         # after every artefact: at any instant the manifest lists only complete artefacts
-        _write_text(out_dir / "manifest.json", json.dumps(manifest, indent=2))
+        write_text(out_dir / "manifest.json", json.dumps(manifest, indent=2))
     return manifest
 
 
@@ -203,12 +204,6 @@ def _complete_artefacts(out_dir: Path, header: dict) -> dict[str, dict]:
         if entry.get("kept_float32", []) == planned and artefact.exists() and sha256_path(artefact) == entry["sha256"]:
             done[entry["file"]] = entry
     return done
-
-
-def _write_text(path: Path, text: str) -> None:
-    staged = path.with_name(path.name + ".tmp")
-    staged.write_text(text)
-    os.replace(staged, path)
 
 
 def mixed_precision_plan(
@@ -234,7 +229,7 @@ def mixed_precision_plan(
     labelled = [s for s in samples if s.label is not None] or samples
     images, labels = draw_photos(labelled, input_size(model), SENSITIVITY_PHOTOS, seed=1)
     analysis = analyse(net, model_sha, images, labels, reduced, calibration, cache_dir=run_dir / "cache", progress=progress)
-    _write_text(out_dir / "sensitivity.json", json.dumps(analysis, indent=1))
+    write_text(out_dir / "sensitivity.json", json.dumps(analysis, indent=1))
     plot(analysis, out_dir / "sensitivity.png")
     return {p: kept_units(analysis, p) for p in reduced}
 
