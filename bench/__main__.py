@@ -2,6 +2,7 @@
 
     python -m bench all      [--run RUN_DIR] [--art ART_DIR]
     python -m bench roofline | features | head | export | latency | accuracy
+    python -m bench ray [--images 1000]   (Ray Data against the single-process path; bench/ray.py)
 
 Each part prints a table and writes bench/results/<part>.json. RUN_DIR defaults to
 runs/mobilenet_v2_288 (from `make run`), ART_DIR to RUN_DIR/artefacts. Timings in one part are
@@ -278,6 +279,10 @@ def cmd_accuracy(args) -> None:
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["ray"]:  # its own options: python -m bench ray --help
+        from bench.ray import main as ray_main
+
+        return ray_main(sys.argv[2:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("part", choices=["all", "roofline", "features", "head", "export", "latency", "accuracy"])
     parser.add_argument("--run", default=str(REPO / "runs" / "mobilenet_v2_288"))

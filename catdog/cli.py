@@ -367,7 +367,7 @@ def _add_ray_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--ray", nargs="?", const="local", metavar="ADDRESS",
         help="run on Ray Data (optional extra: pip install -e '.[ray]'): alone, a local Ray instance; with ADDRESS "
-        "(auto, HOST:6379, ray://HOST:10001), that cluster",
+        "(the head node's HOST:PORT, or auto), that cluster",
     )
     p.add_argument("--workers", type=int, metavar="N", help="with --ray: actors holding the model (default: every CPU of the cluster)")
 

@@ -133,8 +133,8 @@ def _import_ray():
 @contextmanager
 def ray_session(address: str | None = None):
     """Ray, connected: the instance already started in this process if any; else a new local
-    one (address None or "local"); else the cluster at `address` ("auto", "HOST:PORT",
-    "ray://HOST:10001"). Shut down afterwards only if started here."""
+    one (address None or "local"); else the cluster at `address` ("auto", or the head's
+    HOST:PORT). Shut down afterwards only if started here."""
     ray = _import_ray()
     # Workers unpickle this module's functions by value, so they do not import catdog.features
     # (whose package pulls in Keras and TensorFlow: 8 s and 0.7 GB per worker here).
@@ -146,8 +146,8 @@ def ray_session(address: str | None = None):
         ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise CatdogError(
-            f"--ray {address}: cannot start or join Ray ({str(exc).splitlines()[0][:200]}); give a cluster's address "
-            "(auto, HOST:6379 or ray://HOST:10001) or none for a local instance"
+            f"--ray {address}: cannot start or join Ray ({str(exc).splitlines()[0][:200]}); give the head node's HOST:PORT "
+            "or auto (with the cluster's RAY_AUTH_TOKEN set where it uses token authentication), or no ADDRESS for a local instance"
         ) from None
     try:
         yield ray
