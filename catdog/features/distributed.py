@@ -147,7 +147,7 @@ def ray_session(address: str | None = None):
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise CatdogError(
             f"--ray {address}: cannot start or join Ray ({str(exc).splitlines()[0][:200]}); give the head node's HOST:PORT "
-            "or auto (with the cluster's RAY_AUTH_TOKEN set where it uses token authentication), or no ADDRESS for a local instance"
+            "or auto (where the cluster uses token authentication, with RAY_AUTH_MODE=token and its RAY_AUTH_TOKEN set), or no ADDRESS for a local instance"
         ) from None
     try:
         yield ray
@@ -183,9 +183,12 @@ def stream(
     data.DataContext.get_current().enable_progress_bars = False  # the caller's bar counts photos ...
     log_once("ray_data_progress_manager_disabled")  # ... so Ray Data's notice that its bars are off is not needed
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # its INFO lines on each execution, too
-    blocks = max(1, min(math.ceil(len(samples) / batch_size), MAX_INPUT_BLOCKS))
-    items = [{"index": i, "path": str(s.path)} for i, s in enumerate(samples)]
-    dataset = data.from_items(items, override_num_blocks=blocks)
+    import pyarrow as pa  # Ray Data's own dependency
+
+    # Paths as Arrow columns (about 60 bytes a photo), cut into blocks of at least one batch.
+    paths = pa.table({"index": np.arange(len(samples), dtype=np.int64), "path": [str(s.path) for s in samples]})
+    rows = max(batch_size, math.ceil(len(samples) / MAX_INPUT_BLOCKS))
+    dataset = data.from_arrow([paths.slice(i, rows) for i in range(0, len(samples), rows)])
     dataset = dataset.map_batches(
         decode_rows, batch_size=batch_size, batch_format="numpy", fn_kwargs={"size": size, "max_pixels": max_pixels},
         num_cpus=0, compute=data.TaskPoolStrategy(size=workers),
