@@ -76,7 +76,7 @@ def one(mode: str, workers: int, data: str, n: int, image_size: int) -> dict:
         from catdog.features.distributed import extract_features_ray
 
         t = time.perf_counter()
-        ray.init(num_cpus=workers, include_dashboard=False, logging_level="ERROR")
+        ray.init(address="local", num_cpus=workers, include_dashboard=False, logging_level="ERROR")
         row["ray_init_s"] = time.perf_counter() - t
         report = extract_features_ray(samples, out, image_size=image_size, progress=False, workers=workers)
         ray.shutdown()

@@ -24,8 +24,8 @@ PER_CLASS = 100  # 200 real photos (+ 9 broken files): CI time
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """What `--ray` with no ADDRESS starts, sized for CI: 2 CPUs, a 100 MB object store."""
-    ray.init(num_cpus=2, object_store_memory=100 * 2**20, include_dashboard=False, logging_level="WARNING")
+    """A new local instance (as `--ray` with no ADDRESS starts), sized for CI: 2 CPUs, a 100 MB object store."""
+    ray.init(address="local", num_cpus=2, object_store_memory=100 * 2**20, include_dashboard=False, logging_level="WARNING")
     yield
     ray.shutdown()
 
