@@ -3,7 +3,7 @@
 The single-process stages (validate and decode, backbone, GAP) as one streaming Ray Data pipeline:
 
     driver (the catdog process)              cluster
-    scan DATA -> samples                     from_items(index, path)            blocks of paths
+    scan DATA -> samples                     from_arrow(index, path)            blocks of paths
     open the h5 cache (resume, refuse)       map_batches(decode_rows)           tasks: validate, decode, squash
     model -> object store, once              map_batches(FeatureActor | KerasActor,
                                                  ActorPoolStrategy(workers))    the model held once per actor
