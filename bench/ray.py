@@ -62,24 +62,25 @@ def one(mode: str, workers: int, data: str, n: int, image_size: int) -> dict:
     os.sched_setaffinity(0, range(workers))
     os.cpu_count = lambda: len(os.sched_getaffinity(0))  # the single path sizes its threads by os.cpu_count()
     samples = photos(data, n)
-    out = Path(tempfile.mkdtemp(prefix="catdog-bench-ray-")) / "features.h5"
     row = {"mode": mode, "workers": workers, "images": len(samples)}
     arrivals: list = []
     _record_writes(arrivals)
-    if mode == "single":
-        from catdog.features.cache import extract_features
+    with tempfile.TemporaryDirectory(prefix="catdog-bench-ray-") as tmp:
+        out = Path(tmp) / "features.h5"
+        if mode == "single":
+            from catdog.features.cache import extract_features
 
-        report = extract_features(samples, out, image_size=image_size, progress=False)
-    else:
-        import ray
+            report = extract_features(samples, out, image_size=image_size, progress=False)
+        else:
+            import ray
 
-        from catdog.features.distributed import extract_features_ray
+            from catdog.features.distributed import extract_features_ray
 
-        t = time.perf_counter()
-        ray.init(address="local", num_cpus=workers, include_dashboard=False, logging_level="ERROR")
-        row["ray_init_s"] = time.perf_counter() - t
-        report = extract_features_ray(samples, out, image_size=image_size, progress=False, workers=workers)
-        ray.shutdown()
+            t = time.perf_counter()
+            ray.init(address="local", num_cpus=workers, include_dashboard=False, logging_level="ERROR")
+            row["ray_init_s"] = time.perf_counter() - t
+            report = extract_features_ray(samples, out, image_size=image_size, progress=False, workers=workers)
+            ray.shutdown()
     first, last = arrivals[0][0], arrivals[-1][0]
     return {
         **row, "computed": report.computed, "seconds": report.seconds, "img_s": report.images_per_s,
