@@ -94,7 +94,7 @@ def _on_ray(args, local, ray_twin: str):
         return local
     from functools import partial
 
-    from catdog.features import distributed
+    import catdog.features.distributed as distributed
 
     return partial(getattr(distributed, ray_twin), address=None if args.ray == "local" else args.ray, workers=args.workers)
 
