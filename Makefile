@@ -15,7 +15,7 @@ export KERAS_HOME ?= $(CURDIR)/.cache/keras
 $(BIN)/catdog: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,ray]"
 	touch $@
 
 install: $(BIN)/catdog keras-cache

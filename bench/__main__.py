@@ -4,6 +4,7 @@
     python -m bench roofline | features | head | export | latency | accuracy | phone
     python -m bench.choices  (which settings help: nested CV of each variant; not part of `all`)
     python -m bench fuzz [--examples N] [--seed S] | soak [--requests N --concurrency C]   (bench/faults.py; not part of `all`)
+    python -m bench ray [--images 1000]   (Ray Data against the single-process path; bench/ray.py; not part of `all`)
 
 Each part prints a table and writes bench/results/<part>.json. RUN_DIR defaults to
 runs/mobilenet+mobilenet_v2_288 (from `make run`), ART_DIR to RUN_DIR/artefacts. Timings in one part are
@@ -376,6 +377,10 @@ def cmd_phone(args) -> None:
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["ray"]:  # its own options: python -m bench ray --help
+        from bench.ray import main as ray_main
+
+        return ray_main(sys.argv[2:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("part", choices=["all", "roofline", "features", "head", "export", "latency", "accuracy", "phone", "fuzz", "soak"])
     parser.add_argument("--run", default=str(REPO / "runs" / "mobilenet+mobilenet_v2_288"))

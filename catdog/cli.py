@@ -49,7 +49,7 @@ def _features(args, data: str, out: Path, rejected_csv: Path, brief: bool = Fals
     if not samples:
         _report_rejections(scan_rejections, rejected_csv)
         raise CatdogError(f"{data}: no usable photo ({len(scan_rejections)} file(s) rejected, see {rejected_csv})")
-    report = extract_features(
+    report = _on_ray(args, extract_features, "extract_features_ray")(
         samples,
         out,
         args.backbone,
@@ -76,6 +76,20 @@ def cmd_features(args) -> int:
     out = Path(args.out)
     _features(args, args.data, out, Path(args.rejected) if args.rejected else out.parent / "rejected.csv")
     return 0
+
+
+def _on_ray(args, local, ray_twin: str):
+    """`local` (a stage function), or with --ray its twin in catdog.features.distributed, bound to
+    the cluster ADDRESS and --workers (same arguments, same result)."""
+    if getattr(args, "ray", None) is None:
+        if getattr(args, "workers", None) is not None:
+            raise CatdogError(f"--workers {args.workers}: sets the Ray actor pool; add --ray (a local Ray instance) or --ray ADDRESS")
+        return local
+    from functools import partial
+
+    import catdog.features.distributed as distributed
+
+    return partial(getattr(distributed, ray_twin), address=None if args.ray == "local" else args.ray, workers=args.workers)
 
 
 def _head_config(args):
@@ -241,12 +255,13 @@ def cmd_cam(args) -> int:
     return 0
 
 
-def _predict(run_dir: str, data: str, batch_size: int, max_pixels: int, rejected_csv: Path | None, tta: bool = False):
+def _predict(run_dir: str, data: str, batch_size: int, max_pixels: int, rejected_csv: Path | None, tta: bool = False, args=None):
     from catdog.training import load_run, predict_images
 
     run = load_run(run_dir)
     samples, scan_rejections = _scan(data)
-    predictions = predict_images(run.model, samples, batch_size=batch_size, max_pixels=max_pixels, tta=tta)
+    predict = _on_ray(args, predict_images, "predict_images_ray")
+    predictions = predict(run.model, samples, batch_size=batch_size, max_pixels=max_pixels, tta=tta)
     rejections = scan_rejections + predictions.rejections
     _report_rejections(rejections, rejected_csv)
     if not predictions.samples:
@@ -276,7 +291,7 @@ def cmd_predict(args) -> int:
 
     out = Path(args.out)
     rejected = Path(args.rejected) if args.rejected else out.parent / "rejected.csv"
-    run, predictions = _predict(args.run_dir, args.test_dir, args.batch_size, args.max_pixels, rejected, args.tta)
+    run, predictions = _predict(args.run_dir, args.test_dir, args.batch_size, args.max_pixels, rejected, args.tta, args)
     clip = None if args.no_clip else tuple(args.clip)
     if clip and not 0.0 <= clip[0] < clip[1] <= 1.0:
         raise CatdogError(f"--clip {clip[0]} {clip[1]}: need 0 <= LOW < HIGH <= 1 (e.g. 0.005 0.995)")
@@ -346,6 +361,15 @@ def cmd_serve(args) -> int:
 
 def _add_exclude_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exclude", metavar="LIST", help="leave out the photos in suspects.csv (from catdog inspect) or a plain list of names")
+
+
+def _add_ray_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ray", nargs="?", const="local", metavar="ADDRESS",
+        help="run on Ray Data (optional extra: pip install -e '.[ray]'): alone, a local Ray instance; with ADDRESS "
+        "(the head node's HOST:PORT, or auto), that cluster",
+    )
+    p.add_argument("--workers", type=int, metavar="N", help="with --ray: actors holding the model (default: every CPU of the cluster)")
 
 
 def _add_decode_args(p: argparse.ArgumentParser) -> None:
@@ -437,6 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="FEATURES.h5")
     _add_feature_args(p)
     _add_exclude_arg(p)
+    _add_ray_args(p)
     p.set_defaults(func=cmd_features)
 
     p = sub.add_parser("train", help="choose the head's settings by CV, fit it on every photo of FEATURES.h5, estimate it by nested CV; write RUN_DIR")
@@ -463,6 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibrated", action="store_true", help="apply the run's temperature (fitted on its cross-validated predictions)")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: average each photo with its mirror image")
     _add_decode_args(p)
+    _add_ray_args(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("cam", help="CAM heatmap overlays (PNG) for photos, plus a grid sheet")

@@ -169,6 +169,68 @@ def _finalize(path: Path, samples: list[Sample], keys: list[str]) -> None:
     os.replace(tmp, path)
 
 
+@dataclass
+class CacheTarget:
+    """A feature file opened for extraction: which of `samples` it holds and which are left to do.
+
+    Made by `open_cache` (which refuses a file of another backbone, weights, size or mirroring) and
+    closed by `close_cache`; rows go in between with `append_rows`, in any order, one batch at a time.
+    """
+
+    path: Path
+    backbone: str  # the spec's name ("mobilenet_v2", or "a,b" for a fusion)
+    weights_key: str  # weights_id of the weights
+    image_size: int
+    mirror: bool
+    samples: list[Sample]
+    keys: list[str]  # samples' cache keys, same order
+    todo: list[tuple[Sample, str]]  # (sample, key) not yet in the file, in sample order
+
+    @property
+    def cached(self) -> int:
+        return len(self.samples) - len(self.todo)
+
+
+def open_cache(
+    samples: list[Sample],
+    out_path: str | os.PathLike,
+    backbone: str = "mobilenet_v2",
+    weights: str | os.PathLike | None = "imagenet",
+    image_size: int = IMAGE_SIZE,
+    mirror: bool = False,
+) -> CacheTarget:
+    """Create `out_path`, or reopen it to resume; CatdogError if it holds other features."""
+    spec = get_spec(backbone)
+    image_size = check_image_size(image_size)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    per_backbone = split_weights(spec.name, weights)
+    wid = weights_id(per_backbone)
+    paths = ["" if w in ("imagenet", None) else str(Path(w).resolve()) for w in per_backbone]
+    weights_arg = ",".join(paths) if any(paths) else None
+    keys = [s.cache_key for s in samples]
+    done = _open_for_resume(out_path, spec.name, wid, image_size, mirror) if out_path.exists() else set()
+    if not out_path.exists():
+        _create(out_path, spec.name, wid, weights_arg, spec.feature_dim, image_size, mirror)
+    todo = [(s, k) for s, k in zip(samples, keys) if k not in done]
+    return CacheTarget(out_path, spec.name, wid, image_size, mirror, samples, keys, todo)
+
+
+def append_rows(target: CacheTarget, features: np.ndarray, samples: list[Sample], keys: list[str]) -> None:
+    """Commit one batch: (N, C) features of `samples` (with their cache `keys`)."""
+    _append(target.path, np.asarray(features), samples, keys)
+
+
+def close_cache(target: CacheTarget, excluded: int = 0) -> None:
+    """Keep exactly the target's samples, in sample order; mark the file complete."""
+    _finalize(target.path, target.samples, target.keys)
+    if target.samples:
+        first = target.samples[0]
+        with h5py.File(target.path, "a") as f:  # where the photos are, for later stages (calibration, parity)
+            f.attrs["data_dir"] = str(Path(str(first.path)[: -len(first.name)]).resolve())
+            f.attrs["excluded"] = excluded  # photos the caller left out (catdog inspect's suspects)
+
+
 def extract_features(
     samples: list[Sample],
     out_path: str | os.PathLike,
@@ -188,48 +250,33 @@ def extract_features(
     file holds one row per usable sample, in sample order. engine: "litert" (XNNPACK kernels,
     about 2.4x faster on CPU here) or "keras" (TensorFlow); see catdog.features.engine.
     mirror: store the features of each photo's mirror image instead (see the module docstring).
+    catdog.features.distributed runs the same stages on Ray.
     """
-    spec = get_spec(backbone)
-    image_size = check_image_size(image_size)
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    per_backbone = split_weights(spec.name, weights)
-    wid = weights_id(per_backbone)
-    paths = ["" if w in ("imagenet", None) else str(Path(w).resolve()) for w in per_backbone]
-    weights_arg = ",".join(paths) if any(paths) else None
-    keys = [s.cache_key for s in samples]
-    done = _open_for_resume(out_path, spec.name, wid, image_size, mirror) if out_path.exists() else set()
-    if not out_path.exists():
-        _create(out_path, spec.name, wid, weights_arg, spec.feature_dim, image_size, mirror)
-    todo = [(s, k) for s, k in zip(samples, keys) if k not in done]
-    cached = len(samples) - len(todo)
+    target = open_cache(samples, out_path, backbone, weights, image_size, mirror)
     rejections: list[Rejection] = []
     computed = 0
     seconds = 0.0
-    if todo:
-        model = feature_runner(feature_model(spec.name, build_backbone(spec.name, weights, image_size)), spec.name, wid, engine)
+    if target.todo:
+        name, size = target.backbone, target.image_size
+        model = feature_runner(feature_model(name, build_backbone(name, weights, size)), name, target.weights_key, engine)
         start = time.perf_counter()  # throughput: decode + network + writes, not model loading
-        key_of = dict((s.name, k) for s, k in todo)
-        desc = f"features {spec.name}" + (" mirrored" if mirror else "")
-        bar = tqdm(total=len(todo), unit="img", desc=desc, disable=not progress, dynamic_ncols=True)
-        for batch in iter_batches([s for s, _ in todo], batch_size=batch_size, size=image_size, max_pixels=max_pixels):
+        key_of = dict((s.name, k) for s, k in target.todo)
+        desc = f"features {name}" + (" mirrored" if mirror else "")
+        bar = tqdm(total=len(target.todo), unit="img", desc=desc, disable=not progress, dynamic_ncols=True)
+        for batch in iter_batches([s for s, _ in target.todo], batch_size=batch_size, size=size, max_pixels=max_pixels):
             for r in batch.rejections:
                 tqdm.write(r.line())
             rejections.extend(batch.rejections)
             if len(batch.samples):
                 images = batch.images[:, :, ::-1] if mirror else batch.images  # (N, S, S, 3): flip the width axis
                 feats = model(np.ascontiguousarray(images, np.float32))
-                _append(out_path, np.asarray(feats), batch.samples, [key_of[s.name] for s in batch.samples])
+                append_rows(target, feats, batch.samples, [key_of[s.name] for s in batch.samples])
                 computed += len(batch.samples)
             bar.update(len(batch.samples) + len(batch.rejections))
         bar.close()
         seconds = time.perf_counter() - start
-    _finalize(out_path, samples, keys)
-    if samples:
-        with h5py.File(out_path, "a") as f:  # where the photos are, for later stages (calibration, parity)
-            f.attrs["data_dir"] = str(Path(str(samples[0].path)[: -len(samples[0].name)]).resolve())
-            f.attrs["excluded"] = excluded  # photos the caller left out (catdog inspect's suspects)
-    return ExtractReport(out_path, computed, cached, rejections, seconds)
+    close_cache(target, excluded)
+    return ExtractReport(target.path, computed, target.cached, rejections, seconds)
 
 
 def without(feature_set: FeatureSet, names: set[str]) -> tuple[FeatureSet, int]:

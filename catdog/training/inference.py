@@ -89,6 +89,15 @@ class Predictions:
     rejections: list[Rejection]
 
 
+def predict_batch(model: keras.Model, images: np.ndarray, tta: bool = False) -> np.ndarray:
+    """(N, S, S, 3) photos, 0..255 -> (N, 2) probabilities; tta: the mean with each photo's mirror image."""
+    x = images.astype(np.float32)
+    p = np.asarray(model.predict_on_batch(x))
+    if tta:
+        p = (p + np.asarray(model.predict_on_batch(x[:, :, ::-1]))) / 2
+    return p
+
+
 def predict_images(
     model: keras.Model,
     samples: list[Sample],
@@ -109,11 +118,7 @@ def predict_images(
             tqdm.write(r.line())
         rejections.extend(batch.rejections)
         if batch.samples:
-            x = batch.images.astype(np.float32)
-            p = np.asarray(model.predict_on_batch(x))
-            if tta:
-                p = (p + np.asarray(model.predict_on_batch(x[:, :, ::-1]))) / 2
-            probs.append(p)
+            probs.append(predict_batch(model, batch.images, tta))
             kept.extend(batch.samples)
         bar.update(len(batch.samples) + len(batch.rejections))
     bar.close()

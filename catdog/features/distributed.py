@@ -1,0 +1,324 @@
+"""Scale-out on Ray Data: `catdog features --ray` and `catdog predict --ray`.
+
+The single-process stages (validate and decode, backbone, GAP) as one streaming Ray Data pipeline:
+
+    driver (the catdog process)              cluster
+    scan DATA -> samples                     from_arrow(index, path)            blocks of paths
+    open the h5 cache (resume, refuse)       map_batches(decode_rows)           tasks: validate, decode, squash
+    model -> object store, once              map_batches(FeatureActor | KerasActor,
+                                                 ActorPoolStrategy(workers))    the model held once per actor
+    write h5 rows / collect predictions  <-  iter_batches                       (N, C) features or (N, 2) probabilities
+
+The driver writes the file itself with catdog.features.cache (same keys, resumable, same refusal of
+another backbone), so `catdog train` reads it unchanged, and names rejected files as
+catdog.data does. Photos travel as paths: a decode task reads its files where every node sees them
+(a shared mount at the same path); decoded S x S x 3 uint8 photos go to the actors, C float32
+features (or 2 probabilities) per photo come back.
+
+Resources: an actor holds one CPU (its LiteRT interpreter runs one thread); decode tasks ask for
+none, and at most `workers` run at once, so they share the actors' cores the way the single-process
+path's decode threads share the cores with its network. Ray is imported only here, inside
+functions: it is an optional extra (`pip install -e .[ray]`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from catdog.data import IMAGE_SIZE, MAX_PIXELS, ImageError, Rejection, Sample, decode
+from catdog.errors import CatdogError
+
+RAY_EXTRA = "pip install -e '.[ray]' (from the catdog checkout; it pins ray[data])"
+MAX_INPUT_BLOCKS = 4096  # blocks of paths the driver puts in the object store, at most
+
+
+# ------------------------------------------------------------------ runs on the cluster
+def decode_rows(batch: dict, size: int, max_pixels: int) -> dict:
+    """Ray task: {"index", "path"} -> {"index", "image" (N, size, size, 3) uint8, "error"}.
+
+    error is the one-line reason catdog.data.decode gives for an unusable file ("" when it
+    decoded); such a row keeps a black image so the batch stays one table.
+    """
+    paths = batch["path"]
+    images = np.zeros((len(paths), size, size, 3), np.uint8)
+    errors = []
+    for i, path in enumerate(paths):
+        try:
+            images[i] = decode(str(path), size, max_pixels)
+            errors.append("")
+        except ImageError as exc:
+            errors.append(str(exc))
+    return {"index": batch["index"], "image": images, "error": np.array(errors, dtype=object)}
+
+
+class _ModelActor:
+    """Ray actor: one model, loaded once; decoded rows -> {"index", "error", "output" (N, width)}.
+
+    Rows with an error get zeros and are not run through the model.
+    """
+
+    width: int
+
+    def run(self, images: np.ndarray) -> np.ndarray:  # (n, S, S, 3) uint8 -> (n, width)
+        raise NotImplementedError
+
+    def __call__(self, batch: dict) -> dict:
+        ok = np.array([not e for e in batch["error"]], bool)
+        output = np.zeros((len(ok), self.width), np.float32)
+        if ok.any():
+            output[ok] = self.run(batch["image"][ok])
+        return {"index": batch["index"], "error": batch["error"], "output": output}
+
+
+def _fetch(model) -> bytes:
+    """The model's bytes from their ObjectRef: the driver put them in the object store once."""
+    import ray
+
+    return ray.get(model)
+
+
+class FeatureActor(_ModelActor):
+    """The feature model as a LiteRT flatbuffer (what catdog.features.engine runs), one thread."""
+
+    def __init__(self, model, width: int, threads: int = 1):
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_content=_fetch(model), num_threads=threads)
+        self._runner = interpreter.get_signature_runner("serving_default")
+        self.width = width
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        return next(iter(self._runner(image=np.ascontiguousarray(images, np.float32)).values()))
+
+
+class KerasActor(_ModelActor):
+    """A Keras model from its .keras bytes: the feature model (engine keras) or a RUN_DIR's full
+    model for predictions (tta: the mean with each photo's mirror image)."""
+
+    def __init__(self, model, width: int, tta: bool = False):
+        import keras
+
+        from catdog.training.inference import predict_batch  # also registers catdog's layers for loading
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model.keras"
+            path.write_bytes(_fetch(model))
+            self._model = keras.models.load_model(path)
+        self._predict, self._tta, self.width = predict_batch, tta, width
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        return self._predict(self._model, images, self._tta)
+
+
+# ------------------------------------------------------------------ the driver
+def _import_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise CatdogError(f"--ray needs Ray Data, an optional extra: {RAY_EXTRA}") from None
+    return ray
+
+
+@contextmanager
+def ray_session(address: str | None = None):
+    """Ray, connected: the instance already started in this process if any; else a new local
+    one (address None or "local"); else the cluster at `address` ("auto", or the head's
+    HOST:PORT). Shut down afterwards only if started here."""
+    ray = _import_ray()
+    # Workers unpickle this module's functions by value, so they do not import catdog.features
+    # (whose package pulls in Keras and TensorFlow: 8 s and 0.7 GB per worker here).
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    if ray.is_initialized():
+        yield ray
+        return
+    try:
+        ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise CatdogError(
+            f"--ray {address}: cannot start or join Ray ({str(exc).splitlines()[0][:200]}); give the head node's HOST:PORT "
+            "or auto (where the cluster uses token authentication, with RAY_AUTH_MODE=token and its RAY_AUTH_TOKEN set), or no ADDRESS for a local instance"
+        ) from None
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def pool_size(ray, workers: int | None) -> int:
+    """Actors in the pool: `workers`, default every CPU of the cluster; at most that many."""
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    if workers is None:
+        return max(1, cpus)
+    if not 1 <= workers <= max(1, cpus):
+        raise CatdogError(f"--workers {workers}: the Ray cluster has {cpus} CPU(s); give 1 to {max(1, cpus)}")
+    return workers
+
+
+def stream(
+    ray,
+    samples: list[Sample],
+    actor: type,
+    actor_kwargs: dict,
+    workers: int,
+    batch_size: int = 32,
+    size: int = IMAGE_SIZE,
+    max_pixels: int = MAX_PIXELS,
+) -> Iterator[dict]:
+    """Run `samples` through decode tasks and an actor pool of `workers` `actor`s; yield result
+    blocks {"index" (into samples), "error", "output"} as they finish, in no particular order."""
+    from ray.util.debug import log_once
+
+    data = ray.data
+    data.DataContext.get_current().enable_progress_bars = False  # the caller's bar counts photos ...
+    log_once("ray_data_progress_manager_disabled")  # ... so Ray Data's notice that its bars are off is not needed
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # its INFO lines on each execution, too
+    import pyarrow as pa  # Ray Data's own dependency
+
+    # Paths as Arrow columns (about 60 bytes a photo), cut into blocks of at least one batch.
+    paths = pa.table({"index": np.arange(len(samples), dtype=np.int64), "path": [str(s.path) for s in samples]})
+    rows = max(batch_size, math.ceil(len(samples) / MAX_INPUT_BLOCKS))
+    dataset = data.from_arrow([paths.slice(i, rows) for i in range(0, len(samples), rows)])
+    dataset = dataset.map_batches(
+        decode_rows, batch_size=batch_size, batch_format="numpy", fn_kwargs={"size": size, "max_pixels": max_pixels},
+        num_cpus=0, compute=data.TaskPoolStrategy(size=workers),
+    )
+    dataset = dataset.map_batches(
+        actor, batch_size=batch_size, batch_format="numpy", fn_constructor_kwargs=actor_kwargs,
+        compute=data.ActorPoolStrategy(size=workers), num_cpus=1,
+    )
+    yield from dataset.iter_batches(batch_size=None, batch_format="numpy")
+
+
+def _collect(blocks: Iterator[dict], samples: list[Sample], bar) -> Iterator[tuple[list[int], np.ndarray, list[Rejection]]]:
+    """Per result block: the indices of the photos that decoded, their outputs, and the rejections
+    (each printed as it is found, as the single-process path does)."""
+    from tqdm import tqdm
+
+    for block in blocks:
+        index = [int(i) for i in block["index"]]
+        ok = [j for j, e in enumerate(block["error"]) if not e]
+        rejections = [Rejection(samples[index[j]].path, str(e)) for j, e in enumerate(block["error"]) if e]
+        for r in rejections:
+            tqdm.write(r.line())
+        bar.update(len(index))
+        yield [index[j] for j in ok], np.asarray(block["output"])[ok], rejections
+
+
+def _in_sample_order(rejections: list[Rejection], samples: list[Sample]) -> list[Rejection]:
+    position = {s.path: i for i, s in enumerate(samples)}
+    return sorted(rejections, key=lambda r: position[r.path])
+
+
+def _keras_bytes(model) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.keras"
+        model.save(path)
+        return path.read_bytes()
+
+
+def extract_features_ray(
+    samples: list[Sample],
+    out_path: str | os.PathLike,
+    backbone: str = "mobilenet_v2",
+    weights: str | os.PathLike | None = "imagenet",
+    batch_size: int = 32,
+    max_pixels: int = MAX_PIXELS,
+    progress: bool = True,
+    excluded: int = 0,
+    engine: str = "litert",
+    image_size: int = IMAGE_SIZE,
+    address: str | None = None,
+    workers: int | None = None,
+):
+    """`catdog.features.extract_features` on Ray: the same file and the same report.
+
+    address: None or "local" starts a local Ray instance, else the cluster to join (a Ray
+    already initialised in this process is used as it is). workers: actors holding the model,
+    default every CPU of the cluster. seconds in the report run from the pipeline's start
+    (actors' start-up included) to the last row written, not connecting nor building the model.
+    """
+    from tqdm import tqdm
+
+    from catdog.features.backbones import build_backbone, feature_model
+    from catdog.features.cache import ExtractReport, append_rows, close_cache, open_cache
+    from catdog.features.engine import ENGINES, LiteRTFeatures
+
+    _import_ray()  # before anything is written: without the extra, one line saying how to install it
+    if engine not in ENGINES:
+        raise CatdogError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    target = open_cache(samples, out_path, backbone, weights, image_size)
+    rejections: list[Rejection] = []
+    computed, seconds = 0, 0.0
+    if target.todo:
+        todo = [s for s, _ in target.todo]
+        keys = [k for _, k in target.todo]
+        model = feature_model(target.backbone, build_backbone(target.backbone, weights, target.image_size))
+        width = int(model.output.shape[-1])
+        if engine == "litert":  # the flatbuffer catdog.features.engine converts once and caches on disk
+            actor, content = FeatureActor, LiteRTFeatures(model, target.backbone, target.weights_key, threads=1).path.read_bytes()
+        else:
+            actor, content = KerasActor, _keras_bytes(model)
+        with ray_session(address) as ray:
+            size = pool_size(ray, workers)
+            start = time.perf_counter()
+            kwargs = {"model": ray.put(content), "width": width}
+            bar = tqdm(total=len(todo), unit="img", desc=f"features {target.backbone} on Ray ({size} workers)",
+                       disable=not progress, dynamic_ncols=True)
+            blocks = stream(ray, todo, actor, kwargs, size, batch_size, target.image_size, max_pixels)
+            for index, features, rejected in _collect(blocks, todo, bar):
+                rejections.extend(rejected)
+                if index:
+                    append_rows(target, features, [todo[i] for i in index], [keys[i] for i in index])
+                    computed += len(index)
+            bar.close()
+            seconds = time.perf_counter() - start
+    close_cache(target, excluded)
+    return ExtractReport(target.path, computed, target.cached, _in_sample_order(rejections, samples), seconds)
+
+
+def predict_images_ray(
+    model,
+    samples: list[Sample],
+    batch_size: int = 32,
+    max_pixels: int = MAX_PIXELS,
+    progress: bool = True,
+    tta: bool = False,
+    address: str | None = None,
+    workers: int | None = None,
+):
+    """`catdog.training.predict_images` on Ray: the full Keras model goes to each actor through
+    the object store (as .keras bytes); predictions in input order, as there."""
+    from tqdm import tqdm
+
+    from catdog.features.backbones import input_size
+    from catdog.training.inference import Predictions
+
+    _import_ray()
+    content = _keras_bytes(model)
+    probabilities = np.zeros((len(samples), 2), np.float32)
+    decoded = np.zeros(len(samples), bool)
+    rejections: list[Rejection] = []
+    with ray_session(address) as ray:
+        size = pool_size(ray, workers)
+        kwargs = {"model": ray.put(content), "width": 2, "tta": tta}
+        bar = tqdm(total=len(samples), unit="img", desc=f"predict on Ray ({size} workers)", disable=not progress,
+                   dynamic_ncols=True)
+        blocks = stream(ray, samples, KerasActor, kwargs, size, batch_size, input_size(model), max_pixels)
+        for index, output, rejected in _collect(blocks, samples, bar):
+            rejections.extend(rejected)
+            probabilities[index] = output
+            decoded[index] = True
+        bar.close()
+    kept = [s for s, ok in zip(samples, decoded) if ok]
+    return Predictions(kept, probabilities[decoded], _in_sample_order(rejections, samples))

@@ -1,0 +1,102 @@
+"""`catdog features --ray` and `catdog predict --ray` on a local Ray instance (2 CPUs, a small
+object store) against the single-process path: real photos with broken files among them, real
+MobileNetV2 weights, real Ray Data."""
+
+from __future__ import annotations
+
+import csv
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from badfiles import make_bad_files
+from catdog.cli import main
+from catdog.features import load_features
+from conftest import TEST, TRAIN, copy_photos, kaggle_names, needs_shared
+
+ray = pytest.importorskip("ray", reason="Ray is an optional extra (pip install -e '.[ray]'); make test installs it")
+
+pytestmark = needs_shared
+PER_CLASS = 100  # 200 real photos (+ 9 broken files): CI time
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A new local instance (as `--ray` with no ADDRESS starts), sized for CI: 2 CPUs, a 100 MB object store."""
+    ray.init(address="local", num_cpus=2, object_store_memory=100 * 2**20, include_dashboard=False, logging_level="WARNING")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """200 real photos of cats and dogs and one file of each kind of breakage; {name: reason words}."""
+    root = tmp_path_factory.mktemp("ray_photos")
+    data = copy_photos(root / "data", kaggle_names("cat", range(PER_CLASS)) + kaggle_names("dog", range(PER_CLASS)))
+    return data, make_bad_files(data, TRAIN / "cat.1.jpg")
+
+
+def _rows(csv_path):
+    with open(csv_path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def test_features_on_ray_equal_single_process_and_resume(local_ray, photos, tmp_path, capsys):
+    data, bad = photos
+    single, on_ray = tmp_path / "single" / "f.h5", tmp_path / "ray" / "f.h5"
+    assert main(["features", str(data), "--out", str(single)]) == 0
+    capsys.readouterr()
+    assert main(["features", str(data), "--out", str(on_ray), "--ray", "--workers", "2"]) == 0
+    printed = capsys.readouterr().out
+    a, b = load_features(single), load_features(on_ray)  # what `catdog train` reads
+    assert len(b.names) == 2 * PER_CLASS and b.names == a.names and b.ids == a.ids
+    assert np.array_equal(b.labels, a.labels)
+    assert np.abs(b.features - a.features).max() <= 1e-4
+    for key in ("backbone", "weights", "image_size", "complete", "data_fingerprint", "data_dir"):
+        assert b.attrs[key] == a.attrs[key], key
+    # every broken file named when found and listed in rejected.csv, exactly as without Ray
+    rejected = _rows(on_ray.parent / "rejected.csv")
+    assert rejected == _rows(single.parent / "rejected.csv")
+    reasons = {row[0].rsplit("/", 1)[-1]: row[1] for row in rejected[1:]}
+    assert reasons.keys() == bad.keys()
+    for name, words in bad.items():
+        assert words in reasons[name] and f"skipped {data / name}" in printed
+    assert f"{2 * PER_CLASS} photos in {on_ray} ({2 * PER_CLASS} computed" in printed
+
+    # resumable: a run killed after 120 committed rows computes the rest, on Ray, into the same file
+    with h5py.File(on_ray, "a") as f:
+        f.attrs["rows"], f.attrs["complete"] = 120, False
+    assert main(["features", str(data), "--out", str(on_ray), "--ray"]) == 0
+    assert f"({2 * PER_CLASS - 120} computed" in capsys.readouterr().out
+    resumed = load_features(on_ray)
+    assert resumed.names == a.names and np.abs(resumed.features - a.features).max() <= 1e-4
+    # a finished file is not recomputed; one of another input size is refused, before Ray runs
+    assert main(["features", str(data), "--out", str(on_ray), "--ray"]) == 0
+    assert f"(0 computed, {2 * PER_CLASS} from cache" in capsys.readouterr().out
+    assert main(["features", str(data), "--out", str(on_ray), "--ray", "--image-size", "256"]) == 2
+    assert "holds mobilenet_v2 features" in capsys.readouterr().err
+
+
+def test_predict_on_ray_writes_the_same_submission(local_ray, subset_run, tmp_path):
+    data = copy_photos(tmp_path / "test", [f"{n}.jpg" for n in range(1, 101)], src=TEST)
+    make_bad_files(data, TEST / "1.jpg")
+    single, on_ray = tmp_path / "single" / "submission.csv", tmp_path / "ray" / "submission.csv"
+    assert main(["predict", str(subset_run), str(data), "--out", str(single)]) == 0
+    assert main(["predict", str(subset_run), str(data), "--out", str(on_ray), "--ray"]) == 0
+    rows = _rows(on_ray)
+    assert len(rows) == 101 and rows[1][0] == "1"
+    assert on_ray.read_text() == single.read_text()
+    assert _rows(on_ray.parent / "rejected.csv") == _rows(single.parent / "rejected.csv")
+
+
+def test_workers_without_ray_and_ray_missing_are_one_line_errors(photos, tmp_path, capsys, monkeypatch):
+    data, _ = photos
+    assert main(["features", str(data), "--out", str(tmp_path / "f.h5"), "--workers", "2"]) == 2
+    assert "--workers 2: sets the Ray actor pool; add --ray" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
+    assert main(["features", str(data), "--out", str(tmp_path / "f.h5"), "--ray"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "pip install -e '.[ray]'" in err
+    assert not (tmp_path / "f.h5").exists()
