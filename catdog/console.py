@@ -38,12 +38,14 @@ NATIVE_NOISE = re.compile(
     | INFO:\ Initialized\ TensorFlow\ Lite\ runtime
     | fully_quantize:\ \d+,\ inference_type:                                # TFLite int8 quantiser
     | To\ enable\ the\ following\ instructions:.*TensorFlow                 # cpu_feature_guard, 2nd line
+    | \[[\d-]+\ [\d:,]+\ [EW]\ \d+\ \d+\]\ core_worker\.cc:\d+:\ Actor\ with\ class\ name:.*
+        has\ constructor\ arguments\ in\ the\ object\ store                  # Ray Data's actor pool (ray#53727)
     """,
     re.VERBOSE,
 )
 
 # Python loggers that report library internals (their errors still show).
-LIBRARY_LOGGERS = ("tensorflow", "absl", "coremltools", "tf2onnx", "onnxruntime", "keras", "h5py")
+LIBRARY_LOGGERS = ("tensorflow", "absl", "coremltools", "tf2onnx", "onnxruntime", "keras", "h5py", "ray")
 
 # Warnings catdog words for the user: (pattern in the warning's text, the one line to print).
 REWORDED = (
@@ -54,6 +56,15 @@ REWORDED = (
 )
 
 _LIBRARY_NOTICES = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+
+
+_quiet = False  # inside `quiet()`, not verbose
+
+
+def libraries_quiet() -> bool:
+    """True while a command runs under `quiet()` without --verbose: code that starts a library
+    with its own log settings (Ray's `init`) asks this rather than the loggers' levels."""
+    return _quiet
 
 
 def is_native_noise(line: str) -> bool:
@@ -89,6 +100,7 @@ def _package(filename: str) -> str:
 @contextmanager
 def quiet(verbose: bool = False) -> Iterator[None]:
     """Run a command with the library chatter dropped (see the module docstring); verbose: all of it."""
+    global _quiet
     if verbose:
         yield
         return
@@ -108,10 +120,12 @@ def quiet(verbose: bool = False) -> Iterator[None]:
             print(text, file=sys.stderr)
 
     warnings.showwarning = showwarning
+    _quiet = True
     try:
         with filtered_fd2(is_native_noise):
             yield
     finally:
+        _quiet = False
         for name in env:  # read once at import by TensorFlow and tqdm; a caller's process gets its environment back
             os.environ.pop(name, None)
         warnings.showwarning = show

@@ -32,6 +32,9 @@ LIBRARY_LOG = re.compile(
     | Getting\ Core\ ML\ weights
     | fully_quantize:
     | \S+site-packages\S+:\d+:\ \w+Warning:                                                             # raw Python warnings
+    | \[[\d-]+\ [\d:,]+\ [IWEF]\ \d+\ \d+\]\ \S+:\d+:                                                  # Ray's C++ log
+    | [\d-]+\ [\d:,]+\s+(?:DEBUG|INFO|WARNING|ERROR)\ \S+\.py:\d+\ --                                   # Ray's Python log
+    | (?:\x1b\[\d+m)?\(.*?\bpid=\d+\)                                                                   # a Ray worker's forwarded output
     )""",
     re.VERBOSE,
 )

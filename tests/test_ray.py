@@ -14,7 +14,8 @@ import pytest
 from badfiles import make_bad_files
 from catdog.cli import main
 from catdog.features import load_features
-from conftest import TEST, TRAIN, copy_photos, kaggle_names, needs_shared
+from conftest import TEST, TRAIN, catdog_cli, copy_photos, kaggle_names, needs_shared
+from test_cli_quiet import library_lines
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra (pip install -e '.[ray]'); make test installs it")
 
@@ -100,3 +101,17 @@ def test_workers_without_ray_and_ray_missing_are_one_line_errors(photos, tmp_pat
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "pip install -e '.[ray]'" in err
     assert not (tmp_path / "f.h5").exists()
+
+
+def test_ray_cli_starts_its_own_instance_and_is_quiet_unless_verbose(photos, tmp_path):
+    """`catdog features --ray` as a user runs it (a new process, no Ray running): it starts a local
+    instance, names the broken files and prints no Ray, LiteRT or TensorFlow log line; --verbose
+    shows them (so the counter does see Ray's lines)."""
+    data, bad = photos
+    quiet = catdog_cli("features", str(data), "--out", str(tmp_path / "quiet.h5"), "--ray", "--workers", "1")
+    assert quiet.returncode == 0, quiet.output
+    assert library_lines(quiet.output) == [], library_lines(quiet.output)[:5]
+    assert f"features: {2 * PER_CLASS} photos in" in quiet.output and f"{len(bad)} rejected" in quiet.output
+    loud = catdog_cli("features", str(data), "--out", str(tmp_path / "loud.h5"), "--ray", "--workers", "1", "--verbose")
+    assert loud.returncode == 0, loud.output
+    assert any("pid=" in line for line in library_lines(loud.output)), loud.output[-3000:]  # a worker's LiteRT notice

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from catdog.data import IMAGE_SIZE, MAX_PIXELS, ImageError, Rejection, Sample, decode
+from catdog.console import libraries_quiet
 from catdog.errors import CatdogError
 
 RAY_EXTRA = "pip install -e '.[ray]' (from the catdog checkout; it pins ray[data])"
@@ -143,7 +144,13 @@ def ray_session(address: str | None = None):
         yield ray
         return
     try:
-        ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING)
+        # Quiet (no --verbose): Ray's own notices off and the workers' output (LiteRT's start-up
+        # lines) not forwarded; a worker's error still reaches the driver as its exception.
+        quiet = libraries_quiet()
+        ray.init(
+            address=address or "local", include_dashboard=False, log_to_driver=not quiet,
+            logging_level=logging.ERROR if quiet else logging.WARNING,
+        )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise CatdogError(
             f"--ray {address}: cannot start or join Ray ({str(exc).splitlines()[0][:200]}); give the head node's HOST:PORT "
@@ -182,7 +189,7 @@ def stream(
     data = ray.data
     data.DataContext.get_current().enable_progress_bars = False  # the caller's bar counts photos ...
     log_once("ray_data_progress_manager_disabled")  # ... so Ray Data's notice that its bars are off is not needed
-    logging.getLogger("ray.data").setLevel(logging.WARNING)  # its INFO lines on each execution, too
+    logging.getLogger("ray.data").setLevel(logging.ERROR if libraries_quiet() else logging.WARNING)  # its INFO lines on each execution, too
     import pyarrow as pa  # Ray Data's own dependency
 
     # Paths as Arrow columns (about 60 bytes a photo), cut into blocks of at least one batch.
