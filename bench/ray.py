@@ -1,6 +1,6 @@
 """Feature extraction on Ray Data against the single-process path, by number of workers.
 
-    python -m bench ray [--images 1000] [--workers 1,2] [--repeats 2]      (or python bench/ray.py)
+    python -m bench ray [--images 1000] [--workers 1,2] [--repeats 2] [--keys 20000]      (or python bench/ray.py)
 
 For each worker count W (default 1 .. the CPUs here) and each path, one fresh process pinned to
 W cores (sched_setaffinity, which Ray's local instance and its workers inherit) extracts the
@@ -12,6 +12,8 @@ features of the same photos into a new h5 file:
 Throughput is photos / seconds of extraction (decode + network + writes, as `catdog features`
 reports it; Ray's includes starting the actors, not ray.init, which is timed apart); "first rows"
 is when the first batch of rows is written (start-up: Ray starts its workers and actors there). Runs are interleaved and the best of --repeats is kept. Prints a table and writes bench/results/ray.json.
+A second table times the listing's per-file share, the photos' cache keys (one stat each), on the
+driver against Ray tasks (catdog.features.distributed.cache_keys, used where the driver's stats are slow).
 Needs the ray extra (pip install -e '.[ray]'); run on demand, not in CI.
 """
 
@@ -88,6 +90,41 @@ def one(mode: str, workers: int, data: str, n: int, image_size: int) -> dict:
     }
 
 
+def keys(workers: int, data: str, n: int, repeats: int = 3) -> list[dict]:
+    """Taking the photos' cache keys (one stat each): on the driver against
+    catdog.features.distributed.cache_keys on Ray tasks (which `listing_keys` picks where the
+    driver's stats would take longer than KEYS_ON_RAY_AFTER_S); best of `repeats`, Ray's
+    after one warm-up pass (its workers started). The photos' list is DATA's, repeated up to `n`."""
+    import ray
+
+    from catdog.data import scan
+    from catdog.features.distributed import cache_keys
+
+    listed, _ = scan(data)
+    samples = (listed * (n // len(listed) + 1))[:n]
+
+    def best(fn) -> float:
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    driver_s = best(lambda: [s.cache_key for s in samples])
+    ray.init(address="local", num_cpus=workers, include_dashboard=False, logging_level="ERROR")
+    t = time.perf_counter()
+    cache_keys(ray, samples, workers)
+    warm_up = time.perf_counter() - t
+    ray_s = best(lambda: cache_keys(ray, samples, workers))
+    ray.shutdown()
+    return [
+        {"mode": "keys on the driver", "workers": 1, "images": n, "seconds": driver_s, "img_s": n / driver_s},
+        {"mode": "keys on Ray tasks", "workers": workers, "images": n, "seconds": ray_s, "img_s": n / ray_s,
+         "first_pass_s": warm_up},
+    ]
+
+
 def measure(mode: str, workers: int, args) -> dict:
     cmd = [sys.executable, "-m", "bench.ray", "--one", mode, "--workers", str(workers), "--images", str(args.images),
            "--data", args.data, "--image-size", str(args.image_size)]
@@ -127,8 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--workers", help="comma-separated worker counts (default 1 .. the CPUs here)")
     parser.add_argument("--repeats", type=int, default=2, help="runs per row, best kept (default 2)")
-    parser.add_argument("--one", choices=MODES, help=argparse.SUPPRESS)  # internal: one measurement in this process
+    parser.add_argument("--keys", type=int, default=20_000, help="photos for the cache-key pass (default 20000, DATA's list repeated)")
+    parser.add_argument("--one", choices=(*MODES, "keys"), help=argparse.SUPPRESS)  # internal: one measurement in this process
     args = parser.parse_args(argv)
+    if args.one == "keys":
+        print(json.dumps(keys(int(args.workers), args.data, args.keys)))
+        return 0
     if args.one:
         print(json.dumps(one(args.one, int(args.workers), args.data, args.images, args.image_size)))
         return 0
@@ -144,9 +185,17 @@ def main(argv: list[str] | None = None) -> int:
     overhead = 1 - one_worker[1]["img_s"] / one_worker[0]["img_s"]
     print(f"Ray's overhead at {rows[0]['workers']} worker(s): {overhead:.1%} of the single-process throughput"
           f" (+ {one_worker[1]['ray_init_s']:.1f} s ray.init); load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
+    cpus = len(os.sched_getaffinity(0))
+    proc = subprocess.run([sys.executable, "-m", "bench.ray", "--one", "keys", "--workers", str(cpus), "--keys", str(args.keys),
+                           "--data", args.data], cwd=REPO, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"bench ray: the cache-key pass failed:\n{proc.stderr[-3000:]}")
+    key_rows = json.loads(proc.stdout.strip().splitlines()[-1])
+    table(key_rows, [("mode", "cache keys (a stat each)", ""), ("workers", "workers", "d"), ("images", "photos", "d"),
+                     ("seconds", "seconds", ".3f"), ("img_s", "photos/s", ".0f"), ("first_pass_s", "first pass s", ".2f")])
     import ray
 
-    save("ray", rows, {"ray": ray.__version__, "image_size": args.image_size, "repeats": args.repeats,
+    save("ray", rows, {"keys": key_rows, "ray": ray.__version__, "image_size": args.image_size, "repeats": args.repeats,
                        "ray_overhead_one_worker": overhead, "load_average_before_after": [load_before, load_after]})
     return 0
 

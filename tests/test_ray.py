@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from badfiles import make_bad_files
+import catdog.features.distributed as distributed
 from catdog.cli import main
+from catdog.data import scan
 from catdog.features import load_features
 from conftest import TEST, TRAIN, catdog_cli, copy_photos, kaggle_names, needs_shared
 from test_cli_quiet import library_lines
@@ -44,7 +46,7 @@ def _rows(csv_path):
         return list(csv.reader(f))
 
 
-def test_features_on_ray_equal_single_process_and_resume(local_ray, photos, tmp_path, capsys):
+def test_features_on_ray_equal_single_process_and_resume(local_ray, photos, tmp_path, capsys, monkeypatch):
     data, bad = photos
     single, on_ray = tmp_path / "single" / "f.h5", tmp_path / "ray" / "f.h5"
     assert main(["features", str(data), "--out", str(single)]) == 0
@@ -66,11 +68,17 @@ def test_features_on_ray_equal_single_process_and_resume(local_ray, photos, tmp_
         assert words in reasons[name] and f"skipped {data / name}" in printed
     assert f"{2 * PER_CLASS} photos in {on_ray} ({2 * PER_CLASS} computed" in printed
 
-    # resumable: a run killed after 120 committed rows computes the rest, on Ray, into the same file
+    # resumable: a run killed after 120 committed rows computes the rest, on Ray, into the same file;
+    # the photos' cache keys taken by Ray tasks this time (as where the driver's stats are slow)
     with h5py.File(on_ray, "a") as f:
         f.attrs["rows"], f.attrs["complete"] = 120, False
+    monkeypatch.setattr(distributed, "KEYS_ON_RAY_AFTER_S", 0.0)
+    monkeypatch.setattr(distributed, "KEYS_PROBE", 16)
+    cache_keys, calls = distributed.cache_keys, []
+    monkeypatch.setattr(distributed, "cache_keys", lambda ray, samples, workers: calls.append(len(samples)) or cache_keys(ray, samples, workers))
     assert main(["features", str(data), "--out", str(on_ray), "--ray"]) == 0
     assert f"({2 * PER_CLASS - 120} computed" in capsys.readouterr().out
+    assert calls == [len(scan(data)[0]) - 16]  # all but the probed photos' keys came from Ray
     resumed = load_features(on_ray)
     assert resumed.names == a.names and np.abs(resumed.features - a.features).max() <= 1e-4
     # a finished file is not recomputed; one of another input size is refused, before Ray runs
@@ -78,6 +86,26 @@ def test_features_on_ray_equal_single_process_and_resume(local_ray, photos, tmp_
     assert f"(0 computed, {2 * PER_CLASS} from cache" in capsys.readouterr().out
     assert main(["features", str(data), "--out", str(on_ray), "--ray", "--image-size", "256"]) == 2
     assert "holds mobilenet_v2 features" in capsys.readouterr().err
+
+
+def test_cache_keys_on_ray_equal_the_drivers(local_ray, photos, tmp_path):
+    """The listing's per-file share on Ray tasks: every photo's key as `Sample.cache_key` gives it,
+    in sample order, across several key batches; a file gone since the listing gets "" (its decode
+    then names it)."""
+    data, _ = photos
+    samples, _ = scan(data)
+    gone = copy_photos(tmp_path / "gone", ["cat.0.jpg"])
+    samples = samples + scan(gone)[0]
+    (gone / "cat.0.jpg").unlink()
+    expected = [s.cache_key for s in samples[:-1]] + [""]
+    assert distributed.cache_keys(ray, samples, workers=2) == expected
+    assert len(samples) > 3 * 64
+    original = distributed.KEY_BATCH
+    try:
+        distributed.KEY_BATCH = 64  # several blocks and tasks, reassembled in order
+        assert distributed.cache_keys(ray, samples, workers=2) == expected
+    finally:
+        distributed.KEY_BATCH = original
 
 
 def test_predict_on_ray_writes_the_same_submission(local_ray, subset_run, tmp_path):

@@ -198,8 +198,12 @@ def open_cache(
     weights: str | os.PathLike | None = "imagenet",
     image_size: int = IMAGE_SIZE,
     mirror: bool = False,
+    keys: list[str] | None = None,
 ) -> CacheTarget:
-    """Create `out_path`, or reopen it to resume; CatdogError if it holds other features."""
+    """Create `out_path`, or reopen it to resume; CatdogError if it holds other features.
+
+    keys: the samples' `cache_key`s where the caller has them (catdog.features.distributed takes
+    them on Ray); by default each sample's file is stat'ed here."""
     spec = get_spec(backbone)
     image_size = check_image_size(image_size)
     out_path = Path(out_path)
@@ -208,7 +212,9 @@ def open_cache(
     wid = weights_id(per_backbone)
     paths = ["" if w in ("imagenet", None) else str(Path(w).resolve()) for w in per_backbone]
     weights_arg = ",".join(paths) if any(paths) else None
-    keys = [s.cache_key for s in samples]
+    keys = [s.cache_key for s in samples] if keys is None else list(keys)
+    if len(keys) != len(samples):
+        raise ValueError(f"{len(keys)} keys for {len(samples)} samples")
     done = _open_for_resume(out_path, spec.name, wid, image_size, mirror) if out_path.exists() else set()
     if not out_path.exists():
         _create(out_path, spec.name, wid, weights_arg, spec.feature_dim, image_size, mirror)

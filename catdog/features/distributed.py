@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,12 @@ from catdog.errors import CatdogError
 
 RAY_EXTRA = "pip install -e '.[ray]' (from the catdog checkout; it pins ray[data])"
 MAX_INPUT_BLOCKS = 4096  # blocks of paths the driver puts in the object store, at most
+# The photos' cache keys (a stat each): the driver times the first KEYS_PROBE; where the rest would
+# take it longer than KEYS_ON_RAY_AFTER_S (a network mount: ~0.1-1 ms a stat), Ray tasks take them.
+# On a local disk (~3 us a stat) the driver is faster than any pass of tasks (bench ray: 11x).
+KEYS_PROBE = 256
+KEYS_ON_RAY_AFTER_S = 10.0
+KEY_BATCH = 1024  # photos per key task
 
 
 # ------------------------------------------------------------------ runs on the cluster
@@ -60,6 +66,18 @@ def decode_rows(batch: dict, size: int, max_pixels: int) -> dict:
         except ImageError as exc:
             errors.append(str(exc))
     return {"index": batch["index"], "image": images, "error": np.array(errors, dtype=object)}
+
+
+def key_rows(batch: dict) -> dict:
+    """Ray task: {"index", "path", "name"} -> {"index", "key"}: each file's feature-cache key (name,
+    size, mtime, as `Sample.cache_key`), "" for a file gone since the listing (its decode names why)."""
+    keys = []
+    for path, name in zip(batch["path"], batch["name"]):
+        try:
+            keys.append(Sample(Path(str(path)), str(name), "", None).cache_key)
+        except OSError:
+            keys.append("")
+    return {"index": batch["index"], "key": np.array(keys, dtype=object)}
 
 
 class _ModelActor:
@@ -172,6 +190,56 @@ def pool_size(ray, workers: int | None) -> int:
     return workers
 
 
+def _quiet_data(ray) -> None:
+    """Ray Data without its own progress bars (the caller's bar counts photos) and INFO lines."""
+    from ray.util.debug import log_once
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    log_once("ray_data_progress_manager_disabled")  # its notice that the bars are off is not needed either
+    logging.getLogger("ray.data").setLevel(logging.ERROR if libraries_quiet() else logging.WARNING)
+
+
+def _path_blocks(samples: list[Sample], rows: int, names: bool = False) -> list:
+    """The photos as Arrow tables {"index", "path"[, "name"]} (about 60 bytes a photo), in at most
+    MAX_INPUT_BLOCKS blocks of at least `rows` rows: what the driver puts in the object store."""
+    import pyarrow as pa  # Ray Data's own dependency
+
+    columns = {"index": np.arange(len(samples), dtype=np.int64), "path": [str(s.path) for s in samples]}
+    if names:
+        columns["name"] = [s.name for s in samples]
+    table = pa.table(columns)
+    rows = max(rows, math.ceil(len(samples) / MAX_INPUT_BLOCKS))
+    return [table.slice(i, rows) for i in range(0, len(samples), rows)]
+
+
+def cache_keys(ray, samples: list[Sample], workers: int) -> list[str]:
+    """Every photo's `Sample.cache_key` (one `stat` each), computed by up to `workers` Ray tasks
+    where the photos are mounted, in sample order: the listing's per-file share, done in parallel."""
+    _quiet_data(ray)
+    rows = max(1, min(KEY_BATCH, math.ceil(len(samples) / workers)))  # every task busy on a small list too
+    dataset = ray.data.from_arrow(_path_blocks(samples, rows, names=True)).map_batches(
+        key_rows, batch_size=rows, batch_format="numpy", num_cpus=0, compute=ray.data.TaskPoolStrategy(size=workers),
+    )
+    keys = [""] * len(samples)
+    for block in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        for i, key in zip(block["index"], block["key"]):
+            keys[int(i)] = str(key)
+    return keys
+
+
+def listing_keys(samples: list[Sample], start_ray, workers: int | None) -> list[str]:
+    """The samples' cache keys, stat'ed by the driver or, where that would take longer than
+    KEYS_ON_RAY_AFTER_S (measured on the first KEYS_PROBE), by Ray tasks; start_ray() gives Ray."""
+    start = time.perf_counter()
+    head = [s.cache_key for s in samples[:KEYS_PROBE]]
+    per_file = (time.perf_counter() - start) / max(1, len(head))
+    rest = samples[len(head):]
+    if per_file * len(rest) <= KEYS_ON_RAY_AFTER_S:
+        return head + [s.cache_key for s in rest]
+    ray = start_ray()
+    return head + cache_keys(ray, rest, pool_size(ray, workers))
+
+
 def stream(
     ray,
     samples: list[Sample],
@@ -184,18 +252,9 @@ def stream(
 ) -> Iterator[dict]:
     """Run `samples` through decode tasks and an actor pool of `workers` `actor`s; yield result
     blocks {"index" (into samples), "error", "output"} as they finish, in no particular order."""
-    from ray.util.debug import log_once
-
+    _quiet_data(ray)
     data = ray.data
-    data.DataContext.get_current().enable_progress_bars = False  # the caller's bar counts photos ...
-    log_once("ray_data_progress_manager_disabled")  # ... so Ray Data's notice that its bars are off is not needed
-    logging.getLogger("ray.data").setLevel(logging.ERROR if libraries_quiet() else logging.WARNING)  # its INFO lines on each execution, too
-    import pyarrow as pa  # Ray Data's own dependency
-
-    # Paths as Arrow columns (about 60 bytes a photo), cut into blocks of at least one batch.
-    paths = pa.table({"index": np.arange(len(samples), dtype=np.int64), "path": [str(s.path) for s in samples]})
-    rows = max(batch_size, math.ceil(len(samples) / MAX_INPUT_BLOCKS))
-    dataset = data.from_arrow([paths.slice(i, rows) for i in range(0, len(samples), rows)])
+    dataset = data.from_arrow(_path_blocks(samples, batch_size))
     dataset = dataset.map_batches(
         decode_rows, batch_size=batch_size, batch_format="numpy", fn_kwargs={"size": size, "max_pixels": max_pixels},
         num_cpus=0, compute=data.TaskPoolStrategy(size=workers),
@@ -264,20 +323,28 @@ def extract_features_ray(
     _import_ray()  # before anything is written: without the extra, one line saying how to install it
     if engine not in ENGINES:
         raise CatdogError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    target = open_cache(samples, out_path, backbone, weights, image_size)
     rejections: list[Rejection] = []
     computed, seconds = 0, 0.0
-    if target.todo:
-        todo = [s for s, _ in target.todo]
-        keys = [k for _, k in target.todo]
-        model = feature_model(target.backbone, build_backbone(target.backbone, weights, target.image_size))
-        width = int(model.output.shape[-1])
-        if engine == "litert":  # the flatbuffer catdog.features.engine converts once and caches on disk
-            actor, content = FeatureActor, LiteRTFeatures(model, target.backbone, target.weights_key, threads=1).path.read_bytes()
-        else:
-            actor, content = KerasActor, _keras_bytes(model)
-        with ray_session(address) as ray:
-            size = pool_size(ray, workers)
+    with ExitStack() as session:
+        ray = None
+
+        def start_ray():
+            nonlocal ray
+            ray = ray or session.enter_context(ray_session(address))
+            return ray
+
+        keys = listing_keys(samples, start_ray, workers)
+        target = open_cache(samples, out_path, backbone, weights, image_size, keys=keys)
+        if target.todo:  # a finished file starts no Ray at all
+            todo = [s for s, _ in target.todo]
+            todo_keys = [k for _, k in target.todo]
+            model = feature_model(target.backbone, build_backbone(target.backbone, weights, target.image_size))
+            width = int(model.output.shape[-1])
+            if engine == "litert":  # the flatbuffer catdog.features.engine converts once and caches on disk
+                actor, content = FeatureActor, LiteRTFeatures(model, target.backbone, target.weights_key, threads=1).path.read_bytes()
+            else:
+                actor, content = KerasActor, _keras_bytes(model)
+            size = pool_size(start_ray(), workers)
             start = time.perf_counter()
             kwargs = {"model": ray.put(content), "width": width}
             bar = tqdm(total=len(todo), unit="img", desc=f"features {target.backbone} on Ray ({size} workers)",
@@ -286,7 +353,7 @@ def extract_features_ray(
             for index, features, rejected in _collect(blocks, todo, bar):
                 rejections.extend(rejected)
                 if index:
-                    append_rows(target, features, [todo[i] for i in index], [keys[i] for i in index])
+                    append_rows(target, features, [todo[i] for i in index], [todo_keys[i] for i in index])
                     computed += len(index)
             bar.close()
             seconds = time.perf_counter() - start
