@@ -3,8 +3,10 @@
 The single-process stages (validate and decode, backbone, GAP) as one streaming Ray Data pipeline:
 
     driver (the catdog process)              cluster
-    scan DATA -> samples                     from_arrow(index, path)            blocks of paths
-    open the h5 cache (resume, refuse)       map_batches(decode_rows)           tasks: validate, decode, squash
+    scan DATA -> samples (names only)        [map_batches(key_rows)             tasks: a stat per photo, where
+                                                                                the driver's stats are slow]
+    open the h5 cache (resume, refuse)       from_arrow(index, path)            blocks of paths
+                                             map_batches(decode_rows)           tasks: validate, decode, squash
     model -> object store, once              map_batches(FeatureActor | KerasActor,
                                                  ActorPoolStrategy(workers))    the model held once per actor
     write h5 rows / collect predictions  <-  iter_batches                       (N, C) features or (N, 2) probabilities
