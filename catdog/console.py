@@ -56,6 +56,7 @@ REWORDED = (
 )
 
 _LIBRARY_NOTICES = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+_DEPRECATED = re.compile(r"\b(?:is|are|has been)\s+deprecated\b", re.IGNORECASE)
 
 
 _quiet = False  # inside `quiet()`, not verbose
@@ -82,8 +83,9 @@ def one_line_warning(message, category: type[Warning], filename: str) -> str | N
     for pattern, line in REWORDED:
         if pattern.search(text):
             return f"catdog: note: {line}"
-    if issubclass(category, _LIBRARY_NOTICES) and "catdog" not in _package(filename):
-        return None
+    from_library = "catdog" not in _package(filename)
+    if from_library and (issubclass(category, _LIBRARY_NOTICES) or _DEPRECATED.search(text)):
+        return None  # some libraries announce deprecations as UserWarning (tf.lite.Interpreter's)
     first = text.splitlines()[0] if text else category.__name__
     return f"catdog: note: {first} ({category.__name__} from {_package(filename)})"
 

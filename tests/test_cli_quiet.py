@@ -116,6 +116,10 @@ def test_native_lines_are_filtered_at_the_file_descriptor(capfd):
 def test_warnings_become_one_catdog_line():
     site = "/venv/lib/python3.11/site-packages/keras/src/export/tf2onnx_lib.py"
     assert one_line_warning("np.object is deprecated", FutureWarning, site) is None
+    tflite = "/venv/lib/python3.11/site-packages/tensorflow/lite/python/interpreter.py"
+    text = "Warning: tf.lite.Interpreter is deprecated and is scheduled for deletion in TF 2.20."
+    assert one_line_warning(text, UserWarning, tflite) is None  # a deprecation, announced as a UserWarning
+    assert one_line_warning(text, UserWarning, "/work/catdog/catdog/export/x.py").startswith("catdog: note:")  # ours shows
     line = one_line_warning("weights are float16\nsecond line", UserWarning, site)
     assert line == "catdog: note: weights are float16 (UserWarning from keras)"
     coreml = one_line_warning("You will not be able to run predict() on this Core ML model. Underlying ...", RuntimeWarning, site)
