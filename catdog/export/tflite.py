@@ -39,7 +39,7 @@ def fp16_weights(fp32: bytes, keep: list[Unit]) -> bytes:
     if kept_scopes:  # an op's scope is its output tensor names joined by ";" with a trailing ";"
         regex = "^(?:" + "|".join(re.escape(s) + ";" for s in kept_scopes) + ")$"
         qt.update_quantization_recipe(regex, every_op, algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
-    return inline_buffers(bytes(qt.quantize(enable_progress_report=False).quantized_model))
+    return inline_buffers(bytes(qt.quantize(enable_progress_bar=False, enable_progress_report=False).quantized_model))
 
 
 def inline_buffers(data: bytes) -> bytes:
