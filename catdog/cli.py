@@ -220,6 +220,7 @@ def cmd_cam(args) -> int:
     import numpy as np
     from PIL import Image
 
+    from catdog.atomic import staged
     from catdog.cam import cam_model, grid_sheet, overlay
     from catdog.data import LABELS, ImageError, open_rgb, resize
     from catdog.features import input_size
@@ -243,7 +244,8 @@ def cmd_cam(args) -> int:
         cls = int(probs.argmax())
         photo.thumbnail((args.size, args.size))
         image = overlay(np.asarray(photo), cam[..., cls])
-        Image.fromarray(image).save(out / f"{path.stem}_cam.png")
+        with staged(out / f"{path.stem}_cam.png") as tmp:
+            Image.fromarray(image).save(tmp)
         overlays.append(image)
         titles.append(f"{path.name}: {LABELS[cls]} {probs[cls]:.1%}")
         print(f"{path}: {LABELS[cls]} {probs[cls]:.1%} -> {out / (path.stem + '_cam.png')}")
@@ -280,8 +282,9 @@ def cmd_evaluate(args) -> int:
     print(f"{result['n']:>10d} {result['log_loss']:>10.4f} {result['accuracy']:>10.2%}")
     print(f"confusion (rows true, cols predicted): cat {tn:4d} {fp:4d} | dog {fn:4d} {tp:4d}")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({**result, "run_dir": args.run_dir, "data": args.data}, indent=2))
+        from catdog.atomic import write_text
+
+        write_text(args.json, json.dumps({**result, "run_dir": args.run_dir, "data": args.data}, indent=2))
         print(f"written {args.json}")
     return 0
 

@@ -151,5 +151,23 @@ def test_library_warnings_in_a_command_are_one_line(capsys):
     assert "old API" not in err and "details" not in err
 
 
+@needs_shared
+def test_fp16_tflite_export_draws_no_library_bar(subset_run, capsys):
+    """ai-edge-quantizer draws its own bar for a model over 100 tensors and ignores
+    enable_progress_bar=False there: inside a command it is hidden, outside it shows."""
+    from catdog.cam import cam_model
+    from catdog.console import quiet
+    from catdog.export.tflite import fp16_weights, fp32_model
+    from catdog.training import load_run
+
+    fp32 = fp32_model(cam_model(load_run(subset_run).model))
+    capsys.readouterr()
+    with quiet():
+        fp16_weights(fp32, [])
+    assert "Applying Transformations" not in capsys.readouterr().err
+    fp16_weights(fp32, [])  # a library caller's view: the bar is the library's own
+    assert "Applying Transformations" in capsys.readouterr().err
+
+
 if __name__ == "__main__":
     pytest.main([__file__, "-q"])

@@ -10,7 +10,6 @@ slower than fp32 (README, Benchmarks).
 
 from __future__ import annotations
 
-import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from catdog.atomic import staged
 from catdog.export.contract import INPUT_NAME, raw_image_input, tensor_outputs
 from catdog.export.sensitivity import Unit, matches
 from catdog.features import input_size
@@ -96,9 +96,8 @@ def export_onnx(cam_model: keras.Model, precision: str, path: Path, calibration:
             raise ValueError(precision)
         model.doc_string = f"catdog: raw RGB photo (0..255, {size}x{size}) -> probabilities (cat, dog), cam (one map per class)"
         onnx.checker.check_model(model)
-        staged = path.with_name(path.name + ".tmp")
-        onnx.save(model, staged)
-        os.replace(staged, path)
+        with staged(path) as tmp_path:
+            onnx.save(model, tmp_path)
     return {"input": raw_image_input("batch", size), "outputs": tensor_outputs("batch", size), "opset": OPSET}
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from catdog.atomic import staged, write_text
 from catdog.export.contract import CAM, INPUT_NAME, PROBABILITIES
 
 MARGIN = 2.0
@@ -413,9 +414,7 @@ def analyse(
             result["precisions"]["int8"] = int8_analysis(cam_model, fp32, units, calibration, images, labels)
     if cached:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp_path = cached.with_suffix(".tmp")
-        tmp_path.write_text(json.dumps(result, indent=1))
-        os.replace(tmp_path, cached)
+        write_text(cached, json.dumps(result, indent=1))
     return result
 
 
@@ -447,7 +446,6 @@ def plot(analysis: dict, path: Path) -> None:
         if precision == "fp16":
             ax.axhline(analysis["targets"]["fp16"]["prob_max_abs"], color="grey", lw=0.8, ls="--")
     fig.tight_layout()
-    tmp = Path(path).with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with staged(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)

@@ -10,7 +10,8 @@ float32 through the QuantizationDebugger's denylist.
 
 from __future__ import annotations
 
-import os
+import contextlib
+import io
 import re
 import tempfile
 from pathlib import Path
@@ -18,6 +19,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from catdog.atomic import write_bytes
+from catdog.console import libraries_quiet
 from catdog.export.contract import raw_image_input, tensor_outputs
 from catdog.export.sensitivity import Unit, int8_tflite_model, matches, tflite_converter, tflite_weighted_ops, weighted_units
 from catdog.features import input_size
@@ -39,7 +42,11 @@ def fp16_weights(fp32: bytes, keep: list[Unit]) -> bytes:
     if kept_scopes:  # an op's scope is its output tensor names joined by ";" with a trailing ";"
         regex = "^(?:" + "|".join(re.escape(s) + ";" for s in kept_scopes) + ")$"
         qt.update_quantization_recipe(regex, every_op, algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
-    return inline_buffers(bytes(qt.quantize(enable_progress_bar=False, enable_progress_report=False).quantized_model))
+    # enable_progress_bar does not reach the graph transformation in ai-edge-quantizer 0.10 (its
+    # _get_quantized_model drops it), which draws a bar for models over 100 tensors: hide its stderr.
+    with contextlib.redirect_stderr(io.StringIO()) if libraries_quiet() else contextlib.nullcontext():
+        result = qt.quantize(enable_progress_bar=False, enable_progress_report=False)
+    return inline_buffers(bytes(result.quantized_model))
 
 
 def inline_buffers(data: bytes) -> bytes:
@@ -83,9 +90,7 @@ def export_tflite(
         data = int8_tflite_model(cam_model, calibration, [u.name for u in keep], weighted_units(cam_model))
     else:
         raise ValueError(precision)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_bytes(path, data)
     size = input_size(cam_model)
     return {"input": raw_image_input(1, size), "outputs": tensor_outputs(1, size), "signature": "serving_default"}
 

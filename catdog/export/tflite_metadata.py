@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import zipfile
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import flatbuffers
 import numpy as np
 
 from catdog import __version__
+from catdog.atomic import write_bytes
 from catdog.data import LABELS
 from catdog.export import metadata_schema_py_generated as md
 from catdog.export.contract import CAM, INPUT_NAME, PROBABILITIES, cam_grid, raw_image_input, tensor_outputs
@@ -211,9 +211,7 @@ def write_metadata(path: str | Path, backbone: str, precision: str, image_size: 
     _set_entry(model, STANDARD_NAME, _finish(standard_metadata(backbone, precision, image_size, outputs), METADATA_IDENTIFIER))
     _set_entry(model, METADATA_NAME, json.dumps(metadata_document(backbone, precision, image_size, extra, outputs)).encode())
     data = pack_associated_files(_finish(model, MODEL_IDENTIFIER), {LABELS_FILE: ("\n".join(LABELS) + "\n").encode()})
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_bytes(path, data)
 
 
 def _entry(path: str | Path, name: str) -> bytes | None:

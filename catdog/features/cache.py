@@ -28,6 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from catdog import __version__
+from catdog.atomic import staged
 from catdog.data import IMAGE_SIZE, MAX_PIXELS, Rejection, Sample, fingerprint, iter_batches, listed, sha256_file
 from catdog.errors import CatdogError
 from catdog.features.backbones import build_backbone, check_image_size, feature_model, get_spec, split_weights
@@ -152,21 +153,20 @@ def _finalize(path: Path, samples: list[Sample], keys: list[str]) -> None:
         data = {name: f[name][:] for name in ("features", *_COLUMNS)}
     index = {k: i for i, k in enumerate(stored)}
     rows = [index[k] for k in keys if k in index]
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    _create(
-        tmp, attrs["backbone"], attrs["weights"], attrs.get("weights_path"), data["features"].shape[1],
-        int(attrs["image_size"]), bool(attrs.get("mirror", False)),
-    )
-    with h5py.File(tmp, "a") as f:
-        for name, values in data.items():
-            values = values[rows]
-            f[name].resize(len(rows), axis=0)
-            f[name][:] = values
-        f.attrs["rows"] = len(rows)
-        f.attrs["complete"] = True
-        kept = [stored[i].rsplit("|", 2) for i in rows]
-        f.attrs["data_fingerprint"] = fingerprint([(name, int(size)) for name, size, _ in kept])
-    os.replace(tmp, path)
+    with staged(path) as tmp:
+        _create(
+            tmp, attrs["backbone"], attrs["weights"], attrs.get("weights_path"), data["features"].shape[1],
+            int(attrs["image_size"]), bool(attrs.get("mirror", False)),
+        )
+        with h5py.File(tmp, "a") as f:
+            for name, values in data.items():
+                values = values[rows]
+                f[name].resize(len(rows), axis=0)
+                f[name][:] = values
+            f.attrs["rows"] = len(rows)
+            f.attrs["complete"] = True
+            kept = [stored[i].rsplit("|", 2) for i in rows]
+            f.attrs["data_fingerprint"] = fingerprint([(name, int(size)) for name, size, _ in kept])
 
 
 @dataclass

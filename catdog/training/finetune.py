@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,12 +19,13 @@ import keras
 import numpy as np
 
 from catdog import __version__
+from catdog.atomic import write_bytes, write_text
 from catdog.data import LABELS, iter_batches, scan, sha256_file
 from catdog.errors import CatdogError
 from catdog.features import input_size
 from catdog.training import metrics as M
 from catdog.training.inference import Run
-from catdog.training.train import _EpochBar, plot_curves
+from catdog.training.train import _EpochBar, plot_curves, save_model
 
 # MobileNetV2 block_N / Conv_1, ResNet50 convS_blockN, MobileNet V1 conv_dw_N / conv_pw_N (one block N)
 _BLOCK = re.compile(r"^(block_\d+|conv\d_block\d+|Conv_1|conv_(?:dw|pw|pad)_\d+)")
@@ -146,10 +146,10 @@ def finetune(run: Run, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
         p_val = model.predict(x_val.astype(np.float32), batch_size=64, verbose=0)
         best_epoch = 0
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.save(out_dir / "model.keras")
-    shutil.copy(run.path / "split.json", out_dir / "split.json")
+    save_model(model, out_dir / "model.keras")
+    write_bytes(out_dir / "split.json", (run.path / "split.json").read_bytes())
     plot_curves(history, best_epoch, out_dir / "curves.png")
-    (out_dir / "history.json").write_text(json.dumps(history, indent=1))
+    write_text(out_dir / "history.json", json.dumps(history, indent=1))
     metrics = {
         **{k: run.metrics[k] for k in ("backbone", "weights", "labels", "data_fingerprint", "data_dir") if k in run.metrics},
         "n_train": int(len(y_train)),
@@ -170,7 +170,7 @@ def finetune(run: Run, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
         "keras_version": keras.__version__,
         "seconds": round(time.perf_counter() - start, 1),
     }
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2))
     return metrics
 
 

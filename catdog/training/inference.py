@@ -12,6 +12,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
+from catdog.atomic import open_atomic
 from catdog.features import input_size  # importing catdog.features registers BackbonePreprocessing for loading
 from catdog.data import MAX_PIXELS, Rejection, Sample, iter_batches
 from catdog.errors import CatdogError
@@ -149,8 +150,7 @@ def submission_rows(
 
 def write_submission(path: str | os.PathLike, rows: list[tuple[str, float]]) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
+    with open_atomic(path, "w", newline="") as f:  # a killed run leaves no half submission
         writer = csv.writer(f)
         writer.writerow(["id", "label"])
         for id_, p in rows:

@@ -32,6 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from catdog import __version__
+from catdog.atomic import open_atomic, staged, write_text
 from catdog.data import IMAGE_SIZE, LABELS, sha256_file
 from catdog.errors import CatdogError
 from catdog.features import BackbonePreprocessing, FeatureSet, build_backbone, get_spec, image_input, input_size
@@ -231,7 +232,8 @@ def plot_selection(selection: CV.Selection, nested: CV.NestedCV, path: Path) -> 
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with staged(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
 
 
@@ -252,20 +254,15 @@ def plot_curves(history: dict, best_epoch: int, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with staged(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _atomic_save(model: keras.Model, path: Path) -> None:
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)  # Keras wants the .keras suffix
-    model.save(tmp)
-    os.replace(tmp, path)
+def save_model(model: keras.Model, path: Path) -> None:
+    """`model.save`, atomically (the temporary name keeps the .keras suffix Keras asks for)."""
+    with staged(path) as tmp:
+        model.save(tmp)
 
 
 def photo_sets(names: list[str], labels: np.ndarray, folds: np.ndarray, seed: int) -> dict:
@@ -308,15 +305,14 @@ def train_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     image_size = int(feature_set.attrs.get("image_size", IMAGE_SIZE))
     model = full_model(feature_set.backbone, build_backbone(feature_set.backbone, weights, image_size), result.head)
-    _atomic_save(model, run_dir / "model.keras")
-    _atomic_save(result.head, run_dir / "head.keras")
+    save_model(model, run_dir / "model.keras")
+    save_model(result.head, run_dir / "head.keras")
     plot_selection(result.selection, nested, run_dir / "curves.png")
-    _atomic_write(run_dir / "split.json", json.dumps(photo_sets(names, labels, nested.folds, config.seed), indent=1))
-    with open(run_dir / "cv_predictions.csv.tmp", "w", newline="") as f:
+    write_text(run_dir / "split.json", json.dumps(photo_sets(names, labels, nested.folds, config.seed), indent=1))
+    with open_atomic(run_dir / "cv_predictions.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["file", "label", "fold", "p_dog"])
         writer.writerows((n, int(y), int(k), f"{p:.6f}") for n, y, k, p in zip(names, labels, nested.folds, nested.p_dog))
-    os.replace(run_dir / "cv_predictions.csv.tmp", run_dir / "cv_predictions.csv")
     oof = result.selection.oof_p_dog
     calibration = M.calibration_report(np.stack([1 - oof, oof], 1), labels, config.seed)
     calibration["source"] = f"out-of-fold predictions of the {config.folds}-fold CV that chose l2 (not the nested estimate)"
@@ -364,5 +360,5 @@ def train_run(
         "keras_version": keras.__version__,
         "seconds": round(time.perf_counter() - start, 2),
     }
-    _atomic_write(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     return metrics
