@@ -13,9 +13,9 @@ Reads RUN_DIR and ART_DIR defensively (see `facts`): a section whose inputs are 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
+from catdog.atomic import write_text
 from catdog.report.facts import (
     artefact_rows,
     data_summary,
@@ -100,7 +100,7 @@ def write_report(run_dir: str | os.PathLike, art_dir: str | os.PathLike | None =
         page.artefacts_section(rows, keras_latency, facts["art_dir"]),
     ]
     title = f"catdog run {run_dir.name}: {facts['backbone']} at {facts['image_size'] or '?'} px"
-    _write_atomic(run_dir / REPORT_FILE, page.page(title, key_lines, sections))
+    write_text(run_dir / REPORT_FILE, page.page(title, key_lines, sections))
     return facts
 
 
@@ -128,19 +128,6 @@ def _first_photo(tiles: list[dict], held, metrics: dict, model):
         except (ImageError, OSError):
             pass
     return np.zeros((size, size, 3), np.float32)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a report is for reading
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 __all__ = [
