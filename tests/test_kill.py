@@ -77,6 +77,21 @@ def uninterrupted(photos, tmp_path_factory):
 
 
 @needs_shared
+def test_features_file_killed_while_being_created(photos, uninterrupted, tmp_path):
+    """The instant a kill can hit between h5py creating the file and writing its attributes (CI
+    once caught it): the file is now created under a temporary name, and a file left that way by
+    an older catdog is set aside as unreadable, not refused as another backbone's."""
+    out = tmp_path / "features.h5"
+    with h5py.File(out, "w"):
+        pass  # what such a kill leaves: an HDF5 file with no dataset and no attribute
+    report = extract_features(scan(photos)[0], out, "mobilenet_v2", batch_size=BATCH, progress=False)
+    assert report.computed == 40 and (tmp_path / "features.h5.broken").exists()
+    again = load_features(out)
+    assert again.names == uninterrupted.names and np.abs(again.features - uninterrupted.features).max() <= 1e-6
+    assert not [p.name for p in tmp_path.iterdir() if ".tmp" in p.name]
+
+
+@needs_shared
 @pytest.mark.parametrize("point", ["before the first batch", "mid-batch"])
 def test_features_killed_then_rerun(photos, uninterrupted, tmp_path, point):
     out = tmp_path / "features.h5"

@@ -105,6 +105,8 @@ def _open_for_resume(path: Path, backbone: str, weights: str, image_size: int, m
     """Keys already committed in `path`, after truncating any half-written batch."""
     try:
         with h5py.File(path, "a") as f:
+            if "rows" not in f.attrs or "backbone" not in f.attrs:  # killed while an older catdog created it
+                raise KeyError("rows")
             held = (
                 f.attrs.get("backbone"),
                 f.attrs.get("weights"),
@@ -217,7 +219,8 @@ def open_cache(
         raise ValueError(f"{len(keys)} keys for {len(samples)} samples")
     done = _open_for_resume(out_path, spec.name, wid, image_size, mirror) if out_path.exists() else set()
     if not out_path.exists():
-        _create(out_path, spec.name, wid, weights_arg, spec.feature_dim, image_size, mirror)
+        with staged(out_path) as tmp:  # a kill never leaves a file without its attributes under out_path
+            _create(tmp, spec.name, wid, weights_arg, spec.feature_dim, image_size, mirror)
     todo = [(s, k) for s, k in zip(samples, keys) if k not in done]
     return CacheTarget(out_path, spec.name, wid, image_size, mirror, samples, keys, todo)
 
