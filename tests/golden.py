@@ -155,6 +155,20 @@ def run_tflite(path: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([o["probabilities"] for o in outs]), np.concatenate([o["cam"] for o in outs])
 
 
+def weights_sha256(path: Path) -> str:
+    """sha256 of a TFLite model's buffers (graph constants, weights), metadata left out: two exports
+    of the same model agree on it while their metadata (the .keras file's sha256, zip times) differ."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(Path(path).read_bytes()), 0)
+    metadata = {m.buffer for m in (model.metadata or [])}
+    digest = hashlib.sha256()
+    for i, buffer in enumerate(model.buffers or []):
+        if i not in metadata and buffer.data is not None:
+            digest.update(np.asarray(buffer.data, np.uint8).tobytes())
+    return digest.hexdigest()
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -197,7 +211,7 @@ def generate(art_dir: Path, photos_dir: Path = REFERENCE) -> dict:
                  "(tests/test_golden.py checks it); the Swift and Kotlin tests reproduce them",
         "source": {"backbone": manifest["backbone"], "catdog_version": manifest.get("catdog_version"),
                    "manifest_sha256": sha256(art_dir / "manifest.json"), "tflite": tflite,
-                   "tflite_sha256": sha256(art_dir / tflite)},
+                   "tflite_sha256": sha256(art_dir / tflite), "tflite_weights_sha256": weights_sha256(art_dir / tflite)},
         "manifest": sub,
         "choice": {"coreml": choose(sub, "coreml", ("fp16", "fp32", "int8")),
                    "tflite": choose(sub, "tflite", ("fp32", "fp16", "int8"))},

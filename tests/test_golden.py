@@ -15,7 +15,7 @@ import pytest
 import golden
 from conftest import REPO, TRAIN, copy_photos, kaggle_names, needs_shared
 
-SHIPPED = REPO / "runs" / "mobilenet_v2_288" / "artefacts"  # what `make run` writes
+SHIPPED = REPO / "runs" / "mobilenet+mobilenet_v2_288" / "artefacts"  # what `make run` writes
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_the_golden_numbers_are_the_shipped_models(checked_in):
     """Where `make run` has built the shipped model here, its fp32 TFLite artefact gives the golden
     probabilities and CAM maps (a changed model means `make golden`: the apps' logic stays valid)."""
     tflite = SHIPPED / checked_in["source"]["tflite"]
-    if not tflite.is_file() or golden.sha256(tflite) != checked_in["source"]["tflite_sha256"]:
+    if not tflite.is_file() or golden.weights_sha256(tflite) != checked_in["source"]["tflite_weights_sha256"]:
         pytest.skip(f"{tflite} is absent or not the model the golden file came from (make run; make golden)")
     from catdog.data import open_rgb, resize
 
@@ -98,6 +98,10 @@ def test_make_golden_on_a_real_288_art_dir(checked_in, tmp_path):
     assert golden.check(made) == [] and out.stat().st_size <= golden.MAX_BYTES
     for key in ("input", "outputs", "labels", "manifest_version"):
         assert made["manifest"][key] == checked_in["manifest"][key], key
-    assert made["choice"]["tflite"] == checked_in["choice"]["tflite"]
+    # the apps pick the fp32 TFLite artefact, whichever backbone named it (this model is MobileNetV2)
+    def fp32_tflite(g):
+        return next(a["file"] for a in g["manifest"]["artefacts"] if (a["format"], a["precision"]) == ("tflite", "fp32"))
+
+    assert made["choice"]["tflite"] == fp32_tflite(made) and checked_in["choice"]["tflite"] == fp32_tflite(checked_in)
     assert [p["name"] for p in made["photos"]] == [p["name"] for p in checked_in["photos"]]
     assert golden.main([str(tmp_path / "nowhere")]) == 2

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Copy a catdog ART_DIR's manifest and TFLite artefact into the app's assets.
-#   android_demo/scripts/add_model.sh runs/mobilenet_v2_288/artefacts
+#   android_demo/scripts/add_model.sh runs/mobilenet+mobilenet_v2_288/artefacts
 set -euo pipefail
 art="${1:?usage: add_model.sh ART_DIR}"
 dest="$(cd "$(dirname "$0")/.." && pwd)/app/src/main/assets"

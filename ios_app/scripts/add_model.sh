@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Copy a catdog ART_DIR's manifest and Core ML artefact into the app: ios_app/Model/.
-#   ios_app/scripts/add_model.sh runs/mobilenet_v2_288/artefacts
+#   ios_app/scripts/add_model.sh runs/mobilenet+mobilenet_v2_288/artefacts
 set -euo pipefail
 art="${1:?usage: add_model.sh ART_DIR}"
 dest="$(cd "$(dirname "$0")/.." && pwd)/Model"
