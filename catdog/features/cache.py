@@ -147,8 +147,9 @@ def _append(path: Path, features: np.ndarray, samples: list[Sample], keys: list[
         f.attrs["rows"] = new  # committed only after the data is written
 
 
-def _finalize(path: Path, samples: list[Sample], keys: list[str]) -> None:
-    """Keep exactly the current samples' rows, in sample order, and mark the file complete."""
+def _finalize(path: Path, samples: list[Sample], keys: list[str], extra: dict) -> None:
+    """Keep exactly the current samples' rows, in sample order, and mark the file complete (with
+    the `extra` attributes, in the same atomic rewrite)."""
     with h5py.File(path, "r") as f:
         stored = [k.decode() if isinstance(k, bytes) else k for k in f["keys"][:]]
         attrs = dict(f.attrs)
@@ -169,6 +170,7 @@ def _finalize(path: Path, samples: list[Sample], keys: list[str]) -> None:
             f.attrs["complete"] = True
             kept = [stored[i].rsplit("|", 2) for i in rows]
             f.attrs["data_fingerprint"] = fingerprint([(name, int(size)) for name, size, _ in kept])
+            f.attrs.update(extra)
 
 
 @dataclass
@@ -232,12 +234,12 @@ def append_rows(target: CacheTarget, features: np.ndarray, samples: list[Sample]
 
 def close_cache(target: CacheTarget, excluded: int = 0) -> None:
     """Keep exactly the target's samples, in sample order; mark the file complete."""
-    _finalize(target.path, target.samples, target.keys)
+    extra = {}
     if target.samples:
         first = target.samples[0]
-        with h5py.File(target.path, "a") as f:  # where the photos are, for later stages (calibration, parity)
-            f.attrs["data_dir"] = str(Path(str(first.path)[: -len(first.name)]).resolve())
-            f.attrs["excluded"] = excluded  # photos the caller left out (catdog inspect's suspects)
+        extra["data_dir"] = str(Path(str(first.path)[: -len(first.name)]).resolve())  # for calibration, parity
+        extra["excluded"] = excluded  # photos the caller left out (catdog inspect's suspects)
+    _finalize(target.path, target.samples, target.keys, extra)
 
 
 def extract_features(
