@@ -231,14 +231,13 @@ def _mixed(a: dict) -> str:
 
 def cmd_latency(args) -> None:
     import numpy as np
-    import onnxruntime as ort
     import tensorflow as tf
-    from ai_edge_litert.interpreter import Interpreter
 
     from catdog.cam import cam_model
     from catdog.data import decode
     from catdog.export import load_manifest
     from catdog.features import input_size
+    from catdog.runtime import open_model
     from catdog.training import load_run
 
     art = Path(args.art)
@@ -253,18 +252,12 @@ def cmd_latency(args) -> None:
     for a in _with_uniform(manifest):
         path = art / a["file"]
         precision = f"{a['precision']} {_mixed(a)}"
-        if a["format"] == "tflite":
+        name = {"tflite": "tflite xnnpack", "onnx": "onnxruntime"}.get(a["format"])
+        if name:
             for threads in (1, 2):
-                runner = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner("serving_default")
-                rows.append({"runtime": f"tflite xnnpack {threads}t", "precision": precision,
-                             **_latency(lambda t, r=runner: r(image=t), x, args.runs)})
-        elif a["format"] == "onnx":
-            for threads in (1, 2):
-                opts = ort.SessionOptions()
-                opts.intra_op_num_threads = threads
-                session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-                rows.append({"runtime": f"onnxruntime {threads}t", "precision": precision,
-                             **_latency(lambda t, s=session: s.run(None, {"image": t}), x, args.runs)})
+                runtime_model = open_model(path, threads=threads)
+                rows.append({"runtime": f"{name} {threads}t", "precision": precision,
+                             **_latency(runtime_model.run, x, args.runs)})
     keras_ms = rows[0]["median_ms"]
     for r in rows:
         r["vs_keras"] = r["median_ms"] / keras_ms
@@ -324,12 +317,11 @@ def cmd_phone(args) -> None:
     `--runs` rounds): a busy moment slows them all alike. Median and best of the rounds are given.
     """
     import numpy as np
-    import onnxruntime as ort
-    from ai_edge_litert.interpreter import Interpreter
 
     from catdog.data import decode, scan
     from catdog.export import export, load_calibration
     from catdog.features import build_backbone, get_spec
+    from catdog.runtime import open_model
     from catdog.training import full_model
     from catdog.training.cv import Logistic
     from catdog.training.train import head_model
@@ -350,15 +342,9 @@ def cmd_phone(args) -> None:
                     row = {"model": f"{name.replace(',', ' + ')} {size}", "mflops": flops / 1e6, "format": fmt,
                            "precision": precision, "mb": a["bytes"] / 1e6}
                     rows.append(row)
-                    if fmt == "tflite":
-                        for threads in (1, 2):
-                            r = Interpreter(model_path=path, num_threads=threads).get_signature_runner("serving_default")
-                            runners.append((row, f"{threads}t", lambda r=r, x=x: r(image=x)))
-                    else:
-                        opts = ort.SessionOptions()
-                        opts.intra_op_num_threads = 1
-                        session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-                        runners.append((row, "1t", lambda s=session, x=x: s.run(None, {"image": x})))
+                    for threads in (1, 2) if fmt == "tflite" else (1,):
+                        runtime_model = open_model(path, threads=threads)
+                        runners.append((row, f"{threads}t", lambda m=runtime_model, x=x: m.run(x)))
         times = {id(fn): [] for _, _, fn in runners}
         for _ in range(10):  # warm-up
             for _, _, fn in runners:

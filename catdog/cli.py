@@ -217,43 +217,9 @@ def cmd_parity(args) -> int:
 
 
 def cmd_cam(args) -> int:
-    import numpy as np
-    from PIL import Image
+    from catdog.cam import cam_photos
 
-    from catdog.atomic import staged
-    from catdog.cam import cam_model, grid_sheet, overlay
-    from catdog.data import LABELS, ImageError, open_rgb, resize
-    from catdog.features import input_size
-    from catdog.training import load_run
-
-    model = cam_model(load_run(args.run_dir).model)
-    paths = []
-    for item in map(Path, args.images):
-        paths.extend(sorted(p for p in item.iterdir() if p.is_file()) if item.is_dir() else [item])
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    overlays, titles = [], []
-    for path in paths:
-        try:
-            photo = open_rgb(path)
-        except ImageError as exc:
-            print(f"skipped {path}: {exc}")
-            continue
-        result = model.predict_on_batch(resize(photo, input_size(model))[None].astype(np.float32))
-        probs, cam = np.asarray(result["probabilities"])[0], np.asarray(result["cam"])[0]
-        cls = int(probs.argmax())
-        photo.thumbnail((args.size, args.size))
-        image = overlay(np.asarray(photo), cam[..., cls])
-        with staged(out / f"{path.stem}_cam.png") as tmp:
-            Image.fromarray(image).save(tmp)
-        overlays.append(image)
-        titles.append(f"{path.name}: {LABELS[cls]} {probs[cls]:.1%}")
-        print(f"{path}: {LABELS[cls]} {probs[cls]:.1%} -> {out / (path.stem + '_cam.png')}")
-    if not overlays:
-        raise CatdogError("no usable image among the IMAGES given; pass photo files or folders of photos")
-    if len(overlays) > 1:
-        grid_sheet(overlays, titles, out / "cam_grid.png")
-        print(f"grid sheet: {out / 'cam_grid.png'}")
+    cam_photos(args.run_dir, args.images, args.out, args.size)
     return 0
 
 

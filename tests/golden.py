@@ -148,11 +148,10 @@ def small_photo(name: str, size: tuple[int, int]) -> np.ndarray:
 
 
 def run_tflite(path: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from ai_edge_litert.interpreter import Interpreter
+    from catdog.runtime import open_model
 
-    runner = Interpreter(model_path=str(path), num_threads=2).get_signature_runner("serving_default")
-    outs = [runner(image=image[None]) for image in images]
-    return np.concatenate([o["probabilities"] for o in outs]), np.concatenate([o["cam"] for o in outs])
+    outputs = open_model(path, threads=2).run(images)
+    return outputs["probabilities"], outputs["cam"]
 
 
 def weights_sha256(path: Path) -> str:

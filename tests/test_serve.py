@@ -57,6 +57,21 @@ def post(url: str, data: bytes, multipart: bool = True, timeout: float = 30) -> 
         return exc.code, json.loads(exc.read() or b"{}")
 
 
+def test_serving_imports_no_tensorflow_and_keeps_the_contract_names():
+    """catdog.serve and catdog.runtime load without Keras or TensorFlow (an ONNX/TFLite server
+    starts fast and small), so runtime keeps its own copy of the contract's tensor names: the same."""
+    import subprocess
+    import sys
+
+    code = "import sys, catdog.serve, catdog.runtime; print([m for m in ('tensorflow', 'keras') if m in sys.modules])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+    from catdog import runtime
+    from catdog.export import contract
+
+    assert (runtime.INPUT_NAME, runtime.PROBABILITIES, runtime.CAM) == (contract.INPUT_NAME, contract.PROBABILITIES, contract.CAM)
+
+
 @pytest.fixture(scope="module")
 def art_server(subset_artefacts):
     url, server = start(subset_artefacts)

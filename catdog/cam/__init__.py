@@ -12,6 +12,7 @@ which `probabilities_from_cam` computes and the tests check on real photos.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import cv2
@@ -158,3 +159,55 @@ def grid_sheet(overlays: list[np.ndarray], titles: list[str], path, columns: int
     with staged(path) as tmp:
         fig.savefig(tmp, dpi=100)
     plt.close(fig)
+
+
+
+def cam_photos(model_path, images, out, size: int) -> list[tuple]:
+    """`catdog cam`: for each photo of `images` (files, or folders of photos), the overlay of the
+    predicted class's CAM on the photo shrunk to fit `size` x `size`, saved as OUT/<stem>_cam.png,
+    and, for more than one photo, OUT/cam_grid.png; prints a line per photo (and per skipped file).
+
+    model_path: a RUN_DIR (its model as saved: the calibration temperature is not folded in) or an
+    artefact, loaded and run by `catdog.runtime.open_model`. Returns (photo path, label,
+    probability, overlay path) per photo done; CatdogError when none is usable."""
+    from PIL import Image
+
+    from catdog.data import LABELS, ImageError, open_rgb, resize
+    from catdog.runtime import CAM, PROBABILITIES, SUFFIX_FORMAT, open_model
+
+    model_path = Path(model_path)
+    if model_path.suffix not in SUFFIX_FORMAT and not (model_path / "model.keras").is_file():
+        from catdog.training import load_run
+
+        load_run(model_path)  # raises load_run's own one-line error: no such RUN_DIR, or an unfinished one
+    model = open_model(model_path, temperature=1.0)
+    paths = []
+    for item in map(Path, images):
+        paths.extend(sorted(p for p in item.iterdir() if p.is_file()) if item.is_dir() else [item])
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    overlays, titles, done = [], [], []
+    for path in paths:
+        try:
+            photo = open_rgb(path)
+        except ImageError as exc:
+            print(f"skipped {path}: {exc}")
+            continue
+        result = model(resize(photo, model.image_size))
+        probs, cam = result[PROBABILITIES], result[CAM]
+        cls = int(probs.argmax())
+        photo.thumbnail((size, size))
+        image = overlay(np.asarray(photo), cam[..., cls])
+        target = out / f"{path.stem}_cam.png"
+        with staged(target) as tmp:
+            Image.fromarray(image).save(tmp)
+        overlays.append(image)
+        titles.append(f"{path.name}: {LABELS[cls]} {probs[cls]:.1%}")
+        done.append((path, LABELS[cls], float(probs[cls]), target))
+        print(f"{path}: {LABELS[cls]} {probs[cls]:.1%} -> {target}")
+    if not overlays:
+        raise CatdogError("no usable image among the IMAGES given; pass photo files or folders of photos")
+    if len(overlays) > 1:
+        grid_sheet(overlays, titles, out / "cam_grid.png")
+        print(f"grid sheet: {out / 'cam_grid.png'}")
+    return done

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,9 +156,10 @@ def cam_tiles(model, held: HeldOut, data_dir: str, indices: list[int]) -> list[d
 
 
 def latencies(art_dir: Path, manifest: dict, image: np.ndarray, runs: int = 15, warmup: int = 3) -> dict[str, dict]:
-    """Single-photo latency of each TFLite and ONNX artefact on this machine: median and 90th
-    percentile of `runs` calls after `warmup`, in ms ({file: {...}}). Core ML runs on macOS only."""
-    x = np.ascontiguousarray(image[None], np.float32)
+    """Single-photo latency of each TFLite and ONNX artefact on this machine (its `catdog.runtime`
+    model on every core): median and 90th percentile of `runs` calls after `warmup`, in ms
+    ({file: {...}}). Core ML runs on macOS only."""
+    x = np.ascontiguousarray(image, np.float32)
     result = {}
     for a in manifest.get("artefacts", []):
         path = Path(art_dir) / a.get("file", "")
@@ -167,15 +167,15 @@ def latencies(art_dir: Path, manifest: dict, image: np.ndarray, runs: int = 15, 
             result[a["file"]] = {"note": "macOS only"}
             continue
         try:
-            run = _runner(a.get("format"), path)
-            if run is None:
+            model = _runner(a.get("format"), path)
+            if model is None:
                 continue
             for _ in range(warmup):
-                run(x)
+                model(x)
             times = []
             for _ in range(runs):
                 start = time.perf_counter()
-                run(x)
+                model(x)
                 times.append((time.perf_counter() - start) * 1000)
             result[a["file"]] = {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)), "runs": runs}
         except Exception as exc:  # a broken artefact is parity's verdict to give; here it only has no latency
@@ -184,18 +184,12 @@ def latencies(art_dir: Path, manifest: dict, image: np.ndarray, runs: int = 15, 
 
 
 def _runner(fmt: str, path: Path):
-    if fmt == "tflite":
-        from ai_edge_litert.interpreter import Interpreter
+    """The runtime model of a TFLite or ONNX artefact (every core); None for other formats."""
+    if fmt not in ("tflite", "onnx"):
+        return None
+    from catdog.runtime import open_model
 
-        runner = Interpreter(model_path=str(path), num_threads=os.cpu_count()).get_signature_runner("serving_default")
-        return lambda x: runner(image=x)
-    if fmt == "onnx":
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
-        return lambda x: session.run(None, {name: x})
-    return None
+    return open_model(path)
 
 
 def keras_latency(model, image: np.ndarray, runs: int = 15, warmup: int = 3) -> dict:

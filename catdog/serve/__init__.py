@@ -2,11 +2,13 @@
 
 Server: Flask for the routes, served by waitress (a pure-Python, multi-threaded WSGI server;
 8 worker threads by default), so concurrent requests are handled without a separate process
-manager. The model behind it is chosen by what it is pointed at:
+manager. The model behind it is chosen by what it is pointed at, and loaded and run by
+`catdog.runtime`:
 
 * an ART_DIR (has manifest.json): its ONNX fp32 artefact through ONNX Runtime, else its TFLite
   fp32 artefact through LiteRT — small and fast;
-* a RUN_DIR (has model.keras): the Keras CAM model.
+* a RUN_DIR (has model.keras): the Keras CAM model of its model as saved (its
+  calibration temperature not folded in).
 
 API: `POST /predict` with the image as multipart field `file` or as the raw body;
 answer `{"label": "dog", "probabilities": {"cat": 0.01, "dog": 0.99}, "cam": [[7 x 7]]}` (the map
@@ -42,8 +44,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from catdog.data import IMAGE_SIZE, LABELS, ImageError, open_rgb, probe, resize
+from catdog.data import LABELS, ImageError, open_rgb, probe, resize
 from catdog.errors import CatdogError
+from catdog.runtime import CAM, PROBABILITIES, Model, open_model
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 40_000_000
@@ -52,63 +55,18 @@ PAGE = Path(__file__).with_name("page.html")
 
 
 class Predictor:
-    """Raw photo (S, S, 3) uint8 -> (probabilities (2,), cam (S/32, S/32, 2)); thread-safe."""
+    """Raw photo (S, S, 3) uint8 -> (probabilities (2,), cam (S/32, S/32, 2)); thread-safe.
 
-    description = ""
-    image_size = IMAGE_SIZE  # S, the model's input size
+    A thin wrapper of a `catdog.runtime` Model, which loads and runs the model."""
+
+    def __init__(self, model: Model):
+        self.model = model
+        self.image_size = model.image_size  # S, the model's input size
+        self.description = f"{model.engine}: {model.path / 'model.keras' if model.format == 'keras' else model.path.name}"
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
-
-
-class OnnxPredictor(Predictor):
-    def __init__(self, path: Path):
-        import onnxruntime as ort
-
-        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])  # run() is thread-safe
-        self.outputs = [o.name for o in self.session.get_outputs()]
-        self.image_size = int(self.session.get_inputs()[0].shape[1])
-        self.description = f"ONNX Runtime: {path.name}"
-
-    def __call__(self, image):
-        out = dict(zip(self.outputs, self.session.run(None, {"image": image[None].astype(np.float32)})))
-        return out["probabilities"][0], out["cam"][0]
-
-
-class LiteRTPredictor(Predictor):
-    def __init__(self, path: Path):
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.path = path
-        self.image_size = int(Interpreter(model_path=str(path)).get_input_details()[0]["shape"][1])
-        self.local = threading.local()  # an interpreter is not thread-safe: one per worker thread
-        self.description = f"LiteRT: {path.name}"
-
-    def __call__(self, image):
-        from ai_edge_litert.interpreter import Interpreter
-
-        if not hasattr(self.local, "runner"):
-            self.local.runner = Interpreter(model_path=str(self.path), num_threads=1).get_signature_runner("serving_default")
-        out = self.local.runner(image=image[None].astype(np.float32))
-        return out["probabilities"][0], out["cam"][0]
-
-
-class KerasPredictor(Predictor):
-    def __init__(self, run_dir: Path):
-        from catdog.cam import cam_model
-        from catdog.training import load_run
-
-        from catdog.features import input_size
-
-        self.model = cam_model(load_run(run_dir).model)
-        self.image_size = input_size(self.model)
-        self.lock = threading.Lock()
-        self.description = f"Keras: {run_dir / 'model.keras'}"
-
-    def __call__(self, image):
-        with self.lock:
-            out = self.model.predict_on_batch(image[None].astype(np.float32))
-        return np.asarray(out["probabilities"])[0], np.asarray(out["cam"])[0]
+        out = self.model(image)
+        return out[PROBABILITIES], out[CAM]
 
 
 class PixelBudget:
@@ -149,12 +107,13 @@ def load_predictor(path: str | os.PathLike) -> Predictor:
     path = Path(path)
     if (path / "manifest.json").is_file():
         artefacts = {(a["format"], a["precision"]): path / a["file"] for a in _manifest_artefacts(path / "manifest.json")}
-        for key, cls in ((("onnx", "fp32"), OnnxPredictor), (("tflite", "fp32"), LiteRTPredictor)):
+        for key in (("onnx", "fp32"), ("tflite", "fp32")):
             if key in artefacts and artefacts[key].exists():
-                return cls(artefacts[key])
+                # LiteRT: one single-threaded interpreter per worker thread (waitress runs several)
+                return Predictor(open_model(artefacts[key], threads=1 if key[0] == "tflite" else None))
         raise CatdogError(f"{path}: no ONNX or TFLite fp32 artefact to serve; export with --formats onnx --precision fp32")
     if (path / "model.keras").is_file():
-        return KerasPredictor(path)
+        return Predictor(open_model(path, temperature=1.0))  # the run's model as saved, as before
     raise CatdogError(f"{path}: neither an ART_DIR (manifest.json) nor a RUN_DIR (model.keras); pass one of them")
 
 

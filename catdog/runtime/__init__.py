@@ -1,0 +1,232 @@
+"""Runtime: the one place that loads a catdog model and runs it.
+
+`open_model(path)` takes any artefact (`.tflite`, `.onnx`, `.mlpackage`) or a RUN_DIR (its
+Keras model) and returns a `Model`. `Model.run(images)` takes raw photos already squashed to
+the model's input size, (N, S, S, 3) float32 0..255, and returns every output of the
+contract by name, batch first: `probabilities` (N, 2) and `cam` (N, S/32, S/32, 2).
+
+Engines, one per format:
+    keras        the RUN_DIR's full model as a CAM model (temperature folded in if asked)
+    tflite       LiteRT (XNNPACK); one interpreter per thread, so a Model is thread-safe
+    onnx         ONNX Runtime (a session is thread-safe)
+    coreml       Core ML itself (coremltools `predict`) on macOS; elsewhere, and on macOS when
+                 asked (engine="interpreter"), catdog's ML Program interpreter
+                 (`catdog.runtime.mlprogram`), which executes the package's program op by op
+
+Nothing else in catdog constructs a LiteRT interpreter, an ONNX Runtime session or a Core ML
+model (the batch feature engine in catdog.features keeps its own).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from catdog.errors import CatdogError
+
+# The contract's tensor names, as in catdog.export.contract: not imported from there, because
+# importing any catdog.export module runs catdog/export/__init__.py, which imports Keras and
+# TensorFlow, and serving an ONNX/TFLite artefact must not (tests/test_serve.py checks both).
+INPUT_NAME = "image"
+PROBABILITIES = "probabilities"
+CAM = "cam"
+
+OUTPUTS = (PROBABILITIES, CAM)
+SUFFIX_FORMAT = {".tflite": "tflite", ".onnx": "onnx", ".mlpackage": "coreml"}
+
+
+def format_of(path: str | os.PathLike) -> str:
+    """"keras" for a RUN_DIR, else the artefact's format by its suffix."""
+    path = Path(path)
+    if path.suffix in SUFFIX_FORMAT:
+        return SUFFIX_FORMAT[path.suffix]
+    if path.is_dir() and (path / "model.keras").is_file():
+        return "keras"
+    raise CatdogError(f"{path}: not a catdog artefact (.tflite, .onnx, .mlpackage) nor a RUN_DIR with model.keras")
+
+
+def coreml_runs_here() -> bool:
+    """Core ML itself predicts only on macOS."""
+    return platform.system() == "Darwin"
+
+
+class Model:
+    """A loaded model: `run(images)` -> {output name: (N, ...) float32}; thread-safe."""
+
+    format: str = ""
+    engine: str = ""  # what computes the numbers, in words
+    image_size: int = 0
+    path: Path
+
+    def run(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        images = np.ascontiguousarray(images, np.float32)
+        if images.ndim != 4 or images.shape[1:] != (self.image_size, self.image_size, 3):
+            raise CatdogError(f"{self.path}: expects photos of shape (N, {self.image_size}, {self.image_size}, 3), got {images.shape}")
+        if len(images) == 0:
+            raise CatdogError(f"{self.path}: no photo to run")
+        return self._run(images)
+
+    def __call__(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        """One photo (S, S, 3) -> each output without its batch dimension."""
+        return {k: v[0] for k, v in self.run(np.asarray(image)[None]).items()}
+
+    def _run(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{self.engine}: {self.path}>"
+
+
+def _batched(run_batch, images: np.ndarray, batch: int) -> dict[str, np.ndarray]:
+    outs = [run_batch(images[i : i + batch]) for i in range(0, len(images), batch)]
+    return {k: np.concatenate([o[k] for o in outs]).astype(np.float32, copy=False) for k in outs[0]}
+
+
+class KerasModel(Model):
+    format, engine = "keras", "Keras"
+
+    def __init__(self, run_dir: Path, temperature: float | None = None, model=None):
+        from catdog.cam import cam_model
+        from catdog.features import input_size
+        from catdog.training import calibrated_model, load_run
+
+        self.path = Path(run_dir)
+        if model is None:
+            run = load_run(run_dir)
+            t = run.temperature if temperature is None else temperature
+            model = calibrated_model(run.model, t) if t != 1.0 else run.model
+        self.keras_model = cam_model(model) if "cam" not in getattr(model, "output_names", ()) else model
+        self.image_size = input_size(self.keras_model)
+        self._lock = threading.Lock()
+
+    def _run(self, images):
+        with self._lock:
+            if len(images) == 1:  # predict_on_batch skips predict's per-call set-up: 5x faster for one photo
+                out = self.keras_model.predict_on_batch(images)
+                return {k: np.asarray(out[k], np.float32) for k in OUTPUTS}
+            out = self.keras_model.predict(images, batch_size=16, verbose=0)
+        return {k: np.asarray(out[k], np.float32) for k in OUTPUTS}
+
+
+class LiteRTModel(Model):
+    format, engine = "tflite", "LiteRT"
+
+    def __init__(self, path: Path | None = None, threads: int | None = None, content: bytes | None = None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.path = Path(path) if path else Path("<in memory>")
+        self._content = None if path else bytes(content)
+        self.threads = threads or os.cpu_count()
+        self._local = threading.local()  # an interpreter is not thread-safe: one per thread
+        probe = self._interpreter(Interpreter)
+        self.image_size = int(probe.get_input_details()[0]["shape"][1])
+
+    def _interpreter(self, Interpreter):
+        if self._content is not None:
+            return Interpreter(model_content=self._content, num_threads=self.threads)
+        return Interpreter(model_path=str(self.path), num_threads=self.threads)
+
+    def _run(self, images):
+        if not hasattr(self._local, "runner"):
+            from ai_edge_litert.interpreter import Interpreter
+
+            self._local.runner = self._interpreter(Interpreter).get_signature_runner("serving_default")
+        runner = self._local.runner
+        return _batched(lambda x: runner(**{INPUT_NAME: x}), images, 1)
+
+
+class OnnxModel(Model):
+    format, engine = "onnx", "ONNX Runtime"
+
+    def __init__(self, path: Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.image_size = int(self.session.get_inputs()[0].shape[1])
+
+    def _run(self, images):
+        return _batched(lambda x: dict(zip(self.output_names, self.session.run(None, {INPUT_NAME: x}))), images, 16)
+
+
+class CoreMLModel(Model):
+    """Core ML itself (macOS): the image input takes the S x S RGB photo as a PIL image."""
+
+    format, engine = "coreml", "Core ML"
+
+    def __init__(self, path: Path):
+        import coremltools as ct
+
+        self.path = Path(path)
+        self.mlmodel = ct.models.MLModel(str(path))
+        spec = self.mlmodel.get_spec()
+        image = next(i for i in spec.description.input if i.name == INPUT_NAME)
+        self.image_size = int(image.type.imageType.width)
+        self._lock = threading.Lock()
+
+    def _run(self, images):
+        from PIL import Image
+
+        from catdog.data import LABELS
+
+        probs, cams = [], []
+        for image in images:
+            with self._lock:
+                out = self.mlmodel.predict({INPUT_NAME: Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))})
+            probs.append([out[PROBABILITIES][label] for label in LABELS])
+            cams.append(np.asarray(out[CAM], np.float32).reshape(1, *np.shape(out[CAM])[-3:]))
+        return {PROBABILITIES: np.asarray(probs, np.float32), CAM: np.concatenate(cams)}
+
+
+def open_model(
+    path: str | os.PathLike,
+    *,
+    engine: str | None = None,
+    threads: int | None = None,
+    temperature: float | None = None,
+) -> Model:
+    """Load a model to run. path: an artefact or a RUN_DIR. engine: for Core ML, "coreml"
+    (Core ML itself, macOS only) or "interpreter" (catdog's ML Program interpreter); by default
+    Core ML where it runs, else the interpreter. threads: LiteRT / ONNX Runtime threads (default:
+    every core). temperature: for a RUN_DIR, fold this temperature in (default: the run's own)."""
+    path = Path(path)
+    if not path.exists():
+        raise CatdogError(f"{path}: no such model file or RUN_DIR")
+    fmt = format_of(path)
+    if fmt == "keras":
+        return KerasModel(path, temperature)
+    if fmt == "tflite":
+        return LiteRTModel(path, threads)
+    if fmt == "onnx":
+        return OnnxModel(path, threads)
+    engine = engine or ("coreml" if coreml_runs_here() else "interpreter")
+    if engine == "coreml":
+        if not coreml_runs_here():
+            raise CatdogError(f"{path}: Core ML itself runs only on macOS; use engine 'interpreter' here")
+        return CoreMLModel(path)
+    if engine != "interpreter":
+        raise CatdogError(f"unknown Core ML engine {engine!r}; choose coreml or interpreter")
+    from catdog.runtime.mlprogram import MLProgramModel
+
+    return MLProgramModel(path, threads=threads)
+
+
+def keras_model(model, name: str = "Keras model") -> Model:
+    """Wrap an in-memory Keras full or CAM model (not yet saved to a RUN_DIR)."""
+    return KerasModel(Path(name), model=model)
+
+
+def tflite_bytes(content: bytes, threads: int | None = None) -> Model:
+    """A TFLite model held in memory (the mixed-precision analysis patches weights in place)."""
+    return LiteRTModel(content=content, threads=threads)
+
+
+__all__ = ["OUTPUTS", "Model", "coreml_runs_here", "format_of", "keras_model", "open_model", "tflite_bytes"]
