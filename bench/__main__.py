@@ -235,7 +235,7 @@ def cmd_latency(args) -> None:
 
     from catdog.cam import cam_model
     from catdog.data import decode
-    from catdog.export import load_manifest
+    from catdog.contract import load_manifest
     from catdog.features import input_size
     from catdog.runtime import open_model
     from catdog.training import load_run
@@ -272,10 +272,10 @@ def cmd_accuracy(args) -> None:
 
     from catdog.cam import cam_model
     from catdog.data import iter_batches
-    from catdog.export import load_manifest
+    from catdog.contract import load_manifest
     from catdog.features import input_size
     from catdog.training import load_run, metrics as M
-    from catdog.parity import run_keras, run_onnx, run_tflite
+    from catdog.runtime import keras_model, open_model
 
     from catdog.training import run_photos
 
@@ -286,13 +286,12 @@ def cmd_accuracy(args) -> None:
     y = np.array([s.label for b in batches for s in b.samples])
     art = Path(args.art)
     rows = []
-    p = run_keras(cam_model(run.model), x)["probabilities"]
+    p = keras_model(cam_model(run.model)).run(x)["probabilities"]
     rows.append({"artefact": "keras", "log_loss": M.log_loss(y, p[:, 1]), "accuracy": M.accuracy(y, p[:, 1])})
     reference = p
     for a in _with_uniform(load_manifest(art)):
-        fn = {"tflite": run_tflite, "onnx": run_onnx}.get(a["format"])
-        if fn:
-            p = fn(art / a["file"], x)["probabilities"]
+        if a["format"] in ("tflite", "onnx", "coreml"):  # Core ML: Core ML on macOS, the interpreter elsewhere
+            p = open_model(art / a["file"]).run(x)["probabilities"]
             rows.append({"artefact": a["file"], "mixed": _mixed(a), "log_loss": M.log_loss(y, p[:, 1]),
                          "accuracy": M.accuracy(y, p[:, 1]), "mb": a["bytes"] / 1e6,
                          "max_dp": float(np.abs(p - reference).max())})

@@ -8,7 +8,8 @@ import onnx
 import pytest
 
 from catdog.errors import CatdogError
-from catdog.export import FORMATS, PRECISIONS, load_manifest, parse_list
+from catdog.contract import load_manifest
+from catdog.export import FORMATS, PRECISIONS, parse_list
 from catdog.export.tflite_metadata import read_metadata
 from catdog.parity import TOLERANCES, run_parity
 from conftest import REFERENCE, needs_shared
@@ -81,10 +82,11 @@ def test_parity_mobilenet_v2(subset_artefacts, held_out):
 def test_parity_names_the_photos_whose_answer_changes(subset_run):
     from catdog.cam import cam_model
     from catdog.training import load_run
-    from catdog.parity import compare, load_images, run_keras, verdict
+    from catdog.parity import compare, load_images, verdict
+    from catdog.runtime import keras_model
 
     images, _ = load_images(REFERENCE, 224, edge=False)
-    reference = run_keras(cam_model(load_run(subset_run).model), images.arrays[:4])
+    reference = keras_model(cam_model(load_run(subset_run).model)).run(images.arrays[:4])
     changed = {k: v.copy() for k, v in reference.items()}
     changed["probabilities"][2] = changed["probabilities"][2][::-1]  # one answer flips, as a quantised model's may
     metrics = compare(reference, changed, images.names[:4])

@@ -76,7 +76,7 @@ def test_temperature_folded_into_the_export(subset_run, tmp_path):
 
     from catdog.cli import main
     from catdog.training import metrics as M
-    from catdog.parity import run_onnx
+    from catdog.runtime import open_model
 
     run_dir = tmp_path / "run"
     shutil.copytree(subset_run, run_dir, ignore=shutil.ignore_patterns("features.h5"))
@@ -89,6 +89,6 @@ def test_temperature_folded_into_the_export(subset_run, tmp_path):
     photos = sorted(REFERENCE.glob("*.jpg"))[:6]
     x = np.stack([decode(p) for p in photos]).astype(np.float32)
     plain = load_run(run_dir).model.predict_on_batch(x)
-    exported = run_onnx(art / "catdog_mobilenet_v2_fp32.onnx", x)["probabilities"]
+    exported = open_model(art / "catdog_mobilenet_v2_fp32.onnx").run(x)["probabilities"]
     assert np.allclose(exported[:, 1], M.apply_temperature(plain, 2.0), atol=1e-5)
     assert main(["parity", str(art), "--images", str(REFERENCE), "--no-edge"]) == 0  # parity compares calibrated to calibrated

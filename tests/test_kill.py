@@ -149,9 +149,9 @@ def listed(art_dir: Path) -> list[dict]:
 
 
 def outputs(art_dir: Path, entry: dict, images: np.ndarray) -> dict[str, np.ndarray]:
-    from catdog.parity import run_onnx, run_tflite
+    from catdog.runtime import open_model
 
-    return (run_tflite if entry["format"] == "tflite" else run_onnx)(art_dir / entry["file"], images)
+    return open_model(art_dir / entry["file"]).run(images)
 
 
 @needs_shared

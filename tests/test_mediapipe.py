@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from catdog.data import LABELS
-from catdog.export import load_manifest
+from catdog.contract import load_manifest
 from catdog.export.contract import cam_grid
 from catdog.export.tflite_metadata import (
     LABELS_FILE,
@@ -25,7 +25,8 @@ from catdog.export.tflite_metadata import (
     read_standard_metadata,
     write_metadata,
 )
-from catdog.parity import TOLERANCES, load_images, run_tflite
+from catdog.parity import TOLERANCES, load_images
+from catdog.runtime import open_model
 from conftest import REFERENCE, REPO, needs_shared
 
 MEDIAPIPE_VERSION = "1.2.3"
@@ -148,7 +149,7 @@ def test_image_classifier_agrees_with_litert_at_every_precision(mediapipe_run):
             assert [h["name"] for h in heads] == ["probabilities", "cam"], [h["name"] for h in heads]
             assert heads[0]["labels"] == list(LABELS) and len(heads[1]["scores"]) == g * g * len(LABELS)
         mediapipe = _scores(result["arrays"])
-        outputs = run_tflite(path, mediapipe_run["images"].arrays)
+        outputs = open_model(path).run(mediapipe_run["images"].arrays)
         litert = outputs["probabilities"].astype(np.float64)
         diff = float(np.abs(mediapipe - litert).max())
         agreement = float(np.mean(mediapipe.argmax(1) == litert.argmax(1)))
@@ -178,7 +179,7 @@ def test_image_classifier_on_photo_files_as_an_app_calls_it(mediapipe_run):
     labels = np.array([LABELS.index(p.name.split(".")[0]) for p in mediapipe_run["photos"]])
     for precision, path in mediapipe_run["artefacts"].items():
         mediapipe = _scores(mediapipe_run["models"][str(path)]["photos"])
-        litert = run_tflite(path, arrays)["probabilities"]
+        litert = open_model(path).run(arrays)["probabilities"]
         agreement = float(np.mean(mediapipe.argmax(1) == litert.argmax(1)))
         accuracy = float(np.mean(mediapipe.argmax(1) == labels))
         print(f"{path.name} on files: top-1 agreement {agreement:.1%}, accuracy {accuracy:.1%} (LiteRT {np.mean(litert.argmax(1) == labels):.1%})")

@@ -14,7 +14,7 @@ import pytest
 from catdog.cam import cam_model, probabilities_from_cam
 from catdog.cli import main
 from catdog.data import decode, scan
-from catdog.export import load_manifest
+from catdog.contract import load_manifest
 from catdog.features import BackbonePreprocessing, build_backbone, extract_features, get_spec, keras_models_dir, load_features
 from catdog.training import load_run
 from conftest import REFERENCE, TRAIN, copy_photos, kaggle_names, needs_shared

@@ -57,19 +57,20 @@ def post(url: str, data: bytes, multipart: bool = True, timeout: float = 30) -> 
         return exc.code, json.loads(exc.read() or b"{}")
 
 
-def test_serving_imports_no_tensorflow_and_keeps_the_contract_names():
+def test_serving_imports_no_tensorflow_and_reads_the_one_contract():
     """catdog.serve and catdog.runtime load without Keras or TensorFlow (an ONNX/TFLite server
-    starts fast and small), so runtime keeps its own copy of the contract's tensor names: the same."""
+    starts fast and small): both take the tensor names and the manifest from catdog.contract."""
     import subprocess
     import sys
 
     code = "import sys, catdog.serve, catdog.runtime; print([m for m in ('tensorflow', 'keras') if m in sys.modules])"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
-    from catdog import runtime
-    from catdog.export import contract
+    from catdog import contract, runtime, serve
+    from catdog.export import contract as export_contract
 
-    assert (runtime.INPUT_NAME, runtime.PROBABILITIES, runtime.CAM) == (contract.INPUT_NAME, contract.PROBABILITIES, contract.CAM)
+    assert runtime.PROBABILITIES is contract.PROBABILITIES and export_contract.CAM is contract.CAM
+    assert serve.load_manifest is contract.load_manifest
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from catdog.cam import cam_model, probabilities_from_cam
 from catdog.cli import main
 from catdog.data import decode, scan
 from catdog.errors import CatdogError
-from catdog.export import load_manifest
+from catdog.contract import load_manifest
 from catdog.features import backbone_names, build_backbone, check_image_size, extract_features, load_features
 from catdog.training import load_run
 from conftest import REFERENCE, TRAIN, copy_photos, kaggle_names, needs_shared

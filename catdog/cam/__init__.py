@@ -24,7 +24,7 @@ from catdog.errors import CatdogError
 if TYPE_CHECKING:  # Keras (and TensorFlow) load only where a model is built: `overlay` and the
     import keras  # grid sheet stay light for `catdog serve`'s overlay of an ONNX/TFLite answer
 
-OUTPUT_NAMES = ("probabilities", "cam")
+from catdog.contract import OUTPUTS as OUTPUT_NAMES  # noqa: E402
 REQUIRED_LAYERS = ("preprocess", "backbone", "gap", "probabilities")
 
 

@@ -27,7 +27,7 @@ from catdog.atomic import open_atomic
 from catdog.data.limits import MAX_PIXELS
 from catdog.errors import CatdogError
 
-LABELS = ("cat", "dog")
+from catdog.contract import LABELS  # noqa: E402  (re-exported: catdog.data.LABELS)
 IMAGE_SIZE = 224
 
 # File extension -> the Pillow format its content must have.

@@ -7,8 +7,11 @@ several artefacts plus ART_DIR/manifest.json (input contract, labels, sizes, sha
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +25,7 @@ from catdog.cam import cam_model, check_catdog_model
 from catdog.data import LABELS, Sample, iter_batches, sha256_file
 from catdog.atomic import write_text
 from catdog.errors import CatdogError
+from catdog.contract import load_manifest
 from catdog.export.contract import CAM, INPUT_NAME, PROBABILITIES, raw_image_input, sha256_path, size_bytes, tensor_outputs
 from catdog.features import input_size
 from catdog.export.sensitivity import SENSITIVITY_PHOTOS, Unit, analyse, kept_units, plot, weighted_units
@@ -90,6 +94,7 @@ def export(
 
         info = export_onnx(cam_model(model), precision, path, calibration, keep)
     return {
+        "path": str(path),
         "file": path.name,
         "format": fmt,
         "precision": precision,
@@ -150,8 +155,22 @@ def export_run(
     temperature = run.temperature if calibrated else 1.0
     model = calibrated_model(run.model, temperature) if calibrated else run.model
     metadata = {"keras_model_sha256": model_sha, "backbone": backbone, "temperature": temperature}
+    exported: dict[str, dict] = {}  # artefacts made before the loop below (Core ML fp32, for the analysis)
+
+    def coreml_fp32() -> Path:
+        """The fp32 .mlpackage Core ML's own fp16 analysis emulates: the real artefact when it is
+        to be exported anyway, else a temporary one."""
+        if "fp32" in precisions:
+            entry = export(model, "coreml", "fp32", out_dir, backbone, calibration, metadata)
+            exported[entry["file"]] = entry
+            return out_dir / entry["file"]
+        folder = tempfile.mkdtemp(prefix="catdog-coreml-")
+        atexit.register(shutil.rmtree, folder, True)
+        return Path(export(model, "coreml", "fp32", folder, backbone)["path"])
+
     keep = mixed_precision_plan(
-        model, model_sha, precisions, calibration, calibration_samples, out_dir, run.path, mixed, keep_float, progress
+        model, model_sha, precisions, calibration, calibration_samples, out_dir, run.path, mixed, keep_float, progress,
+        coreml_fp32 if "coreml" in formats else None,
     )
     jobs = [(f, p, out_dir) for f in formats for p in precisions]
     # the measured choice is compared with rounding every layer; a hand-picked --keep-float is not
@@ -169,17 +188,22 @@ def export_run(
         "keras_model": {"run_dir": str(run.path.resolve()), "file": "model.keras", "sha256": model_sha},
         "temperature": temperature,
         "calibration_photos": 0 if calibration is None else int(len(calibration)),
-        "mixed_precision": {p: [u.name for u in keep.get(p, [])] for p in precisions if p != "fp32"},
+        # units kept float32: TFLite and ONNX (and Core ML int8) by the TFLite analysis, Core ML fp16 by its own
+        "mixed_precision": {
+            **{p: [u.name for u in keep.get(p, [])] for p in precisions if p != "fp32"},
+            "coreml": {p: [u.name for u in _kept(keep, "coreml", p)] for p in precisions if p != "fp32"},
+        },
     }
     done = _complete_artefacts(out_dir, manifest)
     manifest.update(artefacts=[], uniform_artefacts=[])
     for fmt, precision, folder in tqdm(jobs, desc="export", unit="artefact", disable=not progress):
         uniform = folder != out_dir
         file = ("uniform/" if uniform else "") + artefact_name(backbone, fmt, precision)
-        entry = done.get(file)
+        entry = done.get(file) or exported.get(file)
         if entry is None:
-            entry = export(model, fmt, precision, folder, backbone, calibration, metadata, [] if uniform else keep.get(precision, []))
+            entry = export(model, fmt, precision, folder, backbone, calibration, metadata, [] if uniform else _kept(keep, fmt, precision))
             entry["file"] = file
+        entry.pop("path", None)
         manifest["uniform_artefacts" if uniform else "artefacts"].append(entry)
         # after every artefact: at any instant the manifest lists only complete artefacts
         write_text(out_dir / "manifest.json", json.dumps(manifest, indent=2))
@@ -199,18 +223,30 @@ def _complete_artefacts(out_dir: Path, header: dict) -> dict[str, dict]:
         return {}
     done = {}
     for entry in old.get("artefacts", []) + old.get("uniform_artefacts", []):
-        planned = [] if entry["precision"] == "fp32" or entry["file"].startswith("uniform/") else header["mixed_precision"].get(entry["precision"])
+        plan = header["mixed_precision"].get("coreml", {}) if entry["format"] == "coreml" else header["mixed_precision"]
+        planned = [] if entry["precision"] == "fp32" or entry["file"].startswith("uniform/") else plan.get(entry["precision"])
         artefact = out_dir / entry["file"]
         if entry.get("kept_float32", []) == planned and artefact.exists() and sha256_path(artefact) == entry["sha256"]:
             done[entry["file"]] = entry
     return done
 
 
+def _kept(keep: dict[str, list[Unit]], fmt: str, precision: str) -> list[Unit]:
+    """The units `fmt` keeps float32 at `precision` (Core ML fp16 has its own choice)."""
+    if precision == "fp32":
+        return []
+    if fmt == "coreml" and precision == "fp16" and "coreml_fp16" in keep:
+        return keep["coreml_fp16"]
+    return keep.get(precision, [])
+
+
 def mixed_precision_plan(
-    model, model_sha, precisions, calibration, samples, out_dir: Path, run_dir: Path, mixed: bool, keep_float, progress
+    model, model_sha, precisions, calibration, samples, out_dir: Path, run_dir: Path, mixed: bool, keep_float, progress,
+    coreml_fp32=None,
 ) -> dict[str, list[Unit]]:
-    """precision -> units kept float32. Runs (or reuses, cached in RUN_DIR/cache) the sensitivity
-    analysis and writes ART_DIR/sensitivity.json and sensitivity.png."""
+    """precision ("fp16", "int8", and "coreml_fp16" for Core ML's own) -> units kept float32. Runs
+    (or reuses, cached in RUN_DIR/cache) the sensitivity analysis and writes ART_DIR/sensitivity.json
+    and sensitivity.png. coreml_fp32: makes the fp32 .mlpackage Core ML's fp16 analysis emulates."""
     reduced = [p for p in precisions if p != "fp32"]
     if not reduced or not mixed:
         return {}
@@ -228,22 +264,15 @@ def mixed_precision_plan(
         raise CatdogError("mixed precision needs training photos to measure layer sensitivity; pass --calibration DIR or --mixed off")
     labelled = [s for s in samples if s.label is not None] or samples
     images, labels = draw_photos(labelled, input_size(model), SENSITIVITY_PHOTOS, seed=1)
-    analysis = analyse(net, model_sha, images, labels, reduced, calibration, cache_dir=run_dir / "cache", progress=progress)
+    analysis = analyse(
+        net, model_sha, images, labels, reduced, calibration, cache_dir=run_dir / "cache", progress=progress, coreml_fp32=coreml_fp32
+    )
     write_text(out_dir / "sensitivity.json", json.dumps(analysis, indent=1))
     plot(analysis, out_dir / "sensitivity.png")
-    return {p: kept_units(analysis, p) for p in reduced}
-
-
-def load_manifest(art_dir: str | os.PathLike) -> dict:
-    path = Path(art_dir) / "manifest.json"
-    if not Path(art_dir).is_dir():
-        raise CatdogError(f"{art_dir}: no such ART_DIR; make one with `catdog export RUN_DIR --out {art_dir}`")
-    if not path.is_file():
-        raise CatdogError(f"{path}: missing; {art_dir} is not a catdog ART_DIR (run `catdog export` again)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CatdogError(f"{path}: not valid JSON ({exc}); run `catdog export` again") from None
+    plan = {p: kept_units(analysis, p) for p in reduced}
+    if "coreml_fp16" in analysis["precisions"]:
+        plan["coreml_fp16"] = kept_units(analysis, "fp16", "coreml")
+    return plan
 
 
 __all__ = [

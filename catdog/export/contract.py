@@ -8,9 +8,7 @@ from pathlib import Path
 
 from catdog.data import LABELS
 
-INPUT_NAME = "image"
-PROBABILITIES = "probabilities"
-CAM = "cam"
+from catdog.contract import CAM, INPUT_NAME, PROBABILITIES  # noqa: F401  (the one definition)
 
 
 def cam_grid(image_size: int) -> int:

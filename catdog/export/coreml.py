@@ -15,7 +15,7 @@ from catdog import __version__
 from catdog.cam import network_model
 from catdog.data import LABELS
 from catdog.export.contract import CAM, INPUT_NAME, PROBABILITIES, cam_grid
-from catdog.export.sensitivity import Unit, matches
+from catdog.export.sensitivity import Unit, coreml_op_selector, matches
 from catdog.features import BGR_MEAN, get_spec, input_size
 
 AUTHOR = "catdog"
@@ -62,22 +62,14 @@ def _classifier_with_extra_outputs():
         load.CoreMLProtoExporter.get_func_output = original
 
 
-def _op_names(op) -> list[str]:
-    """A MIL op's name and the names of its inputs (weights carry the Keras layer's name)."""
-    names = [op.name]
-    for value in op.inputs.values():
-        for var in value if isinstance(value, (list, tuple)) else [value]:
-            names.append(getattr(var, "name", ""))
-    return names
-
-
 def _compute_precision(precision: str, keep: list[Unit]):
-    """float32 for fp32; else float16 except the ops of the kept units (`op_selector`)."""
+    """float32 for fp32; else float16 except the kept units' ops: each kept conv (matched by its
+    own name, not its inputs') and the ops after it up to the next conv (`coreml_op_selector`)."""
     import coremltools as ct
 
     if precision == "fp32":
         return ct.precision.FLOAT32
-    return ct.transform.FP16ComputePrecision(op_selector=lambda op: not any(matches(u, _op_names(op)) for u in keep))
+    return ct.transform.FP16ComputePrecision(op_selector=coreml_op_selector(keep))
 
 
 def _pass_pipeline(precision: str, unquantised_ops: list[str] = ()):

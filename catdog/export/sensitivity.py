@@ -44,7 +44,7 @@ RANKING_PHOTOS = 24  # enough to order the units; the greedy choice is measured 
 # parameters keeps fp16 artefacts under 0.55 of fp32's bytes and int8 under 0.35
 KEPT_PARAMS_SHARE = {"fp16": 0.04, "int8": 0.04}
 EXTRA_CANDIDATES = 16  # next-ranked units fp16 tries once its target is met
-ANALYSIS_VERSION = 5
+ANALYSIS_VERSION = 6
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 # TF op names end a layer's scope with one of these (…/block_1_depthwise_1/depthwise, …_BN_1/batchnorm/…)
 _OP_TAILS = "convolution|depthwise|batchnorm|MatMul|BiasAdd"
@@ -237,6 +237,138 @@ def fp16_analysis(fp32_tflite: Path, units: list[Unit], images: np.ndarray, prog
     return {"alone": alone, "ranked": ranked, "kept": kept, "steps": steps, "met": _fp16_ok(error), "uniform": steps[0]}
 
 
+# ---------------------------------------------------------------- Core ML fp16
+
+# Core ML's float16 program rounds weights, biases and every activation, so a unit kept float32
+# there is its conv *and* the ops that follow it up to the next conv (activation, pad, residual
+# add): `coreml_unit` is the one rule, used by the export's op selector and by the analysis.
+COREML_WEIGHTED = ("conv", "linear")
+COREML_FIRST_INPUT = ("x", "values", "probabilities")  # the input an op's unit follows
+COREML_RANKING_PHOTOS = 4
+
+
+def coreml_always_float32(name: str) -> bool:
+    """coremltools applies an ImageType's scale and bias in float32 whatever the precision."""
+    return name.startswith(f"{INPUT_NAME}__")
+
+
+def coreml_unit(op, kind, name, first_input, units, memo: dict) -> str | None:
+    """The unit an op of a Core ML program belongs to (None: none). A conv/linear op is the
+    unit its name matches; another op belongs to the unit of the op that makes its first input
+    (x, values[0], probabilities). kind(op), name(op), first_input(op) -> op or None adapt this
+    to coremltools' MIL ops (export) and to catdog's interpreter's (the analysis)."""
+    key = name(op)
+    if key not in memo:
+        if kind(op) in COREML_WEIGHTED:
+            hits = [u.name for u in units if matches(u, [key])]
+            memo[key] = hits[0] if len(hits) == 1 else None
+        else:
+            producer = first_input(op)
+            memo[key] = None if producer is None else coreml_unit(producer, kind, name, first_input, units, memo)
+    return memo[key]
+
+
+def mil_first_input(op):
+    """coremltools' MIL op -> the op that makes its first tensor input (None: a const or an input)."""
+    for key in COREML_FIRST_INPUT:
+        var = op.inputs.get(key) if hasattr(op, "inputs") else None
+        var = var[0] if isinstance(var, (list, tuple)) and var else var
+        if var is not None and getattr(var, "op", None) is not None and var.op.op_type != "const":
+            return var.op
+    return None
+
+
+def coreml_op_selector(keep: list[Unit]):
+    """FP16ComputePrecision's op_selector: True (float16) for every op but the kept units' and
+    the ImageType's preprocessing."""
+    kept = {u.name for u in keep}
+    memo: dict = {}
+
+    def selector(op) -> bool:
+        if coreml_always_float32(op.name):
+            return False
+        return coreml_unit(op, lambda o: o.op_type, lambda o: o.name, mil_first_input, keep, memo) not in kept
+
+    return selector
+
+
+def coreml_switches(package, units: list[Unit]):
+    """For catdog's interpreter: MilOp -> the index of its unit in `units` (a switch), FLOAT32 for
+    the always-float32 ops, None for ops of no unit (always float16)."""
+    from catdog.runtime.mlprogram import FLOAT32
+
+    producer = {out[0]: op for op in package.ops for out in op.outputs}
+    index = {u.name: i for i, u in enumerate(units)}
+    memo: dict = {}
+
+    def first_input(op):
+        for key in COREML_FIRST_INPUT:
+            bindings = op.inputs.get(key)
+            if bindings and isinstance(bindings[0], str) and bindings[0] in producer:
+                p = producer[bindings[0]]
+                return None if p.type in ("const", "constexpr_affine_dequantize") else p
+        return None
+
+    def switch_of(op):
+        if coreml_always_float32(op.name):
+            return FLOAT32
+        unit = coreml_unit(op, lambda o: o.type, lambda o: o.name, first_input, units, memo)
+        return None if unit is None else index[unit]
+
+    return switch_of
+
+
+def coreml_fp16_analysis(fp32_package: Path, units: list[Unit], images: np.ndarray, progress=None) -> dict:
+    """Core ML's own float32 set: the float16 program Core ML's conversion makes is emulated by
+    catdog's interpreter from the fp32 package (weights, biases and activations in float16, the
+    kept units' ops in float32), one session for every choice. Units are ranked by the error of
+    each alone in float16 (on a few photos); the shortest prefix of the ranking, within the size
+    budget, whose program meets FP16_TOLERANCE / MARGIN on every photo is kept (binary search)."""
+    from catdog.runtime.mlprogram import Program, read_package
+
+    package = read_package(fp32_package)
+    emulated = Program(package, coreml_switches(package, units), len(units))
+    names = [units[i].name for i in emulated.switched]
+    index = {u.name: i for i, u in enumerate(units)}
+    reference = Program(package).run(images)
+    run = lambda kept, photos: emulated.run(photos, [index[n] for n in kept])  # noqa: E731
+    few = images[:COREML_RANKING_PHOTOS]
+    few_reference = {k: v[: len(few)] for k, v in reference.items()}
+    alone = {}
+    for name in names:
+        alone[name] = output_error(few_reference, run(set(names) - {name}, few))
+        if progress:
+            progress()
+    ranked = sorted(names, key=lambda n: -_fp16_score(alone[n]))
+    budget = KEPT_PARAMS_SHARE["fp16"] * sum(u.params for u in units)
+    params = {u.name: u.params for u in units}
+    candidates = []
+    for name in ranked:  # the ranking, skipping what would not fit beside the ones before it
+        if sum(params[n] for n in candidates) + params[name] <= budget:
+            candidates.append(name)
+    measured = {}
+
+    def error_of(k: int) -> dict:
+        if k not in measured:
+            measured[k] = output_error(reference, run(candidates[:k], images))
+        return measured[k]
+
+    uniform = output_error(few_reference, run([], few))  # on the ranking photos: the search never needs it on all
+    lo, hi = 0, len(candidates)
+    if not _fp16_ok(error_of(hi)):
+        lo = hi  # even every candidate kept misses the target: keep them all (best effort)
+    while lo < hi:  # the smallest k whose first k candidates meet the target
+        mid = (lo + hi) // 2
+        if _fp16_ok(error_of(mid)):
+            hi = mid
+        else:
+            lo = mid + 1
+    kept = candidates[:lo]
+    steps = [{"kept": candidates[:k], **measured[k]} for k in sorted(measured)]
+    return {"alone": alone, "ranked": ranked, "kept": kept, "steps": steps, "met": _fp16_ok(error_of(lo)),
+            "uniform": {**uniform, "photos": len(few)}, "final": error_of(lo), "engine": "catdog ML Program interpreter (emulated float16 program)"}
+
+
 # ---------------------------------------------------------------- int8
 
 
@@ -381,15 +513,21 @@ def analyse(
     calibration: np.ndarray | None = None,
     cache_dir: Path | None = None,
     progress: bool = True,
+    coreml_fp32=None,
 ) -> dict:
     """Per-layer sensitivity and the kept-float32 layers for each reduced precision in
     `precisions` ("fp16", "int8"). images, labels: sensitivity photos (training photos, never
     parity photos) at the model's input size. calibration: int8 calibration photos.
 
+    coreml_fp32: for Core ML's own fp16 choice ("coreml_fp16"), a function that returns the path
+    of the model's fp32 .mlpackage (called only when the analysis is not cached).
+
     Cached in `cache_dir` (one JSON per model, photos and settings): a second call is free.
     """
     from tqdm import tqdm
 
+    if coreml_fp32 is not None and "fp16" in precisions:
+        precisions = [*precisions, "coreml_fp16"]
     key = _cache_key(model_sha256, images, calibration, precisions)
     cached = Path(cache_dir) / f"sensitivity_{key}.json" if cache_dir else None
     if cached and cached.is_file():
@@ -412,15 +550,21 @@ def analyse(
                 result["precisions"]["fp16"] = fp16_analysis(fp32, units, images, progress=bar.update)
         if "int8" in precisions:
             result["precisions"]["int8"] = int8_analysis(cam_model, fp32, units, calibration, images, labels)
+        if "coreml_fp16" in precisions:
+            with tqdm(total=len(units), desc="sensitivity Core ML fp16", unit="layer", disable=not progress) as bar:
+                result["precisions"]["coreml_fp16"] = coreml_fp16_analysis(coreml_fp32(), units, images, progress=bar.update)
     if cached:
         cached.parent.mkdir(parents=True, exist_ok=True)
         write_text(cached, json.dumps(result, indent=1))
     return result
 
 
-def kept_units(analysis: dict, precision: str) -> list[Unit]:
+def kept_units(analysis: dict, precision: str, fmt: str = "tflite") -> list[Unit]:
+    """The units a format keeps float32 at a precision: Core ML fp16 its own choice, the others
+    (and Core ML int8, whose weights are what int8 changes) TFLite's."""
     units = {u["name"]: Unit(**u) for u in analysis["units"]}
-    return [units[n] for n in analysis["precisions"].get(precision, {}).get("kept", [])]
+    key = "coreml_fp16" if fmt == "coreml" and precision == "fp16" and "coreml_fp16" in analysis["precisions"] else precision
+    return [units[n] for n in analysis["precisions"].get(key, {}).get("kept", [])]
 
 
 def plot(analysis: dict, path: Path) -> None:
@@ -435,16 +579,18 @@ def plot(analysis: dict, path: Path) -> None:
     fig, axes = plt.subplots(len(precisions), 1, figsize=(max(8, len(names) * 0.16), 3.2 * len(precisions)), squeeze=False)
     for ax, precision in zip(axes[:, 0], precisions):
         info = analysis["precisions"][precision]
-        metric = "prob_max_abs" if precision == "fp16" else "sqrt_mse_over_scale"
-        values = [info["alone"].get(n, {}).get(metric, 0.0) for n in names]
+        if precision == "int8":
+            values = [info["alone"].get(n, {}).get("sqrt_mse_over_scale", 0.0) for n in names]
+        else:  # the worse of max |Δp| and the CAM error, as a share of its tolerance
+            values = [_fp16_score(info["alone"][n]) if n in info["alone"] else 0.0 for n in names]
         colours = ["tab:red" if n in info["kept"] else "tab:blue" for n in names]
         ax.bar(range(len(names)), values, color=colours)
         ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
-        ax.set_ylabel("max |Δp| alone" if precision == "fp16" else "√MSE / scale")
+        ax.set_ylabel("√MSE / scale" if precision == "int8" else "error / tolerance, alone")
         kept = ", ".join(info["kept"]) or "none"
         ax.set_title(f"{precision}: error of each layer reduced alone (red: kept float32: {kept})", fontsize=9)
-        if precision == "fp16":
-            ax.axhline(analysis["targets"]["fp16"]["prob_max_abs"], color="grey", lw=0.8, ls="--")
+        if precision != "int8":
+            ax.axhline(1 / MARGIN, color="grey", lw=0.8, ls="--")
     fig.tight_layout()
     with staged(path) as tmp:
         fig.savefig(tmp, dpi=110)

@@ -28,14 +28,7 @@ import numpy as np
 
 from catdog.errors import CatdogError
 
-# The contract's tensor names, as in catdog.export.contract: not imported from there, because
-# importing any catdog.export module runs catdog/export/__init__.py, which imports Keras and
-# TensorFlow, and serving an ONNX/TFLite artefact must not (tests/test_serve.py checks both).
-INPUT_NAME = "image"
-PROBABILITIES = "probabilities"
-CAM = "cam"
-
-OUTPUTS = (PROBABILITIES, CAM)
+from catdog.contract import CAM, INPUT_NAME, OUTPUTS, PROBABILITIES
 SUFFIX_FORMAT = {".tflite": "tflite", ".onnx": "onnx", ".mlpackage": "coreml"}
 
 

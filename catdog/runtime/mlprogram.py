@@ -32,11 +32,12 @@ from pathlib import Path
 import numpy as np
 
 from catdog.errors import CatdogError
-from catdog.export.contract import CAM, PROBABILITIES
+from catdog.contract import CAM, PROBABILITIES
 from catdog.runtime import Model
 
 BLOB_SENTINEL = 0xDEADBEEF
 KEEP_INPUT = "keep_float32"  # emulated float16 programs: one bool per switch, true = that op stays float32
+FLOAT32 = "float32"  # what `switch_of` answers for an op that stays float32 whatever is kept
 # MIL DataType enum values (MIL.proto) -> numpy
 DTYPES = {
     1: np.bool_,
@@ -247,7 +248,7 @@ class _Lowering:
         self.tensors: set[str] = set()  # value names that are graph tensors
         self.switch_of = switch_of
         self.switch_flags: dict[int, str] = {}  # switch index -> its scalar bool tensor
-        self.maybe_float32: set[str] = set()  # emulated: tensors a switched op may leave unrounded
+        self.maybe_float32: dict[str, str] = {}  # emulated: tensor a switched op may leave unrounded -> its flag
         self.count = 0
 
     @property
@@ -274,10 +275,15 @@ class _Lowering:
         return self.node("Cast", [half], to=self.onnx.TensorProto.FLOAT)
 
     def switch(self, op: MilOp) -> str | None:
-        """The scalar bool tensor that keeps this op float32, or None: not switchable."""
+        """The scalar bool tensor that keeps this op float32 ("true" for an always-float32 op),
+        or None: always float16."""
         index = self.switch_of(op) if self.emulated else None
         if index is None:
             return None
+        if index == FLOAT32:
+            if FLOAT32 not in self.switch_flags:
+                self.switch_flags[FLOAT32] = self.initializer(np.bool_(True), "always_float32")
+            return self.switch_flags[FLOAT32]
         if index not in self.switch_flags:
             self.switch_flags[index] = self.node("Gather", [KEEP_INPUT, self.initializer(np.int64(index), "switch")])
         return self.switch_flags[index]
@@ -300,7 +306,8 @@ class _Lowering:
         """A binding as the graph tensor (float32 in the graph) the op computes from: a const
         becomes an initializer; in an emulated program a float16 op's inputs are rounded."""
         if not isinstance(binding, _Immediate) and binding in self.tensors:
-            if self.emulated and binding in self.maybe_float32:
+            if self.emulated and binding in self.maybe_float32 and self.switch(op) != self.maybe_float32[binding]:
+                # Core ML casts a float32 tensor to float16 where a float16 op reads it
                 return self.rounded_unless_kept(op, binding, self.round16(binding))
             return binding
         array = np.asarray(self.value(binding))
@@ -346,7 +353,7 @@ class _Lowering:
         if self.emulated:
             result = self.rounded_unless_kept(op, result, self.round16(result))
             if self.switch(op) is not None:
-                self.maybe_float32.add(name)
+                self.maybe_float32[name] = self.switch(op)
         elif op.outputs[index][1] is np.float16:
             result = self.round16(result)
         self.node("Identity", [result], name)
@@ -537,7 +544,7 @@ class Program:
         if switch_of is not None:
             graph_inputs.append(onnx.helper.make_tensor_value_info(KEEP_INPUT, onnx.TensorProto.BOOL, [self.n_switches]))
         lowering.lower()
-        self.switched = sorted(lowering.switch_flags)  # switch indices some op answered to
+        self.switched = sorted(k for k in lowering.switch_flags if k != FLOAT32)  # switch indices some op answered to
         outputs = self._output_map(package)
         graph_outputs = [onnx.helper.make_tensor_value_info(value, onnx.TensorProto.FLOAT, None) for value in outputs.values()]
         graph = onnx.helper.make_graph(lowering.nodes, "mlprogram", graph_inputs, graph_outputs, lowering.initializers)
@@ -613,5 +620,5 @@ class MLProgramModel(Model):
         return result
 
 
-__all__ = ["OPS", "MLProgramModel", "Package", "Program", "conv_pads", "read_package", "unsupported"]
+__all__ = ["FLOAT32", "OPS", "MLProgramModel", "Package", "Program", "conv_pads", "read_package", "unsupported"]
 

@@ -45,6 +45,7 @@ import numpy as np
 from PIL import Image
 
 from catdog.data import LABELS, ImageError, open_rgb, probe, resize
+from catdog.contract import load_manifest
 from catdog.errors import CatdogError
 from catdog.runtime import CAM, PROBABILITIES, Model, open_model
 
@@ -92,21 +93,11 @@ class PixelBudget:
                 self._cond.notify_all()
 
 
-def _manifest_artefacts(manifest: Path) -> list[dict]:
-    """The artefacts a manifest lists. Read here rather than through catdog.export, which imports
-    TensorFlow: an ONNX/TFLite server then starts in about a second and holds ~0.5 GB less."""
-    try:
-        artefacts = json.loads(manifest.read_text())["artefacts"]
-        return [a for a in artefacts if {"format", "precision", "file"} <= set(a)]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CatdogError(f"{manifest}: unreadable ({type(exc).__name__}: {exc}); run `catdog export` again") from None
-
-
 def load_predictor(path: str | os.PathLike) -> Predictor:
     """The predictor for an ART_DIR (ONNX, else TFLite, fp32) or a RUN_DIR (Keras)."""
     path = Path(path)
     if (path / "manifest.json").is_file():
-        artefacts = {(a["format"], a["precision"]): path / a["file"] for a in _manifest_artefacts(path / "manifest.json")}
+        artefacts = {(a["format"], a["precision"]): path / a["file"] for a in load_manifest(path)["artefacts"] if {"format", "precision", "file"} <= set(a)}
         for key in (("onnx", "fp32"), ("tflite", "fp32")):
             if key in artefacts and artefacts[key].exists():
                 # LiteRT: one single-threaded interpreter per worker thread (waitress runs several)

@@ -1,0 +1,51 @@
+"""The contracts between catdog's stages, in one place, importable without numpy or TensorFlow.
+
+* what every artefact takes and gives: the input name, the output names, the labels;
+* the parity tolerances every artefact is judged by (and the mixed-precision analysis aims
+  inside, by a safety margin);
+* ART_DIR/manifest.json: its file name and how it is read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from catdog.errors import CatdogError
+
+LABELS = ("cat", "dog")
+INPUT_NAME = "image"
+PROBABILITIES = "probabilities"
+CAM = "cam"
+OUTPUTS = (PROBABILITIES, CAM)
+
+# parity, per precision: fp32 and fp16 by the largest differences from Keras over the parity
+# photos; int8 by top-1 agreement and the accuracy drop on labelled photos
+TOLERANCES = {
+    "fp32": {"prob_max_abs": 1e-4, "cam_max_rel": 1e-3},
+    "fp16": {"prob_max_abs": 5e-3, "cam_max_rel": 5e-3},
+    "int8": {"top1_agreement": 0.98, "accuracy_drop": 0.01},
+}
+TOLERANCE_TEXT = (
+    "fp32 max |Δp| ≤ 1e-4 and CAM max |Δ| ≤ 1e-3 of the largest |CAM|; fp16 both ≤ 5e-3; "
+    "int8 top-1 agreement ≥ 98 % and accuracy on labelled photos within 1 point of Keras"
+)
+
+MANIFEST = "manifest.json"
+
+
+def load_manifest(art_dir: str | os.PathLike) -> dict:
+    """ART_DIR/manifest.json, or a one-line CatdogError saying what to do."""
+    path = Path(art_dir) / MANIFEST
+    if not Path(art_dir).is_dir():
+        raise CatdogError(f"{art_dir}: no such ART_DIR; make one with `catdog export RUN_DIR --out {art_dir}`")
+    if not path.is_file():
+        raise CatdogError(f"{path}: missing; {art_dir} is not a catdog ART_DIR (run `catdog export` again)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CatdogError(f"{path}: not valid JSON ({exc}); run `catdog export` again") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("artefacts", []), list):
+        raise CatdogError(f"{path}: not a catdog manifest; run `catdog export` again")
+    return manifest
