@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 # Keras looks for weights in $KERAS_HOME/models before downloading; seed it from ../shared.
 export KERAS_HOME ?= $(CURDIR)/.cache/keras
 
-.PHONY: install run test browser mediapipe-venv keras-cache bench clean apps-test golden fuzz soak
+.PHONY: install run test browser mediapipe-venv keras-cache bench clean apps-test golden fuzz soak art-dir test-fast
 
 $(BIN)/catdog: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ run: install
 
 test: install browser mediapipe-venv apps-test
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The quick tier while editing (under 2 minutes on 2 cores): every test not marked slow, i.e. none
+# that trains or exports a model, runs a backbone, or starts Ray, Chromium, MediaPipe or `catdog run`
+# (tests/conftest.py, SLOW_FIXTURES and SLOW_TESTS). `make test` (CI) runs both tiers.
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 # Debian's Chromium for the end-to-end test of `catdog serve` (skipped, with the reason, without it).
 browser:
@@ -55,9 +61,13 @@ apps-test: install
 	PATH=$(CURDIR)/$(BIN):$$PATH actionlint .github/workflows/ci.yml && echo "actionlint: .github/workflows/ci.yml passed"
 	$(BIN)/shellcheck ios_app/scripts/*.sh android_demo/scripts/*.sh .ci/run
 
+# Where `make run` writes its artefacts (the macOS CI job reads the path from here, not a copy).
+art-dir:
+	@echo $(OUT)/artefacts
+
 # Regenerate the apps' golden file from a real ART_DIR (the shipped model: make run first).
 golden: install
-	$(BIN)/python tests/golden.py $(OUT)/artefacts --out tests/golden/apps.json
+	$(BIN)/python -m tools.golden $(OUT)/artefacts --out tests/golden/apps.json
 
 bench: install
 	$(BIN)/python -m bench all

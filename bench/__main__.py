@@ -1,7 +1,7 @@
 """catdog benchmarks, run on demand (not in CI).
 
     python -m bench all      [--run RUN_DIR] [--art ART_DIR]
-    python -m bench roofline | features | head | export | latency | accuracy | phone
+    python -m bench roofline | features | head | export | latency | interpreter | accuracy | phone
     python -m bench.choices  (which settings help: nested CV of each variant; not part of `all`)
     python -m bench fuzz [--examples N] [--seed S] | soak [--requests N --concurrency C]   (bench/faults.py; not part of `all`)
     python -m bench ray [--images 1000]   (Ray Data against the single-process path; bench/ray.py; not part of `all`)
@@ -266,6 +266,37 @@ def cmd_latency(args) -> None:
     save("latency", rows, {"runs": args.runs, "keras_reference": "keras predict_on_batch"})
 
 
+# ---------------------------------------------------------------- Core ML interpreter
+def cmd_interpreter(args) -> None:
+    """catdog's ML Program interpreter on the shipped .mlpackages: load time, one 288x288 photo
+    (median over --runs after warm-up), a batch of 16, and the fp32 ONNX artefact through ONNX
+    Runtime in the same run for comparison."""
+    import numpy as np
+
+    from catdog.contract import load_manifest
+    from catdog.data import decode
+    from catdog.runtime import open_model
+
+    art = Path(args.art)
+    manifest = load_manifest(art)
+    rows = []
+    for a in manifest["artefacts"]:
+        if a["format"] not in ("coreml", "onnx") or (a["format"] == "onnx" and a["precision"] != "fp32"):
+            continue
+        start = time.perf_counter()
+        model = open_model(art / a["file"], engine="interpreter" if a["format"] == "coreml" else None, threads=os.cpu_count())
+        load_s = time.perf_counter() - start
+        x = decode(SHARED / "data" / "reference" / "coral_cat_720p.jpg", model.image_size)[None].astype(np.float32)
+        batch = np.repeat(x, 16, axis=0)
+        one = _latency(model.run, x, args.runs, warmup=3)
+        sixteen = _latency(model.run, batch, max(3, args.runs // 10), warmup=1)
+        rows.append({"artefact": a["file"], "engine": model.engine, "load_s": load_s, **one,
+                     "batch16_ms_per_photo": sixteen["median_ms"] / 16})
+    table(rows, [("artefact", "artefact", ""), ("engine", "engine", ""), ("load_s", "load s", ".2f"),
+                 ("median_ms", "1 photo ms", ".1f"), ("p95_ms", "p95 ms", ".1f"), ("batch16_ms_per_photo", "batch 16 ms/photo", ".1f")])
+    save("interpreter", rows, {"runs": args.runs, "threads": os.cpu_count(), "photo": "coral_cat_720p.jpg"})
+
+
 # ---------------------------------------------------------------- accuracy
 def cmd_accuracy(args) -> None:
     import numpy as np
@@ -367,7 +398,7 @@ def main() -> int:
 
         return ray_main(sys.argv[2:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["all", "roofline", "features", "head", "export", "latency", "accuracy", "phone", "fuzz", "soak"])
+    parser.add_argument("part", choices=["all", "roofline", "features", "head", "export", "latency", "interpreter", "accuracy", "phone", "fuzz", "soak"])
     parser.add_argument("--run", default=str(REPO / "runs" / "mobilenet+mobilenet_v2_288"))
     parser.add_argument("--art", default=None)
     parser.add_argument("--data", default=str(SHARED / "data" / "dogs-vs-cats" / "train"))
@@ -380,7 +411,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16, help="soak: requests in flight")
     args = parser.parse_args()
     args.art = args.art or str(Path(args.run) / "artefacts")
-    parts = ["features", "head", "export", "latency", "accuracy", "phone"] if args.part == "all" else [args.part]
+    parts = ["features", "head", "export", "latency", "interpreter", "accuracy", "phone"] if args.part == "all" else [args.part]
     roof = None
     for part in parts:
         print(f"== {part}")

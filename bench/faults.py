@@ -1,9 +1,10 @@
 """Hostile input and load, longer than the test suite runs them (`python -m bench fuzz | soak`).
 
-fuzz: fresh random Hypothesis examples of every mutation kind (tests/mutations.py) against the
+fuzz: fresh random Hypothesis examples of every mutation kind (tools/mutations.py) against the
 decoder (`open_rgb` on bytes and `decode` on a file), against `POST /predict` of a real
 `catdog serve ART_DIR` process, and as files in a data folder given to `catdog features`; the same
-properties as tests/test_fuzz.py. Prints outcomes per kind; writes bench/results/fuzz.json.
+properties as tests/test_fuzz.py. Prints outcomes per kind (refusals counted by the ImageError's kind
+for the decoder, by the HTTP status for the server: tools/faults.py); writes bench/results/fuzz.json.
 
 soak: `--requests` uploads (default 2,000) at `--concurrency` (16), a third hostile, against a
 real `catdog serve ART_DIR`: latency, statuses, failures and the server's RSS over time; writes
@@ -22,7 +23,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # the mutations and the server driver the tests use
 
 BASE_PHOTOS = ("cat.1.jpg", "dog.3.jpg", "cat.2.jpg", "dog.950.jpg")
 
@@ -59,8 +59,8 @@ def cmd_fuzz(args) -> None:
     from bench.__main__ import save, table
     from catdog.data import MAX_PIXELS, decode, open_rgb
     from catdog.serve import MAX_UPLOAD_PIXELS
-    from faults import MEMORY_BOUND_MB, Server, check_answer, check_decoded, healthz, post, rss_bytes
-    from mutations import KINDS, hostile_set, load_bases, mutants
+    from tools.faults import MEMORY_BOUND_MB, Server, check_answer, check_decoded, healthz, post, rss_bytes
+    from tools.mutations import KINDS, hostile_set, load_bases, mutants
 
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     print(f"seed {seed} (python -m bench fuzz --seed {seed} repeats this run)")
@@ -143,7 +143,7 @@ def _data_folder_run(bases, fixed, seed: int, n: int, photos: Path, scratch: Pat
 
     from catdog.data import MAX_PIXELS
     from catdog.features import load_features
-    from mutations import mutants
+    from tools.mutations import mutants
 
     drawn = []
 
@@ -187,8 +187,8 @@ def _data_folder_run(bases, fixed, seed: int, n: int, photos: Path, scratch: Pat
 def cmd_soak(args) -> None:
     from bench.__main__ import save, table
     from catdog.serve import MAX_UPLOAD_PIXELS
-    from faults import MEMORY_BOUND_MB, Server, soak
-    from mutations import hostile_set, largest_legal, load_bases
+    from tools.faults import MEMORY_BOUND_MB, Server, soak
+    from tools.mutations import hostile_set, largest_legal, load_bases
 
     art = Path(args.art)
     if not (art / "manifest.json").is_file():

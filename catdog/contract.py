@@ -35,6 +35,11 @@ TOLERANCE_TEXT = (
 MANIFEST = "manifest.json"
 
 
+def cam_grid(image_size: int) -> int:
+    """Side of the CAM maps for an S x S input: the backbones' last conv block is S/32 x S/32."""
+    return image_size // 32
+
+
 def load_manifest(art_dir: str | os.PathLike) -> dict:
     """ART_DIR/manifest.json, or a one-line CatdogError saying what to do."""
     path = Path(art_dir) / MANIFEST

@@ -145,3 +145,43 @@ def verified_run(tmp_path_factory) -> tuple[Path, CliResult]:
     result = catdog_cli("run", str(data), "--out", str(run_dir), "--precision", "fp32")
     assert (run_dir / "metrics.json").exists(), result.output[-3000:]
     return run_dir, result
+
+
+# ---------- test tiers: `make test-fast` runs -m "not slow"; `make test` (CI) runs everything ----------
+
+# A test is slow when it trains or exports a model, runs an ImageNet backbone, starts Ray, Chromium,
+# MediaPipe or a `catdog` process on photos. Most get there through a fixture (any fixture a test
+# uses, directly or through other fixtures): these make a trained RUN_DIR or ART_DIR, a server on
+# one, a Ray instance or the MediaPipe venv (fixtures that depend on them, such as test_cv's
+# real_data or test_serve's art_server, are covered through them).
+SLOW_FIXTURES = frozenset({
+    "subset_run", "subset_artefacts", "resnet50_run", "verified_run",  # this file's session fixtures
+    "v1_run", "fused_run", "run_288", "resnet50_weights",  # test_mobilenet_v1, test_size_fusion: runs they train
+    "uninterrupted",  # test_kill: a feature extraction to compare killed ones with
+    "local_ray",  # test_ray: a local Ray instance
+    "mediapipe_python",  # test_mediapipe: the MediaPipe venv (built by make if absent)
+})
+# The rest build or run a model inside the test itself (file::test, every parameter of it).
+SLOW_TESTS = frozenset({
+    "test_cli_quiet.py::test_features_is_quiet_unless_verbose",  # `catdog features` processes
+    "test_data.py::test_cli_run_goes_on_past_bad_files_and_lists_them",  # features with MobileNetV2
+    "test_features.py::test_features_file_contents_and_cache_hit",
+    "test_features.py::test_killed_feature_run_resumes_where_it_stopped",
+    "test_features.py::test_resnet50_mechanics_with_weights_the_test_makes",
+    "test_finetune.py::test_top_blocks_of_both_backbones",  # MobileNetV2 and ResNet50, built
+    "test_fuzz.py::test_mutated_files_in_a_data_folder_are_each_rejected_once",  # catdog features
+    "test_inspect.py::test_exclude_leaves_suspects_out",  # catdog run
+    "test_mobilenet_v1.py::test_mobilenet_loads_the_shared_imagenet_weights_offline_at_any_size",
+    "test_mobilenet_v1.py::test_v1_and_v2_fuse_with_one_preprocessing",
+    "test_mobilenet_v1.py::test_finetune_finds_mobilenet_v1_blocks",
+    "test_mobilenet_v1.py::test_mirrored_features_are_the_features_of_the_mirror_image",
+    "test_ray.py::test_ray_cli_starts_its_own_instance_and_is_quiet_unless_verbose",  # `catdog features --ray`
+    "test_training.py::test_train_needs_labelled_photos",  # features with MobileNetV2
+})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        name = f"{item.path.name}::{getattr(item, 'originalname', item.name)}"
+        if name in SLOW_TESTS or SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -130,9 +130,10 @@ def test_the_ci_workflow_runs_each_platforms_checks():
     runs = {name: "\n".join(step.get("run", "") for step in job["steps"]) for name, job in jobs.items()}
     assert jobs["linux"]["steps"][-1]["run"] == "bash .ci/run" and "make test" in (REPO / ".ci" / "run").read_text()
     assert jobs["macos"]["runs-on"].startswith("macos")
-    for needed in ("catdog parity", '"coreml"', "numbers_run", "ios_app/scripts/core_test.sh", "xcodegen generate",
-                   "xcodebuild build", "iOS Simulator"):
+    for needed in ("catdog parity", '"coreml"', '"Core ML"', "interpreter_vs_coreml", "make -s art-dir", "ios_app/scripts/core_test.sh",
+                   "xcodegen generate", "xcodebuild build", "iOS Simulator"):
         assert needed in runs["macos"], needed
+    assert "runs/" not in runs["macos"]  # the ART_DIR comes from the Makefile's OUT, not a copy of it
     assert "./gradlew" in runs["android"] and all(t in runs["android"] for t in (":core:test", ":app:assembleDebug", ":app:lint"))
     assert (ANDROID / "gradlew").stat().st_mode & 0o111 and (ANDROID / "gradle" / "wrapper" / "gradle-wrapper.jar").is_file()
     assert "android.useAndroidX=true" in (ANDROID / "gradle.properties").read_text()

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import csv
+import io
+import pickle
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from badfiles import make_bad_files
-from catdog.data import ImageError, decode, scan
+from tools.badfiles import make_bad_files
+from catdog.data import IMAGE_KINDS, ImageError, ImageKind, decode, open_rgb, scan
 from catdog.errors import CatdogError
 from conftest import TEST, TRAIN, copy_photos, kaggle_names, needs_shared
 
@@ -92,12 +95,55 @@ def test_every_bad_file_gets_its_reason(tmp_path):
 
 
 @needs_shared
+def test_every_bad_file_raises_its_kind_and_the_kind_survives_pickling(tmp_path):
+    """Each unusable photo (tools/badfiles.py, plus a damaged header, a missing file and the same
+    files as bytes, as uploads) raises ImageError with the kind callers act on; pickled (as Ray
+    ships it between processes) it keeps its message and kind."""
+    make_bad_files(tmp_path, TRAIN / "cat.1.jpg")
+    png = io.BytesIO()
+    Image.open(TRAIN / "cat.1.jpg").save(png, format="PNG")
+    png = png.getvalue()
+    (tmp_path / "dog.5003.png").write_bytes(png[:29] + b"\0\0\0\0" + png[33:])  # IHDR checksum broken
+    expected = {
+        "cat.5000.jpg": ImageKind.EMPTY,
+        "dog.5000.jpg": ImageKind.UNDECODABLE,  # truncated JPEG: the header passes, the pixels do not
+        "cat.5001.jpg": ImageKind.NOT_IMAGE,  # text named .jpg
+        "dog.5001.jpg": ImageKind.FORMAT,  # PNG named .jpg
+        "cat.5002.jpg": ImageKind.FORMAT,  # GIF
+        "dog.5002.jpg": ImageKind.FORMAT,  # WebP named .jpg
+        "cat.5003.png": ImageKind.TOO_BIG,  # 56 million pixels
+        "dog.5003.png": ImageKind.CORRUPT,
+        "cat.5004.jpg": ImageKind.UNREADABLE,  # no such file
+    }
+    from_bytes = {"dog.5000.jpg", "cat.5001.jpg", "cat.5002.jpg", "cat.5003.png", "dog.5003.png"}  # no name to contradict
+    seen = set()
+    for name, kind in expected.items():
+        sources = [tmp_path / name] + ([(tmp_path / name).read_bytes()] if name in from_bytes else [])
+        for source in sources:
+            with pytest.raises(ImageError) as err:
+                decode(source) if isinstance(source, Path) else open_rgb(source)
+            exc = err.value
+            assert exc.kind == kind, (name, exc.kind, str(exc))
+            assert "\n" not in str(exc) and "; " in str(exc)
+            back = pickle.loads(pickle.dumps(exc))
+            assert type(back) is ImageError and str(back) == str(exc) and back.kind == kind and back.args == exc.args
+            seen.add(exc.kind)
+    assert seen == set(IMAGE_KINDS) - {ImageKind.NO_PIXELS}  # Pillow's readers refuse a 0-pixel header first
+    with pytest.raises(ValueError):
+        ImageError("a reason; what to do", "no such kind")
+    with pytest.raises(ImageError) as err:
+        open_rgb(b"")
+    assert err.value.kind == ImageKind.EMPTY and str(err.value) == "empty file (0 bytes); re-copy or delete it"
+
+
+@needs_shared
 def test_max_pixels_is_configurable(tmp_path):
     path = TRAIN / "cat.1.jpg"
     w, h = Image.open(path).size
     decode(path, max_pixels=w * h)
-    with pytest.raises(ImageError, match="pixel limit"):
+    with pytest.raises(ImageError, match="pixel limit") as err:
         decode(path, max_pixels=w * h - 1)
+    assert err.value.kind == ImageKind.TOO_BIG
 
 
 def test_missing_and_empty_folders_are_errors(tmp_path):

@@ -25,6 +25,10 @@ def test_manifest_describes_every_artefact(subset_artefacts, subset_run):
     from catdog.export.contract import sha256_path
 
     assert manifest["keras_model"]["sha256"] == sha256_file(subset_run / "model.keras")
+    # the manifest ships inside the apps: no machine path, the Keras model found relative to ART_DIR
+    text = json.dumps(manifest)
+    assert str(subset_run) not in text and str(subset_artefacts) not in text and '"/' not in text
+    assert (subset_artefacts / manifest["keras_model"]["path"]).resolve() == (subset_run / "model.keras").resolve()
     assert {(a["format"], a["precision"]) for a in manifest["artefacts"]} == {(f, p) for f in FORMATS for p in PRECISIONS}
     for a in manifest["artefacts"]:
         path = subset_artefacts / a["file"]
@@ -73,6 +77,11 @@ def test_parity_mobilenet_v2(subset_artefacts, held_out):
     for precision in PRECISIONS:
         coreml = rows[("coreml", precision)]
         assert all(c["passed"] for c in coreml["spec_checks"]), [c for c in coreml["spec_checks"] if not c["passed"]]
+        assert coreml["numbers_run"] and coreml["engine"] == "catdog ML Program interpreter" and coreml["passed"], coreml
+    # Core ML's numbers, by the interpreter: fp32 within 1e-5 of Keras, fp16 and int8 within their tolerances
+    assert rows[("coreml", "fp32")]["prob_max_abs"] <= 1e-5 and rows[("coreml", "fp32")]["cam_max_rel"] <= 1e-5
+    assert rows[("coreml", "fp16")]["prob_max_abs"] <= 5e-3 and rows[("coreml", "fp16")]["cam_max_rel"] <= 5e-3
+    assert rows[("coreml", "int8")]["top1_agreement"] >= 0.98 and rows[("coreml", "int8")]["accuracy_drop"] <= 0.01
     assert report["passed"] == all(r["passed"] for r in report["artefacts"])
     saved = json.loads((subset_artefacts / "parity.json").read_text())
     assert saved["passed"] == report["passed"] and "| artefact |" in (subset_artefacts / "parity.md").read_text()
@@ -124,7 +133,9 @@ def test_resnet50_exports_all_formats_with_parity(resnet50_run, tmp_path, capsys
         checks = {c["check"]: c for c in rows[("coreml", precision)]["spec_checks"]}
         assert all(c["passed"] for c in checks.values()), checks
         assert "colour layout BGR" in checks and "-103.939" in checks["input bias"]["detail"]
-    assert "spec checked, numbers not run" in capsys.readouterr().out
+    # the BGR image input, fed as Core ML feeds it, through the interpreter: the numbers agree
+    coreml = rows[("coreml", "fp32")]
+    assert coreml["numbers_run"] and coreml["prob_max_abs"] <= 1e-4 and coreml["cam_max_rel"] <= 1e-3, coreml
 
 
 def test_bad_export_requests_are_clear_errors(tmp_path):
@@ -158,3 +169,73 @@ def test_catdog_run_goes_from_photos_to_verified_artefacts(verified_run):
     assert result.returncode == 0 and report["passed"], result.output[-3000:]
     assert report["labelled_photos"] == 24  # the run's parity photos (split.json), for int8 accuracy when exported
     assert len(load_manifest(run_dir / "artefacts")["artefacts"]) == 3
+
+
+def _altered(art_dir, tmp, files: dict[str, object]):
+    """A copy of ART_DIR holding only `files` (name -> a function that alters the copied package's
+    spec protobuf in place, or a path whose package replaces it), with the manifest's entries."""
+    import shutil
+
+    from coremltools.proto import Model_pb2
+
+    out = tmp / "altered"
+    out.mkdir()
+    manifest = load_manifest(art_dir)
+    manifest["artefacts"] = [a for a in manifest["artefacts"] if a["file"] in files]
+    manifest["uniform_artefacts"] = []
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    for name, alter in files.items():
+        if callable(alter):
+            shutil.copytree(art_dir / name, out / name)
+            spec_path = out / name / "Data" / "com.apple.CoreML" / "model.mlmodel"
+            spec = Model_pb2.Model()
+            spec.ParseFromString(spec_path.read_bytes())
+            alter(spec)
+            spec_path.write_bytes(spec.SerializeToString())
+        else:
+            shutil.copytree(alter, out / name)
+    return out
+
+
+@needs_shared
+def test_parity_catches_altered_core_ml_packages(subset_artefacts, subset_run, tmp_path):
+    """Core ML packages altered on purpose — a BGR colour layout, a wrong input bias, one kept
+    layer computed in float16 — fail parity, each with a line that says what is wrong."""
+    from coremltools.proto import FeatureTypes_pb2
+
+    from catdog.export import export
+    from catdog.export.sensitivity import Unit
+    from catdog.training import load_run
+
+    def bgr(spec):
+        spec.description.input[0].type.imageType.colorSpace = FeatureTypes_pb2.ImageFeatureType.ColorSpace.Value("BGR")
+
+    def bias(spec):
+        fn = spec.mlProgram.functions["main"]
+        for op in fn.block_specializations[fn.opset].operations:
+            if op.type == "const" and op.outputs[0].name == "image__biased___y_0":
+                values = op.attributes["val"].immediateValue.tensor.floats.values
+                values[:] = [v + 0.1 for v in values]
+
+    manifest = load_manifest(subset_artefacts)
+    fp16 = next(a for a in manifest["artefacts"] if a["format"] == "coreml" and a["precision"] == "fp16")
+    kept = fp16["kept_float32"]
+    assert kept == manifest["mixed_precision"]["coreml"]["fp16"] and len(kept) >= 2
+    units = {u["name"]: Unit(**u) for u in json.loads((subset_artefacts / "sensitivity.json").read_text())["units"]}
+    dropped = export(load_run(subset_run).model, "coreml", "fp16", tmp_path / "dropped", "mobilenet_v2", None, {}, [units[n] for n in kept[1:]])
+    altered = _altered(
+        subset_artefacts,
+        tmp_path,
+        {"catdog_mobilenet_v2_fp32.mlpackage": bgr, "catdog_mobilenet_v2_int8.mlpackage": bias, fp16["file"]: dropped["path"]},
+    )
+    report = run_parity(altered, REFERENCE, run_dir=subset_run, edge=False)
+    rows = {r["precision"]: r for r in report["artefacts"]}
+    assert not report["passed"] and not any(r["passed"] for r in rows.values())
+    fp32 = "; ".join(rows["fp32"]["failed"])
+    assert "spec: colour layout RGB (BGR)" in fp32 and "prob_max_abs" in fp32, fp32  # the numbers move too
+    assert rows["fp32"]["prob_max_abs"] > 1e-3
+    int8 = "; ".join(rows["int8"]["failed"])
+    assert "spec: input bias" in int8, int8
+    fp16_failed = "; ".join(rows["fp16"]["failed"])
+    assert f"spec: {kept[0]} kept float32 (1 op(s), output dtype ['FLOAT16'])" in fp16_failed, fp16_failed
+    assert "FAIL" in (altered / "parity.md").read_text()

@@ -1,6 +1,10 @@
 """tests/golden/apps.json, the file the Swift and Kotlin tests reproduce: its expected outputs are
 catdog's own (recomputed here from its inputs with catdog.cam, catdog.data and Pillow), it comes
-from the shipped model, and `tests/golden.py` makes it from a real 288 ART_DIR."""
+from the shipped model, and `tools/golden.py` makes it from a real 288 ART_DIR.
+
+The shipped model is matched by its outputs: the golden numbers regenerated from `make run`'s
+ART_DIR agree with the file's within parity's fp32 tolerances (`golden.compare`). CI has no `make
+run` output, so it runs the same path on the session's small model (MobileNetV2 at 224)."""
 
 from __future__ import annotations
 
@@ -9,10 +13,9 @@ import json
 import shutil
 import subprocess
 
-import numpy as np
 import pytest
 
-import golden
+from tools import golden
 from conftest import REPO, TRAIN, copy_photos, kaggle_names, needs_shared
 
 SHIPPED = REPO / "runs" / "mobilenet+mobilenet_v2_288" / "artefacts"  # what `make run` writes
@@ -64,26 +67,61 @@ def test_the_add_model_scripts_choose_the_golden_artefacts(checked_in, tmp_path)
         assert sorted(p.name for p in (copy / dest).iterdir()) == sorted(["manifest.json", checked_in["choice"][fmt]])
 
 
+def golden_problems(expected: dict, art_dir) -> list[str]:
+    """The golden check of a model: its golden document, regenerated from ART_DIR with tools/golden.py
+    (`generate`, as `make golden` does), passes the check the apps' tests rely on, and its numbers are
+    `expected`'s within parity's fp32 tolerances."""
+    made = golden.generate(art_dir)
+    return [f"regenerated: {p}" for p in golden.check(made)] + golden.compare(expected, made)
+
+
 @needs_shared
+@pytest.mark.slow
 def test_the_golden_numbers_are_the_shipped_models(checked_in):
-    """Where `make run` has built the shipped model here, its fp32 TFLite artefact gives the golden
-    probabilities and CAM maps (a changed model means `make golden`: the apps' logic stays valid)."""
-    tflite = SHIPPED / checked_in["source"]["tflite"]
-    if not tflite.is_file() or golden.weights_sha256(tflite) != checked_in["source"]["tflite_weights_sha256"]:
-        pytest.skip(f"{tflite} is absent or not the model the golden file came from (make run; make golden)")
-    from catdog.data import open_rgb, resize
-
-    side = checked_in["manifest"]["input"]["shape"][1]
-    images = np.stack([resize(open_rgb(golden.REFERENCE / p["name"]), side) for p in checked_in["photos"]]).astype(np.float32)
-    probabilities, cams = golden.run_tflite(tflite, images)
-    for i, p in enumerate(checked_in["photos"]):
-        np.testing.assert_allclose(probabilities[i], p["probabilities"], atol=1e-6)
-        np.testing.assert_allclose(cams[i].ravel(), p["cam"], atol=1e-5 * np.abs(p["cam"]).max())
+    """Wherever `make run` has built the shipped model, its fp32 TFLite artefact gives the golden
+    probabilities and CAM maps within parity's fp32 tolerances (another run or machine trains other
+    weights, not other numbers; a changed model means `make golden`: the apps' logic stays valid)."""
+    if not (SHIPPED / "manifest.json").is_file():
+        pytest.skip(f"{SHIPPED} not found: `make run` builds the shipped model (CI runs the check on a small one below)")
+    problems = golden_problems(checked_in, SHIPPED)
+    assert problems == [], f"{SHIPPED} does not give tests/golden/apps.json's numbers (a changed model: make golden): {problems}"
 
 
 @needs_shared
+def test_the_golden_check_on_a_small_model(checked_in, subset_artefacts, tmp_path):
+    """CI's golden check (no `make run` there): a golden file made by tools/golden.py from the session's
+    MobileNetV2 224 ART_DIR passes the same check against that ART_DIR; numbers moved beyond parity's
+    fp32 tolerances, another answer, and another model are each caught, moves within them are not."""
+    out = tmp_path / "apps.json"
+    assert golden.main([str(subset_artefacts), "--out", str(out)]) == 0
+    made = json.loads(out.read_text())
+    assert golden_problems(made, subset_artefacts) == []
+    tol = golden.fp32_tolerances()
+    scale = max(abs(v) for p in made["photos"] for v in p["cam"])
+
+    def moved(prob: float = 0.0, cam: float = 0.0, photo: int = 1) -> dict:
+        doc = copy.deepcopy(made)
+        p = doc["photos"][photo]
+        p["probabilities"] = [p["probabilities"][0] - prob, p["probabilities"][1] + prob]
+        p["cam"][5] += cam * scale
+        return doc
+
+    assert golden.compare(moved(prob=0.5 * tol["prob_max_abs"], cam=0.5 * tol["cam_max_rel"]), made) == []
+    assert [p.split(":")[0] for p in golden.compare(moved(prob=2 * tol["prob_max_abs"]), made)] == ["probabilities"]
+    assert [p.split(":")[0] for p in golden.compare(moved(cam=2 * tol["cam_max_rel"]), made)] == ["CAM"]
+    flipped = copy.deepcopy(made)
+    flipped["photos"][0]["index"] = 1 - made["photos"][0]["index"]
+    flipped["photos"][0]["label"] = made["manifest"]["labels"][flipped["photos"][0]["index"]]
+    assert [p for p in golden.compare(flipped, made) if "answer" in p] != []
+    # the checked-in file (the shipped 288 MobileNet V1+V2 model) is not this model: named, not compared
+    other = golden.compare(checked_in, made)
+    assert other and all(p.startswith(("manifest", "artefact choice")) for p in other), other
+
+
+@needs_shared
+@pytest.mark.slow
 def test_make_golden_on_a_real_288_art_dir(checked_in, tmp_path):
-    """`tests/golden.py` on a real ART_DIR: a 288 model trained on a few real photos and exported to
+    """`tools/golden.py` on a real ART_DIR: a 288 model trained on a few real photos and exported to
     TFLite fp32. The file it writes passes the same check and has the checked-in file's contract."""
     from catdog.cli import main
 

@@ -132,3 +132,67 @@ def test_mixed_precision_passes_where_uniform_fp16_fails(subset_artefacts):
         fp32 = mixed[(fmt, "fp32")]["bytes"]
         assert mixed[(fmt, "fp16")]["bytes"] <= 0.55 * fp32 and mixed[(fmt, "int8")]["bytes"] <= 0.35 * fp32
     assert "Without mixed precision" in (subset_artefacts / "parity.md").read_text()
+
+
+def _float32_ops(package) -> tuple[list[str], list]:
+    """(names of the float32 conv/linear ops, the other float32 compute ops) of a Core ML program."""
+    ops = [op for op in package.ops if op.type not in ("const", "cast", "constexpr_affine_dequantize", "classify")]
+    weighted = [op.name for op in ops if op.type in ("conv", "linear") and op.outputs[0][1] is np.float32]
+    others = [op for op in ops if op.type not in ("conv", "linear") and op.outputs[0][1] is np.float32]
+    return weighted, others
+
+
+@needs_shared
+def test_coreml_fp16_keeps_exactly_the_manifest_units(subset_artefacts):
+    """Core ML fp16 has its own float32 set (measured through the interpreter on an emulated
+    float16 program) and the package computes exactly it: the float32 conv/linear ops are the
+    manifest's kept_float32, and every other float32 op is the ImageType's preprocessing or
+    follows a kept conv (its activation, pad or add)."""
+    from catdog.export.sensitivity import Unit, coreml_switches, matches
+    from catdog.runtime.mlprogram import FLOAT32, read_package
+
+    manifest = json.loads((subset_artefacts / "manifest.json").read_text())
+    analysis = json.loads((subset_artefacts / "sensitivity.json").read_text())
+    coreml = analysis["precisions"]["coreml_fp16"]
+    assert coreml["met"] and coreml["final"]["cam_max_rel"] <= 2.5e-3 and coreml["final"]["prob_max_abs"] <= 2.5e-3
+    entries = {(a["format"], a["precision"]): a for a in manifest["artefacts"]}
+    kept = entries[("coreml", "fp16")]["kept_float32"]
+    assert kept == coreml["kept"] == manifest["mixed_precision"]["coreml"]["fp16"]
+    units = [Unit(**u) for u in analysis["units"]]
+    package = read_package(subset_artefacts / entries[("coreml", "fp16")]["file"])
+    weighted, others = _float32_ops(package)
+    assert sorted(u.name for u in units if any(matches(u, [n]) for n in weighted)) == sorted(kept)
+    assert len(weighted) == len(kept)
+    fp32_package = read_package(subset_artefacts / entries[("coreml", "fp32")]["file"])
+    switch_of = coreml_switches(fp32_package, units)
+    by_name = {op.name: op for op in fp32_package.ops}
+    index = {u.name: i for i, u in enumerate(units)}
+    for op in others:
+        switch = switch_of(by_name[op.name])
+        assert switch == FLOAT32 or units[switch].name in kept, (op.type, op.name)
+    fp32 = entries[("coreml", "fp32")]["bytes"]
+    assert entries[("coreml", "fp16")]["bytes"] <= 0.55 * fp32 and entries[("coreml", "int8")]["bytes"] <= 0.35 * fp32
+    assert index  # every unit has a switch
+
+
+@needs_shared
+def test_emulated_fp16_program_computes_what_the_exported_package_does(subset_artefacts):
+    """The analysis' emulation (from the fp32 package, kept units float32) and the fp16 package
+    Core ML's conversion made agree on real photos to far within the fp16 tolerance."""
+    from catdog.export.sensitivity import Unit, coreml_switches, output_error
+    from catdog.parity import load_images
+    from catdog.runtime.mlprogram import Program, read_package
+
+    manifest = json.loads((subset_artefacts / "manifest.json").read_text())
+    units = [Unit(**u) for u in json.loads((subset_artefacts / "sensitivity.json").read_text())["units"]]
+    entries = {(a["format"], a["precision"]): a for a in manifest["artefacts"]}
+    kept = entries[("coreml", "fp16")]["kept_float32"]
+    images, _ = load_images(REFERENCE, 224, edge=False)
+    fp32_package = read_package(subset_artefacts / entries[("coreml", "fp32")]["file"])
+    emulated = Program(fp32_package, coreml_switches(fp32_package, units), len(units))
+    index = {u.name: i for i, u in enumerate(units)}
+    exported = Program(read_package(subset_artefacts / entries[("coreml", "fp16")]["file"])).run(images.arrays)
+    same = output_error(exported, emulated.run(images.arrays, [index[n] for n in kept]))
+    assert same["prob_max_abs"] <= 1e-3 and same["cam_max_rel"] <= 2e-3, same
+    uniform = output_error(exported, emulated.run(images.arrays, []))
+    assert uniform["cam_max_rel"] > same["cam_max_rel"]  # the kept units matter: float16 everywhere differs more

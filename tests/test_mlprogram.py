@@ -125,6 +125,26 @@ def test_int8_weights_are_dequantised_as_core_ml_defines(tmp_path):
     np.testing.assert_allclose(run(tmp_path / "int8.mlpackage", x), expected, atol=2e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("pad_type", ["valid", "same"])
+def test_pools_match_tensorflow(tmp_path, pad_type):
+    """max_pool (ResNet50's stem) and avg_pool, 3x3 stride 2, on an odd size."""
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 3, 9, 9))], opset_version=ct.target.iOS16)
+    def prog(x):
+        a = mb.max_pool(x=x, kernel_sizes=[3, 3], strides=[2, 2], pad_type=pad_type)
+        b = mb.avg_pool(x=x, kernel_sizes=[3, 3], strides=[2, 2], pad_type=pad_type, exclude_padding_from_average=True)
+        return mb.concat(values=[a, b], axis=1)
+
+    save(prog, tmp_path / "pool.mlpackage")
+    x = RNG.uniform(-2, 2, size=(2, 3, 9, 9)).astype(np.float32)
+    nhwc = tf.constant(x.transpose(0, 2, 3, 1))
+    padding = pad_type.upper()
+    a = tf.nn.max_pool2d(nhwc, 3, 2, padding).numpy()
+    b = tf.nn.avg_pool2d(nhwc, 3, 2, padding).numpy()  # TensorFlow's SAME average leaves padding out
+    expected = np.concatenate([a, b], axis=-1).transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(run(tmp_path / "pool.mlpackage", x), expected, atol=1e-6)
+
+
 def test_other_ops_match_numpy(tmp_path):
     """pad (constant, reflect, replicate), concat, transpose, reshape, relu, relu6, reduce_mean,
     linear, softmax, mul, add."""

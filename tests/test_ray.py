@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from badfiles import make_bad_files
+from tools.badfiles import make_bad_files
 import catdog.features.distributed as distributed
 from catdog.cli import main
 from catdog.data import scan

@@ -121,6 +121,40 @@ def test_bad_uploads_get_4xx_and_the_server_keeps_serving(art_server):
     assert post(art_server, photo)[0] == 200
 
 
+def test_status_follows_the_image_error_kind():
+    """Every ImageError kind has its status: 413 too big, 415 another format, 400 the rest."""
+    from catdog.data import IMAGE_KINDS, ImageKind
+    from catdog.serve import STATUS_BY_KIND
+
+    assert set(STATUS_BY_KIND) == set(IMAGE_KINDS)
+    assert {k: s for k, s in STATUS_BY_KIND.items() if s != 400} == {ImageKind.TOO_BIG: 413, ImageKind.FORMAT: 415}
+
+
+@needs_shared
+def test_other_formats_get_415_and_damaged_headers_400(art_server):
+    """The status comes from the ImageError's kind; the body is its reason up to the first ';'."""
+    from catdog.data import ImageError, open_rgb
+
+    im = Image.open(TRAIN / "cat.1.jpg")
+    encoded = {}
+    for fmt in ("GIF", "TIFF", "PNG"):
+        buf = io.BytesIO()
+        im.save(buf, format=fmt)
+        encoded[fmt] = buf.getvalue()
+    png = encoded["PNG"]
+    cases = {
+        "gif": (encoded["GIF"], 415, "content is GIF"),
+        "tiff": (encoded["TIFF"], 415, "content is TIFF"),
+        "damaged png header": (png[:29] + b"\0\0\0\0" + png[33:], 400, "corrupt PNG header"),
+    }
+    for name, (data, status, words) in cases.items():
+        with pytest.raises(ImageError) as err:
+            open_rgb(data)
+        got, body = post(art_server, data)
+        assert got == status and words in body["error"], (name, got, body)
+        assert body == {"error": " ".join(str(err.value).split(";")[0].split())}, (name, body)
+
+
 @needs_shared
 def test_bounded_load(art_server, tmp_path):
     photos = [p.read_bytes() for p in sorted(REFERENCE.glob("test_5*.jpg"))[:10]]

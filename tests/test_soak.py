@@ -1,5 +1,5 @@
 """A short soak of a real `catdog serve` process: a few hundred uploads at 16 concurrent, a third
-of them hostile (tests/mutations.py's fixed set, plus the two largest photos the pixel limit lets
+of them hostile (tools/mutations.py's fixed set, plus the two largest photos the pixel limit lets
 through). No 5xx, no dropped connection, /healthz 200 after, and memory flat and bounded.
 `python -m bench soak` runs the long version (2,000 requests) and writes bench/results/soak.json."""
 
@@ -11,8 +11,8 @@ import pytest
 
 from catdog.serve import MAX_UPLOAD_PIXELS
 from conftest import REFERENCE, TRAIN, needs_shared
-from faults import HAVE_PROC, MEMORY_BOUND_MB, Server, soak
-from mutations import hostile_set, largest_legal, load_bases
+from tools.faults import HAVE_PROC, MEMORY_BOUND_MB, Server, soak
+from tools.mutations import hostile_set, largest_legal, load_bases
 
 REQUESTS, CONCURRENCY = 300, 16
 FLAT_MB = 100  # RSS growth allowed between the end of warm-up and the end of the soak

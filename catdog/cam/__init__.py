@@ -24,6 +24,7 @@ from catdog.errors import CatdogError
 if TYPE_CHECKING:  # Keras (and TensorFlow) load only where a model is built: `overlay` and the
     import keras  # grid sheet stay light for `catdog serve`'s overlay of an ONNX/TFLite answer
 
+from catdog.contract import CAM, PROBABILITIES  # noqa: E402
 from catdog.contract import OUTPUTS as OUTPUT_NAMES  # noqa: E402
 REQUIRED_LAYERS = ("preprocess", "backbone", "gap", "probabilities")
 
@@ -71,7 +72,7 @@ def cam_model(full_model: keras.Model) -> keras.Model:
     kernel, _ = _dense_kernel(full_model)
     feature_maps = full_model.get_layer("gap").input
     cam = _cam_conv(kernel)(feature_maps)
-    return keras.Model(full_model.input, {"probabilities": full_model.output, "cam": cam}, name="catdog_cam")
+    return keras.Model(full_model.input, {PROBABILITIES: full_model.output, CAM: cam}, name="catdog_cam")
 
 
 def network_model(full_model: keras.Model) -> keras.Model:
@@ -91,7 +92,7 @@ def network_model(full_model: keras.Model) -> keras.Model:
         y = full_model.get_layer("dropout")(y)
     probabilities = full_model.get_layer("probabilities")(y)
     cam = _cam_conv(kernel)(feature_maps)
-    return keras.Model(x, {"probabilities": probabilities, "cam": cam}, name="catdog_network")
+    return keras.Model(x, {PROBABILITIES: probabilities, CAM: cam}, name="catdog_network")
 
 
 def probabilities_from_cam(cam: np.ndarray, bias: np.ndarray) -> np.ndarray:

@@ -10,9 +10,11 @@ __getattr__, __dir__, __all__ = lazy_exports(
     {
         "catdog.data.batches": ["Batch", "iter_batches"],
         "catdog.data.ingest": [
+            "IMAGE_KINDS",
             "IMAGE_SIZE",
             "LABELS",
             "ImageError",
+            "ImageKind",
             "Rejection",
             "Sample",
             "decode",

@@ -98,8 +98,54 @@ class Rejection:
         return f"skipped {self.path}: {self.reason}"
 
 
+class ImageKind:
+    """What is wrong with an unusable image: the `kind` of an ImageError (plain strings, so they
+    pickle, compare and print as themselves). See ImageError for what each one means."""
+
+    TOO_BIG = "too_big"
+    FORMAT = "format"
+    NOT_IMAGE = "not_image"
+    CORRUPT = "corrupt"
+    UNDECODABLE = "undecodable"
+    EMPTY = "empty"
+    NO_PIXELS = "no_pixels"
+    UNREADABLE = "unreadable"
+
+
+IMAGE_KINDS = (
+    ImageKind.TOO_BIG, ImageKind.FORMAT, ImageKind.NOT_IMAGE, ImageKind.CORRUPT,
+    ImageKind.UNDECODABLE, ImageKind.EMPTY, ImageKind.NO_PIXELS, ImageKind.UNREADABLE,
+)
+
+
 class ImageError(Exception):
-    """A file that is not a usable image; the message is the one-line reason."""
+    """A file that is not a usable image: `str(exc)` is the one-line reason (with what to do),
+    `exc.kind` says which of a fixed set of problems it is, for code that acts on it (the web
+    server's HTTP status, the fault tools' categories) without reading the message:
+
+    * ``too_big`` (ImageKind.TOO_BIG): the header declares more pixels than the limit
+      (a possible decompression bomb); refused before anything is decoded.
+    * ``format`` (FORMAT): the content is an image format catdog does not read (GIF, TIFF, HEIC,
+      ...), or a format other than the one the file's extension names.
+    * ``not_image`` (NOT_IMAGE): no known image format in the content at all (text, zeros, ...).
+    * ``corrupt`` (CORRUPT): a JPEG/PNG/BMP/WebP reader took the file and failed on its header.
+    * ``undecodable`` (UNDECODABLE): the header passed every check, but decoding the pixels
+      failed (truncated or corrupt image data).
+    * ``empty`` (EMPTY): 0 bytes.
+    * ``no_pixels`` (NO_PIXELS): the header declares a width or height of 0.
+    * ``unreadable`` (UNREADABLE): the file cannot be read (an OS error: missing, permissions).
+
+    Pickles with message and kind (Ray ships it between processes).
+    """
+
+    def __init__(self, message: str, kind: str):
+        if kind not in IMAGE_KINDS:
+            raise ValueError(f"ImageError kind {kind!r} is not one of {', '.join(IMAGE_KINDS)}")
+        super().__init__(message)
+        self.kind = kind
+
+    def __reduce__(self):
+        return type(self), (str(self), self.kind), self.__dict__ or None
 
 
 def scan(data_dir: str | os.PathLike) -> tuple[list[Sample], list[Rejection]]:
@@ -203,7 +249,7 @@ def open_rgb(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) ->
             im.load()
             return _to_rgb(_oriented(im))
         except Exception as exc:
-            raise ImageError(f"cannot decode ({_first_line(exc)}); the file is truncated or corrupt, re-copy or delete it") from None
+            raise ImageError(f"cannot decode ({_first_line(exc)}); the file is truncated or corrupt, re-copy or delete it", ImageKind.UNDECODABLE) from None
 
 
 def probe(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
@@ -222,25 +268,27 @@ def _checked_header(source: str | os.PathLike | bytes, max_pixels: int) -> Image
         try:
             n_bytes = path.stat().st_size
         except OSError as exc:
-            raise ImageError(f"cannot read the file ({exc.strerror}); check it exists and is readable") from None
+            raise ImageError(f"cannot read the file ({exc.strerror}); check it exists and is readable", ImageKind.UNREADABLE) from None
         fp, expected = path, EXTENSION_FORMATS.get(path.suffix.lower())
     if n_bytes == 0:
-        raise ImageError("empty file (0 bytes); re-copy or delete it")
+        raise ImageError("empty file (0 bytes); re-copy or delete it", ImageKind.EMPTY)
     im = _open_header(fp, expected)
     try:
         content = "JPEG" if im.format == "MPO" else im.format  # multi-picture JPEG (many cameras)
         if expected and content != expected:
             raise ImageError(
-                f"content is {content or 'unknown'} but the name says {expected}; rename it to match or re-encode it"
+                f"content is {content or 'unknown'} but the name says {expected}; rename it to match or re-encode it",
+                ImageKind.FORMAT,
             )
         width, height = im.size
         if width * height > max_pixels:
             raise ImageError(
                 f"{width}x{height} = {width * height:,} pixels is over the {max_pixels:,}-pixel limit "
-                "(possible decompression bomb); downscale it or raise --max-pixels"
+                "(possible decompression bomb); downscale it or raise --max-pixels",
+                ImageKind.TOO_BIG,
             )
         if width < 1 or height < 1:
-            raise ImageError("image has no pixels; delete it")
+            raise ImageError("image has no pixels; delete it", ImageKind.NO_PIXELS)
     except BaseException:
         im.close()
         raise
@@ -254,7 +302,9 @@ def _open_header(fp: io.BytesIO | Path, expected: str | None) -> Image.Image:
     except UnidentifiedImageError:
         pass  # no accepted reader took it: say what it is, below
     except Exception as exc:  # a reader took it and failed (bad chunk, zlib bomb in metadata, ...)
-        raise ImageError(f"corrupt {_sniff(fp) or 'image'} header ({_first_line(exc)}); the file is damaged, re-copy or re-export it") from None
+        raise ImageError(
+            f"corrupt {_sniff(fp) or 'image'} header ({_first_line(exc)}); the file is damaged, re-copy or re-export it", ImageKind.CORRUPT
+        ) from None
     found = _sniff(fp)
     if found in READ_FORMATS:
         if isinstance(fp, io.BytesIO):
@@ -264,13 +314,13 @@ def _open_header(fp: io.BytesIO | Path, expected: str | None) -> Image.Image:
             reason = "unreadable"
         except Exception as exc:
             reason = _first_line(exc)
-        raise ImageError(f"corrupt {found} header ({reason}); the file is damaged, re-copy or re-export it")
+        raise ImageError(f"corrupt {found} header ({reason}); the file is damaged, re-copy or re-export it", ImageKind.CORRUPT)
     if found:
         readable = ", ".join(READ_FORMATS)
         if expected:
-            raise ImageError(f"content is {found} but the name says {expected}; catdog reads {readable}: re-encode it as JPEG")
-        raise ImageError(f"content is {found}, not a format catdog reads ({readable}); re-export it as JPEG")
-    raise ImageError("not an image (no known image format in its content); delete it or re-export it as JPEG")
+            raise ImageError(f"content is {found} but the name says {expected}; catdog reads {readable}: re-encode it as JPEG", ImageKind.FORMAT)
+        raise ImageError(f"content is {found}, not a format catdog reads ({readable}); re-export it as JPEG", ImageKind.FORMAT)
+    raise ImageError("not an image (no known image format in its content); delete it or re-export it as JPEG", ImageKind.NOT_IMAGE)
 
 
 def _sniff(fp: io.BytesIO | Path) -> str | None:

@@ -31,9 +31,7 @@ from catdog.features import input_size
 from catdog.export.sensitivity import SENSITIVITY_PHOTOS, Unit, analyse, kept_units, plot, weighted_units
 from catdog.training import calibrated_model
 
-FORMATS = ("coreml", "tflite", "onnx")
-PRECISIONS = ("fp32", "fp16", "int8")
-SUFFIX = {"coreml": ".mlpackage", "tflite": ".tflite", "onnx": ".onnx"}
+from catdog.export.formats import FORMATS, PRECISIONS, TABLE, ExportOptions  # noqa: E402  (the one format table)
 MANIFEST_VERSION = 1
 CALIBRATION_PHOTOS = 100
 
@@ -47,7 +45,7 @@ def parse_list(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
 
 
 def artefact_name(backbone: str, fmt: str, precision: str) -> str:
-    return f"catdog_{backbone.replace(',', '+')}_{precision}{SUFFIX[fmt]}"
+    return f"catdog_{backbone.replace(',', '+')}_{precision}{TABLE[fmt].suffix}"
 
 
 def export(
@@ -72,27 +70,14 @@ def export(
     if precision not in PRECISIONS:
         raise CatdogError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     check_catdog_model(model)
-    if precision == "int8" and fmt != "coreml" and (calibration is None or len(calibration) == 0):
+    if precision == "int8" and TABLE[fmt].int8_needs_photos and (calibration is None or len(calibration) == 0):
         raise CatdogError(f"{fmt} int8 needs calibration photos; pass --calibration DIR (a folder of real photos)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / artefact_name(backbone, fmt, precision)
     start = time.perf_counter()
-    if fmt == "coreml":
-        from catdog.export.coreml import export_coreml
-
-        info = export_coreml(model, backbone, precision, path, metadata, keep)
-    elif fmt == "tflite":
-        from catdog.export.tflite import export_tflite
-
-        info = export_tflite(cam_model(model), precision, path, calibration, keep)
-        from catdog.export.tflite_metadata import write_metadata
-
-        write_metadata(path, backbone, precision, input_size(model), metadata)
-    else:
-        from catdog.export.onnx import export_onnx
-
-        info = export_onnx(cam_model(model), precision, path, calibration, keep)
+    options = ExportOptions(backbone, calibration, dict(metadata or {}), tuple(keep))
+    info = TABLE[fmt].writer()(model, precision, path, options)
     return {
         "path": str(path),
         "file": path.name,
@@ -146,7 +131,7 @@ def export_run(
     out_dir.mkdir(parents=True, exist_ok=True)
     backbone = run.metrics["backbone"]
     model_sha = sha256_file(run.path / "model.keras")
-    needs_calibration = "int8" in precisions and any(f != "coreml" for f in formats)
+    needs_calibration = "int8" in precisions and any(TABLE[f].int8_needs_photos for f in formats)
     calibration = None
     if needs_calibration:
         if not calibration_samples:
@@ -169,12 +154,13 @@ def export_run(
         return Path(export(model, "coreml", "fp32", folder, backbone)["path"])
 
     keep = mixed_precision_plan(
-        model, model_sha, precisions, calibration, calibration_samples, out_dir, run.path, mixed, keep_float, progress,
-        coreml_fp32 if "coreml" in formats else None,
+        model, model_sha, precisions, calibration=calibration, samples=calibration_samples, art_dir=out_dir,
+        cache_dir=run.path / "cache", mixed=mixed, keep_float=keep_float, progress=progress,
+        coreml_fp32=coreml_fp32 if "coreml" in formats else None,
     )
     jobs = [(f, p, out_dir) for f in formats for p in precisions]
     # the measured choice is compared with rounding every layer; a hand-picked --keep-float is not
-    jobs += [(f, p, out_dir / "uniform") for f in formats for p in precisions if f != "coreml" and keep.get(p) and keep_float is None]
+    jobs += [(f, p, out_dir / "uniform") for f in formats for p in precisions if TABLE[f].uniform_twins and keep.get(p) and keep_float is None]
     write_text(out_dir / "labels.txt", "\n".join(LABELS) + "\n")
     manifest = {
         "manifest_version": MANIFEST_VERSION,
@@ -185,7 +171,8 @@ def export_run(
         "labels_file": "labels.txt",
         "input": raw_image_input(1, input_size(run.model)),
         "outputs": tensor_outputs(1, input_size(run.model)),
-        "keras_model": {"run_dir": str(run.path.resolve()), "file": "model.keras", "sha256": model_sha},
+        # no machine path (the manifest ships inside the apps): the Keras model relative to ART_DIR
+        "keras_model": {"path": os.path.relpath(run.path.resolve() / "model.keras", out_dir.resolve()), "sha256": model_sha},
         "temperature": temperature,
         "calibration_photos": 0 if calibration is None else int(len(calibration)),
         # units kept float32: TFLite and ONNX (and Core ML int8) by the TFLite analysis, Core ML fp16 by its own
@@ -241,7 +228,17 @@ def _kept(keep: dict[str, list[Unit]], fmt: str, precision: str) -> list[Unit]:
 
 
 def mixed_precision_plan(
-    model, model_sha, precisions, calibration, samples, out_dir: Path, run_dir: Path, mixed: bool, keep_float, progress,
+    model,
+    model_sha: str,
+    precisions: list[str],
+    *,
+    calibration: np.ndarray | None,
+    samples: list[Sample] | None,
+    art_dir: Path,
+    cache_dir: Path,
+    mixed: bool = True,
+    keep_float: list[str] | None = None,
+    progress: bool = True,
     coreml_fp32=None,
 ) -> dict[str, list[Unit]]:
     """precision ("fp16", "int8", and "coreml_fp16" for Core ML's own) -> units kept float32. Runs
@@ -264,18 +261,24 @@ def mixed_precision_plan(
         raise CatdogError("mixed precision needs training photos to measure layer sensitivity; pass --calibration DIR or --mixed off")
     labelled = [s for s in samples if s.label is not None] or samples
     images, labels = draw_photos(labelled, input_size(model), SENSITIVITY_PHOTOS, seed=1)
-    analysis = analyse(
-        net, model_sha, images, labels, reduced, calibration, cache_dir=run_dir / "cache", progress=progress, coreml_fp32=coreml_fp32
-    )
-    write_text(out_dir / "sensitivity.json", json.dumps(analysis, indent=1))
-    plot(analysis, out_dir / "sensitivity.png")
+    analysis = analyse(net, model_sha, images, labels, reduced, calibration, cache_dir=cache_dir, progress=progress, coreml_fp32=coreml_fp32)
+    write_text(art_dir / "sensitivity.json", json.dumps(analysis, indent=1))
+    plot(analysis, art_dir / "sensitivity.png")
     plan = {p: kept_units(analysis, p) for p in reduced}
     if "coreml_fp16" in analysis["precisions"]:
         plan["coreml_fp16"] = kept_units(analysis, "fp16", "coreml")
     return plan
 
 
+from catdog.export.coreml import image_preprocessing  # noqa: E402  (parity checks Core ML's ImageType against it)
+from catdog.export.sensitivity import matches  # noqa: E402
+
 __all__ = [
+    "ExportOptions",
+    "Unit",
+    "image_preprocessing",
+    "matches",
+    "weighted_units",
     "CAM",
     "FORMATS",
     "INPUT_NAME",

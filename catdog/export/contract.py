@@ -8,12 +8,7 @@ from pathlib import Path
 
 from catdog.data import LABELS
 
-from catdog.contract import CAM, INPUT_NAME, PROBABILITIES  # noqa: F401  (the one definition)
-
-
-def cam_grid(image_size: int) -> int:
-    """Side of the CAM maps for an S x S input: the backbones' last conv block is S/32 x S/32."""
-    return image_size // 32
+from catdog.contract import CAM, INPUT_NAME, PROBABILITIES, cam_grid  # noqa: F401  (the one definition)
 
 
 def raw_image_input(batch: int | str, image_size: int) -> dict:

@@ -168,6 +168,17 @@ def export_coreml(
     mlmodel.save(str(staged))
     shutil.rmtree(path, ignore_errors=True)
     os.replace(staged, path)
+    return _coreml_entry(spec, size, grid, pre)
+
+
+def write(full_model: keras.Model, precision: str, path: Path, options) -> dict:
+    """The format table's exporter (`catdog.export.formats`)."""
+    return export_coreml(full_model, options.backbone, precision, path, options.metadata, list(options.keep))
+
+
+def _coreml_entry(spec, size: int, grid: int, pre: dict) -> dict:
+    import coremltools as ct
+
     cam_type = next(o.type.multiArrayType for o in spec.description.output if o.name == CAM)
     cam_dtype = ct.proto.FeatureTypes_pb2.ArrayFeatureType.ArrayDataType.Name(cam_type.dataType).lower()
     return {

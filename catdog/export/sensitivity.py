@@ -33,11 +33,11 @@ from pathlib import Path
 import numpy as np
 
 from catdog.atomic import staged, write_text
-from catdog.export.contract import CAM, INPUT_NAME, PROBABILITIES
+from catdog.contract import CAM, INPUT_NAME, PROBABILITIES, TOLERANCES
 
 MARGIN = 2.0
-FP16_TOLERANCE = {"prob_max_abs": 5e-3, "cam_max_rel": 5e-3}
-INT8_TOLERANCE = {"disagreement": 0.02, "accuracy_drop": 0.01}
+FP16_TOLERANCE = TOLERANCES["fp16"]  # parity's, aimed inside by MARGIN
+INT8_TOLERANCE = {"disagreement": round(1 - TOLERANCES["int8"]["top1_agreement"], 6), "accuracy_drop": TOLERANCES["int8"]["accuracy_drop"]}
 SENSITIVITY_PHOTOS = 64
 RANKING_PHOTOS = 24  # enough to order the units; the greedy choice is measured on all of them
 # fp32 weights cost 2 bytes more than fp16 (3 more than int8): keeping at most this share of the

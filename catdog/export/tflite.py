@@ -108,3 +108,15 @@ def float_ops(path: Path) -> list[str]:
         for op in tflite_weighted_ops(data)
         if graph.Tensors(op["weight_tensor"]).Type() == schema.TensorType.FLOAT32 and op["weight_tensor"] not in produced
     ]
+
+
+def write(full_model: keras.Model, precision: str, path: Path, options) -> dict:
+    """The format table's exporter (`catdog.export.formats`): the CAM model, then the standard
+    TFLite metadata (labels, image input, outputs) and catdog's own entry."""
+    from catdog.cam import cam_model
+    from catdog.export.tflite_metadata import write_metadata
+    from catdog.features import input_size
+
+    info = export_tflite(cam_model(full_model), precision, path, options.calibration, list(options.keep))
+    write_metadata(path, options.backbone, precision, input_size(full_model), options.metadata)
+    return info

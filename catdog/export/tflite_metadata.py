@@ -5,7 +5,7 @@ Studio's model binding read): a `ModelMetadata` flatbuffer (the TFLite metadata 
 identifier "M001") in the model buffer that `Model.metadata` names "TFLITE_METADATA", plus the
 labels file packed after the model as a zip archive (the associated-file packing of MediaPipe's
 `MetadataPopulator`). It is written with the metadata schema's object API:
-`metadata_schema_py_generated.py` beside this file is a verbatim copy of the one the MediaPipe
+`catdog/_vendor/tflite_metadata_schema_py_generated.py` is a verbatim copy of the one the MediaPipe
 1.2.3 wheel ships (flatc output of metadata_schema.fbs, Apache-2.0; tests/test_mediapipe.py checks
 the copy is byte-identical). MediaPipe's own `metadata_writers` cannot run here: they import a
 compiled module the wheel lacks, and the wheel pulls opencv-contrib-python, which clashes with the
@@ -33,7 +33,7 @@ import numpy as np
 from catdog import __version__
 from catdog.atomic import write_bytes
 from catdog.data import LABELS
-from catdog.export import metadata_schema_py_generated as md
+from catdog._vendor import tflite_metadata_schema_py_generated as md
 from catdog.export.contract import CAM, INPUT_NAME, PROBABILITIES, cam_grid, raw_image_input, tensor_outputs
 
 METADATA_NAME = "catdog_metadata"

@@ -129,7 +129,7 @@ class KerasActor(_ModelActor):
     def __init__(self, model, width: int, tta: bool = False):
         import keras
 
-        from catdog.training.inference import predict_batch  # also registers catdog's layers for loading
+        from catdog.training import predict_batch  # also registers catdog's layers for loading
 
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.keras"
@@ -378,7 +378,7 @@ def predict_images_ray(
     from tqdm import tqdm
 
     from catdog.features.backbones import input_size
-    from catdog.training.inference import Predictions
+    from catdog.training import Predictions
 
     _import_ray()
     content = _keras_bytes(model)

@@ -32,9 +32,9 @@ from catdog.atomic import write_text
 from catdog.cam import cam_model
 from catdog.data import LABELS, ImageError, Sample, iter_batches, open_rgb, resize, sha256_file
 from catdog.errors import CatdogError
-from catdog.training.metrics import accuracy
+from catdog.training import accuracy
 from catdog.contract import CAM, INPUT_NAME, PROBABILITIES, TOLERANCE_TEXT, TOLERANCES, load_manifest
-from catdog.export.contract import cam_grid
+from catdog.contract import cam_grid
 from catdog.features import input_size
 from catdog.runtime import coreml_runs_here, open_model
 from catdog.runtime import keras_model as keras_runtime
@@ -140,7 +140,7 @@ def coreml_spec_checks(path: Path, full_model, backbone: str) -> list[dict]:
     import coremltools as ct
     from coremltools.optimize.coreml import get_weights_metadata
 
-    from catdog.export.coreml import image_preprocessing
+    from catdog.export import image_preprocessing
 
     checks = []
 
@@ -235,7 +235,7 @@ def kept_layer_checks(path: Path, kept: list[str], units: list[dict], precision:
     unquantised (plain const) weight."""
     import coremltools as ct
 
-    from catdog.export.sensitivity import Unit, matches
+    from catdog.export import Unit, matches
 
     spec = ct.utils.load_spec(str(path))
     function = spec.mlProgram.functions["main"]
@@ -286,7 +286,12 @@ def run_parity(
 
     art_dir = Path(art_dir)
     manifest = load_manifest(art_dir)
-    run_dir = Path(run_dir or manifest["keras_model"]["run_dir"])
+    if run_dir is None:  # where export found the Keras model, relative to ART_DIR (a manifest holds no machine path)
+        keras_path = manifest["keras_model"].get("path")
+        if not keras_path or not (art_dir / keras_path).is_file():
+            raise CatdogError(f"{art_dir}: the Keras model the artefacts came from is not at {keras_path!r} beside it; pass --run-dir RUN_DIR")
+        run_dir = (art_dir / keras_path).parent
+    run_dir = Path(run_dir)
     run = load_run(run_dir)
     if sha256_file(run_dir / "model.keras") != manifest["keras_model"]["sha256"]:
         raise CatdogError(f"{run_dir / 'model.keras'}: not the model the artefacts came from (sha256 differs); pass --run-dir")
@@ -304,7 +309,7 @@ def run_parity(
     keras_acc = accuracy(labels, reference[PROBABILITIES][n_ref:, 1]) if len(labels) else None
     from dataclasses import asdict
 
-    from catdog.export.sensitivity import weighted_units
+    from catdog.export import weighted_units
 
     units = [asdict(u) for u in weighted_units(keras_model)]
 
@@ -407,6 +412,18 @@ def markdown(report: dict) -> str:
             "",
             *_table(report["uniform_artefacts"]),
         ]
+    compared = [r for r in report["artefacts"] if r.get("interpreter_vs_coreml")]
+    if compared:
+        lines += [
+            "",
+            "## Core ML itself against catdog's ML Program interpreter, same photos",
+            "",
+            "| artefact | max abs diff p | CAM max rel diff | top-1 agree |",
+            "|---|---:|---:|---:|",
+        ]
+        for r in compared:
+            c = r["interpreter_vs_coreml"]
+            lines.append(f"| {r['file']} | {c['prob_max_abs']:.2e} | {c['cam_max_rel']:.2e} | {c['top1_agreement']:.2%} |")
     flipped = [(r["file"], r["disagreeing_images"]) for r in report["artefacts"] if r.get("disagreeing_images")]
     if flipped:
         lines += ["", "## Photos whose top-1 answer changes", ""]

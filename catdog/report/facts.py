@@ -75,12 +75,14 @@ def data_summary(run_dir: Path, metrics: dict) -> dict:
 
 
 def parity_verdict(row: dict | None) -> str:
-    """One short verdict for a parity.json row: "pass", "pass (spec only: ...)", "FAIL: ...", or "not checked"."""
+    """One short verdict for a parity.json row: "pass", "pass (by ENGINE)" for Core ML, "FAIL: ...",
+    or "not checked"."""
     if not row:
         return "not checked"
+    by = f" (by {row['engine']})" if row.get("format") == "coreml" and row.get("engine") else ""
     if row.get("passed"):
-        return "pass" if row.get("numbers_run", True) else "pass (spec only: Core ML runs on macOS)"
-    return "FAIL: " + "; ".join(row.get("failed") or ["see parity.md"])
+        return ("pass" if row.get("numbers_run", True) else "pass (spec only)") + by
+    return "FAIL: " + "; ".join(row.get("failed") or ["see parity.md"]) + by
 
 
 def artefact_rows(manifest: dict | None, parity: dict | None, latencies: dict[str, dict] | None = None) -> list[dict]:

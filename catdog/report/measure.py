@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from catdog.contract import CAM, PROBABILITIES
+
 CAM_TILES = 12
 TILE_SIDE = 256  # longest side of a CAM tile in the page, pixels
 
@@ -134,7 +136,7 @@ def cam_tiles(model, held: HeldOut, data_dir: str, indices: list[int]) -> list[d
         return []
     size = input_size(model)
     out = cam_model(model).predict_on_batch(np.stack([resize(p, size) for p in photos]).astype(np.float32))
-    probs, cams = np.asarray(out["probabilities"]), np.asarray(out["cam"])
+    probs, cams = np.asarray(out[PROBABILITIES]), np.asarray(out[CAM])
     tiles = []
     for photo, i, p, cam in zip(photos, kept, probs, cams):
         predicted = int(p.argmax())

@@ -149,7 +149,7 @@ def parity_section(parity: dict | None, exported: bool) -> str:
         checks = r.get("spec_checks") or []
         if checks:
             verdict += f" ({sum(bool(c.get('passed')) for c in checks)} of {len(checks)} Core ML spec checks pass"
-            verdict += "; numbers run on macOS only)" if not r.get("numbers_run") else ")"
+            verdict += f"; numbers by {escape(r['engine'])})" if r.get("engine") else "; numbers not run)"
         acc = f"{r['accuracy']:.2%} ({r['keras_accuracy']:.2%})" if "accuracy" in r and "keras_accuracy" in r else "–"
         top1 = _fmt(r.get("top1_agreement"), ".1%")
         rows.append(
@@ -161,7 +161,8 @@ def parity_section(parity: dict | None, exported: bool) -> str:
     lead = (
         f"Against the Keras model on {parity.get('n_images', '?')} reference images (edge cases included) and "
         f"{parity.get('labelled_photos', 0)} labelled photos for int8 accuracy: <b>{verdict}</b>. Tolerances: fp32 max |Δp| ≤ 1e-4 and "
-        "CAM ≤ 1e-3 of the largest |CAM|; fp16 both ≤ 5e-3; int8 top-1 agreement ≥ 98 % and accuracy within 1 point of Keras."
+        "CAM ≤ 1e-3 of the largest |CAM|; fp16 both ≤ 5e-3; int8 top-1 agreement ≥ 98 % and accuracy within 1 point of Keras. "
+        f"Core ML's numbers: {escape(parity.get('coreml_engine', 'Core ML'))}."
     )
     header = ["artefact", "max |Δp|", "CAM max rel", "CAM corr", "top-1 agree", "int8 accuracy (Keras)", "verdict"]
     return _section("parity", f'<p class="lead">{lead}</p>' + _table(header, rows, {1, 2, 3, 4, 5}, classes))

@@ -67,6 +67,8 @@ OPS = (
     "relu",
     "relu6",
     "pad",
+    "max_pool",
+    "avg_pool",
     "concat",
     "transpose",
     "reshape",
@@ -423,6 +425,22 @@ class _Lowering:
             args += self.inputs(op, "bias")
         y = self.node("Conv", args, strides=strides, dilations=dilations, group=groups, pads=pads, kernel_shape=list(weight_shape[2:]))
         self.finish(op, y)
+
+    def _pool(self, op, onnx_type, **extra):
+        (x,) = self.inputs(op, "x")
+        kernel = [int(k) for k in np.asarray(self.arg(op, "kernel_sizes")).ravel()]
+        strides = [int(k) for k in np.asarray(self.arg(op, "strides", [1] * len(kernel))).ravel()]
+        in_shape = self._shape(op.inputs["x"][0])
+        pads = conv_pads(str(self.arg(op, "pad_type", "valid")), self.arg(op, "pad"), in_shape[2:], kernel, strides, [1] * len(kernel))
+        ceil = int(bool(np.asarray(self.arg(op, "ceil_mode", False))))
+        self.finish(op, self.node(onnx_type, [x], kernel_shape=kernel, strides=strides, pads=pads, ceil_mode=ceil, **extra))
+
+    def op_max_pool(self, op):
+        self._pool(op, "MaxPool")
+
+    def op_avg_pool(self, op):
+        exclude = bool(np.asarray(self.arg(op, "exclude_padding_from_average", False)))
+        self._pool(op, "AveragePool", count_include_pad=0 if exclude else 1)
 
     def op_pad(self, op):
         (x,) = self.inputs(op, "x")

@@ -17,7 +17,8 @@ answers 200 once the model is loaded.
 
 Hostile input: every answer is JSON, and every error is `{"error": "<one line>"}`: a bad upload
 gets 400 (not an image, corrupt, truncated), 413 (over MAX_UPLOAD_BYTES, or a header declaring over
-MAX_UPLOAD_PIXELS: refused before decoding) or 415 (a format other than JPEG, PNG, BMP, WebP);
+MAX_UPLOAD_PIXELS: refused before decoding) or 415 (a format other than JPEG, PNG, BMP, WebP), chosen
+by the ImageError's kind (STATUS_BY_KIND);
 unknown routes and methods 404/405. Only JPEG, PNG, BMP and WebP readers ever see the bytes
 (`catdog.data.open_rgb`). waitress buffers a body (to a temporary file past 512 KB) up to twice
 MAX_UPLOAD_BYTES, so any upload up to that size gets the JSON 413; past it waitress answers 413
@@ -26,7 +27,7 @@ itself and closes the connection instead of spooling gigabytes. Memory: the head
 (2 x MAX_UPLOAD_PIXELS) decoded pixels shared by all threads, so photos in flight hold at most
 DECODE_PIXELS x 9 bytes (0.72 GB) whatever arrives, plus each thread's upload (2 x 10 MiB) and the
 runtime's inference buffers; tests/test_soak.py and `python -m bench soak` measure the whole:
-peak RSS under 1.4 GB over the idle server (tests/faults.py MEMORY_BOUND_MB).
+peak RSS under 1.4 GB over the idle server (tools/faults.py MEMORY_BOUND_MB).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from catdog.data import LABELS, ImageError, open_rgb, probe, resize
+from catdog.data import LABELS, ImageError, ImageKind, open_rgb, probe, resize
 from catdog.contract import load_manifest
 from catdog.errors import CatdogError
 from catdog.runtime import CAM, PROBABILITIES, Model, open_model
@@ -53,6 +54,17 @@ MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 40_000_000
 DECODE_PIXELS = 2 * MAX_UPLOAD_PIXELS  # decoded pixels in flight across all worker threads
 PAGE = Path(__file__).with_name("page.html")
+# The HTTP status of a refused upload, by its ImageError kind (catdog.data.ImageKind); never by its message.
+STATUS_BY_KIND = {
+    ImageKind.TOO_BIG: 413,  # a header declaring over MAX_UPLOAD_PIXELS: refused before decoding
+    ImageKind.FORMAT: 415,  # a format other than JPEG, PNG, BMP, WebP
+    ImageKind.NOT_IMAGE: 400,
+    ImageKind.CORRUPT: 400,
+    ImageKind.UNDECODABLE: 400,
+    ImageKind.EMPTY: 400,
+    ImageKind.NO_PIXELS: 400,
+    ImageKind.UNREADABLE: 400,
+}
 
 
 class Predictor:
@@ -168,9 +180,7 @@ def create_app(
             with budget.reserve(width * height):
                 return jsonify(classify(open_rgb(data, max_pixels), request.args.get("overlay") == "1"))
         except ImageError as exc:
-            reason = str(exc)
-            status = 413 if "pixel limit" in reason else 415 if reason.startswith("content is") else 400
-            return error(status, reason.split(";")[0])
+            return error(STATUS_BY_KIND.get(exc.kind, 400), str(exc).split(";")[0])
 
     def classify(photo: Image.Image, with_overlay: bool) -> dict:
         probabilities, cam = predictor(resize(photo, predictor.image_size))

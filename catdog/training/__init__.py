@@ -10,17 +10,20 @@ __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
         "catdog.training.cv": ["stratified_folds"],
+        "catdog.training.metrics": ["accuracy", "log_loss"],
         "catdog.training.inference": [
             "Predictions",
             "Run",
             "calibrated_model",
             "evaluate",
             "load_run",
+            "predict_batch",
             "predict_images",
             "run_photos",
             "submission_rows",
             "write_submission",
         ],
+        "catdog.training.stage": ["evaluate_stage", "finetune_lines", "predict_stage", "predict_submission", "train_lines", "train_stage"],
         "catdog.training.train": [
             "HeadConfig",
             "TrainResult",

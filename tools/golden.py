@@ -2,7 +2,7 @@
 code computes from them, for the Swift (ios_app/CatDogCore) and Kotlin (android_demo/core) tests to
 reproduce.
 
-    python tests/golden.py ART_DIR [--out tests/golden/apps.json]      (or `make golden`)
+    python -m tools.golden ART_DIR [--out tests/golden/apps.json]      (or `make golden`)
 
 Inputs come from a real ART_DIR (its manifest, and its fp32 TFLite model run on three real photos
 from ../shared/data/reference) and from real photos shrunk to a few pixels. Every expected output
@@ -10,7 +10,9 @@ is computed by catdog's own code: `catdog.cam.overlay` / `normalise` / `jet` / `
 `catdog.data.resize` (the squash), `catdog.data.open_rgb` (EXIF orientation, alpha over white),
 Pillow's `thumbnail` sizing (as `catdog cam` shrinks a photo for display). `check(golden)` recomputes
 every expected output from the golden's own inputs, so a checked-in file stays valid for the apps'
-logic whichever model made it.
+logic whichever model made it. `compare(golden, generate(ART_DIR))` says whether ART_DIR's model gives
+the golden's numbers within parity's fp32 tolerances (how tests/test_golden.py matches the shipped
+model: training is not bit-reproducible, so no hash of the weights matches another `make run`).
 """
 
 from __future__ import annotations
@@ -172,6 +174,53 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+# ---------- comparing two models' numbers ----------
+
+CONTRACT_KEYS = ("manifest_version", "backbone", "labels", "input", "outputs")  # of the manifest subset
+
+
+def fp32_tolerances() -> dict:
+    """`catdog parity`'s fp32 tolerances (catdog.contract.TOLERANCES): max |dp| and CAM max |d| over the
+    largest |CAM| of the set."""
+    from catdog.contract import TOLERANCES
+
+    return TOLERANCES["fp32"]
+
+
+def compare(expected: dict, made: dict, tolerances: dict | None = None) -> list[str]:
+    """Where `made` (a golden document generated from an ART_DIR) gives other numbers than `expected`
+    (a golden file): the manifest contract the apps read, their artefact choice, the photos, each
+    photo's answer, and the model's outputs within parity's fp32 tolerances, measured as `catdog
+    parity` measures an artefact against Keras (max |dp| over photos and classes; CAM max |d| over
+    the largest |CAM| of the whole set). Returns the mismatches; an empty list when they agree."""
+    tol = tolerances or fp32_tolerances()
+    bad = []
+    for key in CONTRACT_KEYS:
+        if made["manifest"][key] != expected["manifest"][key]:
+            bad.append(f"manifest {key}: {made['manifest'][key]!r} != the golden's {expected['manifest'][key]!r}")
+    if made["choice"] != expected["choice"]:
+        bad.append(f"artefact choice {made['choice']} != the golden's {expected['choice']}")
+    names = [p["name"] for p in expected["photos"]]
+    if [p["name"] for p in made["photos"]] != names:
+        return bad + [f"photos {[p['name'] for p in made['photos']]} != the golden's {names}"]
+    if bad:  # another model contract: its numbers are not comparable
+        return bad
+    p_ref = np.array([p["probabilities"] for p in expected["photos"]], np.float64)
+    p_out = np.array([p["probabilities"] for p in made["photos"]], np.float64)
+    c_ref = np.array([p["cam"] for p in expected["photos"]], np.float64)
+    c_out = np.array([p["cam"] for p in made["photos"]], np.float64)
+    prob_max_abs = float(np.abs(p_out - p_ref).max())
+    cam_max_rel = float(np.abs(c_out - c_ref).max() / (float(np.abs(c_ref).max()) or 1.0))
+    if not prob_max_abs <= tol["prob_max_abs"]:
+        bad.append(f"probabilities: max |dp| {prob_max_abs:.3g} > {tol['prob_max_abs']:g}")
+    if not cam_max_rel <= tol["cam_max_rel"]:
+        bad.append(f"CAM: max |d| {cam_max_rel:.3g} of the largest |CAM| > {tol['cam_max_rel']:g}")
+    for want, got in zip(expected["photos"], made["photos"]):
+        if got["index"] != want["index"]:
+            bad.append(f"{want['name']}: answer {got['label']} != the golden's {want['label']}")
+    return bad
+
+
 def generate(art_dir: Path, photos_dir: Path = REFERENCE) -> dict:
     """The golden document for ART_DIR (its fp32 TFLite model on PHOTOS from photos_dir)."""
     from catdog.cam import label_text
@@ -206,7 +255,7 @@ def generate(art_dir: Path, photos_dir: Path = REFERENCE) -> dict:
     orient_src = small_photo(PHOTOS[1], (5, 3))
     return {
         "golden_version": GOLDEN_VERSION,
-        "about": "made by tests/golden.py from a real ART_DIR; every expected value is catdog's Python output "
+        "about": "made by tools/golden.py from a real ART_DIR; every expected value is catdog's Python output "
                  "(tests/test_golden.py checks it); the Swift and Kotlin tests reproduce them",
         "source": {"backbone": manifest["backbone"], "catdog_version": manifest.get("catdog_version"),
                    "manifest_sha256": sha256(art_dir / "manifest.json"), "tflite": tflite,

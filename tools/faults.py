@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from catdog.data import ImageError, ImageKind
+
 REPO = Path(__file__).resolve().parents[1]
 # The server's peak RSS over its idle RSS (catdog/serve: DECODE_PIXELS x 9 bytes = 0.72 GB of photos
 # in flight, 8 threads x 2 x 10 MiB of uploads, ONNX Runtime's buffers for 8 concurrent runs ~0.15 GB,
@@ -209,40 +211,42 @@ def soak(
 
 
 # ---------------------------------------------------------------- the properties the fuzzers check
-REFUSALS = (  # how a one-line reason starts -> its category
-    ("cannot decode", "cannot decode"),
-    ("corrupt", "corrupt header"),
-    ("content is", "other format"),
-    ("not an image", "not an image"),
-    ("empty file", "empty"),
-    ("no image", "empty"),
-    ("image has no pixels", "no pixels"),
-)
+CATEGORY_BY_KIND = {  # an ImageError's kind -> the name its refusals are counted under
+    ImageKind.TOO_BIG: "pixel limit",
+    ImageKind.FORMAT: "other format",
+    ImageKind.NOT_IMAGE: "not an image",
+    ImageKind.CORRUPT: "corrupt header",
+    ImageKind.UNDECODABLE: "cannot decode",
+    ImageKind.EMPTY: "empty",
+    ImageKind.NO_PIXELS: "no pixels",
+    ImageKind.UNREADABLE: "unreadable",
+}
 
 
-def refusal(reason: str) -> str:
-    """The category of a one-line reason: "pixel limit", or by its first words, or "other"."""
-    if "pixel limit" in reason:
-        return "pixel limit"
-    return next((name for start, name in REFUSALS if reason.startswith(start)), "other")
+# `POST /predict` refusals, by the HTTP status (catdog.serve.STATUS_BY_KIND); the JSON answer names no kind.
+CATEGORY_BY_STATUS = {400: "400 unusable image", 413: "413 too large", 415: "415 other format"}
+
+
+def refusal(exc) -> str:
+    """The category of an ImageError, by its kind (never by its message)."""
+    return CATEGORY_BY_KIND[exc.kind]
 
 
 def check_decoded(mutant, max_pixels: int, decoder) -> str:
     """Run `decoder(mutant)` (open_rgb of the bytes, or decode of a file) and check the contract:
     an RGB image within the pixel limit, or ImageError with a one-line reason; a header that
     declares more than `max_pixels` is refused before decoding. Returns "accepted" or the refusal's
-    category; raises AssertionError (with the mutant's note) otherwise."""
-    from catdog.data import ImageError
-
+    category (by the ImageError's kind); raises AssertionError (with the mutant's note) otherwise."""
     where = f"{mutant.kind} ({mutant.note}) of {mutant.base.name}"
     try:
         out = decoder(mutant)
     except ImageError as exc:
         reason = str(exc)
         assert reason and "\n" not in reason and "; " in reason, f"{where}: reason not one line with what to do: {reason!r}"
+        assert exc.kind in CATEGORY_BY_KIND, f"{where}: unknown kind {exc.kind!r}: {reason}"
         if (mutant.declared_pixels or 0) > max_pixels:
-            assert refusal(reason) != "cannot decode", f"{where}: {mutant.declared_pixels:,} pixels reached the decoder: {reason}"
-        return refusal(reason)
+            assert exc.kind != ImageKind.UNDECODABLE, f"{where}: {mutant.declared_pixels:,} pixels reached the decoder: {reason}"
+        return refusal(exc)
     pixels = out.size[0] * out.size[1] if hasattr(out, "size") and not hasattr(out, "shape") else out.shape[0] * out.shape[1]
     assert (mutant.declared_pixels or 0) <= max_pixels, f"{where}: declared {mutant.declared_pixels:,} pixels, yet decoded"
     assert 0 < pixels <= max_pixels, f"{where}: decoded {pixels} pixels"
@@ -254,7 +258,8 @@ def check_decoded(mutant, max_pixels: int, decoder) -> str:
 def check_answer(mutant, answer: Answer, max_pixels: int, grid: int) -> str:
     """The contract of `POST /predict` for a hostile upload: 200 with a label, probabilities that
     sum to 1 and a grid x grid CAM, or 400/413/415 with a one-line reason (413 for a declared
-    pixel count over the limit); never 5xx, a dropped connection or a non-JSON answer."""
+    pixel count over the limit); never 5xx, a dropped connection or a non-JSON answer. Returns
+    "accepted" or the refusal's category by its status (CATEGORY_BY_STATUS)."""
     where = f"{mutant.kind} ({mutant.note}) of {mutant.base.name}"
     assert not answer.failure, f"{where}: {answer.failure}"
     assert answer.status in (200, 400, 413, 415), f"{where}: status {answer.status}: {answer.body}"
@@ -267,4 +272,4 @@ def check_answer(mutant, answer: Answer, max_pixels: int, grid: int) -> str:
     assert answer.one_line_reason, f"{where}: {answer.status} without a one-line reason: {answer.body}"
     if (mutant.declared_pixels or 0) > max_pixels:
         assert answer.status == 413, f"{where}: declared {mutant.declared_pixels:,} pixels, answered {answer.status}: {answer.body}"
-    return refusal(answer.body["error"])
+    return CATEGORY_BY_STATUS[answer.status]

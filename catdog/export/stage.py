@@ -1,0 +1,42 @@
+"""`catdog export` as a function: the option strings as the command line gives them, parsed here;
+and the table the command prints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def export_stage(
+    run,
+    formats: str,
+    precision: str,
+    out: Path,
+    calibration_dir: str | None = None,
+    calibrated: bool = False,
+    mixed: bool = True,
+    keep_float: str | None = None,
+) -> dict:
+    """Export a loaded RUN_DIR (`catdog.training.Run`) into ART_DIR `out`; the manifest.
+
+    formats, precision: comma-separated (e.g. "coreml,tflite,onnx", "fp32,int8");
+    calibration_dir: int8 calibration photos (default: the run's calibration photos, split.json);
+    keep_float: comma-separated Keras layer names kept float32 instead of the measured choice.
+    """
+    from catdog.data import scan
+    from catdog.export import FORMATS, PRECISIONS, export_run, parse_list
+    from catdog.training import run_photos
+
+    formats_ = parse_list(formats, FORMATS, "format")
+    precisions_ = parse_list(precision, PRECISIONS, "precision")
+    calibration = scan(calibration_dir)[0] if calibration_dir else run_photos(run, "calibration")
+    keep = [n.strip() for n in keep_float.split(",") if n.strip()] if keep_float is not None else None
+    return export_run(run, formats_, precisions_, out, calibration, calibrated=calibrated, mixed=mixed, keep_float=keep)
+
+
+def manifest_lines(manifest: dict, out: Path) -> list[str]:
+    """The artefact table `catdog export` prints: file, size, export time, layers kept float32."""
+    lines = [f"{'artefact':<42} {'MB':>7} {'export s':>9}  float32 layers"]
+    for a in manifest["artefacts"]:
+        kept = "all" if a["precision"] == "fp32" else (", ".join(a["kept_float32"]) or "none")
+        lines.append(f"{a['file']:<42} {a['bytes'] / 1e6:>7.2f} {a['export_seconds']:>9.1f}  {kept}")
+    return [*lines, f"manifest: {Path(out) / 'manifest.json'}"]

@@ -1,0 +1,106 @@
+"""`catdog features` as a function: scan DATA, leave out the excluded photos, extract (here or on
+Ray), list the rejected files; and the helpers the other photo-reading stages share.
+
+Light at import (the CLI imports it lazily, inside its handlers): numpy and Keras come with the
+functions that need them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from catdog.errors import CatdogError
+
+
+def scan_printing(data: str):
+    """`catdog.data.scan(data)`, printing each rejected file's line; (samples, rejections)."""
+    from catdog.data import scan
+
+    samples, rejections = scan(data)
+    for r in rejections:
+        print(r.line())
+    return samples, rejections
+
+
+def report_rejections(rejections, csv_path: Path | None) -> None:
+    """List the rejected files in `csv_path` (each was printed when it was found)."""
+    from catdog.data import write_rejections
+
+    if csv_path is not None:
+        write_rejections(csv_path, rejections)
+        if rejections:
+            print(f"{len(rejections)} file(s) rejected, listed in {csv_path}")
+
+
+def on_ray(local, ray: str | None, workers: int | None):
+    """`local` (`catdog.features.extract_features` or `catdog.training.predict_images`), or with
+    `ray` (an ADDRESS, or "local") its twin in catdog.features.distributed, bound to that cluster
+    and `workers` (same arguments, same result)."""
+    if ray is None:
+        if workers is not None:
+            raise CatdogError(f"--workers {workers}: sets the Ray actor pool; add --ray (a local Ray instance) or --ray ADDRESS")
+        return local
+    from functools import partial
+
+    from catdog.features import distributed
+    from catdog.features.cache import extract_features
+    from catdog.training import predict_images
+
+    twins = {extract_features: distributed.extract_features_ray, predict_images: distributed.predict_images_ray}
+    return partial(twins[local], address=None if ray == "local" else ray, workers=workers)
+
+
+def features_stage(
+    data: str,
+    out: Path,
+    rejected_csv: Path,
+    backbone: str,
+    weights: str | None,
+    batch_size: int,
+    max_pixels: int,
+    engine: str,
+    image_size: int,
+    exclude: str | None = None,
+    ray: str | None = None,
+    workers: int | None = None,
+):
+    """Extract the features of DATA into `out`; (report, its one-line summary).
+
+    Prints the rejected files as they are found, the excluded count (`exclude`: a suspects.csv or
+    a plain list of names) and where the rejections are listed; the summary is the caller's to print.
+    """
+    from catdog.features.cache import extract_features
+
+    samples, scan_rejections = scan_printing(data)
+    excluded = 0
+    if exclude:
+        from catdog.data import listed
+        from catdog.inspect import read_exclude
+
+        names = read_exclude(exclude)
+        kept = [s for s in samples if not listed(s.name, names)]
+        excluded = len(samples) - len(kept)
+        samples = kept
+        print(f"excluded {excluded} photo(s) listed in {exclude}")
+    if not samples:
+        report_rejections(scan_rejections, rejected_csv)
+        raise CatdogError(f"{data}: no usable photo ({len(scan_rejections)} file(s) rejected, see {rejected_csv})")
+    report = on_ray(extract_features, ray, workers)(
+        samples,
+        out,
+        backbone,
+        weights or "imagenet",
+        batch_size=batch_size,
+        max_pixels=max_pixels,
+        excluded=excluded,
+        engine=engine,
+        image_size=image_size,
+    )
+    rejections = scan_rejections + report.rejections
+    report_rejections(rejections, rejected_csv)
+    used = len(samples) - len(report.rejections)
+    if used == 0:
+        raise CatdogError(f"{data}: no usable photo ({len(rejections)} file(s) rejected, see {rejected_csv})")
+    speed = f" at {report.images_per_s:.1f} images/s" if report.computed else ""
+    line = f"{used} photos in {out} ({report.computed} computed{speed}, {report.cached} from cache, {len(rejections)} rejected)"
+    return report, line

@@ -1,0 +1,27 @@
+"""`catdog parity` as a function: run the comparison, give the exit code and the lines to print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def labelled_photos(data: str | None):
+    """The labelled photos of DATA (for the int8 accuracy check), or None without DATA."""
+    from catdog.data import scan
+
+    return [s for s in scan(data)[0] if s.label is not None] if data else None
+
+
+def parity_stage(art_dir: Path, images, labelled=None, run_dir=None, edge: bool = True) -> tuple[int, dict]:
+    """Compare every artefact in ART_DIR with the Keras model (`catdog.parity.run_parity`);
+    (exit code: 0 passed, 1 failed; the report)."""
+    from catdog.parity import run_parity
+
+    report = run_parity(art_dir, images, labelled, run_dir, edge)
+    return (0 if report["passed"] else 1), report
+
+
+def parity_lines(art_dir: Path, report: dict) -> list[str]:
+    """What `catdog parity` prints: parity.md, then the verdict."""
+    art_dir = Path(art_dir)
+    return [(art_dir / "parity.md").read_text(), f"parity: {'passed' if report['passed'] else 'FAILED'} ({art_dir / 'parity.json'})"]

@@ -1,0 +1,74 @@
+"""`catdog run`: every stage in turn (features, training, export, parity, report), one line each
+with its time and key figure, then the summary table.
+
+Light at import (the CLI imports it lazily, inside its handler).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+
+def run_pipeline(
+    data: str,
+    run_dir: Path,
+    *,
+    backbone: str,
+    weights: str | None,
+    batch_size: int,
+    max_pixels: int,
+    engine: str,
+    image_size: int,
+    head_config,
+    exclude: str | None = None,
+    export: bool = True,
+    formats: str = "coreml,tflite,onnx",
+    precision: str = "fp32,fp16,int8",
+    calibration_dir: str | None = None,
+    mixed: bool = True,
+    keep_float: str | None = None,
+    reference: str | None = None,
+) -> int:
+    """The whole chain from DATA into RUN_DIR; the exit code (1 where parity failed).
+
+    exclude: photos left out before extraction (so training takes every cached photo);
+    export=False stops after training; reference: parity reference photos (default: 24 of the
+    run's parity photos, split.json). The other parameters are `catdog features`', `train`'s and
+    `export`'s (`head_config`: a `catdog.training.HeadConfig`).
+    """
+    from catdog.features.stage import features_stage
+    from catdog.report import Stage, export_figure, parity_figure, summary_table, training_figure, write_report
+    from catdog.report.facts import read_json
+    from catdog.training.stage import train_stage
+
+    start = time.perf_counter()
+    run_dir = Path(run_dir)
+    with Stage("features") as stage:
+        stage.figure = features_stage(
+            data, run_dir / "features.h5", run_dir / "rejected.csv", backbone, weights, batch_size, max_pixels, engine,
+            image_size, exclude=exclude,
+        )[1]
+    with Stage("training") as stage:
+        stage.figure = training_figure(train_stage(run_dir / "features.h5", run_dir, head_config, exclude=None))
+    code, model, art_dir = 0, None, None
+    if export:
+        from catdog.export.stage import export_stage
+        from catdog.parity.stage import parity_stage
+        from catdog.training import load_run, run_photos
+
+        run = load_run(run_dir)
+        model, art_dir = run.model, run_dir / "artefacts"
+        with Stage("export") as stage:
+            manifest = export_stage(run, formats, precision, art_dir, calibration_dir, mixed=mixed, keep_float=keep_float)
+            stage.figure = export_figure(manifest, art_dir)
+        with Stage("parity") as stage:
+            labelled = run_photos(run, "parity")
+            photos = reference or [s.path for s in labelled[:: max(1, len(labelled) // 24)][:24]]
+            code = parity_stage(art_dir, photos, labelled, run_dir, edge=True)[0]
+            stage.figure = parity_figure(read_json(art_dir / "parity.json") or {}, art_dir)
+    with Stage("report") as stage:
+        facts = write_report(run_dir, art_dir, model)
+        stage.figure = facts["report"]
+    print(summary_table(facts, time.perf_counter() - start))
+    return code

@@ -1,0 +1,121 @@
+"""`catdog train`, `evaluate`, `predict` and `finetune` as functions with explicit parameters:
+each does its stage and returns what the command prints (lines), or the figures `catdog run` needs.
+
+Light at import (the CLI imports it lazily, inside its handlers).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from catdog.errors import CatdogError
+from catdog.features.stage import on_ray, report_rejections, scan_printing
+
+
+def train_stage(features_path: Path, run_dir: Path, head_config, exclude: str | None = None) -> dict:
+    """Train the head on FEATURES.h5 into RUN_DIR; its metrics. `exclude` (a suspects.csv or a
+    plain list of names): leave those photos out of the cached features first (`catdog run`
+    passes None, having left them out before extraction)."""
+    from catdog.features import load_features, without
+    from catdog.training import train_run
+
+    feature_set = load_features(features_path)
+    if exclude:
+        from catdog.inspect import read_exclude
+
+        feature_set, dropped = without(feature_set, read_exclude(exclude))
+        print(f"excluded {dropped} photo(s) listed in {exclude}")
+    return train_run(feature_set, run_dir, head_config, str(features_path))
+
+
+def train_lines(metrics: dict, run_dir: Path) -> list[str]:
+    from catdog.training.summary import metrics_lines
+
+    return [*metrics_lines(metrics), f"run written to {run_dir} (model.keras, head.keras, metrics.json, cv_predictions.csv, curves.png)"]
+
+
+def predict_stage(
+    run_dir: str,
+    data: str,
+    batch_size: int,
+    max_pixels: int,
+    rejected_csv: Path | None,
+    tta: bool = False,
+    ray: str | None = None,
+    workers: int | None = None,
+):
+    """Load RUN_DIR and predict every photo of DATA (here, or on Ray); (run, predictions)."""
+    from catdog.training import load_run, predict_images
+
+    run = load_run(run_dir)
+    samples, scan_rejections = scan_printing(data)
+    predict = on_ray(predict_images, ray, workers)
+    predictions = predict(run.model, samples, batch_size=batch_size, max_pixels=max_pixels, tta=tta)
+    rejections = scan_rejections + predictions.rejections
+    report_rejections(rejections, rejected_csv)
+    if not predictions.samples:
+        raise CatdogError(f"{data}: no usable photo ({len(rejections)} file(s) rejected)")
+    return run, predictions
+
+
+def evaluate_stage(
+    run_dir: str, data: str, batch_size: int, max_pixels: int, rejected_csv: Path | None, tta: bool = False, json_path: str | None = None
+) -> list[str]:
+    """Score RUN_DIR on labelled DATA (and write the scores to `json_path`); the table to print."""
+    from catdog.training import evaluate
+
+    _, predictions = predict_stage(run_dir, data, batch_size, max_pixels, rejected_csv, tta)
+    result = evaluate(predictions)
+    (tn, fp), (fn, tp) = result["confusion_matrix"]
+    lines = [
+        f"{'photos':>10} {'log loss':>10} {'accuracy':>10}",
+        f"{result['n']:>10d} {result['log_loss']:>10.4f} {result['accuracy']:>10.2%}",
+        f"confusion (rows true, cols predicted): cat {tn:4d} {fp:4d} | dog {fn:4d} {tp:4d}",
+    ]
+    if json_path:
+        from catdog.atomic import write_text
+
+        write_text(json_path, json.dumps({**result, "run_dir": run_dir, "data": data}, indent=2))
+        lines.append(f"written {json_path}")
+    return lines
+
+
+def predict_submission(
+    run_dir: str,
+    test_dir: str,
+    out: Path,
+    rejected_csv: Path,
+    batch_size: int,
+    max_pixels: int,
+    tta: bool,
+    clip: tuple[float, float] | None,
+    calibrated: bool,
+    ray: str | None = None,
+    workers: int | None = None,
+) -> str:
+    """Write a Kaggle submission (id,label = P(dog)) for TEST_DIR; its one-line summary.
+    clip: (LOW, HIGH) bounds of the probabilities, or None; calibrated: apply the run's temperature."""
+    from catdog.training import submission_rows, write_submission
+
+    run, predictions = predict_stage(run_dir, test_dir, batch_size, max_pixels, rejected_csv, tta, ray, workers)
+    if clip and not 0.0 <= clip[0] < clip[1] <= 1.0:
+        raise CatdogError(f"--clip {clip[0]} {clip[1]}: need 0 <= LOW < HIGH <= 1 (e.g. 0.005 0.995)")
+    temperature = run.temperature if calibrated else None
+    rows = submission_rows(predictions, clip=clip, temperature=temperature)
+    write_submission(out, rows)
+    how = f"temperature {temperature:.3f}, " if temperature else ""
+    how += f"clipped to {clip[0]}..{clip[1]}" if clip else "not clipped"
+    return f"submission: {len(rows)} rows in {out} (label = P(dog), {how})"
+
+
+def finetune_lines(metrics: dict, out) -> list[str]:
+    """What `catdog finetune` prints about the fine-tuned run in `out`."""
+    lines = [
+        f"fine-tuned {', '.join(metrics['finetune']['blocks_trained'])}: validation log loss "
+        f"{metrics['val_before']['log_loss']:.4f} -> {metrics['val']['log_loss']:.4f}, accuracy {metrics['val']['accuracy']:.2%} "
+        f"(best epoch {metrics['best_epoch']} of {metrics['epochs']}, {metrics['seconds']:.0f} s)"
+    ]
+    if not metrics["improved"]:
+        lines.append("fine-tuning did not beat the starting model on the validation split: the starting weights were kept")
+    return [*lines, f"run written to {out}"]
