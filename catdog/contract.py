@@ -32,7 +32,33 @@ TOLERANCE_TEXT = (
     "int8 top-1 agreement ≥ 98 % and accuracy on labelled photos within 1 point of Keras"
 )
 
-MANIFEST = "manifest.json"
+
+
+class RunDir:
+    """What `catdog train` / `catdog run` write in a RUN_DIR."""
+
+    MODEL = "model.keras"  # the full model: raw photo -> probabilities
+    HEAD = "head.keras"
+    METRICS = "metrics.json"
+    FEATURES = "features.h5"
+    CACHE = "cache"  # the mixed-precision analysis, per model
+    ARTEFACTS = "artefacts"  # the ART_DIR `catdog run` exports to
+    REPORT = "report.html"
+
+
+class ArtDir:
+    """What `catdog export` and `catdog parity` write in an ART_DIR (the apps read MANIFEST and LABELS)."""
+
+    MANIFEST = "manifest.json"
+    LABELS = "labels.txt"
+    PARITY_JSON = "parity.json"
+    PARITY_MD = "parity.md"
+    SENSITIVITY = "sensitivity.json"
+    SENSITIVITY_PNG = "sensitivity.png"
+    UNIFORM = "uniform"  # every-layer-reduced twins, for comparison
+
+
+MANIFEST = ArtDir.MANIFEST
 
 
 def cam_grid(image_size: int) -> int:

@@ -6,6 +6,8 @@ Light at import (the CLI imports it lazily, inside its handler).
 
 from __future__ import annotations
 
+from catdog.contract import ArtDir
+
 import time
 from pathlib import Path
 
@@ -66,7 +68,7 @@ def run_pipeline(
             labelled = run_photos(run, "parity")
             photos = reference or [s.path for s in labelled[:: max(1, len(labelled) // 24)][:24]]
             code = parity_stage(art_dir, photos, labelled, run_dir, edge=True)[0]
-            stage.figure = parity_figure(read_json(art_dir / "parity.json") or {}, art_dir)
+            stage.figure = parity_figure(read_json(art_dir / ArtDir.PARITY_JSON) or {}, art_dir)
     with Stage("report") as stage:
         facts = write_report(run_dir, art_dir, model)
         stage.figure = facts["report"]

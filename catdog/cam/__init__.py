@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from catdog.contract import RunDir
 from catdog.atomic import staged
 from catdog.errors import CatdogError
 
@@ -177,7 +178,7 @@ def cam_photos(model_path, images, out, size: int) -> list[tuple]:
     from catdog.runtime import CAM, PROBABILITIES, SUFFIX_FORMAT, open_model
 
     model_path = Path(model_path)
-    if model_path.suffix not in SUFFIX_FORMAT and not (model_path / "model.keras").is_file():
+    if model_path.suffix not in SUFFIX_FORMAT and not (model_path / RunDir.MODEL).is_file():
         from catdog.training import load_run
 
         load_run(model_path)  # raises load_run's own one-line error: no such RUN_DIR, or an unfinished one

@@ -20,6 +20,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
+from catdog.contract import ArtDir, RunDir
 from catdog import __version__
 from catdog.cam import cam_model, check_catdog_model
 from catdog.data import LABELS, Sample, iter_batches, sha256_file
@@ -130,7 +131,7 @@ def export_run(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     backbone = run.metrics["backbone"]
-    model_sha = sha256_file(run.path / "model.keras")
+    model_sha = sha256_file(run.path / RunDir.MODEL)
     needs_calibration = "int8" in precisions and any(TABLE[f].int8_needs_photos for f in formats)
     calibration = None
     if needs_calibration:
@@ -161,18 +162,18 @@ def export_run(
     jobs = [(f, p, out_dir) for f in formats for p in precisions]
     # the measured choice is compared with rounding every layer; a hand-picked --keep-float is not
     jobs += [(f, p, out_dir / "uniform") for f in formats for p in precisions if TABLE[f].uniform_twins and keep.get(p) and keep_float is None]
-    write_text(out_dir / "labels.txt", "\n".join(LABELS) + "\n")
+    write_text(out_dir / ArtDir.LABELS, "\n".join(LABELS) + "\n")
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "catdog_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "backbone": backbone,
         "labels": list(LABELS),
-        "labels_file": "labels.txt",
+        "labels_file": ArtDir.LABELS,
         "input": raw_image_input(1, input_size(run.model)),
         "outputs": tensor_outputs(1, input_size(run.model)),
         # no machine path (the manifest ships inside the apps): the Keras model relative to ART_DIR
-        "keras_model": {"path": os.path.relpath(run.path.resolve() / "model.keras", out_dir.resolve()), "sha256": model_sha},
+        "keras_model": {"path": os.path.relpath(run.path.resolve() / RunDir.MODEL, out_dir.resolve()), "sha256": model_sha},
         "temperature": temperature,
         "calibration_photos": 0 if calibration is None else int(len(calibration)),
         # units kept float32: TFLite and ONNX (and Core ML int8) by the TFLite analysis, Core ML fp16 by its own
@@ -193,14 +194,14 @@ def export_run(
         entry.pop("path", None)
         manifest["uniform_artefacts" if uniform else "artefacts"].append(entry)
         # after every artefact: at any instant the manifest lists only complete artefacts
-        write_text(out_dir / "manifest.json", json.dumps(manifest, indent=2))
+        write_text(out_dir / ArtDir.MANIFEST, json.dumps(manifest, indent=2))
     return manifest
 
 
 def _complete_artefacts(out_dir: Path, header: dict) -> dict[str, dict]:
     """file -> manifest entry of the artefacts an earlier (perhaps killed) export left complete:
     same Keras model, settings and kept layers, and a file whose sha256 still matches."""
-    path = out_dir / "manifest.json"
+    path = out_dir / ArtDir.MANIFEST
     try:
         old = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
@@ -262,8 +263,8 @@ def mixed_precision_plan(
     labelled = [s for s in samples if s.label is not None] or samples
     images, labels = draw_photos(labelled, input_size(model), SENSITIVITY_PHOTOS, seed=1)
     analysis = analyse(net, model_sha, images, labels, reduced, calibration, cache_dir=cache_dir, progress=progress, coreml_fp32=coreml_fp32)
-    write_text(art_dir / "sensitivity.json", json.dumps(analysis, indent=1))
-    plot(analysis, art_dir / "sensitivity.png")
+    write_text(art_dir / ArtDir.SENSITIVITY, json.dumps(analysis, indent=1))
+    plot(analysis, art_dir / ArtDir.SENSITIVITY_PNG)
     plan = {p: kept_units(analysis, p) for p in reduced}
     if "coreml_fp16" in analysis["precisions"]:
         plan["coreml_fp16"] = kept_units(analysis, "fp16", "coreml")

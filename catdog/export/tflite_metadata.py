@@ -30,6 +30,7 @@ from pathlib import Path
 import flatbuffers
 import numpy as np
 
+from catdog.contract import ArtDir
 from catdog import __version__
 from catdog.atomic import write_bytes
 from catdog.data import LABELS
@@ -40,7 +41,7 @@ METADATA_NAME = "catdog_metadata"
 STANDARD_NAME = "TFLITE_METADATA"  # the name MediaPipe and the Task Library look up
 METADATA_IDENTIFIER = b"M001"  # file identifier of a ModelMetadata flatbuffer
 MODEL_IDENTIFIER = b"TFL3"
-LABELS_FILE = "labels.txt"
+LABELS_FILE = ArtDir.LABELS
 MIN_PARSER_VERSION = "1.0.0"  # no field added after schema 1.0.0 is used (MediaPipe's metadata_version.cc rules)
 AUTHOR = "catdog"
 LICENSE = "Apache-2.0"

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from catdog.contract import RunDir
 from catdog.data import IMAGE_SIZE, MAX_PIXELS, ImageError, Rejection, Sample, decode
 from catdog.console import libraries_quiet
 from catdog.errors import CatdogError
@@ -132,7 +133,7 @@ class KerasActor(_ModelActor):
         from catdog.training import predict_batch  # also registers catdog's layers for loading
 
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "model.keras"
+            path = Path(tmp) / RunDir.MODEL
             path.write_bytes(_fetch(model))
             self._model = keras.models.load_model(path)
         self._predict, self._tta, self.width = predict_batch, tta, width
@@ -290,7 +291,7 @@ def _in_sample_order(rejections: list[Rejection], samples: list[Sample]) -> list
 
 def _keras_bytes(model) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.keras"
+        path = Path(tmp) / RunDir.MODEL
         model.save(path)
         return path.read_bytes()
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from catdog.contract import ArtDir, RunDir
 from catdog.atomic import write_text
 from catdog.cam import cam_model
 from catdog.data import LABELS, ImageError, Sample, iter_batches, open_rgb, resize, sha256_file
@@ -293,7 +294,7 @@ def run_parity(
         run_dir = (art_dir / keras_path).parent
     run_dir = Path(run_dir)
     run = load_run(run_dir)
-    if sha256_file(run_dir / "model.keras") != manifest["keras_model"]["sha256"]:
+    if sha256_file(run_dir / RunDir.MODEL) != manifest["keras_model"]["sha256"]:
         raise CatdogError(f"{run_dir / 'model.keras'}: not the model the artefacts came from (sha256 differs); pass --run-dir")
     size = input_size(run.model)
     images, skipped = load_images(images_dir, size, edge)
@@ -352,7 +353,7 @@ def run_parity(
     report = {
         "passed": all(r["passed"] for r in rows),
         "art_dir": str(art_dir),
-        "keras_model": str(run_dir / "model.keras"),
+        "keras_model": str(run_dir / RunDir.MODEL),
         "images": names,
         "n_images": len(names),
         "n_reference": n_ref,
@@ -363,8 +364,8 @@ def run_parity(
         "artefacts": rows,
         "uniform_artefacts": comparison,
     }
-    write_text(art_dir / "parity.json", json.dumps(report, indent=2))
-    write_text(art_dir / "parity.md", markdown(report))
+    write_text(art_dir / ArtDir.PARITY_JSON, json.dumps(report, indent=2))
+    write_text(art_dir / ArtDir.PARITY_MD, markdown(report))
     return report
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from catdog.contract import ArtDir
+
 from pathlib import Path
 
 
@@ -24,4 +26,4 @@ def parity_stage(art_dir: Path, images, labelled=None, run_dir=None, edge: bool 
 def parity_lines(art_dir: Path, report: dict) -> list[str]:
     """What `catdog parity` prints: parity.md, then the verdict."""
     art_dir = Path(art_dir)
-    return [(art_dir / "parity.md").read_text(), f"parity: {'passed' if report['passed'] else 'FAILED'} ({art_dir / 'parity.json'})"]
+    return [(art_dir / ArtDir.PARITY_MD).read_text(), f"parity: {'passed' if report['passed'] else 'FAILED'} ({art_dir / 'parity.json'})"]

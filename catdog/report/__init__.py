@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from catdog.contract import ArtDir, RunDir
 from catdog.atomic import write_text
 from catdog.report.facts import (
     artefact_rows,
@@ -37,13 +38,13 @@ def write_report(run_dir: str | os.PathLike, art_dir: str | os.PathLike | None =
     from catdog.report import figures, measure, page
 
     run_dir = Path(run_dir)
-    metrics = read_json(run_dir / "metrics.json") or {}
-    if art_dir is None and (run_dir / "artefacts" / "manifest.json").is_file():
+    metrics = read_json(run_dir / RunDir.METRICS) or {}
+    if art_dir is None and (run_dir / "artefacts" / ArtDir.MANIFEST).is_file():
         art_dir = run_dir / "artefacts"
     art_dir = Path(art_dir) if art_dir is not None else None
-    manifest = read_json(art_dir / "manifest.json") if art_dir else None
-    parity = read_json(art_dir / "parity.json") if art_dir else None
-    if model is None and (run_dir / "model.keras").is_file():
+    manifest = read_json(art_dir / ArtDir.MANIFEST) if art_dir else None
+    parity = read_json(art_dir / ArtDir.PARITY_JSON) if art_dir else None
+    if model is None and (run_dir / RunDir.MODEL).is_file():
         from catdog.training import load_run
 
         model = load_run(run_dir).model
@@ -67,7 +68,7 @@ def write_report(run_dir: str | os.PathLike, art_dir: str | os.PathLike | None =
     if held is not None and len(held.labels):
         title = "validation photos" if held.held_out else "training photos"
         calibration = figures.calibration(held.labels, held.p_dog, f"reliability on {len(held.labels)} {title}")
-    sensitivity_png = art_dir / "sensitivity.png" if art_dir else None
+    sensitivity_png = art_dir / ArtDir.SENSITIVITY_PNG if art_dir else None
     sensitivity = sensitivity_png.read_bytes() if sensitivity_png and sensitivity_png.is_file() else None
 
     data = data_summary(run_dir, metrics)
@@ -75,7 +76,7 @@ def write_report(run_dir: str | os.PathLike, art_dir: str | os.PathLike | None =
     facts = {
         "run_dir": str(run_dir),
         "report": str(run_dir / REPORT_FILE),
-        "model": str(run_dir / "model.keras"),
+        "model": str(run_dir / RunDir.MODEL),
         "art_dir": str(art_dir) if manifest else None,
         "backbone": metrics.get("backbone", "?"),
         "image_size": metrics.get("image_size"),

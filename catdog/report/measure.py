@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from catdog.contract import RunDir
 from catdog.contract import CAM, PROBABILITIES
 
 CAM_TILES = 12
@@ -46,7 +47,7 @@ def held_out_predictions(run_dir: Path, metrics: dict, model=None) -> HeldOut | 
     split = _read_split(run_dir)
     names = split.get("validation") or split.get("train") or []
     held_out = bool(split.get("validation"))
-    features, head = _features_path(run_dir, metrics), run_dir / "head.keras"
+    features, head = _features_path(run_dir, metrics), run_dir / RunDir.HEAD
     if features is not None and head.is_file() and metrics.get("finetuned_from") is None:
         found = _head_on_features(features, head, names)
         if found is not None:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from catdog.contract import RunDir
 from catdog.errors import CatdogError
 
 from catdog.contract import CAM, INPUT_NAME, OUTPUTS, PROBABILITIES
@@ -37,7 +38,7 @@ def format_of(path: str | os.PathLike) -> str:
     path = Path(path)
     if path.suffix in SUFFIX_FORMAT:
         return SUFFIX_FORMAT[path.suffix]
-    if path.is_dir() and (path / "model.keras").is_file():
+    if path.is_dir() and (path / RunDir.MODEL).is_file():
         return "keras"
     raise CatdogError(f"{path}: not a catdog artefact (.tflite, .onnx, .mlpackage) nor a RUN_DIR with model.keras")
 

@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from catdog.contract import ArtDir, RunDir
 from catdog.data import LABELS, ImageError, ImageKind, open_rgb, probe, resize
 from catdog.contract import load_manifest
 from catdog.errors import CatdogError
@@ -108,14 +109,14 @@ class PixelBudget:
 def load_predictor(path: str | os.PathLike) -> Predictor:
     """The predictor for an ART_DIR (ONNX, else TFLite, fp32) or a RUN_DIR (Keras)."""
     path = Path(path)
-    if (path / "manifest.json").is_file():
+    if (path / ArtDir.MANIFEST).is_file():
         artefacts = {(a["format"], a["precision"]): path / a["file"] for a in load_manifest(path)["artefacts"] if {"format", "precision", "file"} <= set(a)}
         for key in (("onnx", "fp32"), ("tflite", "fp32")):
             if key in artefacts and artefacts[key].exists():
                 # LiteRT: one single-threaded interpreter per worker thread (waitress runs several)
                 return Predictor(open_model(artefacts[key], threads=1 if key[0] == "tflite" else None))
         raise CatdogError(f"{path}: no ONNX or TFLite fp32 artefact to serve; export with --formats onnx --precision fp32")
-    if (path / "model.keras").is_file():
+    if (path / RunDir.MODEL).is_file():
         return Predictor(open_model(path, temperature=1.0))  # the run's model as saved, as before
     raise CatdogError(f"{path}: neither an ART_DIR (manifest.json) nor a RUN_DIR (model.keras); pass one of them")
 

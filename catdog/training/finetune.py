@@ -18,6 +18,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from catdog.contract import RunDir
 from catdog import __version__
 from catdog.atomic import write_bytes, write_text
 from catdog.data import LABELS, iter_batches, scan, sha256_file
@@ -124,7 +125,7 @@ def finetune(run: Run, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
         )
     (x_train, y_train), (x_val, y_val) = _load_split(run, data_dir, config.seed)
     keras.utils.set_random_seed(config.seed)
-    model = keras.models.load_model(run.path / "model.keras")  # an independent copy to train
+    model = keras.models.load_model(run.path / RunDir.MODEL)  # an independent copy to train
     blocks = top_blocks(model.get_layer("backbone"), config.blocks)
     n_trainable = set_trainable(model, blocks)
     image = keras.Input(model.input.shape[1:], name="image")
@@ -142,11 +143,11 @@ def finetune(run: Run, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     p_val = model.predict(x_val.astype(np.float32), batch_size=64, verbose=0)
     improved = M.log_loss(y_val, p_val[:, 1]) < before
     if not improved:  # the starting point is a checkpoint too: never hand back a worse model
-        model = keras.models.load_model(run.path / "model.keras")
+        model = keras.models.load_model(run.path / RunDir.MODEL)
         p_val = model.predict(x_val.astype(np.float32), batch_size=64, verbose=0)
         best_epoch = 0
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_model(model, out_dir / "model.keras")
+    save_model(model, out_dir / RunDir.MODEL)
     write_bytes(out_dir / "split.json", (run.path / "split.json").read_bytes())
     plot_curves(history, best_epoch, out_dir / "curves.png")
     write_text(out_dir / "history.json", json.dumps(history, indent=1))
@@ -165,12 +166,12 @@ def finetune(run: Run, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
         "improved": bool(improved),
         "val": M.summary(y_val, p_val[:, 1]),
         "calibration": M.calibration_report(p_val, y_val, config.seed),
-        "model_sha256": sha256_file(out_dir / "model.keras"),
+        "model_sha256": sha256_file(out_dir / RunDir.MODEL),
         "catdog_version": __version__,
         "keras_version": keras.__version__,
         "seconds": round(time.perf_counter() - start, 1),
     }
-    write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2))
+    write_text(out_dir / RunDir.METRICS, json.dumps(metrics, indent=2))
     return metrics
 
 

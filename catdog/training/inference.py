@@ -12,6 +12,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
+from catdog.contract import RunDir
 from catdog.atomic import open_atomic
 from catdog.features import input_size  # importing catdog.features registers BackbonePreprocessing for loading
 from catdog.data import MAX_PIXELS, Rejection, Sample, iter_batches
@@ -34,14 +35,14 @@ class Run:
 
 def load_run(run_dir: str | os.PathLike) -> Run:
     run_dir = Path(run_dir)
-    model_path = run_dir / "model.keras"
+    model_path = run_dir / RunDir.MODEL
     if not run_dir.is_dir():
         raise CatdogError(f"{run_dir}: no such RUN_DIR; make one with `catdog train` or `catdog run`")
     if not model_path.is_file():
         raise CatdogError(f"{model_path}: missing; {run_dir} is not a finished catdog RUN_DIR (run `catdog train` again)")
     try:
         model = keras.models.load_model(model_path)
-        metrics = json.loads((run_dir / "metrics.json").read_text())
+        metrics = json.loads((run_dir / RunDir.METRICS).read_text())
     except Exception as exc:  # a damaged or foreign file: one line, not a traceback
         raise CatdogError(f"{run_dir}: cannot load the run ({str(exc).splitlines()[0][:200]}); train it again") from None
     return Run(run_dir, model, metrics)

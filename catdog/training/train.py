@@ -31,6 +31,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
+from catdog.contract import RunDir
 from catdog import __version__
 from catdog.atomic import open_atomic, staged, write_text
 from catdog.data import IMAGE_SIZE, LABELS, sha256_file
@@ -305,8 +306,8 @@ def train_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     image_size = int(feature_set.attrs.get("image_size", IMAGE_SIZE))
     model = full_model(feature_set.backbone, build_backbone(feature_set.backbone, weights, image_size), result.head)
-    save_model(model, run_dir / "model.keras")
-    save_model(result.head, run_dir / "head.keras")
+    save_model(model, run_dir / RunDir.MODEL)
+    save_model(result.head, run_dir / RunDir.HEAD)
     plot_selection(result.selection, nested, run_dir / "curves.png")
     write_text(run_dir / "split.json", json.dumps(photo_sets(names, labels, nested.folds, config.seed), indent=1))
     with open_atomic(run_dir / "cv_predictions.csv", "w", newline="") as f:
@@ -355,10 +356,10 @@ def train_run(
         },
         "train": M.summary(labels, p_train),
         "calibration": calibration,
-        "model_sha256": sha256_file(run_dir / "model.keras"),
+        "model_sha256": sha256_file(run_dir / RunDir.MODEL),
         "catdog_version": __version__,
         "keras_version": keras.__version__,
         "seconds": round(time.perf_counter() - start, 2),
     }
-    write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    write_text(run_dir / RunDir.METRICS, json.dumps(metrics, indent=2))
     return metrics
