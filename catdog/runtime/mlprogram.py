@@ -290,9 +290,26 @@ class _Lowering:
             self.switch_flags[index] = self.node("Gather", [KEEP_INPUT, self.initializer(np.int64(index), "switch")])
         return self.switch_flags[index]
 
-    def rounded_unless_kept(self, op: MilOp, x: str, rounded: str) -> str:
+    def rounded_unless_kept(self, op: MilOp, x: str, rounded: str | None = None) -> str:
+        """x where the op's flag keeps it float32, else x rounded to float16: an If node, so only
+        the chosen branch runs (a Where would compute both and copy every element)."""
         flag = self.switch(op)
-        return rounded if flag is None else self.node("Where", [flag, x, rounded])
+        if flag is None:
+            return rounded or self.round16(x)
+        if flag == self.switch_flags.get(FLOAT32):
+            return x
+        helper, proto = self.onnx.helper, self.onnx.TensorProto
+        out = self.fresh("kept_or_rounded")
+        keep_branch = helper.make_graph(
+            [helper.make_node("Identity", [x], [out + "_kept"])], out + "_then", [],
+            [helper.make_tensor_value_info(out + "_kept", proto.FLOAT, None)],
+        )
+        half = out + "_half"
+        round_branch = helper.make_graph(
+            [helper.make_node("Cast", [x], [half], to=proto.FLOAT16), helper.make_node("Cast", [half], [out + "_rounded"], to=proto.FLOAT)],
+            out + "_else", [], [helper.make_tensor_value_info(out + "_rounded", proto.FLOAT, None)],
+        )
+        return self.node("If", [flag], out, then_branch=keep_branch, else_branch=round_branch)
 
     # -- values
 
@@ -310,7 +327,7 @@ class _Lowering:
         if not isinstance(binding, _Immediate) and binding in self.tensors:
             if self.emulated and binding in self.maybe_float32 and self.switch(op) != self.maybe_float32[binding]:
                 # Core ML casts a float32 tensor to float16 where a float16 op reads it
-                return self.rounded_unless_kept(op, binding, self.round16(binding))
+                return self.rounded_unless_kept(op, binding)
             return binding
         array = np.asarray(self.value(binding))
         if array.dtype.kind != "f":
@@ -321,7 +338,15 @@ class _Lowering:
             half = array.astype(np.float16).astype(np.float32)
         if self.switch(op) is None:
             return self.initializer(half, "w16")
-        return self.node("Where", [self.switch(op), self.initializer(array.astype(np.float32), "w32"), self.initializer(half, "w16")])
+        if self.switch(op) == self.switch_flags.get(FLOAT32):
+            return self.initializer(array.astype(np.float32), "w32")
+        helper, proto = self.onnx.helper, self.onnx.TensorProto
+        out = self.fresh("weight")
+        wide, narrow = self.initializer(array.astype(np.float32), "w32"), self.initializer(half, "w16")
+        branch = lambda source, name: helper.make_graph(  # noqa: E731
+            [helper.make_node("Identity", [source], [name])], name, [], [helper.make_tensor_value_info(name, proto.FLOAT, None)]
+        )
+        return self.node("If", [self.switch(op)], out, then_branch=branch(wide, out + "_32"), else_branch=branch(narrow, out + "_16"))
 
     def arg(self, op: MilOp, name: str, default=None):
         bindings = op.inputs.get(name)
@@ -353,7 +378,7 @@ class _Lowering:
         """Name the op's output; round it to float16 where the op computes in float16."""
         name = op.outputs[index][0]
         if self.emulated:
-            result = self.rounded_unless_kept(op, result, self.round16(result))
+            result = self.rounded_unless_kept(op, result)
             if self.switch(op) is not None:
                 self.maybe_float32[name] = self.switch(op)
         elif op.outputs[index][1] is np.float16:
