@@ -168,11 +168,9 @@ class _PatchedTFLite:
             for view, original in zip(views, self.original[name]):
                 with np.errstate(over="ignore"):  # a weight past fp16's range becomes inf, as in the fp16 file: it ranks first
                     view[:] = original.astype(np.float16).astype(np.float32) if name in rounded else original
-        from ai_edge_litert.interpreter import Interpreter
+        from catdog.runtime import tflite_bytes
 
-        runner = Interpreter(model_content=bytes(self.buffer), num_threads=os.cpu_count()).get_signature_runner("serving_default")
-        outs = [runner(**{INPUT_NAME: image[None]}) for image in images]
-        return {k: np.concatenate([o[k] for o in outs]) for k in (PROBABILITIES, CAM)}
+        return tflite_bytes(bytes(self.buffer)).run(images)
 
 
 def output_error(reference: dict, outputs: dict) -> dict:
@@ -451,11 +449,9 @@ def int8_layer_statistics(cam_model, calibration: np.ndarray, images: np.ndarray
 
 
 def _run_tflite_bytes(model: bytes, images: np.ndarray) -> dict[str, np.ndarray]:
-    from ai_edge_litert.interpreter import Interpreter
+    from catdog.runtime import tflite_bytes
 
-    runner = Interpreter(model_content=model, num_threads=os.cpu_count()).get_signature_runner("serving_default")
-    outs = [runner(**{INPUT_NAME: image[None]}) for image in images]
-    return {k: np.concatenate([o[k] for o in outs]) for k in (PROBABILITIES, CAM)}
+    return tflite_bytes(model).run(images)
 
 
 def agreement_error(reference: dict, outputs: dict, labels: np.ndarray) -> dict:

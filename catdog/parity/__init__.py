@@ -139,7 +139,6 @@ def verdict(precision: str, metrics: dict) -> tuple[bool, list[str]]:
 def coreml_spec_checks(path: Path, full_model, backbone: str) -> list[dict]:
     """Check a Core ML artefact's spec against the contract and the Keras model (no prediction)."""
     import coremltools as ct
-    from coremltools.optimize.coreml import get_weights_metadata
 
     from catdog.export import image_preprocessing
 
@@ -195,10 +194,11 @@ def coreml_spec_checks(path: Path, full_model, backbone: str) -> list[dict]:
     if len(cam_convs) != 1:
         check("CAM 1x1 conv weights equal the Dense kernel", False, f"{len(cam_convs)} CAM conv ops found")
     else:
+        from catdog.runtime.mlprogram import const_values, read_package
+
         weight_name = cam_convs[0].inputs["weight"].arguments[0].name
-        mlmodel = ct.models.MLModel(str(path), skip_model_load=True)
-        weights = {k: np.asarray(v.val, np.float32) for k, v in get_weights_metadata(mlmodel, weight_threshold=1).items()}
-        weight = _resolve_weight(weight_name, weights, ops)
+        weight = const_values(read_package(path)).get(weight_name)  # dequantised where int8
+        weight = None if weight is None else np.asarray(weight, np.float32)
         if weight is None:
             check("CAM 1x1 conv weights equal the Dense kernel", False, f"weight {weight_name} not found")
         else:
@@ -211,24 +211,6 @@ def coreml_spec_checks(path: Path, full_model, backbone: str) -> list[dict]:
             )
     check("metadata", bool(spec.description.metadata.author and spec.description.metadata.shortDescription), spec.description.metadata.author)
     return checks
-
-
-def _resolve_weight(name: str, weights: dict[str, np.ndarray], ops) -> np.ndarray | None:
-    """The value behind a conv's weight input; an int8 weight (constexpr_affine_dequantize) is
-    dequantised as (quantized_data - zero_point) * scale along its axis."""
-    if name in weights:
-        return weights[name]
-    data = weights.get(f"{name}_quantized_data_0")
-    if data is None:
-        return None
-    producer = next(op for op in ops if op.outputs and op.outputs[0].name == name)
-    axis = int(producer.attributes["axis"].immediateValue.tensor.ints.values[0]) if "axis" in producer.attributes else 0
-    shape = [1] * data.ndim
-    shape[axis] = -1
-    scale = weights[f"{name}_scale_0"].reshape(shape if weights[f"{name}_scale_0"].size > 1 else [1] * data.ndim)
-    zero = weights.get(f"{name}_zero_point_0", np.zeros(1, np.float32))
-    zero = zero.reshape(shape if zero.size > 1 else [1] * data.ndim)
-    return (data.astype(np.float32) - zero) * scale
 
 
 def kept_layer_checks(path: Path, kept: list[str], units: list[dict], precision: str) -> list[dict]:

@@ -225,6 +225,19 @@ class _Immediate:
     value: object
 
 
+def const_values(package: Package) -> dict[str, np.ndarray]:
+    """Every weight of the program by value name: consts as stored, int8 weights
+    (constexpr_affine_dequantize) dequantised as Core ML defines it."""
+    lowering = _Lowering(package)
+    values = {}
+    for op in package.ops:
+        if op.type == "const" and isinstance(op.attributes.get("val"), np.ndarray):
+            values[op.name] = op.attributes["val"]
+        elif op.type == "constexpr_affine_dequantize":
+            values[op.name] = lowering.dequantize(op)
+    return values
+
+
 def unsupported(package: Package) -> list[str]:
     return sorted({op.type for op in package.ops if op.type not in OPS})
 
@@ -663,5 +676,5 @@ class MLProgramModel(Model):
         return result
 
 
-__all__ = ["FLOAT32", "OPS", "MLProgramModel", "Package", "Program", "conv_pads", "read_package", "unsupported"]
+__all__ = ["FLOAT32", "OPS", "const_values", "MLProgramModel", "Package", "Program", "conv_pads", "read_package", "unsupported"]
 
