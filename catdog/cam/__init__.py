@@ -26,7 +26,6 @@ if TYPE_CHECKING:  # Keras (and TensorFlow) load only where a model is built: `o
     import keras  # grid sheet stay light for `catdog serve`'s overlay of an ONNX/TFLite answer
 
 from catdog.contract import CAM, PROBABILITIES  # noqa: E402
-from catdog.contract import OUTPUTS as OUTPUT_NAMES  # noqa: E402
 REQUIRED_LAYERS = ("preprocess", "backbone", "gap", "probabilities")
 
 

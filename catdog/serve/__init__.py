@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import os
 import sys
 import threading
