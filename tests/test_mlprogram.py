@@ -157,6 +157,7 @@ def test_other_ops_match_numpy(tmp_path):
         r = mb.pad(x=x, pad=[1, 0, 0, 1], mode="reflect")
         e = mb.pad(x=x, pad=[1, 0, 0, 1], mode="replicate")
         c = mb.concat(values=[a, mb.relu(x=r), mb.relu6(x=mb.mul(x=e, y=np.float32(4.0)))], axis=1)  # (1, 6, 5, 5)
+        c = mb.reverse(x=c, axes=[1])  # a fusion's RGB -> BGR for ResNet50
         t = mb.transpose(x=c, perm=[0, 2, 3, 1])
         m = mb.reduce_mean(x=t, axes=[1, 2], keep_dims=False)  # (1, 6)
         m = mb.concat(values=[m, mb.add(x=m, y=np.float32(1.0))], axis=1)  # (1, 12)
@@ -168,7 +169,7 @@ def test_other_ops_match_numpy(tmp_path):
     a = np.pad(x, widths, constant_values=0.5)
     r = np.pad(x, widths, mode="reflect")
     e = np.pad(x, widths, mode="edge")
-    c = np.concatenate([a, np.maximum(r, 0), np.clip(e * 4, 0, 6)], axis=1)
+    c = np.concatenate([a, np.maximum(r, 0), np.clip(e * 4, 0, 6)], axis=1)[:, ::-1]
     m = c.transpose(0, 2, 3, 1).mean(axis=(1, 2))
     m = np.concatenate([m, m + 1], axis=1)
     logits = m @ w.T + b

@@ -71,6 +71,7 @@ OPS = (
     "avg_pool",
     "concat",
     "transpose",
+    "reverse",
     "reshape",
     "reduce_mean",
     "linear",
@@ -505,6 +506,16 @@ class _Lowering:
         (x,) = self.inputs(op, "x")
         perm = [int(p) for p in np.asarray(self.arg(op, "perm")).ravel()]
         self.finish(op, self.node("Transpose", [x], perm=perm))
+
+    def op_reverse(self, op):
+        """ResNet50's RGB -> BGR inside a fusion: a Slice with step -1 along each axis."""
+        (x,) = self.inputs(op, "x")
+        rank = len(self._shape(op.inputs["x"][0]))
+        axes = [int(a) % rank for a in np.asarray(self.arg(op, "axes", list(range(rank)))).ravel()]
+        n = len(axes)
+        ints = lambda values: self.initializer(np.asarray(values, np.int64))  # noqa: E731
+        y = self.node("Slice", [x, ints([-1] * n), ints([np.iinfo(np.int64).min] * n), ints(axes), ints([-1] * n)])
+        self.finish(op, y)
 
     def op_reshape(self, op):
         (x,) = self.inputs(op, "x")
