@@ -108,7 +108,6 @@ class Package:
     colour_layout: str | None  # RGB, BGR or GRAYSCALE for an image input; None for a tensor input
     outputs: list[str]  # the spec's output names
     program_outputs: list[str]  # the block's output value names, in order
-    classifier: dict = field(default_factory=dict)  # probabilities output -> the classify op's value
 
 
 def _model_paths(path: Path) -> tuple[Path, Path]:
@@ -239,10 +238,6 @@ def const_values(package: Package) -> dict[str, np.ndarray]:
     return values
 
 
-def unsupported(package: Package) -> list[str]:
-    return sorted({op.type for op in package.ops if op.type not in OPS})
-
-
 class _Lowering:
     """Builds the ONNX graph: one or a few nodes per MIL op, float16 outputs rounded.
 
@@ -259,6 +254,7 @@ class _Lowering:
 
         self.onnx = onnx
         self.package = package
+        self.declared = {name: shape for op in package.ops for name, _, shape in op.outputs}  # static shapes
         self.nodes, self.initializers = [], []
         self.consts: dict[str, object] = {}  # value name -> numpy / python value known at lowering time
         self.tensors: set[str] = set()  # value names that are graph tensors
@@ -554,8 +550,6 @@ class _Lowering:
         # outputs: the class label and the label -> probability dictionary; catdog reads the
         # probabilities tensor in the classes' order (the dictionary's values)
         (p,) = self.inputs(op, "probabilities")
-        classes = self.arg(op, "classes")
-        self.package.classifier = {"probabilities": op.outputs[1][0], "label": op.outputs[0][0], "classes": classes}
         self.node("Identity", [p], op.outputs[1][0])
         self.tensors.add(op.outputs[1][0])
 
@@ -568,7 +562,7 @@ class _Lowering:
             return np.asarray(self.consts[binding]).shape
         if binding == self.package.input_name:
             return self.package.input_shape
-        return self._declared[binding]
+        return self.declared[binding]
 
 
 def conv_pads(pad_type, pad, spatial, kernel, strides, dilations) -> list[int]:
@@ -606,7 +600,6 @@ class Program:
         self.package = package
         self.n_switches = n_switches if switch_of is not None else 0
         lowering = _Lowering(package, switch_of)
-        lowering._declared = {name: shape for op in package.ops for name, _, shape in op.outputs}
         graph_inputs = [onnx.helper.make_tensor_value_info(package.input_name, onnx.TensorProto.FLOAT, ["N", *package.input_shape[1:]])]
         if switch_of is not None:
             graph_inputs.append(onnx.helper.make_tensor_value_info(KEEP_INPUT, onnx.TensorProto.BOOL, [self.n_switches]))
@@ -687,5 +680,5 @@ class MLProgramModel(Model):
         return result
 
 
-__all__ = ["FLOAT32", "OPS", "const_values", "MLProgramModel", "Package", "Program", "conv_pads", "read_package", "unsupported"]
+__all__ = ["FLOAT32", "OPS", "const_values", "MLProgramModel", "Package", "Program", "conv_pads", "read_package"]
 
