@@ -59,6 +59,8 @@ class ArtDir:
 
 
 MANIFEST = ArtDir.MANIFEST
+# each artefact format's file suffix (export's format table and the runtime both read it)
+SUFFIXES = {"coreml": ".mlpackage", "tflite": ".tflite", "onnx": ".onnx"}
 
 
 def cam_grid(image_size: int) -> int:

@@ -18,14 +18,13 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from catdog.contract import RunDir
+from catdog.contract import CAM, PROBABILITIES, RunDir
 from catdog.atomic import staged
 from catdog.errors import CatdogError
 
 if TYPE_CHECKING:  # Keras (and TensorFlow) load only where a model is built: `overlay` and the
     import keras  # grid sheet stay light for `catdog serve`'s overlay of an ONNX/TFLite answer
 
-from catdog.contract import CAM, PROBABILITIES  # noqa: E402
 REQUIRED_LAYERS = ("preprocess", "backbone", "gap", "probabilities")
 
 

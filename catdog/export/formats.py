@@ -14,6 +14,8 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 
+from catdog.contract import SUFFIXES
+
 
 @dataclass(frozen=True)
 class ExportOptions:
@@ -47,9 +49,9 @@ class Format:
 TABLE = {
     f.name: f
     for f in (
-        Format("coreml", ".mlpackage", "coreml", False, False, "Core ML on macOS, catdog's ML Program interpreter elsewhere"),
-        Format("tflite", ".tflite", "tflite", True, True, "LiteRT"),
-        Format("onnx", ".onnx", "onnx", True, True, "ONNX Runtime"),
+        Format("coreml", SUFFIXES["coreml"], "coreml", False, False, "Core ML on macOS, catdog's ML Program interpreter elsewhere"),
+        Format("tflite", SUFFIXES["tflite"], "tflite", True, True, "LiteRT"),
+        Format("onnx", SUFFIXES["onnx"], "onnx", True, True, "ONNX Runtime"),
     )
 }
 FORMATS = tuple(TABLE)

@@ -28,14 +28,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from catdog.contract import ArtDir, RunDir
+from catdog.contract import ArtDir, CAM, INPUT_NAME, PROBABILITIES, RunDir, TOLERANCES, TOLERANCE_TEXT, cam_grid, load_manifest
 from catdog.atomic import write_text
 from catdog.cam import cam_model
 from catdog.data import LABELS, ImageError, Sample, iter_batches, open_rgb, resize, sha256_file
 from catdog.errors import CatdogError
 from catdog.training import accuracy
-from catdog.contract import CAM, INPUT_NAME, PROBABILITIES, TOLERANCE_TEXT, TOLERANCES, load_manifest
-from catdog.contract import cam_grid
 from catdog.features import input_size
 from catdog.runtime import coreml_runs_here, open_model
 from catdog.runtime import keras_model as keras_runtime
@@ -45,8 +43,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 @dataclass
 class ParityImages:
     names: list[str]
-    pil: list[Image.Image]  # RGB, S x S, the model's input size (what Core ML is fed)
-    arrays: np.ndarray  # (N, S, S, 3) float32 0..255 (what Keras, TFLite and ONNX are fed)
+    arrays: np.ndarray  # (N, S, S, 3) float32 0..255, squashed to the model size (what every runtime is fed)
 
 
 def edge_cases(photo: Image.Image) -> dict[str, Image.Image]:
@@ -73,7 +70,7 @@ def load_images(images: str | os.PathLike | list[Path], image_size: int, edge: b
         if not root.is_dir():
             raise CatdogError(f"{root}: no such folder of reference images; pass --images DIR")
         paths, where = sorted(p for p in root.iterdir() if p.is_file()), str(root)
-    names, pil, skipped = [], [], []
+    names, squashed, skipped = [], [], []
     for path in paths:
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             skipped.append(f"skipped {path}: not an image extension ({', '.join(IMAGE_SUFFIXES)})")
@@ -83,15 +80,15 @@ def load_images(images: str | os.PathLike | list[Path], image_size: int, edge: b
         except ImageError as exc:
             skipped.append(f"skipped {path}: {exc}")
             continue
-        if edge and not pil:
+        if edge and not squashed:
             for kind, im in edge_cases(photo).items():
                 names.append(f"{path.stem}__{kind}")
-                pil.append(Image.fromarray(resize(im, image_size)))
+                squashed.append(resize(im, image_size))
         names.append(path.name)
-        pil.append(Image.fromarray(resize(photo, image_size)))
-    if not pil:
+        squashed.append(resize(photo, image_size))
+    if not squashed:
         raise CatdogError(f"{where}: no usable reference image; put JPEG or PNG photos in it")
-    return ParityImages(names, pil, np.stack([np.asarray(im) for im in pil]).astype(np.float32)), skipped
+    return ParityImages(names, np.stack(squashed).astype(np.float32)), skipped
 
 
 def run_artefact(path: Path, images: np.ndarray, engine: str | None = None) -> tuple[dict[str, np.ndarray], str]:

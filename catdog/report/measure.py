@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from catdog.contract import RunDir
-from catdog.contract import CAM, PROBABILITIES
+from catdog.contract import CAM, PROBABILITIES, RunDir
 
 CAM_TILES = 12
 TILE_SIDE = 256  # longest side of a CAM tile in the page, pixels

@@ -26,11 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from catdog.contract import RunDir
+from catdog.contract import CAM, INPUT_NAME, OUTPUTS, PROBABILITIES, SUFFIXES, RunDir
 from catdog.errors import CatdogError
 
-from catdog.contract import CAM, INPUT_NAME, OUTPUTS, PROBABILITIES
-SUFFIX_FORMAT = {".tflite": "tflite", ".onnx": "onnx", ".mlpackage": "coreml"}
+SUFFIX_FORMAT = {suffix: fmt for fmt, suffix in SUFFIXES.items()}
 
 
 def format_of(path: str | os.PathLike) -> str:
@@ -93,7 +92,7 @@ class KerasModel(Model):
             run = load_run(run_dir)
             t = run.temperature if temperature is None else temperature
             model = calibrated_model(run.model, t) if t != 1.0 else run.model
-        self.keras_model = cam_model(model) if "cam" not in getattr(model, "output_names", ()) else model
+        self.keras_model = cam_model(model) if CAM not in getattr(model, "output_names", ()) else model
         self.image_size = input_size(self.keras_model)
         self._lock = threading.Lock()
 

@@ -44,9 +44,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from catdog.contract import ArtDir, RunDir
+from catdog.contract import ArtDir, RunDir, load_manifest
 from catdog.data import LABELS, ImageError, ImageKind, open_rgb, probe, resize
-from catdog.contract import load_manifest
 from catdog.errors import CatdogError
 from catdog.runtime import CAM, PROBABILITIES, Model, open_model
 
