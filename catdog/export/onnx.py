@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from catdog.atomic import staged
+from catdog.export import converted
 from catdog.export.contract import INPUT_NAME, raw_image_input, tensor_outputs
 from catdog.export.sensitivity import Unit, matches
 from catdog.features import input_size
@@ -71,6 +72,22 @@ def fp16_weights(model, keep_nodes: list[str]):
     return model
 
 
+def fp32_onnx(cam_model: keras.Model) -> bytes:
+    """The CAM model as fp32 ONNX (Keras' exporter, tf2onnx), serialised; made once per model
+    (`catdog.export.converted`): fp16 and int8 start from it."""
+
+    def make() -> bytes:
+        import tensorflow as tf
+
+        signature = [tf.TensorSpec([None, *cam_model.input.shape[1:]], tf.float32, name=INPUT_NAME)]
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "fp32.onnx"
+            cam_model.export(str(path), format="onnx", opset_version=OPSET, verbose=False, input_signature=signature)
+            return path.read_bytes()
+
+    return converted.once("onnx_fp32", (converted.model_key(cam_model),), make)
+
+
 def export_onnx(cam_model: keras.Model, precision: str, path: Path, calibration: np.ndarray | None = None, keep: list[Unit] = ()) -> dict:
     """Write `path` (.onnx): image [batch, S, S, 3] -> probabilities, cam; batch is dynamic.
 
@@ -78,13 +95,11 @@ def export_onnx(cam_model: keras.Model, precision: str, path: Path, calibration:
     excludes them from quantisation.
     """
     import onnx
-    import tensorflow as tf
 
     size = input_size(cam_model)
-    signature = [tf.TensorSpec([None, *cam_model.input.shape[1:]], tf.float32, name=INPUT_NAME)]
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
-        cam_model.export(str(fp32), format="onnx", opset_version=OPSET, verbose=False, input_signature=signature)
+        fp32.write_bytes(fp32_onnx(cam_model))
         if precision == "fp32":
             model = onnx.load(fp32)
         elif precision == "fp16":

@@ -33,6 +33,7 @@ import numpy as np
 
 from catdog.atomic import staged, write_text
 from catdog.contract import CAM, INPUT_NAME, PROBABILITIES, TOLERANCES
+from catdog.export import converted
 
 MARGIN = 2.0
 FP16_TOLERANCE = TOLERANCES["fp16"]  # parity's, aimed inside by MARGIN
@@ -372,28 +373,26 @@ def coreml_fp16_analysis(fp32_package: Path, units: list[Unit], images: np.ndarr
 # ---------------------------------------------------------------- int8
 
 
-def tflite_converter(cam_model, saved_model_dir: Path):
+def tflite_converter(cam_model):
     """A TFLiteConverter for the CAM model, built the way Keras' LiteRT exporter builds it
-    (ExportArchive -> SavedModel -> from_saved_model), so the QuantizationDebugger can use it."""
-    import functools
-
-    import keras
+    (ExportArchive -> SavedModel -> from_saved_model), so the QuantizationDebugger can use it.
+    The SavedModel is written once per model (`catdog.export.converted`)."""
     import tensorflow as tf
 
-    archive = keras.export.ExportArchive()
-    archive.track(cam_model)
-    spec = [tf.TensorSpec([1, *cam_model.input.shape[1:]], tf.float32, name=INPUT_NAME)]
-    archive.add_endpoint("serve", functools.partial(cam_model.__call__, training=False), input_signature=spec)
-    archive.write_out(str(saved_model_dir), verbose=False)
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(converted.saved_model(cam_model)))
     converter.experimental_enable_resource_variables = True
     return converter
 
 
-def int8_converter(cam_model, saved_model_dir: Path, calibration: np.ndarray, float_fallback: bool):
+def fp32_tflite(cam_model) -> bytes:
+    """The CAM model as an fp32 TFLite flatbuffer (converted once per model)."""
+    return converted.once("tflite_fp32", (converted.model_key(cam_model),), lambda: tflite_converter(cam_model).convert())
+
+
+def int8_converter(cam_model, calibration: np.ndarray, float_fallback: bool):
     import tensorflow as tf
 
-    converter = tflite_converter(cam_model, saved_model_dir)
+    converter = tflite_converter(cam_model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([image[None].astype(np.float32)] for image in calibration)
     ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8] + ([tf.lite.OpsSet.TFLITE_BUILTINS] if float_fallback else [])
@@ -403,22 +402,26 @@ def int8_converter(cam_model, saved_model_dir: Path, calibration: np.ndarray, fl
 
 def int8_tflite_model(cam_model, calibration: np.ndarray, keep: list[str], units: list[Unit]) -> bytes:
     """Full-integer TFLite model; the units in `keep` stay float32 (QuantizationDebugger's
-    denylist). With nothing kept it is the converter's plain int8 model."""
+    denylist). With nothing kept it is the converter's plain int8 model. Made once per model,
+    calibration set and kept units: the analysis measures the very flatbuffer the export writes."""
+    key = (converted.model_key(cam_model), converted.array_key(calibration), tuple(sorted(keep)))
+    return converted.once("tflite_int8", key, lambda: _int8_tflite_model(cam_model, calibration, keep, units))
+
+
+def _int8_tflite_model(cam_model, calibration: np.ndarray, keep: list[str], units: list[Unit]) -> bytes:
     import tensorflow as tf
 
-    with tempfile.TemporaryDirectory() as tmp:
-        converter = int8_converter(cam_model, Path(tmp) / "saved", calibration, float_fallback=bool(keep))
-        if not keep:
-            return converter.convert()
-        float_model = tflite_converter(cam_model, Path(tmp) / "saved_float").convert()
-        kept_units = [u for u in units if u.name in keep]
-        nodes = [op["output"] for op in tflite_weighted_ops(float_model) if any(matches(u, [op["weight"]]) for u in kept_units)]
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter,
-            debug_dataset=lambda: ([image[None].astype(np.float32)] for image in calibration[:4]),
-            debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes),
-        )
-        return debugger.get_nondebug_quantized_model()
+    converter = int8_converter(cam_model, calibration, float_fallback=bool(keep))
+    if not keep:
+        return converter.convert()
+    kept_units = [u for u in units if u.name in keep]
+    nodes = [op["output"] for op in tflite_weighted_ops(fp32_tflite(cam_model)) if any(matches(u, [op["weight"]]) for u in kept_units)]
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter,
+        debug_dataset=lambda: ([image[None].astype(np.float32)] for image in calibration[:4]),
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes),
+    )
+    return debugger.get_nondebug_quantized_model()
 
 
 def int8_layer_statistics(cam_model, calibration: np.ndarray, images: np.ndarray, units: list[Unit]) -> dict[str, float]:
@@ -428,14 +431,13 @@ def int8_layer_statistics(cam_model, calibration: np.ndarray, images: np.ndarray
 
     import tensorflow as tf
 
-    with tempfile.TemporaryDirectory() as tmp:
-        converter = int8_converter(cam_model, Path(tmp) / "saved", calibration, float_fallback=False)
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter, debug_dataset=lambda: ([image[None].astype(np.float32)] for image in images)
-        )
-        debugger.run()
-        text = io.StringIO()
-        debugger.layer_statistics_dump(text)
+    converter = int8_converter(cam_model, calibration, float_fallback=False)
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=lambda: ([image[None].astype(np.float32)] for image in images)
+    )
+    debugger.run()
+    text = io.StringIO()
+    debugger.layer_statistics_dump(text)
     rows = list(csv.DictReader(io.StringIO(text.getvalue())))
     scores = {}
     for unit in units:
@@ -542,7 +544,7 @@ def analyse(
     }
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "fp32.tflite"
-        fp32.write_bytes(tflite_converter(cam_model, Path(tmp) / "saved").convert())
+        fp32.write_bytes(fp32_tflite(cam_model))
         if "fp16" in precisions:
             with tqdm(total=len(units), desc="sensitivity fp16", unit="layer", disable=not progress) as bar:
                 result["precisions"]["fp16"] = fp16_analysis(fp32, units, images, progress=bar.update)

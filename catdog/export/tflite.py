@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import io
 import re
-import tempfile
 from pathlib import Path
 
 import keras
@@ -22,13 +21,13 @@ import numpy as np
 from catdog.atomic import write_bytes
 from catdog.console import libraries_quiet
 from catdog.export.contract import raw_image_input, tensor_outputs
-from catdog.export.sensitivity import Unit, int8_tflite_model, matches, tflite_converter, tflite_weighted_ops, weighted_units
+from catdog.export.sensitivity import Unit, fp32_tflite, int8_tflite_model, matches, tflite_weighted_ops, weighted_units
 from catdog.features import input_size
 
 
 def fp32_model(cam_model: keras.Model) -> bytes:
-    with tempfile.TemporaryDirectory() as tmp:
-        return tflite_converter(cam_model, Path(tmp) / "saved").convert()
+    """The fp32 flatbuffer (converted once per model; `catdog.export.converted`)."""
+    return fp32_tflite(cam_model)
 
 
 def fp16_weights(fp32: bytes, keep: list[Unit]) -> bytes:
