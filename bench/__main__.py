@@ -354,14 +354,18 @@ def cmd_phone(args) -> None:
     from catdog.runtime import open_model
     from catdog.training import full_model
     from catdog.training.cv import Logistic
+    from catdog.training.pet import PetFit, imagenet_top, pet_head
     from catdog.training.train import head_model
 
     rows, runners = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for name, size in PHONE_MODELS:
             rng = np.random.default_rng(0)
-            head = head_model(Logistic(rng.normal(0, 0.05, get_spec(name).feature_dim), 0.0))
-            model = full_model(name, build_backbone(name, "imagenet", size), head)
+            dim = get_spec(name).feature_dim
+            head = head_model(Logistic(rng.normal(0, 0.05, dim), 0.0))
+            top = imagenet_top(name, ",".join(["imagenet"] * len(name.split(","))))[0]
+            pet = pet_head(dim, PetFit(rng.normal(0, 0.05, dim), 0.0, 0.5, top))  # the shipped layers, random detector
+            model = full_model(name, build_backbone(name, "imagenet", size), head, pet)
             flops = model_flops(model)
             calibration = load_calibration(scan(args.data)[0], size, n=64)
             x = decode(SHARED / "data" / "reference" / "coral_cat_720p.jpg", size)[None].astype(np.float32)
@@ -398,7 +402,8 @@ def main() -> int:
 
         return ray_main(sys.argv[2:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["all", "roofline", "features", "head", "export", "latency", "interpreter", "accuracy", "phone", "fuzz", "soak"])
+    parser.add_argument("part", choices=["all", "roofline", "features", "head", "export", "latency", "interpreter", "accuracy", "phone", "neither",
+                                         "fuzz", "soak"])
     parser.add_argument("--run", default=str(REPO / "runs" / "mobilenet+mobilenet_v2_288"))
     parser.add_argument("--art", default=None)
     parser.add_argument("--data", default=str(SHARED / "data" / "dogs-vs-cats" / "train"))
@@ -411,7 +416,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16, help="soak: requests in flight")
     args = parser.parse_args()
     args.art = args.art or str(Path(args.run) / "artefacts")
-    parts = ["features", "head", "export", "latency", "interpreter", "accuracy", "phone"] if args.part == "all" else [args.part]
+    parts = ["features", "head", "export", "latency", "interpreter", "accuracy", "phone", "neither"] if args.part == "all" else [args.part]
     roof = None
     for part in parts:
         print(f"== {part}")
@@ -419,6 +424,10 @@ def main() -> int:
             from bench import faults
 
             getattr(faults, f"cmd_{part}")(args)
+        elif part == "neither":
+            from bench.neither import cmd_neither
+
+            cmd_neither(args)
         elif part == "features":
             cmd_features(args, roof)
         else:

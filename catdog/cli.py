@@ -49,7 +49,7 @@ def cmd_features(args) -> int:
 def cmd_train(args) -> int:
     from catdog.training import train_lines, train_stage
 
-    metrics = train_stage(Path(args.features), Path(args.out), _head_config(args), exclude=args.exclude)
+    metrics = train_stage(Path(args.features), Path(args.out), _head_config(args), exclude=args.exclude, negatives=args.negatives)
     _print(train_lines(metrics, Path(args.out)))
     _report(Path(args.out))
     return 0
@@ -61,7 +61,7 @@ def cmd_run(args) -> int:
     return run_pipeline(
         args.data, Path(args.out), **_feature_options(args), head_config=_head_config(args), export=not args.no_export,
         formats=args.formats, precision=args.precision, calibration_dir=args.calibration, mixed=args.mixed == "on",
-        keep_float=args.keep_float, reference=args.reference,
+        keep_float=args.keep_float, reference=args.reference, negatives=args.negatives,
     )
 
 
@@ -98,7 +98,7 @@ def cmd_evaluate(args) -> int:
     from catdog.training import evaluate_stage
 
     rejected = Path(args.rejected) if args.rejected else (Path(args.json).parent / "rejected.csv" if args.json else None)
-    _print(evaluate_stage(args.run_dir, args.data, args.batch_size, args.max_pixels, rejected, args.tta, args.json))
+    _print(evaluate_stage(args.run_dir, args.data, args.batch_size, args.max_pixels, rejected, args.tta, args.json, args.negatives))
     return 0
 
 
@@ -250,14 +250,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "train", cmd_train, "choose the head's settings by CV, fit it on every photo of FEATURES.h5, estimate it by nested CV; "
                  "write RUN_DIR", "features:FEATURES.h5", out="RUN_DIR")
     _add_train_args(p)
+    p.add_argument("--negatives", metavar="NEG.h5", help="features (same backbone and size) of photos with no cat or dog, for the "
+                   "'neither' answer (catdog features NOT_PETS_DIR --out NEG.h5)")
     _add_exclude_arg(p)
 
-    p = _command(sub, "evaluate", cmd_evaluate, "log loss, accuracy and confusion matrix of RUN_DIR on labelled DATA", "run_dir:RUN_DIR", "data:DATA")
+    p = _command(sub, "evaluate", cmd_evaluate, "log loss, accuracy and confusion matrix of RUN_DIR on labelled DATA, and the share "
+                 "of them the neither answer keeps", "run_dir:RUN_DIR", "data:DATA")
     p.add_argument("--json", metavar="OUT.json", help="also write the scores as JSON")
+    p.add_argument("--negatives", metavar="DIR", help="photos with no cat or dog in them: also the share of them called neither")
     p.add_argument("--tta", action="store_true", help=TTA_HELP)
     _add_decode_args(p)
 
-    p = _command(sub, "predict", cmd_predict, "write a Kaggle submission (id,label = P(dog)) for TEST_DIR", "run_dir:RUN_DIR",
+    p = _command(sub, "predict", cmd_predict, "write a Kaggle submission (id,label = P(dog), then pet = P(cat or dog) and verdict = "
+                 "cat, dog or neither) for TEST_DIR", "run_dir:RUN_DIR",
                  "test_dir:TEST_DIR", out="submission.csv")
     p.add_argument("--clip", nargs=2, type=float, default=[0.005, 0.995], metavar=("LOW", "HIGH"), help="default 0.005 0.995")
     p.add_argument("--no-clip", action="store_true", help="write the probabilities unclipped")
@@ -285,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_feature_args(p)
     _add_train_args(p)
     _add_export_args(p, required_out=False)
+    p.add_argument("--negatives", metavar="DIR", help="photos with no cat or dog in them, for the 'neither' answer "
+                   "(e.g. ../shared/data/not-pets; without it only the ImageNet top decides)")
     p.add_argument("--reference", metavar="DIR", help="parity reference photos (default: 24 of the run's parity photos, split.json)")
     p.add_argument("--no-export", action="store_true", help="stop after training")
     _add_exclude_arg(p)

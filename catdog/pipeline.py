@@ -6,7 +6,7 @@ Light at import (the CLI imports it lazily, inside its handler).
 
 from __future__ import annotations
 
-from catdog.contract import ArtDir
+from catdog.contract import ArtDir, RunDir
 
 import time
 from pathlib import Path
@@ -31,12 +31,14 @@ def run_pipeline(
     mixed: bool = True,
     keep_float: str | None = None,
     reference: str | None = None,
+    negatives: str | None = None,
 ) -> int:
     """The whole chain from DATA into RUN_DIR; the exit code (1 where parity failed).
 
     exclude: photos left out before extraction (so training takes every cached photo);
     export=False stops after training; reference: parity reference photos (default: 24 of the
-    run's parity photos, split.json). The other parameters are `catdog features`', `train`'s and
+    run's parity photos, split.json); negatives: a folder of photos with no cat or dog, for the
+    "neither" answer. The other parameters are `catdog features`', `train`'s and
     `export`'s (`head_config`: a `catdog.training.HeadConfig`).
     """
     from catdog.features.stage import features_stage
@@ -51,8 +53,16 @@ def run_pipeline(
             data, run_dir / "features.h5", run_dir / "rejected.csv", backbone, weights, batch_size, max_pixels, engine,
             image_size, exclude=exclude,
         )[1]
+        if negatives:  # photos with neither cat nor dog, for the pet detector: same backbone and size
+            features_stage(
+                negatives, run_dir / RunDir.NEGATIVES, run_dir / "rejected_negatives.csv", backbone, weights, batch_size,
+                max_pixels, engine, image_size,
+            )
     with Stage("training") as stage:
-        stage.figure = training_figure(train_stage(run_dir / "features.h5", run_dir, head_config, exclude=None))
+        stage.figure = training_figure(train_stage(
+            run_dir / "features.h5", run_dir, head_config, exclude=None,
+            negatives=str(run_dir / RunDir.NEGATIVES) if negatives else None,
+        ))
     code, model, art_dir = 0, None, None
     if export:
         from catdog.export.stage import export_stage
@@ -67,6 +77,11 @@ def run_pipeline(
         with Stage("parity") as stage:
             labelled = run_photos(run, "parity")
             photos = reference or [s.path for s in labelled[:: max(1, len(labelled) // 24)][:24]]
+            if negatives and not reference:  # photos with neither: where the pet output decides the verdict
+                from catdog.data import scan
+
+                others = scan(negatives)[0]
+                photos = [*photos, *(s.path for s in others[:: max(1, len(others) // 24)][:24])]
             code = parity_stage(art_dir, photos, labelled, run_dir, edge=True)[0]
             stage.figure = parity_figure(read_json(art_dir / ArtDir.PARITY_JSON) or {}, art_dir)
     with Stage("report") as stage:

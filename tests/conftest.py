@@ -21,6 +21,7 @@ SHARED = Path(os.environ.get("CATDOG_SHARED", REPO.parent / "shared"))
 TRAIN = SHARED / "data" / "dogs-vs-cats" / "train"
 TEST = SHARED / "data" / "dogs-vs-cats" / "test"
 REFERENCE = SHARED / "data" / "reference"
+NOT_PETS = SHARED / "data" / "not-pets"  # 93 COCO photos with no cat or dog
 WEIGHTS = SHARED / "weights" / "keras" / "models"
 
 HAVE_SHARED = TRAIN.is_dir() and WEIGHTS.is_dir()
@@ -40,6 +41,13 @@ if HAVE_SHARED:
 # Training subset for CI: the first N cats and dogs (by number); held-out photos come after.
 N_PER_CLASS = 120
 HELD_OUT = range(900, 940)
+# not-pets: the first N_NEGATIVES (by name) train the pet detector; the rest are held out
+N_NEGATIVES = 60
+
+
+def not_pets(held_out: bool = False) -> list[str]:
+    names = sorted(p.name for p in NOT_PETS.glob("*.jpg"))
+    return names[N_NEGATIVES:] if held_out else names[:N_NEGATIVES]
 
 
 def kaggle_names(label: str, numbers) -> list[str]:
@@ -72,12 +80,21 @@ def held_out(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def subset_run(tmp_path_factory, train_subset) -> Path:
-    """`catdog run` on the real subset with MobileNetV2: the RUN_DIR most tests read."""
+def negatives(tmp_path_factory) -> Path:
+    """A folder of the first N_NEGATIVES real photos with no cat or dog (../shared/data/not-pets)."""
+    if not NOT_PETS.is_dir():
+        pytest.skip(f"photos with no cat or dog not found at {NOT_PETS}")
+    return copy_photos(tmp_path_factory.mktemp("negatives"), not_pets(), src=NOT_PETS)
+
+
+@pytest.fixture(scope="session")
+def subset_run(tmp_path_factory, train_subset, negatives) -> Path:
+    """`catdog run` on the real subset with MobileNetV2 and the negatives: the RUN_DIR most tests read."""
     from catdog.cli import main
 
     run_dir = tmp_path_factory.mktemp("runs") / "mnv2"
-    assert main(["run", str(train_subset), "--backbone", "mobilenet_v2", "--out", str(run_dir), "--no-export"]) == 0
+    args = ["run", str(train_subset), "--backbone", "mobilenet_v2", "--negatives", str(negatives), "--out", str(run_dir), "--no-export"]
+    assert main(args) == 0
     return run_dir
 
 
@@ -142,7 +159,8 @@ def verified_run(tmp_path_factory) -> tuple[Path, CliResult]:
     root = tmp_path_factory.mktemp("verified")
     data = copy_photos(root / "data", kaggle_names("cat", range(200, 260)) + kaggle_names("dog", range(200, 260)))
     run_dir = root / "run"
-    result = catdog_cli("run", str(data), "--out", str(run_dir), "--precision", "fp32")
+    negatives = copy_photos(root / "negatives", not_pets()[:30], src=NOT_PETS)
+    result = catdog_cli("run", str(data), "--out", str(run_dir), "--precision", "fp32", "--negatives", str(negatives))
     assert (run_dir / "metrics.json").exists(), result.output[-3000:]
     return run_dir, result
 
@@ -155,7 +173,7 @@ def verified_run(tmp_path_factory) -> tuple[Path, CliResult]:
 # one, a Ray instance or the MediaPipe venv (fixtures that depend on them, such as test_cv's
 # real_data or test_serve's art_server, are covered through them).
 SLOW_FIXTURES = frozenset({
-    "subset_run", "subset_artefacts", "resnet50_run", "verified_run",  # this file's session fixtures
+    "subset_run", "subset_artefacts", "resnet50_run", "verified_run",  # this file's session fixtures (negatives is a copy)
     "v1_run", "fused_run", "run_288", "resnet50_weights",  # test_mobilenet_v1, test_size_fusion: runs they train
     "uninterrupted",  # test_kill: a feature extraction to compare killed ones with
     "local_ray",  # test_ray: a local Ray instance

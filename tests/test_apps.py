@@ -21,9 +21,9 @@ SWIFT_MANIFEST = IOS / "CatDogCore" / "Sources" / "CatDogCore" / "Manifest.swift
 KOTLIN_MANIFEST = ANDROID / "core" / "src" / "main" / "kotlin" / "catdog" / "core" / "Manifest.kt"
 # JSON keys each app parses: path in manifest.json -> literal the code must contain
 SWIFT_KEYS = ["manifest_version", "backbone", "labels", "input", "shape", "channel_order", "value_range", "outputs",
-              "name", "artefacts", "file", "format", "precision", "sha256"]
+              "name", "artefacts", "file", "format", "precision", "sha256", "pet_threshold"]
 KOTLIN_KEYS = ["manifest_version", "labels", "input", "shape", "channel_order", "value_range", "outputs", "name",
-               "artefacts", "file", "format", "precision"]
+               "artefacts", "file", "format", "precision", "pet_threshold"]
 
 
 def _keys(obj, out=None) -> set[str]:
@@ -53,7 +53,8 @@ def test_manifest_has_what_the_apps_read(subset_artefacts):
     assert manifest["manifest_version"] == 1 and manifest["labels"] == ["cat", "dog"]
     assert manifest["input"]["shape"] == [1, 224, 224, 3] and manifest["input"]["channel_order"] == "RGB"
     assert manifest["input"]["value_range"] == [0.0, 255.0]
-    assert {o["name"] for o in manifest["outputs"]} == {"probabilities", "cam"}
+    assert {o["name"] for o in manifest["outputs"]} == {"probabilities", "cam", "pet"}
+    assert 0.0 < manifest["pet_threshold"] < 1.0
     assert "supportedVersion = 1" in swift and "SUPPORTED_VERSION = 1" in kotlin
 
 
@@ -80,9 +81,9 @@ def test_output_names_in_the_code_are_the_artefacts(subset_artefacts):
     from ai_edge_litert.interpreter import Interpreter
 
     swift, kotlin = SWIFT_MANIFEST.read_text(), KOTLIN_MANIFEST.read_text()
-    swift_names = set(re.findall(r'static let (?:probabilities|cam) = "(\w+)"', swift))
-    kotlin_names = set(re.findall(r'const val (?:PROBABILITIES|CAM) = "(\w+)"', kotlin))
-    assert swift_names == kotlin_names == {"probabilities", "cam"}
+    swift_names = set(re.findall(r'static let (?:probabilities|cam|pet) = "(\w+)"', swift))
+    kotlin_names = set(re.findall(r'const val (?:PROBABILITIES|CAM|PET) = "(\w+)"', kotlin))
+    assert swift_names == kotlin_names == {"probabilities", "cam", "pet"}
     tflite = Interpreter(str(subset_artefacts / "catdog_mobilenet_v2_fp32.tflite")).get_signature_list()["serving_default"]
     assert set(tflite["outputs"]) == kotlin_names and tflite["inputs"] == ["image"]
     assert "runSignature" in (ANDROID / "app/src/main/java/catdog/demo/Classifier.kt").read_text()

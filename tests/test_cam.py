@@ -30,7 +30,7 @@ def test_cam_identity_mobilenet_v2(subset_run):
     assert np.allclose(probabilities_from_cam(cam, bias), probs, atol=1e-5)
     # and both equal the classifier alone
     full = run.model.predict_on_batch(np.stack([decode(p) for p in photos]).astype(np.float32))
-    assert np.allclose(full, probs, atol=1e-6)
+    assert np.allclose(full["probabilities"], probs, atol=1e-6)
     # the CAM kernel is the Dense kernel
     kernel = run.model.get_layer("probabilities").get_weights()[0]
     assert np.array_equal(cam_model(run.model).get_layer("cam").get_weights()[0], kernel.reshape(1, 1, 1280, 2))

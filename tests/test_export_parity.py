@@ -20,7 +20,8 @@ def test_manifest_describes_every_artefact(subset_artefacts, subset_run):
     manifest = load_manifest(subset_artefacts)
     assert manifest["labels"] == ["cat", "dog"] and manifest["backbone"] == "mobilenet_v2"
     assert manifest["input"]["shape"] == [1, 224, 224, 3] and manifest["input"]["value_range"] == [0.0, 255.0]
-    assert [o["name"] for o in manifest["outputs"]] == ["probabilities", "cam"]
+    assert [o["name"] for o in manifest["outputs"]] == ["probabilities", "cam", "pet"]
+    assert manifest["pet_threshold"] == json.loads((subset_run / "metrics.json").read_text())["pet_threshold"]
     from catdog.data import sha256_file
     from catdog.export.contract import sha256_path
 
@@ -46,13 +47,13 @@ def test_tflite_and_onnx_files_carry_the_contract(subset_artefacts):
     from ai_edge_litert.interpreter import Interpreter
 
     sig = Interpreter(str(subset_artefacts / "catdog_mobilenet_v2_int8.tflite")).get_signature_list()["serving_default"]
-    assert sig == {"inputs": ["image"], "outputs": ["cam", "probabilities"]}
+    assert sig == {"inputs": ["image"], "outputs": ["cam", "pet", "probabilities"]}
     model = onnx.load(subset_artefacts / "catdog_mobilenet_v2_fp32.onnx")
     onnx.checker.check_model(model)
     assert model.opset_import[0].version >= 17
     batch = model.graph.input[0].type.tensor_type.shape.dim[0]
     assert batch.dim_param and not batch.dim_value  # dynamic batch
-    assert sorted(o.name for o in model.graph.output) == ["cam", "probabilities"]
+    assert sorted(o.name for o in model.graph.output) == ["cam", "pet", "probabilities"]
 
 
 @needs_shared

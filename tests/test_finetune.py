@@ -66,7 +66,7 @@ def test_tta_is_the_mean_over_the_mirror_image(subset_run):
     plain = predict_images(run.model, samples, progress=False).probabilities
     tta = predict_images(run.model, samples, progress=False, tta=True).probabilities
     x = np.stack([decode(s.path) for s in samples]).astype(np.float32)
-    mirrored = run.model.predict_on_batch(x[:, :, ::-1])
+    mirrored = run.model.predict_on_batch(x[:, :, ::-1])["probabilities"]
     assert np.allclose(tta, (plain + mirrored) / 2, atol=1e-6) and not np.allclose(tta, plain, atol=1e-4)
 
 
@@ -88,7 +88,7 @@ def test_temperature_folded_into_the_export(subset_run, tmp_path):
     assert json.loads((art / "manifest.json").read_text())["temperature"] == 2.0
     photos = sorted(REFERENCE.glob("*.jpg"))[:6]
     x = np.stack([decode(p) for p in photos]).astype(np.float32)
-    plain = load_run(run_dir).model.predict_on_batch(x)
+    plain = load_run(run_dir).model.predict_on_batch(x)["probabilities"]
     exported = open_model(art / "catdog_mobilenet_v2_fp32.onnx").run(x)["probabilities"]
     assert np.allclose(exported[:, 1], M.apply_temperature(plain, 2.0), atol=1e-5)
     assert main(["parity", str(art), "--images", str(REFERENCE), "--no-edge"]) == 0  # parity compares calibrated to calibrated

@@ -1,6 +1,6 @@
 """tests/golden/apps.json, the file the Swift and Kotlin tests reproduce: its expected outputs are
-catdog's own (recomputed here from its inputs with catdog.cam, catdog.data and Pillow), it comes
-from the shipped model, and `tools/golden.py` makes it from a real 288 ART_DIR.
+catdog's own (recomputed here from its inputs with catdog.cam, catdog.contract.verdict, catdog.data
+and Pillow), it comes from the shipped model, and `tools/golden.py` makes it from a real 288 ART_DIR.
 
 The shipped model is matched by its outputs: the golden numbers regenerated from `make run`'s
 ART_DIR agree with the file's within parity's fp32 tolerances (`golden.compare`). CI has no `make
@@ -13,8 +13,10 @@ import json
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 
+from catdog.contract import NEITHER
 from tools import golden
 from conftest import REPO, TRAIN, copy_photos, kaggle_names, needs_shared
 
@@ -33,9 +35,22 @@ def test_the_golden_file_is_small_and_complete(checked_in):
     g = golden.cam_shape(m)
     assert g[1] == g[2] == m["input"]["shape"][1] // 32 and g[3] == len(m["labels"]) == 2
     assert len(checked_in["photos"]) == 3 and {p["label"] for p in checked_in["photos"]} == {"cat", "dog"}
+    assert isinstance(m["pet_threshold"], (int, float)) and 0 <= m["pet_threshold"] <= 1
+    assert {"name": "pet", "shape": [1, 1]} in m["outputs"]
     for p in checked_in["photos"]:
         assert len(p["cam"]) == g[1] * g[2] * g[3] and len(p["samples"]) == golden.SAMPLES_PER_PHOTO
+        assert 0 <= p["pet"] <= 1 and p["verdict"] in (*m["labels"], NEITHER)
     assert [c["exif"] for c in checked_in["orientation"]["cases"]] == list(range(1, 9))
+    # every verdict case of tools/golden.py, so the edge cases the apps must agree on are all there
+    cases = checked_in["verdict_cases"]
+    inputs = ("probabilities", "pet", "threshold")
+    assert [[c[k] for k in inputs] for c in cases] == [[c[k] for k in inputs] for c in golden.verdict_cases(m["labels"])]
+    kept = [c for c in cases if c["verdict"] != NEITHER]
+    neither = [c for c in cases if c["verdict"] == NEITHER]
+    assert any(c["pet"] == c["threshold"] for c in kept)  # pet at the threshold: kept
+    assert any(c["pet"] == float(np.nextafter(np.float32(c["threshold"]), np.float32(0))) for c in neither)  # a float32 below
+    assert any(c["threshold"] == 0 for c in kept) and any(c["pet"] == 0 for c in neither) and any(c["pet"] == 1 for c in kept)
+    assert any(c["probabilities"][0] == c["probabilities"][1] for c in kept)  # a tie: the first label
 
 
 def test_every_expected_output_is_catdogs(checked_in):
@@ -48,8 +63,11 @@ def test_a_wrong_expected_output_is_caught(checked_in):
     bad["photos"][1]["label_text"] = bad["photos"][1]["label_text"].replace(".", ",", 1)
     bad["label_text_cases"][1]["text"] = "It's a cat\ncat 6.3 %   dog 93.8 %"  # half up, where catdog rounds half to even
     bad["orientation"]["cases"][5]["exif"] = 8
+    at = next(c for c in bad["verdict_cases"] if c["pet"] == c["threshold"] and c["verdict"] != NEITHER)
+    at["verdict"] = NEITHER  # pet at the threshold is kept: only pet < threshold is neither
+    bad["photos"][2]["shown"] = "overlay" if checked_in["photos"][2]["shown"] == "photo" else "photo"
     problems = golden.check(bad)
-    assert len(problems) == 4, problems
+    assert len(problems) == 6, problems
 
 
 def test_the_add_model_scripts_choose_the_golden_artefacts(checked_in, tmp_path):
@@ -113,6 +131,17 @@ def test_the_golden_check_on_a_small_model(checked_in, subset_artefacts, tmp_pat
     flipped["photos"][0]["index"] = 1 - made["photos"][0]["index"]
     flipped["photos"][0]["label"] = made["manifest"]["labels"][flipped["photos"][0]["index"]]
     assert [p for p in golden.compare(flipped, made) if "answer" in p] != []
+    # the pet output and the threshold are held to the probabilities' tolerance; another verdict is caught
+    pet = copy.deepcopy(made)
+    pet["photos"][1]["pet"] += 2 * tol["prob_max_abs"]
+    assert [p.split(":")[0] for p in golden.compare(pet, made)] == ["pet"]
+    raised = copy.deepcopy(made)
+    raised["manifest"]["pet_threshold"] += 2 * tol["prob_max_abs"]
+    assert [p.split(":")[0] for p in golden.compare(raised, made)] == ["manifest pet_threshold"]
+    other_verdict = copy.deepcopy(made)
+    said = other_verdict["photos"][0]
+    said["verdict"] = said["label"] if said["verdict"] == NEITHER else NEITHER
+    assert [p for p in golden.compare(other_verdict, made) if "verdict" in p] != []
     # the checked-in file (the shipped 288 MobileNet V1+V2 model) is not this model: named, not compared
     other = golden.compare(checked_in, made)
     assert other and all(p.startswith(("manifest", "artefact choice")) for p in other), other

@@ -79,7 +79,8 @@ def _definitions(pattern: str) -> list[str]:
 
 def test_each_contract_is_defined_once():
     assert _definitions(r"^(PROBABILITIES|CAM|INPUT_NAME|LABELS) = ") == [f"catdog/contract.py:{n}" for n in (17, 18, 19, 20)]
-    assert _definitions(r"^TOLERANCES = ") == ["catdog/contract.py:25"]
+    assert _definitions(r"^TOLERANCES = ") == ["catdog/contract.py:30"]
+    assert _definitions(r"^(PET|NEITHER|PET_THRESHOLD) = ") == [f"catdog/contract.py:{n}" for n in (21, 23, 24)]
     assert _definitions(r"^def load_manifest\(") == [_definitions(r"^def load_manifest\(")[0]]
     assert _definitions(r"^def load_manifest\(")[0].startswith("catdog/contract.py:")
     assert _definitions(r"^def cam_grid\(")[0].startswith("catdog/contract.py:") and len(_definitions(r"^def cam_grid\(")) == 1

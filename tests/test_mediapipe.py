@@ -92,6 +92,15 @@ def expected_metadata_json(size: int, precision: str) -> dict:
                         "dimension_names": ["batch", "height", "width", "class"],
                         "content": feature,
                     },
+                    {
+                        "name": "pet",
+                        "description": (
+                            "P(the photo shows a cat or a dog), [1, 1]; under manifest.json's pet_threshold the answer is neither. "
+                            "Not a class score: MediaPipe's ImageClassifier lists it as a head of its own, unlabelled."
+                        ),
+                        "content": feature,
+                        "stats": {"max": [1.0], "min": [0.0]},
+                    },
                 ],
             }
         ],
@@ -148,9 +157,10 @@ def test_image_classifier_agrees_with_litert_at_every_precision(mediapipe_run):
         result = mediapipe_run["models"][str(path)]
         assert len(result["arrays"]) == len(mediapipe_run["images"].names) == 30
         for heads in result["arrays"]:
-            # head 0 is the classification, labelled from the packed labels file; the CAM is head 1
-            assert [h["name"] for h in heads] == ["probabilities", "cam"], [h["name"] for h in heads]
+            # head 0 is the classification, labelled from the packed labels file; the CAM is head 1, pet head 2
+            assert [h["name"] for h in heads] == ["probabilities", "cam", "pet"], [h["name"] for h in heads]
             assert heads[0]["labels"] == list(LABELS) and len(heads[1]["scores"]) == g * g * len(LABELS)
+            assert len(heads[2]["scores"]) == 1
         mediapipe = _scores(result["arrays"])
         outputs = open_model(path).run(mediapipe_run["images"].arrays)
         litert = outputs["probabilities"].astype(np.float64)
@@ -159,6 +169,8 @@ def test_image_classifier_agrees_with_litert_at_every_precision(mediapipe_run):
         # head 1's category index is the position in the flattened [1, G, G, 2] map: the CAM itself
         cam = np.array([heads[1]["scores"] for heads in result["arrays"]]).reshape(-1, g, g, len(LABELS))
         cam_rel = float(np.abs(cam - outputs["cam"]).max() / np.abs(outputs["cam"]).max())
+        pet = np.array([heads[2]["scores"] for heads in result["arrays"]]).reshape(-1, 1)
+        assert np.abs(pet - outputs["pet"]).max() <= (1e-5 if precision == "fp32" else 2 / 256), precision  # an int8 output: 1/256 steps
         print(f"{path.name}: MediaPipe vs LiteRT max |dp| {diff:.2e}, top-1 agreement {agreement:.0%}, CAM max rel diff {cam_rel:.2e}")
         assert cam_rel <= (1e-5 if precision == "fp32" else TOLERANCES["fp16"]["cam_max_rel"]), cam_rel
         if precision == "fp32":
@@ -228,20 +240,21 @@ def test_metadata_round_trips_in_the_project(subset_artefacts, tmp_path):
     for precision, path in _tflite_artefacts(subset_artefacts).items():
         meta = read_standard_metadata(path)
         sub = meta.subgraphMetadata[0]
-        image, (probabilities, cam) = sub.inputTensorMetadata[0], sub.outputTensorMetadata
+        image, (probabilities, cam, pet) = sub.inputTensorMetadata[0], sub.outputTensorMetadata
         norm = image.processUnits[0].options
         assert (meta.author, meta.license, meta.minParserVersion) == (b"catdog", b"Apache-2.0", b"1.0.0")
         assert list(norm.mean) == [0.0] * 3 and list(norm.std) == [1.0] * 3
         assert image.content.contentProperties.defaultSize.width == size and list(image.stats.max) == [255.0] * 3
         assert probabilities.name == b"probabilities" and probabilities.associatedFiles[0].name == LABELS_FILE.encode()
         assert cam.name == b"cam" and [d.decode() for d in cam.dimensionNames] == ["batch", "height", "width", "class"]
+        assert pet.name == b"pet" and list(pet.stats.max) == [1.0]
         assert packed_files(path) == {LABELS_FILE: b"cat\ndog\n"}
         contract = read_metadata(path)
         assert contract["labels"] == list(LABELS) and contract["temperature"] == manifest["temperature"]
-        assert [o["name"] for o in contract["outputs"]] == ["probabilities", "cam"]
+        assert [o["name"] for o in contract["outputs"]] == ["probabilities", "cam", "pet"]
         interpreter = Interpreter(str(path))
-        assert interpreter.get_signature_list()["serving_default"] == {"inputs": ["image"], "outputs": ["cam", "probabilities"]}
-        assert [tuple(d["shape"]) for d in interpreter.get_output_details()] == [(1, 2), (1, cam_grid(size), cam_grid(size), 2)]
+        assert interpreter.get_signature_list()["serving_default"] == {"inputs": ["image"], "outputs": ["cam", "pet", "probabilities"]}
+        assert [tuple(d["shape"]) for d in interpreter.get_output_details()] == [(1, 2), (1, cam_grid(size), cam_grid(size), 2), (1, 1)]
     copy = tmp_path / "again.tflite"
     shutil.copy(path, copy)
     write_metadata(copy, "mobilenet_v2", precision, size, {"temperature": manifest["temperature"]})

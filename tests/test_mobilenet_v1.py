@@ -88,7 +88,7 @@ def _cam_identity(run_dir, grid: int) -> np.ndarray:
     assert out["cam"].shape == (5, grid, grid, 2)
     bias = run.model.get_layer("probabilities").get_weights()[1]
     assert np.allclose(probabilities_from_cam(np.asarray(out["cam"]), bias), out["probabilities"], atol=1e-5)
-    assert np.allclose(run.model.predict_on_batch(x), out["probabilities"], atol=1e-6)
+    assert np.allclose(run.model.predict_on_batch(x)["probabilities"], out["probabilities"], atol=1e-6)
     return np.asarray(out["probabilities"])
 
 

@@ -3,6 +3,7 @@ and every RUN_DIR gets report.html, checked in headless Chromium."""
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import shutil
@@ -121,3 +122,58 @@ def test_report_renders_in_headless_chromium(report_with_sensitivity, verified_r
         browser.close()
     assert all(u.startswith(("file:", "data:")) for u in requests), requests  # nothing fetched from a server
     assert shot.stat().st_size > 50_000
+
+
+@needs_shared
+def test_report_shows_the_neither_rates_and_the_photos_behind_them(subset_run):
+    """subset_run (trained with --negatives) gets a Neither section: the nested-CV keep and reject
+    rates of metrics.json, and up to 8 thumbnails of each kind of mistake from pet_predictions.csv,
+    in order of P(pet), or "none"."""
+    from html import escape
+
+    from catdog.report.facts import neither_rates
+
+    html = (subset_run / "report.html").read_text()
+    metrics = json.loads((subset_run / "metrics.json").read_text())
+    section = re.search(r'<section id="neither">.*?</section>', html, re.S).group(0)
+    assert escape(neither_rates(metrics)) in section
+    assert f"keeps {metrics['pet']['keep']:.1%}" in section and f"rejects {metrics['pet']['reject']:.1%}" in section
+    with open(subset_run / "pet_predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    lists = {
+        "rejected-pets": sorted((r for r in rows if r["kind"] == "pet" and r["kept"] == "0"), key=lambda r: float(r["p_pet"])),
+        "accepted-negatives": sorted((r for r in rows if r["kind"] == "neither" and r["kept"] == "1"), key=lambda r: -float(r["p_pet"])),
+    }
+    for kind, wrong in lists.items():
+        grid = re.search(rf'<div class="thumbs" data-kind="{kind}">(.*?)</div>', section, re.S)
+        if not wrong:
+            assert grid is None
+            continue
+        shown = wrong[:8]
+        names = re.findall(r"<figcaption><b>([^<]+)</b>", grid.group(1))
+        assert names == [r["file"] for r in shown], kind
+        assert re.findall(r"P\(pet\) (\d\.\d{3})", grid.group(1)) == [f"{float(r['p_pet']):.3f}" for r in shown]
+        assert grid.group(1).count('src="data:image/jpeg;base64,') == len(shown)  # every photo at hand, embedded
+    assert section.count("<p>none</p>") == sum(not wrong for wrong in lists.values())
+
+
+def test_neither_section_says_none_and_copes_with_missing_photos(tmp_path):
+    """Straight from a pet_predictions.csv: no mistakes of a kind is "none"; a photo no longer at
+    hand keeps its caption without an image; only the first 8 of a kind are shown."""
+    from catdog.report.page import neither_photos, neither_section
+
+    metrics = {"data_dir": str(tmp_path / "moved"), "pet": {"keep": 1.0, "reject": 0.5, "threshold": 0.2, "n_pets": 2,
+                                                           "n_negatives": 10, "negatives_dir": str(tmp_path / "gone")}}
+    lines = ["file,kind,p_pet,kept", "cat.1.jpg,pet,0.900000,1", "dog.2.jpg,pet,0.800000,1"]
+    lines += [f"{n}.jpg,neither,{n / 100:.6f},{int(n >= 5)}" for n in range(10)]  # 5 of 10 accepted
+    (tmp_path / "pet_predictions.csv").write_text("\n".join(lines) + "\n")
+    photos = neither_photos(tmp_path / "pet_predictions.csv", metrics)
+    assert photos["n_rejected_pets"] == 0 and [t["name"] for t in photos["accepted_negatives"]] == [f"{n}.jpg" for n in (9, 8, 7, 6, 5)]
+    html = neither_section(metrics, photos)
+    assert html.count("<p>none</p>") == 1 and "0 of 2" in html and "5 of 10" in html
+    assert "<img" not in html and html.count("(photo not at hand)") == 5 and "P(pet) 0.090" in html
+    lines += [f"1{n}.jpg,neither,0.5,1" for n in range(10)]
+    (tmp_path / "pet_predictions.csv").write_text("\n".join(lines) + "\n")
+    html = neither_section(metrics, neither_photos(tmp_path / "pet_predictions.csv", metrics))
+    assert "15 of 20, the first 8 shown" in html and html.count("<figure") == 8
+    assert "no photos to show" in neither_section(metrics, neither_photos(tmp_path / "nothing.csv", metrics))

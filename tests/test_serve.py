@@ -19,9 +19,11 @@ import pytest
 from PIL import Image
 
 from catdog.data import decode
-from conftest import REFERENCE, TRAIN, needs_shared
+from conftest import NOT_PETS, REFERENCE, TRAIN, needs_shared, not_pets
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# a held-out COCO photo (no cat, no dog; nothing trained on it) that subset_run's model calls "neither"
+NOT_PET = NOT_PETS / "000000003255.jpg"  # skiers on a snowfield
 
 
 def start(path) -> tuple[str, object]:
@@ -39,7 +41,7 @@ def start(path) -> tuple[str, object]:
     return f"http://127.0.0.1:{server.effective_port}", server
 
 
-def post(url: str, data: bytes, multipart: bool = True, timeout: float = 30) -> tuple[int, dict]:
+def post(url: str, data: bytes, multipart: bool = True, timeout: float = 30, query: str = "") -> tuple[int, dict]:
     if multipart:
         boundary = uuid.uuid4().hex
         body = (
@@ -49,7 +51,7 @@ def post(url: str, data: bytes, multipart: bool = True, timeout: float = 30) -> 
         headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
     else:
         body, headers = data, {"Content-Type": "application/octet-stream"}
-    request = urllib.request.Request(url + "/predict", data=body, headers=headers, method="POST")
+    request = urllib.request.Request(url + "/predict" + query, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read())
@@ -100,6 +102,29 @@ def test_predict_matches_the_keras_model(art_server, subset_run):
         assert np.allclose(cam, np.asarray(expected["cam"])[0, :, :, int(p.argmax())], atol=1e-3)
     status, raw = post(art_server, (REFERENCE / "coral_cat_720p.jpg").read_bytes(), multipart=False)
     assert status == 200 and raw["label"] == "cat"
+
+
+@needs_shared
+def test_predict_answers_pet_and_verdict(art_server, subset_artefacts, subset_run):
+    """Every answer carries P(pet) and catdog's verdict with the manifest's threshold: a cat photo is
+    "cat", a photo with no cat or dog "neither" (and gets no CAM overlay); both as the Keras model says."""
+    from catdog.contract import PET, PET_THRESHOLD, verdict
+    from catdog.runtime import open_model
+
+    assert NOT_PET.name in not_pets(held_out=True)
+    threshold = json.loads((subset_artefacts / "manifest.json").read_text())[PET_THRESHOLD]
+    with urllib.request.urlopen(art_server + "/healthz") as response:
+        assert json.loads(response.read())[PET_THRESHOLD] == threshold
+    reference = open_model(subset_run, temperature=1.0)
+    for photo, expected in ((REFERENCE / "coral_cat_720p.jpg", "cat"), (NOT_PET, "neither")):
+        status, body = post(art_server, photo.read_bytes(), query="?overlay=1")
+        assert status == 200, body
+        out = reference(decode(photo).astype(np.float32))
+        pet = float(out[PET][0])
+        assert isinstance(body["pet"], float) and abs(body["pet"] - pet) < 1e-4
+        assert body["verdict"] == verdict(out["probabilities"], pet, threshold) == expected, (photo.name, pet, threshold)
+        assert body["label"] in ("cat", "dog") and len(body["cam"]) == 7  # the likelier class and its map, as before
+        assert ("overlay" in body) == (expected != "neither")
 
 
 @needs_shared
@@ -182,7 +207,9 @@ def test_keras_backend(subset_run):
     url, server = start(subset_run)
     try:
         status, body = post(url, (REFERENCE / "coral_cat_720p.jpg").read_bytes())
-        assert status == 200 and body["label"] == "cat" and len(body["cam"]) == 7
+        assert status == 200 and body["label"] == body["verdict"] == "cat" and len(body["cam"]) == 7
+        status, body = post(url, NOT_PET.read_bytes(), query="?overlay=1")
+        assert status == 200 and body["verdict"] == "neither" and "overlay" not in body
     finally:
         server.close()
 
@@ -193,6 +220,7 @@ def test_upload_in_headless_chromium(art_server, tmp_path):
     from playwright.sync_api import sync_playwright
 
     shot = Path(__file__).resolve().parent / "output" / "serve_e2e.png"
+    neither_shot = shot.with_name("serve_e2e_neither.png")
     shot.parent.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(
@@ -207,9 +235,17 @@ def test_upload_in_headless_chromium(art_server, tmp_path):
         page.wait_for_function("document.getElementById('overlay').complete && document.getElementById('overlay').naturalWidth > 0")
         assert page.inner_text("#result-label").startswith("It's a cat")
         assert float(page.inner_text("#p-cat").rstrip(" %")) > 50
+        assert page.locator("#overlay-figure").is_visible()
         page.screenshot(path=str(shot), full_page=True)
+        # a photo with no cat or dog: said so, and the photo alone (a CAM would be evidence of nothing)
+        page.set_input_files("#file", str(NOT_PET))
+        page.wait_for_function("document.getElementById('result-label').textContent === 'No cat or dog found'", timeout=30000)
+        assert page.locator("#result").is_visible() and page.locator("#photo").is_visible()
+        assert not page.locator("#overlay-figure").is_visible() and page.get_attribute("#overlay", "src") is None
+        assert not page.locator("#classes").is_visible()
+        page.screenshot(path=str(neither_shot), full_page=True)
         page.set_input_files("#file", {"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"not a photo"})
         page.wait_for_function("document.getElementById('error').textContent.length > 0")
-        assert "not an image" in page.inner_text("#error")
+        assert "not an image" in page.inner_text("#error") and page.locator("#result").is_hidden()
         browser.close()
-    assert shot.stat().st_size > 20_000
+    assert shot.stat().st_size > 20_000 and neither_shot.stat().st_size > 20_000

@@ -69,9 +69,10 @@ def test_full_model_equals_head_on_features(subset_run):
     head = keras.models.load_model(subset_run / "head.keras")
     images = np.stack([decode(TRAIN / n) for n in fs.names[:6]])
     full = run.model.predict_on_batch(images.astype(np.float32))
-    assert full.shape == (6, 2)
-    assert np.allclose(full, head.predict_on_batch(fs.features[:6]), atol=1e-5)
-    assert [layer.name for layer in run.model.layers] == ["image", "preprocess", "backbone", "gap", "dropout", "probabilities"]
+    assert full["probabilities"].shape == (6, 2) and full["pet"].shape == (6, 1)
+    assert np.allclose(full["probabilities"], head.predict_on_batch(fs.features[:6]), atol=1e-5)
+    names = [layer.name for layer in run.model.layers]
+    assert names == ["image", "preprocess", "backbone", "gap", "dropout", "pet_head", "probabilities"], names
 
 
 @needs_shared

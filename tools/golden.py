@@ -7,6 +7,8 @@ reproduce.
 Inputs come from a real ART_DIR (its manifest, and its fp32 TFLite model run on three real photos
 from ../shared/data/reference) and from real photos shrunk to a few pixels. Every expected output
 is computed by catdog's own code: `catdog.cam.overlay` / `normalise` / `jet` / `label_text`,
+`catdog.contract.verdict` (a photo's answer: "neither" where the model's `pet` output is under the
+manifest's `pet_threshold`, else cat or dog; `answer` below says what the apps show for each),
 `catdog.data.resize` (the squash), `catdog.data.open_rgb` (EXIF orientation, alpha over white),
 Pillow's `thumbnail` sizing (as `catdog cam` shrinks a photo for display). `check(golden)` recomputes
 every expected output from the golden's own inputs, so a checked-in file stays valid for the apps'
@@ -29,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-GOLDEN_VERSION = 1
+GOLDEN_VERSION = 2  # 2: the `pet` output, the manifest's pet_threshold, verdicts
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "golden" / "apps.json"
 SHARED = Path(os.environ.get("CATDOG_SHARED", REPO.parent / "shared"))
@@ -40,12 +42,41 @@ ALPHA = 0.45
 SAMPLES_PER_PHOTO = 12
 MAX_BYTES = 50_000
 # manifest keys the apps read (everything else in a manifest is left out of the golden file)
-MANIFEST_KEYS = ("manifest_version", "backbone", "labels")
+MANIFEST_KEYS = ("manifest_version", "backbone", "labels", "pet_threshold")
 ARTEFACT_KEYS = ("file", "format", "precision", "sha256")
 # tricky probability pairs for the per cent text: exact binary ties and values where a
 # shortest-decimal-then-half-up formatter (Java's String.format) disagrees with C's printf
 TEXT_CASES = ((0.5, 0.5), (0.0625, 0.9375), (0.3125, 0.6875), (0.99951171875, 0.00048828125), (0.00125, 0.99875),
               (0.0015, 0.9985), (0.25, 0.75), (1.0, 0.0))
+# synthetic (probabilities, pet, threshold) for the verdict. Probabilities and pet are rounded to float32
+# (what a model gives; the apps hold them as Float); thresholds stay doubles, as a manifest holds them, and
+# the comparison pet < threshold is in double (Python's, reproduced by the apps), which matters only where
+# the threshold is no float32 (the 0.9 case)
+_F32 = np.float32
+
+
+def _below(x: float) -> float:
+    """The float32 just below float32(x): a pet the apps must call "neither" at threshold x."""
+    return float(np.nextafter(_F32(x), _F32(0)))
+
+
+VERDICT_CASES = (
+    ((0.8, 0.2), 0.9, 0.5),  # cat
+    ((0.3, 0.7), 0.9, 0.5),  # dog
+    ((0.8, 0.2), 0.2, 0.5),  # neither, whatever the cat/dog probabilities say
+    ((0.3, 0.7), 0.5, 0.5),  # pet exactly at the threshold: kept (only pet < threshold is neither)
+    ((0.3, 0.7), _below(0.5), 0.5),  # one float32 step below: neither
+    ((0.9, 0.1), float(_F32(0.07)), float(_F32(0.07))),  # pet at a float32 threshold, not a short decimal: kept
+    ((0.9, 0.1), _below(0.07), float(_F32(0.07))),  # just below it: neither
+    ((0.9, 0.1), float(_F32(0.9)), 0.9),  # float32(0.9) is just below the double 0.9: neither (a comparison
+                                          # in float32 would round the threshold down to the pet and keep it)
+    ((0.6, 0.4), 0.0, 0.0),  # threshold 0: nothing is neither, not even pet 0
+    ((0.4, 0.6), 0.0, 0.07),  # pet 0: neither
+    ((0.4, 0.6), 1.0, 0.07),  # pet 1: kept
+    ((0.6, 0.4), 1.0, 1.0),  # pet 1 at threshold 1: kept
+    ((0.5, 0.5), 0.9, 0.07),  # a probabilities tie goes to the first label
+    ((0.5, 0.5), 0.01, 0.07),  # a tie under the threshold: neither
+)
 DISPLAY_CASES = ((1280, 720), (375, 499), (149, 150), (640, 640), (641, 480), (4000, 3000), (3000, 4000),
                  (24, 18), (1000, 1), (1, 1000), (1023, 768), (333, 1000))
 
@@ -70,6 +101,31 @@ def manifest_subset(manifest: dict) -> dict:
 
 def cam_shape(manifest: dict) -> list[int]:
     return next(o["shape"] for o in manifest["outputs"] if o["name"] == "cam")
+
+
+def answer(probabilities, pet: float, threshold: float, labels) -> dict:
+    """What the apps show for a photo, by catdog's rules: the verdict (`catdog.contract.verdict`), the
+    text under the photo (NEITHER_TEXT for neither, no percentages; else `catdog.cam.label_text`), and
+    which image: "overlay" (the CAM overlay) for cat or dog, "photo" (the plain photo, at the same
+    display size) for neither, whose CAM is no evidence for either class."""
+    from catdog.cam import label_text
+    from catdog.contract import NEITHER, NEITHER_TEXT, verdict
+
+    said = verdict(probabilities, pet, threshold, labels)
+    neither = said == NEITHER
+    return {"verdict": said, "text": NEITHER_TEXT if neither else label_text(probabilities, labels),
+            "shown": "photo" if neither else "overlay"}
+
+
+def verdict_cases(labels) -> list[dict]:
+    """VERDICT_CASES with what the apps show for each (`answer`: verdict and text)."""
+    cases = []
+    for ps, pet, threshold in VERDICT_CASES:
+        probabilities, pet = [_F32(p) for p in ps], _F32(pet)
+        shown = answer(probabilities, pet, threshold, labels)
+        cases.append({"probabilities": [float(p) for p in probabilities], "pet": float(pet), "threshold": float(threshold),
+                      "verdict": shown["verdict"], "text": shown["text"]})
+    return cases
 
 
 # ---------- reference computations (catdog's own code) ----------
@@ -149,11 +205,15 @@ def small_photo(name: str, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(open_rgb(REFERENCE / name).resize(size, Image.BILINEAR))
 
 
-def run_tflite(path: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def run_tflite(path: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Probabilities [N, C], CAM maps [N, G, G, C] and pet [N] of one run of the model."""
+    from catdog.contract import CAM, PET, PROBABILITIES
     from catdog.runtime import open_model
 
     outputs = open_model(path, threads=2).run(images)
-    return outputs["probabilities"], outputs["cam"]
+    if PET not in outputs:
+        raise SystemExit(f"{path} has no `{PET}` output: export it again with this catdog version")
+    return outputs[PROBABILITIES], outputs[CAM], np.asarray(outputs[PET], np.float32).reshape(len(images))
 
 
 def weights_sha256(path: Path) -> str:
@@ -177,6 +237,7 @@ def sha256(path: Path) -> str:
 # ---------- comparing two models' numbers ----------
 
 CONTRACT_KEYS = ("manifest_version", "backbone", "labels", "input", "outputs")  # of the manifest subset
+# pet_threshold is compared as a number (within the probabilities' tolerance): a retrained model picks its own
 
 
 def fp32_tolerances() -> dict:
@@ -190,9 +251,10 @@ def fp32_tolerances() -> dict:
 def compare(expected: dict, made: dict, tolerances: dict | None = None) -> list[str]:
     """Where `made` (a golden document generated from an ART_DIR) gives other numbers than `expected`
     (a golden file): the manifest contract the apps read, their artefact choice, the photos, each
-    photo's answer, and the model's outputs within parity's fp32 tolerances, measured as `catdog
-    parity` measures an artefact against Keras (max |dp| over photos and classes; CAM max |d| over
-    the largest |CAM| of the whole set). Returns the mismatches; an empty list when they agree."""
+    photo's answer (top label and verdict), and the model's outputs within parity's fp32 tolerances,
+    measured as `catdog parity` measures an artefact against Keras (max |dp| over photos and classes,
+    and likewise for `pet` and the manifest's pet_threshold; CAM max |d| over the largest |CAM| of the
+    whole set). Returns the mismatches; an empty list when they agree."""
     tol = tolerances or fp32_tolerances()
     bad = []
     for key in CONTRACT_KEYS:
@@ -215,26 +277,39 @@ def compare(expected: dict, made: dict, tolerances: dict | None = None) -> list[
         bad.append(f"probabilities: max |dp| {prob_max_abs:.3g} > {tol['prob_max_abs']:g}")
     if not cam_max_rel <= tol["cam_max_rel"]:
         bad.append(f"CAM: max |d| {cam_max_rel:.3g} of the largest |CAM| > {tol['cam_max_rel']:g}")
+    pet_max_abs = max(abs(float(got["pet"]) - float(want["pet"])) for want, got in zip(expected["photos"], made["photos"]))
+    if not pet_max_abs <= tol["prob_max_abs"]:
+        bad.append(f"pet: max |dp| {pet_max_abs:.3g} > {tol['prob_max_abs']:g}")
+    threshold_diff = abs(float(made["manifest"]["pet_threshold"]) - float(expected["manifest"]["pet_threshold"]))
+    if not threshold_diff <= tol["prob_max_abs"]:
+        bad.append(f"manifest pet_threshold: {made['manifest']['pet_threshold']!r} != the golden's "
+                   f"{expected['manifest']['pet_threshold']!r} (|d| {threshold_diff:.3g} > {tol['prob_max_abs']:g})")
     for want, got in zip(expected["photos"], made["photos"]):
         if got["index"] != want["index"]:
             bad.append(f"{want['name']}: answer {got['label']} != the golden's {want['label']}")
+        if got["verdict"] != want["verdict"]:
+            bad.append(f"{want['name']}: verdict {got['verdict']} != the golden's {want['verdict']}")
     return bad
 
 
 def generate(art_dir: Path, photos_dir: Path = REFERENCE) -> dict:
     """The golden document for ART_DIR (its fp32 TFLite model on PHOTOS from photos_dir)."""
     from catdog.cam import label_text
+    from catdog.contract import PET, PET_THRESHOLD
     from catdog.data import open_rgb, resize
 
     manifest = json.loads((art_dir / "manifest.json").read_text())
+    if PET_THRESHOLD not in manifest or PET not in {o["name"] for o in manifest["outputs"]}:
+        raise SystemExit(f"{art_dir}/manifest.json has no {PET_THRESHOLD} or no `{PET}` output: "
+                         "export it again with this catdog version")
     sub = manifest_subset(manifest)
     tflite = choose(manifest, "tflite", ("fp32",))
     if not tflite:
         raise SystemExit(f"{art_dir}/manifest.json lists no fp32 TFLite artefact; export with --formats tflite --precision fp32")
     side = manifest["input"]["shape"][1]
-    labels = manifest["labels"]
+    labels, threshold = manifest["labels"], manifest[PET_THRESHOLD]
     photos = [open_rgb(photos_dir / name) for name in PHOTOS]
-    probabilities, cams = run_tflite(art_dir / tflite, np.stack([resize(p, side) for p in photos]).astype(np.float32))
+    probabilities, cams, pets = run_tflite(art_dir / tflite, np.stack([resize(p, side) for p in photos]).astype(np.float32))
     photo_docs = []
     for i, (name, photo) in enumerate(zip(PHOTOS, photos)):
         index = int(np.argmax(probabilities[i]))
@@ -244,7 +319,9 @@ def generate(art_dir: Path, photos_dir: Path = REFERENCE) -> dict:
             "name": name, "width": photo.size[0], "height": photo.size[1],
             "probabilities": [float(p) for p in probabilities[i]],
             "cam": [float(v) for v in cams[i].ravel()],  # NHWC, as the model's output buffer
+            "pet": float(pets[i]),
             "index": index, "label": labels[index], "label_text": label_text(probabilities[i], labels),
+            **answer(probabilities[i], pets[i], threshold, labels),  # verdict, text, shown
             "display": {"width": w, "height": h},
             "samples": overlay_samples(display, cams[i][..., index], sample_positions(w, h, SAMPLES_PER_PHOTO, seed=i)),
         })
@@ -268,6 +345,7 @@ def generate(art_dir: Path, photos_dir: Path = REFERENCE) -> dict:
         "photos": photo_docs,
         "label_text_cases": [{"probabilities": [float(np.float32(p)) for p in ps],
                               "text": label_text([np.float32(p) for p in ps], labels)} for ps in TEXT_CASES],
+        "verdict_cases": verdict_cases(labels),
         "display_sizes": [{"width": w, "height": h, "expected": list(display_size(w, h))} for w, h in DISPLAY_CASES],
         "squash": {"width": 48, "height": 36, "rgb": b64(squash_src),
                    "cases": [{"side": s, "rgb": b64(squash(squash_src, s))} for s in (16, 40)]},  # down; down x, up y
@@ -292,6 +370,11 @@ def check(golden: dict) -> list[str]:
     bad = []
     m = golden["manifest"]
     labels, g = m["labels"], cam_shape(m)
+    threshold = m.get("pet_threshold")
+    if threshold is None:
+        return [f"manifest has no pet_threshold: a golden file older than version {GOLDEN_VERSION} (run `make golden`)"]
+    if not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        return [f"manifest pet_threshold {threshold!r} is not a number in 0..1"]
     for want, got in ((golden["choice"]["coreml"], choose(m, "coreml", ("fp16", "fp32", "int8"))),
                       (golden["choice"]["tflite"], choose(m, "tflite", ("fp32", "fp16", "int8")))):
         if want != got:
@@ -303,6 +386,9 @@ def check(golden: dict) -> list[str]:
             bad.append(f"{p['name']}: label {p['label']} is not the argmax")
         if p["label_text"] != label_text(probs, labels):
             bad.append(f"{p['name']}: label_text {p['label_text']!r} != {label_text(probs, labels)!r}")
+        shown = answer(probs, np.float32(p["pet"]), threshold, labels)
+        if {k: p.get(k) for k in shown} != shown:
+            bad.append(f"{p['name']}: shown {({k: p.get(k) for k in shown})} != catdog's {shown}")
         if [p["display"]["width"], p["display"]["height"]] != list(display_size(p["width"], p["height"], golden["overlay_max_side"])):
             bad.append(f"{p['name']}: display size")
         w, h = p["display"]["width"], p["display"]["height"]
@@ -316,6 +402,11 @@ def check(golden: dict) -> list[str]:
     for case in golden["label_text_cases"]:
         if case["text"] != label_text(np.asarray(case["probabilities"], np.float32), labels):
             bad.append(f"label text of {case['probabilities']}")
+    for case in golden["verdict_cases"]:
+        want = answer(np.asarray(case["probabilities"], np.float32), np.float32(case["pet"]), case["threshold"], labels)
+        if (case["verdict"], case["text"]) != (want["verdict"], want["text"]):
+            bad.append(f"verdict of {case['probabilities']}, pet {case['pet']!r}, threshold {case['threshold']!r}: "
+                       f"{case['verdict']!r} != catdog's {want['verdict']!r}")
     for case in golden["display_sizes"]:
         if case["expected"] != list(display_size(case["width"], case["height"], golden["overlay_max_side"])):
             bad.append(f"display size of {case['width']}x{case['height']}")

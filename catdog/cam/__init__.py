@@ -18,14 +18,15 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from catdog.contract import CAM, PROBABILITIES, RunDir
+from catdog.contract import CAM, PET, PROBABILITIES, RunDir
 from catdog.atomic import staged
 from catdog.errors import CatdogError
 
 if TYPE_CHECKING:  # Keras (and TensorFlow) load only where a model is built: `overlay` and the
     import keras  # grid sheet stay light for `catdog serve`'s overlay of an ONNX/TFLite answer
 
-REQUIRED_LAYERS = ("preprocess", "backbone", "gap", "probabilities")
+PET_HEAD = "pet_head"  # the nested model: pooled features -> P(pet) (catdog.training.pet)
+REQUIRED_LAYERS = ("preprocess", "backbone", "gap", "probabilities", PET_HEAD)
 
 
 def check_catdog_model(full_model: keras.Model) -> None:
@@ -59,7 +60,7 @@ def _cam_conv(kernel: np.ndarray) -> keras.layers.Conv2D:
 
 
 def cam_model(full_model: keras.Model) -> keras.Model:
-    """Raw RGB photo (SxSx3, 0..255) -> {"probabilities": (N, 2), "cam": (N, S/32, S/32, 2)}.
+    """Raw RGB photo (SxSx3, 0..255) -> {"probabilities": (N, 2), "cam": (N, S/32, S/32, 2), "pet": (N, 1)}.
 
     S is the full model's input size (224 by default: 7 x 7 maps).
 
@@ -71,7 +72,8 @@ def cam_model(full_model: keras.Model) -> keras.Model:
     kernel, _ = _dense_kernel(full_model)
     feature_maps = full_model.get_layer("gap").input
     cam = _cam_conv(kernel)(feature_maps)
-    return keras.Model(full_model.input, {PROBABILITIES: full_model.output, CAM: cam}, name="catdog_cam")
+    outputs = {PROBABILITIES: full_model.output[PROBABILITIES], CAM: cam, PET: full_model.output[PET]}
+    return keras.Model(full_model.input, outputs, name="catdog_cam")
 
 
 def network_model(full_model: keras.Model) -> keras.Model:
@@ -86,12 +88,13 @@ def network_model(full_model: keras.Model) -> keras.Model:
     backbone = full_model.get_layer("backbone")
     x = keras.Input(shape=backbone.input.shape[1:], name="image")
     feature_maps = backbone(x)
-    y = full_model.get_layer("gap")(feature_maps)
+    pooled = y = full_model.get_layer("gap")(feature_maps)
     if "dropout" in {layer.name for layer in full_model.layers}:
         y = full_model.get_layer("dropout")(y)
+    pet = full_model.get_layer(PET_HEAD)(pooled)
     probabilities = full_model.get_layer("probabilities")(y)
     cam = _cam_conv(kernel)(feature_maps)
-    return keras.Model(x, {PROBABILITIES: probabilities, CAM: cam}, name="catdog_network")
+    return keras.Model(x, {PROBABILITIES: probabilities, CAM: cam, PET: pet}, name="catdog_network")
 
 
 def probabilities_from_cam(cam: np.ndarray, bias: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Stage 5, export: one entry, `export(model, fmt, precision, ...)`, one module per format.
 
 Every artefact holds the classifier and the CAM model in one graph, with one input (the raw
-photo; preprocessing inside) and two outputs, `probabilities` and `cam`. `export_run` writes
+photo; preprocessing inside) and three outputs, `probabilities`, `cam` and `pet`. `export_run` writes
 several artefacts plus ART_DIR/manifest.json (input contract, labels, sizes, sha256) and labels.txt.
 """
 
@@ -20,7 +20,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from catdog.contract import ArtDir, RunDir, load_manifest
+from catdog.contract import PET_THRESHOLD, ArtDir, RunDir, load_manifest
 from catdog import __version__
 from catdog.cam import cam_model, check_catdog_model
 from catdog.data import LABELS, Sample, iter_batches, sha256_file
@@ -174,6 +174,8 @@ def export_run(
         # no machine path (the manifest ships inside the apps): the Keras model relative to ART_DIR
         "keras_model": {"path": os.path.relpath(run.path.resolve() / RunDir.MODEL, out_dir.resolve()), "sha256": model_sha},
         "temperature": temperature,
+        # P(pet) under which the answer is "neither" (the `pet` output; catdog.contract.verdict)
+        PET_THRESHOLD: run.pet_threshold,
         "calibration_photos": 0 if calibration is None else int(len(calibration)),
         # units kept float32: TFLite and ONNX (and Core ML int8) by the TFLite analysis, Core ML fp16 by its own
         "mixed_precision": {

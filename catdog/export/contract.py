@@ -8,7 +8,7 @@ from pathlib import Path
 
 from catdog.data import LABELS
 
-from catdog.contract import CAM, INPUT_NAME, PROBABILITIES, cam_grid  # noqa: F401  (the one definition)
+from catdog.contract import CAM, INPUT_NAME, PET, PROBABILITIES, cam_grid  # noqa: F401  (the one definition)
 
 
 def raw_image_input(batch: int | str, image_size: int) -> dict:
@@ -37,7 +37,17 @@ def tensor_outputs(batch: int | str, image_size: int) -> list[dict]:
             "labels": list(LABELS),
             "meaning": f"class activation maps, one {g}x{g} map per class (channel 0 cat, 1 dog), unnormalised",
         },
+        pet_output(batch),
     ]
+
+
+def pet_output(batch: int | str) -> dict:
+    return {
+        "name": PET,
+        "shape": [batch, 1],
+        "dtype": "float32",
+        "meaning": "P(the photo shows a cat or a dog); under the manifest's pet_threshold the answer is neither",
+    }
 
 
 def sha256_path(path: str | os.PathLike) -> str:

@@ -66,8 +66,3 @@ def saved_model(cam_model) -> Path:
         return folder / "saved"
 
     return once("saved_model", (model_key(cam_model),), write)
-
-
-def clear() -> None:
-    """Forget every conversion (tests that time a cold export)."""
-    _made.clear()

@@ -14,7 +14,7 @@ import keras
 from catdog import __version__
 from catdog.cam import network_model
 from catdog.data import LABELS
-from catdog.export.contract import CAM, INPUT_NAME, PROBABILITIES, cam_grid
+from catdog.export.contract import CAM, INPUT_NAME, PET, PROBABILITIES, cam_grid, pet_output
 from catdog.export.sensitivity import Unit, coreml_op_selector, matches
 from catdog.features import BGR_MEAN, get_spec, input_size
 
@@ -147,6 +147,7 @@ def export_coreml(
     # the classifier's label -> probability dictionary is named "<classLabel>_probs" by the converter
     ct.utils.rename_feature(spec, spec.description.predictedProbabilitiesName, PROBABILITIES)
     ct.utils.rename_feature(spec, graph_names[CAM], CAM)
+    ct.utils.rename_feature(spec, graph_names[PET], PET)
     mlmodel = ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True)
     mlmodel.author = AUTHOR
     mlmodel.license = LICENSE
@@ -159,6 +160,7 @@ def export_coreml(
     mlmodel.output_description[PROBABILITIES] = "probability of each class (cat, dog)"
     mlmodel.output_description["classLabel"] = "the most likely class: cat or dog"
     mlmodel.output_description[CAM] = f"class activation maps [1, {grid}, {grid}, 2]: one {grid}x{grid} map per class (cat, dog), unnormalised"
+    mlmodel.output_description[PET] = "P(the photo shows a cat or a dog) [1, 1]; under manifest.json's pet_threshold the answer is neither"
     mlmodel.user_defined_metadata.update({k: str(v) for k, v in (metadata or {}).items()})
     mlmodel.user_defined_metadata.update(
         {"backbone": backbone, "labels": ",".join(LABELS), "precision": precision, "catdog_version": __version__}
@@ -181,6 +183,8 @@ def _coreml_entry(spec, size: int, grid: int, pre: dict) -> dict:
 
     cam_type = next(o.type.multiArrayType for o in spec.description.output if o.name == CAM)
     cam_dtype = ct.proto.FeatureTypes_pb2.ArrayFeatureType.ArrayDataType.Name(cam_type.dataType).lower()
+    pet_type = next(o.type.multiArrayType for o in spec.description.output if o.name == PET)
+    pet_dtype = ct.proto.FeatureTypes_pb2.ArrayFeatureType.ArrayDataType.Name(pet_type.dataType).lower()
     return {
         "input": {
             "name": INPUT_NAME,
@@ -198,6 +202,7 @@ def _coreml_entry(spec, size: int, grid: int, pre: dict) -> dict:
             {"name": "classLabel", "type": "string", "labels": list(LABELS)},
             {"name": PROBABILITIES, "type": "dictionary", "labels": list(LABELS), "meaning": "label -> probability"},
             {"name": CAM, "shape": [1, grid, grid, 2], "dtype": cam_dtype, "layout": "NHWC", "labels": list(LABELS)},
+            {**pet_output(1), "dtype": pet_dtype},
         ],
         "minimum_deployment_target": "iOS16",
     }

@@ -51,7 +51,7 @@ TABLE = {
     for f in (
         Format("coreml", SUFFIXES["coreml"], "coreml", False, False, "Core ML on macOS, catdog's ML Program interpreter elsewhere"),
         Format("tflite", SUFFIXES["tflite"], "tflite", True, True, "LiteRT"),
-        Format("onnx", SUFFIXES["onnx"], "onnx", True, True, "ONNX Runtime"),
+        Format("onnx", SUFFIXES["onnx"], "onnx", False, True, "ONNX Runtime"),  # int8: weights only
     )
 }
 FORMATS = tuple(TABLE)

@@ -32,11 +32,11 @@ from pathlib import Path
 import numpy as np
 
 from catdog.atomic import staged, write_text
-from catdog.contract import CAM, INPUT_NAME, PROBABILITIES, TOLERANCES
+from catdog.contract import CAM, INPUT_NAME, PET, PROBABILITIES, TOLERANCES
 from catdog.export import converted
 
 MARGIN = 2.0
-FP16_TOLERANCE = TOLERANCES["fp16"]  # parity's, aimed inside by MARGIN
+FP16_TOLERANCE = {k: TOLERANCES["fp16"][k] for k in ("prob_max_abs", "pet_max_abs", "cam_max_rel")}  # parity's, aimed inside by MARGIN
 INT8_TOLERANCE = {"disagreement": round(1 - TOLERANCES["int8"]["top1_agreement"], 6), "accuracy_drop": TOLERANCES["int8"]["accuracy_drop"]}
 SENSITIVITY_PHOTOS = 64
 RANKING_PHOTOS = 8  # enough to order the units; the greedy choice is measured on all of them
@@ -44,10 +44,10 @@ RANKING_PHOTOS = 8  # enough to order the units; the greedy choice is measured o
 # parameters keeps fp16 artefacts under 0.55 of fp32's bytes and int8 under 0.35
 KEPT_PARAMS_SHARE = {"fp16": 0.04, "int8": 0.04}
 EXTRA_CANDIDATES = 16  # next-ranked units fp16 tries once its target is met
-ANALYSIS_VERSION = 7
+ANALYSIS_VERSION = 8
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 # TF op names end a layer's scope with one of these (…/block_1_depthwise_1/depthwise, …_BN_1/batchnorm/…)
-_OP_TAILS = "convolution|depthwise|batchnorm|MatMul|BiasAdd"
+_OP_TAILS = "convolution|depthwise|batchnorm|MatMul|BiasAdd|Add"  # Add: a Dense(1)'s bias in Core ML
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,34 @@ def tflite_weighted_ops(model_bytes: bytes | bytearray) -> list[dict]:
     return ops
 
 
+# The pet head's arithmetic after its fully-connected layers (log-sum-exp, the sum, the sigmoid)
+# stays float32 in every int8 artefact: quantised to 8 bits, exp and log of a 1,000-logit softmax
+# collapse (P(pet) came out 0.50 on every photo); its weights are int8 like the rest.
+FLOAT_PET_SCOPE = "pet_head"
+INT8_PET_WEIGHTED = ("FULLY_CONNECTED", "MatMul", "Gemm")
+
+
+def tflite_float_pet_ops(model_bytes: bytes | bytearray) -> list[str]:
+    """Output tensor names of the pet head's ops that stay float32 in int8: every op of the pet
+    head but its fully-connected ones, and the ops downstream of those (the sigmoid)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(model_bytes, 0)
+    graph = model.Subgraphs(0)
+    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    floated, names = set(), []
+    for i in range(graph.OperatorsLength()):  # topological order
+        op = graph.Operators(i)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        kind = op_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
+        out = graph.Tensors(op.Outputs(0)).Name().decode()
+        reads_floated = any(op.Inputs(j) in floated for j in range(op.InputsLength()))
+        if (FLOAT_PET_SCOPE in out and kind not in INT8_PET_WEIGHTED and "strided_slice" not in out) or reads_floated:
+            floated.add(op.Outputs(0))
+            names.append(out)
+    return names
+
+
 def tflite_ops_of(units: list[Unit], ops: list[dict]) -> dict[str, dict]:
     """unit name -> its TFLite op (matched on the weight tensor's name)."""
     found = {}
@@ -174,15 +202,17 @@ class _PatchedTFLite:
 
 
 def output_error(reference: dict, outputs: dict) -> dict:
-    """max |Δp|, CAM max |Δ| relative to the largest |CAM|, and max |Δ logit(dog) - logit(cat)|;
+    """max |Δp|, max |Δpet|, CAM max |Δ| relative to the largest |CAM|, and max |Δ logit(dog) - logit(cat)|;
     infinite where an output is not finite (a weight past fp16's 65504 becomes inf)."""
     p_ref, p = reference[PROBABILITIES].astype(np.float64), outputs[PROBABILITIES].astype(np.float64)
     c_ref, c = reference[CAM].astype(np.float64), outputs[CAM].astype(np.float64)
-    if not (np.isfinite(p).all() and np.isfinite(c).all()):
-        return {"prob_max_abs": float("inf"), "cam_max_rel": float("inf"), "logit_max_abs": float("inf")}
+    pet_ref, pet = reference[PET].astype(np.float64), outputs[PET].astype(np.float64)
+    if not (np.isfinite(p).all() and np.isfinite(c).all() and np.isfinite(pet).all()):
+        return {k: float("inf") for k in ("prob_max_abs", "pet_max_abs", "cam_max_rel", "logit_max_abs")}
     margin = lambda q: np.log(np.clip(q[:, 1], 1e-30, None)) - np.log(np.clip(q[:, 0], 1e-30, None))  # noqa: E731
     return {
         "prob_max_abs": float(np.abs(p - p_ref).max()),
+        "pet_max_abs": float(np.abs(pet - pet_ref).max()),
         "cam_max_rel": float(np.abs(c - c_ref).max() / (np.abs(c_ref).max() or 1.0)),
         "logit_max_abs": float(np.abs(margin(p) - margin(p_ref)).max()),
     }
@@ -401,27 +431,34 @@ def int8_converter(cam_model, calibration: np.ndarray, float_fallback: bool):
 
 
 def int8_tflite_model(cam_model, calibration: np.ndarray, keep: list[str], units: list[Unit]) -> bytes:
-    """Full-integer TFLite model; the units in `keep` stay float32 (QuantizationDebugger's
-    denylist). With nothing kept it is the converter's plain int8 model. Made once per model,
+    """Integer TFLite model; the units in `keep` and the pet head's arithmetic stay float32
+    (QuantizationDebugger's denylist, `int8_denylist`). Made once per model,
     calibration set and kept units: the analysis measures the very flatbuffer the export writes."""
     key = (converted.model_key(cam_model), converted.array_key(calibration), tuple(sorted(keep)))
     return converted.once("tflite_int8", key, lambda: _int8_tflite_model(cam_model, calibration, keep, units))
 
 
-def _int8_tflite_model(cam_model, calibration: np.ndarray, keep: list[str], units: list[Unit]) -> bytes:
+def int8_denylist(cam_model, keep: list[str], units: list[Unit]) -> list[str]:
+    """The TFLite nodes left float32 in int8: the kept units' and the pet head's arithmetic."""
+    fp32 = fp32_tflite(cam_model)
+    kept_units = [u for u in units if u.name in keep]
+    nodes = [op["output"] for op in tflite_weighted_ops(fp32) if any(matches(u, [op["weight"]]) for u in kept_units)]
+    return nodes + tflite_float_pet_ops(fp32)
+
+
+def _int8_debugger(cam_model, calibration: np.ndarray, keep: list[str], units: list[Unit], debug_images: np.ndarray):
+    """TFLite's QuantizationDebugger over the int8 conversion, with `int8_denylist` left float32."""
     import tensorflow as tf
 
-    converter = int8_converter(cam_model, calibration, float_fallback=bool(keep))
-    if not keep:
-        return converter.convert()
-    kept_units = [u for u in units if u.name in keep]
-    nodes = [op["output"] for op in tflite_weighted_ops(fp32_tflite(cam_model)) if any(matches(u, [op["weight"]]) for u in kept_units)]
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter,
-        debug_dataset=lambda: ([image[None].astype(np.float32)] for image in calibration[:4]),
-        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes),
+    return tf.lite.experimental.QuantizationDebugger(
+        converter=int8_converter(cam_model, calibration, float_fallback=True),
+        debug_dataset=lambda: ([image[None].astype(np.float32)] for image in debug_images),
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=int8_denylist(cam_model, keep, units)),
     )
-    return debugger.get_nondebug_quantized_model()
+
+
+def _int8_tflite_model(cam_model, calibration: np.ndarray, keep: list[str], units: list[Unit]) -> bytes:
+    return _int8_debugger(cam_model, calibration, keep, units, calibration[:4]).get_nondebug_quantized_model()
 
 
 def int8_layer_statistics(cam_model, calibration: np.ndarray, images: np.ndarray, units: list[Unit]) -> dict[str, float]:
@@ -429,15 +466,14 @@ def int8_layer_statistics(cam_model, calibration: np.ndarray, images: np.ndarray
     import csv
     import io
 
-    import tensorflow as tf
-
-    converter = int8_converter(cam_model, calibration, float_fallback=False)
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=lambda: ([image[None].astype(np.float32)] for image in images)
-    )
+    debugger = _int8_debugger(cam_model, calibration, [], units, images)
     debugger.run()
     text = io.StringIO()
     debugger.layer_statistics_dump(text)
+    # the debugger calibrated the plain int8 model on these photos already: the analysis' first
+    # step (and the uniform int8 artefact) need not calibrate it again
+    key = (converted.model_key(cam_model), converted.array_key(calibration), ())
+    converted.once("tflite_int8", key, debugger.get_nondebug_quantized_model)
     rows = list(csv.DictReader(io.StringIO(text.getvalue())))
     scores = {}
     for unit in units:

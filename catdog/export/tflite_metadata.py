@@ -35,7 +35,7 @@ from catdog import __version__
 from catdog.atomic import write_bytes
 from catdog.data import LABELS
 from catdog._vendor import tflite_metadata_schema_py_generated as md
-from catdog.export.contract import CAM, INPUT_NAME, PROBABILITIES, cam_grid, raw_image_input, tensor_outputs
+from catdog.export.contract import CAM, INPUT_NAME, PET, PROBABILITIES, cam_grid, raw_image_input, tensor_outputs
 
 METADATA_NAME = "catdog_metadata"
 STANDARD_NAME = "TFLITE_METADATA"  # the name MediaPipe and the Task Library look up
@@ -106,6 +106,18 @@ def _probabilities() -> md.TensorMetadataT:
     )
 
 
+def _pet() -> md.TensorMetadataT:
+    return md.TensorMetadataT(
+        name=PET,
+        description=(
+            "P(the photo shows a cat or a dog), [1, 1]; under manifest.json's pet_threshold the answer is neither. "
+            "Not a class score: MediaPipe's ImageClassifier lists it as a head of its own, unlabelled."
+        ),
+        content=_feature_content(),
+        stats=_stats([0.0], [1.0]),
+    )
+
+
 def _cam(image_size: int) -> md.TensorMetadataT:
     g = cam_grid(image_size)
     return md.TensorMetadataT(
@@ -122,7 +134,7 @@ def _cam(image_size: int) -> md.TensorMetadataT:
 
 def standard_metadata(backbone: str, precision: str, image_size: int, outputs: list[str]) -> md.ModelMetadataT:
     """The TFLITE_METADATA tree for a catdog model whose subgraph outputs are `outputs`, in order."""
-    describe = {PROBABILITIES: _probabilities, CAM: lambda: _cam(image_size)}
+    describe = {PROBABILITIES: _probabilities, CAM: lambda: _cam(image_size), PET: _pet}
     unknown = [o for o in outputs if o not in describe]
     if unknown:
         raise ValueError(f"no metadata for output(s) {unknown}; a catdog model has {list(describe)}")

@@ -9,13 +9,13 @@ The single-process stages (validate and decode, backbone, GAP) as one streaming 
                                              map_batches(decode_rows)           tasks: validate, decode, squash
     model -> object store, once              map_batches(FeatureActor | KerasActor,
                                                  ActorPoolStrategy(workers))    the model held once per actor
-    write h5 rows / collect predictions  <-  iter_batches                       (N, C) features or (N, 2) probabilities
+    write h5 rows / collect predictions  <-  iter_batches                       (N, C) features or (N, 3) P(cat, dog, pet)
 
 The driver writes the file itself with catdog.features.cache (same keys, resumable, same refusal of
 another backbone), so `catdog train` reads it unchanged, and names rejected files as
 catdog.data does. Photos travel as paths: a decode task reads its files where every node sees them
 (a shared mount at the same path); decoded S x S x 3 uint8 photos go to the actors, C float32
-features (or 2 probabilities) per photo come back.
+features (or P(cat), P(dog) and P(pet)) per photo come back.
 
 Resources: an actor holds one CPU (its LiteRT interpreter runs one thread); decode tasks ask for
 none, and at most `workers` run at once, so they share the actors' cores the way the single-process
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from catdog.contract import RunDir
+from catdog.contract import PET, PROBABILITIES, RunDir
 from catdog.data import IMAGE_SIZE, MAX_PIXELS, ImageError, Rejection, Sample, decode
 from catdog.console import libraries_quiet
 from catdog.errors import CatdogError
@@ -124,22 +124,32 @@ class FeatureActor(_ModelActor):
 
 
 class KerasActor(_ModelActor):
-    """A Keras model from its .keras bytes: the feature model (engine keras) or a RUN_DIR's full
-    model for predictions (tta: the mean with each photo's mirror image)."""
+    """A Keras model from its .keras bytes: the feature model (engine keras: its one output) or a
+    RUN_DIR's full model for predictions (`outputs`: the names of its outputs whose columns make
+    each row, e.g. probabilities (2) then pet (1); tta: each the mean with the photo's mirror
+    image's, as `catdog.training.predict_images` computes them)."""
 
-    def __init__(self, model, width: int, tta: bool = False):
+    def __init__(self, model, width: int, tta: bool = False, outputs: tuple[str, ...] = ()):
         import keras
 
-        from catdog.training import predict_batch  # also registers catdog's layers for loading
+        from catdog.training import predict_batch  # noqa: F401  (registers catdog's layers for loading)
 
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / RunDir.MODEL
             path.write_bytes(_fetch(model))
             self._model = keras.models.load_model(path)
-        self._predict, self._tta, self.width = predict_batch, tta, width
+        self._tta, self._outputs, self.width = tta, tuple(outputs), width
 
     def run(self, images: np.ndarray) -> np.ndarray:
-        return self._predict(self._model, images, self._tta)
+        x = images.astype(np.float32)
+        if not self._outputs:
+            return np.asarray(self._model.predict_on_batch(x))
+        out = self._model.predict_on_batch(x)
+        columns = [np.asarray(out[k]) for k in self._outputs]
+        if self._tta:
+            mirrored = self._model.predict_on_batch(x[:, :, ::-1])
+            columns = [(c + np.asarray(mirrored[k])) / 2 for c, k in zip(columns, self._outputs)]
+        return np.hstack([c.reshape(len(x), -1) for c in columns])
 
 
 # ------------------------------------------------------------------ the driver
@@ -383,19 +393,19 @@ def predict_images_ray(
 
     _import_ray()
     content = _keras_bytes(model)
-    probabilities = np.zeros((len(samples), 2), np.float32)
+    outputs = np.zeros((len(samples), 3), np.float32)  # P(cat), P(dog), P(pet)
     decoded = np.zeros(len(samples), bool)
     rejections: list[Rejection] = []
     with ray_session(address) as ray:
         size = pool_size(ray, workers)
-        kwargs = {"model": ray.put(content), "width": 2, "tta": tta}
+        kwargs = {"model": ray.put(content), "width": 3, "tta": tta, "outputs": (PROBABILITIES, PET)}
         bar = tqdm(total=len(samples), unit="img", desc=f"predict on Ray ({size} workers)", disable=not progress,
                    dynamic_ncols=True)
         blocks = stream(ray, samples, KerasActor, kwargs, size, batch_size, input_size(model), max_pixels)
         for index, output, rejected in _collect(blocks, samples, bar):
             rejections.extend(rejected)
-            probabilities[index] = output
+            outputs[index] = output
             decoded[index] = True
         bar.close()
     kept = [s for s, ok in zip(samples, decoded) if ok]
-    return Predictions(kept, probabilities[decoded], _in_sample_order(rejections, samples))
+    return Predictions(kept, outputs[decoded, :2], _in_sample_order(rejections, samples), outputs[decoded, 2])

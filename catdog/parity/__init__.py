@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from catdog.contract import ArtDir, CAM, INPUT_NAME, PROBABILITIES, RunDir, TOLERANCES, TOLERANCE_TEXT, cam_grid, load_manifest
+from catdog.contract import ArtDir, CAM, INPUT_NAME, PET, PET_THRESHOLD, PROBABILITIES, RunDir, TOLERANCES, TOLERANCE_TEXT, cam_grid, load_manifest
+from catdog.contract import verdict as verdict_of
 from catdog.atomic import write_text
 from catdog.cam import cam_model
 from catdog.data import LABELS, ImageError, Sample, iter_batches, open_rgb, resize, sha256_file
@@ -97,8 +98,11 @@ def run_artefact(path: Path, images: np.ndarray, engine: str | None = None) -> t
     return model.run(images), model.engine
 
 
-def compare(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray], names: list[str] | None = None) -> dict:
-    """Differences of an artefact's outputs from Keras'; `names` label the images whose top-1 differs."""
+def compare(
+    reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray], names: list[str] | None = None, threshold: float | None = None
+) -> dict:
+    """Differences of an artefact's outputs from Keras'; `names` label the images whose top-1
+    (or, given the pet threshold, whose verdict: cat, dog or neither) differs."""
     p_ref, p_out = reference[PROBABILITIES], outputs[PROBABILITIES]
     c_ref, c_out = reference[CAM].astype(np.float64), outputs[CAM].astype(np.float64)
     if p_out.shape != p_ref.shape or c_out.shape != c_ref.shape:
@@ -106,7 +110,25 @@ def compare(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray], na
     scale = float(np.abs(c_ref).max()) or 1.0
     flipped = np.flatnonzero(p_out.argmax(1) != p_ref.argmax(1))
     names = names or [f"#{i}" for i in range(len(p_ref))]
+    result = {}
+    if threshold is not None and PET in reference:
+        if PET not in outputs or outputs[PET].shape != reference[PET].shape:
+            raise CatdogError(f"no '{PET}' output of shape {reference[PET].shape}; export the run again with this catdog")
+        pet_ref, pet_out = reference[PET][:, 0], outputs[PET][:, 0]
+        said = lambda p, pet: [verdict_of(p[i], pet[i], threshold) for i in range(len(p))]  # noqa: E731
+        v_ref, v_out = said(p_ref, pet_ref), said(p_out, pet_out)
+        changed = [i for i in range(len(v_ref)) if v_ref[i] != v_out[i]]
+        result = {
+            "pet_max_abs": float(np.abs(pet_out - pet_ref).max()),
+            "verdict_agreement": 1.0 - len(changed) / len(v_ref),
+            "verdict_flips": int(len(changed)),
+            "verdict_flipped_images": [
+                f"{names[i] if names else f'#{i}'} (Keras {v_ref[i]}, pet {pet_ref[i]:.3f}; artefact {v_out[i]}, pet {pet_out[i]:.3f})"
+                for i in changed
+            ],
+        }
     return {
+        **result,
         "prob_max_abs": float(np.abs(p_out - p_ref).max()),
         "cam_max_abs": float(np.abs(c_out - c_ref).max()),
         "cam_max_rel": float(np.abs(c_out - c_ref).max() / scale),
@@ -121,12 +143,16 @@ def verdict(precision: str, metrics: dict) -> tuple[bool, list[str]]:
     """(passed, failed checks) for one artefact's metrics under TOLERANCES."""
     tol = TOLERANCES[precision]
     failed = []
-    for key in ("prob_max_abs", "cam_max_rel"):
-        if key in tol and not metrics[key] <= tol[key]:
+    for key in ("prob_max_abs", "pet_max_abs", "cam_max_rel"):
+        if key in tol and key in metrics and not metrics[key] <= tol[key]:
             failed.append(f"{key} {metrics[key]:.3g} > {tol[key]:g}")
     if "top1_agreement" in tol and not metrics["top1_agreement"] >= tol["top1_agreement"]:
         failed.append(
             f"top1_agreement {metrics['top1_agreement']:.1%} < {tol['top1_agreement']:.0%}: {'; '.join(metrics.get('disagreeing_images', []))}"
+        )
+    if "verdict_agreement" in metrics and not metrics["verdict_agreement"] >= tol["verdict_agreement"]:
+        failed.append(
+            f"verdict agreement {metrics['verdict_agreement']:.1%} < {tol['verdict_agreement']:.1%}: {'; '.join(metrics['verdict_flipped_images'])}"
         )
     if "accuracy_drop" in tol and metrics.get("accuracy_drop") is not None and not metrics["accuracy_drop"] <= tol["accuracy_drop"]:
         failed.append(f"accuracy drop {metrics['accuracy_drop']:.2%} > {tol['accuracy_drop']:.0%}")
@@ -170,7 +196,7 @@ def coreml_spec_checks(path: Path, full_model, backbone: str) -> list[dict]:
     check("input scale", np.allclose(scale, [expected["scale"]], rtol=1e-6), f"{scale} (expected {expected['scale']})")
     check("input bias", np.allclose(bias, expected["bias"], rtol=1e-6), f"{[round(b, 4) for b in bias]} (expected {expected['bias']})")
     outputs = {o.name: o for o in spec.description.output}
-    check("outputs", set(outputs) == {"classLabel", PROBABILITIES, CAM}, f"{sorted(outputs)}")
+    check("outputs", set(outputs) == {"classLabel", PROBABILITIES, CAM, PET}, f"{sorted(outputs)}")
     if CAM in outputs:
         shape = list(outputs[CAM].type.multiArrayType.shape)
         grid = cam_grid(input_size(full_model))
@@ -284,6 +310,9 @@ def run_parity(
     arrays = np.concatenate([images.arrays, labelled_arrays])
     n_ref = len(images.names)
     temperature = float(manifest.get("temperature", 1.0))
+    if PET_THRESHOLD not in manifest:
+        raise CatdogError(f"{art_dir / 'manifest.json'}: no {PET_THRESHOLD} (exported by an older catdog); train and export again")
+    threshold = float(manifest[PET_THRESHOLD])
     keras_model = cam_model(calibrated_model(run.model, temperature) if temperature != 1.0 else run.model)
     reference = keras_runtime(keras_model).run(arrays)
     keras_acc = accuracy(labels, reference[PROBABILITIES][n_ref:, 1]) if len(labels) else None
@@ -320,7 +349,7 @@ def run_parity(
             interpreted, _ = run_artefact(path, arrays[:n], engine="interpreter")
             check = compare(outputs, interpreted)
             row["interpreter_vs_coreml"] = {k: check[k] for k in ("prob_max_abs", "cam_max_rel", "top1_agreement")}
-        metrics = compare({k: v[:n] for k, v in reference.items()}, outputs, names[:n])
+        metrics = compare({k: v[:n] for k, v in reference.items()}, outputs, names[:n], threshold)
         if len(labels) and n == len(arrays):
             art_acc = accuracy(labels, outputs[PROBABILITIES][n_ref:, 1])
             metrics.update(keras_accuracy=keras_acc, accuracy=art_acc, labelled_photos=int(len(labels)))
@@ -352,8 +381,9 @@ def run_parity(
 
 def _table(rows: list[dict]) -> list[str]:
     lines = [
-        "| artefact | size | float32 layers | max abs diff p | CAM max rel diff | CAM corr | top-1 agree (flipped) | accuracy (Keras) | result |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| artefact | size | float32 layers | max abs diff p | max abs diff pet | CAM max rel diff | CAM corr | top-1 agree (flipped) "
+        "| verdict agree (flipped) | accuracy (Keras) | result |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         size = f"{r['bytes'] / 1e6:.2f} MB"
@@ -361,15 +391,16 @@ def _table(rows: list[dict]) -> list[str]:
         if not r.get("numbers_run"):
             note = r.get("note", "")
             result = ("pass" if r["passed"] else "FAIL: " + "; ".join(r["failed"])) + (f" (spec only: {note})" if note else "")
-            lines.append(f"| {r['file']} | {size} | {kept} | – | – | – | – | – | {result} |")
+            lines.append(f"| {r['file']} | {size} | {kept} | – | – | – | – | – | – | – | {result} |")
             continue
         acc = f"{r['accuracy']:.2%} ({r['keras_accuracy']:.2%})" if "accuracy" in r else "–"
         result = "pass" if r["passed"] else "FAIL: " + "; ".join(r["failed"])
         if r.get("comparison"):
             result = "(comparison only) " + ("within tolerance" if r["passed"] else "would fail: " + "; ".join(r["failed"]))
         lines.append(
-            f"| {r['file']} | {size} | {kept} | {r['prob_max_abs']:.2e} | {r['cam_max_rel']:.2e} | {r['cam_corr']:.6f} | "
-            f"{r['top1_agreement']:.2%} ({r['disagreements']}) | {acc} | {result} |"
+            f"| {r['file']} | {size} | {kept} | {r['prob_max_abs']:.2e} | {r.get('pet_max_abs', float('nan')):.2e} | "
+            f"{r['cam_max_rel']:.2e} | {r['cam_corr']:.6f} | {r['top1_agreement']:.2%} ({r['disagreements']}) | "
+            f"{r.get('verdict_agreement', float('nan')):.2%} ({r.get('verdict_flips', '–')}) | {acc} | {result} |"
         )
     return lines
 

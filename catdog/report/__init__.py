@@ -1,9 +1,9 @@
 """Stage 7, report: what a run made, for a person.
 
 * `write_report(run_dir, art_dir)` writes RUN_DIR/report.html, one self-contained page (data,
-  learning curves, calibration, CAMs of a dozen validation photos, parity, the mixed-precision
-  sensitivity chart where ART_DIR/sensitivity.png exists, artefact sizes and latencies), and
-  returns the facts it shows.
+  learning curves, calibration, CAMs of a dozen validation photos, the neither answer's rates and
+  the photos behind them, parity, the mixed-precision sensitivity chart where
+  ART_DIR/sensitivity.png exists, artefact sizes and latencies), and returns the facts it shows.
 * `summary_table(facts)` is the same facts as the closing table of `catdog run`;
   `stage_line` and the `*_figure` helpers are its one line per stage.
 
@@ -22,6 +22,7 @@ from catdog.report.facts import (
     data_summary,
     expected_accuracy,
     expected_log_loss,
+    neither_rates,
     read_json,
 )
 from catdog.report.summary import Stage, export_figure, parity_figure, stage_line, summary_table, training_figure
@@ -82,6 +83,7 @@ def write_report(run_dir: str | os.PathLike, art_dir: str | os.PathLike | None =
         "image_size": metrics.get("image_size"),
         "expected_log_loss": expected,
         "accuracy": expected_accuracy(metrics),
+        "neither": neither_rates(metrics),
         "data": data,
         "artefacts": rows,
         "keras_latency": keras_latency,
@@ -96,6 +98,7 @@ def write_report(run_dir: str | os.PathLike, art_dir: str | os.PathLike | None =
         page.curves_section(curves, metrics),
         page.calibration_section(calibration, held, metrics),
         page.cam_section(tiles, held),
+        page.neither_section(metrics, page.neither_photos(run_dir / RunDir.PET_PREDICTIONS, metrics)),
         page.parity_section(parity, manifest is not None),
         page.sensitivity_section(sensitivity),
         page.artefacts_section(rows, keras_latency, facts["art_dir"]),
@@ -112,7 +115,8 @@ def _key_line(facts: dict) -> str:
     if expected is None:
         return "No log loss measured in this run."
     acc = f", accuracy {facts['accuracy']:.2%}" if facts["accuracy"] is not None else ""
-    return f"Expected log loss <b>{expected[0]:.4f}</b>{acc} ({escape(expected[1])})."
+    neither = f" The neither answer {escape(facts['neither'])}." if facts.get("neither") else ""
+    return f"Expected log loss <b>{expected[0]:.4f}</b>{acc} ({escape(expected[1])}).{neither}"
 
 
 def _first_photo(tiles: list[dict], held, metrics: dict, model):

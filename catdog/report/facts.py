@@ -48,6 +48,23 @@ def expected_log_loss(metrics: dict) -> tuple[float, str] | None:
     return None
 
 
+def neither_rates(metrics: dict) -> str | None:
+    """The "neither" answer's nested-CV figures as one line: the share of cats and dogs kept and
+    of photos with neither rejected, and what measured them; None for a run without them."""
+    pet = metrics.get("pet") or {}
+    if not isinstance(pet.get("keep"), (int, float)):
+        return None
+    reject = pet.get("reject")
+    rejected = (
+        f", rejects {reject:.1%} of {pet.get('n_negatives', '?')} photos with neither"
+        if isinstance(reject, (int, float)) else ", no photos with neither to measure rejection (pass --negatives DIR)"
+    )
+    return (
+        f"keeps {pet['keep']:.1%} of {pet.get('n_pets', '?')} cats and dogs{rejected} "
+        f"(nested CV; threshold P(pet) {pet.get('threshold', float('nan')):.3g})"
+    )
+
+
 def expected_accuracy(metrics: dict) -> float | None:
     """Accuracy from the same source as `expected_log_loss`."""
     for key in ("estimate", "cross_validation", "val"):

@@ -1,4 +1,5 @@
 """report.html: one self-contained page (inline CSS, images as data URIs, no script, no server).
+The sections' HTML, and the neither section's photos (thumbnails of the files pet_predictions.csv names).
 
 Every section has a fixed id (`SECTIONS`) so a browser test can find it; a section whose
 inputs the run lacks says so and how to make them, instead of disappearing.
@@ -7,9 +8,15 @@ inputs the run lacks says so and how to make them, instead of disappearing.
 from __future__ import annotations
 
 import base64
+import csv
+import io
 from html import escape
+from pathlib import Path
 
-from catdog.report.facts import latency_text
+from catdog.report.facts import latency_text, neither_rates
+
+NEITHER_SHOWN = 8  # photos per list in the neither section
+THUMB_SIDE = 160  # longest side of a thumbnail there, pixels
 
 # id -> heading, in page order ("sensitivity" only when ART_DIR/sensitivity.png exists)
 SECTIONS = {
@@ -17,6 +24,7 @@ SECTIONS = {
     "curves": "Learning curves",
     "calibration": "Calibration",
     "cam": "Class activation maps",
+    "neither": "Neither: photos with no cat or dog",
     "parity": "Parity of the exported artefacts",
     "sensitivity": "Mixed-precision sensitivity",
     "artefacts": "Artefacts: sizes and latencies",
@@ -34,6 +42,8 @@ img.chart{max-width:100%;border:1px solid #eee}
 figure{margin:0;border:3px solid #137333;border-radius:6px;padding:4px;background:#fafafa}
 figure.wrong{border-color:#b3261e} figure img{width:100%;height:200px;object-fit:contain;background:#222;display:block} figcaption{font-size:12.5px;margin-top:4px}
 code{background:#f4f4f6;padding:1px 4px;border-radius:3px}
+.thumbs{display:grid;grid-template-columns:repeat(auto-fill,minmax(120px,1fr));gap:8px;margin:6px 0 14px}
+.thumbs figure{border-width:2px} .thumbs figure img{height:110px} .thumbs figcaption{font-size:12px;overflow-wrap:anywhere}
 """
 
 
@@ -134,6 +144,81 @@ def cam_section(tiles: list[dict], held) -> str:
         "from most to least confident. The heat map is the predicted class's map (red: where the evidence is)."
     )
     return _section("cam", f'<p class="lead">{escape(lead)}</p><div class="grid">' + "".join(figures) + "</div>")
+
+
+def neither_photos(pet_csv: Path, metrics: dict, n: int = NEITHER_SHOWN) -> dict | None:
+    """The photos behind the nested-CV keep and reject rates (RUN_DIR/pet_predictions.csv): the
+    rejected cats and dogs, lowest P(pet) first, and the accepted photos with neither, highest
+    first; up to `n` of each as {"name", "p_pet", "jpeg" (thumbnail bytes, None where the photo
+    is not at hand)}, with the totals. None where the run has no such file."""
+    try:
+        with open(pet_csv, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if {"file", "kind", "p_pet", "kept"} <= set(r)]
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return None
+    pets = [r for r in rows if r["kind"] == "pet"]
+    others = [r for r in rows if r["kind"] == "neither"]
+    rejected = sorted((r for r in pets if r["kept"] == "0"), key=lambda r: float(r["p_pet"]))
+    accepted = sorted((r for r in others if r["kept"] == "1"), key=lambda r: -float(r["p_pet"]))
+    roots = {"pet": metrics.get("data_dir") or "", "neither": (metrics.get("pet") or {}).get("negatives_dir") or ""}
+
+    def tiles(chosen):
+        return [{"name": r["file"], "p_pet": float(r["p_pet"]), "jpeg": _thumbnail(roots[r["kind"]], r["file"])} for r in chosen[:n]]
+
+    return {"n_pets": len(pets), "n_negatives": len(others), "n_rejected_pets": len(rejected),
+            "n_accepted_negatives": len(accepted), "rejected_pets": tiles(rejected), "accepted_negatives": tiles(accepted)}
+
+
+def _thumbnail(root: str, name: str) -> bytes | None:
+    """JPEG bytes of the photo ROOT/NAME at most THUMB_SIDE a side, or None if it cannot be read."""
+    from catdog.data import ImageError, open_rgb
+
+    if not root:
+        return None
+    try:
+        photo = open_rgb(Path(root) / name)
+    except (ImageError, OSError):
+        return None
+    photo.thumbnail((THUMB_SIDE, THUMB_SIDE))
+    buffer = io.BytesIO()
+    photo.save(buffer, "JPEG", quality=80)
+    return buffer.getvalue()
+
+
+def neither_section(metrics: dict, photos: dict | None) -> str:
+    rates = neither_rates(metrics)
+    if not rates:
+        return _section("neither", _note("This run has no estimate of the neither answer (trained by an older catdog)."))
+    body = f'<p class="lead">The neither answer {escape(rates)}.</p>'
+    if photos is None:
+        return _section("neither", body + _note("No pet_predictions.csv in this run: no photos to show (train with <code>--negatives DIR</code>)."))
+
+    def grid(tiles: list[dict], wrong_kind: str) -> str:
+        if not tiles:
+            return "<p>none</p>"
+        figures = []
+        for t in tiles:
+            img = f'<img alt="{escape(t["name"])}" src="{data_uri(t["jpeg"], "image/jpeg")}">' if t["jpeg"] else ""
+            missing = "" if t["jpeg"] else " (photo not at hand)"
+            figures.append(
+                f'<figure class="wrong">{img}<figcaption><b>{escape(t["name"])}</b>{missing}<br>'
+                f'P(pet) {t["p_pet"]:.3f}</figcaption></figure>'
+            )
+        return f'<div class="thumbs" data-kind="{wrong_kind}">' + "".join(figures) + "</div>"
+
+    def heading(what: str, key: str, total: str, order: str) -> str:
+        n, tiles = photos[f"n_{key}"], photos[key]
+        shown = f", the first {len(tiles)} shown" if n > len(tiles) else ""
+        return f"<h3>{what}: {n} of {photos[total]}{shown}, {order} first</h3>"
+
+    body += (
+        heading("Cats and dogs called neither", "rejected_pets", "n_pets", "lowest P(pet)")
+        + grid(photos["rejected_pets"], "rejected-pets")
+        + heading("Photos with neither called cat or dog", "accepted_negatives", "n_negatives", "highest P(pet)")
+        + grid(photos["accepted_negatives"], "accepted-negatives")
+        + _note("Each photo scored by a detector and a threshold chosen without it (nested cross-validation; pet_predictions.csv).")
+    )
+    return _section("neither", body)
 
 
 def parity_section(parity: dict | None, exported: bool) -> str:

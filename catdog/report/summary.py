@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from catdog.report.facts import latency_text
+from catdog.report.facts import latency_text, neither_rates
 
 STAGE_WIDTH = 9
 
@@ -32,6 +32,8 @@ def training_figure(metrics: dict) -> str:
     cv = metrics.get("cross_validation") or {}
     if isinstance(cv.get("log_loss"), (int, float)):
         parts.append(f"{cv.get('folds', 'k')}-fold cross-validated log loss {cv['log_loss']:.4f}")
+    if neither_rates(metrics):
+        parts.append(f"neither: {neither_rates(metrics)}")
     if metrics.get("best_epoch") and metrics.get("epochs"):
         parts.append(f"best epoch {metrics['best_epoch']} of {metrics['epochs']}")
     return "; ".join(parts) or "model trained (no held-out score recorded)"
@@ -64,6 +66,8 @@ def summary_table(facts: dict, total_seconds: float | None = None) -> str:
     if expected:
         acc = f", accuracy {facts['accuracy']:.2%}" if facts.get("accuracy") is not None else ""
         lines.append(f"{'expected log loss':<18} {expected[0]:.4f}{acc}  ({expected[1]})")
+    if facts.get("neither"):
+        lines.append(f"{'neither answer':<18} {facts['neither']}")
     data = facts.get("data") or {}
     if data.get("used"):
         lines.append(

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from catdog.contract import CAM, INPUT_NAME, OUTPUTS, PROBABILITIES, SUFFIXES, RunDir
+from catdog.contract import CAM, INPUT_NAME, OUTPUTS, PET, PROBABILITIES, SUFFIXES, RunDir
 from catdog.errors import CatdogError
 
 SUFFIX_FORMAT = {suffix: fmt for fmt, suffix in SUFFIXES.items()}
@@ -100,9 +100,9 @@ class KerasModel(Model):
         with self._lock:
             if len(images) == 1:  # predict_on_batch skips predict's per-call set-up: 5x faster for one photo
                 out = self.keras_model.predict_on_batch(images)
-                return {k: np.asarray(out[k], np.float32) for k in OUTPUTS}
+                return {k: np.asarray(out[k], np.float32) for k in OUTPUTS if k in out}
             out = self.keras_model.predict(images, batch_size=16, verbose=0)
-        return {k: np.asarray(out[k], np.float32) for k in OUTPUTS}
+        return {k: np.asarray(out[k], np.float32) for k in OUTPUTS if k in out}
 
 
 class LiteRTModel(Model):
@@ -170,13 +170,16 @@ class CoreMLModel(Model):
 
         from catdog.data import LABELS
 
-        probs, cams = [], []
+        probs, cams, pets = [], [], []
         for image in images:
             with self._lock:
                 out = self.mlmodel.predict({INPUT_NAME: Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))})
             probs.append([out[PROBABILITIES][label] for label in LABELS])
             cams.append(np.asarray(out[CAM], np.float32).reshape(1, *np.shape(out[CAM])[-3:]))
-        return {PROBABILITIES: np.asarray(probs, np.float32), CAM: np.concatenate(cams)}
+            if PET in out:
+                pets.append(np.asarray(out[PET], np.float32).reshape(1, 1))
+        outputs = {PROBABILITIES: np.asarray(probs, np.float32), CAM: np.concatenate(cams)}
+        return {**outputs, PET: np.concatenate(pets)} if pets else outputs
 
 
 def open_model(

@@ -74,6 +74,12 @@ OPS = (
     "reverse",
     "reshape",
     "reduce_mean",
+    "reduce_max",
+    "reduce_sum",
+    "exp",
+    "log",
+    "slice_by_index",
+    "sigmoid",
     "linear",
     "matmul",
     "softmax",
@@ -521,10 +527,56 @@ class _Lowering:
         self.finish(op, self.node("Reshape", [x, self.initializer(shape)]))
 
     def op_reduce_mean(self, op):
+        self._reduce(op, "ReduceMean")
+
+    def _reduce(self, op, onnx_type):
         (x,) = self.inputs(op, "x")
         axes = np.asarray(self.arg(op, "axes"), np.int64).ravel()
         keep = int(bool(np.asarray(self.arg(op, "keep_dims", False))))
-        self.finish(op, self.node("ReduceMean", [x, self.initializer(axes)], keepdims=keep))
+        self.finish(op, self.node(onnx_type, [x, self.initializer(axes)], keepdims=keep))
+
+    def op_reduce_max(self, op):
+        self._reduce(op, "ReduceMax")
+
+    def op_reduce_sum(self, op):
+        self._reduce(op, "ReduceSum")
+
+    def _unary(self, op, onnx_type):
+        (x,) = self.inputs(op, "x")
+        self.finish(op, self.node(onnx_type, [x]))
+
+    def op_sigmoid(self, op):
+        self._unary(op, "Sigmoid")
+
+    def op_exp(self, op):
+        self._unary(op, "Exp")
+
+    def op_log(self, op):
+        # MIL's log takes an epsilon added to x (default 1e-45)
+        (x,) = self.inputs(op, "x")
+        epsilon = float(np.asarray(self.arg(op, "epsilon", 1e-45)))
+        if epsilon:
+            x = self.node("Add", [x, self.initializer(np.float32(epsilon))])
+        self.finish(op, self.node("Log", [x]))
+
+    def op_slice_by_index(self, op):
+        """x[begin:end:stride] per axis; a masked begin / end is the axis' start / end, a masked
+        squeeze drops the axis (MIL's slice_by_index)."""
+        (x,) = self.inputs(op, "x")
+        rank = len(self._shape(op.inputs["x"][0]))
+        flags = lambda key: [bool(v) for v in np.asarray(self.arg(op, key, [False] * rank)).ravel()]  # noqa: E731
+        begin = [int(v) for v in np.asarray(self.arg(op, "begin")).ravel()]
+        end = [int(v) for v in np.asarray(self.arg(op, "end")).ravel()]
+        stride = [int(v) for v in np.asarray(self.arg(op, "stride", [1] * rank)).ravel()]
+        big = np.iinfo(np.int64).max
+        starts = [0 if m else b for b, m in zip(begin, flags("begin_mask"))]
+        ends = [big if m else e for e, m in zip(end, flags("end_mask"))]
+        ints = lambda values: self.initializer(np.asarray(values, np.int64))  # noqa: E731
+        y = self.node("Slice", [x, ints(starts), ints(ends), ints(list(range(rank))), ints(stride)])
+        squeeze = [i for i, m in enumerate(flags("squeeze_mask")) if m]
+        if squeeze:
+            y = self.node("Squeeze", [y, ints(squeeze)])
+        self.finish(op, y)
 
     def op_linear(self, op):
         x, w = self.inputs(op, "x", "weight")

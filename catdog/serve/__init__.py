@@ -11,9 +11,12 @@ manager. The model behind it is chosen by what it is pointed at, and loaded and 
   calibration temperature not folded in).
 
 API: `POST /predict` with the image as multipart field `file` or as the raw body;
-answer `{"label": "dog", "probabilities": {"cat": 0.01, "dog": 0.99}, "cam": [[7 x 7]]}` (the map
-of the predicted class), plus `"overlay"` (a PNG data URI) when `?overlay=1`. `GET /healthz`
-answers 200 once the model is loaded.
+answer `{"verdict": "dog", "pet": 0.98, "label": "dog", "probabilities": {"cat": 0.01, "dog": 0.99},
+"cam": [[7 x 7]]}`: `verdict` is catdog's answer (`catdog.contract.verdict`: "neither" where `pet`,
+P(a cat or a dog is in the photo), is under the threshold in manifest.json, or in metrics.json when
+serving a RUN_DIR), `label` the likelier of cat and dog whatever the verdict, `cam` the map of
+`label`. `?overlay=1` adds `"overlay"` (a PNG data URI) for a cat or dog verdict only: for
+"neither" the map is no evidence of anything. `GET /healthz` answers 200 once the model is loaded.
 
 Hostile input: every answer is JSON, and every error is `{"error": "<one line>"}`: a bad upload
 gets 400 (not an image, corrupt, truncated), 413 (over MAX_UPLOAD_BYTES, or a header declaring over
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import sys
 import threading
@@ -44,7 +48,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from catdog.contract import ArtDir, RunDir, load_manifest
+from catdog.contract import NEITHER, PET, PET_THRESHOLD, ArtDir, RunDir, load_manifest, verdict
 from catdog.data import LABELS, ImageError, ImageKind, open_rgb, probe, resize
 from catdog.errors import CatdogError
 from catdog.runtime import CAM, PROBABILITIES, Model, open_model
@@ -68,13 +72,22 @@ STATUS_BY_KIND = {
 
 class Predictor:
     """Raw photo (S, S, 3) uint8 -> (probabilities (2,), cam (S/32, S/32, 2)); thread-safe.
+    `outputs(photo)` adds `pet` (P(a cat or a dog)); `pet_threshold` is where "neither" begins.
 
     A thin wrapper of a `catdog.runtime` Model, which loads and runs the model."""
 
-    def __init__(self, model: Model):
+    def __init__(self, model: Model, pet_threshold: float):
         self.model = model
+        self.pet_threshold = float(pet_threshold)
         self.image_size = model.image_size  # S, the model's input size
         self.description = f"{model.engine}: {model.path / 'model.keras' if model.format == 'keras' else model.path.name}"
+
+    def outputs(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        """{"probabilities": (2,), "cam": (S/32, S/32, 2), "pet": float}."""
+        out = self.model(image)
+        if PET not in out:
+            raise CatdogError(f"{self.model.path}: the model has no '{PET}' output (made by an older catdog); export it again")
+        return {PROBABILITIES: out[PROBABILITIES], CAM: out[CAM], PET: float(np.ravel(out[PET])[0])}
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = self.model(image)
@@ -104,18 +117,35 @@ class PixelBudget:
                 self._cond.notify_all()
 
 
+def _threshold(source: dict, file: Path, remedy: str) -> float:
+    """`pet_threshold` of a manifest.json or metrics.json, or a one-line CatdogError."""
+    value = source.get(PET_THRESHOLD)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise CatdogError(f"{file}: no {PET_THRESHOLD} (made by a catdog without the neither answer); {remedy}")
+    return float(value)
+
+
 def load_predictor(path: str | os.PathLike) -> Predictor:
-    """The predictor for an ART_DIR (ONNX, else TFLite, fp32) or a RUN_DIR (Keras)."""
+    """The predictor for an ART_DIR (ONNX, else TFLite, fp32) or a RUN_DIR (Keras), with the
+    threshold on P(pet) from the ART_DIR's manifest.json or the RUN_DIR's metrics.json."""
     path = Path(path)
     if (path / ArtDir.MANIFEST).is_file():
-        artefacts = {(a["format"], a["precision"]): path / a["file"] for a in load_manifest(path)["artefacts"] if {"format", "precision", "file"} <= set(a)}
+        manifest = load_manifest(path)
+        threshold = _threshold(manifest, path / ArtDir.MANIFEST, "run `catdog export` again")
+        artefacts = {(a["format"], a["precision"]): path / a["file"] for a in manifest["artefacts"] if {"format", "precision", "file"} <= set(a)}
         for key in (("onnx", "fp32"), ("tflite", "fp32")):
             if key in artefacts and artefacts[key].exists():
                 # LiteRT: one single-threaded interpreter per worker thread (waitress runs several)
-                return Predictor(open_model(artefacts[key], threads=1 if key[0] == "tflite" else None))
+                return Predictor(open_model(artefacts[key], threads=1 if key[0] == "tflite" else None), threshold)
         raise CatdogError(f"{path}: no ONNX or TFLite fp32 artefact to serve; export with --formats onnx --precision fp32")
     if (path / RunDir.MODEL).is_file():
-        return Predictor(open_model(path, temperature=1.0))  # the run's model as saved, as before
+        metrics_file = path / RunDir.METRICS
+        try:
+            metrics = json.loads(metrics_file.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CatdogError(f"{metrics_file}: unreadable ({exc}); train the run again") from None
+        threshold = _threshold(metrics if isinstance(metrics, dict) else {}, metrics_file, "train the run again")
+        return Predictor(open_model(path, temperature=1.0), threshold)  # the run's model as saved, as before
     raise CatdogError(f"{path}: neither an ART_DIR (manifest.json) nor a RUN_DIR (model.keras); pass one of them")
 
 
@@ -159,7 +189,7 @@ def create_app(
 
     @app.get("/healthz")
     def healthz():
-        return jsonify({"status": "ok", "model": predictor.description})
+        return jsonify({"status": "ok", "model": predictor.description, PET_THRESHOLD: predictor.pet_threshold})
 
     @app.get("/")
     def page():
@@ -182,14 +212,18 @@ def create_app(
             return error(STATUS_BY_KIND.get(exc.kind, 400), str(exc).split(";")[0])
 
     def classify(photo: Image.Image, with_overlay: bool) -> dict:
-        probabilities, cam = predictor(resize(photo, predictor.image_size))
+        out = predictor.outputs(resize(photo, predictor.image_size))
+        probabilities, cam, pet = out[PROBABILITIES], out[CAM], out[PET]
         label = int(np.argmax(probabilities))
+        answer = verdict(probabilities, pet, predictor.pet_threshold, LABELS)
         body = {
+            "verdict": answer,
+            "pet": round(pet, 6),
             "label": LABELS[label],
             "probabilities": {name: round(float(p), 6) for name, p in zip(LABELS, probabilities)},
             "cam": np.round(cam[..., label].astype(float), 5).tolist(),
         }
-        if with_overlay:
+        if with_overlay and answer != NEITHER:  # no cat or dog: the map is evidence of nothing
             body["overlay"] = overlay_data_uri(photo, cam[..., label])
         return body
 

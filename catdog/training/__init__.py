@@ -19,6 +19,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
             "load_run",
             "predict_batch",
             "predict_images",
+            "predict_outputs",
             "run_photos",
             "submission_rows",
             "write_submission",

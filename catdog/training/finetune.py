@@ -18,7 +18,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from catdog.contract import RunDir
+from catdog.contract import PET, PET_THRESHOLD, PROBABILITIES, RunDir
 from catdog import __version__
 from catdog.atomic import write_bytes, write_text
 from catdog.data import LABELS, iter_batches, scan, sha256_file
@@ -88,6 +88,7 @@ def set_trainable(full_model: keras.Model, blocks: list[str]) -> int:
         layer.trainable = _block_of(layer.name) in blocks and not isinstance(layer, keras.layers.BatchNormalization)
         trainable += layer.trainable
     full_model.get_layer("probabilities").trainable = True
+    full_model.get_layer("pet_head").trainable = False  # fitted on the original features; not trained here
     return trainable
 
 
@@ -129,9 +130,9 @@ def finetune(run: Run, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     blocks = top_blocks(model.get_layer("backbone"), config.blocks)
     n_trainable = set_trainable(model, blocks)
     image = keras.Input(model.input.shape[1:], name="image")
-    trainer = keras.Model(image, model(augmentation(config.seed)(image)), name="finetune")
+    trainer = keras.Model(image, model(augmentation(config.seed)(image))[PROBABILITIES], name="finetune")
     trainer.compile(keras.optimizers.Adam(config.learning_rate), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    before = M.log_loss(y_val, model.predict(x_val.astype(np.float32), batch_size=64, verbose=0)[:, 1])
+    before = M.log_loss(y_val, model.predict(x_val.astype(np.float32), batch_size=64, verbose=0)[PROBABILITIES][:, 1])
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
     fit = trainer.fit(
         x_train.astype(np.float32), y_train, validation_data=(x_val.astype(np.float32), y_val),
@@ -140,11 +141,11 @@ def finetune(run: Run, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     )
     history = {k: [float(v) for v in vs] for k, vs in fit.history.items()}
     best_epoch = int(np.argmin(history["val_loss"])) + 1
-    p_val = model.predict(x_val.astype(np.float32), batch_size=64, verbose=0)
+    p_val = model.predict(x_val.astype(np.float32), batch_size=64, verbose=0)[PROBABILITIES]
     improved = M.log_loss(y_val, p_val[:, 1]) < before
     if not improved:  # the starting point is a checkpoint too: never hand back a worse model
         model = keras.models.load_model(run.path / RunDir.MODEL)
-        p_val = model.predict(x_val.astype(np.float32), batch_size=64, verbose=0)
+        p_val = model.predict(x_val.astype(np.float32), batch_size=64, verbose=0)[PROBABILITIES]
         best_epoch = 0
     out_dir.mkdir(parents=True, exist_ok=True)
     save_model(model, out_dir / RunDir.MODEL)
@@ -153,6 +154,8 @@ def finetune(run: Run, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     write_text(out_dir / "history.json", json.dumps(history, indent=1))
     metrics = {
         **{k: run.metrics[k] for k in ("backbone", "weights", "labels", "data_fingerprint", "data_dir") if k in run.metrics},
+        # the pet head is not trained here: its threshold (and rates) are the original run's
+        **{k: run.metrics[k] for k in (PET, PET_THRESHOLD) if k in run.metrics},
         "n_train": int(len(y_train)),
         "n_val": int(len(y_val)),
         "finetuned_from": str(run.path.resolve()),

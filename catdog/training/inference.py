@@ -12,7 +12,8 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from catdog.contract import RunDir
+from catdog.contract import LABELS, PET, PET_THRESHOLD, PROBABILITIES, RunDir, verdict
+from catdog.training import pet as _pet_layers  # noqa: F401  (registers the pet head's layers for load_model)
 from catdog.atomic import open_atomic
 from catdog.features import input_size  # importing catdog.features registers BackbonePreprocessing for loading
 from catdog.data import MAX_PIXELS, Rejection, Sample, iter_batches
@@ -32,6 +33,11 @@ class Run:
     def temperature(self) -> float:
         return float(self.metrics.get("calibration", {}).get("temperature", 1.0))
 
+    @property
+    def pet_threshold(self) -> float:
+        """P(pet) under which the answer is "neither" (chosen by `catdog train`)."""
+        return float(self.metrics[PET_THRESHOLD])
+
 
 def load_run(run_dir: str | os.PathLike) -> Run:
     run_dir = Path(run_dir)
@@ -45,6 +51,8 @@ def load_run(run_dir: str | os.PathLike) -> Run:
         metrics = json.loads((run_dir / RunDir.METRICS).read_text())
     except Exception as exc:  # a damaged or foreign file: one line, not a traceback
         raise CatdogError(f"{run_dir}: cannot load the run ({str(exc).splitlines()[0][:200]}); train it again") from None
+    if not isinstance(model.output, dict) or PET not in model.output or PET_THRESHOLD not in metrics:
+        raise CatdogError(f"{run_dir}: trained by an older catdog (no '{PET}' output, no neither answer); train it again")
     return Run(run_dir, model, metrics)
 
 
@@ -89,15 +97,23 @@ class Predictions:
     samples: list[Sample]  # the photos that decoded, in input order
     probabilities: np.ndarray  # (N, 2): P(cat), P(dog)
     rejections: list[Rejection]
+    pet: np.ndarray = None  # (N,): P(a cat or a dog is in the photo)
 
 
 def predict_batch(model: keras.Model, images: np.ndarray, tta: bool = False) -> np.ndarray:
     """(N, S, S, 3) photos, 0..255 -> (N, 2) probabilities; tta: the mean with each photo's mirror image."""
+    return predict_outputs(model, images, tta)[PROBABILITIES]
+
+
+def predict_outputs(model: keras.Model, images: np.ndarray, tta: bool = False) -> dict[str, np.ndarray]:
+    """(N, S, S, 3) photos, 0..255 -> {"probabilities": (N, 2), "pet": (N, 1)}; tta: each the mean
+    with the photo's mirror image's."""
     x = images.astype(np.float32)
-    p = np.asarray(model.predict_on_batch(x))
+    out = {k: np.asarray(v) for k, v in model.predict_on_batch(x).items()}
     if tta:
-        p = (p + np.asarray(model.predict_on_batch(x[:, :, ::-1]))) / 2
-    return p
+        mirrored = model.predict_on_batch(x[:, :, ::-1])
+        out = {k: (v + np.asarray(mirrored[k])) / 2 for k, v in out.items()}
+    return out
 
 
 def predict_images(
@@ -112,7 +128,7 @@ def predict_images(
 
     tta: test-time augmentation, the mean of the probabilities of each photo and its mirror image.
     """
-    kept, probs, rejections = [], [], []
+    kept, probs, pets, rejections = [], [], [], []
     bar = tqdm(total=len(samples), unit="img", desc="predict", disable=not progress, dynamic_ncols=True)
     size = input_size(model)
     for batch in iter_batches(samples, batch_size=batch_size, size=size, max_pixels=max_pixels):
@@ -120,11 +136,16 @@ def predict_images(
             tqdm.write(r.line())
         rejections.extend(batch.rejections)
         if batch.samples:
-            probs.append(predict_batch(model, batch.images, tta))
+            out = predict_outputs(model, batch.images, tta)
+            probs.append(out[PROBABILITIES])
+            pets.append(out[PET][:, 0])
             kept.extend(batch.samples)
         bar.update(len(batch.samples) + len(batch.rejections))
     bar.close()
-    return Predictions(kept, np.concatenate(probs) if probs else np.zeros((0, 2), np.float32), rejections)
+    return Predictions(
+        kept, np.concatenate(probs) if probs else np.zeros((0, 2), np.float32), rejections,
+        np.concatenate(pets) if pets else np.zeros(0, np.float32),
+    )
 
 
 def evaluate(predictions: Predictions) -> dict:
@@ -137,23 +158,32 @@ def evaluate(predictions: Predictions) -> dict:
 
 
 def submission_rows(
-    predictions: Predictions, clip: tuple[float, float] | None = M.DEFAULT_CLIP, temperature: float | None = None
-) -> list[tuple[str, float]]:
-    """(id, P(dog)) rows sorted by id (numerically where ids are numbers)."""
+    predictions: Predictions, clip: tuple[float, float] | None = M.DEFAULT_CLIP, temperature: float | None = None,
+    *, threshold: float,
+) -> list[tuple[str, float, float, str]]:
+    """(id, P(dog), P(pet), verdict) rows sorted by id (numerically where ids are numbers).
+
+    P(dog) is clipped and temperature-scaled as asked (Kaggle's `label`); P(pet) is as the model
+    gives it; the verdict (cat, dog or neither below `threshold`) is `catdog.contract.verdict` of
+    the model's own probabilities (neither clipping nor a temperature changes which is larger)."""
     p_dog = predictions.probabilities[:, 1].astype(np.float64)
     if temperature is not None:
         p_dog = M.apply_temperature(predictions.probabilities, temperature)
     if clip is not None:
         p_dog = np.clip(p_dog, clip[0], clip[1])
-    rows = [(s.id, float(p)) for s, p in zip(predictions.samples, p_dog)]
+    rows = [
+        (s.id, float(p), float(q), verdict(probs, q, threshold, LABELS))
+        for s, p, q, probs in zip(predictions.samples, p_dog, predictions.pet, predictions.probabilities)
+    ]
     return sorted(rows, key=lambda r: (0, int(r[0]), "") if r[0].isdigit() else (1, 0, r[0]))
 
 
-def write_submission(path: str | os.PathLike, rows: list[tuple[str, float]]) -> Path:
+def write_submission(path: str | os.PathLike, rows: list[tuple[str, float, float, str]]) -> Path:
+    """`id,label,pet,verdict` (Kaggle reads the first two)."""
     path = Path(path)
     with open_atomic(path, "w", newline="") as f:  # a killed run leaves no half submission
         writer = csv.writer(f)
-        writer.writerow(["id", "label"])
-        for id_, p in rows:
-            writer.writerow([id_, f"{p:.6f}"])
+        writer.writerow(["id", "label", PET, "verdict"])
+        for id_, p, q, answer in rows:
+            writer.writerow([id_, f"{p:.6f}", f"{q:.6f}", answer])
     return path

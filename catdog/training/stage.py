@@ -9,24 +9,27 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from catdog.contract import LABELS, NEITHER, verdict
 from catdog.errors import CatdogError
 from catdog.features.stage import on_ray, report_rejections, scan_printing
 
 
-def train_stage(features_path: Path, run_dir: Path, head_config, exclude: str | None = None) -> dict:
+def train_stage(features_path: Path, run_dir: Path, head_config, exclude: str | None = None, negatives: str | None = None) -> dict:
     """Train the head on FEATURES.h5 into RUN_DIR; its metrics. `exclude` (a suspects.csv or a
     plain list of names): leave those photos out of the cached features first (`catdog run`
-    passes None, having left them out before extraction)."""
+    passes None, having left them out before extraction). `negatives`: features of photos with
+    neither cat nor dog (an h5 from `catdog features`), for the pet detector."""
     from catdog.features import load_features, without
     from catdog.training import train_run
 
     feature_set = load_features(features_path)
+    negative_set = load_features(negatives) if negatives else None
     if exclude:
         from catdog.inspect import read_exclude
 
         feature_set, dropped = without(feature_set, read_exclude(exclude))
         print(f"excluded {dropped} photo(s) listed in {exclude}")
-    return train_run(feature_set, run_dir, head_config, str(features_path))
+    return train_run(feature_set, run_dir, head_config, str(features_path), negatives=negative_set)
 
 
 def train_lines(metrics: dict, run_dir: Path) -> list[str]:
@@ -44,11 +47,13 @@ def predict_stage(
     tta: bool = False,
     ray: str | None = None,
     workers: int | None = None,
+    run=None,
 ):
-    """Load RUN_DIR and predict every photo of DATA (here, or on Ray); (run, predictions)."""
+    """Load RUN_DIR (unless `run` is given: it, loaded) and predict every photo of DATA (here, or
+    on Ray); (run, predictions)."""
     from catdog.training import load_run, predict_images
 
-    run = load_run(run_dir)
+    run = run or load_run(run_dir)
     samples, scan_rejections = scan_printing(data)
     predict = on_ray(predict_images, ray, workers)
     predictions = predict(run.model, samples, batch_size=batch_size, max_pixels=max_pixels, tta=tta)
@@ -59,24 +64,52 @@ def predict_stage(
     return run, predictions
 
 
+def _verdicts(predictions, threshold: float) -> list[str]:
+    """catdog's answer for each photo: "cat", "dog" or "neither" (catdog.contract.verdict)."""
+    return [verdict(p, q, threshold, LABELS) for p, q in zip(predictions.probabilities, predictions.pet)]
+
+
 def evaluate_stage(
-    run_dir: str, data: str, batch_size: int, max_pixels: int, rejected_csv: Path | None, tta: bool = False, json_path: str | None = None
+    run_dir: str, data: str, batch_size: int, max_pixels: int, rejected_csv: Path | None, tta: bool = False,
+    json_path: str | None = None, negatives: str | None = None,
 ) -> list[str]:
-    """Score RUN_DIR on labelled DATA (and write the scores to `json_path`); the table to print."""
+    """Score RUN_DIR on labelled DATA (and write the scores to `json_path`); the table to print.
+
+    Also the neither answer: the share of DATA's labelled photos it keeps (verdict cat or dog), and
+    with `negatives` (a folder of photos with no cat or dog) the share of those it calls "neither".
+    Files rejected in `negatives` are listed in rejected_negatives.csv beside `rejected_csv`."""
+    import numpy as np
+
     from catdog.training import evaluate
 
-    _, predictions = predict_stage(run_dir, data, batch_size, max_pixels, rejected_csv, tta)
+    run, predictions = predict_stage(run_dir, data, batch_size, max_pixels, rejected_csv, tta)
     result = evaluate(predictions)
+    threshold = run.pet_threshold
+    labelled = np.array([s.label is not None for s in predictions.samples])
+    kept = np.array([v != NEITHER for v in _verdicts(predictions, threshold)])[labelled]
+    pet = {"threshold": threshold, "keep": float(kept.mean()), "n_kept": int(kept.sum()), "n_pets": int(kept.size)}
     (tn, fp), (fn, tp) = result["confusion_matrix"]
+    prefix = f"neither answer, P(pet) under {threshold:.3g}: "
     lines = [
         f"{'photos':>10} {'log loss':>10} {'accuracy':>10}",
         f"{result['n']:>10d} {result['log_loss']:>10.4f} {result['accuracy']:>10.2%}",
         f"confusion (rows true, cols predicted): cat {tn:4d} {fp:4d} | dog {fn:4d} {tp:4d}",
+        f"{prefix}keeps {pet['keep']:.2%} of the {pet['n_pets']} cats and dogs ({pet['n_pets'] - pet['n_kept']} called neither)",
     ]
+    if negatives:
+        others_csv = rejected_csv.with_name("rejected_negatives.csv") if rejected_csv else None
+        _, others = predict_stage(run_dir, negatives, batch_size, max_pixels, others_csv, tta, run=run)
+        rejected = np.array([v == NEITHER for v in _verdicts(others, threshold)])
+        pet.update(reject=float(rejected.mean()), n_rejected=int(rejected.sum()), n_negatives=int(rejected.size),
+                   negatives_dir=str(negatives))
+        lines.append(
+            f"{'':>{len(prefix)}}rejects {pet['reject']:.2%} of the {pet['n_negatives']} photos with neither in {negatives} "
+            f"({pet['n_negatives'] - pet['n_rejected']} called cat or dog)"
+        )
     if json_path:
         from catdog.atomic import write_text
 
-        write_text(json_path, json.dumps({**result, "run_dir": run_dir, "data": data}, indent=2))
+        write_text(json_path, json.dumps({**result, "pet": pet, "run_dir": run_dir, "data": data}, indent=2))
         lines.append(f"written {json_path}")
     return lines
 
@@ -94,19 +127,21 @@ def predict_submission(
     ray: str | None = None,
     workers: int | None = None,
 ) -> str:
-    """Write a Kaggle submission (id,label = P(dog)) for TEST_DIR; its one-line summary.
-    clip: (LOW, HIGH) bounds of the probabilities, or None; calibrated: apply the run's temperature."""
+    """Write a Kaggle submission (id,label = P(dog), then pet = P(a cat or a dog) and verdict = cat,
+    dog or neither) for TEST_DIR; its one-line summary. clip: (LOW, HIGH) bounds of the label
+    column, or None; calibrated: apply the run's temperature to the label column."""
     from catdog.training import submission_rows, write_submission
 
     run, predictions = predict_stage(run_dir, test_dir, batch_size, max_pixels, rejected_csv, tta, ray, workers)
     if clip and not 0.0 <= clip[0] < clip[1] <= 1.0:
         raise CatdogError(f"--clip {clip[0]} {clip[1]}: need 0 <= LOW < HIGH <= 1 (e.g. 0.005 0.995)")
     temperature = run.temperature if calibrated else None
-    rows = submission_rows(predictions, clip=clip, temperature=temperature)
+    rows = submission_rows(predictions, clip=clip, temperature=temperature, threshold=run.pet_threshold)
     write_submission(out, rows)
     how = f"temperature {temperature:.3f}, " if temperature else ""
     how += f"clipped to {clip[0]}..{clip[1]}" if clip else "not clipped"
-    return f"submission: {len(rows)} rows in {out} (label = P(dog), {how})"
+    neither = sum(r[3] == "neither" for r in rows)
+    return f"submission: {len(rows)} rows in {out} (label = P(dog), {how}; {neither} with verdict neither)"
 
 
 def finetune_lines(metrics: dict, out) -> list[str]:

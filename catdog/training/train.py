@@ -31,7 +31,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from catdog.contract import RunDir
+from catdog.contract import PET, PET_THRESHOLD, PROBABILITIES, RunDir
 from catdog import __version__
 from catdog.atomic import open_atomic, staged, write_text
 from catdog.data import IMAGE_SIZE, LABELS, sha256_file
@@ -39,6 +39,7 @@ from catdog.errors import CatdogError
 from catdog.features import BackbonePreprocessing, FeatureSet, build_backbone, get_spec, image_input, input_size
 from catdog.training import cv as CV
 from catdog.training import metrics as M
+from catdog.training.pet import PetFit, fit_pet, imagenet_top, pet_head
 
 PARITY_FRACTION = 0.2  # share of the training photos named for parity (400 of the 2,002 shared photos)
 
@@ -88,8 +89,9 @@ def build_head(feature_dim: int, config: HeadConfig = HeadConfig(), l2: float | 
     return keras.Model(features, probabilities, name="head")
 
 
-def full_model(backbone_name: str, backbone: keras.Model, head: keras.Model) -> keras.Model:
-    """The product model: raw RGB photo -> preprocessing -> backbone -> GAP -> trained head.
+def full_model(backbone_name: str, backbone: keras.Model, head: keras.Model, pet_head: keras.Model) -> keras.Model:
+    """The product model: raw RGB photo -> preprocessing -> backbone -> GAP -> trained head, and
+    the pooled features -> `pet_head` (catdog.training.pet); outputs {"probabilities", "pet"}.
 
     The head's layers are rebuilt in line (not nested) so that the CAM stage can reach the
     backbone output (the input of layer "gap") and the Dense kernel (layer "probabilities").
@@ -98,12 +100,12 @@ def full_model(backbone_name: str, backbone: keras.Model, head: keras.Model) -> 
     image = image_input(input_size(backbone))
     x = BackbonePreprocessing(spec.preprocess_mode, name="preprocess")(image)
     x = backbone(x)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    pooled = x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     for layer in head.layers[1:]:
         clone = layer.__class__.from_config(layer.get_config())
         x = clone(x)
         clone.set_weights(layer.get_weights())
-    return keras.Model(image, x, name=f"catdog_{spec.name.replace(',', '__')}")
+    return keras.Model(image, {PROBABILITIES: x, PET: pet_head(pooled)}, name=f"catdog_{spec.name.replace(',', '__')}")
 
 
 def backbone_weights(feature_set: FeatureSet) -> str:
@@ -212,6 +214,21 @@ def nested_estimate(
     return summary, result, rows
 
 
+def train_pet(feature_set: FeatureSet, rows: np.ndarray, negatives: FeatureSet | None, seed: int) -> PetFit:
+    """Fit the pet detector on the training photos' features and the negatives' (same backbone)."""
+    if negatives is not None and (negatives.backbone, negatives.attrs.get("image_size")) != (
+        feature_set.backbone, feature_set.attrs.get("image_size")
+    ):
+        raise CatdogError(
+            f"the negatives' features are {negatives.backbone} at {negatives.attrs.get('image_size')}, the photos' "
+            f"{feature_set.backbone} at {feature_set.attrs.get('image_size')}; extract both with the same --backbone and --image-size"
+        )
+    top, note = imagenet_top(feature_set.backbone, feature_set.weights)
+    fit = fit_pet(feature_set.features[rows], None if negatives is None else negatives.features, top, seed)
+    fit.estimate["offset"] = note
+    return fit
+
+
 def plot_selection(selection: CV.Selection, nested: CV.NestedCV, path: Path) -> None:
     """CV log loss against l2: the shipped selection (solid) and each outer fold's (thin)."""
     import matplotlib
@@ -291,9 +308,11 @@ def train_run(
     features_path: str | None = None,
     mirrored: FeatureSet | None = None,
     progress: bool = True,
+    negatives: FeatureSet | None = None,
 ) -> dict:
-    """Choose the settings by CV, fit the head on every photo, estimate it by nested CV,
-    assemble the full model, and write the RUN_DIR; returns metrics.json."""
+    """Choose the settings by CV, fit the head on every photo, estimate it by nested CV, fit the
+    pet detector (with `negatives`: features of photos with neither cat nor dog), assemble the
+    full model, and write the RUN_DIR; returns metrics.json."""
     start = time.perf_counter()
     run_dir = Path(run_dir)
     weights = backbone_weights(feature_set)
@@ -305,7 +324,11 @@ def train_run(
 
     run_dir.mkdir(parents=True, exist_ok=True)
     image_size = int(feature_set.attrs.get("image_size", IMAGE_SIZE))
-    model = full_model(feature_set.backbone, build_backbone(feature_set.backbone, weights, image_size), result.head)
+    pet = train_pet(feature_set, rows, negatives, config.seed)
+    model = full_model(
+        feature_set.backbone, build_backbone(feature_set.backbone, weights, image_size), result.head,
+        pet_head(feature_set.features.shape[1], pet),
+    )
     save_model(model, run_dir / RunDir.MODEL)
     save_model(result.head, run_dir / RunDir.HEAD)
     plot_selection(result.selection, nested, run_dir / "curves.png")
@@ -314,6 +337,14 @@ def train_run(
         writer = csv.writer(f)
         writer.writerow(["file", "label", "fold", "p_dog"])
         writer.writerows((n, int(y), int(k), f"{p:.6f}") for n, y, k, p in zip(names, labels, nested.folds, nested.p_dog))
+    if pet.estimate.get("nested_pet"):  # each photo's P(pet) from a detector and threshold that never saw it
+        pet_names = [(n, "pet") for n in names] + [(n, "neither") for n in (negatives.names if negatives is not None else [])]
+        with open_atomic(run_dir / RunDir.PET_PREDICTIONS, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["file", "kind", "p_pet", "kept"])
+            writer.writerows(
+                (n, kind, f"{q:.6f}", int(k)) for (n, kind), q, k in zip(pet_names, pet.estimate["nested_pet"], pet.estimate["nested_kept"])
+            )
     oof = result.selection.oof_p_dog
     calibration = M.calibration_report(np.stack([1 - oof, oof], 1), labels, config.seed)
     calibration["source"] = f"out-of-fold predictions of the {config.folds}-fold CV that chose l2 (not the nested estimate)"
@@ -355,6 +386,13 @@ def train_run(
             "log_loss": result.selection.log_loss,
         },
         "train": M.summary(labels, p_train),
+        PET: {
+            "threshold": pet.threshold,
+            "imagenet_top": pet.top.branch if pet.top else None,
+            "negatives_dir": str(negatives.attrs.get("data_dir", "")) if negatives is not None else "",
+            **{k: v for k, v in pet.estimate.items() if k not in ("nested_pet", "nested_kept")},
+        },
+        PET_THRESHOLD: pet.threshold,
         "calibration": calibration,
         "model_sha256": sha256_file(run_dir / RunDir.MODEL),
         "catdog_version": __version__,

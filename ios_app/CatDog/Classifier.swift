@@ -41,7 +41,8 @@ actor Classifier {
         self.manifest = manifest
     }
 
-    /// The photo (an encoded image file: JPEG, HEIC, PNG...) through the model, with the CAM overlay.
+    /// The photo (an encoded image file: JPEG, HEIC, PNG...) through the model: its verdict, text and
+    /// the image to show (the CAM overlay, or the plain photo for a neither verdict).
     func classify(_ data: Data) throws -> Analysis {
         let photo = try Self.decode(data)
         let (model, manifest) = (self.model, self.manifest)
@@ -77,7 +78,12 @@ actor Classifier {
         guard let cam = out.featureValue(for: Manifest.cam)?.multiArrayValue else { throw Failure.model("no \(Manifest.cam) output") }
         // an fp16 MLMultiArray may pad its rows: read it by shape and strides, as Float
         let shaped = MLShapedArray<Float>(converting: cam)
-        return ModelOutput(probabilities: probabilities, cam: shaped.scalars, camShape: shaped.shape)
+        // pet: [1, 1], the probability that the photo shows a cat or a dog at all
+        guard let petArray = out.featureValue(for: Manifest.pet)?.multiArrayValue,
+              let pet = MLShapedArray<Float>(converting: petArray).scalars.first else {
+            throw Failure.model("no \(Manifest.pet) output")
+        }
+        return ModelOutput(probabilities: probabilities, pet: pet, cam: shaped.scalars, camShape: shaped.shape)
     }
 
     /// A 32BGRA pixel buffer (what Core ML's image input takes) holding `image`.

@@ -27,10 +27,15 @@ struct ContentView: View {
                 } else {
                     if let shown {
                         Image(uiImage: shown.image).resizable().scaledToFit().frame(maxHeight: 420)
-                        Text(headline(probabilities: shown.analysis.probabilities, labels: labels)).font(.title.bold())
-                        ForEach(Array(labels.enumerated()), id: \.offset) { i, label in
-                            let p = shown.analysis.probabilities[i]
-                            HStack { Text(label).frame(width: 44, alignment: .leading); ProgressView(value: p); Text(percentText(p)) }
+                        if shown.analysis.verdict == Verdict.neither {
+                            // "No cat or dog here" under the plain photo: no percentages, no CAM
+                            Text(shown.analysis.text).font(.title.bold()).multilineTextAlignment(.center)
+                        } else {
+                            Text(headline(probabilities: shown.analysis.probabilities, labels: labels)).font(.title.bold())
+                            ForEach(Array(labels.enumerated()), id: \.offset) { i, label in
+                                let p = shown.analysis.probabilities[i]
+                                HStack { Text(label).frame(width: 44, alignment: .leading); ProgressView(value: p); Text(percentText(p)) }
+                            }
                         }
                     } else if classifier == nil {
                         ProgressView("Loading the model…")

@@ -25,10 +25,21 @@ public struct Manifest: Decodable, Equatable, Sendable {
     public let input: Input
     public let outputs: [Output]
     public let artefacts: [Artefact]
+    /// Under this `pet` output the verdict is "neither" (`verdict`). Required: nil only in a manifest
+    /// of an older catdog, which `problem()` refuses.
+    public let pet_threshold: Double?
 
     public static let supportedVersion = 1
     public static let probabilities = "probabilities"
     public static let cam = "cam"
+    public static let pet = "pet"
+    public static let noPetThreshold =
+        "manifest.json has no pet_threshold (an older catdog exported this model): export it again with this catdog version"
+
+    /// A manifest the app cannot use, met where `problem()` was not asked first.
+    public struct Unusable: Error, Equatable, CustomStringConvertible {
+        public let description: String
+    }
 
     public static func decode(_ data: Data) throws -> Manifest {
         try JSONDecoder().decode(Manifest.self, from: data)
@@ -48,6 +59,8 @@ public struct Manifest: Decodable, Equatable, Sendable {
         if manifest_version != Manifest.supportedVersion {
             return "manifest version \(manifest_version) is not \(Manifest.supportedVersion); update the app"
         }
+        guard let threshold = pet_threshold else { return Manifest.noPetThreshold }
+        if !(0...1).contains(threshold) { return "pet_threshold \(threshold) is not within 0...1" }
         if labels.count != 2 { return "expected 2 labels, found \(labels.count)" }
         guard input.shape.count == 4, input.shape[3].value == 3, inputSize > 0,
               input.shape[1].value == input.shape[2].value else {
@@ -56,8 +69,12 @@ public struct Manifest: Decodable, Equatable, Sendable {
         if input.channel_order != "RGB" { return "channel order \(input.channel_order) is not RGB" }
         if input.value_range != [0, 255] { return "input range \(input.value_range) is not 0...255" }
         let names = Set(outputs.map { $0.name })
-        for needed in [Manifest.probabilities, Manifest.cam] where !names.contains(needed) {
+        for needed in [Manifest.probabilities, Manifest.cam, Manifest.pet] where !names.contains(needed) {
             return "output \(needed) missing"
+        }
+        let petShape = outputs.first(where: { $0.name == Manifest.pet })!.shape
+        guard petShape.count == 2, petShape[1].value == 1 else {
+            return "pet shape \(petShape.map { $0.description }) is not [1, 1]"
         }
         let camShape = outputs.first(where: { $0.name == Manifest.cam })!.shape
         guard camShape.count == 4, camSide > 0, camShape[2].value == camSide, camShape[3].value == labels.count else {

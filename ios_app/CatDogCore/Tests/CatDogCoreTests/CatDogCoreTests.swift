@@ -20,9 +20,11 @@ final class CatDogCoreTests: XCTestCase {
     }
 
     func testTheShippedManifestIsUnderstood() throws {
-        XCTAssertEqual(golden.golden_version, 1)
+        XCTAssertEqual(golden.golden_version, 2)
         XCTAssertNil(manifest.problem())
         XCTAssertEqual(manifest.labels, ["cat", "dog"])
+        let threshold = try XCTUnwrap(manifest.pet_threshold)
+        XCTAssertTrue((0...1).contains(threshold))
         XCTAssertGreaterThan(manifest.inputSize, 0)
         XCTAssertEqual(manifest.inputSize, manifest.camSide * 32)
         XCTAssertEqual(golden.photos[0].cam.count, manifest.camSide * manifest.camSide * manifest.labels.count)
@@ -34,11 +36,26 @@ final class CatDogCoreTests: XCTestCase {
         let v2 = try edited { $0["manifest_version"] = 2 }
         XCTAssertEqual(v2.problem(), "manifest version 2 is not 1; update the app")
         let skewed = try edited { m in
-            m["outputs"] = [["name": "probabilities", "shape": [1, 2]], ["name": "cam", "shape": [1, 9, 7, 2]]]
+            m["outputs"] = [["name": "probabilities", "shape": [1, 2]], ["name": "cam", "shape": [1, 9, 7, 2]], ["name": "pet", "shape": [1, 1]]]
         }
         XCTAssertEqual(skewed.problem(), "cam shape [\"1\", \"9\", \"7\", \"2\"] is not [1, G, G, 2]")
-        let noCam = try edited { $0["outputs"] = [["name": "probabilities", "shape": [1, 2]]] }
+        let noCam = try edited { $0["outputs"] = [["name": "probabilities", "shape": [1, 2]], ["name": "pet", "shape": [1, 1]]] }
         XCTAssertEqual(noCam.problem(), "output cam missing")
+        // a model of an older catdog: no pet output, no pet_threshold
+        let noPet = try edited { m in m["outputs"] = (m["outputs"] as! [[String: Any]]).filter { $0["name"] as! String != "pet" } }
+        XCTAssertEqual(noPet.problem(), "output pet missing")
+        let widePet = try edited { m in
+            m["outputs"] = (m["outputs"] as! [[String: Any]]).map { $0["name"] as! String == "pet" ? ["name": "pet", "shape": [1, 2]] : $0 }
+        }
+        XCTAssertEqual(widePet.problem(), "pet shape [\"1\", \"2\"] is not [1, 1]")
+        let noThreshold = try edited { $0.removeValue(forKey: "pet_threshold") }
+        XCTAssertNil(noThreshold.pet_threshold)
+        XCTAssertEqual(noThreshold.problem(), Manifest.noPetThreshold)
+        XCTAssertTrue(Manifest.noPetThreshold.contains("export it again with this catdog version"))
+        XCTAssertThrowsError(try analyse(sampled(golden.photos[2]), manifest: noThreshold) { _ in
+            XCTFail("no model run without a threshold"); return ModelOutput(probabilities: [1, 0], pet: 1, cam: [], camShape: [])
+        }) { XCTAssertEqual($0 as? Manifest.Unusable, Manifest.Unusable(description: Manifest.noPetThreshold)) }
+        XCTAssertEqual(try edited { $0["pet_threshold"] = 1.5 }.problem(), "pet_threshold 1.5 is not within 0...1")
         let onlyTFLite = try edited { m in m["artefacts"] = (m["artefacts"] as! [[String: Any]]).filter { $0["format"] as! String == "tflite" } }
         XCTAssertEqual(onlyTFLite.problem(), "no Core ML artefact (fp16, fp32 or int8) listed")
         let dynamic = try edited { m in var i = m["input"] as! [String: Any]; i["shape"] = ["batch", 288, 288, 3]; m["input"] = i }
@@ -130,6 +147,26 @@ final class CatDogCoreTests: XCTestCase {
         }
     }
 
+    func testVerdictsAreCatdogs() throws {
+        let threshold = try XCTUnwrap(manifest.pet_threshold)
+        for photo in golden.photos {
+            let said = verdict(probabilities: photo.probabilities, pet: photo.pet, threshold: threshold, labels: manifest.labels)
+            XCTAssertEqual(said, photo.verdict, photo.name)
+            XCTAssertEqual(verdictText(verdict: said, probabilities: photo.probabilities, labels: manifest.labels), photo.text, photo.name)
+            XCTAssertEqual(photo.shown, said == Verdict.neither ? "photo" : "overlay", photo.name)
+        }
+        let cases = golden.verdict_cases
+        XCTAssertTrue(cases.contains { $0.verdict == Verdict.neither } && cases.contains { $0.verdict != Verdict.neither })
+        XCTAssertTrue(cases.contains { Double($0.pet) == $0.threshold && $0.verdict != Verdict.neither }, "pet at the threshold is kept")
+        for c in cases {
+            let what = "probabilities \(c.probabilities), pet \(c.pet), threshold \(c.threshold)"
+            let said = verdict(probabilities: c.probabilities, pet: c.pet, threshold: c.threshold, labels: manifest.labels)
+            XCTAssertEqual(said, c.verdict, what)
+            XCTAssertEqual(verdictText(verdict: said, probabilities: c.probabilities, labels: manifest.labels), c.text, what)
+        }
+        XCTAssertEqual(Verdict.neitherText, "No cat or dog here")
+    }
+
     func testDisplaySizesArePillowThumbnails() {
         for c in golden.display_sizes {
             let size = displaySize(width: c.width, height: c.height, maxSide: golden.overlay_max_side)
@@ -208,12 +245,39 @@ final class CatDogCoreTests: XCTestCase {
             var fed: RGBImage?
             let analysis = try analyse(sampled(photo), manifest: manifest, maxSide: golden.overlay_max_side) { input in
                 fed = input
-                return ModelOutput(probabilities: photo.probabilities, cam: photo.cam, camShape: [1, g, g, 2])
+                return ModelOutput(probabilities: photo.probabilities, pet: photo.pet, cam: photo.cam, camShape: [1, g, g, 2])
             }
             XCTAssertEqual([fed?.width, fed?.height], [manifest.inputSize, manifest.inputSize])
-            XCTAssertEqual(analysis.text, photo.label_text)
+            XCTAssertEqual(analysis.verdict, photo.verdict, photo.name)
+            XCTAssertEqual(analysis.pet, photo.pet)
+            XCTAssertEqual(analysis.text, photo.text, photo.name)
             XCTAssertEqual(analysis.index, photo.index)
-            for s in photo.samples { XCTAssertLessThanOrEqual(maxDifference(analysis.overlay[s.x, s.y], s.overlay), 1) }
+            for s in photo.samples {
+                // a neither verdict shows the photo itself; cat or dog, catdog's overlay (within 1 of 255)
+                let (want, within) = photo.shown == "photo" ? (s.photo, 0) : (s.overlay, 1)
+                XCTAssertLessThanOrEqual(maxDifference(analysis.overlay[s.x, s.y], want), within, "\(photo.name) at (\(s.x), \(s.y))")
+            }
+        }
+    }
+
+    /// Whatever the golden photos' verdicts: under the threshold the app says "No cat or dog here" and
+    /// shows the plain photo, at the size it would show the overlay; at or over it, the CAM overlay.
+    func testANeitherVerdictShowsThePlainPhoto() throws {
+        let half = try edited { $0["pet_threshold"] = 0.5 }
+        let photo = golden.photos[0], g = manifest.camSide
+        let image = RGBImage(width: 40, height: 30, pixels: (0..<(3 * 40 * 30)).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+        let shown = image.resized(width: 16, height: 12)  // at most 16 a side: 40x30 is shown 16x12
+        for (pet, neither) in [(Float(0.5).nextDown, true), (0.5, false), (0, true), (1, false)] as [(Float, Bool)] {
+            let analysis = try analyse(image, manifest: half, maxSide: 16) { _ in
+                ModelOutput(probabilities: photo.probabilities, pet: pet, cam: photo.cam, camShape: [1, g, g, 2])
+            }
+            XCTAssertEqual(analysis.verdict, neither ? Verdict.neither : photo.label, "pet \(pet)")
+            XCTAssertEqual(analysis.text, neither ? "No cat or dog here" : photo.label_text, "pet \(pet)")
+            XCTAssertEqual([analysis.label, "\(analysis.index)"], [photo.label, "\(photo.index)"], "the top label stays")
+            XCTAssertEqual(analysis.probabilities, photo.probabilities)
+            let overlay = CAM.overlay(shown, map: try CAM.channel(photo.cam, shape: [1, g, g, 2], index: photo.index), side: g)
+            XCTAssertEqual(analysis.overlay, neither ? shown : overlay, "pet \(pet)")
+            XCTAssertNotEqual(shown, overlay)
         }
     }
 }

@@ -10,9 +10,13 @@ struct Golden: Decodable {
     struct Photo: Decodable {
         let name: String; let width: Int; let height: Int
         let probabilities: [Float]; let cam: [Float]; let index: Int; let label: String; let label_text: String
+        /// The model's `pet`, catdog's verdict and the text and image shown for it ("overlay": each
+        /// sample's `overlay`; "photo": its `photo`, the CAM left out for a neither verdict).
+        let pet: Float; let verdict: String; let text: String; let shown: String
         let display: Size; let samples: [Sample]
     }
     struct TextCase: Decodable { let probabilities: [Float]; let text: String }
+    struct VerdictCase: Decodable { let probabilities: [Float]; let pet: Float; let threshold: Double; let verdict: String; let text: String }
     struct DisplayCase: Decodable { let width: Int; let height: Int; let expected: [Int] }
     struct Squash: Decodable {
         struct Case: Decodable { let side: Int; let rgb: String }
@@ -31,6 +35,7 @@ struct Golden: Decodable {
     let overlay_max_side: Int
     let photos: [Photo]
     let label_text_cases: [TextCase]
+    let verdict_cases: [VerdictCase]
     let display_sizes: [DisplayCase]
     let squash: Squash
     let over_white: OverWhite
@@ -39,7 +44,8 @@ struct Golden: Decodable {
     var manifestJSON: Data = Data()
 
     enum CodingKeys: String, CodingKey {
-        case golden_version, choice, alpha, overlay_max_side, photos, label_text_cases, display_sizes, squash, over_white, orientation
+        case golden_version, choice, alpha, overlay_max_side, photos, label_text_cases, verdict_cases, display_sizes, squash, over_white,
+             orientation
     }
 
     static let url: URL = {

@@ -43,7 +43,7 @@ class Classifier(context: Context) : Closeable {
         interpreter = Interpreter(model, Interpreter.Options().setNumThreads(2))
     }
 
-    /** The upright photo through the model, with the CAM overlay. */
+    /** The upright photo through the model: its verdict, text and the image to show (the CAM overlay, or the plain photo for neither). */
     fun classify(photo: RgbImage): Analysis = analyse(photo, manifest) { input -> run(input) }
 
     private fun run(input: FloatArray): ModelOutput {
@@ -51,14 +51,16 @@ class Classifier(context: Context) : Closeable {
         val image = floats(input.size).also { it.asFloatBuffer().put(input) }
         val probabilities = floats(manifest.labels.size)
         val cam = floats(manifest.camShape.fold(1) { a, b -> a * b })
+        val pet = floats(1) // [1, 1]: the probability that the photo shows a cat or a dog at all
         interpreter.runSignature(
             mapOf(manifest.inputName to image),
-            mapOf(Manifest.PROBABILITIES to probabilities, Manifest.CAM to cam),
+            mapOf(Manifest.PROBABILITIES to probabilities, Manifest.CAM to cam, Manifest.PET to pet),
             "serving_default",
         )
-        probabilities.rewind(); cam.rewind()
+        probabilities.rewind(); cam.rewind(); pet.rewind()
         return ModelOutput(
             FloatArray(manifest.labels.size).also { probabilities.asFloatBuffer().get(it) },
+            pet.asFloatBuffer().get(0),
             FloatArray(cam.capacity() / 4).also { cam.asFloatBuffer().get(it) },
         )
     }

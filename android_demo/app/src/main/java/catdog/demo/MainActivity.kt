@@ -25,9 +25,10 @@ import java.util.concurrent.ExecutorService
 import java.util.concurrent.Executors
 
 /**
- * Camera preview and capture, or a picked photo; the result (overlay and label text) replaces the
- * preview until "Camera" brings it back. Decoding, the model and the overlay run on one worker
- * thread; the main thread only shows results. Every failure is a message on screen.
+ * Camera preview and capture, or a picked photo; the result (the analysis text, and the overlay or,
+ * for a "No cat or dog here" verdict, the plain photo) replaces the preview until "Camera" brings it
+ * back. Decoding, the model and the overlay run on one worker thread; the main thread only shows
+ * results. Every failure is a message on screen.
  */
 class MainActivity : AppCompatActivity() {
     @Volatile private var classifier: Classifier? = null // set on the main thread, used on the worker

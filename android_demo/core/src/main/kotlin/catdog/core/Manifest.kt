@@ -13,6 +13,8 @@ data class Manifest(
     val valueRange: List<Double>,
     val outputs: Map<String, List<Int?>>,
     val artefacts: List<Artefact>,
+    /** Under this `pet` output the verdict is "neither" ([verdict]). Required: null only in a manifest of an older catdog, which [problem] refuses. */
+    val petThreshold: Double?,
 ) {
     data class Artefact(val file: String, val format: String, val precision: String, val sha256: String)
 
@@ -27,6 +29,8 @@ data class Manifest(
     /** Why this app cannot use the model, or null when it can. */
     fun problem(): String? = when {
         version != SUPPORTED_VERSION -> "manifest version $version is not $SUPPORTED_VERSION; update the app"
+        petThreshold == null -> NO_PET_THRESHOLD
+        petThreshold !in 0.0..1.0 -> "pet_threshold $petThreshold is not within 0..1"
         labels.size != 2 -> "expected 2 labels, found ${labels.size}"
         inputShape.size != 4 || inputShape[3] != 3 || inputSize <= 0 || inputShape[1] != inputShape[2] ->
             "input shape $inputShape is not [1, N, N, 3]"
@@ -34,6 +38,8 @@ data class Manifest(
         valueRange != listOf(0.0, 255.0) -> "input range $valueRange is not 0..255"
         PROBABILITIES !in outputs -> "output $PROBABILITIES missing"
         CAM !in outputs -> "output $CAM missing"
+        PET !in outputs -> "output $PET missing"
+        outputs[PET]?.let { it.size != 2 || it[1] != 1 } == true -> "pet shape ${outputs[PET]} is not [1, 1]"
         outputs[CAM]?.let { it.size != 4 || camSide <= 0 || it[2] != camSide || it[3] != labels.size } == true ->
             "cam shape ${outputs[CAM]} is not [1, G, G, ${labels.size}]"
         tfliteArtefact() == null -> "no TFLite artefact (fp32, fp16 or int8) listed"
@@ -54,6 +60,9 @@ data class Manifest(
         const val SUPPORTED_VERSION = 1
         const val PROBABILITIES = "probabilities"
         const val CAM = "cam"
+        const val PET = "pet"
+        const val NO_PET_THRESHOLD =
+            "manifest.json has no pet_threshold (an older catdog exported this model): export it again with this catdog version"
 
         /** Parses manifest.json; throws org.json.JSONException when a field the app reads is absent. */
         fun parse(json: String): Manifest {
@@ -75,6 +84,7 @@ data class Manifest(
                 artefacts = (0 until artefacts.length()).map { artefacts.getJSONObject(it) }.map {
                     Artefact(it.getString("file"), it.getString("format"), it.getString("precision"), it.optString("sha256"))
                 },
+                petThreshold = if (m.isNull("pet_threshold")) null else m.getDouble("pet_threshold"),
             )
         }
     }

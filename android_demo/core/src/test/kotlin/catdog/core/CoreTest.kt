@@ -9,6 +9,7 @@ import org.junit.Assert.assertNull
 import org.junit.Assert.assertThrows
 import org.junit.Assert.assertTrue
 import org.junit.Test
+import kotlin.math.nextDown
 
 /** :core against tests/golden/apps.json: the real shipped model's manifest, probabilities and CAM maps, and what catdog's Python code computes from them. */
 class CoreTest {
@@ -32,9 +33,10 @@ class CoreTest {
     }
 
     @Test fun theShippedManifestIsUnderstood() {
-        assertEquals(1, Golden.json.getInt("golden_version"))
+        assertEquals(2, Golden.json.getInt("golden_version"))
         assertNull(manifest.problem())
         assertEquals(listOf("cat", "dog"), manifest.labels)
+        assertTrue(manifest.petThreshold!! in 0.0..1.0)
         assertTrue(manifest.inputSize > 0)
         assertEquals(manifest.camSide * 32, manifest.inputSize)
         assertEquals(manifest.camSide * manifest.camSide * 2, Golden.photos[0].getJSONArray("cam").length())
@@ -43,9 +45,26 @@ class CoreTest {
     @Test fun manifestsTheAppCannotUseAreRefused() {
         assertEquals("channel order BGR is not RGB", edited { it.getJSONObject("input").put("channel_order", "BGR") }.problem())
         assertEquals("manifest version 2 is not 1; update the app", edited { it.put("manifest_version", 2) }.problem())
-        val skewed = edited { it.put("outputs", JSONArray("""[{"name": "probabilities", "shape": [1, 2]}, {"name": "cam", "shape": [1, 9, 7, 2]}]""")) }
+        val skewed = edited {
+            it.put("outputs", JSONArray("""[{"name": "probabilities", "shape": [1, 2]}, {"name": "cam", "shape": [1, 9, 7, 2]}, {"name": "pet", "shape": [1, 1]}]"""))
+        }
         assertEquals("cam shape [1, 9, 7, 2] is not [1, G, G, 2]", skewed.problem())
-        assertEquals("output cam missing", edited { it.put("outputs", JSONArray("""[{"name": "probabilities", "shape": [1, 2]}]""")) }.problem())
+        val noCam = edited { it.put("outputs", JSONArray("""[{"name": "probabilities", "shape": [1, 2]}, {"name": "pet", "shape": [1, 1]}]""")) }
+        assertEquals("output cam missing", noCam.problem())
+        // a model of an older catdog: no pet output, no pet_threshold
+        val noPet = edited { m -> m.put("outputs", JSONArray(m.getJSONArray("outputs").objects().filter { it.getString("name") != "pet" })) }
+        assertEquals("output pet missing", noPet.problem())
+        val widePet = edited { m ->
+            m.put("outputs", JSONArray(m.getJSONArray("outputs").objects().map { if (it.getString("name") == "pet") JSONObject("""{"name": "pet", "shape": [1, 2]}""") else it }))
+        }
+        assertEquals("pet shape [1, 2] is not [1, 1]", widePet.problem())
+        val noThreshold = edited { it.remove("pet_threshold") }
+        assertNull(noThreshold.petThreshold)
+        assertEquals(Manifest.NO_PET_THRESHOLD, noThreshold.problem())
+        assertTrue(Manifest.NO_PET_THRESHOLD.contains("export it again with this catdog version"))
+        val thrown = assertThrows(IllegalStateException::class.java) { analyse(sampled(Golden.photos[2]), noThreshold) { error("no model run without a threshold") } }
+        assertEquals(Manifest.NO_PET_THRESHOLD, thrown.message)
+        assertEquals("pet_threshold 1.5 is not within 0..1", edited { it.put("pet_threshold", 1.5) }.problem())
         val coreMLOnly = edited { m -> m.put("artefacts", JSONArray(m.getJSONArray("artefacts").objects().filter { it.getString("format") == "coreml" })) }
         assertEquals("no TFLite artefact (fp32, fp16 or int8) listed", coreMLOnly.problem())
         assertNull("a named batch dimension is fine", edited { it.getJSONObject("input").put("shape", JSONArray("""["batch", 288, 288, 3]""")) }.problem())
@@ -125,6 +144,33 @@ class CoreTest {
         }
     }
 
+    @Test fun verdictsAreCatdogs() {
+        val threshold = manifest.petThreshold!!
+        for (photo in Golden.photos) {
+            val p = photo.getJSONArray("probabilities").floats()
+            val name = photo.getString("name")
+            val said = verdict(p, photo.getDouble("pet").toFloat(), threshold, manifest.labels)
+            assertEquals(name, photo.getString("verdict"), said)
+            assertEquals(name, photo.getString("text"), verdictText(said, p, manifest.labels))
+            assertEquals(name, if (said == Verdict.NEITHER) "photo" else "overlay", photo.getString("shown"))
+        }
+        val cases = Golden.json.getJSONArray("verdict_cases").objects()
+        assertTrue(cases.any { it.getString("verdict") == Verdict.NEITHER } && cases.any { it.getString("verdict") != Verdict.NEITHER })
+        assertTrue("pet at the threshold is kept", cases.any {
+            it.getDouble("pet").toFloat().toDouble() == it.getDouble("threshold") && it.getString("verdict") != Verdict.NEITHER
+        })
+        for (case in cases) {
+            val p = case.getJSONArray("probabilities").floats()
+            val pet = case.getDouble("pet").toFloat()
+            val threshold = case.getDouble("threshold")
+            val what = "probabilities ${p.toList()}, pet $pet, threshold $threshold"
+            val said = verdict(p, pet, threshold, manifest.labels)
+            assertEquals(what, case.getString("verdict"), said)
+            assertEquals(what, case.getString("text"), verdictText(said, p, manifest.labels))
+        }
+        assertEquals("No cat or dog here", Verdict.NEITHER_TEXT)
+    }
+
     @Test fun displaySizesArePillowThumbnails() {
         val maxSide = Golden.json.getInt("overlay_max_side")
         for (case in Golden.json.getJSONArray("display_sizes").objects()) {
@@ -200,17 +246,46 @@ class CoreTest {
         for (photo in Golden.photos.filter { it.getInt("width") <= maxSide && it.getInt("height") <= maxSide }) {
             val image = sampled(photo)
             var fed = 0
+            val pet = photo.getDouble("pet").toFloat()
             val analysis = analyse(image, manifest, maxSide) { input ->
                 fed = input.size
-                ModelOutput(photo.getJSONArray("probabilities").floats(), photo.getJSONArray("cam").floats())
+                ModelOutput(photo.getJSONArray("probabilities").floats(), pet, photo.getJSONArray("cam").floats())
             }
+            val name = photo.getString("name")
             assertEquals(manifest.inputSize * manifest.inputSize * 3, fed)
-            assertEquals(photo.getString("label_text"), analysis.text)
+            assertEquals(name, photo.getString("verdict"), analysis.verdict)
+            assertEquals(pet, analysis.pet, 0f)
+            assertEquals(name, photo.getString("text"), analysis.text)
             assertEquals(photo.getInt("index"), analysis.index)
+            // a neither verdict shows the photo itself; cat or dog, catdog's overlay (within 1 of 255)
+            val (want, within) = if (photo.getString("shown") == "photo") "photo" to 0 else "overlay" to 1
             for (s in photo.getJSONArray("samples").objects()) {
-                assertTrue(maxDifference(analysis.overlay.rgb(s.getInt("x"), s.getInt("y")), s.getJSONArray("overlay").ints()) <= 1)
+                val got = analysis.overlay.rgb(s.getInt("x"), s.getInt("y"))
+                assertTrue("$name at (${s.getInt("x")}, ${s.getInt("y")})", maxDifference(got, s.getJSONArray(want).ints()) <= within)
             }
         }
         assertNotEquals(0, Golden.photos.count { it.getInt("width") <= maxSide && it.getInt("height") <= maxSide })
+    }
+
+    /**
+     * Whatever the golden photos' verdicts: under the threshold the app says "No cat or dog here" and
+     * shows the plain photo, at the size it would show the overlay; at or over it, the CAM overlay.
+     */
+    @Test fun aNeitherVerdictShowsThePlainPhoto() {
+        val half = edited { it.put("pet_threshold", 0.5) }
+        val photo = Golden.photos[0]
+        val p = photo.getJSONArray("probabilities").floats(); val cam = photo.getJSONArray("cam").floats()
+        val image = RgbImage(40, 30, ByteArray(3 * 40 * 30) { (it * 7).toByte() })
+        val shown = image.resized(16, 12) // at most 16 a side: 40x30 is shown 16x12
+        val overlay = Cam.overlay(shown, map(photo), manifest.camSide)
+        assertNotEquals(shown, overlay)
+        for ((pet, neither) in listOf(0.5f.nextDown() to true, 0.5f to false, 0f to true, 1f to false)) {
+            val analysis = analyse(image, half, 16) { ModelOutput(p, pet, cam) }
+            assertEquals("pet $pet", if (neither) Verdict.NEITHER else photo.getString("label"), analysis.verdict)
+            assertEquals("pet $pet", if (neither) "No cat or dog here" else photo.getString("label_text"), analysis.text)
+            assertEquals("the top label stays", listOf(photo.getString("label"), photo.getInt("index")), listOf(analysis.label, analysis.index))
+            assertArrayEquals(p, analysis.probabilities, 0f)
+            assertEquals("pet $pet", if (neither) shown else overlay, analysis.overlay)
+        }
     }
 }

@@ -1,0 +1,90 @@
+"""The neither answer in `catdog predict` (pet and verdict columns) and `catdog evaluate --negatives`
+(keep and reject rates), on real photos nothing trained on: Kaggle test and held-out photos, and
+the held-out COCO photos with no cat or dog. Each figure is checked against the run's model run
+through `catdog.runtime` and `catdog.contract.verdict`, not against the code under test."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from catdog.contract import LABELS, NEITHER, PET, PROBABILITIES, verdict
+from conftest import NOT_PETS, TEST, copy_photos, needs_shared, not_pets
+
+pytestmark = needs_shared
+
+
+@pytest.fixture(scope="module")
+def held_out_not_pets(tmp_path_factory):
+    if not NOT_PETS.is_dir():
+        pytest.skip(f"photos with no cat or dog not found at {NOT_PETS}")
+    return copy_photos(tmp_path_factory.mktemp("held_out_not_pets"), not_pets(held_out=True), src=NOT_PETS)
+
+
+def _answers(run_dir, paths) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(probabilities, P(pet), verdicts) of the photos by the RUN_DIR's model through catdog.runtime."""
+    from catdog.data import decode
+    from catdog.runtime import open_model
+    from catdog.training import load_run
+
+    threshold = load_run(run_dir).pet_threshold
+    out = open_model(run_dir, temperature=1.0).run(np.stack([decode(p) for p in paths]).astype(np.float32))
+    pets = out[PET][:, 0]
+    return out[PROBABILITIES], pets, [verdict(p, q, threshold, LABELS) for p, q in zip(out[PROBABILITIES], pets)]
+
+
+def test_predict_adds_pet_and_verdict_after_kaggles_columns(subset_run, tmp_path):
+    from catdog.cli import main
+
+    not_pet = "000000003255.jpg"  # held out (skiers on a snowfield); the lowest P(pet) of them under a small run
+    assert not_pet in not_pets(held_out=True)
+    test_dir = copy_photos(tmp_path / "test", [f"{n}.jpg" for n in (1, 2, 3, 10)], src=TEST)
+    copy_photos(test_dir, [not_pet], src=NOT_PETS)
+    out = tmp_path / "submission.csv"
+    assert main(["predict", str(subset_run), str(test_dir), "--out", str(out)]) == 0
+    with open(out, newline="") as f:
+        header = next(csv.reader(f))
+        f.seek(0)
+        rows = list(csv.DictReader(f))
+    assert header == ["id", "label", "pet", "verdict"]
+    ids = ["1", "2", "3", "10", not_pet.removesuffix(".jpg")]
+    assert [r["id"] for r in rows] == ids  # numeric order as before
+    probabilities, pets, verdicts = _answers(subset_run, [test_dir / f"{i}.jpg" for i in ids])
+    label = np.array([float(r["label"]) for r in rows])
+    assert np.allclose(label, np.clip(probabilities[:, 1], 0.005, 0.995), atol=2e-6)  # P(dog), clipped as before
+    assert np.allclose([float(r["pet"]) for r in rows], pets, atol=2e-6)  # P(pet), not clipped
+    assert [r["verdict"] for r in rows] == verdicts
+    assert NEITHER not in verdicts[:4], verdicts  # Kaggle's test photos are cats and dogs
+    assert verdicts[4] == NEITHER, (not_pet, pets[4])
+
+
+def test_evaluate_prints_and_writes_keep_and_reject_rates(subset_run, held_out, held_out_not_pets, tmp_path, capsys):
+    from catdog.cli import main
+
+    negatives = copy_photos(tmp_path / "negatives", sorted(p.name for p in held_out_not_pets.glob("*.jpg")), src=held_out_not_pets)
+    (negatives / "999.jpg").write_bytes(b"")  # an unusable file: listed, not counted
+    out = tmp_path / "eval.json"
+    args = ["evaluate", str(subset_run), str(held_out), "--negatives", str(negatives), "--json", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["n"] == 80 and result["accuracy"] >= 0.9  # today's scores, unchanged
+
+    pet = result["pet"]
+    _, _, pet_verdicts = _answers(subset_run, sorted(held_out.glob("*.jpg")))
+    _, _, other_verdicts = _answers(subset_run, sorted(negatives.glob("0*.jpg")))
+    kept = sum(v != NEITHER for v in pet_verdicts)
+    rejected = sum(v == NEITHER for v in other_verdicts)
+    assert (pet["n_pets"], pet["n_kept"]) == (80, kept) and pet["keep"] == pytest.approx(kept / 80)
+    assert (pet["n_negatives"], pet["n_rejected"]) == (33, rejected) and pet["reject"] == pytest.approx(rejected / 33)
+    assert pet["keep"] >= 0.95 and pet["reject"] >= 0.85, pet
+    assert f"keeps {pet['keep']:.2%} of the 80 cats and dogs" in printed
+    assert f"rejects {pet['reject']:.2%} of the 33 photos with neither in {negatives}" in printed
+    assert "999.jpg" in (tmp_path / "rejected_negatives.csv").read_text()
+
+    # without --negatives: the keep rate alone
+    assert main(["evaluate", str(subset_run), str(held_out), "--json", str(out)]) == 0
+    assert "rejects" not in capsys.readouterr().out and "reject" not in json.loads(out.read_text())["pet"]

@@ -1,0 +1,110 @@
+"""The third answer, "neither": the pet detector `catdog train` fits, its threshold, and the `pet`
+output every artefact carries, on real photos (cats and dogs from Kaggle, photos with neither from
+COCO; the held-out ones never trained anything)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import HELD_OUT, NOT_PETS, copy_photos, kaggle_names, needs_shared, not_pets
+
+from catdog.contract import NEITHER, PET, PET_THRESHOLD, PROBABILITIES, verdict
+
+
+def _verdicts(out: dict, threshold: float) -> list[str]:
+    return [verdict(p, q, threshold) for p, q in zip(out[PROBABILITIES], out[PET][:, 0])]
+
+
+@pytest.fixture(scope="module")
+def held_out_not_pets(tmp_path_factory):
+    if not NOT_PETS.is_dir():
+        pytest.skip(f"photos with no cat or dog not found at {NOT_PETS}")
+    return copy_photos(tmp_path_factory.mktemp("held_out_not_pets"), not_pets(held_out=True), src=NOT_PETS)
+
+
+@needs_shared
+def test_train_fits_the_detector_and_records_the_threshold_and_rates(subset_run):
+    metrics = json.loads((subset_run / "metrics.json").read_text())
+    pet = metrics[PET]
+    assert pet["imagenet_top"] == "mobilenet_v2" and pet["n_negatives"] == 60 and pet["n_pets"] == 240, pet
+    assert 0.0 < metrics[PET_THRESHOLD] == pet["threshold"] < 0.5
+    assert pet["keep"] >= 0.98 and pet["reject"] >= 0.9, pet  # nested CV on 240 + 60 photos
+    rows = (subset_run / "pet_predictions.csv").read_text().splitlines()
+    assert rows[0] == "file,kind,p_pet,kept" and len(rows) == 1 + 240 + 60
+
+
+@needs_shared
+def test_held_out_cats_and_dogs_are_kept_and_photos_with_neither_are_not(subset_run, held_out, held_out_not_pets):
+    """The Keras model of the run on photos nothing trained on: 80 cats and dogs, 33 COCO photos."""
+    from catdog.data import scan
+    from catdog.training import load_run
+    from catdog.training.inference import predict_images
+
+    run = load_run(subset_run)
+    threshold = run.pet_threshold
+    pets = predict_images(run.model, scan(held_out)[0], progress=False)
+    others = predict_images(run.model, scan(held_out_not_pets)[0], progress=False)
+    kept = np.mean(pets.pet >= threshold)
+    rejected = np.mean(others.pet < threshold)
+    assert kept >= 0.97 and rejected >= 0.85, (kept, rejected, sorted(others.pet.round(3)))
+    # the probabilities are those of the cat/dog head as before; pet is a probability
+    assert np.allclose(pets.probabilities.sum(1), 1, atol=1e-5) and ((pets.pet >= 0) & (pets.pet <= 1)).all()
+
+
+@needs_shared
+def test_every_artefact_gives_the_keras_verdict_on_photos_with_and_without_pets(subset_artefacts, subset_run, held_out_not_pets):
+    """Every format x precision carries `pet`; on photos with neither and with pets, its verdicts
+    are Keras' (parity's rule: 99.5 %), and manifest.json describes the output and the threshold."""
+    from catdog.data import scan
+    from catdog.export import load_calibration
+    from catdog.runtime import open_model
+
+    manifest = json.loads((subset_artefacts / "manifest.json").read_text())
+    threshold = manifest[PET_THRESHOLD]
+    assert threshold == json.loads((subset_run / "metrics.json").read_text())[PET_THRESHOLD]
+    assert [o["name"] for o in manifest["outputs"]] == ["probabilities", "cam", "pet"]
+    photos = scan(held_out_not_pets)[0] + scan(copy_photos(held_out_not_pets.parent / "pets", kaggle_names("dog", HELD_OUT)[:10]))[0]
+    images = load_calibration(photos, 224, n=len(photos))
+    keras_out = open_model(subset_run).run(images)
+    expected = _verdicts(keras_out, threshold)
+    assert expected.count(NEITHER) >= 25, expected
+    for art in manifest["artefacts"]:
+        out = open_model(subset_artefacts / art["file"]).run(images)
+        assert out[PET].shape == (len(images), 1), art["file"]
+        said = _verdicts(out, threshold)
+        agree = np.mean([a == b for a, b in zip(said, expected)])
+        assert agree >= 0.97, (art["file"], agree)  # 43 photos: at most one flip
+        if art["precision"] != "int8":
+            tol = 1e-4 if art["precision"] == "fp32" else 5e-3
+            assert np.abs(out[PET] - keras_out[PET]).max() <= tol, art["file"]
+    parity = json.loads((subset_artefacts / "parity.json").read_text()) if (subset_artefacts / "parity.json").exists() else None
+    if parity:
+        assert all("verdict_agreement" in r and "pet_max_abs" in r for r in parity["artefacts"] if r["precision"] != "int8")
+
+
+@needs_shared
+def test_mobilenet_v1_without_an_imagenet_top_still_answers_neither(tmp_path, negatives, held_out, held_out_not_pets):
+    """MobileNet V1 has no ImageNet top offline: the detector alone, fitted on the negatives,
+    decides; without negatives there is nothing to decide by, and the run says so (threshold 0:
+    never "neither") instead of inventing one."""
+    from catdog.cli import main
+    from catdog.data import scan
+    from catdog.features import load_features
+    from catdog.training import load_run
+    from catdog.training.inference import predict_images
+    from catdog.training.pet import fit_pet
+
+    photos = copy_photos(tmp_path / "photos", kaggle_names("cat", range(30)) + kaggle_names("dog", range(30)))
+    run_dir = tmp_path / "v1"
+    args = ["run", str(photos), "--backbone", "mobilenet", "--negatives", str(negatives), "--out", str(run_dir), "--no-export", "--cv", "2"]
+    assert main(args) == 0
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics[PET]["imagenet_top"] is None and 0 < metrics[PET_THRESHOLD] < 1, metrics[PET]
+    run = load_run(run_dir)
+    others = predict_images(run.model, scan(held_out_not_pets)[0], progress=False)
+    pets = predict_images(run.model, scan(held_out)[0], progress=False)
+    assert np.mean(others.pet < run.pet_threshold) >= 0.8 and np.mean(pets.pet >= run.pet_threshold) >= 0.9
+    alone = fit_pet(load_features(run_dir / "features.h5").features, None, None)
+    assert alone.threshold == 0.0 and "none" in alone.estimate["method"] and (alone.pet(np.zeros((1, 1024))) > 0.99).all()
