@@ -142,6 +142,9 @@ class OnnxModel(Model):
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        # fold the int8 artefact's DequantizeLinear of constant weights when the session loads
+        # (ONNX Runtime keeps them for its QDQ fusions otherwise, and dequantizes on every run)
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.image_size = int(self.session.get_inputs()[0].shape[1])

@@ -101,6 +101,7 @@ def imagenet_top(backbone: str, weights: str) -> tuple[ImagenetTop | None, str]:
 def _fit(x: np.ndarray, y: np.ndarray, offset: np.ndarray, l2: float = L2) -> tuple[np.ndarray, float]:
     """Weighted L2 logistic regression of y on standardised x with a fixed offset: (w, c) on raw x."""
     from scipy.optimize import minimize
+    from threadpoolctl import threadpool_limits
 
     mu, sd = x.mean(0), x.std(0) + 1e-6
     xs = (x - mu) / sd
@@ -115,7 +116,8 @@ def _fit(x: np.ndarray, y: np.ndarray, offset: np.ndarray, l2: float = L2) -> tu
         g = weight * (1 / (1 + np.exp(-z)) - y)
         return value.mean() + 0.5 * l2 * w @ w, np.r_[xs.T @ g / len(y) + l2 * w, g.mean()]
 
-    p = minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B", options={"maxiter": 3000}).x
+    with threadpool_limits(1):  # matrix-vector products: a second BLAS thread only contends (training.cv)
+        p = minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B", options={"maxiter": 3000}).x
     w = p[:-1] / sd
     return w, float(p[-1] - w @ mu)
 
@@ -127,12 +129,13 @@ def _scores(x, y, offset, train, test) -> np.ndarray:
 
 def _oof(x, y, offset, rows: np.ndarray, seed: int) -> np.ndarray:
     """Out-of-fold logits of `rows` (FOLDS-fold CV, stratified)."""
-    from catdog.training.cv import stratified_folds
+    from catdog.training.cv import _map, default_workers, stratified_folds
 
     folds = stratified_folds(y[rows].astype(int), FOLDS, seed)
     out = np.zeros(len(rows))
-    for k in range(FOLDS):
-        out[folds == k] = _scores(x, y, offset, rows[folds != k], rows[folds == k])
+    scored = _map(lambda k: _scores(x, y, offset, rows[folds != k], rows[folds == k]), list(range(FOLDS)), default_workers())
+    for k, scores in enumerate(scored):
+        out[folds == k] = scores
     return out
 
 
