@@ -69,7 +69,9 @@ def cmd_neither(args) -> None:
     lse = P._logsumexp(z[:, is_pet]) - P._logsumexp(z[:, ~is_pet])
     max_diff = z[:, is_pet].max(1) - z[:, ~is_pet].max(1)
     animal = (y == 0) & (z.argmax(1) < 398)  # ImageNet classes 0-397 are animals
-    rows = []
+    at = np.log(0.1 / 0.9)  # the first measurement: P(pet classes) >= 0.1 under the top
+    rows = [{"p_pet": "ImageNet top alone at P 0.1", "keep_target": None, "keep": float(np.mean(lse[y == 1] >= at)),
+             "reject": float(np.mean(lse[y == 0] < at)), "animals_held_out": None}]
     for keep in (0.995, 0.997):
         t = np.quantile(lse[y == 1], 1 - keep)
         rows.append({"p_pet": "ImageNet top alone", "keep_target": keep, "keep": float(np.mean(lse[y == 1] >= t)),
