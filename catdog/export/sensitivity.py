@@ -109,9 +109,8 @@ def weighted_units(cam_model) -> list[Unit]:
 # ---------------------------------------------------------------- TFLite graph access
 
 
-def tflite_weighted_ops(model_bytes: bytes | bytearray) -> list[dict]:
-    """Every conv / fully-connected op of a TFLite model: index, type, output tensor name, and
-    the names and tensor indices of its weight and bias."""
+def _tflite_ops(model_bytes: bytes | bytearray):
+    """(graph, [(op, its builtin kind), ...] in order) of a TFLite model's main subgraph."""
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.Model.GetRootAs(model_bytes, 0)
@@ -121,11 +120,20 @@ def tflite_weighted_ops(model_bytes: bytes | bytearray) -> list[dict]:
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
         code = model.OperatorCodes(op.OpcodeIndex())
-        kind = op_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
+        ops.append((op, op_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))))
+    return graph, ops
+
+
+def tflite_weighted_ops(model_bytes: bytes | bytearray) -> list[dict]:
+    """Every conv / fully-connected op of a TFLite model: index, type, output tensor name, and
+    the names and tensor indices of its weight and bias."""
+    graph, ops = _tflite_ops(model_bytes)
+    weighted = []
+    for i, (op, kind) in enumerate(ops):
         if kind not in WEIGHTED_OPS:
             continue
         inputs = [op.Inputs(j) for j in range(op.InputsLength())]
-        ops.append(
+        weighted.append(
             {
                 "index": i,
                 "type": kind,
@@ -134,32 +142,27 @@ def tflite_weighted_ops(model_bytes: bytes | bytearray) -> list[dict]:
                 "weight_tensor": inputs[1],
             }
         )
-    return ops
+    return weighted
 
 
 # The pet head's arithmetic after its fully-connected layers (log-sum-exp, the sum, the sigmoid)
 # stays float32 in every int8 artefact: quantised to 8 bits, exp and log of a 1,000-logit softmax
 # collapse (P(pet) came out 0.50 on every photo); its weights are int8 like the rest.
 FLOAT_PET_SCOPE = "pet_head"
-INT8_PET_WEIGHTED = ("FULLY_CONNECTED", "MatMul", "Gemm")
 
 
 def tflite_float_pet_ops(model_bytes: bytes | bytearray) -> list[str]:
     """Output tensor names of the pet head's ops that stay float32 in int8: every op of the pet
     head but its fully-connected ones, and the ops downstream of those (the sigmoid)."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    model = schema.Model.GetRootAs(model_bytes, 0)
-    graph = model.Subgraphs(0)
-    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    graph, ops = _tflite_ops(model_bytes)
     floated, names = set(), []
-    for i in range(graph.OperatorsLength()):  # topological order
-        op = graph.Operators(i)
-        code = model.OperatorCodes(op.OpcodeIndex())
-        kind = op_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
+    for op, kind in ops:  # topological order
         out = graph.Tensors(op.Outputs(0)).Name().decode()
         reads_floated = any(op.Inputs(j) in floated for j in range(op.InputsLength()))
-        if (FLOAT_PET_SCOPE in out and kind not in INT8_PET_WEIGHTED and "strided_slice" not in out) or reads_floated:
+        # the slice that feeds the fully-connected layers stays int8 too: a float slice would make
+        # its readers, the 1.28 M ImageNet weights, float32 as well
+        int8 = kind in ("FULLY_CONNECTED", "STRIDED_SLICE")
+        if (FLOAT_PET_SCOPE in out and not int8) or reads_floated:
             floated.add(op.Outputs(0))
             names.append(out)
     return names
