@@ -15,15 +15,17 @@ export KERAS_HOME ?= $(CURDIR)/.cache/keras
 .PHONY: install test-install run test browser mediapipe-venv keras-cache bench clean apps-test golden fuzz soak art-dir test-fast
 
 # `make run` installs what the pipeline needs; the test tools and Ray (for tests/test_ray.py)
-# come with `make test` (about 20 s of `make run` on a fresh clone).
+# come with `make test`. uv (from PyPI) installs the same packages as pip from the same index,
+# in parallel: about 10 s instead of pip's 60 on a fresh clone here; pip is the fallback.
+PIP_INSTALL = $(BIN)/uv pip install -q --python $(BIN)/python $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS))
 $(BIN)/catdog: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q uv || true
+	$(PIP_INSTALL) -e . || $(BIN)/pip install -q -e .
 	touch $@
 
 $(VENV)/.test-extras: $(BIN)/catdog
-	$(BIN)/pip install -q -e ".[dev,ray]"
+	$(PIP_INSTALL) -e ".[dev,ray]" || $(BIN)/pip install -q -e ".[dev,ray]"
 	touch $@
 
 install: $(BIN)/catdog keras-cache

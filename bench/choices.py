@@ -60,15 +60,19 @@ VARIANTS = [
 ]
 
 
-def feature_file(features_dir: Path, data: Path, backbone: str, size: int, mirror: bool):
-    """The cached FeatureSet of one backbone at one size (extracted on first use)."""
+def feature_file(features_dir: Path, data: Path, backbone: str, size: int, view: str = "plain", shift_photos: int | None = None):
+    """The cached FeatureSet of one backbone at one size and view (extracted on first use); with
+    `shift_photos`, of that seeded subset of the photos only (catdog.data.shift_photos)."""
     from catdog.data import scan
+    from catdog.data import shift_photos as subset
     from catdog.features import extract_features, load_features
 
-    path = features_dir / f"{backbone}_{size}{'_mirror' if mirror else ''}.h5"
+    path = features_dir / f"{backbone}_{size}{'' if view == 'plain' else '_' + view}.h5"
     if not path.is_file() or not load_features_ok(path):
         samples = [s for s in scan(data)[0] if s.label is not None]
-        extract_features(samples, path, backbone, image_size=size, mirror=mirror)
+        if shift_photos:
+            samples = subset(samples, shift_photos)
+        extract_features(samples, path, backbone, image_size=size, view=view)
     return load_features(path)
 
 
@@ -85,13 +89,13 @@ def variant_data(v: Variant, features_dir: Path, data: Path, suspects: set[str])
     from catdog.data import listed
     from catdog.training.cv import Data
 
-    parts = [feature_file(features_dir, data, b, s, False) for s in v.sizes for b in v.backbones]
+    parts = [feature_file(features_dir, data, b, s) for s in v.sizes for b in v.backbones]
     names = parts[0].names
     assert all(p.names == names for p in parts), "feature files hold different photos"
     x = np.hstack([p.features for p in parts])
     x_mirror = None
     if v.mirror or v.tta:
-        mirrored = [feature_file(features_dir, data, b, s, True) for s in v.sizes for b in v.backbones]
+        mirrored = [feature_file(features_dir, data, b, s, "mirror") for s in v.sizes for b in v.backbones]
         assert all(p.names == names for p in mirrored)
         x_mirror = np.hstack([p.features for p in mirrored])
     train_mask = np.array([not listed(n, suspects) for n in names]) if v.exclude_suspects else None

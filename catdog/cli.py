@@ -24,10 +24,18 @@ def _report(run_dir: Path, art_dir: Path | None = None) -> None:
     print(f"report: {write_report(run_dir, art_dir)['report']}")
 
 
-def _head_config(args):
+def _head_config(args, features: Path | None = None):
+    """The head's settings; without --views, the default views (`catdog train`: those of them
+    whose features are beside FEATURES.h5)."""
     from catdog.training import HeadConfig
+    from catdog.training.settings import TRAIN_VIEWS
 
-    return HeadConfig(seed=args.seed, l2_grid=tuple(args.l2), folds=args.cv)
+    views = args.views
+    if views is None:
+        from catdog.features import view_path
+
+        views = [v for v in TRAIN_VIEWS if features is None or view_path(features, v).is_file()]
+    return HeadConfig(seed=args.seed, l2_grid=tuple(args.l2), folds=args.cv, views=tuple(views))
 
 
 def _feature_options(args) -> dict:
@@ -41,7 +49,13 @@ def cmd_features(args) -> int:
 
     out = Path(args.out)
     rejected = Path(args.rejected) if args.rejected else out.parent / "rejected.csv"
-    line = features_stage(args.data, out, rejected, **_feature_options(args), ray=args.ray, workers=args.workers)[1]
+    if args.view != "plain":  # beside FEATURES.h5, where `catdog train` looks for it
+        from catdog.data import check_view
+        from catdog.features import view_path
+
+        out = view_path(out, check_view(args.view))
+    line = features_stage(args.data, out, rejected, **_feature_options(args), ray=args.ray, workers=args.workers, view=args.view,
+                          shift_photos=args.shift_photos or None)[1]
     print(f"features: {line}")
     return 0
 
@@ -49,7 +63,8 @@ def cmd_features(args) -> int:
 def cmd_train(args) -> int:
     from catdog.training import train_lines, train_stage
 
-    metrics = train_stage(Path(args.features), Path(args.out), _head_config(args), exclude=args.exclude, negatives=args.negatives)
+    features = Path(args.features)
+    metrics = train_stage(features, Path(args.out), _head_config(args, features), exclude=args.exclude, negatives=args.negatives)
     _print(train_lines(metrics, Path(args.out)))
     _report(Path(args.out))
     return 0
@@ -61,7 +76,7 @@ def cmd_run(args) -> int:
     return run_pipeline(
         args.data, Path(args.out), **_feature_options(args), head_config=_head_config(args), export=not args.no_export,
         formats=args.formats, precision=args.precision, calibration_dir=args.calibration, mixed=args.mixed == "on",
-        keep_float=args.keep_float, reference=args.reference, negatives=args.negatives,
+        keep_float=args.keep_float, reference=args.reference, negatives=args.negatives, shift_photos=args.shift_photos,
     )
 
 
@@ -98,7 +113,8 @@ def cmd_evaluate(args) -> int:
     from catdog.training import evaluate_stage
 
     rejected = Path(args.rejected) if args.rejected else (Path(args.json).parent / "rejected.csv" if args.json else None)
-    _print(evaluate_stage(args.run_dir, args.data, args.batch_size, args.max_pixels, rejected, args.tta, args.json, args.negatives))
+    _print(evaluate_stage(args.run_dir, args.data, args.batch_size, args.max_pixels, rejected, args.tta, args.json, args.negatives,
+                          args.shifts))
     return 0
 
 
@@ -213,14 +229,27 @@ def _float_list(text: str) -> list[float]:
     return values
 
 
+def _view_list(text: str) -> list[str]:
+    from catdog.data.views import VIEWS
+
+    views = [t.strip() for t in text.split(",") if t.strip() and t.strip() != "none"]
+    unknown = [v for v in views if v not in VIEWS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"{', '.join(unknown)}: not a view; choose from {', '.join(VIEWS)}, or none")
+    return views
+
+
 def _add_train_args(p: argparse.ArgumentParser) -> None:
-    from catdog.training.settings import L2_GRID
+    from catdog.training.settings import L2_GRID, TRAIN_VIEWS
 
     p.add_argument("--seed", type=int, default=0, help="seed for the CV folds and the bootstrap (default 0)")
     p.add_argument("--l2", type=_float_list, default=list(L2_GRID), metavar="L2[,L2...]", help="L2 strengths for cross-validation to "
                    f"choose from; one value fixes it (default {','.join(f'{v:g}' for v in L2_GRID)})")
     p.add_argument("--cv", type=int, default=5, metavar="K",
                    help="folds of the CV that chooses l2 and of the nested CV that estimates the log loss (default 5)")
+    p.add_argument("--views", type=_view_list, metavar="VIEW[,VIEW]",
+                   help=f"also train on these views of every photo (catdog train reads their features from views/VIEW.h5 beside "
+                   f"FEATURES.h5; default {','.join(TRAIN_VIEWS)}, in train those extracted; none: the photos only)")
 
 
 def _add_export_args(p: argparse.ArgumentParser, required_out: bool) -> None:
@@ -237,6 +266,8 @@ def _add_export_args(p: argparse.ArgumentParser, required_out: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from catdog.training.settings import SHIFT_PHOTOS
+
     parser = argparse.ArgumentParser(prog="catdog", description=__doc__)
     parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -246,6 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_feature_args(p)
     _add_exclude_arg(p)
     _add_ray_args(p)
+    p.add_argument("--view", default="plain", metavar="VIEW", help="extract each photo as seen by this view instead: mirror, closeup, "
+                   "rotate, jpeg, colour, lowres or gray, into views/VIEW.h5 beside FEATURES.h5, where catdog train reads it "
+                   "(default plain)")
+    p.add_argument("--shift-photos", type=int, default=0, metavar="N", help="only a seeded subset of N labelled photos, as many "
+                   "of each class (default 0: every photo)")
 
     p = _command(sub, "train", cmd_train, "choose the head's settings by CV, fit it on every photo of FEATURES.h5, estimate it by nested CV; "
                  "write RUN_DIR", "features:FEATURES.h5", out="RUN_DIR")
@@ -259,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="OUT.json", help="also write the scores as JSON")
     p.add_argument("--negatives", metavar="DIR", help="photos with no cat or dog in them: also the share of them called neither")
     p.add_argument("--tta", action="store_true", help=TTA_HELP)
+    p.add_argument("--shifts", action="store_true", help="also score the photos under each shift: close-up crop, mirror, rotation, "
+                   "JPEG 20, colour jitter, low resolution, grayscale")
     _add_decode_args(p)
 
     p = _command(sub, "predict", cmd_predict, "write a Kaggle submission (id,label = P(dog), then pet = P(cat or dog) and verdict = "
@@ -294,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(e.g. ../shared/data/not-pets; without it only the ImageNet top decides)")
     p.add_argument("--reference", metavar="DIR", help="parity reference photos (default: 24 of the run's parity photos, split.json)")
     p.add_argument("--no-export", action="store_true", help="stop after training")
+    p.add_argument("--shift-photos", type=int, default=SHIFT_PHOTOS, metavar="N", help="photos whose shifted views training "
+                   f"measures (default {SHIFT_PHOTOS}; 0: none)")
     _add_exclude_arg(p)
 
     p = _command(sub, "inspect", cmd_inspect, "find tiny, odd-coloured, non-pet, mislabelled and duplicate photos; HTML report", "data:DATA",

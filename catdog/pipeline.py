@@ -32,37 +32,51 @@ def run_pipeline(
     keep_float: str | None = None,
     reference: str | None = None,
     negatives: str | None = None,
+    shift_photos: int = 0,
 ) -> int:
     """The whole chain from DATA into RUN_DIR; the exit code (1 where parity failed).
 
     exclude: photos left out before extraction (so training takes every cached photo);
     export=False stops after training; reference: parity reference photos (default: 24 of the
     run's parity photos, split.json); negatives: a folder of photos with no cat or dog, for the
-    "neither" answer. The other parameters are `catdog features`', `train`'s and
-    `export`'s (`head_config`: a `catdog.training.HeadConfig`).
+    "neither" answer; shift_photos: photos per shifted view the training measures (0: none; the
+    views `head_config.views` trains on are extracted for every photo and measured on all of them).
+    The other parameters are `catdog features`', `train`'s and `export`'s (`head_config`: a
+    `catdog.training.HeadConfig`).
     """
+    from catdog.data import SHIFTS
+    from catdog.features import view_path
     from catdog.features.stage import features_stage
     from catdog.report import Stage, export_figure, parity_figure, summary_table, training_figure, write_report
     from catdog.report.facts import read_json
     from catdog.training.stage import train_stage
+    from catdog.training.summary import robustness_lines
 
     start = time.perf_counter()
     run_dir = Path(run_dir)
+    features = run_dir / RunDir.FEATURES
+
+    def extract(source, out, rejected, **kw):
+        return features_stage(source, out, rejected, backbone, weights, batch_size, max_pixels, engine, image_size, **kw)
+
     with Stage("features") as stage:
-        stage.figure = features_stage(
-            data, run_dir / "features.h5", run_dir / "rejected.csv", backbone, weights, batch_size, max_pixels, engine,
-            image_size, exclude=exclude,
-        )[1]
+        report, stage.figure = extract(data, features, run_dir / "rejected.csv", exclude=exclude)
+        seconds = report.seconds
+        views = [*head_config.views, *(v for v in SHIFTS if shift_photos and v not in head_config.views)]
+        for view in views:  # augmented views of every photo, shifted views of a subset; same rejections
+            photos = None if view in head_config.views else shift_photos
+            seconds += extract(data, view_path(features, view), None, exclude=exclude, view=view, shift_photos=photos, echo=False)[0].seconds
+        if views:
+            stage.figure += f"; views {', '.join(views)} in {seconds:.0f} s of extraction in all"
         if negatives:  # photos with neither cat nor dog, for the pet detector: same backbone and size
-            features_stage(
-                negatives, run_dir / RunDir.NEGATIVES, run_dir / "rejected_negatives.csv", backbone, weights, batch_size,
-                max_pixels, engine, image_size,
-            )
+            extract(negatives, run_dir / RunDir.NEGATIVES, run_dir / "rejected_negatives.csv")
     with Stage("training") as stage:
-        stage.figure = training_figure(train_stage(
-            run_dir / "features.h5", run_dir, head_config, exclude=None,
-            negatives=str(run_dir / RunDir.NEGATIVES) if negatives else None,
-        ))
+        metrics = train_stage(
+            features, run_dir, head_config, exclude=None, negatives=str(run_dir / RunDir.NEGATIVES) if negatives else None
+        )
+        stage.figure = training_figure(metrics)
+    for line in robustness_lines(metrics):
+        print(line)
     code, model, art_dir = 0, None, None
     if export:
         from catdog.export.stage import export_stage

@@ -192,7 +192,7 @@ SLOW_TESTS = frozenset({
     "test_mobilenet_v1.py::test_mobilenet_loads_the_shared_imagenet_weights_offline_at_any_size",
     "test_mobilenet_v1.py::test_v1_and_v2_fuse_with_one_preprocessing",
     "test_mobilenet_v1.py::test_finetune_finds_mobilenet_v1_blocks",
-    "test_mobilenet_v1.py::test_mirrored_features_are_the_features_of_the_mirror_image",
+    "test_mobilenet_v1.py::test_view_features_are_the_features_of_the_changed_photo",
     "test_ray.py::test_ray_cli_starts_its_own_instance_and_is_quiet_unless_verbose",  # `catdog features --ray`
     "test_training.py::test_train_needs_labelled_photos",  # features with MobileNetV2
 })

@@ -90,8 +90,14 @@ def test_the_shipped_head_is_fitted_on_every_photo_with_the_cv_choice(subset_run
     assert metrics["n_train"] == 240 and metrics["n_val"] == 0
     assert metrics["head"]["l2"] == metrics["selection"]["l2"] == min(
         metrics["head"]["l2_grid"], key=lambda l2: (metrics["selection"]["cv_log_loss"][f"{l2:g}"], -l2))
-    # the saved head is the logistic regression fitted on all 240 photos at the chosen l2
-    expected = CV.fit_logistic(fs.features, fs.labels, metrics["head"]["l2"])
+    # the saved head is the logistic regression fitted on all 240 photos and their views at the chosen l2
+    from catdog.training.stage import found_views
+
+    views = found_views(subset_run / "features.h5")
+    assert metrics["head"]["views"]
+    x = np.vstack([fs.features, *(views[v].features for v in metrics["head"]["views"])])
+    assert all(views[v].names == fs.names for v in metrics["head"]["views"])
+    expected = CV.fit_logistic(x, np.tile(fs.labels, 1 + len(metrics["head"]["views"])), metrics["head"]["l2"])
     head = keras.models.load_model(subset_run / "head.keras")
     assert np.allclose(head.predict_on_batch(fs.features)[:, 1], expected.p_dog(fs.features), atol=1e-5)
     # parity and calibration photos: training photos, disjoint, 20 % for parity

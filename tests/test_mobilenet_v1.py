@@ -132,20 +132,28 @@ def test_fused_features_are_v1_and_v2_side_by_side_and_litert_equals_tensorflow(
     assert np.allclose(fused.features, alone, rtol=1e-4, atol=1e-4 * np.abs(alone).max())
 
 
-def test_mirrored_features_are_the_features_of_the_mirror_image(photos, tmp_path):
+def test_view_features_are_the_features_of_the_changed_photo(photos, tmp_path):
+    """A view's file holds the features of each photo changed by that view (here the mirror image
+    and a close-up crop), and refuses to resume as another view."""
+    from PIL import ImageOps
+
+    from catdog.data import apply_view, open_rgb, resize
     from catdog.errors import CatdogError
     from catdog.features import feature_model
 
     samples, _ = scan(photos)
-    extract_features(samples[:4], tmp_path / "m.h5", "mobilenet", progress=False, mirror=True)
-    mirrored = load_features(tmp_path / "m.h5")
-    assert mirrored.attrs["mirror"]
     model = feature_model("mobilenet", build_backbone("mobilenet"))
-    flipped = np.stack([decode(s.path)[:, ::-1] for s in samples[:4]]).astype(np.float32)
-    direct = model.predict_on_batch(flipped)
-    assert np.allclose(mirrored.features, direct, rtol=1e-4, atol=1e-4 * np.abs(direct).max())
-    with pytest.raises(CatdogError, match=r"\(mirrored\), not mobilenet with imagenet at 224px; choose another"):
-        extract_features(samples[:4], tmp_path / "m.h5", "mobilenet", progress=False)
+    for view, change in (("mirror", lambda im, s: ImageOps.mirror(im)), ("closeup", lambda im, s: apply_view(im, "closeup", s.name))):
+        extract_features(samples[:4], tmp_path / f"{view}.h5", "mobilenet", progress=False, view=view)
+        held = load_features(tmp_path / f"{view}.h5")
+        assert held.attrs["view"] == view
+        changed = np.stack([resize(change(open_rgb(s.path), s), 224) for s in samples[:4]]).astype(np.float32)
+        direct = model.predict_on_batch(changed)
+        assert np.allclose(held.features, direct, rtol=1e-4, atol=1e-4 * np.abs(direct).max())
+    plain = model.predict_on_batch(np.stack([decode(s.path) for s in samples[:4]]).astype(np.float32))
+    assert not np.allclose(held.features, plain, atol=1e-2 * np.abs(plain).max())  # the crop changed them
+    with pytest.raises(CatdogError, match=r"\(view mirror\) features, not mobilenet with imagenet at 224px; choose another"):
+        extract_features(samples[:4], tmp_path / "mirror.h5", "mobilenet", progress=False)
 
 
 def test_mobilenet_preprocessing_equals_keras():

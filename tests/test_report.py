@@ -18,7 +18,7 @@ from conftest import needs_shared
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 STAGES = ("features", "training", "export", "parity", "report")
-SECTIONS = ("data", "curves", "calibration", "cam", "parity", "artefacts")
+SECTIONS = ("data", "curves", "calibration", "robustness", "cam", "parity", "artefacts")
 
 
 @needs_shared
@@ -177,3 +177,199 @@ def test_neither_section_says_none_and_copes_with_missing_photos(tmp_path):
     html = neither_section(metrics, neither_photos(tmp_path / "pet_predictions.csv", metrics))
     assert "15 of 20, the first 8 shown" in html and html.count("<figure") == 8
     assert "no photos to show" in neither_section(metrics, neither_photos(tmp_path / "nothing.csv", metrics))
+
+
+# ---------- calibration and CAMs from the out-of-fold predictions; robustness ----------
+
+
+def _section(html: str, sid: str) -> str:
+    return re.search(rf'<section id="{sid}">.*?</section>', html, re.S).group(0)
+
+
+def _cv_rows(run_dir: Path) -> list[dict]:
+    with open(run_dir / "cv_predictions.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_out_of_fold_predictions_are_read_defensively(tmp_path):
+    """A cv_predictions.csv is read as it is, in file order; any malformed file is None (the
+    report falls back), and a fine-tuned run does not take its parent head's predictions."""
+    import numpy as np
+
+    from catdog.report.measure import OUT_OF_FOLD_SOURCE, held_out_predictions, out_of_fold_predictions
+
+    good = "file,label,fold,p_dog\ncat.1.jpg,0,0,0.000366\ndog.7.jpg,1,1,0.25\ncat.3.jpg,0,2,0.9\n"
+    (tmp_path / "cv_predictions.csv").write_text(good)
+    held = held_out_predictions(tmp_path, {})
+    assert held.names == ["cat.1.jpg", "dog.7.jpg", "cat.3.jpg"] and held.labels.tolist() == [0, 1, 0]
+    assert np.allclose(held.p_dog, [0.000366, 0.25, 0.9]) and held.held_out and held.out_of_fold
+    assert held.source == OUT_OF_FOLD_SOURCE == "nested cross-validation: each photo scored by a head fitted without it"
+    assert held_out_predictions(tmp_path, {"finetuned_from": "elsewhere"}) is None  # nothing else at hand here
+    broken = {
+        "missing": None,
+        "header only": "file,label,fold,p_dog\n",
+        "no p_dog column": "file,label,fold\ncat.1.jpg,0,0\n",
+        "short row": good + "dog.9.jpg,1\n",
+        "label 2": good + "dog.9.jpg,2,0,0.5\n",
+        "P not a number": good + "dog.9.jpg,1,0,high\n",
+        "P NaN": good + "dog.9.jpg,1,0,nan\n",
+        "P above 1": good + "dog.9.jpg,1,0,1.5\n",
+        "no name": good + ",1,0,0.5\n",
+    }
+    for why, text in broken.items():
+        path = tmp_path / f"{why}.csv"
+        if text is not None:
+            path.write_text(text)
+        assert out_of_fold_predictions(path) is None, why
+    (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00garbage\x89PNG")
+    assert out_of_fold_predictions(tmp_path / "binary.csv") is None
+
+
+@needs_shared
+def test_report_shows_the_out_of_fold_predictions(subset_run, tmp_path):
+    """subset_run's page (written by `catdog run`): calibration and CAMs use cv_predictions.csv,
+    the CAM grid holds its out-of-fold mistakes (the worst first, up to 6) with their out-of-fold
+    P, and a run whose file is broken falls back to the head on its training photos."""
+    import numpy as np
+
+    from catdog.report import write_report
+    from catdog.report.measure import held_out_predictions, pick_cam_photos
+
+    metrics = json.loads((subset_run / "metrics.json").read_text())
+    rows = _cv_rows(subset_run)
+    held = held_out_predictions(subset_run, metrics)
+    assert held.out_of_fold and held.names == [r["file"] for r in rows] and len(rows) == 240
+    assert held.labels.tolist() == [int(r["label"]) for r in rows]
+    assert held.p_dog.tolist() == [float(r["p_dog"]) for r in rows]
+    wrong = [n for n, y, p in zip(held.names, held.labels, held.p_dog) if (p >= 0.5) != (y == 1)]
+
+    html = (subset_run / "report.html").read_text()
+    calibration = _section(html, "calibration")
+    assert "each P(dog) out-of-fold" in calibration and f"{len(wrong)} wrong." in calibration
+    assert "Kaggle photos" in calibration and "twice as high" in calibration
+    table = re.findall(r"<tr><td>(\d\.\d)–\d\.\d</td><td class=\"num\">(\d+)</td>", calibration)
+    assert [(float(lo), int(n)) for lo, n in table] == [(r["bin"] / 10, r["n"]) for r in reliability(held.labels, held.p_dog)]
+
+    cam = _section(html, "cam")
+    shown = re.findall(r'<figure class="(right|wrong)"><img alt="([^"]+)"', cam)
+    assert [name for _, name in shown] == [held.names[i] for i in pick_cam_photos(held)]
+    assert [name for verdict, name in shown if verdict == "wrong"] == sorted(
+        wrong, key=lambda n: -abs(held.p_dog[held.names.index(n)] - held.labels[held.names.index(n)])
+    )[:6]
+    for verdict, name in shown:
+        p = held.p_dog[held.names.index(name)]
+        said = re.search(rf"<b>{re.escape(name)}</b>: out-of-fold (cat|dog) (\d+\.\d)%", cam)
+        assert said.group(1) == ("dog" if p >= 0.5 else "cat") and said.group(2) == f"{max(p, 1 - p) * 100:.1f}", name
+    assert "shipped model" in cam
+
+    copy = tmp_path / "run"
+    shutil.copytree(subset_run, copy)
+    (copy / "cv_predictions.csv").write_text("file,label,fold,p_dog\ncat.0.jpg,0,0,oops\n")
+    fallback = held_out_predictions(copy, metrics)
+    assert not fallback.out_of_fold and not fallback.held_out and fallback.source.startswith("head.keras")
+    assert sorted(fallback.names) == sorted(held.names) and not np.allclose(
+        fallback.p_dog, held.p_dog[[held.names.index(n) for n in fallback.names]]
+    )  # in-sample P(dog) are not the out-of-fold ones
+    write_report(copy)
+    assert "training photos (this run holds none out)" in _section((copy / "report.html").read_text(), "calibration")
+
+
+@needs_shared
+def test_a_photo_the_held_out_head_gets_wrong_is_a_wrong_cam_tile(subset_run, tmp_path):
+    """A guaranteed out-of-fold mistake, made honestly: the subset's most confidently right cat is
+    relabelled dog in a copy of its features and the real training function fits a run on them.
+    The heads that never saw that photo call it a cat: the report's calibration counts it wrong
+    and the CAM grid shows it as a wrong tile with its out-of-fold P, whatever the shipped model
+    (fitted on the flipped label too) says."""
+    import dataclasses
+
+    from catdog.features import load_features
+    from catdog.report import write_report
+    from catdog.report.measure import cam_tiles, held_out_predictions, pick_cam_photos
+    from catdog.training import load_run
+    from catdog.training.train import train_run
+
+    rows = _cv_rows(subset_run)
+    flipped = min((r for r in rows if r["label"] == "0"), key=lambda r: float(r["p_dog"]))["file"]
+    features = load_features(subset_run / "features.h5")
+    labels = features.labels.copy()
+    labels[features.names.index(flipped)] = 1
+    run_dir = tmp_path / "flipped"
+    metrics = train_run(dataclasses.replace(features, labels=labels), run_dir, progress=False)
+
+    held = held_out_predictions(run_dir, metrics)
+    k = held.names.index(flipped)
+    assert held.out_of_fold and held.labels[k] == 1 and held.p_dog[k] < 0.5  # out-of-fold: a cat, so wrong
+    picked = pick_cam_photos(held)
+    assert k in picked[:6]
+    tile = next(t for t in cam_tiles(load_run(run_dir).model, held, metrics["data_dir"], picked) if t["name"] == flipped)
+    assert not tile["right"] and tile["label"] == "dog" and tile["predicted"] == "cat"
+    assert tile["confidence"] == pytest.approx(1 - held.p_dog[k]) and 0 <= tile["model_p_dog"] <= 1
+
+    write_report(run_dir)
+    html = (run_dir / "report.html").read_text()
+    n_wrong = int(((held.p_dog >= 0.5) != (held.labels == 1)).sum())
+    assert n_wrong >= 1 and f"{n_wrong} wrong." in _section(html, "calibration")
+    cam = _section(html, "cam")
+    assert f'<figure class="wrong"><img alt="{flipped}"' in cam
+    assert f"<b>{flipped}</b>: out-of-fold cat {1 - held.p_dog[k]:.1%}, wrong (it is a dog)" in cam
+    assert html.index('id="calibration"') < html.index('id="robustness"') < html.index('id="cam"')
+
+
+ROBUSTNESS = {
+    "method": "Held-out photos, each changed one way, scored by a head that never saw them.",
+    "rows": [
+        {"name": "clean", "kind": "clean", "what": "the photos as they are", "n": 2002, "log_loss": 0.024, "accuracy": 0.989},
+        {"name": "closeup", "kind": "shift", "what": "close-up crop, 40-70 % of the area", "n": 200, "log_loss": 0.05, "accuracy": 0.98},
+        {"name": "broken", "kind": "shift", "what": "no log loss: left out"},
+        "not a row",
+        {"name": "gray", "kind": "shift", "what": "grayscale", "n": 200, "log_loss": 0.07, "accuracy": 0.975},
+        {"name": "groups", "kind": "group", "what": "group-held-out folds (feature clusters)", "n": 2002, "log_loss": 0.08, "accuracy": 0.975},
+    ],
+    "mean_shifted": 0.06,
+}
+
+
+def _colour_pixels(png: bytes, colour: str) -> int:
+    import io
+
+    import numpy as np
+    from matplotlib.colors import to_rgb
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    return int((np.abs(rgb - np.round(np.array(to_rgb(colour)) * 255)).sum(-1) <= 3).sum())
+
+
+def test_robustness_section_plots_the_rows_and_says_when_there_are_none():
+    """metrics.json's robustness block becomes a bar chart (a colour per kind) and a table of its
+    usable rows in order; a run without the block, or with a malformed one, gets a one-line note."""
+    from catdog.report.facts import robustness_rows
+    from catdog.report.figures import ROBUSTNESS_COLOURS, robustness
+    from catdog.report.page import SECTIONS, robustness_section
+
+    rows = robustness_rows({"robustness": ROBUSTNESS})
+    assert [r["name"] for r in rows] == ["clean", "closeup", "gray", "groups"]
+    png = robustness(rows)
+    assert png.startswith(b"\x89PNG")
+    for kind, colour in ROBUSTNESS_COLOURS.items():
+        assert _colour_pixels(png, colour) > 500, kind  # each kind's bars in its own colour
+    no_group = robustness(rows[:3])
+    assert _colour_pixels(no_group, ROBUSTNESS_COLOURS["group"]) == 0 and _colour_pixels(no_group, ROBUSTNESS_COLOURS["shift"]) > 500
+
+    html = robustness_section(png, rows, {"robustness": ROBUSTNESS})
+    assert ROBUSTNESS["method"] in html and "2.5 × the clean 0.0240" in html and 'alt="robustness"' in html
+    cells = re.findall(r"<tr><td>([^<]+)</td><td>([^<]+)</td><td class=\"num\">(\d+)</td><td class=\"num\">([\d.]+)</td><td class=\"num\">([\d.]+%)</td></tr>", html)
+    assert cells == [
+        ("clean", "the photos as they are", "2002", "0.0240", "98.90%"),
+        ("closeup", "close-up crop, 40-70 % of the area", "200", "0.0500", "98.00%"),
+        ("gray", "grayscale", "200", "0.0700", "97.50%"),
+        ("groups", "group-held-out folds (feature clusters)", "2002", "0.0800", "97.50%"),
+    ]
+    assert list(SECTIONS).index("robustness") == list(SECTIONS).index("calibration") + 1
+
+    for metrics in ({}, {"robustness": None}, {"robustness": {"rows": "not a list"}}, {"robustness": {"rows": [{"name": "x"}]}}):
+        rows = robustness_rows(metrics)
+        assert rows == [] and robustness(rows) is None, metrics
+        html = robustness_section(None, rows, metrics)
+        assert "This run has no shift measurements" in html and "<img" not in html and "<table" not in html

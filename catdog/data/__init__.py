@@ -28,5 +28,6 @@ __getattr__, __dir__, __all__ = lazy_exports(
             "write_rejections",
         ],
         "catdog.data.limits": ["MAX_PIXELS"],
+        "catdog.data.views": ["PLAIN", "SHIFTS", "VIEWS", "apply_view", "check_view", "shift_photos"],
     },
 )

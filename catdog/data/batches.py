@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from catdog.data.ingest import IMAGE_SIZE, MAX_PIXELS, ImageError, Rejection, Sample, decode
+from catdog.data.ingest import IMAGE_SIZE, MAX_PIXELS, ImageError, Rejection, Sample, decode, open_rgb, resize
+from catdog.data.views import PLAIN, apply_view
 
 
 @dataclass
@@ -21,9 +22,11 @@ class Batch:
     rejections: list[Rejection]
 
 
-def _decode_one(sample: Sample, size: int, max_pixels: int):
+def _decode_one(sample: Sample, size: int, max_pixels: int, view: str = PLAIN):
     try:
-        return decode(sample.path, size, max_pixels)
+        if view == PLAIN:
+            return decode(sample.path, size, max_pixels)
+        return resize(apply_view(open_rgb(sample.path, max_pixels), view, sample.name), size)
     except ImageError as exc:
         return Rejection(sample.path, str(exc))
 
@@ -34,8 +37,11 @@ def iter_batches(
     size: int = IMAGE_SIZE,
     max_pixels: int = MAX_PIXELS,
     workers: int | None = None,
+    view: str = PLAIN,
 ) -> Iterator[Batch]:
     """Yield `Batch`es in sample order; decoding of the next batch overlaps the caller's work.
+
+    view: each photo as seen by that view of catdog.data.views (changed before the squash to size).
 
     Pillow releases the GIL while decoding and resizing, so threads scale across cores.
     A batch may hold fewer images than `batch_size` (rejected files) or none at all.
@@ -45,7 +51,7 @@ def iter_batches(
     with ThreadPoolExecutor(max_workers=workers) as pool:
 
         def submit(chunk):
-            return [pool.submit(_decode_one, s, size, max_pixels) for s in chunk]
+            return [pool.submit(_decode_one, s, size, max_pixels, view) for s in chunk]
 
         pending = submit(chunks[0]) if chunks else None
         for i, chunk in enumerate(chunks):

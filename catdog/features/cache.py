@@ -7,10 +7,11 @@ File layout (one row per usable photo, rows in sample order once complete):
     names      str     (N,)     path relative to the data folder
     ids        str     (N,)     Kaggle id ("12", "cat.12") or name stem
     keys       str     (N,)     cache key: name|size|mtime_ns
-    attrs: backbone, weights, image_size, mirror, rows (committed row count), complete, catdog_version
+    attrs: backbone, weights, image_size, view, rows (committed row count), complete, catdog_version
 
-A file made with `mirror=True` holds the features of each photo's mirror image (flipped left to
-right after the resize): extra training samples for the head, kept in their own file.
+A file made with `view` other than "plain" holds the features of each photo as seen by that view
+of catdog.data.views (mirrored, cropped close, recoloured, ...): extra training rows for the head,
+or shifted photos to score it on, one file per view (`view_path`), cached and resumed alike.
 
 Rows are appended one batch at a time and `rows` is written after the data, so a run that is
 killed resumes after its last committed batch; a finished file is not recomputed.
@@ -29,7 +30,7 @@ from tqdm import tqdm
 
 from catdog import __version__
 from catdog.atomic import staged
-from catdog.data import IMAGE_SIZE, MAX_PIXELS, Rejection, Sample, fingerprint, iter_batches, listed, sha256_file
+from catdog.data import IMAGE_SIZE, MAX_PIXELS, PLAIN, Rejection, Sample, check_view, fingerprint, iter_batches, listed, sha256_file
 from catdog.errors import CatdogError
 from catdog.features.backbones import build_backbone, check_image_size, feature_model, get_spec, split_weights
 from catdog.features.engine import feature_runner
@@ -78,7 +79,7 @@ def weights_id(weights: str | os.PathLike | None) -> str:
 
 
 def _create(
-    path: Path, backbone: str, weights: str, weights_arg: str | None, dim: int, image_size: int, mirror: bool = False
+    path: Path, backbone: str, weights: str, weights_arg: str | None, dim: int, image_size: int, view: str = PLAIN
 ) -> None:
     with h5py.File(path, "w") as f:
         f.create_dataset("features", shape=(0, dim), maxshape=(None, dim), dtype=np.float32, chunks=(256, dim))
@@ -89,7 +90,7 @@ def _create(
             weights=weights,
             weights_path=weights_arg or "",
             image_size=image_size,
-            mirror=bool(mirror),
+            view=view,
             resize="squash, Pillow bilinear (antialiased)",
             rows=0,
             complete=False,
@@ -97,11 +98,26 @@ def _create(
         )
 
 
-def _described(backbone: str, weights: str, image_size: int, mirror: bool) -> str:
-    return f"{backbone} with {weights} at {image_size}px" + (" (mirrored)" if mirror else "")
+def _described(backbone: str, weights: str, image_size: int, view: str) -> str:
+    return f"{backbone} with {weights} at {image_size}px" + ("" if view == PLAIN else f" (view {view})")
 
 
-def _open_for_resume(path: Path, backbone: str, weights: str, image_size: int, mirror: bool = False) -> set[str]:
+def file_view(attrs) -> str:
+    """The view a feature file holds (files of catdog 0.x before views said only `mirror`)."""
+    return str(attrs.get("view") or ("mirror" if attrs.get("mirror") else PLAIN))
+
+
+def view_path(features_path: str | os.PathLike, view: str) -> Path:
+    """Where the features of `view` live beside FEATURES.h5: FEATURES.h5 itself for PLAIN, else
+    views/VIEW.h5 in the same folder (negatives.h5's views: views/negatives.VIEW.h5)."""
+    path = Path(features_path)
+    if view == PLAIN:
+        return path
+    prefix = "" if path.stem == "features" else f"{path.stem}."
+    return path.parent / "views" / f"{prefix}{check_view(view)}.h5"
+
+
+def _open_for_resume(path: Path, backbone: str, weights: str, image_size: int, view: str = PLAIN) -> set[str]:
     """Keys already committed in `path`, after truncating any half-written batch."""
     try:
         with h5py.File(path, "a") as f:
@@ -111,12 +127,12 @@ def _open_for_resume(path: Path, backbone: str, weights: str, image_size: int, m
                 f.attrs.get("backbone"),
                 f.attrs.get("weights"),
                 int(f.attrs.get("image_size", IMAGE_SIZE)),
-                bool(f.attrs.get("mirror", False)),
+                file_view(f.attrs),
             )
-            if held != (backbone, weights, image_size, mirror):
+            if held != (backbone, weights, image_size, view):
                 raise CatdogError(
-                    f"{path}: holds {held[0]} features with weights {held[1]} at {held[2]}px{' (mirrored)' if held[3] else ''}, "
-                    f"not {_described(backbone, weights, image_size, mirror)}; choose another --out or delete the file"
+                    f"{path}: holds {_described(*held)} features, "
+                    f"not {_described(backbone, weights, image_size, view)}; choose another --out or delete the file"
                 )
             rows = int(f.attrs["rows"])
             for name in ("features", *_COLUMNS):
@@ -159,7 +175,7 @@ def _finalize(path: Path, samples: list[Sample], keys: list[str], extra: dict) -
     with staged(path) as tmp:
         _create(
             tmp, attrs["backbone"], attrs["weights"], attrs.get("weights_path"), data["features"].shape[1],
-            int(attrs["image_size"]), bool(attrs.get("mirror", False)),
+            int(attrs["image_size"]), file_view(attrs),
         )
         with h5py.File(tmp, "a") as f:
             for name, values in data.items():
@@ -177,7 +193,7 @@ def _finalize(path: Path, samples: list[Sample], keys: list[str], extra: dict) -
 class CacheTarget:
     """A feature file opened for extraction: which of `samples` it holds and which are left to do.
 
-    Made by `open_cache` (which refuses a file of another backbone, weights, size or mirroring) and
+    Made by `open_cache` (which refuses a file of another backbone, weights, size or view) and
     closed by `close_cache`; rows go in between with `append_rows`, in any order, one batch at a time.
     """
 
@@ -185,7 +201,7 @@ class CacheTarget:
     backbone: str  # the spec's name ("mobilenet_v2", or "a,b" for a fusion)
     weights_key: str  # weights_id of the weights
     image_size: int
-    mirror: bool
+    view: str
     samples: list[Sample]
     keys: list[str]  # samples' cache keys, same order
     todo: list[tuple[Sample, str]]  # (sample, key) not yet in the file, in sample order
@@ -201,7 +217,7 @@ def open_cache(
     backbone: str = "mobilenet_v2",
     weights: str | os.PathLike | None = "imagenet",
     image_size: int = IMAGE_SIZE,
-    mirror: bool = False,
+    view: str = PLAIN,
     keys: list[str] | None = None,
 ) -> CacheTarget:
     """Create `out_path`, or reopen it to resume; CatdogError if it holds other features.
@@ -219,12 +235,13 @@ def open_cache(
     keys = [s.cache_key for s in samples] if keys is None else list(keys)
     if len(keys) != len(samples):
         raise ValueError(f"{len(keys)} keys for {len(samples)} samples")
-    done = _open_for_resume(out_path, spec.name, wid, image_size, mirror) if out_path.exists() else set()
+    view = check_view(view)
+    done = _open_for_resume(out_path, spec.name, wid, image_size, view) if out_path.exists() else set()
     if not out_path.exists():
         with staged(out_path) as tmp:  # a kill never leaves a file without its attributes under out_path
-            _create(tmp, spec.name, wid, weights_arg, spec.feature_dim, image_size, mirror)
+            _create(tmp, spec.name, wid, weights_arg, spec.feature_dim, image_size, view)
     todo = [(s, k) for s, k in zip(samples, keys) if k not in done]
-    return CacheTarget(out_path, spec.name, wid, image_size, mirror, samples, keys, todo)
+    return CacheTarget(out_path, spec.name, wid, image_size, view, samples, keys, todo)
 
 
 def append_rows(target: CacheTarget, features: np.ndarray, samples: list[Sample], keys: list[str]) -> None:
@@ -253,17 +270,17 @@ def extract_features(
     excluded: int = 0,
     engine: str = "litert",
     image_size: int = IMAGE_SIZE,
-    mirror: bool = False,
+    view: str = PLAIN,
 ) -> ExtractReport:
     """Compute (or resume) the features of `samples` into `out_path` and return what was done.
 
     Photos that fail to decode are returned as rejections (and are not written). The finished
     file holds one row per usable sample, in sample order. engine: "litert" (XNNPACK kernels,
     about 2.4x faster on CPU here) or "keras" (TensorFlow); see catdog.features.engine.
-    mirror: store the features of each photo's mirror image instead (see the module docstring).
+    view: store the features of each photo as seen by that view instead (see the module docstring).
     catdog.features.distributed runs the same stages on Ray.
     """
-    target = open_cache(samples, out_path, backbone, weights, image_size, mirror)
+    target = open_cache(samples, out_path, backbone, weights, image_size, view)
     rejections: list[Rejection] = []
     computed = 0
     seconds = 0.0
@@ -272,15 +289,15 @@ def extract_features(
         model = feature_runner(feature_model(name, build_backbone(name, weights, size)), name, target.weights_key, engine)
         start = time.perf_counter()  # throughput: decode + network + writes, not model loading
         key_of = dict((s.name, k) for s, k in target.todo)
-        desc = f"features {name}" + (" mirrored" if mirror else "")
+        desc = f"features {name}" + ("" if view == PLAIN else f" {view}")
         bar = tqdm(total=len(target.todo), unit="img", desc=desc, disable=not progress, dynamic_ncols=True)
-        for batch in iter_batches([s for s, _ in target.todo], batch_size=batch_size, size=size, max_pixels=max_pixels):
+        todo = [s for s, _ in target.todo]
+        for batch in iter_batches(todo, batch_size=batch_size, size=size, max_pixels=max_pixels, view=view):
             for r in batch.rejections:
                 tqdm.write(r.line())
             rejections.extend(batch.rejections)
             if len(batch.samples):
-                images = batch.images[:, :, ::-1] if mirror else batch.images  # (N, S, S, 3): flip the width axis
-                feats = model(np.ascontiguousarray(images, np.float32))
+                feats = model(np.ascontiguousarray(batch.images, np.float32))
                 append_rows(target, feats, batch.samples, [key_of[s.name] for s in batch.samples])
                 computed += len(batch.samples)
             bar.update(len(batch.samples) + len(batch.rejections))

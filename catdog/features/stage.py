@@ -63,15 +63,26 @@ def features_stage(
     exclude: str | None = None,
     ray: str | None = None,
     workers: int | None = None,
+    view: str = "plain",
+    shift_photos: int | None = None,
+    echo: bool = True,
 ):
     """Extract the features of DATA into `out`; (report, its one-line summary).
 
     Prints the rejected files as they are found, the excluded count (`exclude`: a suspects.csv or
     a plain list of names) and where the rejections are listed; the summary is the caller's to print.
+    view: each photo as seen by that view (catdog.data.views); shift_photos: only a seeded subset of
+    about that many labelled photos, as many of each class (catdog.data.shift_photos). echo=False:
+    the rejected and excluded files are not printed again (a view of photos already extracted).
     """
     from catdog.features.cache import extract_features
 
-    samples, scan_rejections = scan_printing(data)
+    if echo:
+        samples, scan_rejections = scan_printing(data)
+    else:
+        from catdog.data import scan
+
+        samples, scan_rejections = scan(data)
     excluded = 0
     if exclude:
         from catdog.data import listed
@@ -81,10 +92,18 @@ def features_stage(
         kept = [s for s in samples if not listed(s.name, names)]
         excluded = len(samples) - len(kept)
         samples = kept
-        print(f"excluded {excluded} photo(s) listed in {exclude}")
+        if echo:
+            print(f"excluded {excluded} photo(s) listed in {exclude}")
+    if shift_photos:
+        from catdog.data import shift_photos as subset
+
+        samples = subset(samples, shift_photos)
     if not samples:
         report_rejections(scan_rejections, rejected_csv)
         raise CatdogError(f"{data}: no usable photo ({len(scan_rejections)} file(s) rejected, see {rejected_csv})")
+    if view != "plain" and ray is not None:
+        raise CatdogError(f"--view {view}: views are extracted here, not on Ray; leave out --ray")
+    extra = {} if view == "plain" else {"view": view}
     report = on_ray(extract_features, ray, workers)(
         samples,
         out,
@@ -95,6 +114,7 @@ def features_stage(
         excluded=excluded,
         engine=engine,
         image_size=image_size,
+        **extra,
     )
     rejections = scan_rejections + report.rejections
     report_rejections(rejections, rejected_csv)

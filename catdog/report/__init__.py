@@ -1,9 +1,11 @@
 """Stage 7, report: what a run made, for a person.
 
 * `write_report(run_dir, art_dir)` writes RUN_DIR/report.html, one self-contained page (data,
-  learning curves, calibration, CAMs of a dozen validation photos, the neither answer's rates and
-  the photos behind them, parity, the mixed-precision sensitivity chart where
-  ART_DIR/sensitivity.png exists, artefact sizes and latencies), and returns the facts it shows.
+  learning curves, calibration and CAMs of a dozen photos by their out-of-fold P(dog) from the
+  nested CV (cv_predictions.csv; a run without it: the validation or training photos), log loss
+  on shifted photos (metrics.json's robustness block), the neither answer's rates and the photos
+  behind them, parity, the mixed-precision sensitivity chart where ART_DIR/sensitivity.png
+  exists, artefact sizes and latencies), and returns the facts it shows.
 * `summary_table(facts)` is the same facts as the closing table of `catdog run`;
   `stage_line` and the `*_figure` helpers are its one line per stage.
 
@@ -18,12 +20,14 @@ from pathlib import Path
 from catdog.contract import ArtDir, RunDir
 from catdog.atomic import write_text
 from catdog.report.facts import (
+    ESTIMATE_SCOPE,
     artefact_rows,
     data_summary,
     expected_accuracy,
     expected_log_loss,
     neither_rates,
     read_json,
+    robustness_rows,
 )
 from catdog.report.summary import Stage, export_figure, parity_figure, stage_line, summary_table, training_figure
 
@@ -67,8 +71,9 @@ def write_report(run_dir: str | os.PathLike, art_dir: str | os.PathLike | None =
         curves = (run_dir / "curves.png").read_bytes()
     calibration = None
     if held is not None and len(held.labels):
-        title = "validation photos" if held.held_out else "training photos"
+        title = "photos, out-of-fold P" if held.out_of_fold else "validation photos" if held.held_out else "training photos"
         calibration = figures.calibration(held.labels, held.p_dog, f"reliability on {len(held.labels)} {title}")
+    shifts = robustness_rows(metrics)
     sensitivity_png = art_dir / ArtDir.SENSITIVITY_PNG if art_dir else None
     sensitivity = sensitivity_png.read_bytes() if sensitivity_png and sensitivity_png.is_file() else None
 
@@ -82,13 +87,15 @@ def write_report(run_dir: str | os.PathLike, art_dir: str | os.PathLike | None =
         "backbone": metrics.get("backbone", "?"),
         "image_size": metrics.get("image_size"),
         "expected_log_loss": expected,
+        "estimate_nested": isinstance((metrics.get("estimate") or {}).get("log_loss"), (int, float)),
         "accuracy": expected_accuracy(metrics),
         "neither": neither_rates(metrics),
         "data": data,
         "artefacts": rows,
         "keras_latency": keras_latency,
         "parity_passed": None if parity is None else bool(parity.get("passed")),
-        "cam_photos": [{k: t[k] for k in ("name", "label", "predicted", "right")} for t in tiles],
+        "cam_photos": [{k: t[k] for k in ("name", "label", "predicted", "right", "p_dog")} for t in tiles],
+        "cam_out_of_fold": held is not None and held.out_of_fold,
         "data_dir": metrics.get("data_dir", ""),
         "sensitivity": sensitivity is not None,
     }
@@ -97,6 +104,7 @@ def write_report(run_dir: str | os.PathLike, art_dir: str | os.PathLike | None =
         page.data_section(data),
         page.curves_section(curves, metrics),
         page.calibration_section(calibration, held, metrics),
+        page.robustness_section(figures.robustness(shifts), shifts, metrics),
         page.cam_section(tiles, held),
         page.neither_section(metrics, page.neither_photos(run_dir / RunDir.PET_PREDICTIONS, metrics)),
         page.parity_section(parity, manifest is not None),
@@ -116,7 +124,8 @@ def _key_line(facts: dict) -> str:
         return "No log loss measured in this run."
     acc = f", accuracy {facts['accuracy']:.2%}" if facts["accuracy"] is not None else ""
     neither = f" The neither answer {escape(facts['neither'])}." if facts.get("neither") else ""
-    return f"Expected log loss <b>{expected[0]:.4f}</b>{acc} ({escape(expected[1])}).{neither}"
+    scope = f" {escape(ESTIMATE_SCOPE)}" if facts.get("estimate_nested") else ""
+    return f"Expected log loss <b>{expected[0]:.4f}</b>{acc} ({escape(expected[1])}).{scope}{neither}"
 
 
 def _first_photo(tiles: list[dict], held, metrics: dict, model):

@@ -48,6 +48,38 @@ def expected_log_loss(metrics: dict) -> tuple[float, str] | None:
     return None
 
 
+# what the nested-CV estimate covers, and what it does not (the project's own shift measurements)
+ESTIMATE_SCOPE = (
+    "The estimate covers new photos like the training ones (same source: the Kaggle photos), not photos from "
+    "other sources (other cameras, close-up portraits, other breeds), where the project measured log loss up to twice as high."
+)
+ROBUSTNESS_KINDS = ("clean", "shift", "group")
+
+
+def robustness_rows(metrics: dict) -> list[dict]:
+    """The rows of metrics.json's `robustness` block that have a numeric log loss, in order, each
+    with name, kind (one of ROBUSTNESS_KINDS, else "shift"), what, n, log_loss and accuracy
+    (None where missing); [] for a run without the block or with a malformed one."""
+    block = metrics.get("robustness")
+    rows = block.get("rows") if isinstance(block, dict) else None
+    if not isinstance(rows, list):
+        return []
+    number = lambda v: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None  # noqa: E731
+    kept = []
+    for r in rows:
+        if not isinstance(r, dict) or number(r.get("log_loss")) is None:
+            continue
+        kept.append({
+            "name": str(r.get("name", "?")),
+            "kind": r.get("kind") if r.get("kind") in ROBUSTNESS_KINDS else "shift",
+            "what": str(r.get("what", "")),
+            "n": r.get("n") if isinstance(r.get("n"), int) else None,
+            "log_loss": number(r.get("log_loss")),
+            "accuracy": number(r.get("accuracy")),
+        })
+    return kept
+
+
 def neither_rates(metrics: dict) -> str | None:
     """The "neither" answer's nested-CV figures as one line: the share of cats and dogs kept and
     of photos with neither rejected, and what measured them; None for a run without them."""

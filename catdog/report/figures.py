@@ -1,4 +1,4 @@
-"""The report's charts as PNG bytes (matplotlib, Agg): learning curves and calibration."""
+"""The report's charts as PNG bytes (matplotlib, Agg): learning curves, calibration and robustness."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import io
 import numpy as np
 
 CALIBRATION_BINS = 10
+ROBUSTNESS_COLOURS = {"clean": "tab:green", "shift": "tab:orange", "group": "tab:purple"}
 
 
 def _pyplot():
@@ -83,5 +84,33 @@ def calibration(labels: np.ndarray, p_dog: np.ndarray, title: str) -> bytes:
     hist.set(yscale="log", xlabel="predicted P(dog)", ylabel="photos (log scale)", title="predictions by true class")
     hist.yaxis.set_major_formatter(_pyplot().matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     hist.legend()
+    fig.tight_layout()
+    return _png(fig)
+
+
+def robustness(rows: list[dict]) -> bytes | None:
+    """Horizontal bars of log loss per row of `facts.robustness_rows` (top to bottom in their
+    order, coloured by kind: ROBUSTNESS_COLOURS), with a dashed line at the clean row's value;
+    None without rows."""
+    if not rows:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.38 * len(rows)))
+    y = np.arange(len(rows))[::-1]  # the first row on top
+    values = [r["log_loss"] for r in rows]
+    ax.barh(y, values, color=[ROBUSTNESS_COLOURS.get(r["kind"], "tab:orange") for r in rows])
+    ax.set_yticks(y, [r["name"] for r in rows])
+    for yi, v in zip(y, values):
+        ax.annotate(f"{v:.4f}", (v, yi), textcoords="offset points", xytext=(4, 0), va="center", fontsize=8)
+    clean = next((r["log_loss"] for r in rows if r["kind"] == "clean"), None)
+    if clean is not None:
+        ax.axvline(clean, color="dimgrey", linestyle="--", linewidth=1)
+    names = {"clean": "clean photos", "shift": "shifted photos", "group": "held-out groups"}
+    kinds = [k for k in ROBUSTNESS_COLOURS if any(r["kind"] == k for r in rows)]
+    handles = [plt.Rectangle((0, 0), 1, 1, color=ROBUSTNESS_COLOURS[k]) for k in kinds]
+    # outside the axes, to the right: inside it would cover the longest bars' values
+    ax.legend(handles, [names[k] for k in kinds], fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.set(xlabel="log loss (dashed: clean)", xlim=(0, max(values) * 1.18 or 1), title="log loss on shifted photos")
+    ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return _png(fig)

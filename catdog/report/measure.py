@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import time
@@ -14,6 +15,8 @@ from catdog.contract import CAM, PROBABILITIES, RunDir
 
 CAM_TILES = 12
 TILE_SIDE = 256  # longest side of a CAM tile in the page, pixels
+CV_PREDICTIONS = "cv_predictions.csv"  # train_run's nested-CV P(dog) per photo: file,label,fold,p_dog
+OUT_OF_FOLD_SOURCE = "nested cross-validation: each photo scored by a head fitted without it"
 
 
 @dataclass
@@ -25,6 +28,7 @@ class HeldOut:
     p_dog: np.ndarray  # (N,)
     source: str  # how the predictions were made, for the page
     held_out: bool  # False: the photos were trained on (no held-out split in this run)
+    out_of_fold: bool = False  # True: each P(dog) from the nested CV (cv_predictions.csv), not from the shipped model
 
 
 def _features_path(run_dir: Path, metrics: dict) -> Path | None:
@@ -36,13 +40,20 @@ def _features_path(run_dir: Path, metrics: dict) -> Path | None:
 
 
 def held_out_predictions(run_dir: Path, metrics: dict, model=None) -> HeldOut | None:
-    """The run's validation photos with their P(dog).
+    """Labelled photos of the run with a P(dog) from a model that did not train on them, where the run has one.
 
-    From head.keras on the cached features where the run has both (instant); else from the full
-    model on the photos in data_dir (a fine-tuned run). Without a validation split (e.g. a refit
-    on every photo) the training photos are scored instead, and `held_out` says so.
+    First choice: every photo's out-of-fold P(dog) from the nested CV (RUN_DIR/cv_predictions.csv;
+    `out_of_fold` and `held_out` True). A fine-tuned run skips it: those predictions are of the
+    head it started from, not of its own model. Without a readable file: the validation photos,
+    from head.keras on the cached features where the run has both (instant), else from the full
+    model on the photos in data_dir (a fine-tuned run). Without a validation split either, the
+    training photos are scored instead, and `held_out` says so (False).
     None when neither features nor photos are at hand.
     """
+    if metrics.get("finetuned_from") is None:
+        oof = out_of_fold_predictions(Path(run_dir) / CV_PREDICTIONS)
+        if oof is not None:
+            return oof
     split = _read_split(run_dir)
     names = split.get("validation") or split.get("train") or []
     held_out = bool(split.get("validation"))
@@ -61,6 +72,23 @@ def held_out_predictions(run_dir: Path, metrics: dict, model=None) -> HeldOut | 
     predictions = predict_images(model, samples, progress=False)
     labels = np.array([s.label for s in predictions.samples])
     return HeldOut([s.name for s in predictions.samples], labels, predictions.probabilities[:, 1], "the full model on the photos", held_out)
+
+
+def out_of_fold_predictions(path: Path) -> HeldOut | None:
+    """The nested CV's P(dog) of every photo from a cv_predictions.csv (header file,label,fold,p_dog),
+    in file order; None where the file is missing, empty or malformed in any row (a missing
+    column or field, a label other than 0/1, a P(dog) outside [0, 1]): the report then falls back."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        names = [r["file"] for r in rows]
+        labels = np.array([int(r["label"]) for r in rows], dtype=int)
+        p_dog = np.array([float(r["p_dog"]) for r in rows], dtype=float)
+    except (OSError, csv.Error, UnicodeDecodeError, KeyError, TypeError, ValueError):
+        return None  # KeyError: a missing column; TypeError: a short row (DictReader fills in None)
+    if not rows or not all(names) or not np.isin(labels, (0, 1)).all() or not ((p_dog >= 0) & (p_dog <= 1)).all():
+        return None  # (p_dog >= 0) is False for NaN too
+    return HeldOut(names, labels, p_dog, OUT_OF_FOLD_SOURCE, held_out=True, out_of_fold=True)
 
 
 def _head_on_features(features: Path, head: Path, names: list[str]):
@@ -117,8 +145,12 @@ def pick_cam_photos(held: HeldOut, n: int = CAM_TILES) -> list[int]:
 
 
 def cam_tiles(model, held: HeldOut, data_dir: str, indices: list[int]) -> list[dict]:
-    """For each chosen photo: JPEG bytes of its CAM overlay (the predicted class's map), the
-    model's P(dog) on the photo, its label and whether the model is right."""
+    """For each chosen photo (a photo that cannot be read is left out): its label; the class
+    `held` predicts, that prediction's confidence and P(dog), and whether it is right; and JPEG
+    bytes of the photo with `model`'s CAM for that class over it, with `model`'s own P(dog).
+
+    Right, wrong and confidence are `held`'s (out-of-fold where it is): the shipped model was
+    fitted on every photo, so its own answer on them would hide the mistakes."""
     from PIL import Image
 
     from catdog.cam import cam_model, overlay
@@ -139,19 +171,21 @@ def cam_tiles(model, held: HeldOut, data_dir: str, indices: list[int]) -> list[d
     probs, cams = np.asarray(out[PROBABILITIES]), np.asarray(out[CAM])
     tiles = []
     for photo, i, p, cam in zip(photos, kept, probs, cams):
-        predicted = int(p.argmax())
+        p_dog = float(held.p_dog[i])
+        predicted, label = int(p_dog >= 0.5), int(held.labels[i])  # the same threshold as pick_cam_photos
         photo.thumbnail((TILE_SIDE, TILE_SIDE))
         buffer = io.BytesIO()
         Image.fromarray(overlay(np.asarray(photo), cam[..., predicted])).save(buffer, "JPEG", quality=85)
-        label = int(held.labels[i])
         tiles.append(
             {
                 "name": held.names[i],
                 "jpeg": buffer.getvalue(),
                 "label": LABELS[label],
                 "predicted": LABELS[predicted],
-                "confidence": float(p[predicted]),
+                "confidence": p_dog if predicted else 1 - p_dog,
+                "p_dog": p_dog,
                 "right": predicted == label,
+                "model_p_dog": float(p[1]),
             }
         )
     return tiles

@@ -13,7 +13,8 @@ import io
 from html import escape
 from pathlib import Path
 
-from catdog.report.facts import latency_text, neither_rates
+from catdog.report.facts import ESTIMATE_SCOPE, latency_text, neither_rates
+from catdog.report.figures import CALIBRATION_BINS, reliability
 
 NEITHER_SHOWN = 8  # photos per list in the neither section
 THUMB_SIDE = 160  # longest side of a thumbnail there, pixels
@@ -23,6 +24,7 @@ SECTIONS = {
     "data": "Data",
     "curves": "Learning curves",
     "calibration": "Calibration",
+    "robustness": "Robustness: shifted photos",
     "cam": "Class activation maps",
     "neither": "Neither: photos with no cat or dog",
     "parity": "Parity of the exported artefacts",
@@ -108,9 +110,38 @@ def curves_section(png: bytes | None, metrics: dict) -> str:
 
 
 def calibration_section(png: bytes | None, held, metrics: dict) -> str:
+    """The reliability chart of `held` (a measure.HeldOut), what its predictions are (out-of-fold
+    or not), their log loss and mistakes, what that estimate covers, the reliability bins as a
+    table, and the calibration figures metrics.json keeps; a note where there is no chart."""
     if not png:
         return _section("calibration", _note("No held-out predictions: the run's features, head or photos are not at hand."))
-    cal = metrics.get("calibration") or {}
+    loss, wrong = _log_loss(held.labels, held.p_dog), int(((held.p_dog >= 0.5) != (held.labels == 1)).sum())
+    if held.out_of_fold:
+        lead = (
+            f"{len(held.labels)} photos, each P(dog) out-of-fold ({escape(held.source)}): log loss {loss:.4f}, "
+            f"{wrong} wrong. {escape(ESTIMATE_SCOPE)}"
+        )
+    else:
+        which = "held-out validation photos" if held.held_out else "training photos (this run holds none out)"
+        lead = f"{len(held.labels)} {which}, P(dog) from {escape(held.source)}: log loss {loss:.4f}, {wrong} wrong."
+    facts = _calibration_facts(metrics.get("calibration") or {})
+    body = f'<p class="lead">{lead}</p>' + _img(png, "calibration") + reliability_table(held.labels, held.p_dog)
+    if facts:
+        body += f"<p>The shipped head's calibration (5-fold CV that chose its L2): {escape('; '.join(facts))}.</p>"
+    return _section("calibration", body)
+
+
+def _log_loss(labels, p_dog, eps: float = 1e-15) -> float:
+    """Mean log loss of P(dog) against 0/1 labels (P clipped to [eps, 1 - eps], as training does)."""
+    import numpy as np
+
+    p = np.clip(np.asarray(p_dog, float), eps, 1 - eps)
+    y = np.asarray(labels, float)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def _calibration_facts(cal: dict) -> list[str]:
+    """metrics.json's calibration block as short phrases (temperature, log loss raw/clipped/scaled)."""
     facts = []
     if isinstance(cal.get("temperature"), (int, float)):
         facts.append(f"fitted temperature {cal['temperature']:.3f}")
@@ -122,28 +153,73 @@ def calibration_section(png: bytes | None, held, metrics: dict) -> str:
         if isinstance(cal.get(key), (int, float)):
             clip = cal.get("clip") or ["?", "?"]
             facts.append(f"{what.format(lo=clip[0], hi=clip[1])}: {cal[key]:.4f}")
-    which = "held-out validation photos" if held.held_out else "training photos (this run holds none out)"
-    lead = f"{len(held.labels)} {which}, P(dog) from {escape(held.source)}. " + escape("; ".join(facts))
-    return _section("calibration", f'<p class="lead">{lead}</p>' + _img(png, "calibration"))
+    return facts
+
+
+def reliability_table(labels, p_dog, bins: int = CALIBRATION_BINS) -> str:
+    """The reliability chart's bins as a table: P(dog) range, photos, mean P(dog), share of dogs
+    (figures.reliability's rows; empty bins left out)."""
+    rows = [
+        [f"{r['bin'] / bins:.1f}–{(r['bin'] + 1) / bins:.1f}", str(r["n"]), f"{r['predicted']:.3f}", f"{r['observed']:.3f}"]
+        for r in reliability(labels, p_dog, bins)
+    ]
+    return _table(["P(dog) bin", "photos", "mean P(dog)", "share of dogs"], rows, {1, 2, 3})
+
+
+def robustness_section(png: bytes | None, rows: list[dict], metrics: dict) -> str:
+    """Log loss on clean, shifted and group-held-out photos (`facts.robustness_rows`) as the chart
+    `png` and a table, with metrics.json's method; a one-line note for a run without them."""
+    if not rows:
+        return _section("robustness", _note("This run has no shift measurements (no robustness block in metrics.json)."))
+    block = metrics.get("robustness") or {}
+    lead = escape(str(block.get("method", "")))
+    clean = next((r["log_loss"] for r in rows if r["kind"] == "clean"), None)
+    mean = block.get("mean_shifted")
+    if isinstance(mean, (int, float)) and clean:
+        lead += f" Mean of the shifts' mean and the group folds {mean:.4f}, {mean / clean:.1f} × the clean {clean:.4f}."
+    table = _table(
+        ["name", "what", "photos", "log loss", "accuracy"],
+        [[escape(r["name"]), escape(r["what"]), _fmt(r["n"], "d"), f"{r['log_loss']:.4f}", _fmt(r["accuracy"], ".2%")] for r in rows],
+        {2, 3, 4},
+    )
+    return _section("robustness", f'<p class="lead">{lead.strip()}</p>' + _img(png, "robustness") + table)
 
 
 def cam_section(tiles: list[dict], held) -> str:
+    """The CAM grid of `measure.cam_tiles`: each tile's caption gives `held`'s prediction (out-of-fold
+    where it is), right or wrong, and says whose heat map it is (the shipped model's)."""
     if not tiles:
         return _section("cam", _note("No photos at hand for CAMs (the run's data folder has moved?)."))
-    figures = []
-    for t in tiles:
-        verdict = "right" if t["right"] else f"wrong (it is a {t['label']})"
-        figures.append(
-            f'<figure class="{"right" if t["right"] else "wrong"}"><img alt="{escape(t["name"])}" src="{data_uri(t["jpeg"], "image/jpeg")}">'
-            f'<figcaption><b>{escape(t["name"])}</b>: {t["predicted"]} {t["confidence"]:.1%}, {verdict}</figcaption></figure>'
-        )
+    oof = held is not None and held.out_of_fold
+    figures = [_cam_figure(t, "out-of-fold " if oof else "") for t in tiles]
     n_wrong = sum(not t["right"] for t in tiles)
-    which = "validation photos" if held is not None and held.held_out else "training photos"
-    lead = (
-        f"{len(tiles)} {which}: {n_wrong} the model gets wrong (the worst first) and {len(tiles) - n_wrong} it gets right, "
-        "from most to least confident. The heat map is the predicted class's map (red: where the evidence is)."
-    )
+    if oof:
+        lead = (
+            f"{len(tiles)} photos by their out-of-fold P (from a head fitted without the photo): {n_wrong} wrong, the worst "
+            f"first, and {len(tiles) - n_wrong} right, from most to least confident. The heat map is the shipped model's CAM "
+            "for the out-of-fold answer; that model was fitted on every photo, this one included (red: where the evidence is)."
+        )
+    else:
+        which = "validation photos" if held is not None and held.held_out else "training photos"
+        lead = (
+            f"{len(tiles)} {which}: {n_wrong} the model gets wrong (the worst first) and {len(tiles) - n_wrong} it gets right, "
+            "from most to least confident. The heat map is the predicted class's map (red: where the evidence is)."
+        )
     return _section("cam", f'<p class="lead">{escape(lead)}</p><div class="grid">' + "".join(figures) + "</div>")
+
+
+def _cam_figure(t: dict, which: str) -> str:
+    """One CAM tile: the photo with its heat map, its name, the prediction (`which`: "out-of-fold " or
+    "") with its confidence, right or wrong, and whose heat map it is."""
+    verdict = "right" if t["right"] else f"wrong (it is a {t['label']})"
+    heat = f"heat map: shipped model's CAM for {t['predicted']}"
+    if which and "model_p_dog" in t:  # the shipped model trained on this photo: its own P says little
+        heat += f" (it trained on this photo; its P(dog) {t['model_p_dog']:.3f})"
+    return (
+        f'<figure class="{"right" if t["right"] else "wrong"}"><img alt="{escape(t["name"])}" src="{data_uri(t["jpeg"], "image/jpeg")}">'
+        f'<figcaption><b>{escape(t["name"])}</b>: {which}{t["predicted"]} {t["confidence"]:.1%}, {verdict}'
+        f"<br><small>{escape(heat)}</small></figcaption></figure>"
+    )
 
 
 def neither_photos(pet_csv: Path, metrics: dict, n: int = NEITHER_SHOWN) -> dict | None:

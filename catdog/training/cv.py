@@ -96,40 +96,55 @@ def default_workers() -> int:
 
 @dataclass(frozen=True)
 class Data:
-    """The labelled photos' features, and optionally their mirror images' (same rows, same order).
+    """The labelled photos' features, their augmented views' and their shifted views'.
 
+    views: view name -> (N, C), the features of every photo as seen by that view (same rows, same
+    order; catdog.data.views): extra training rows, and the mirror image for TTA.
+    shifted: shift name -> (photo indices (M,), features (M, C)): some photos as seen by that shift,
+    scored only while those photos are held out.
     train_mask: photos that may train a head (False for excluded suspects, which are still scored).
     """
 
     x: np.ndarray  # (N, C)
     y: np.ndarray  # (N,) 0 cat, 1 dog
-    x_mirror: np.ndarray | None = None  # (N, C) or None
+    views: dict = field(default_factory=dict)
     train_mask: np.ndarray | None = None  # (N,) bool or None (all)
+    shifted: dict = field(default_factory=dict)
 
-    def rows(self, idx: np.ndarray, mirror: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Training rows of photos `idx` (less any not allowed to train), with their mirrors if asked."""
+    def rows(self, idx: np.ndarray, views: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+        """Training rows of photos `idx` (less any not allowed to train): the photos, then each of
+        `views` of them."""
         if self.train_mask is not None:
             idx = idx[self.train_mask[idx]]
-        if mirror and self.x_mirror is not None:
-            return np.vstack([self.x[idx], self.x_mirror[idx]]), np.concatenate([self.y[idx], self.y[idx]])
-        return self.x[idx], self.y[idx]
+        xs = [self.x[idx], *(self.views[v][idx] for v in views)]
+        return np.vstack(xs), np.tile(self.y[idx], len(xs))
 
     def p_dog(self, head: Logistic, idx: np.ndarray, tta: bool = False, temperature: float = 1.0) -> np.ndarray:
         """P(dog) of photos `idx`; tta: the mean with their mirror images'."""
         p = head.p_dog(self.x[idx], temperature)
-        if tta and self.x_mirror is not None:
-            p = (p + head.p_dog(self.x_mirror[idx], temperature)) / 2
+        if tta and "mirror" in self.views:
+            p = (p + head.p_dog(self.views["mirror"][idx], temperature)) / 2
         return p
+
+    def shifted_p_dog(self, head: Logistic, idx: np.ndarray, temperature: float = 1.0) -> dict:
+        """shift -> (photos, P(dog)) of those of `idx` that have that shifted view."""
+        out = {}
+        for name, (photos, x) in self.shifted.items():
+            held = np.isin(photos, idx)
+            out[name] = (photos[held], head.p_dog(x[held], temperature))
+        return out
 
 
 @dataclass(frozen=True)
 class Options:
-    """What the selection may use: the L2 grid, mirrored training rows, TTA and a temperature."""
+    """What the selection may use: the L2 grid, augmented views as training rows, TTA, a
+    temperature, and whether l2 is chosen on the shifted views too."""
 
     l2_grid: tuple[float, ...] = L2_GRID
-    mirror: bool = False  # train on each photo and its mirror image
+    views: tuple[str, ...] = ()  # train on each photo and these views of it
     tta: bool = False  # score each photo as the mean with its mirror image
     temperature: bool = False  # fit a temperature on the CV predictions and apply it
+    robust: bool = False  # choose l2 by the mean of the clean and the shifted CV log loss
 
 
 def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -154,37 +169,49 @@ class Selection:
 
     l2: float
     temperature: float  # 1.0 unless Options.temperature
-    cv_log_loss: dict  # l2 -> pooled out-of-fold log loss (before any temperature)
+    cv_log_loss: dict  # l2 -> pooled out-of-fold log loss (before any temperature): what chose l2
     log_loss: float  # the chosen setting's out-of-fold log loss (after its temperature)
     oof_p_dog: np.ndarray  # out-of-fold P(dog) of `idx` at the chosen l2, before any temperature
     folds: list[tuple[np.ndarray, np.ndarray]]  # (train, score) indices into the full data
+    clean_log_loss: dict = field(default_factory=dict)  # l2 -> out-of-fold log loss of the photos as they are
+    shifted_log_loss: dict = field(default_factory=dict)  # l2 -> mean over shifts of their out-of-fold log loss
 
 
 def select(data: Data, idx: np.ndarray, options: Options, k: int, seed: int, workers: int = 1) -> Selection:
-    """Choose l2 (and the temperature) by K-fold CV on the photos `idx` alone."""
+    """Choose l2 (and the temperature) by K-fold CV on the photos `idx` alone: by the out-of-fold
+    log loss, or with `options.robust` by its mean with the shifted views' (held-out photos only)."""
     folds_of = stratified_folds(data.y[idx], k, seed)
     folds = [(idx[folds_of != f], idx[folds_of == f]) for f in range(k)]
     oof = {l2: np.zeros(len(idx)) for l2 in options.l2_grid}
+    shifted = {l2: {name: ([], []) for name in data.shifted} for l2 in options.l2_grid}
     position = {photo: i for i, photo in enumerate(idx)}
-    paths = _map(lambda fold: fit_path(*data.rows(fold[0], options.mirror), options.l2_grid), folds, workers)
+    paths = _map(lambda fold: fit_path(*data.rows(fold[0], options.views), options.l2_grid), folds, workers)
     for (_, va), path in zip(folds, paths):
         at = np.array([position[p] for p in va])
         for l2, head in path.items():
             oof[l2][at] = data.p_dog(head, va, options.tta)
+            for name, (photos, p) in data.shifted_p_dog(head, va).items():
+                shifted[l2][name][0].append(data.y[photos])
+                shifted[l2][name][1].append(p)
     y = data.y[idx]
-    scores = {l2: M.log_loss(y, p) for l2, p in oof.items()}
+    clean = {l2: M.log_loss(y, p) for l2, p in oof.items()}
+    shifted_loss = {
+        l2: float(np.mean([M.log_loss(np.concatenate(ys), np.concatenate(ps)) for ys, ps in by_shift.values() if len(np.concatenate(ys))]))
+        for l2, by_shift in shifted.items()
+    } if data.shifted else {}
+    scores = {l2: (clean[l2] + shifted_loss[l2]) / 2 for l2 in clean} if options.robust and shifted_loss else clean
     best = min(options.l2_grid, key=lambda l2: (scores[l2], -l2))  # a tie goes to the stronger penalty
-    temperature, loss = 1.0, scores[best]
+    temperature, loss = 1.0, clean[best]
     if options.temperature:
         probs = np.stack([1 - oof[best], oof[best]], 1)
         temperature = M.fit_temperature(probs, y)
         loss = M.log_loss(y, M.apply_temperature(probs, temperature))
-    return Selection(best, temperature, scores, loss, oof[best], folds)
+    return Selection(best, temperature, scores, loss, oof[best], folds, clean, shifted_loss)
 
 
 def fit(data: Data, idx: np.ndarray, options: Options, l2: float) -> Logistic:
-    """The head fitted on photos `idx` (and their mirrors where asked)."""
-    return fit_logistic(*data.rows(idx, options.mirror), l2)
+    """The head fitted on photos `idx` (and their views where asked)."""
+    return fit_logistic(*data.rows(idx, options.views), l2)
 
 
 @dataclass
@@ -195,6 +222,7 @@ class OuterFold:
     test: np.ndarray  # photos scored by that head
     selection: Selection  # its inner CV (selection.folds index only `train`)
     p_dog: np.ndarray | None = None  # the scores of `test`
+    shifted: dict = field(default_factory=dict)  # shift -> (photos of `test`, their P(dog) under that shift)
 
 
 @dataclass
@@ -227,7 +255,9 @@ def nested_cv(
         train, test = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
         selection = select(data, train, options, inner_k, seed + 1 + f)
         record = OuterFold(train, test, selection)
-        record.p_dog = data.p_dog(fit(data, train, options, selection.l2), test, options.tta, selection.temperature)
+        head = fit(data, train, options, selection.l2)
+        record.p_dog = data.p_dog(head, test, options.tta, selection.temperature)
+        record.shifted = data.shifted_p_dog(head, test, selection.temperature)
         if on_fold:
             on_fold()
         return record
@@ -237,6 +267,49 @@ def nested_cv(
     for record in records:
         p_dog[record.test] = record.p_dog
     return NestedCV(p_dog, folds, records)
+
+
+def group_folds(x: np.ndarray, y: np.ndarray, k: int = 5, seed: int = 0) -> np.ndarray:
+    """Fold number (0..k-1) of each photo made by clustering, not by chance: within each class,
+    k-means (k clusters) on the L2-normalised features, and fold f takes the f-th largest cluster
+    of every class. Each fold is a kind of photo (as the backbone sees it) that the other folds
+    hold little of: a held-out fold measures photos unlike the training ones, as another source is.
+    """
+    from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
+
+    x = np.asarray(x, np.float64)
+    folds = np.zeros(len(y), int)
+    for cls in np.unique(y):
+        idx = np.flatnonzero(y == cls)
+        unit = x[idx] / np.maximum(np.linalg.norm(x[idx], axis=1, keepdims=True), 1e-12)
+        with threadpool_limits(1):
+            clusters = KMeans(k, n_init=4, random_state=seed).fit_predict(unit)
+        by_size = np.argsort(-np.bincount(clusters, minlength=k), kind="stable")
+        folds[idx] = np.argsort(by_size)[clusters]
+    return folds
+
+
+def fold_predictions(data: Data, options: Options, folds: np.ndarray, l2: float, workers: int | None = None) -> np.ndarray:
+    """Each photo's P(dog) from a head fitted at `l2` on the other folds (one fit per fold)."""
+    def one(f: int) -> np.ndarray:
+        return data.p_dog(fit(data, np.flatnonzero(folds != f), options, l2), np.flatnonzero(folds == f), options.tta)
+
+    p_dog = np.zeros(len(data.y))
+    for f, p in zip(range(int(folds.max()) + 1), _map(one, list(range(int(folds.max()) + 1)), workers or default_workers())):
+        p_dog[folds == f] = p
+    return p_dog
+
+
+def shifted_scores(data: Data, nested: NestedCV) -> dict:
+    """shift -> (labels, P(dog)) of every photo with that shifted view, each scored by the nested
+    CV's head of the outer fold that held the photo out."""
+    out = {}
+    for name in data.shifted:
+        photos = np.concatenate([r.shifted[name][0] for r in nested.records])
+        p = np.concatenate([r.shifted[name][1] for r in nested.records])
+        out[name] = (data.y[photos], p)
+    return out
 
 
 def bootstrap_interval(values: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:

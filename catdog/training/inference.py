@@ -123,17 +123,21 @@ def predict_images(
     max_pixels: int = MAX_PIXELS,
     progress: bool = True,
     tta: bool = False,
+    view: str = "plain",
 ) -> Predictions:
     """Run the full model on photos; unusable files are reported and skipped.
 
     tta: test-time augmentation, the mean of the probabilities of each photo and its mirror image.
+    view: each photo as seen by that view of catdog.data.views (a shifted photo), not as it is.
     """
     kept, probs, pets, rejections = [], [], [], []
-    bar = tqdm(total=len(samples), unit="img", desc="predict", disable=not progress, dynamic_ncols=True)
+    desc = "predict" if view == "plain" else f"predict {view}"
+    bar = tqdm(total=len(samples), unit="img", desc=desc, disable=not progress, dynamic_ncols=True)
     size = input_size(model)
-    for batch in iter_batches(samples, batch_size=batch_size, size=size, max_pixels=max_pixels):
+    for batch in iter_batches(samples, batch_size=batch_size, size=size, max_pixels=max_pixels, view=view):
         for r in batch.rejections:
-            tqdm.write(r.line())
+            if view == "plain":  # a view's rejections are the plain photos', said once
+                tqdm.write(r.line())
         rejections.extend(batch.rejections)
         if batch.samples:
             out = predict_outputs(model, batch.images, tta)

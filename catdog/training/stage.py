@@ -18,7 +18,8 @@ def train_stage(features_path: Path, run_dir: Path, head_config, exclude: str | 
     """Train the head on FEATURES.h5 into RUN_DIR; its metrics. `exclude` (a suspects.csv or a
     plain list of names): leave those photos out of the cached features first (`catdog run`
     passes None, having left them out before extraction). `negatives`: features of photos with
-    neither cat nor dog (an h5 from `catdog features`), for the pet detector."""
+    neither cat nor dog (an h5 from `catdog features`), for the pet detector. The views' features
+    beside FEATURES.h5 (views/VIEW.h5) train the head (`head_config.views`) or measure it."""
     from catdog.features import load_features, without
     from catdog.training import train_run
 
@@ -29,7 +30,20 @@ def train_stage(features_path: Path, run_dir: Path, head_config, exclude: str | 
 
         feature_set, dropped = without(feature_set, read_exclude(exclude))
         print(f"excluded {dropped} photo(s) listed in {exclude}")
-    return train_run(feature_set, run_dir, head_config, str(features_path), negatives=negative_set)
+    return train_run(feature_set, run_dir, head_config, str(features_path), views=found_views(features_path), negatives=negative_set)
+
+
+def found_views(features_path: Path) -> dict:
+    """view -> FeatureSet of every finished view file beside FEATURES.h5 (catdog.features.view_path)."""
+    from catdog.data import SHIFTS, VIEWS
+    from catdog.features import load_features, view_path
+
+    views = {}
+    for view in [*SHIFTS, *(v for v in VIEWS if v not in SHIFTS)]:  # the shift table's order
+        path = view_path(features_path, view)
+        if path.is_file():
+            views[view] = load_features(path)
+    return views
 
 
 def train_lines(metrics: dict, run_dir: Path) -> list[str]:
@@ -71,13 +85,15 @@ def _verdicts(predictions, threshold: float) -> list[str]:
 
 def evaluate_stage(
     run_dir: str, data: str, batch_size: int, max_pixels: int, rejected_csv: Path | None, tta: bool = False,
-    json_path: str | None = None, negatives: str | None = None,
+    json_path: str | None = None, negatives: str | None = None, shifts: bool = False,
 ) -> list[str]:
     """Score RUN_DIR on labelled DATA (and write the scores to `json_path`); the table to print.
 
     Also the neither answer: the share of DATA's labelled photos it keeps (verdict cat or dog), and
     with `negatives` (a folder of photos with no cat or dog) the share of those it calls "neither".
-    Files rejected in `negatives` are listed in rejected_negatives.csv beside `rejected_csv`."""
+    Files rejected in `negatives` are listed in rejected_negatives.csv beside `rejected_csv`.
+    shifts: also score every photo under each shift of catdog.data.SHIFTS (close-up crop, mirror,
+    rotation, JPEG 20, colour, low resolution, grayscale): a row each, and their mean."""
     import numpy as np
 
     from catdog.training import evaluate
@@ -106,11 +122,40 @@ def evaluate_stage(
             f"{'':>{len(prefix)}}rejects {pet['reject']:.2%} of the {pet['n_negatives']} photos with neither in {negatives} "
             f"({pet['n_negatives'] - pet['n_rejected']} called cat or dog)"
         )
+    extra = {}
+    if shifts:
+        extra["shifts"] = shift_rows(run, predictions, batch_size, max_pixels, tta)
+        lines.extend(shift_lines(result, extra["shifts"]))
     if json_path:
         from catdog.atomic import write_text
 
-        write_text(json_path, json.dumps({**result, "pet": pet, "run_dir": run_dir, "data": data}, indent=2))
+        write_text(json_path, json.dumps({**result, "pet": pet, **extra, "run_dir": run_dir, "data": data}, indent=2))
         lines.append(f"written {json_path}")
+    return lines
+
+
+def shift_rows(run, predictions, batch_size: int, max_pixels: int, tta: bool) -> list[dict]:
+    """Log loss and accuracy of the labelled photos of `predictions` under each shift (the full
+    model on each changed photo)."""
+    from catdog.data import SHIFTS, VIEWS
+    from catdog.training import evaluate, predict_images
+
+    labelled = [s for s in predictions.samples if s.label is not None]
+    rows = []
+    for shift in SHIFTS:
+        shifted = predict_images(run.model, labelled, batch_size=batch_size, max_pixels=max_pixels, tta=tta, view=shift)
+        scores = evaluate(shifted)
+        rows.append({"name": shift, "what": VIEWS[shift][0], "n": scores["n"], "log_loss": scores["log_loss"], "accuracy": scores["accuracy"]})
+    return rows
+
+
+def shift_lines(clean: dict, rows: list[dict]) -> list[str]:
+    """The shift table `catdog evaluate --shifts` prints: the photos as they are, each shift, the mean."""
+    import numpy as np
+
+    lines = [f"{'shift':>10} {'log loss':>10} {'accuracy':>10}  what", f"{'none':>10} {clean['log_loss']:>10.4f} {clean['accuracy']:>10.2%}  the photos as they are"]
+    lines += [f"{r['name']:>10} {r['log_loss']:>10.4f} {r['accuracy']:>10.2%}  {r['what']}" for r in rows]
+    lines.append(f"{'mean':>10} {np.mean([r['log_loss'] for r in rows]):>10.4f} {np.mean([r['accuracy'] for r in rows]):>10.2%}  of the {len(rows)} shifts")
     return lines
 
 

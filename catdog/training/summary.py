@@ -25,10 +25,26 @@ def metrics_lines(metrics: dict) -> list[str]:
     cal = metrics["calibration"]
     lines = [
         f"head: l2 {head['l2']:g} chosen by {head['folds']}-fold CV on the {metrics['n_train']} training photos "
-        f"({grid}); fitted on all {metrics['n_train']}" + (" and their mirror images" if head.get("mirror") else ""),
+        f"({grid}); fitted on all {metrics['n_train']}" + (f" and their views {', '.join(head['views'])}" if head.get("views") else ""),
         f"  CV temperature {cal.get('folded_into_head', cal['temperature']):.3f}"
         + (" (folded into the head)" if "folded_into_head" in cal else " (`--calibrated` applies it)"),
         f"  nested-CV confusion (rows true, cols predicted): cat {tn:4d} {fp:4d} | dog {fn:4d} {tp:4d}",
         estimate_line(metrics),
+        *robustness_lines(metrics),
     ]
+    return lines
+
+
+def robustness_lines(metrics: dict) -> list[str]:
+    """The shift table: held-out log loss and accuracy of the photos as they are, under each
+    shift and under group-held-out folds (metrics.json's "robustness"); none for older runs."""
+    block = metrics.get("robustness") or {}
+    rows = block.get("rows") or []
+    if not rows:
+        return []
+    lines = [f"  {'held-out photos':<16}{'photos':>7}{'log loss':>10}{'accuracy':>10}  what"]
+    for r in rows:
+        lines.append(f"  {r['name']:<16}{r['n']:>7d}{r['log_loss']:>10.4f}{r['accuracy']:>10.2%}  {r['what']}")
+    if block.get("mean_shifted") is not None:
+        lines.append(f"  {'mean shifted':<16}{'':>7}{block['mean_shifted']:>10.4f}{'':>10}  the mean of the shifts' mean and the group folds")
     return lines

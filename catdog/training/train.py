@@ -48,7 +48,8 @@ PARITY_FRACTION = 0.2  # share of the training photos named for parity (400 of t
 class HeadConfig:
     l2_grid: tuple[float, ...] = CV.L2_GRID  # L2 strengths CV chooses from (one value: no choice)
     folds: int = 5  # K: the selection's CV folds, and the nested estimate's outer and inner folds
-    mirror: bool = False  # also train on each photo's mirror image (needs its mirrored features)
+    views: tuple[str, ...] = ()  # also train on these views of each photo (catdog.data.views; needs their features)
+    robust: bool = True  # choose l2 by the clean and the shifted CV log loss together (where shifted views are given)
     temperature: bool = False  # fold a temperature, fitted on the CV predictions, into the head
     dropout: float = 0.5  # the full model's dropout layer: only `catdog finetune` trains through it
     bootstrap: int = 2000  # resamples of photos for the 95 % interval
@@ -56,7 +57,7 @@ class HeadConfig:
 
     @property
     def options(self) -> CV.Options:
-        return CV.Options(l2_grid=tuple(self.l2_grid), mirror=self.mirror, temperature=self.temperature)
+        return CV.Options(l2_grid=tuple(self.l2_grid), views=tuple(self.views), temperature=self.temperature, robust=self.robust)
 
 
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -174,23 +175,38 @@ def _labelled(feature_set: FeatureSet, report: bool = True) -> np.ndarray:
     return np.flatnonzero(labelled)
 
 
-def _data(feature_set: FeatureSet, rows: np.ndarray, mirrored: FeatureSet | None, config: HeadConfig) -> CV.Data:
-    x_mirror = None
-    if config.mirror:
-        if mirrored is None:
-            raise CatdogError("mirrored training needs the mirrored features; extract them with `catdog features --mirror`")
-        if mirrored.names != feature_set.names:
-            raise CatdogError("the mirrored feature file holds other photos than the features; extract both from the same DATA")
-        x_mirror = mirrored.features[rows]
-    return CV.Data(feature_set.features[rows], feature_set.labels[rows], x_mirror)
+def _data(feature_set: FeatureSet, rows: np.ndarray, views: dict[str, FeatureSet] | None, config: HeadConfig) -> CV.Data:
+    """The training data of photos `rows`: with each view file's features, as training rows (the
+    views `config.views` names, which must hold every photo) or as shifted photos to score."""
+    views = views or {}
+    at = {name: i for i, name in enumerate(feature_set.names[r] for r in rows)}
+    train_views, shifted = {}, {}
+    for view in config.views:
+        if view not in views:
+            raise CatdogError(f"training on view {view!r} needs its features; extract them with `catdog features DATA --view {view}`")
+    for view, held in views.items():
+        where = np.array([at.get(n, -1) for n in held.names])
+        if (held.backbone, held.attrs.get("image_size")) != (feature_set.backbone, feature_set.attrs.get("image_size")):
+            raise CatdogError(f"the {view} view's features are {held.backbone} at {held.attrs.get('image_size')}px, not the photos' "
+                              f"{feature_set.backbone} at {feature_set.attrs.get('image_size')}px; extract them again")
+        keep = where >= 0  # photos left out of training (excluded, unlabelled) are neither trained on nor scored
+        if view in config.views:
+            if len(set(where[keep])) != len(rows):
+                raise CatdogError(f"the {view} view's features lack {len(rows) - len(set(where[keep]))} of the photos; "
+                                  f"extract them again from the same DATA (`catdog features DATA --view {view}`)")
+            x = np.empty((len(rows), held.features.shape[1]), held.features.dtype)
+            x[where[keep]] = held.features[keep]
+            train_views[view] = x
+        shifted[view] = (where[keep], held.features[keep])
+    return CV.Data(feature_set.features[rows], feature_set.labels[rows], train_views, shifted=shifted)
 
 
 def train_head(
-    feature_set: FeatureSet, config: HeadConfig = HeadConfig(), mirrored: FeatureSet | None = None, progress: bool = True
+    feature_set: FeatureSet, config: HeadConfig = HeadConfig(), views: dict[str, FeatureSet] | None = None, progress: bool = True
 ) -> TrainResult:
     """Choose the settings by K-fold CV on every labelled photo, then fit the head on all of them."""
     rows = _labelled(feature_set)
-    data = _data(feature_set, rows, mirrored, config)
+    data = _data(feature_set, rows, views, config)
     everyone = np.arange(len(rows))
     selection = CV.select(data, everyone, config.options, config.folds, config.seed, workers=CV.default_workers())
     logistic = CV.fit(data, everyone, config.options, selection.l2)
@@ -200,18 +216,45 @@ def train_head(
 
 
 def nested_estimate(
-    feature_set: FeatureSet, config: HeadConfig = HeadConfig(), mirrored: FeatureSet | None = None, progress: bool = True
-) -> tuple[dict, CV.NestedCV, np.ndarray]:
-    """The nested-CV estimate of `train_head`'s log loss on unseen photos: (summary, folds, rows)."""
+    feature_set: FeatureSet, config: HeadConfig = HeadConfig(), views: dict[str, FeatureSet] | None = None, progress: bool = True
+) -> tuple[dict, CV.NestedCV, np.ndarray, CV.Data]:
+    """The nested-CV estimate of `train_head`'s log loss on unseen photos: (summary, folds, rows, data)."""
     rows = _labelled(feature_set, report=False)
-    data = _data(feature_set, rows, mirrored, config)
+    data = _data(feature_set, rows, views, config)
     with tqdm(total=config.folds, desc="nested cv", unit="fold", disable=not progress) as bar:
         result = CV.nested_cv(data, config.options, config.folds, config.folds, config.seed, on_fold=lambda: bar.update(1))
     summary = CV.estimate(data.y, result.p_dog, result.folds, config.bootstrap, config.seed)
     summary["chosen_l2"] = [r.selection.l2 for r in result.records]
     if config.temperature:
         summary["chosen_temperature"] = [r.selection.temperature for r in result.records]
-    return summary, result, rows
+    return summary, result, rows, data
+
+
+def robustness(data: CV.Data, nested: CV.NestedCV, config: HeadConfig, l2: float) -> dict:
+    """metrics.json's "robustness": log loss and accuracy of held-out photos as they are (the nested
+    CV), under each shifted view (the same heads: each photo scored by the outer fold's head that
+    held it out) and under group-held-out folds (k-means clusters of each class, at the chosen l2)."""
+    from catdog.data import VIEWS
+
+    rows = [{"name": "clean", "kind": "clean", "what": "the photos as they are", **M.summary(data.y, nested.p_dog)}]
+    for name, (labels, p) in CV.shifted_scores(data, nested).items():
+        if len(labels):
+            rows.append({"name": name, "kind": "shift", "what": VIEWS[name][0], **M.summary(labels, p)})
+    groups = CV.group_folds(data.x, data.y, config.folds, config.seed)
+    p_groups = CV.fold_predictions(data, config.options, groups, l2)
+    rows.append({"name": "groups", "kind": "group", "what": f"{config.folds} group-held-out folds (k-means clusters of each class)",
+                 **M.summary(data.y, p_groups)})
+    keep = ("name", "kind", "what", "n", "log_loss", "accuracy")
+    rows = [{k: r[k] for k in keep} for r in rows]
+    shifts = [r["log_loss"] for r in rows if r["kind"] == "shift"]
+    return {
+        "method": f"held-out photos only: the nested CV's {config.folds} outer folds score each photo as it is and each "
+        f"shifted view of it (views of a seeded subset); group folds: {config.folds} k-means clusters per class held out "
+        f"in turn, head at the chosen l2",
+        "rows": rows,
+        # the issue's figure: the mean of the shifted folds' mean and the group-held-out folds'
+        "mean_shifted": float((np.mean(shifts) + rows[-1]["log_loss"]) / 2) if shifts else float(rows[-1]["log_loss"]),
+    }
 
 
 def train_pet(feature_set: FeatureSet, rows: np.ndarray, negatives: FeatureSet | None, seed: int) -> PetFit:
@@ -306,18 +349,20 @@ def train_run(
     run_dir: str | os.PathLike,
     config: HeadConfig = HeadConfig(),
     features_path: str | None = None,
-    mirrored: FeatureSet | None = None,
+    views: dict[str, FeatureSet] | None = None,
     progress: bool = True,
     negatives: FeatureSet | None = None,
 ) -> dict:
     """Choose the settings by CV, fit the head on every photo, estimate it by nested CV, fit the
     pet detector (with `negatives`: features of photos with neither cat nor dog), assemble the
-    full model, and write the RUN_DIR; returns metrics.json."""
+    full model, and write the RUN_DIR; returns metrics.json. views: view name -> the features of
+    the photos as seen by it (catdog.data.views): `config.views` train, every one is scored."""
     start = time.perf_counter()
     run_dir = Path(run_dir)
     weights = backbone_weights(feature_set)
-    result = train_head(feature_set, config, mirrored, progress)
-    estimate, nested, rows = nested_estimate(feature_set, config, mirrored, progress)
+    result = train_head(feature_set, config, views, progress)
+    estimate, nested, rows, data = nested_estimate(feature_set, config, views, progress)
+    robust = robustness(data, nested, config, result.selection.l2)
     names = [feature_set.names[i] for i in rows]
     labels = feature_set.labels[rows]
     p_train = result.logistic.p_dog(feature_set.features[rows])
@@ -362,7 +407,8 @@ def train_run(
             "l2": result.selection.l2,
             "l2_grid": list(config.l2_grid),
             "folds": config.folds,
-            "mirror": config.mirror,
+            "views": list(config.views),
+            "robust": bool(config.robust and data.shifted),
             "temperature": config.temperature,
             "dropout": config.dropout,
         },
@@ -380,8 +426,11 @@ def train_run(
             **estimate,
         },
         "selection": {
-            "method": f"{config.folds}-fold CV on every training photo",
+            "method": f"{config.folds}-fold CV on every training photo"
+            + (", by the mean of the clean and the shifted out-of-fold log loss" if config.robust and data.shifted else ""),
             "cv_log_loss": {f"{k:g}": v for k, v in sorted(result.selection.cv_log_loss.items())},
+            "clean_log_loss": {f"{k:g}": v for k, v in sorted(result.selection.clean_log_loss.items())},
+            "shifted_log_loss": {f"{k:g}": v for k, v in sorted(result.selection.shifted_log_loss.items())},
             "l2": result.selection.l2,
             "log_loss": result.selection.log_loss,
         },
@@ -394,6 +443,7 @@ def train_run(
         },
         PET_THRESHOLD: pet.threshold,
         "calibration": calibration,
+        "robustness": robust,
         "model_sha256": sha256_file(run_dir / RunDir.MODEL),
         "catdog_version": __version__,
         "keras_version": keras.__version__,

@@ -1,0 +1,167 @@
+"""Which default holds up on photos unlike the training ones: `python -m bench.robust`.
+
+Every row is `catdog run`'s training procedure (L2 logistic head; l2 chosen by 5-fold CV inside
+each of 5 outer folds) on one candidate: backbones, input size, the augmented views the head
+trains on, and how l2 is chosen (clean CV alone, or with the shifted views: `robust`). Columns:
+
+* clean: nested-CV log loss of the photos as they are;
+* one column per shift (catdog.data.SHIFTS) on the same seeded 600 photos: each shifted photo
+  scored by the head of the outer fold that held the photo out;
+* groups: nested CV whose outer folds are k-means clusters of each class (catdog.training.cv.
+  group_folds), so a whole kind of photo is unseen in training. The clusters are the same for
+  every candidate (a candidate's own feature space makes its own folds hardest: measured, the
+  README): the mean over folds clustered on V1 + V2 288 features and on V2 288 features;
+* mean shifted: the mean of (the shifts' mean) and groups, the figure the default is chosen by
+  (with clean), and "vs V2" its difference to MobileNetV2 alone at 288.
+
+Features come from bench.choices' cache (--features-dir, extracted on first use; the views of
+every photo for mirror, closeup and colour, of the 600 photos for the other shifts). Prints a
+table and writes bench/results/robust.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+SHARED = Path(os.environ.get("CATDOG_SHARED", REPO.parent / "shared"))
+
+from bench.__main__ import save, table  # noqa: E402
+from bench.choices import feature_file  # noqa: E402
+
+SHIFT_PHOTOS = 600
+FULL_VIEWS = ("mirror", "closeup", "colour")  # extracted for every photo: they can train the head
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    backbones: tuple[str, ...]
+    size: int = 288
+    views: tuple[str, ...] = ()
+    robust: bool = True
+
+
+V2 = Candidate("V2, 288, photos only, l2 by clean CV", ("mobilenet_v2",), robust=False)
+FUSED = ("mobilenet", "mobilenet_v2")
+CANDIDATES = [  # noqa: E501
+    V2,
+    Candidate("V2, 288, + mirror, closeup", ("mobilenet_v2",), views=("mirror", "closeup")),
+    Candidate("V1 + V2, 288, photos only, l2 by clean CV (previous default)", FUSED, robust=False),
+    Candidate("V1 + V2, 288, photos only", FUSED),
+    Candidate("V1 + V2, 288, + mirror", FUSED, views=("mirror",)),
+    Candidate("V1 + V2, 288, + closeup", FUSED, views=("closeup",)),
+    Candidate("V1 + V2, 288, + mirror, closeup", FUSED, views=("mirror", "closeup")),
+    Candidate("V1 + V2, 288, + mirror, closeup, colour", FUSED, views=("mirror", "closeup", "colour")),
+    Candidate("V1 + V2, 224, + mirror, closeup", FUSED, 224, ("mirror", "closeup")),
+    Candidate("V2, 224, + mirror, closeup", ("mobilenet_v2",), 224, ("mirror", "closeup")),
+]
+
+
+def candidate_data(c: Candidate, features_dir: Path, data: Path):
+    """catdog.training.cv.Data of one candidate: the photos, its training views, and every shift
+    on the same SHIFT_PHOTOS photos."""
+    import numpy as np
+
+    from catdog.data import SHIFTS
+    from catdog.training.cv import Data
+
+    def stacked(view: str):
+        subset = None if view in ("plain", *FULL_VIEWS) else SHIFT_PHOTOS
+        parts = [feature_file(features_dir, data, b, c.size, view, subset) for b in c.backbones]
+        assert all(p.names == parts[0].names for p in parts), "feature files hold different photos"
+        return parts[0].names, np.hstack([p.features for p in parts])
+
+    names, x = stacked("plain")
+    labels = feature_file(features_dir, data, c.backbones[0], c.size).labels
+    row = {n: i for i, n in enumerate(names)}
+    subset_names, _ = stacked("rotate")  # the SHIFT_PHOTOS photos
+    subset = np.array([row[n] for n in subset_names])
+    views, shifted = {}, {}
+    for view in SHIFTS:
+        view_names, xv = stacked(view)
+        at = np.array([row[n] for n in view_names])
+        if view in c.views:
+            views[view] = xv[np.argsort(at)]
+        keep = np.isin(at, subset)
+        shifted[view] = (at[keep], xv[keep])
+    return Data(x, labels, views, shifted=shifted)
+
+
+def main() -> int:
+    import numpy as np
+
+    from catdog.training import metrics as M
+    from catdog.training.cv import Options, bootstrap_interval, group_folds, nested_cv, per_photo_log_loss, shifted_scores
+
+    parser = argparse.ArgumentParser(prog="python -m bench.robust", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=SHARED / "data" / "dogs-vs-cats" / "train")
+    parser.add_argument("--features-dir", type=Path, default=REPO / "runs" / "study")
+    parser.add_argument("--only", help="run only the candidates whose name contains this text (and the V2 reference)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    args.features_dir.mkdir(parents=True, exist_ok=True)
+    rows, per_photo = [], {}
+    fold_sets = {
+        space: group_folds(candidate_data(Candidate(space, backbones), args.features_dir, args.data).x,
+                           candidate_data(Candidate(space, backbones), args.features_dir, args.data).y, 5, args.seed)
+        for space, backbones in (("V1 + V2", FUSED), ("V2", ("mobilenet_v2",)))
+    }
+    for c in [c for c in CANDIDATES if not args.only or args.only in c.name or c is V2]:
+        start = time.perf_counter()
+        data = candidate_data(c, args.features_dir, args.data)
+        options = Options(views=c.views, robust=c.robust)
+        clean = nested_cv(data, options, k=5, inner_k=5, seed=args.seed)
+        groups = {space: nested_cv(data, options, k=5, inner_k=5, seed=args.seed, folds=folds) for space, folds in fold_sets.items()}
+        row = {"candidate": c.name, "backbones": list(c.backbones), "size": c.size, "views": list(c.views), "robust": c.robust,
+               "clean": M.log_loss(data.y, clean.p_dog), "accuracy": M.summary(data.y, clean.p_dog)["accuracy"]}
+        shifted_losses = []
+        for name, (y, p) in shifted_scores(data, clean).items():
+            row[name] = M.log_loss(y, p)
+            shifted_losses.append(per_photo_log_loss(y, p))
+        for space, result in groups.items():
+            row[f"groups {space}"] = M.log_loss(data.y, result.p_dog)
+        row["groups"] = float(np.mean([row[f"groups {space}"] for space in groups]))
+        row["shifts"] = float(np.mean([row[k] for k in data.shifted]))
+        row["mean_shifted"] = (row["shifts"] + row["groups"]) / 2
+        row["chosen_l2"] = [r.selection.l2 for r in clean.records]
+        row["seconds"] = round(time.perf_counter() - start, 1)
+        # one number per photo for the paired interval: its mean loss over the shifts it has (subset) and groups
+        group_losses = np.mean([per_photo_log_loss(data.y, r.p_dog) for r in groups.values()], 0)
+        per_photo[c.name] = (np.mean(shifted_losses, 0), group_losses, per_photo_log_loss(data.y, clean.p_dog))
+        rows.append(row)
+        print(f"{c.name}: clean {row['clean']:.4f}, groups {row['groups']:.4f}, mean shifted {row['mean_shifted']:.4f} "
+              f"({row['seconds']:.0f} s)", flush=True)
+    base = per_photo[V2.name]
+    for r in rows:
+        mine = per_photo[r["candidate"]]
+        r["vs_v2"] = r["mean_shifted"] - next(x["mean_shifted"] for x in rows if x["candidate"] == V2.name)
+        r["vs_v2_clean"] = float((mine[2] - base[2]).mean())
+        r["vs_v2_clean_95"] = list(bootstrap_interval(mine[2] - base[2], seed=args.seed)) if r["candidate"] != V2.name else [0.0, 0.0]
+        r["vs_v2_groups_95"] = list(bootstrap_interval(mine[1] - base[1], seed=args.seed)) if r["candidate"] != V2.name else [0.0, 0.0]
+    from catdog.data import SHIFTS
+
+    table(rows, [("candidate", "candidate", "<58"), ("clean", "clean", ".4f"), ("accuracy", "acc", ".2%"),
+                 *((s, s, ".4f") for s in SHIFTS), ("shifts", "shifts", ".4f"), ("groups V1 + V2", "groups V1+V2", ".4f"),
+                 ("groups V2", "groups V2", ".4f"), ("mean_shifted", "mean shifted", ".4f"),
+                 ("vs_v2", "vs V2", "+.4f")])
+    save("robust", rows, {
+        "photos": str(args.data), "shift_photos": SHIFT_PHOTOS, "seed": args.seed,
+        "procedure": "nested CV: 5 outer folds, l2 chosen by 5-fold CV inside each (robust: by the mean of the clean and the "
+        "shifted out-of-fold log loss); shifts scored on the held-out photos of each outer fold; groups: outer folds = "
+        "k-means clusters of each class (catdog.training.cv.group_folds)",
+        "reference": V2.name,
+    })
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
