@@ -11,8 +11,10 @@ trains on, and how l2 is chosen (clean CV alone, or with the shifted views: `rob
   group_folds), so a whole kind of photo is unseen in training. The clusters are the same for
   every candidate (a candidate's own feature space makes its own folds hardest: measured, the
   README): the mean over folds clustered on V1 + V2 288 features and on V2 288 features;
-* mean shifted: the mean of (the shifts' mean) and groups, the figure the default is chosen by
-  (with clean), and "vs V2" its difference to MobileNetV2 alone at 288.
+* mean shifted: the mean of (the shifts' mean) and groups, and "vs V2" its difference to
+  MobileNetV2 alone at 288 (the issue asks the default to be at least as good);
+* score: the mean of clean and mean shifted, the figure the default is chosen by (clean and
+  shifted folds together).
 
 Features come from bench.choices' cache (--features-dir, extracted on first use; the views of
 every photo for mirror, closeup and colour, of the 600 photos for the other shifts). Prints a
@@ -132,6 +134,7 @@ def main() -> int:
         row["groups"] = float(np.mean([row[f"groups {space}"] for space in groups]))
         row["shifts"] = float(np.mean([row[k] for k in data.shifted]))
         row["mean_shifted"] = (row["shifts"] + row["groups"]) / 2
+        row["score"] = (row["clean"] + row["mean_shifted"]) / 2  # what the default is chosen by: clean and shifted together
         row["chosen_l2"] = [r.selection.l2 for r in clean.records]
         row["seconds"] = round(time.perf_counter() - start, 1)
         # one number per photo for the paired interval: its mean loss over the shifts it has (subset) and groups
@@ -152,7 +155,7 @@ def main() -> int:
     table(rows, [("candidate", "candidate", "<58"), ("clean", "clean", ".4f"), ("accuracy", "acc", ".2%"),
                  *((s, s, ".4f") for s in SHIFTS), ("shifts", "shifts", ".4f"), ("groups V1 + V2", "groups V1+V2", ".4f"),
                  ("groups V2", "groups V2", ".4f"), ("mean_shifted", "mean shifted", ".4f"),
-                 ("vs_v2", "vs V2", "+.4f")])
+                 ("vs_v2", "vs V2", "+.4f"), ("score", "score", ".4f")])
     save("robust", rows, {
         "photos": str(args.data), "shift_photos": SHIFT_PHOTOS, "seed": args.seed,
         "procedure": "nested CV: 5 outer folds, l2 chosen by 5-fold CV inside each (robust: by the mean of the clean and the "

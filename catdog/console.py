@@ -156,6 +156,26 @@ def _is_fd2(stream) -> bool:
         return False
 
 
+_real_fd2: int | None = None  # the terminal's fd 2 while `filtered_fd2` holds fd 2
+
+
+@contextmanager
+def unfiltered_fd2() -> Iterator[None]:
+    """Inside, fd 2 is the terminal again (where `filtered_fd2` is active): for starting a helper
+    process that outlives the command and writes nothing, such as multiprocessing's resource
+    tracker, which would otherwise hold the filter's pipe open and delay the command's exit."""
+    if _real_fd2 is None:
+        yield
+        return
+    pipe = os.dup(2)
+    os.dup2(_real_fd2, 2)
+    try:
+        yield
+    finally:
+        os.dup2(pipe, 2)
+        os.close(pipe)
+
+
 @contextmanager
 def filtered_fd2(drop) -> Iterator[None]:
     """While inside, lines written to fd 2 by native code reach the real fd 2 only if not drop(line).
@@ -167,7 +187,9 @@ def filtered_fd2(drop) -> Iterator[None]:
     python_stderr = sys.stderr
     if _is_fd2(python_stderr):
         sys.stderr = _terminal_stderr()  # a copy of fd 2 taken before fd 2 becomes the pipe
+    global _real_fd2
     target = os.dup(2)
+    _real_fd2 = target
     read_end, write_end = os.pipe()
     os.dup2(write_end, 2)
     os.close(write_end)
@@ -192,6 +214,7 @@ def filtered_fd2(drop) -> Iterator[None]:
     finally:
         sys.stderr.flush()
         sys.stderr = python_stderr
+        _real_fd2 = None
         os.dup2(target, 2)  # closes the pipe's last write end: the thread reads to its end
         thread.join(timeout=5)
         os.close(read_end)

@@ -28,7 +28,7 @@ from catdog.atomic import write_text
 from catdog.errors import CatdogError
 from catdog.export.contract import CAM, INPUT_NAME, PROBABILITIES, raw_image_input, sha256_path, size_bytes, tensor_outputs
 from catdog.features import input_size
-from catdog.export.sensitivity import SENSITIVITY_PHOTOS, Unit, analyse, kept_units, plot, weighted_units
+from catdog.export.sensitivity import SENSITIVITY_PHOTOS, Unit, analyse, coreml_fp16_analysis, kept_units, plot, weighted_units
 from catdog.training import calibrated_model
 
 from catdog.export.formats import FORMATS, PRECISIONS, TABLE, ExportOptions  # noqa: E402  (the one format table)
@@ -141,26 +141,35 @@ def export_run(
     model = calibrated_model(run.model, temperature) if calibrated else run.model
     metadata = {"keras_model_sha256": model_sha, "backbone": backbone, "temperature": temperature}
     exported: dict[str, dict] = {}  # artefacts made before the loop below (Core ML fp32, for the analysis)
-    # Core ML's conversions are single-threaded Python: on a second core they run beside the
-    # TFLite and ONNX work (about 55 s of the fused model's export)
-    side = CoremlProcess(run.path, temperature, backbone, metadata) if "coreml" in formats and (os.cpu_count() or 1) > 1 else None
+    # Core ML's conversions and the fp32 ONNX export are single-threaded Python: on the second core
+    # they run beside the TFLite analysis and exports (about 70 s of the fused model's export here)
+    side = SideProcess(run.path, temperature, backbone, metadata) if {"coreml", "onnx"} & set(formats) and (os.cpu_count() or 1) > 1 else None
     folder = out_dir if "fp32" in precisions else Path(tempfile.mkdtemp(prefix="catdog-coreml-"))
     if folder != out_dir:
         atexit.register(shutil.rmtree, folder, True)
-    fp32_job = side.submit("fp32", folder, []) if side and (mixed and keep_float is None and "fp16" in precisions or "fp32" in precisions) else None
+    coreml_analysed = "coreml" in formats and mixed and keep_float is None and "fp16" in precisions
+    fp32_job = side.coreml("fp32", folder, []) if side and "coreml" in formats and (coreml_analysed or "fp32" in precisions) else None
+    if side and "onnx" in formats:
+        from catdog.export import converted
 
-    def coreml_fp32() -> Path:
-        """The fp32 .mlpackage Core ML's own fp16 analysis emulates: the real artefact when it is
-        to be exported anyway, else a temporary one."""
-        entry = fp32_job.result() if fp32_job else export(model, "coreml", "fp32", folder, backbone, calibration, metadata)
-        if folder == out_dir:
-            exported[entry["file"]] = entry
-        return folder / entry["file"]
+        converted.promise("onnx_fp32", (converted.model_key(cam_model(model)),), side.onnx_fp32())
+
+    def coreml_fp16(units, images, progress):
+        """Core ML's own fp16 analysis, emulated from the fp32 .mlpackage (the real artefact when it
+        is to be exported anyway, else a temporary one); a function returning its result."""
+        package = folder / artefact_name(backbone, "coreml", "fp32")
+        if side:
+            return side.coreml_analysis(package, units, images).result  # queued behind the fp32 package
+        if fp32_job is None:
+            exported_fp32 = export(model, "coreml", "fp32", folder, backbone, calibration, metadata)
+            if folder == out_dir:
+                exported[exported_fp32["file"]] = exported_fp32
+        return lambda: coreml_fp16_analysis(package, units, images, progress)
 
     keep = mixed_precision_plan(
         model, model_sha, precisions, calibration=calibration, samples=calibration_samples, art_dir=out_dir,
         cache_dir=run.path / "cache", mixed=mixed, keep_float=keep_float, progress=progress,
-        coreml_fp32=coreml_fp32 if "coreml" in formats else None,
+        coreml_fp16=coreml_fp16 if coreml_analysed else None,
     )
     jobs = [(f, p, out_dir) for f in formats for p in precisions]
     # the measured choice is compared with rounding every layer; a hand-picked --keep-float is not
@@ -189,13 +198,13 @@ def export_run(
     }
     done = _complete_artefacts(out_dir, manifest)
     files = [("uniform/" if folder != out_dir else "") + artefact_name(backbone, fmt, precision) for fmt, precision, folder in jobs]
-    if fp32_job and fp32_job.done() and folder == out_dir:
-        exported.setdefault(artefact_name(backbone, "coreml", "fp32"), fp32_job.result())
     pending = {}  # file -> Core ML job running beside this loop
     if side:
         for (fmt, precision, folder), file in zip(jobs, files):
-            if fmt == "coreml" and file not in done and file not in exported:
-                pending[file] = side.submit(precision, folder, _kept(keep, fmt, precision)) if not (precision == "fp32" and fp32_job) else fp32_job
+            if fmt == "coreml" and precision == "fp32" and fp32_job and folder == out_dir:
+                pending[file] = fp32_job  # written for the analysis: this entry, not an earlier run's
+            elif fmt == "coreml" and file not in done:
+                pending[file] = side.coreml(precision, folder, _kept(keep, fmt, precision))
     entries: dict[str, dict] = {}
 
     def finished(file: str, entry: dict) -> None:
@@ -224,26 +233,43 @@ def export_run(
     return manifest
 
 
-class CoremlProcess:
-    """Core ML exports of one RUN_DIR's model in a second process (spawned: TensorFlow does not
-    survive a fork), which loads the model itself; `submit` returns a future of `export`'s entry."""
+class SideProcess:
+    """Export work on one RUN_DIR's model in a second process (spawned: TensorFlow does not survive
+    a fork), which loads the model itself; each call queues a job and returns its future. One
+    worker: the jobs run in the order they are queued."""
 
     def __init__(self, run_path: Path, temperature: float, backbone: str, metadata: dict):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import resource_tracker
 
+        from catdog.console import unfiltered_fd2
+
+        with unfiltered_fd2():  # the tracker outlives this command: it must not hold the stderr filter's pipe
+            resource_tracker.ensure_running()
         self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-        self._args = (str(run_path), temperature, backbone, metadata)
+        self._model = (str(run_path), temperature)
+        self._backbone, self._metadata = backbone, metadata
 
-    def submit(self, precision: str, folder: Path, keep: list[Unit]):
-        return self._pool.submit(_coreml_export, *self._args, precision, str(folder), list(keep))
+    def coreml(self, precision: str, folder: Path, keep: list[Unit]):
+        """The Core ML artefact at `precision` (`export`'s manifest entry)."""
+        return self._pool.submit(_side_coreml, self._model, self._backbone, self._metadata, precision, str(folder), list(keep))
+
+    def coreml_analysis(self, package: Path, units: list[Unit], images: np.ndarray):
+        """`coreml_fp16_analysis` of the fp32 package (queue it behind that package's job), on one
+        thread: the other core runs this process's TFLite analysis."""
+        return self._pool.submit(coreml_fp16_analysis, package, list(units), images, None, 1)
+
+    def onnx_fp32(self):
+        """The CAM model's fp32 ONNX bytes (`catdog.export.onnx.fp32_onnx`)."""
+        return self._pool.submit(_side_onnx_fp32, self._model)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _coreml_export(run_path: str, temperature: float, backbone: str, metadata: dict, precision: str, folder: str, keep) -> dict:
-    """`export` of the Core ML artefact at `precision`, in the side process (its model loaded once)."""
+def _side_model(run_path: str, temperature: float):
+    """The run's full model in the side process, loaded once."""
     global _SIDE_MODEL
     if _SIDE_MODEL is None:
         import logging
@@ -259,7 +285,17 @@ def _coreml_export(run_path: str, temperature: float, backbone: str, metadata: d
             logging.getLogger(name).setLevel(logging.ERROR)
         loaded = load_run(run_path).model
         _SIDE_MODEL = calibrated_model(loaded, temperature) if temperature != 1.0 else loaded
-    return export(_SIDE_MODEL, "coreml", precision, folder, backbone, None, metadata, keep)
+    return _SIDE_MODEL
+
+
+def _side_coreml(model: tuple, backbone: str, metadata: dict, precision: str, folder: str, keep) -> dict:
+    return export(_side_model(*model), "coreml", precision, folder, backbone, None, metadata, keep)
+
+
+def _side_onnx_fp32(model: tuple) -> bytes:
+    from catdog.export.onnx import fp32_onnx
+
+    return fp32_onnx(cam_model(_side_model(*model)))
 
 
 _SIDE_MODEL = None
@@ -307,11 +343,11 @@ def mixed_precision_plan(
     mixed: bool = True,
     keep_float: list[str] | None = None,
     progress: bool = True,
-    coreml_fp32=None,
+    coreml_fp16=None,
 ) -> dict[str, list[Unit]]:
     """precision ("fp16", "int8", and "coreml_fp16" for Core ML's own) -> units kept float32. Runs
     (or reuses, cached in RUN_DIR/cache) the sensitivity analysis and writes ART_DIR/sensitivity.json
-    and sensitivity.png. coreml_fp32: makes the fp32 .mlpackage Core ML's fp16 analysis emulates."""
+    and sensitivity.png. coreml_fp16: starts Core ML's own fp16 analysis (`analyse`'s hook)."""
     reduced = [p for p in precisions if p != "fp32"]
     if not reduced or not mixed:
         return {}
@@ -329,7 +365,7 @@ def mixed_precision_plan(
         raise CatdogError("mixed precision needs training photos to measure layer sensitivity; pass --calibration DIR or --mixed off")
     labelled = [s for s in samples if s.label is not None] or samples
     images, labels = draw_photos(labelled, input_size(model), SENSITIVITY_PHOTOS, seed=1)
-    analysis = analyse(net, model_sha, images, labels, reduced, calibration, cache_dir=cache_dir, progress=progress, coreml_fp32=coreml_fp32)
+    analysis = analyse(net, model_sha, images, labels, reduced, calibration, cache_dir=cache_dir, progress=progress, coreml_fp16=coreml_fp16)
     write_text(art_dir / ArtDir.SENSITIVITY, json.dumps(analysis, indent=1))
     plot(analysis, art_dir / ArtDir.SENSITIVITY_PNG)
     plan = {p: kept_units(analysis, p) for p in reduced}

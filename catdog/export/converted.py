@@ -36,11 +36,24 @@ def array_key(array: np.ndarray | None) -> str:
     return "none" if array is None else hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
+class _Promised:
+    def __init__(self, future):
+        self.future = future
+
+
 def once(kind: str, key: tuple, make: Callable[[], object]):
-    """`make()`'s result, made on the first call with this kind and key."""
+    """`make()`'s result, made on the first call with this kind and key (or the promised one)."""
     if (kind, *key) not in _made:
         _made[(kind, *key)] = make()
+    if isinstance(_made[(kind, *key)], _Promised):
+        _made[(kind, *key)] = _made[(kind, *key)].future.result()
     return _made[(kind, *key)]
+
+
+def promise(kind: str, key: tuple, future) -> None:
+    """`once(kind, key, ...)` will return `future.result()`: the same conversion, being made
+    elsewhere (export_run's second process)."""
+    _made[(kind, *key)] = _Promised(future)
 
 
 def saved_model(cam_model) -> Path:

@@ -349,19 +349,20 @@ def coreml_switches(package, units: list[Unit]):
     return switch_of
 
 
-def coreml_fp16_analysis(fp32_package: Path, units: list[Unit], images: np.ndarray, progress=None) -> dict:
+def coreml_fp16_analysis(fp32_package: Path, units: list[Unit], images: np.ndarray, progress=None, threads: int | None = None) -> dict:
     """Core ML's own float32 set: the float16 program Core ML's conversion makes is emulated by
     catdog's interpreter from the fp32 package (weights, biases and activations in float16, the
-    kept units' ops in float32), one session for every choice. Units are ranked by the error of
+    kept units' ops in float32), one session for every choice (on `threads` threads, default every
+    CPU). Units are ranked by the error of
     each alone in float16 (on a few photos) per weight; the shortest prefix of the ranking, within
     the size budget, whose program meets FP16_TOLERANCE / MARGIN on every photo is kept (binary search)."""
     from catdog.runtime.mlprogram import Program, read_package
 
     package = read_package(fp32_package)
-    emulated = Program(package, coreml_switches(package, units), len(units))
+    emulated = Program(package, coreml_switches(package, units), len(units), threads=threads)
     names = [units[i].name for i in emulated.switched]
     index = {u.name: i for i, u in enumerate(units)}
-    reference = Program(package).run(images)
+    reference = Program(package, threads=threads).run(images)
     run = lambda kept, photos: emulated.run(photos, [index[n] for n in kept])  # noqa: E731
     few = images[:COREML_RANKING_PHOTOS]
     few_reference = {k: v[: len(few)] for k, v in reference.items()}
@@ -552,20 +553,22 @@ def analyse(
     calibration: np.ndarray | None = None,
     cache_dir: Path | None = None,
     progress: bool = True,
-    coreml_fp32=None,
+    coreml_fp16=None,
 ) -> dict:
     """Per-layer sensitivity and the kept-float32 layers for each reduced precision in
     `precisions` ("fp16", "int8"). images, labels: sensitivity photos (training photos, never
     parity photos) at the model's input size. calibration: int8 calibration photos.
 
-    coreml_fp32: for Core ML's own fp16 choice ("coreml_fp16"), a function that returns the path
-    of the model's fp32 .mlpackage (called only when the analysis is not cached).
+    coreml_fp16: for Core ML's own fp16 choice ("coreml_fp16"), a function (units, images, progress)
+    that starts `coreml_fp16_analysis` of the model's fp32 .mlpackage and returns a function giving
+    its result (export_run runs it in a second process beside the analyses here); called only when
+    the analysis is not cached.
 
     Cached in `cache_dir` (one JSON per model, photos and settings): a second call is free.
     """
     from tqdm import tqdm
 
-    if coreml_fp32 is not None and "fp16" in precisions:
+    if coreml_fp16 is not None and "fp16" in precisions:
         precisions = [*precisions, "coreml_fp16"]
     key = _cache_key(model_sha256, images, calibration, precisions)
     cached = Path(cache_dir) / f"sensitivity_{key}.json" if cache_dir else None
@@ -581,6 +584,10 @@ def analyse(
         "units": [asdict(u) for u in units],
         "precisions": {},
     }
+    coreml_bar = None
+    if "coreml_fp16" in precisions:  # started first: it may run beside the TFLite analyses below
+        coreml_bar = tqdm(total=len(units), desc="sensitivity Core ML fp16", unit="layer", disable=not progress, leave=False)
+        coreml_result = coreml_fp16(units, images, coreml_bar.update)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "fp32.tflite"
         fp32.write_bytes(fp32_tflite(cam_model))
@@ -589,9 +596,9 @@ def analyse(
                 result["precisions"]["fp16"] = fp16_analysis(fp32, units, images, progress=bar.update)
         if "int8" in precisions:
             result["precisions"]["int8"] = int8_analysis(cam_model, fp32, units, calibration, images, labels)
-        if "coreml_fp16" in precisions:
-            with tqdm(total=len(units), desc="sensitivity Core ML fp16", unit="layer", disable=not progress) as bar:
-                result["precisions"]["coreml_fp16"] = coreml_fp16_analysis(coreml_fp32(), units, images, progress=bar.update)
+        if coreml_bar is not None:
+            result["precisions"]["coreml_fp16"] = coreml_result()
+            coreml_bar.close()
     if cached:
         cached.parent.mkdir(parents=True, exist_ok=True)
         write_text(cached, json.dumps(result, indent=1))

@@ -53,6 +53,9 @@ DTYPES = {
     33: np.uint32,
     34: np.uint64,
 }
+# ops whose output, from float16 inputs, is float16 already (they move, select or clip values):
+# their Cast pair is left out, which changes no number and saves a pass over the tensor
+EXACT_OPS = ("relu", "relu6", "max_pool", "pad", "concat", "transpose", "reshape", "slice_by_index", "reverse")
 MIL_DTYPE_NAMES = {"fp16": np.float16, "fp32": np.float32, "int32": np.int32, "int8": np.int8, "uint8": np.uint8, "bool": np.bool_}
 # the ops catdog's exports contain; each lowers to ONNX nodes in `_Lowering`
 OPS = (
@@ -264,6 +267,7 @@ class _Lowering:
         self.nodes, self.initializers = [], []
         self.consts: dict[str, object] = {}  # value name -> numpy / python value known at lowering time
         self.tensors: set[str] = set()  # value names that are graph tensors
+        self.float16_tensors: set[str] = set()  # of them, those holding float16 values (a program as written)
         self.switch_of = switch_of
         self.switch_flags: dict[int, str] = {}  # switch index -> its scalar bool tensor
         self.maybe_float32: dict[str, str] = {}  # emulated: tensor a switched op may leave unrounded -> its flag
@@ -391,16 +395,32 @@ class _Lowering:
             getattr(self, "op_" + op.type)(op)
 
     def finish(self, op: MilOp, result: str, index: int = 0) -> None:
-        """Name the op's output; round it to float16 where the op computes in float16."""
+        """Name the op's output; round it to float16 where the op computes in float16 (not where
+        the op only moves, selects or clips float16 values: its output is float16 already)."""
         name = op.outputs[index][0]
         if self.emulated:
             result = self.rounded_unless_kept(op, result)
             if self.switch(op) is not None:
                 self.maybe_float32[name] = self.switch(op)
-        elif op.outputs[index][1] is np.float16:
+        elif op.outputs[index][1] is np.float16 and not self.exact_in_float16(op):
             result = self.round16(result)
         self.node("Identity", [result], name)
         self.tensors.add(name)
+        if op.outputs[index][1] is np.float16 and not self.emulated:
+            self.float16_tensors.add(name)
+
+    def exact_in_float16(self, op: MilOp) -> bool:
+        """True where rounding the op's output to float16 cannot change it: an op of EXACT_OPS
+        whose every tensor input is a float16 output (and, for pad, the padding value is one)."""
+        if op.type not in EXACT_OPS:
+            return False
+        bindings = op.inputs.get("values") if op.type == "concat" else [op.inputs.get("x", [None])[0]]
+        if not bindings or any(b is None or isinstance(b, _Immediate) or b not in self.float16_tensors for b in bindings):
+            return False
+        if op.type == "pad":
+            value = float(np.asarray(self.arg(op, "constant_val", 0.0)))
+            return str(self.arg(op, "mode", "constant")) != "constant" or float(np.float16(value)) == value
+        return True
 
     def inputs(self, op: MilOp, *names: str) -> list[str]:
         return [self.tensor(op, op.inputs[n][0]) for n in names]
