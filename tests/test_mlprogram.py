@@ -98,6 +98,33 @@ def test_float16_program_rounds_every_op_output(tmp_path):
     assert np.abs(got - (x + y) * 3).max() > 1e-3  # float32 arithmetic would not round so much
 
 
+def test_ops_that_only_move_float16_values_are_not_rounded_again(tmp_path, monkeypatch):
+    """relu, relu6, max_pool, pad, concat, transpose, reshape of float16 values are float16
+    already: the interpreter leaves their Cast pair out (fewer nodes) and every number stays the
+    same as with the pair (what rounding them again would give)."""
+    import catdog.runtime.mlprogram as mlprogram
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 4, 6, 6))], opset_version=ct.target.iOS16)
+    def prog(x):
+        a = mb.relu6(x=mb.mul(x=x, y=np.float32(0.37)))
+        b = mb.max_pool(x=mb.relu(x=mb.add(x=x, y=np.float32(0.1))), kernel_sizes=[2, 2], strides=[1, 1], pad_type="same")
+        c = mb.pad(x=mb.concat(values=[a, b], axis=1), pad=[0, 0, 0, 0, 1, 1, 1, 1], mode="constant", constant_val=0.0)
+        return mb.reshape(x=mb.transpose(x=c, perm=[0, 2, 3, 1]), shape=[1, -1])
+
+    save(prog, tmp_path / "fp16.mlpackage", precision=ct.precision.FLOAT16)
+    x = RNG.uniform(-10, 10, size=(1, 4, 6, 6)).astype(np.float32)
+    package = read_package(tmp_path / "fp16.mlpackage")
+    lean = Program(package)
+    fast = lean.run(x)
+    monkeypatch.setattr(mlprogram, "EXACT_OPS", ())
+    full = Program(package)
+    slow = full.run(x)
+    for k in fast:
+        np.testing.assert_array_equal(fast[k], slow[k])
+    casts = lambda p: sum(n.op_type == "Cast" for n in p.graph.node)  # noqa: E731
+    assert casts(lean) <= casts(full) - 2 * 6  # relu6, relu, max_pool, concat, pad, transpose: no pair each
+
+
 def test_int8_weights_are_dequantised_as_core_ml_defines(tmp_path):
     """linear_quantize_weights stores an int8 weight behind constexpr_affine_dequantize; the
     interpreter's conv equals the conv with coremltools' own dequantised weight."""

@@ -86,7 +86,7 @@ def test_group_folds_hold_out_a_kind_of_photo(subset_run):
 def test_run_trains_on_views_and_measures_every_shift_on_held_out_photos(subset_run):
     """`catdog run` (the session's subset run, CLI defaults) extracts the default views of every
     photo and the shifts of a subset, trains on the views, and writes the shift table."""
-    from catdog.training.settings import TRAIN_VIEWS
+    from catdog.training.settings import SHIFT_PHOTOS, TRAIN_VIEWS
     from catdog.training.stage import found_views
     from catdog.training.train import HeadConfig, nested_estimate
 
@@ -98,7 +98,7 @@ def test_run_trains_on_views_and_measures_every_shift_on_held_out_photos(subset_
     for view, held in views.items():
         assert held.attrs["view"] == view and view_path(subset_run / "features.h5", view).is_file()
         assert set(held.names) <= set(fs.names)
-        assert len(held.names) == (len(fs.names) if view in TRAIN_VIEWS else min(200, len(fs.names)))
+        assert len(held.names) == (len(fs.names) if view in TRAIN_VIEWS else min(SHIFT_PHOTOS, len(fs.names)))
         assert not np.allclose(held.features[:5], fs.features[[fs.names.index(n) for n in held.names[:5]]], atol=1e-3)
     rows = {r["name"]: r for r in metrics["robustness"]["rows"]}
     assert list(rows) == ["clean", *SHIFTS, "groups"]
@@ -150,7 +150,10 @@ def test_train_without_a_views_file_says_how_to_make_it(subset_run, tmp_path):
     assert "catdog: error: training on view 'mirror' needs its features; extract them with `catdog features DATA --view mirror`" in result.output
     # a view of only some photos (the shifts' subset) cannot train
     result = catdog_cli("train", str(subset_run / "features.h5"), "--out", str(tmp_path / "run2"), "--views", "rotate", "--l2", "1e-2")
-    assert result.returncode == 2 and "the rotate view's features lack 40 of the photos" in result.output
+    from catdog.training.settings import SHIFT_PHOTOS
+
+    missing = len(load_features(subset_run / "features.h5").names) - SHIFT_PHOTOS
+    assert result.returncode == 2 and f"the rotate view's features lack {missing} of the photos" in result.output
 
 
 @needs_shared

@@ -689,6 +689,7 @@ class Program:
         options.log_severity_level = 3
         self.session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
         self.outputs = outputs  # spec output name -> graph value
+        self.graph = graph  # the lowered ONNX graph, before ONNX Runtime's optimisations
         self.image_size = int(package.input_shape[-1])
 
     @staticmethod
