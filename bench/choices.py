@@ -99,7 +99,7 @@ def variant_data(v: Variant, features_dir: Path, data: Path, suspects: set[str])
         assert all(p.names == names for p in mirrored)
         x_mirror = np.hstack([p.features for p in mirrored])
     train_mask = np.array([not listed(n, suspects) for n in names]) if v.exclude_suspects else None
-    return Data(x, parts[0].labels, x_mirror, train_mask), names
+    return Data(x, parts[0].labels, {} if x_mirror is None else {"mirror": x_mirror}, train_mask), names
 
 
 def suspect_names(path: Path | None, data: Path, features_dir: Path) -> tuple[set[str], Path]:
@@ -131,7 +131,7 @@ def main() -> int:
     for v in variants:
         start = time.perf_counter()
         data, names = variant_data(v, args.features_dir, args.data, suspects)
-        options = Options(mirror=v.mirror, tta=v.tta, temperature=v.temperature)
+        options = Options(views=("mirror",) if v.mirror else (), tta=v.tta, temperature=v.temperature)
         result = nested_cv(data, options, k=5, inner_k=5, seed=args.seed)
         e = estimate(data.y, result.p_dog, result.folds, seed=args.seed)
         losses[v.name] = per_photo_log_loss(data.y, result.p_dog)

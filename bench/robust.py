@@ -97,6 +97,21 @@ def candidate_data(c: Candidate, features_dir: Path, data: Path):
     return Data(x, labels, views, shifted=shifted)
 
 
+CHOSEN = "V1 + V2, 288, + mirror"  # make run's default (catdog.training.settings)
+
+
+def l2_sweep(c: Candidate, args, fold_sets: dict) -> list[dict]:
+    """Log loss at each fixed l2 of a wider grid: clean (stratified folds) and each group fold set."""
+    from catdog.training import metrics as M
+    from catdog.training.cv import Options, fold_predictions, stratified_folds
+
+    data = candidate_data(c, args.features_dir, args.data)
+    options = Options(views=c.views)
+    folds = {"clean": stratified_folds(data.y, 5, args.seed), **{f"groups {k}": v for k, v in fold_sets.items()}}
+    return [{"l2": l2, **{name: M.log_loss(data.y, fold_predictions(data, options, f, l2)) for name, f in folds.items()}}
+            for l2 in (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)]
+
+
 def main() -> int:
     import numpy as np
 
@@ -150,13 +165,17 @@ def main() -> int:
         r["vs_v2_clean"] = float((mine[2] - base[2]).mean())
         r["vs_v2_clean_95"] = list(bootstrap_interval(mine[2] - base[2], seed=args.seed)) if r["candidate"] != V2.name else [0.0, 0.0]
         r["vs_v2_groups_95"] = list(bootstrap_interval(mine[1] - base[1], seed=args.seed)) if r["candidate"] != V2.name else [0.0, 0.0]
+    sweep = l2_sweep(next(c for c in CANDIDATES if c.name == CHOSEN), args, fold_sets)
     from catdog.data import SHIFTS
 
     table(rows, [("candidate", "candidate", "<58"), ("clean", "clean", ".4f"), ("accuracy", "acc", ".2%"),
                  *((s, s, ".4f") for s in SHIFTS), ("shifts", "shifts", ".4f"), ("groups V1 + V2", "groups V1+V2", ".4f"),
                  ("groups V2", "groups V2", ".4f"), ("mean_shifted", "mean shifted", ".4f"),
                  ("vs_v2", "vs V2", "+.4f"), ("score", "score", ".4f")])
+    print(f"\nl2 fixed, {CHOSEN} (each fold's head at that l2; clean: stratified folds):")
+    table(sweep, [("l2", "l2", "g"), ("clean", "clean", ".4f"), ("groups V1 + V2", "groups V1+V2", ".4f"), ("groups V2", "groups V2", ".4f")])
     save("robust", rows, {
+        "l2_sweep": {"candidate": CHOSEN, "rows": sweep},
         "photos": str(args.data), "shift_photos": SHIFT_PHOTOS, "seed": args.seed,
         "procedure": "nested CV: 5 outer folds, l2 chosen by 5-fold CV inside each (robust: by the mean of the clean and the "
         "shifted out-of-fold log loss); shifts scored on the held-out photos of each outer fold; groups: outer folds = "

@@ -230,7 +230,7 @@ def _float_list(text: str) -> list[float]:
 
 
 def _view_list(text: str) -> list[str]:
-    from catdog.data.views import VIEWS
+    from catdog.data import VIEWS
 
     views = [t.strip() for t in text.split(",") if t.strip() and t.strip() != "none"]
     unknown = [v for v in views if v not in VIEWS]

@@ -156,6 +156,25 @@ def _is_fd2(stream) -> bool:
         return False
 
 
+def child_process(parent: int) -> None:
+    """Set up a helper process of a catdog command (export's side process; a pool initializer):
+    library loggers at errors only and warnings dropped before any library is imported (fd 2 and
+    the environment are the parent's, filtered as its own), and an exit the moment the parent is
+    gone (killed, say), so that nothing outlives the command holding its output pipes or files."""
+    import time
+
+    warnings.simplefilter("ignore")
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="catdog-parent-watch", daemon=True).start()
+
+
 _real_fd2: int | None = None  # the terminal's fd 2 while `filtered_fd2` holds fd 2
 
 

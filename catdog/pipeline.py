@@ -67,7 +67,7 @@ def run_pipeline(
             photos = None if view in head_config.views else shift_photos
             seconds += extract(data, view_path(features, view), None, exclude=exclude, view=view, shift_photos=photos, echo=False)[0].seconds
         if views:
-            stage.figure += f"; views {', '.join(views)} in {seconds:.0f} s of extraction in all"
+            stage.figure += f"; views {', '.join(views)}; {seconds:.0f} s of extraction in all"
         if negatives:  # photos with neither cat nor dog, for the pet detector: same backbone and size
             extract(negatives, run_dir / RunDir.NEGATIVES, run_dir / "rejected_negatives.csv")
     with Stage("training") as stage:

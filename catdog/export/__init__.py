@@ -247,7 +247,12 @@ class SideProcess:
 
         with unfiltered_fd2():  # the tracker outlives this command: it must not hold the stderr filter's pipe
             resource_tracker.ensure_running()
-        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        from catdog.console import child_process
+
+        # the initializer lives in a light module: it quietens the libraries before a job imports them
+        self._pool = ProcessPoolExecutor(
+            1, mp_context=multiprocessing.get_context("spawn"), initializer=child_process, initargs=(os.getpid(),)
+        )
         self._model = (str(run_path), temperature)
         self._backbone, self._metadata = backbone, metadata
 
@@ -272,17 +277,8 @@ def _side_model(run_path: str, temperature: float):
     """The run's full model in the side process, loaded once."""
     global _SIDE_MODEL
     if _SIDE_MODEL is None:
-        import logging
-        import warnings
-
-        from catdog.console import LIBRARY_LOGGERS
         from catdog.training import load_run
 
-        # fd 2 and the environment (TF_CPP_MIN_LOG_LEVEL, TQDM_DISABLE) are the parent's, filtered as
-        # its own; the library loggers and warnings are this process's to quieten
-        warnings.simplefilter("ignore")
-        for name in LIBRARY_LOGGERS:
-            logging.getLogger(name).setLevel(logging.ERROR)
         loaded = load_run(run_path).model
         _SIDE_MODEL = calibrated_model(loaded, temperature) if temperature != 1.0 else loaded
     return _SIDE_MODEL

@@ -15,7 +15,6 @@ from catdog.contract import CAM, PROBABILITIES, RunDir
 
 CAM_TILES = 12
 TILE_SIDE = 256  # longest side of a CAM tile in the page, pixels
-CV_PREDICTIONS = "cv_predictions.csv"  # train_run's nested-CV P(dog) per photo: file,label,fold,p_dog
 OUT_OF_FOLD_SOURCE = "nested cross-validation: each photo scored by a head fitted without it"
 
 
@@ -51,7 +50,7 @@ def held_out_predictions(run_dir: Path, metrics: dict, model=None) -> HeldOut | 
     None when neither features nor photos are at hand.
     """
     if metrics.get("finetuned_from") is None:
-        oof = out_of_fold_predictions(Path(run_dir) / CV_PREDICTIONS)
+        oof = out_of_fold_predictions(Path(run_dir) / RunDir.CV_PREDICTIONS)
         if oof is not None:
             return oof
     split = _read_split(run_dir)

@@ -378,7 +378,7 @@ def train_run(
     save_model(result.head, run_dir / RunDir.HEAD)
     plot_selection(result.selection, nested, run_dir / "curves.png")
     write_text(run_dir / "split.json", json.dumps(photo_sets(names, labels, nested.folds, config.seed), indent=1))
-    with open_atomic(run_dir / "cv_predictions.csv", "w", newline="") as f:
+    with open_atomic(run_dir / RunDir.CV_PREDICTIONS, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["file", "label", "fold", "p_dog"])
         writer.writerows((n, int(y), int(k), f"{p:.6f}") for n, y, k, p in zip(names, labels, nested.folds, nested.p_dog))
