@@ -123,7 +123,7 @@ def resnet50_run(tmp_path_factory) -> Path:
     keras.applications.ResNet50(include_top=False, weights=None, input_shape=(224, 224, 3)).save_weights(weights)
     data = copy_photos(root / "data", kaggle_names("cat", range(10)) + kaggle_names("dog", range(10)))
     run_dir = root / "run"
-    args = ["run", str(data), "--backbone", "resnet50", "--weights", str(weights), "--out", str(run_dir), "--no-export"]
+    args = ["run", "--views", "none", "--shift-photos", "0", str(data), "--backbone", "resnet50", "--weights", str(weights), "--out", str(run_dir), "--no-export"]
     assert main(args) == 0
     return run_dir
 

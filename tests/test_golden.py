@@ -156,7 +156,7 @@ def test_make_golden_on_a_real_288_art_dir(checked_in, tmp_path):
 
     data = copy_photos(tmp_path / "data", kaggle_names("cat", range(12)) + kaggle_names("dog", range(12)), TRAIN)
     run_dir = tmp_path / "run"
-    assert main(["run", str(data), "--image-size", "288", "--out", str(run_dir), "--no-export"]) == 0
+    assert main(["run", "--views", "none", "--shift-photos", "0", str(data), "--image-size", "288", "--out", str(run_dir), "--no-export"]) == 0
     art_dir = tmp_path / "art"
     assert main(["export", str(run_dir), "--formats", "tflite", "--precision", "fp32", "--out", str(art_dir)]) == 0
     out = tmp_path / "apps.json"

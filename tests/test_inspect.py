@@ -62,7 +62,7 @@ def test_exclude_leaves_suspects_out(planted, tmp_path, capsys):
     exclude.write_text("# photos to drop\ndog.9001.jpg\ncat.9002.jpg\n")
     assert read_exclude(exclude) == {"dog.9001.jpg", "cat.9002.jpg"}
     run_dir = tmp_path / "run"
-    assert main(["run", str(planted), "--out", str(run_dir), "--exclude", str(exclude), "--no-export", "--l2", "3e-3"]) == 0
+    assert main(["run", "--views", "none", "--shift-photos", "0", str(planted), "--out", str(run_dir), "--exclude", str(exclude), "--no-export", "--l2", "3e-3"]) == 0
     names = load_features(run_dir / "features.h5").names
     assert "dog.9001.jpg" not in names and "cat.9002.jpg" not in names and len(names) == 62
     assert json.loads((run_dir / "metrics.json").read_text())["n_excluded"] == 2

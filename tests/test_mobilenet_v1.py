@@ -63,7 +63,7 @@ def v1_run(photos):
     """`catdog run --backbone mobilenet` on 16 + 16 real photos, exported at fp32 to ONNX and Core ML
     (its TFLite conversion is exercised by the LiteRT feature engine here, and by the fused run)."""
     run_dir = photos.parent / "run_v1"
-    args = ["run", str(photos), "--backbone", "mobilenet", "--out", str(run_dir), "--formats", "onnx,coreml",
+    args = ["run", "--views", "none", "--shift-photos", "0", str(photos), "--backbone", "mobilenet", "--out", str(run_dir), "--formats", "onnx,coreml",
             "--precision", "fp32", "--cv", "3"]
     assert main(args) == 0  # 0 only if parity passed
     return run_dir
@@ -74,7 +74,7 @@ def fused_run(photos):
     """`catdog run --backbone mobilenet,mobilenet_v2` (the shipped fusion) on the same photos, exported
     at fp32 to every format (features through TensorFlow: the LiteRT engine is compared with it below)."""
     run_dir = photos.parent / "run_fused"
-    args = ["run", str(photos), "--backbone", "mobilenet,mobilenet_v2", "--out", str(run_dir),
+    args = ["run", "--views", "none", "--shift-photos", "0", str(photos), "--backbone", "mobilenet,mobilenet_v2", "--out", str(run_dir),
             "--formats", "tflite,onnx,coreml", "--precision", "fp32", "--cv", "3", "--engine", "keras"]
     assert main(args) == 0
     return run_dir
@@ -152,7 +152,7 @@ def test_view_features_are_the_features_of_the_changed_photo(photos, tmp_path):
         assert np.allclose(held.features, direct, rtol=1e-4, atol=1e-4 * np.abs(direct).max())
     plain = model.predict_on_batch(np.stack([decode(s.path) for s in samples[:4]]).astype(np.float32))
     assert not np.allclose(held.features, plain, atol=1e-2 * np.abs(plain).max())  # the crop changed them
-    with pytest.raises(CatdogError, match=r"\(view mirror\) features, not mobilenet with imagenet at 224px; choose another"):
+    with pytest.raises(CatdogError, match=r"at 224px \(view mirror\), not mobilenet with imagenet at 224px; choose another"):
         extract_features(samples[:4], tmp_path / "mirror.h5", "mobilenet", progress=False)
 
 

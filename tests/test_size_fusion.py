@@ -27,7 +27,7 @@ def run_288(tmp_path_factory):
     root = tmp_path_factory.mktemp("s288")
     data = copy_photos(root / "data", kaggle_names("cat", range(40)) + kaggle_names("dog", range(40)))
     run_dir = root / "run"
-    args = ["run", str(data), "--image-size", "288", "--out", str(run_dir), "--formats", "tflite,onnx,coreml",
+    args = ["run", "--views", "none", "--shift-photos", "0", str(data), "--image-size", "288", "--out", str(run_dir), "--formats", "tflite,onnx,coreml",
             "--precision", "fp32"]
     assert main(args) == 0  # exit 0 only if parity passed
     return run_dir
@@ -98,7 +98,7 @@ def fused_run(tmp_path_factory, resnet50_weights):
     root = tmp_path_factory.mktemp("fused")
     data = copy_photos(root / "data", kaggle_names("cat", range(16)) + kaggle_names("dog", range(16)))
     run_dir = root / "run"
-    args = ["run", str(data), "--backbone", "mobilenet_v2,resnet50", "--weights", f"imagenet,{resnet50_weights}",
+    args = ["run", "--views", "none", "--shift-photos", "0", str(data), "--backbone", "mobilenet_v2,resnet50", "--weights", f"imagenet,{resnet50_weights}",
             "--out", str(run_dir), "--formats", "onnx,coreml", "--precision", "fp32"]
     assert main(args) == 0
     return run_dir

@@ -143,7 +143,9 @@ def export_run(
     exported: dict[str, dict] = {}  # artefacts made before the loop below (Core ML fp32, for the analysis)
     # Core ML's conversions and the fp32 ONNX export are single-threaded Python: on the second core
     # they run beside the TFLite analysis and exports (about 70 s of the fused model's export here)
-    side = SideProcess(run.path, temperature, backbone, metadata) if {"coreml", "onnx"} & set(formats) and (os.cpu_count() or 1) > 1 else None
+    # (only where the analysis runs: for fp32 alone the second process's start-up, ~15 s, is not repaid)
+    analysed = mixed and keep_float is None and bool({"fp16", "int8"} & set(precisions))
+    side = SideProcess(run.path, temperature, backbone, metadata) if analysed and {"coreml", "onnx"} & set(formats) and (os.cpu_count() or 1) > 1 else None
     folder = out_dir if "fp32" in precisions else Path(tempfile.mkdtemp(prefix="catdog-coreml-"))
     if folder != out_dir:
         atexit.register(shutil.rmtree, folder, True)

@@ -131,8 +131,9 @@ def _open_for_resume(path: Path, backbone: str, weights: str, image_size: int, v
             )
             if held != (backbone, weights, image_size, view):
                 raise CatdogError(
-                    f"{path}: holds {_described(*held)} features, "
-                    f"not {_described(backbone, weights, image_size, view)}; choose another --out or delete the file"
+                    f"{path}: holds {held[0]} features with weights {held[1]} at {held[2]}px"
+                    + ("" if held[3] == PLAIN else f" (view {held[3]})")
+                    + f", not {_described(backbone, weights, image_size, view)}; choose another --out or delete the file"
                 )
             rows = int(f.attrs["rows"])
             for name in ("features", *_COLUMNS):
