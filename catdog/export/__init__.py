@@ -146,11 +146,11 @@ def export_run(
     # (only where the analysis runs: for fp32 alone the second process's start-up, ~15 s, is not repaid)
     analysed = mixed and keep_float is None and bool({"fp16", "int8"} & set(precisions))
     side = SideProcess(run.path, temperature, backbone, metadata) if analysed and {"coreml", "onnx"} & set(formats) and (os.cpu_count() or 1) > 1 else None
-    folder = out_dir if "fp32" in precisions else Path(tempfile.mkdtemp(prefix="catdog-coreml-"))
-    if folder != out_dir:
-        atexit.register(shutil.rmtree, folder, True)
-    coreml_analysed = "coreml" in formats and mixed and keep_float is None and "fp16" in precisions
-    fp32_job = side.coreml("fp32", folder, []) if side and "coreml" in formats and (coreml_analysed or "fp32" in precisions) else None
+    coreml_folder = out_dir if "fp32" in precisions else Path(tempfile.mkdtemp(prefix="catdog-coreml-"))
+    if coreml_folder != out_dir:
+        atexit.register(shutil.rmtree, coreml_folder, True)
+    coreml_analysed = analysed and "coreml" in formats and "fp16" in precisions
+    fp32_job = side.coreml("fp32", coreml_folder, []) if side and "coreml" in formats and (coreml_analysed or "fp32" in precisions) else None
     if side and "onnx" in formats:
         from catdog.export import converted
 
@@ -159,13 +159,12 @@ def export_run(
     def coreml_fp16(units, images, progress):
         """Core ML's own fp16 analysis, emulated from the fp32 .mlpackage (the real artefact when it
         is to be exported anyway, else a temporary one); a function returning its result."""
-        package = folder / artefact_name(backbone, "coreml", "fp32")
+        package = coreml_folder / artefact_name(backbone, "coreml", "fp32")
         if side:
             return side.coreml_analysis(package, units, images).result  # queued behind the fp32 package
-        if fp32_job is None:
-            exported_fp32 = export(model, "coreml", "fp32", folder, backbone, calibration, metadata)
-            if folder == out_dir:
-                exported[exported_fp32["file"]] = exported_fp32
+        exported_fp32 = export(model, "coreml", "fp32", coreml_folder, backbone, calibration, metadata)
+        if coreml_folder == out_dir:
+            exported[exported_fp32["file"]] = exported_fp32
         return lambda: coreml_fp16_analysis(package, units, images, progress)
 
     keep = mixed_precision_plan(
@@ -245,11 +244,10 @@ class SideProcess:
         from concurrent.futures import ProcessPoolExecutor
         from multiprocessing import resource_tracker
 
-        from catdog.console import unfiltered_fd2
+        from catdog.console import child_process, unfiltered_fd2
 
         with unfiltered_fd2():  # the tracker outlives this command: it must not hold the stderr filter's pipe
             resource_tracker.ensure_running()
-        from catdog.console import child_process
 
         # the initializer lives in a light module: it quietens the libraries before a job imports them
         self._pool = ProcessPoolExecutor(
