@@ -43,6 +43,9 @@ N_PER_CLASS = 120
 HELD_OUT = range(900, 940)
 # not-pets: the first N_NEGATIVES (by name) train the pet detector; the rest are held out
 N_NEGATIVES = 60
+# ResNet50 (random weights: mechanics, not accuracy) runs at the smallest input size catdog takes: a
+# 3x3 CAM grid tests the same contract as 7x7 at a fifth of 224's compute (CI time)
+R50_SIZE = 96
 
 
 def not_pets(held_out: bool = False) -> list[str]:
@@ -120,11 +123,28 @@ def resnet50_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("r50")
     weights = root / "resnet50_random_notop.weights.h5"
     keras.utils.set_random_seed(7)
-    keras.applications.ResNet50(include_top=False, weights=None, input_shape=(224, 224, 3)).save_weights(weights)
+    keras.applications.ResNet50(include_top=False, weights=None, input_shape=(R50_SIZE, R50_SIZE, 3)).save_weights(weights)
     data = copy_photos(root / "data", kaggle_names("cat", range(10)) + kaggle_names("dog", range(10)))
     run_dir = root / "run"
-    args = ["run", "--views", "none", "--shift-photos", "0", str(data), "--backbone", "resnet50", "--weights", str(weights), "--out", str(run_dir), "--no-export"]
+    args = ["run", "--views", "none", "--shift-photos", "0", str(data), "--backbone", "resnet50", "--weights", str(weights), "--image-size", str(R50_SIZE), "--out", str(run_dir), "--no-export"]
     assert main(args) == 0
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def run_288(tmp_path_factory):
+    """`catdog run --image-size 288` on 40 + 40 real photos, exported to TFLite, ONNX and Core ML (fp32;
+    int8 parity is tested at 224): test_size_fusion's 288 contract and test_golden's real ART_DIR."""
+    from catdog.cli import main
+
+    if not HAVE_SHARED:
+        pytest.skip(f"real photos not found at {SHARED}")
+    root = tmp_path_factory.mktemp("s288")
+    data = copy_photos(root / "data", kaggle_names("cat", range(40)) + kaggle_names("dog", range(40)))
+    run_dir = root / "run"
+    args = ["run", "--views", "none", "--shift-photos", "0", str(data), "--image-size", "288", "--out", str(run_dir), "--formats", "tflite,onnx,coreml",
+            "--precision", "fp32"]
+    assert main(args) == 0  # exit 0 only if parity passed
     return run_dir
 
 
@@ -174,7 +194,8 @@ def verified_run(tmp_path_factory) -> tuple[Path, CliResult]:
 # real_data or test_serve's art_server, are covered through them).
 SLOW_FIXTURES = frozenset({
     "subset_run", "subset_artefacts", "resnet50_run", "verified_run",  # this file's session fixtures (negatives is a copy)
-    "v1_run", "fused_run", "run_288", "resnet50_weights",  # test_mobilenet_v1, test_size_fusion: runs they train
+    "run_288",  # a 288 run exported at fp32 (test_size_fusion, test_golden)
+    "v1_run", "fused_run", "resnet50_weights",  # test_mobilenet_v1, test_size_fusion: runs they train
     "uninterrupted",  # test_kill: a feature extraction to compare killed ones with
     "local_ray",  # test_ray: a local Ray instance
     "mediapipe_python",  # test_mediapipe: the MediaPipe venv (built by make if absent)

@@ -10,13 +10,14 @@ from catdog.cam import cam_model, normalise, overlay, probabilities_from_cam
 from catdog.data import decode
 from catdog.errors import CatdogError
 from catdog.training import load_run
-from conftest import REFERENCE, TRAIN, needs_shared
+from conftest import R50_SIZE, REFERENCE, TRAIN, needs_shared
 
 
 def _identity(run_dir, photos):
     run = load_run(run_dir)
     model = cam_model(run.model)
-    out = model.predict_on_batch(np.stack([decode(p) for p in photos]).astype(np.float32))
+    size = run.model.input.shape[1]
+    out = model.predict_on_batch(np.stack([decode(p, size) for p in photos]).astype(np.float32))
     probs, cam = np.asarray(out["probabilities"]), np.asarray(out["cam"])
     bias = run.model.get_layer("probabilities").get_weights()[1]
     return run, probs, cam, bias
@@ -29,7 +30,7 @@ def test_cam_identity_mobilenet_v2(subset_run):
     assert cam.shape == (10, 7, 7, 2)
     assert np.allclose(probabilities_from_cam(cam, bias), probs, atol=1e-5)
     # and both equal the classifier alone
-    full = run.model.predict_on_batch(np.stack([decode(p) for p in photos]).astype(np.float32))
+    full = run.model.predict_on_batch(np.stack([decode(p, run.model.input.shape[1]) for p in photos]).astype(np.float32))
     assert np.allclose(full["probabilities"], probs, atol=1e-6)
     # the CAM kernel is the Dense kernel
     kernel = run.model.get_layer("probabilities").get_weights()[0]
@@ -40,7 +41,7 @@ def test_cam_identity_mobilenet_v2(subset_run):
 def test_cam_identity_resnet50(resnet50_run):
     photos = sorted(REFERENCE.glob("*.jpg"))[:3]
     _, probs, cam, bias = _identity(resnet50_run, photos)
-    assert cam.shape == (3, 7, 7, 2)
+    assert cam.shape == (3, R50_SIZE // 32, R50_SIZE // 32, 2)
     assert np.allclose(probabilities_from_cam(cam, bias), probs, atol=1e-5)
 
 

@@ -16,7 +16,7 @@ import pytest
 from catdog.data import decode, scan
 from catdog.errors import CatdogError
 from catdog.features import BackbonePreprocessing, build_backbone, extract_features, feature_model, load_features
-from conftest import REPO, TRAIN, copy_photos, kaggle_names, needs_shared
+from conftest import R50_SIZE, REPO, TRAIN, copy_photos, kaggle_names, needs_shared
 
 
 @needs_shared
@@ -100,15 +100,15 @@ def test_killed_feature_run_resumes_where_it_stopped(small_data, tmp_path):
 def test_resnet50_mechanics_with_weights_the_test_makes(small_data, tmp_path):
     weights = tmp_path / "resnet50_random_notop.weights.h5"
     keras.utils.set_random_seed(1)
-    keras.applications.ResNet50(include_top=False, weights=None, input_shape=(224, 224, 3)).save_weights(weights)
+    keras.applications.ResNet50(include_top=False, weights=None, input_shape=(R50_SIZE, R50_SIZE, 3)).save_weights(weights)
     samples, _ = scan(small_data)
-    report = extract_features(samples[:6], tmp_path / "r50.h5", "resnet50", weights=weights, progress=False)
+    report = extract_features(samples[:6], tmp_path / "r50.h5", "resnet50", weights=weights, image_size=R50_SIZE, progress=False)
     fs = load_features(tmp_path / "r50.h5")
     assert report.computed == 6 and fs.features.shape == (6, 2048)
     assert fs.weights.startswith("file:") and np.isfinite(fs.features).all()
     # the same file with other weights is refused, not silently mixed
     with pytest.raises(CatdogError, match="choose another --out"):
-        extract_features(samples[:6], tmp_path / "r50.h5", "resnet50", weights="imagenet", progress=False)
+        extract_features(samples[:6], tmp_path / "r50.h5", "resnet50", weights="imagenet", image_size=R50_SIZE, progress=False)
 
 
 def test_unknown_backbone_and_missing_weights_are_clear_errors(tmp_path):
@@ -116,3 +116,21 @@ def test_unknown_backbone_and_missing_weights_are_clear_errors(tmp_path):
         build_backbone("vgg16")
     with pytest.raises(CatdogError, match="weights file not found"):
         build_backbone("resnet50", tmp_path / "nope.h5")
+
+
+def test_offline_a_size_with_imagenet_weights_of_its_own_names_that_file():
+    """Keras loads MobileNetV2's 128 px ImageNet weights at 128 (not the 224 ones the Makefile
+    copies); offline, the error names the file Keras looks for."""
+    from catdog.features import get_spec
+    from catdog.features.backbones import keras_models_dir
+
+    wanted = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_128_no_top.h5"
+    assert get_spec("mobilenet_v2").weights_file(128) == wanted
+    assert get_spec("mobilenet_v2").weights_file(288).endswith("_224_no_top.h5")
+    assert get_spec("mobilenet").weights_file(96) == "mobilenet_1_0_224_tf_no_top.h5"  # V1 has no 96 file
+    try:
+        build_backbone("mobilenet_v2", image_size=128)
+    except CatdogError as exc:
+        assert wanted in str(exc) and "at 128px" in str(exc), str(exc)
+    else:  # a machine with a network downloads the file, as Keras does
+        assert (keras_models_dir() / wanted).is_file()

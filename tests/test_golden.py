@@ -18,7 +18,7 @@ import pytest
 
 from catdog.contract import NEITHER
 from tools import golden
-from conftest import REPO, TRAIN, copy_photos, kaggle_names, needs_shared
+from conftest import REPO, needs_shared
 
 SHIPPED = REPO / "runs" / "mobilenet+mobilenet_v2_288" / "artefacts"  # what `make run` writes
 
@@ -149,18 +149,11 @@ def test_the_golden_check_on_a_small_model(checked_in, subset_artefacts, tmp_pat
 
 @needs_shared
 @pytest.mark.slow
-def test_make_golden_on_a_real_288_art_dir(checked_in, tmp_path):
-    """`tools/golden.py` on a real ART_DIR: a 288 model trained on a few real photos and exported to
-    TFLite fp32. The file it writes passes the same check and has the checked-in file's contract."""
-    from catdog.cli import main
-
-    data = copy_photos(tmp_path / "data", kaggle_names("cat", range(12)) + kaggle_names("dog", range(12)), TRAIN)
-    run_dir = tmp_path / "run"
-    assert main(["run", "--views", "none", "--shift-photos", "0", str(data), "--image-size", "288", "--out", str(run_dir), "--no-export"]) == 0
-    art_dir = tmp_path / "art"
-    assert main(["export", str(run_dir), "--formats", "tflite", "--precision", "fp32", "--out", str(art_dir)]) == 0
+def test_make_golden_on_a_real_288_art_dir(checked_in, run_288, tmp_path):
+    """`tools/golden.py` on a real ART_DIR: a 288 model trained on a few real photos and exported at
+    fp32 (conftest.run_288). The file it writes passes the same check and has the checked-in file's contract."""
     out = tmp_path / "apps.json"
-    assert golden.main([str(art_dir), "--out", str(out)]) == 0
+    assert golden.main([str(run_288 / "artefacts"), "--out", str(out)]) == 0
     made = json.loads(out.read_text())
     assert golden.check(made) == [] and out.stat().st_size <= golden.MAX_BYTES
     for key in ("input", "outputs", "labels", "manifest_version"):

@@ -21,18 +21,6 @@ from conftest import REFERENCE, TRAIN, copy_photos, kaggle_names, needs_shared
 pytestmark = needs_shared
 
 
-@pytest.fixture(scope="module")
-def run_288(tmp_path_factory):
-    """`catdog run --image-size 288` on 40 + 40 real photos, exported to TFLite, ONNX and Core ML (fp32; int8 parity is tested at 224)."""
-    root = tmp_path_factory.mktemp("s288")
-    data = copy_photos(root / "data", kaggle_names("cat", range(40)) + kaggle_names("dog", range(40)))
-    run_dir = root / "run"
-    args = ["run", "--views", "none", "--shift-photos", "0", str(data), "--image-size", "288", "--out", str(run_dir), "--formats", "tflite,onnx,coreml",
-            "--precision", "fp32"]
-    assert main(args) == 0  # exit 0 only if parity passed
-    return run_dir
-
-
 def test_image_size_is_checked():
     assert check_image_size(288) == 288
     for bad in (200, 64, 2048):

@@ -143,13 +143,13 @@ def build_backbone(
     except (OSError, ValueError) as exc:
         raise CatdogError(
             f"cannot load {spec.name} weights {weights!r} ({str(exc).splitlines()[0][:200]}); "
-            f"for ImageNet weights connect to the internet or put {spec.notop_weights_file} in {keras_models_dir()}, "
+            f"for ImageNet weights connect to the internet or put {spec.weights_file(size)} in {keras_models_dir()}, "
             "or pass --weights PATH"
         ) from None
     except Exception as exc:  # Keras' get_file raises plain Exception when a download fails
         if "URL fetch failure" in str(exc) or "HTTP" in str(exc):
             raise CatdogError(
-                f"cannot download {spec.name} ImageNet weights (no network?); put {spec.notop_weights_file} "
+                f"cannot download {spec.name} ImageNet weights at {size}px (no network?); put {spec.weights_file(size)} "
                 f"in {keras_models_dir()} or pass --weights PATH"
             ) from None
         raise
