@@ -134,3 +134,32 @@ def test_offline_a_size_with_imagenet_weights_of_its_own_names_that_file():
         assert wanted in str(exc) and "at 128px" in str(exc), str(exc)
     else:  # a machine with a network downloads the file, as Keras does
         assert (keras_models_dir() / wanted).is_file()
+
+
+@needs_shared
+def test_resuming_rewrites_the_file_to_its_committed_rows(tmp_path):
+    """A batch written but not committed (a kill between the data and the `rows` attribute) is
+    dropped on resume, and the file is a fresh copy of the committed rows (HDF5 is not crash-safe:
+    writing into a killed file's structures once failed in CI), which later batches then extend."""
+    from catdog.features.cache import append_rows, close_cache, open_cache
+
+    samples, _ = scan(copy_photos(tmp_path / "data", kaggle_names("cat", range(3)) + kaggle_names("dog", range(3))))
+    out = tmp_path / "f.h5"
+    rows = np.arange(6 * 1280, dtype=np.float32).reshape(6, 1280)
+    target = open_cache(samples, out, "mobilenet_v2")
+    append_rows(target, rows[:2], samples[:2], target.keys[:2])
+    with h5py.File(out, "a") as f:  # the half-written batch of a killed run
+        for name in ("features", "labels", "names", "ids", "keys"):
+            f[name].resize(4, axis=0)
+        f["features"][2:4] = -1.0
+        f["keys"][2:4] = ["x|1|1", "y|1|1"]
+    before = out.stat().st_ino
+    target = open_cache(samples, out, "mobilenet_v2")
+    assert target.cached == 2 and [s.name for s, _ in target.todo] == [s.name for s in samples[2:]]
+    assert out.stat().st_ino != before  # replaced, not patched in place
+    with h5py.File(out, "r") as f:
+        assert f["features"].shape == (2, 1280) and int(f.attrs["rows"]) == 2 and not f.attrs["complete"]
+    append_rows(target, rows[2:], samples[2:], target.keys[2:])
+    close_cache(target)
+    fs = load_features(out)
+    assert fs.names == [s.name for s in samples] and np.array_equal(fs.features, rows)

@@ -118,7 +118,12 @@ def view_path(features_path: str | os.PathLike, view: str) -> Path:
 
 
 def _open_for_resume(path: Path, backbone: str, weights: str, image_size: int, view: str = PLAIN) -> set[str]:
-    """Keys already committed in `path`, after truncating any half-written batch."""
+    """Keys already committed in `path`, which is rewritten (atomically) to hold exactly them.
+
+    HDF5 is not crash-safe: a kill mid-batch can leave the structures past the committed rows
+    inconsistent, so that the next write into them fails ("len not positive after adjustment for
+    EOA", seen once in CI). The committed rows were flushed before `rows` counted them; a fresh
+    file of just those rows is sound."""
     try:
         with h5py.File(path, "a") as f:
             if "rows" not in f.attrs or "backbone" not in f.attrs:  # killed while an older catdog created it
@@ -136,9 +141,10 @@ def _open_for_resume(path: Path, backbone: str, weights: str, image_size: int, v
                     + f", not {_described(backbone, weights, image_size, view)}; choose another --out or delete the file"
                 )
             rows = int(f.attrs["rows"])
-            for name in ("features", *_COLUMNS):
-                f[name].resize(rows, axis=0)
-            return set(k.decode() if isinstance(k, bytes) else k for k in f["keys"][:])
+            attrs = dict(f.attrs)
+            data = {name: f[name][:rows] for name in ("features", *_COLUMNS)}
+        _rewrite(path, attrs, data, {**{k: v for k, v in attrs.items() if k != "rows"}, "complete": False})
+        return set(k.decode() if isinstance(k, bytes) else k for k in data["keys"])
     except (OSError, KeyError):
         broken = path.with_suffix(path.suffix + ".broken")
         os.replace(path, broken)
@@ -173,6 +179,14 @@ def _finalize(path: Path, samples: list[Sample], keys: list[str], extra: dict) -
         data = {name: f[name][:] for name in ("features", *_COLUMNS)}
     index = {k: i for i, k in enumerate(stored)}
     rows = [index[k] for k in keys if k in index]
+    kept = [stored[i].rsplit("|", 2) for i in rows]
+    extra = {"complete": True, "data_fingerprint": fingerprint([(name, int(size)) for name, size, _ in kept]), **extra}
+    _rewrite(path, attrs, {name: values[rows] for name, values in data.items()}, extra)
+
+
+def _rewrite(path: Path, attrs: dict, data: dict, extra: dict | None = None) -> None:
+    """Replace `path` atomically by a fresh file of `data`'s rows (every column, same length) with
+    `attrs`' identity (backbone, weights, size, view) and `extra` attributes."""
     with staged(path) as tmp:
         _create(
             tmp, attrs["backbone"], attrs["weights"], attrs.get("weights_path"), data["features"].shape[1],
@@ -180,14 +194,10 @@ def _finalize(path: Path, samples: list[Sample], keys: list[str], extra: dict) -
         )
         with h5py.File(tmp, "a") as f:
             for name, values in data.items():
-                values = values[rows]
-                f[name].resize(len(rows), axis=0)
+                f[name].resize(len(values), axis=0)
                 f[name][:] = values
-            f.attrs["rows"] = len(rows)
-            f.attrs["complete"] = True
-            kept = [stored[i].rsplit("|", 2) for i in rows]
-            f.attrs["data_fingerprint"] = fingerprint([(name, int(size)) for name, size, _ in kept])
-            f.attrs.update(extra)
+            f.attrs["rows"] = len(data["features"])
+            f.attrs.update(extra or {})
 
 
 @dataclass
