@@ -116,7 +116,7 @@ def imagenet_kinds(features_dir: Path, data: Path):
     top, note = imagenet_top("mobilenet_v2", "imagenet")
     if top is None:
         raise SystemExit(f"bench.robust: {note}")
-    z = np.asarray(v2.features, np.float64) @ top.kernel + top.bias
+    z = top.logits(v2.features)
     dogs, cats = np.arange(151, 269), np.arange(281, 294)
     kind = np.where(v2.labels == 1, dogs[z[:, dogs].argmax(1)], cats[z[:, cats].argmax(1)])
     return kind, np.asarray(v2.labels)
@@ -135,8 +135,9 @@ def breed_folds(kind, y, k: int = 5):
         sizes = np.zeros(k)
         members = [np.flatnonzero((kind == g) & (y == cls)) for g in np.unique(kind[y == cls])]
         for idx in sorted(members, key=len, reverse=True):
-            folds[idx] = sizes.argmin()
-            sizes[folds[idx[0]]] += len(idx)
+            fold = sizes.argmin()
+            folds[idx] = fold
+            sizes[fold] += len(idx)
     return folds
 
 

@@ -43,9 +43,13 @@ class ImagenetTop:
     kernel: np.ndarray  # (stop - start, 1000)
     bias: np.ndarray  # (1000,)
 
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """(N, C) pooled features -> (N, 1000) the top's logits (before its softmax)."""
+        return np.asarray(features, np.float64)[:, self.start : self.stop] @ self.kernel + self.bias
+
     def log_odds(self, features: np.ndarray) -> np.ndarray:
         """(N, C) pooled features -> (N,) log P(pet classes) - log P(other classes) under the top."""
-        z = np.asarray(features, np.float64)[:, self.start : self.stop] @ self.kernel + self.bias
+        z = self.logits(features)
         pets = np.zeros(z.shape[1], bool)
         pets[list(IMAGENET_PET_CLASSES)] = True
         return _logsumexp(z[:, pets]) - _logsumexp(z[:, ~pets])
