@@ -143,13 +143,14 @@ def _open_for_resume(path: Path, backbone: str, weights: str, image_size: int, v
             rows = int(f.attrs["rows"])
             attrs = dict(f.attrs)
             data = {name: f[name][:rows] for name in ("features", *_COLUMNS)}
-        _rewrite(path, attrs, data, {**{k: v for k, v in attrs.items() if k != "rows"}, "complete": False})
-        return set(k.decode() if isinstance(k, bytes) else k for k in data["keys"])
     except (OSError, KeyError):
         broken = path.with_suffix(path.suffix + ".broken")
         os.replace(path, broken)
         print(f"features: {path} was unreadable (killed mid-write?); moved it to {broken} and starting afresh")
         return set()
+    # outside the try: a failed write (a full disk) must not pass the readable file off as broken
+    _rewrite(path, attrs, data, {**{k: v for k, v in attrs.items() if k != "rows"}, "complete": False})
+    return set(k.decode() if isinstance(k, bytes) else k for k in data["keys"])
 
 
 def _append(path: Path, features: np.ndarray, samples: list[Sample], keys: list[str]) -> None:
