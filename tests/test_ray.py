@@ -112,8 +112,9 @@ def test_predict_on_ray_writes_the_same_submission(local_ray, subset_run, tmp_pa
     data = copy_photos(tmp_path / "test", [f"{n}.jpg" for n in range(1, 101)], src=TEST)
     make_bad_files(data, TEST / "1.jpg")
     single, on_ray = tmp_path / "single" / "submission.csv", tmp_path / "ray" / "submission.csv"
-    assert main(["predict", str(subset_run), str(data), "--out", str(single)]) == 0
-    assert main(["predict", str(subset_run), str(data), "--out", str(on_ray), "--ray"]) == 0
+    # --tta: the Ray actor averages each photo with its mirror image as predict_images does
+    assert main(["predict", str(subset_run), str(data), "--out", str(single), "--tta"]) == 0
+    assert main(["predict", str(subset_run), str(data), "--out", str(on_ray), "--ray", "--tta"]) == 0
     rows = _rows(on_ray)
     assert len(rows) == 101 and rows[1][0] == "1"
     assert on_ray.read_text() == single.read_text()

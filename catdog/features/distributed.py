@@ -132,24 +132,21 @@ class KerasActor(_ModelActor):
     def __init__(self, model, width: int, tta: bool = False, outputs: tuple[str, ...] = ()):
         import keras
 
-        from catdog.training import predict_batch  # noqa: F401  (registers catdog's layers for loading)
+        from catdog.training import predict_outputs  # also registers catdog's layers for loading
 
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / RunDir.MODEL
             path.write_bytes(_fetch(model))
             self._model = keras.models.load_model(path)
+        self._predict = predict_outputs
         self._tta, self._outputs, self.width = tta, tuple(outputs), width
 
     def run(self, images: np.ndarray) -> np.ndarray:
         x = images.astype(np.float32)
         if not self._outputs:
             return np.asarray(self._model.predict_on_batch(x))
-        out = self._model.predict_on_batch(x)
-        columns = [np.asarray(out[k]) for k in self._outputs]
-        if self._tta:
-            mirrored = self._model.predict_on_batch(x[:, :, ::-1])
-            columns = [(c + np.asarray(mirrored[k])) / 2 for c, k in zip(columns, self._outputs)]
-        return np.hstack([c.reshape(len(x), -1) for c in columns])
+        out = self._predict(self._model, x, self._tta)
+        return np.hstack([out[k].reshape(len(x), -1) for k in self._outputs])
 
 
 # ------------------------------------------------------------------ the driver
