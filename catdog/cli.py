@@ -38,10 +38,11 @@ def _head_config(args, features: Path | None = None):
     return HeadConfig(seed=args.seed, l2_grid=tuple(args.l2), folds=args.cv, views=tuple(views))
 
 
-def _feature_options(args) -> dict:
-    """`catdog features`' options (shared with `run`) as features_stage's parameters."""
-    return dict(backbone=args.backbone, weights=args.weights, batch_size=args.batch_size, max_pixels=args.max_pixels, engine=args.engine,
-                image_size=args.image_size, exclude=args.exclude)
+def _extraction(args):
+    """`catdog features`' settings (shared with `run`)."""
+    from catdog.features.stage import Extraction
+
+    return Extraction(args.backbone, args.weights, args.image_size, args.engine, args.batch_size, args.max_pixels)
 
 
 def cmd_features(args) -> int:
@@ -54,7 +55,7 @@ def cmd_features(args) -> int:
         from catdog.features import view_path
 
         out = view_path(out, check_view(args.view))
-    line = features_stage(args.data, out, rejected, **_feature_options(args), ray=args.ray, workers=args.workers, view=args.view,
+    line = features_stage(args.data, out, rejected, _extraction(args), exclude=args.exclude, ray=args.ray, workers=args.workers, view=args.view,
                           shift_photos=args.shift_photos or None)[1]
     print(f"features: {line}")
     return 0
@@ -74,7 +75,7 @@ def cmd_run(args) -> int:
     from catdog.pipeline import run_pipeline
 
     return run_pipeline(
-        args.data, Path(args.out), **_feature_options(args), head_config=_head_config(args), export=not args.no_export,
+        args.data, Path(args.out), extraction=_extraction(args), exclude=args.exclude, head_config=_head_config(args), export=not args.no_export,
         formats=args.formats, precision=args.precision, calibration_dir=args.calibration, mixed=args.mixed == "on",
         keep_float=args.keep_float, reference=args.reference, negatives=args.negatives, shift_photos=args.shift_photos,
     )

@@ -16,12 +16,7 @@ def run_pipeline(
     data: str,
     run_dir: Path,
     *,
-    backbone: str,
-    weights: str | None,
-    batch_size: int,
-    max_pixels: int,
-    engine: str,
-    image_size: int,
+    extraction,
     head_config,
     exclude: str | None = None,
     export: bool = True,
@@ -41,8 +36,9 @@ def run_pipeline(
     run's parity photos, split.json); negatives: a folder of photos with no cat or dog, for the
     "neither" answer; shift_photos: photos per shifted view the training measures (0: none; the
     views `head_config.views` trains on are extracted for every photo and measured on all of them).
-    The other parameters are `catdog features`', `train`'s and `export`'s (`head_config`: a
-    `catdog.training.HeadConfig`).
+    The other parameters are `catdog features`', `train`'s and `export`'s (`extraction`: a
+    `catdog.features.Extraction`, the same for the photos, their views and the negatives;
+    `head_config`: a `catdog.training.HeadConfig`).
     """
     from catdog.data import SHIFTS
     from catdog.features import view_path
@@ -57,7 +53,7 @@ def run_pipeline(
     features = run_dir / RunDir.FEATURES
 
     def extract(source, out, rejected, **kw):
-        return features_stage(source, out, rejected, backbone, weights, batch_size, max_pixels, engine, image_size, **kw)
+        return features_stage(source, out, rejected, extraction, **kw)
 
     with Stage("features") as stage:
         report, stage.figure = extract(data, features, run_dir / "rejected.csv", exclude=exclude)

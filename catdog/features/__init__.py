@@ -24,6 +24,6 @@ __getattr__, __dir__, __all__ = lazy_exports(
         ],
         "catdog.features.cache": ["ExtractReport", "FeatureSet", "extract_features", "load_features", "view_path", "weights_id", "without"],
         "catdog.features.specs": ["BACKBONES", "BackboneSpec"],
-        "catdog.features.stage": ["features_stage"],
+        "catdog.features.stage": ["Extraction", "features_stage"],
     },
 )

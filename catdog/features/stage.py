@@ -7,9 +7,23 @@ functions that need them.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from catdog.errors import CatdogError
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """How photos become features: `catdog features`' settings, which `catdog run` shares (its
+    views and negatives are extracted with the same ones). weights None: ImageNet's."""
+
+    backbone: str
+    weights: str | None
+    image_size: int
+    engine: str
+    batch_size: int
+    max_pixels: int
 
 
 def scan_printing(data: str):
@@ -54,12 +68,7 @@ def features_stage(
     data: str,
     out: Path,
     rejected_csv: Path,
-    backbone: str,
-    weights: str | None,
-    batch_size: int,
-    max_pixels: int,
-    engine: str,
-    image_size: int,
+    extraction: Extraction,
     exclude: str | None = None,
     ray: str | None = None,
     workers: int | None = None,
@@ -67,7 +76,7 @@ def features_stage(
     shift_photos: int | None = None,
     echo: bool = True,
 ):
-    """Extract the features of DATA into `out`; (report, its one-line summary).
+    """Extract the features of DATA into `out` as `extraction` says; (report, its one-line summary).
 
     Prints the rejected files as they are found, the excluded count (`exclude`: a suspects.csv or
     a plain list of names) and where the rejections are listed; the summary is the caller's to print.
@@ -104,18 +113,8 @@ def features_stage(
     if view != "plain" and ray is not None:
         raise CatdogError(f"--view {view}: views are extracted here, not on Ray; leave out --ray")
     extra = {} if view == "plain" else {"view": view}
-    report = on_ray(extract_features, ray, workers)(
-        samples,
-        out,
-        backbone,
-        weights or "imagenet",
-        batch_size=batch_size,
-        max_pixels=max_pixels,
-        excluded=excluded,
-        engine=engine,
-        image_size=image_size,
-        **extra,
-    )
+    settings = {**asdict(extraction), "weights": extraction.weights or "imagenet"}
+    report = on_ray(extract_features, ray, workers)(samples, out, **settings, excluded=excluded, **extra)
     rejections = scan_rejections + report.rejections
     report_rejections(rejections, rejected_csv)
     used = len(samples) - len(report.rejections)
