@@ -2,6 +2,7 @@
 
     python -m bench all      [--run RUN_DIR] [--art ART_DIR]
     python -m bench roofline | features | head | export | latency | interpreter | accuracy | phone
+    python -m bench unsure [--art ART_DIR] [--compare ART_DIR ...]   (fp16 on photos the model is unsure of; bench/unsure.py; not part of `all`)
     python -m bench.choices  (which settings help: nested CV of each variant; not part of `all`)
     python -m bench fuzz [--examples N] [--seed S] | soak [--requests N --concurrency C]   (bench/faults.py; not part of `all`)
     python -m bench ray [--images 1000]   (Ray Data against the single-process path; bench/ray.py; not part of `all`)
@@ -403,9 +404,10 @@ def main() -> int:
         return ray_main(sys.argv[2:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("part", choices=["all", "roofline", "features", "head", "export", "latency", "interpreter", "accuracy", "phone", "neither",
-                                         "fuzz", "soak"])
+                                         "unsure", "fuzz", "soak"])
     parser.add_argument("--run", default=str(REPO / "runs" / "mobilenet+mobilenet_v2_288"))
     parser.add_argument("--art", default=None)
+    parser.add_argument("--compare", nargs="*", metavar="ART_DIR", help="unsure: more ART_DIRs of the same run, measured beside --art")
     parser.add_argument("--data", default=str(SHARED / "data" / "dogs-vs-cats" / "train"))
     parser.add_argument("--images", type=int, default=128, help="photos for the feature benchmark")
     parser.add_argument("--runs", type=int, default=50, help="timed runs per latency row (after 10 warm-up)")
@@ -428,6 +430,10 @@ def main() -> int:
             from bench.neither import cmd_neither
 
             cmd_neither(args)
+        elif part == "unsure":
+            from bench.unsure import cmd_unsure
+
+            cmd_unsure(args)
         elif part == "features":
             cmd_features(args, roof)
         else:

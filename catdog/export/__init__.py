@@ -28,7 +28,7 @@ from catdog.atomic import write_text
 from catdog.errors import CatdogError
 from catdog.export.contract import CAM, INPUT_NAME, PROBABILITIES, raw_image_input, sha256_path, size_bytes, tensor_outputs
 from catdog.features import input_size
-from catdog.export.sensitivity import SENSITIVITY_PHOTOS, Unit, analyse, coreml_fp16_analysis, kept_units, plot, weighted_units
+from catdog.export.sensitivity import SENSITIVITY_PHOTOS, Unit, analyse, coreml_fp16_analysis, kept_units, missed_targets, plot, weighted_units
 from catdog.training import calibrated_model
 
 from catdog.export.formats import FORMATS, PRECISIONS, TABLE, ExportOptions  # noqa: E402  (the one format table)
@@ -364,6 +364,8 @@ def mixed_precision_plan(
     analysis = analyse(net, model_sha, images, labels, reduced, calibration, cache_dir=cache_dir, progress=progress, coreml_fp16=coreml_fp16)
     write_text(art_dir / ArtDir.SENSITIVITY, json.dumps(analysis, indent=1))
     plot(analysis, art_dir / ArtDir.SENSITIVITY_PNG)
+    for line in missed_targets(analysis):
+        tqdm.write(line)
     plan = {p: kept_units(analysis, p) for p in reduced}
     if "coreml_fp16" in analysis["precisions"]:
         plan["coreml_fp16"] = kept_units(analysis, "fp16", "coreml")

@@ -37,6 +37,13 @@ def manifest_lines(manifest: dict, out: Path) -> list[str]:
     """The artefact table `catdog export` prints: file, size, export time, layers kept float32."""
     lines = [f"{'artefact':<42} {'MB':>7} {'export s':>9}  float32 layers"]
     for a in manifest["artefacts"]:
-        kept = "all" if a["precision"] == "fp32" else (", ".join(a["kept_float32"]) or "none")
-        lines.append(f"{a['file']:<42} {a['bytes'] / 1e6:>7.2f} {a['export_seconds']:>9.1f}  {kept}")
-    return [*lines, f"manifest: {Path(out) / 'manifest.json'}"]
+        lines.append(f"{a['file']:<42} {a['bytes'] / 1e6:>7.2f} {a['export_seconds']:>9.1f}  {_kept_summary(a)}")
+    return [*lines, f"manifest: {Path(out) / 'manifest.json'} (each artefact's float32 layers: kept_float32)"]
+
+
+def _kept_summary(entry: dict, shown: int = 3) -> str:
+    """"all", "none", the names of a few, or how many and the first of them."""
+    kept = entry["kept_float32"]
+    if entry["precision"] == "fp32" or not kept:
+        return "all" if entry["precision"] == "fp32" else "none"
+    return ", ".join(kept) if len(kept) <= shown else f"{len(kept)}: {', '.join(kept[:shown])}, …"
