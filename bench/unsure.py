@@ -9,7 +9,7 @@ test photos (no run trains on them), through each artefact of one or more ART_DI
 
 Per artefact: max |Δp| and |Δpet| over every photo; the largest change of the P(dog) logit on
 the photos the model is unsure of (0.1 < P < 0.9 under Keras), and the bound it sets on |Δp| for
-a photo at P = 0.5 (a quarter of it). Outside that band the logit says little: Core ML's fp16
+a photo at P = 0.5 (a quarter of it); the same for P(pet). Outside that band the logit says little: Core ML's fp16
 package writes its outputs in float16, whose step (4.9e-4 below 1) is a large share of a P(cat)
 of 0.01 and moves the logit, though not the probability, by up to 0.05.
 """
@@ -63,6 +63,9 @@ def cmd_unsure(args) -> None:
             p_ref = ref[PROBABILITIES][:, 1]
             unsure = (p_ref > UNSURE[0]) & (p_ref < UNSURE[1])
             dlogit = np.abs(_logit(out[PROBABILITIES][:, 1]) - _logit(p_ref))[unsure]
+            pet_ref = ref[PET][:, 0]
+            pet_unsure = (pet_ref > UNSURE[0]) & (pet_ref < UNSURE[1])
+            dpet_logit = np.abs(_logit(out[PET][:, 0]) - _logit(pet_ref))[pet_unsure]
             rows.append({
                 "art_dir": str(art), "artefact": entry["file"], "kept_float32": len(entry.get("kept_float32", [])),
                 "mb": entry["bytes"] / 1e6, "photos": int(len(images)), "unsure_photos": int(unsure.sum()),
@@ -70,9 +73,14 @@ def cmd_unsure(args) -> None:
                 "pet_max_abs": float(np.abs(out[PET] - ref[PET]).max()),
                 "logit_max_abs_unsure": float(dlogit.max()),
                 "prob_bound": float(dlogit.max() / 4),
+                "pet_unsure_photos": int(pet_unsure.sum()),
+                "pet_logit_max_abs_unsure": float(dpet_logit.max()) if pet_unsure.any() else None,
+                "pet_bound": float(dpet_logit.max() / 4) if pet_unsure.any() else None,
             })
-    print(f"{rows[0]['photos']} photos ({rows[0]['unsure_photos']} with {UNSURE[0]} < P(dog) < {UNSURE[1]} under Keras); tolerance fp16 5e-3, fp32 1e-4")
+    print(f"{rows[0]['photos']} photos ({rows[0]['unsure_photos']} with {UNSURE[0]} < P(dog) < {UNSURE[1]}, {rows[0]['pet_unsure_photos']} with "
+          f"{UNSURE[0]} < P(pet) < {UNSURE[1]} under Keras); tolerance fp16 5e-3, fp32 1e-4")
     table(rows, [("artefact", "artefact", "<46"), ("kept_float32", "fp32 layers", "d"), ("mb", "MB", ".2f"), ("prob_max_abs", "max |Δp|", ".2e"),
-                 ("pet_max_abs", "max |Δpet|", ".2e"), ("logit_max_abs_unsure", "max |Δlogit| unsure", ".4f"), ("prob_bound", "|Δp| at P 0.5", ".2e")])
+                 ("pet_max_abs", "max |Δpet|", ".2e"), ("logit_max_abs_unsure", "max |Δlogit| unsure", ".4f"), ("prob_bound", "|Δp| at P 0.5", ".2e"),
+                 ("pet_logit_max_abs_unsure", "pet |Δlogit| unsure", ".4f"), ("pet_bound", "|Δpet| at P 0.5", ".2e")])
     save("unsure", rows, {"run": str(args.run), "art_dirs": [str(a) for a in art_dirs], "photos": "every not-pets photo + 300 Kaggle test photos (seed 3)",
                             "unsure": f"{UNSURE[0]} < P(dog) < {UNSURE[1]} under Keras"})

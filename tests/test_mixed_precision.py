@@ -234,5 +234,5 @@ def test_a_missed_target_is_said_in_one_line(subset_artefacts):
     missed = {**met, "fp16": {**met["fp16"], "met": False}}
     (line,) = missed_targets({**analysis, "precisions": missed})
     kept = len(analysis["precisions"]["fp16"]["kept"])
-    assert line.startswith("note: fp16 (TFLite, ONNX) misses its target") and f"with {kept} layers float32" in line and "of its tolerance" in line, line
+    assert line.startswith("catdog: note: fp16 (TFLite, ONNX) misses its target") and f"with {kept} layers float32" in line and "of its tolerance" in line, line
 

@@ -645,7 +645,7 @@ def missed_targets(analysis: dict) -> list[str]:
             what = max(shares, key=shares.get)
             worst = f"{FP16_ERROR_WORDS[what]} at {shares[what]:.2f} of its tolerance"
         lines.append(
-            f"note: {names.get(key, key)} misses its target ({1 / MARGIN:g} of the tolerance) on the {analysis['photos']} calibration photos "
+            f"catdog: note: {names.get(key, key)} misses its target ({1 / MARGIN:g} of the tolerance) on the {analysis['photos']} calibration photos "
             f"with {len(info['kept'])} layers float32, all the size budget allows: {worst}; parity measures the artefacts"
         )
     return lines
