@@ -15,11 +15,11 @@ rounding noise; more means the op quantises badly).
 fp16 targets the probabilities' *logits* too: calibration photos are training photos, on which the
 model is sure (P(dog) near 0 or 1, where a logit error barely moves the probability), while a photo
 it is unsure of (a car, a blurred pet) moves by up to a quarter of its logit error (σ' ≤ 1/4, at
-P = 0.5). So an fp16 choice is scored by the worse of max |Δp|, |Δpet|, the CAM error and that bound
+P = 0.5). So an fp16 choice is scored by the worst of max |Δp|, |Δpet|, the CAM error and that bound
 for P(dog) and P(pet), each as a share of its parity tolerance.
 
-Units are ranked by their error alone per weight (fp16: float32 activations cost no bytes and a
-few small early layers carry most of the error), those that fit the size budget are the candidates,
+fp16 ranks units by their error alone per weight (a few small early layers carry most of it, and
+Core ML's float32 activations cost no bytes); those that fit the size budget are the candidates,
 and the shortest prefix of them whose reduced model meets the target with a safety margin
 (`MARGIN`) on the calibration photos is kept (binary search); int8 keeps units greedily, most
 harmful first. Targets: fp16 each error ≤ 5e-3 / 2; int8 top-1 disagreement ≤ 2 % / 2 and
@@ -632,7 +632,7 @@ def analyse(
 
 def missed_targets(analysis: dict) -> list[str]:
     """One line per reduced precision whose choice misses its target on the calibration photos
-    (best effort: every candidate within the size budget kept); parity then decides."""
+    (best effort: as many units kept as the size budget, or int8's cap, allows); parity then decides."""
     names = {"fp16": "fp16 (TFLite, ONNX)", "coreml_fp16": "Core ML fp16", "int8": "int8"}
     lines = []
     for key, info in analysis["precisions"].items():
@@ -646,7 +646,7 @@ def missed_targets(analysis: dict) -> list[str]:
             worst = f"{FP16_ERROR_WORDS[what]} at {shares[what]:.2f} of its tolerance"
         lines.append(
             f"catdog: note: {names.get(key, key)} misses its target ({1 / MARGIN:g} of the tolerance) on the {analysis['photos']} calibration photos "
-            f"with {len(info['kept'])} layers float32, all the size budget allows: {worst}; parity measures the artefacts"
+            f"with {len(info['kept'])} layers float32, as many as it may keep: {worst}; parity measures the artefacts"
         )
     return lines
 
