@@ -1,4 +1,4 @@
-"""`python -m bench unsure`: the fp16 artefacts against Keras on photos the model is unsure of.
+"""`python -m bench unsure`: the artefacts against Keras on photos the model is unsure of.
 
 The mixed-precision analysis chooses its float32 layers on training photos, where the model is
 sure (P(dog) near 0 or 1) and a logit error barely moves the probability; parity's tolerance is
@@ -9,7 +9,8 @@ test photos (no run trains on them), through each artefact of one or more ART_DI
 
 Per artefact: max |Δp| and |Δpet| over every photo; the largest change of the P(dog) logit on
 the photos the model is unsure of (0.1 < P < 0.9 under Keras), and the bound it sets on |Δp| for
-a photo at P = 0.5 (a quarter of it); the same for P(pet). Outside that band the logit says little: Core ML's fp16
+a photo at P = 0.5 (a quarter of it); the same for P(pet); top-1 (cat or dog) and verdict (cat,
+dog or neither) agreement, int8 included. Outside that band the logit says little: Core ML's fp16
 package writes its outputs in float16, whose step (4.9e-4 below 1) is a large share of a P(cat)
 of 0.01 and moves the logit, though not the probability, by up to 0.05.
 """
@@ -25,11 +26,6 @@ TEST_PHOTOS = 300
 UNSURE = (0.1, 0.9)  # P(dog) under Keras
 
 
-def _logit(q: np.ndarray) -> np.ndarray:
-    q = q.astype(np.float64)
-    return np.log(np.clip(q, 1e-30, None)) - np.log(np.clip(1 - q, 1e-30, None))
-
-
 def photos(shared: Path, size: int) -> np.ndarray:
     from catdog.data import scan
     from catdog.export import draw_photos
@@ -41,7 +37,8 @@ def photos(shared: Path, size: int) -> np.ndarray:
 
 def cmd_unsure(args) -> None:
     from bench.__main__ import SHARED, save, table
-    from catdog.contract import PET, PROBABILITIES
+    from catdog.contract import PET, PET_THRESHOLD, PROBABILITIES, verdict
+    from catdog.export.sensitivity import logit
     from catdog.runtime import open_model
 
     art_dirs = [Path(args.art), *(Path(a) for a in args.compare or [])]
@@ -49,23 +46,22 @@ def cmd_unsure(args) -> None:
     for art in art_dirs:
         manifest = json.loads((art / "manifest.json").read_text())
         temperature = float(manifest.get("temperature", 1.0))
-        if temperature not in keras:
-            keras[temperature] = None
         for entry in manifest["artefacts"]:
-            if entry["precision"] not in ("fp32", "fp16"):
-                continue
             model = open_model(art / entry["file"])
             if images is None:
                 images = photos(SHARED, model.image_size)
-            if keras[temperature] is None:
+            if temperature not in keras:
                 keras[temperature] = open_model(args.run, temperature=temperature).run(images)
             ref, out = keras[temperature], model.run(images)
             p_ref = ref[PROBABILITIES][:, 1]
             unsure = (p_ref > UNSURE[0]) & (p_ref < UNSURE[1])
-            dlogit = np.abs(_logit(out[PROBABILITIES][:, 1]) - _logit(p_ref))[unsure]
+            dlogit = np.abs(logit(out[PROBABILITIES][:, 1]) - logit(p_ref))[unsure]
             pet_ref = ref[PET][:, 0]
             pet_unsure = (pet_ref > UNSURE[0]) & (pet_ref < UNSURE[1])
-            dpet_logit = np.abs(_logit(out[PET][:, 0]) - _logit(pet_ref))[pet_unsure]
+            dpet_logit = np.abs(logit(out[PET][:, 0]) - logit(pet_ref))[pet_unsure]
+            threshold = float(manifest.get(PET_THRESHOLD, 0.0))
+            answers = [verdict(pr, pe, threshold) for pr, pe in zip(out[PROBABILITIES], out[PET][:, 0])]
+            answers_ref = [verdict(pr, pe, threshold) for pr, pe in zip(ref[PROBABILITIES], ref[PET][:, 0])]
             rows.append({
                 "art_dir": str(art), "artefact": entry["file"], "kept_float32": len(entry.get("kept_float32", [])),
                 "mb": entry["bytes"] / 1e6, "photos": int(len(images)), "unsure_photos": int(unsure.sum()),
@@ -76,11 +72,14 @@ def cmd_unsure(args) -> None:
                 "pet_unsure_photos": int(pet_unsure.sum()),
                 "pet_logit_max_abs_unsure": float(dpet_logit.max()) if pet_unsure.any() else None,
                 "pet_bound": float(dpet_logit.max() / 4) if pet_unsure.any() else None,
+                "top1_agreement": float(np.mean((out[PROBABILITIES][:, 1] > 0.5) == (p_ref > 0.5))),
+                "verdict_agreement": float(np.mean([a == b for a, b in zip(answers, answers_ref)])),
             })
     print(f"{rows[0]['photos']} photos ({rows[0]['unsure_photos']} with {UNSURE[0]} < P(dog) < {UNSURE[1]}, {rows[0]['pet_unsure_photos']} with "
           f"{UNSURE[0]} < P(pet) < {UNSURE[1]} under Keras); tolerance fp16 5e-3, fp32 1e-4")
     table(rows, [("artefact", "artefact", "<46"), ("kept_float32", "fp32 layers", "d"), ("mb", "MB", ".2f"), ("prob_max_abs", "max |Δp|", ".2e"),
                  ("pet_max_abs", "max |Δpet|", ".2e"), ("logit_max_abs_unsure", "max |Δlogit| unsure", ".4f"), ("prob_bound", "|Δp| at P 0.5", ".2e"),
-                 ("pet_logit_max_abs_unsure", "pet |Δlogit| unsure", ".4f"), ("pet_bound", "|Δpet| at P 0.5", ".2e")])
+                 ("pet_logit_max_abs_unsure", "pet |Δlogit| unsure", ".4f"), ("pet_bound", "|Δpet| at P 0.5", ".2e"),
+                 ("top1_agreement", "top-1 agree", ".4f"), ("verdict_agreement", "verdict agree", ".4f")])
     save("unsure", rows, {"run": str(args.run), "art_dirs": [str(a) for a in art_dirs], "photos": "every not-pets photo + 300 Kaggle test photos (seed 3)",
                             "unsure": f"{UNSURE[0]} < P(dog) < {UNSURE[1]} under Keras"})

@@ -211,7 +211,8 @@ class _PatchedTFLite:
         return tflite_bytes(bytes(self.buffer)).run(images)
 
 
-def _logit(q: np.ndarray) -> np.ndarray:
+def logit(q: np.ndarray) -> np.ndarray:
+    """log(q / (1 - q)) in float64, finite for q of 0 and 1."""
     q = q.astype(np.float64)
     return np.log(np.clip(q, 1e-30, None)) - np.log(np.clip(1 - q, 1e-30, None))
 
@@ -232,7 +233,7 @@ def output_error(reference: dict, outputs: dict) -> dict:
         "pet_max_abs": float(np.abs(pet - pet_ref).max()),
         "cam_max_rel": float(np.abs(c - c_ref).max() / (np.abs(c_ref).max() or 1.0)),
         "logit_max_abs": float(np.abs(margin(p) - margin(p_ref)).max()),
-        "pet_logit_max_abs": float(np.abs(_logit(pet) - _logit(pet_ref)).max()),
+        "pet_logit_max_abs": float(np.abs(logit(pet) - logit(pet_ref)).max()),
     }
 
 
