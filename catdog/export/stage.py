@@ -44,6 +44,8 @@ def manifest_lines(manifest: dict, out: Path) -> list[str]:
 def _kept_summary(entry: dict, shown: int = 3) -> str:
     """"all", "none", the names of a few, or how many and the first of them."""
     kept = entry["kept_float32"]
-    if entry["precision"] == "fp32" or not kept:
-        return "all" if entry["precision"] == "fp32" else "none"
-    return ", ".join(kept) if len(kept) <= shown else f"{len(kept)}: {', '.join(kept[:shown])}, …"
+    if entry["precision"] == "fp32":
+        return "all"
+    if len(kept) <= shown:
+        return ", ".join(kept) or "none"
+    return f"{len(kept)}: {', '.join(kept[:shown])}, …"
