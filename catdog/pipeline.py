@@ -52,20 +52,17 @@ def run_pipeline(
     run_dir = Path(run_dir)
     features = run_dir / RunDir.FEATURES
 
-    def extract(source, out, rejected, **kw):
-        return features_stage(source, out, rejected, extraction, **kw)
-
     with Stage("features") as stage:
-        report, stage.figure = extract(data, features, run_dir / "rejected.csv", exclude=exclude)
+        report, stage.figure = features_stage(data, features, run_dir / "rejected.csv", extraction, exclude=exclude)
         seconds = report.seconds
         views = [*head_config.views, *(v for v in SHIFTS if shift_photos and v not in head_config.views)]
         for view in views:  # augmented views of every photo, shifted views of a subset; same rejections
             photos = None if view in head_config.views else shift_photos
-            seconds += extract(data, view_path(features, view), None, exclude=exclude, view=view, shift_photos=photos, echo=False)[0].seconds
+            seconds += features_stage(data, view_path(features, view), None, extraction, exclude=exclude, view=view, shift_photos=photos, echo=False)[0].seconds
         if views:
             stage.figure += f"; views {', '.join(views)}; {seconds:.0f} s of extraction in all"
         if negatives:  # photos with neither cat nor dog, for the pet detector: same backbone and size
-            extract(negatives, run_dir / RunDir.NEGATIVES, run_dir / "rejected_negatives.csv")
+            features_stage(negatives, run_dir / RunDir.NEGATIVES, run_dir / "rejected_negatives.csv", extraction)
     with Stage("training") as stage:
         metrics = train_stage(
             features, run_dir, head_config, exclude=None, negatives=str(run_dir / RunDir.NEGATIVES) if negatives else None
