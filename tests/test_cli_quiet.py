@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from catdog.console import filtered_fd2, is_native_noise, one_line_warning
-from conftest import REPO, TRAIN, catdog_cli, copy_photos, kaggle_names, needs_shared
+from conftest import REPO, catdog_cli, copy_photos, kaggle_names, needs_shared
 
 HELP_LIMIT_S = 0.5
 # What a TensorFlow / absl / LiteRT / converter log line looks like, by shape rather than by words

@@ -140,20 +140,22 @@ def test_robust_selection_weighs_the_shifted_folds(subset_run):
 
 
 @needs_shared
-def test_train_without_a_views_file_says_how_to_make_it(subset_run, tmp_path):
+def test_train_without_a_views_file_says_how_to_make_it(subset_run, tmp_path, capsys):
     import shutil
+
+    from catdog.cli import main
+    from catdog.training.settings import SHIFT_PHOTOS
 
     alone = tmp_path / "features.h5"  # the features without their views folder
     shutil.copy(subset_run / "features.h5", alone)
-    result = catdog_cli("train", str(alone), "--out", str(tmp_path / "run"), "--views", "mirror", "--l2", "1e-2")
-    assert result.returncode == 2
-    assert "catdog: error: training on view 'mirror' needs its features; extract them with `catdog features DATA --view mirror`" in result.output
+    assert main(["train", str(alone), "--out", str(tmp_path / "run"), "--views", "mirror", "--l2", "1e-2"]) == 2
+    err = capsys.readouterr().err
+    assert err == "catdog: error: training on view 'mirror' needs its features; extract them with `catdog features DATA --view mirror`\n"
+    assert not (tmp_path / "run").exists()
     # a view of only some photos (the shifts' subset) cannot train
-    result = catdog_cli("train", str(subset_run / "features.h5"), "--out", str(tmp_path / "run2"), "--views", "rotate", "--l2", "1e-2")
-    from catdog.training.settings import SHIFT_PHOTOS
-
+    assert main(["train", str(subset_run / "features.h5"), "--out", str(tmp_path / "run2"), "--views", "rotate", "--l2", "1e-2"]) == 2
     missing = len(load_features(subset_run / "features.h5").names) - SHIFT_PHOTOS
-    assert result.returncode == 2 and f"the rotate view's features lack {missing} of the photos" in result.output
+    assert f"the rotate view's features lack {missing} of the photos" in capsys.readouterr().err
 
 
 @needs_shared

@@ -87,7 +87,7 @@ def fused_run(tmp_path_factory, resnet50_weights):
     data = copy_photos(root / "data", kaggle_names("cat", range(16)) + kaggle_names("dog", range(16)))
     run_dir = root / "run"
     args = ["run", "--views", "none", "--shift-photos", "0", str(data), "--backbone", "mobilenet_v2,resnet50", "--weights", f"imagenet,{resnet50_weights}",
-            "--out", str(run_dir), "--formats", "onnx,coreml", "--precision", "fp32",
+            "--out", str(run_dir), "--formats", "coreml", "--precision", "fp32",
             "--engine", "keras"]  # 32 photos: TensorFlow at once beats LiteRT's conversion of the fusion first (CI time)
     assert main(args) == 0
     return run_dir
@@ -112,8 +112,9 @@ def test_fused_cam_identity_and_export(fused_run):
     assert np.allclose(probabilities_from_cam(np.asarray(out["cam"]), bias), out["probabilities"], atol=1e-5)
     manifest = load_manifest(fused_run / "artefacts")
     assert manifest["backbone"] == "mobilenet_v2,resnet50"
-    assert {a["file"] for a in manifest["artefacts"]} == {
-        "catdog_mobilenet_v2+resnet50_fp32.onnx", "catdog_mobilenet_v2+resnet50_fp32.mlpackage"}
+    # Core ML only: its image input takes raw pixels and each branch preprocesses (the ONNX and TFLite
+    # export of a fusion is tested on MobileNet V1 + V2, test_mobilenet_v1; this one's ONNX takes 40 s)
+    assert {a["file"] for a in manifest["artefacts"]} == {"catdog_mobilenet_v2+resnet50_fp32.mlpackage"}
     parity = json.loads((fused_run / "artefacts" / "parity.json").read_text())
     assert parity["passed"]
     checks = {c["check"]: c for a in parity["artefacts"] if a["format"] == "coreml" for c in a["spec_checks"]}
