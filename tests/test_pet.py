@@ -113,3 +113,27 @@ def test_mobilenet_v1_without_an_imagenet_top_still_answers_neither(tmp_path, ne
     assert np.mean(others.pet < run.pet_threshold) >= 0.8 and np.mean(pets.pet >= run.pet_threshold) >= 0.9
     alone = fit_pet(load_features(run_dir / "features.h5").features, None, None)
     assert alone.threshold == 0.0 and "none" in alone.estimate["method"] and (alone.pet(np.zeros((1, 1024))) > 0.99).all()
+
+
+@needs_shared
+def test_too_few_negatives_is_one_line_naming_the_flag(subset_run, tmp_path, capsys):
+    """Six photos with neither cannot feed the detector's nested CV: the error names --negatives, the
+    folder, the count and the least that works (7: the inner folds of 5 need 5 negatives each), not
+    the head's --cv; with 7 the detector fits."""
+    from catdog.cli import main
+    from catdog.features import load_features
+    from catdog.training.pet import MIN_NEGATIVES, fit_pet
+
+    six = copy_photos(tmp_path / "six", not_pets()[:6], src=NOT_PETS)
+    assert main(["features", str(six), "--out", str(tmp_path / "six.h5")]) == 0
+    capsys.readouterr()
+    args = ["train", str(subset_run / "features.h5"), "--negatives", str(tmp_path / "six.h5"), "--out", str(tmp_path / "run"), "--l2", "1e-2"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("catdog: error: --negatives: 6 usable photos with neither cat nor dog in "), err
+    assert str(six) in err and f"needs at least {MIN_NEGATIVES}" in err and "--cv" not in err
+    assert not (tmp_path / "run" / "model.keras").exists()
+    pets = load_features(subset_run / "features.h5").features
+    negatives = load_features(subset_run / "negatives.h5").features
+    fit = fit_pet(pets, negatives[:MIN_NEGATIVES], None)
+    assert fit.estimate["n_negatives"] == MIN_NEGATIVES == 7

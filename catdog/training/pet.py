@@ -31,6 +31,8 @@ KEEP = 0.997  # quantile of the cats' and dogs' CV scores the threshold keeps (n
 L2 = 1.0  # on standardised features; keep and reject rates were flat from 0.01 to 1 (README)
 NEGATIVE_SHARE = 0.25  # the negatives weigh at least this share of the positives in the fit
 FOLDS = 5
+# nested CV: every inner fit (the outer training part, FOLDS - 1 shares) still has FOLDS photos with neither
+MIN_NEGATIVES = next(n for n in range(FOLDS, 10 * FOLDS) if n - -(-n // FOLDS) >= FOLDS)  # 7 for 5 folds
 
 
 @dataclass

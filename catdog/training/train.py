@@ -39,7 +39,7 @@ from catdog.errors import CatdogError
 from catdog.features import BackbonePreprocessing, FeatureSet, build_backbone, get_spec, image_input, input_size
 from catdog.training import cv as CV
 from catdog.training import metrics as M
-from catdog.training.pet import PetFit, fit_pet, imagenet_top, pet_head
+from catdog.training.pet import FOLDS as PET_FOLDS, MIN_NEGATIVES, PetFit, fit_pet, imagenet_top, pet_head
 
 PARITY_FRACTION = 0.2  # share of the training photos named for parity (400 of the 2,002 shared photos)
 
@@ -257,8 +257,9 @@ def robustness(data: CV.Data, nested: CV.NestedCV, config: HeadConfig, l2: float
     }
 
 
-def train_pet(feature_set: FeatureSet, rows: np.ndarray, negatives: FeatureSet | None, seed: int) -> PetFit:
-    """Fit the pet detector on the training photos' features and the negatives' (same backbone)."""
+def check_negatives(feature_set: FeatureSet, negatives: FeatureSet | None) -> None:
+    """Raise the one-line error for negatives the pet detector cannot use: another backbone or input
+    size than the photos', or too few for its nested CV (checked before any training)."""
     if negatives is not None and (negatives.backbone, negatives.attrs.get("image_size")) != (
         feature_set.backbone, feature_set.attrs.get("image_size")
     ):
@@ -266,6 +267,16 @@ def train_pet(feature_set: FeatureSet, rows: np.ndarray, negatives: FeatureSet |
             f"the negatives' features are {negatives.backbone} at {negatives.attrs.get('image_size')}, the photos' "
             f"{feature_set.backbone} at {feature_set.attrs.get('image_size')}; extract both with the same --backbone and --image-size"
         )
+    if negatives is not None and 0 < len(negatives.names) < MIN_NEGATIVES:
+        raise CatdogError(
+            f"--negatives: {len(negatives.names)} usable photos with neither cat nor dog in {negatives.attrs.get('data_dir', '?')}; "
+            f"the neither detector's nested {PET_FOLDS}-fold CV needs at least {MIN_NEGATIVES} (a hundred or more of everyday "
+            "scenes measure it well): add photos or leave --negatives out"
+        )
+
+
+def train_pet(feature_set: FeatureSet, rows: np.ndarray, negatives: FeatureSet | None, seed: int) -> PetFit:
+    """Fit the pet detector on the training photos' features and the negatives' (`check_negatives`d)."""
     top, note = imagenet_top(feature_set.backbone, feature_set.weights)
     fit = fit_pet(feature_set.features[rows], None if negatives is None else negatives.features, top, seed)
     fit.estimate["offset"] = note
@@ -359,6 +370,7 @@ def train_run(
     the photos as seen by it (catdog.data.views): `config.views` train, every one is scored."""
     start = time.perf_counter()
     run_dir = Path(run_dir)
+    check_negatives(feature_set, negatives)
     weights = backbone_weights(feature_set)
     result = train_head(feature_set, config, views, progress)
     estimate, nested, rows, data = nested_estimate(feature_set, config, views, progress)
