@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from catdog.contract import CAM, PET, PROBABILITIES, RunDir
+from catdog.contract import CAM, HEAD_FEATURES, PET, PROBABILITIES, RunDir
 from catdog.atomic import staged
 from catdog.errors import CatdogError
 
@@ -50,6 +50,22 @@ def _dense_kernel(full_model: keras.Model) -> tuple[np.ndarray, np.ndarray]:
     return kernel, bias
 
 
+def _cam_input(feature_maps, dog_log_odds=None):
+    """The CAM conv's input: the last conv block (N, G, G, C) and, where the head takes the ImageNet
+    top's dog-vs-cat log-odds as its last feature, that value in every cell (N, G, G, C + 1). Its
+    mean over the cells is then the head's input, so softmax(mean(cam) + bias) stays the model's
+    probabilities; the prior adds the same amount to every cell, which the heatmap's min-max
+    scaling removes."""
+    if dog_log_odds is None:
+        return feature_maps
+    import keras
+
+    from catdog.cam.layers import EveryCell
+
+    grid = int(feature_maps.shape[1])
+    return keras.layers.Concatenate(name="cam_input")([feature_maps, EveryCell(grid, name="dog_log_odds_map")(dog_log_odds)])
+
+
 def _cam_conv(kernel: np.ndarray) -> keras.layers.Conv2D:
     import keras
 
@@ -71,7 +87,9 @@ def cam_model(full_model: keras.Model) -> keras.Model:
     check_catdog_model(full_model)
     kernel, _ = _dense_kernel(full_model)
     feature_maps = full_model.get_layer("gap").input
-    cam = _cam_conv(kernel)(feature_maps)
+    names = {layer.name for layer in full_model.layers}
+    dog_log_odds = full_model.get_layer(HEAD_FEATURES).input[1] if HEAD_FEATURES in names else None
+    cam = _cam_conv(kernel)(_cam_input(feature_maps, dog_log_odds))
     outputs = {PROBABILITIES: full_model.output[PROBABILITIES], CAM: cam, PET: full_model.output[PET]}
     return keras.Model(full_model.input, outputs, name="catdog_cam")
 
@@ -88,12 +106,17 @@ def network_model(full_model: keras.Model) -> keras.Model:
     backbone = full_model.get_layer("backbone")
     x = keras.Input(shape=backbone.input.shape[1:], name="image")
     feature_maps = backbone(x)
+    from catdog.training import pet_outputs
+
     pooled = y = full_model.get_layer("gap")(feature_maps)
-    if "dropout" in {layer.name for layer in full_model.layers}:
+    names = {layer.name for layer in full_model.layers}
+    pet, dog_log_odds = pet_outputs(full_model.get_layer(PET_HEAD), pooled)
+    if HEAD_FEATURES in names:
+        y = full_model.get_layer(HEAD_FEATURES)([pooled, dog_log_odds])
+    if "dropout" in names:
         y = full_model.get_layer("dropout")(y)
-    pet = full_model.get_layer(PET_HEAD)(pooled)
     probabilities = full_model.get_layer("probabilities")(y)
-    cam = _cam_conv(kernel)(feature_maps)
+    cam = _cam_conv(kernel)(_cam_input(feature_maps, dog_log_odds if HEAD_FEATURES in names else None))
     return keras.Model(x, {PROBABILITIES: probabilities, CAM: cam, PET: pet}, name="catdog_network")
 
 
