@@ -55,6 +55,7 @@ class Candidate:
     size: int = 288
     views: tuple[str, ...] = ()
     robust: bool = True
+    prior: bool = False  # the ImageNet top's dog-vs-cat log-odds as one more feature (catdog.training.train.with_dog_prior)
 
 
 V2 = Candidate("V2, 288, photos only, l2 by clean CV", ("mobilenet_v2",), robust=False)
@@ -64,13 +65,15 @@ CANDIDATES = [  # noqa: E501
     V2,
     V1,
     Candidate("V2, 288, + mirror, closeup", ("mobilenet_v2",), views=("mirror", "closeup")),
-    Candidate("V1 + V2, 288, photos only, l2 by clean CV (previous default)", FUSED, robust=False),
+    Candidate("V1 + V2, 288, photos only, l2 by clean CV (the default before issue 26)", FUSED, robust=False),
     Candidate("V1 + V2, 288, photos only", FUSED),
-    Candidate("V1 + V2, 288, + mirror", FUSED, views=("mirror",)),
+    Candidate("V1 + V2, 288, + mirror (previous default)", FUSED, views=("mirror",)),
     Candidate("V1 + V2, 288, + closeup", FUSED, views=("closeup",)),
     Candidate("V1 + V2, 288, + mirror, closeup", FUSED, views=("mirror", "closeup")),
     Candidate("V1 + V2, 288, + mirror, closeup, colour", FUSED, views=("mirror", "closeup", "colour")),
     Candidate("V1 + V2, 224, + mirror, closeup", FUSED, 224, ("mirror", "closeup")),
+    Candidate("V2, 288, + mirror, + ImageNet dog-vs-cat prior", ("mobilenet_v2",), views=("mirror",), prior=True),
+    Candidate("V1 + V2, 288, + mirror, + ImageNet dog-vs-cat prior (`make run`)", FUSED, views=("mirror",), prior=True),
     Candidate("V2, 224, + mirror, closeup", ("mobilenet_v2",), 224, ("mirror", "closeup")),
 ]
 
@@ -89,7 +92,20 @@ def candidate_data(c: Candidate, features_dir: Path, data: Path):
         assert all(p.names == parts[0].names for p in parts), "feature files hold different photos"
         return parts[0].names, np.hstack([p.features for p in parts])
 
+    prior = None
+    if c.prior:  # as `catdog train` does where a backbone has an ImageNet top
+        from catdog.training.pet import imagenet_top
+
+        top, note = imagenet_top(",".join(c.backbones), ",".join(["imagenet"] * len(c.backbones)))
+        if top is None:
+            raise SystemExit(f"bench.robust: {note}")
+        prior = top.dog_log_odds
+
+    def with_prior(x):
+        return x if prior is None else np.hstack([x, prior(x)[:, None].astype(x.dtype)])
+
     names, x = stacked("plain")
+    x = with_prior(x)
     labels = feature_file(features_dir, data, c.backbones[0], c.size).labels
     row = {n: i for i, n in enumerate(names)}
     subset_names, _ = stacked("rotate")  # the SHIFT_PHOTOS photos
@@ -97,6 +113,7 @@ def candidate_data(c: Candidate, features_dir: Path, data: Path):
     views, shifted = {}, {}
     for view in SHIFTS:
         view_names, xv = stacked(view)
+        xv = with_prior(xv)
         at = np.array([row[n] for n in view_names])
         if view in c.views:
             views[view] = xv[np.argsort(at)]
@@ -153,7 +170,7 @@ def spotted_folds(kind, y, seed: int):
     return folds, spotted
 
 
-CHOSEN = "V1 + V2, 288, + mirror"  # make run's default (catdog.training.settings)
+CHOSEN = "V1 + V2, 288, + mirror, + ImageNet dog-vs-cat prior (`make run`)"  # make run's default (catdog.training.settings)
 
 
 def l2_sweep(c: Candidate, args, fold_sets: dict) -> list[dict]:
@@ -178,7 +195,8 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=SHARED / "data" / "dogs-vs-cats" / "train")
     parser.add_argument("--features-dir", type=Path, default=REPO / "runs" / "study")
-    parser.add_argument("--only", help="run only the candidates whose name contains this text (and the V2 reference)")
+    parser.add_argument("--only", help="run only the candidates whose name contains this text, or one of several "
+                        "separated by '|' (and the V1 and V2 references)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     args.features_dir.mkdir(parents=True, exist_ok=True)
@@ -191,7 +209,8 @@ def main() -> int:
     kind, kind_labels = imagenet_kinds(args.features_dir, args.data)
     breeds = breed_folds(kind, kind_labels)
     spotted, spotted_cats = spotted_folds(kind, kind_labels, args.seed)
-    for c in [c for c in CANDIDATES if not args.only or args.only in c.name or c in (V2, V1)]:
+    wanted = [w for w in (args.only or "").split("|") if w]
+    for c in [c for c in CANDIDATES if not wanted or any(w in c.name for w in wanted) or c in (V2, V1)]:
         start = time.perf_counter()
         data = candidate_data(c, args.features_dir, args.data)
         options = Options(views=c.views, robust=c.robust)

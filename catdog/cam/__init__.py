@@ -7,7 +7,9 @@ global average pooling and the Dense layer are both linear,
 
     softmax(mean_{i,j}(cam[i, j, :]) + b) == probabilities
 
-which `probabilities_from_cam` computes and the tests check on real photos.
+which `probabilities_from_cam` computes and the tests check on real photos. Where the head also
+takes the ImageNet top's dog-vs-cat log-odds (layer HEAD_FEATURES), the conv reads that value in
+every cell as a last channel (`_cam_input`), kernel (1, 1, C + 1, 2), and the identity still holds.
 """
 
 from __future__ import annotations

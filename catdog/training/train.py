@@ -440,6 +440,9 @@ def train_run(
             "robust": bool(config.robust and data.shifted),
             "temperature": config.temperature,
             "dropout": config.dropout,
+            # the last feature: the ImageNet top's dog-vs-cat log-odds (with_dog_prior), or why not
+            "dog_prior": f"{top_note}: log P(dog breeds) - log P(cat classes)" if prior else (
+                "off (HeadConfig.dog_prior)" if top is not None else f"none: {top_note}"),
         },
         "n_train": int(len(rows)),
         "n_val": 0,
