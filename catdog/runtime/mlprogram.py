@@ -55,7 +55,7 @@ DTYPES = {
 }
 # ops whose output, from float16 inputs, is float16 already (they move, select or clip values):
 # their Cast pair is left out, which changes no number and saves a pass over the tensor
-EXACT_OPS = ("relu", "relu6", "max_pool", "pad", "concat", "transpose", "reshape", "slice_by_index", "reverse", "tile")
+EXACT_OPS = ("relu", "relu6", "max_pool", "pad", "concat", "transpose", "reshape", "slice_by_index", "reverse")
 MIL_DTYPE_NAMES = {"fp16": np.float16, "fp32": np.float32, "int32": np.int32, "int8": np.int8, "uint8": np.uint8, "bool": np.bool_}
 # the ops catdog's exports contain; each lowers to ONNX nodes in `_Lowering`
 OPS = (
@@ -76,7 +76,6 @@ OPS = (
     "transpose",
     "reverse",
     "reshape",
-    "tile",
     "reduce_mean",
     "reduce_max",
     "reduce_sum",
@@ -546,12 +545,6 @@ class _Lowering:
         if len(shape) and shape[0] == 1:
             shape[0] = -1 if (shape[1:] > 0).all() else shape[0]  # the batch dimension: any N photos
         self.finish(op, self.node("Reshape", [x, self.initializer(shape)]))
-
-    def op_tile(self, op):
-        """The CAM's per-photo prior repeated over the grid (catdog.cam.layers.EveryCell)."""
-        (x,) = self.inputs(op, "x")
-        reps = np.asarray(self.arg(op, "reps"), np.int64).ravel()
-        self.finish(op, self.node("Tile", [x, self.initializer(reps)]))
 
     def op_reduce_mean(self, op):
         self._reduce(op, "ReduceMean")

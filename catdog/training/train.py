@@ -102,15 +102,29 @@ def full_model(backbone_name: str, backbone: keras.Model, head: keras.Model, pet
     image = image_input(input_size(backbone))
     x = BackbonePreprocessing(spec.preprocess_mode, name="preprocess")(image)
     x = backbone(x)
-    pooled = x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    pooled = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    probabilities, pet = _head_on(pooled, head, pet_head)
+    return keras.Model(image, {PROBABILITIES: probabilities, PET: pet}, name=f"catdog_{spec.name.replace(',', '__')}")
+
+
+def _head_on(pooled, head: keras.Model, pet_head: keras.Model) -> tuple:
+    """(probabilities, P(pet)) of pooled features: the pet head, and the trained head's layers
+    rebuilt in line on the pooled features and, where the pet head gives it, the ImageNet top's
+    dog-vs-cat log-odds as the last feature (layer HEAD_FEATURES)."""
     pet, dog_log_odds = pet_outputs(pet_head, pooled)
-    if dog_log_odds is not None:  # the head's last feature: the ImageNet top's dog-vs-cat log-odds
-        x = keras.layers.Concatenate(name=HEAD_FEATURES)([pooled, dog_log_odds])
+    x = pooled if dog_log_odds is None else keras.layers.Concatenate(name=HEAD_FEATURES)([pooled, dog_log_odds])
     for layer in head.layers[1:]:
         clone = layer.__class__.from_config(layer.get_config())
         x = clone(x)
         clone.set_weights(layer.get_weights())
-    return keras.Model(image, {PROBABILITIES: x, PET: pet}, name=f"catdog_{spec.name.replace(',', '__')}")
+    return x, pet
+
+
+def pooled_head(feature_dim: int, head: keras.Model, pet_head: keras.Model) -> keras.Model:
+    """RUN_DIR/head.keras: (C,) pooled features -> (2,) probabilities, the prior (if any) inside, so
+    the cached features score as the full model scores the photos."""
+    pooled = keras.Input(shape=(feature_dim,), name="features")
+    return keras.Model(pooled, _head_on(pooled, head, pet_head)[0], name="head")
 
 
 def with_dog_prior(feature_set: FeatureSet, top: ImagenetTop) -> FeatureSet:
@@ -399,12 +413,10 @@ def train_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     image_size = int(feature_set.attrs.get("image_size", IMAGE_SIZE))
     pet = train_pet(feature_set, rows, negatives, top, top_note, config.seed)
-    model = full_model(
-        feature_set.backbone, build_backbone(feature_set.backbone, weights, image_size), result.head,
-        pet_head(feature_set.features.shape[1], pet, dog_prior=prior),
-    )
+    pet_model = pet_head(feature_set.features.shape[1], pet, dog_prior=prior)
+    model = full_model(feature_set.backbone, build_backbone(feature_set.backbone, weights, image_size), result.head, pet_model)
     save_model(model, run_dir / RunDir.MODEL)
-    save_model(result.head, run_dir / RunDir.HEAD)
+    save_model(pooled_head(feature_set.features.shape[1], result.head, pet_model), run_dir / RunDir.HEAD)
     plot_selection(result.selection, nested, run_dir / "curves.png")
     write_text(run_dir / "split.json", json.dumps(photo_sets(names, labels, nested.folds, config.seed), indent=1))
     with open_atomic(run_dir / RunDir.CV_PREDICTIONS, "w", newline="") as f:
