@@ -55,7 +55,7 @@ class Candidate:
     size: int = 288
     views: tuple[str, ...] = ()
     robust: bool = True
-    prior: bool = False  # the ImageNet top's dog-vs-cat log-odds as one more feature (ImagenetTop.dog_log_odds; not yet in catdog train)
+    prior: bool = False  # the ImageNet top's dog-vs-cat log-odds as one more feature (catdog.training.train.with_dog_prior)
 
 
 V2 = Candidate("V2, 288, photos only, l2 by clean CV", ("mobilenet_v2",), robust=False)
@@ -65,15 +65,15 @@ CANDIDATES = [  # noqa: E501
     V2,
     V1,
     Candidate("V2, 288, + mirror, closeup", ("mobilenet_v2",), views=("mirror", "closeup")),
-    Candidate("V1 + V2, 288, photos only, l2 by clean CV (previous default)", FUSED, robust=False),
+    Candidate("V1 + V2, 288, photos only, l2 by clean CV (the default before issue 26)", FUSED, robust=False),
     Candidate("V1 + V2, 288, photos only", FUSED),
-    Candidate("V1 + V2, 288, + mirror", FUSED, views=("mirror",)),
+    Candidate("V1 + V2, 288, + mirror (previous default)", FUSED, views=("mirror",)),
     Candidate("V1 + V2, 288, + closeup", FUSED, views=("closeup",)),
     Candidate("V1 + V2, 288, + mirror, closeup", FUSED, views=("mirror", "closeup")),
     Candidate("V1 + V2, 288, + mirror, closeup, colour", FUSED, views=("mirror", "closeup", "colour")),
     Candidate("V1 + V2, 224, + mirror, closeup", FUSED, 224, ("mirror", "closeup")),
     Candidate("V2, 288, + mirror, + ImageNet dog-vs-cat prior", ("mobilenet_v2",), views=("mirror",), prior=True),
-    Candidate("V1 + V2, 288, + mirror, + ImageNet dog-vs-cat prior", FUSED, views=("mirror",), prior=True),
+    Candidate("V1 + V2, 288, + mirror, + ImageNet dog-vs-cat prior (`make run`)", FUSED, views=("mirror",), prior=True),
     Candidate("V2, 224, + mirror, closeup", ("mobilenet_v2",), 224, ("mirror", "closeup")),
 ]
 
@@ -93,7 +93,7 @@ def candidate_data(c: Candidate, features_dir: Path, data: Path):
         return parts[0].names, np.hstack([p.features for p in parts])
 
     prior = None
-    if c.prior:  # the top of the first backbone that has one (MobileNetV2 in the fusion)
+    if c.prior:  # as `catdog train` does where a backbone has an ImageNet top
         from catdog.training.pet import imagenet_top
 
         top, note = imagenet_top(",".join(c.backbones), ",".join(["imagenet"] * len(c.backbones)))
@@ -170,7 +170,7 @@ def spotted_folds(kind, y, seed: int):
     return folds, spotted
 
 
-CHOSEN = "V1 + V2, 288, + mirror"  # make run's default (catdog.training.settings)
+CHOSEN = "V1 + V2, 288, + mirror, + ImageNet dog-vs-cat prior (`make run`)"  # make run's default (catdog.training.settings)
 
 
 def l2_sweep(c: Candidate, args, fold_sets: dict) -> list[dict]:

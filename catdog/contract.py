@@ -38,6 +38,10 @@ TOLERANCE_TEXT = (
     "every artefact's verdict (cat, dog or neither) the same as Keras' on ≥ 99.5 % of the photos"
 )
 
+# the full Keras model's layer that joins the pooled features and the ImageNet top's dog-vs-cat
+# log-odds into the head's input (training builds it; the CAM and export read it)
+HEAD_FEATURES = "head_features"
+
 
 
 def verdict(probabilities, pet: float, threshold: float, labels=LABELS) -> str:

@@ -95,11 +95,17 @@ def test_the_shipped_head_is_fitted_on_every_photo_with_the_cv_choice(subset_run
 
     views = found_views(subset_run / "features.h5")
     assert metrics["head"]["views"]
-    x = np.vstack([fs.features, *(views[v].features for v in metrics["head"]["views"])])
+    # ... on the pooled features and the ImageNet top's dog-vs-cat log-odds (MobileNetV2 has a top)
+    from catdog.training.pet import imagenet_top
+    from catdog.training.train import with_dog_prior
+
+    top, _ = imagenet_top("mobilenet_v2", "imagenet")
+    head_features = with_dog_prior(fs, top).features
+    x = np.vstack([head_features, *(with_dog_prior(views[v], top).features for v in metrics["head"]["views"])])
     assert all(views[v].names == fs.names for v in metrics["head"]["views"])
     expected = CV.fit_logistic(x, np.tile(fs.labels, 1 + len(metrics["head"]["views"])), metrics["head"]["l2"])
-    head = keras.models.load_model(subset_run / "head.keras")
-    assert np.allclose(head.predict_on_batch(fs.features)[:, 1], expected.p_dog(fs.features), atol=1e-5)
+    head = keras.models.load_model(subset_run / "head.keras")  # takes the pooled features: the prior inside
+    assert np.allclose(head.predict_on_batch(fs.features)[:, 1], expected.p_dog(head_features), atol=1e-5)
     # parity and calibration photos: training photos, disjoint, 20 % for parity
     assert len(split["parity"]) == 48 and not set(split["parity"]) & set(split["calibration"])
     assert set(split["parity"]) | set(split["calibration"]) == set(fs.names)

@@ -37,7 +37,7 @@ def test_every_unit_maps_to_exactly_one_op_in_every_format(cam_net, subset_artef
 
     units = weighted_units(cam_net)
     assert len(units) == 57 and units[1].name == "expanded_conv_depthwise" and units[1].bn == "expanded_conv_depthwise_BN"
-    assert sorted(u.name for u in units[-5:]) == ["cam", "imagenet_others", "imagenet_pets", "pet_detector", "probabilities"]
+    assert sorted(u.name for u in units[-5:]) == ["cam_maps", "imagenet_others", "imagenet_pets", "pet_detector", "probabilities"]
     tflite_ops = tflite_weighted_ops((subset_artefacts / "catdog_mobilenet_v2_fp32.tflite").read_bytes())
     onnx_nodes = [n for n in onnx.load(subset_artefacts / "catdog_mobilenet_v2_fp32.onnx").graph.node if n.op_type in ("Conv", "MatMul")]
     spec = ct.utils.load_spec(str(subset_artefacts / "catdog_mobilenet_v2_fp32.mlpackage"))

@@ -137,3 +137,29 @@ def test_too_few_negatives_is_one_line_naming_the_flag(subset_run, tmp_path, cap
     negatives = load_features(subset_run / "negatives.h5").features
     fit = fit_pet(pets, negatives[:MIN_NEGATIVES], None)
     assert fit.estimate["n_negatives"] == MIN_NEGATIVES == 7
+
+
+@needs_shared
+def test_the_head_takes_the_imagenet_dog_vs_cat_log_odds(subset_run):
+    """MobileNetV2 has an ImageNet top: the head's last feature is the top's dog-vs-cat log-odds,
+    which the pet head computes inside the model from its pet-class logits (the same value
+    `ImagenetTop.dog_log_odds` gives on the cached features), and the fit leans on it."""
+    from catdog.contract import HEAD_FEATURES
+    from catdog.features import load_features
+    from catdog.training import load_run
+    from catdog.training.pet import DOG_LOG_ODDS, imagenet_top
+
+    model = load_run(subset_run).model
+    assert HEAD_FEATURES in {layer.name for layer in model.layers}
+    metrics = json.loads((subset_run / "metrics.json").read_text())
+    assert metrics["head"]["dog_prior"].startswith("ImageNet top of mobilenet_v2"), metrics["head"]
+    fs = load_features(subset_run / "features.h5")
+    features = fs.features[:: max(1, len(fs.names) // 40)]
+    top, _ = imagenet_top("mobilenet_v2", "imagenet")
+    expected = top.dog_log_odds(features)
+    inside = np.asarray(model.get_layer("pet_head")(features)[DOG_LOG_ODDS])[:, 0]
+    assert np.abs(inside - expected).max() <= 1e-3 * max(1.0, np.abs(expected).max())
+    assert np.mean((expected > 0) == fs.labels[:: max(1, len(fs.names) // 40)]) > 0.6  # it says something about dogs
+    kernel, _ = model.get_layer("probabilities").get_weights()
+    assert kernel.shape == (features.shape[1] + 1, 2)
+    assert kernel[-1, 1] - kernel[-1, 0] > 0.05  # the fitted weight on the prior: dog evidence raises P(dog)

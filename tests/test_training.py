@@ -72,7 +72,7 @@ def test_full_model_equals_head_on_features(subset_run):
     assert full["probabilities"].shape == (6, 2) and full["pet"].shape == (6, 1)
     assert np.allclose(full["probabilities"], head.predict_on_batch(fs.features[:6]), atol=1e-5)
     names = [layer.name for layer in run.model.layers]
-    assert names == ["image", "preprocess", "backbone", "gap", "dropout", "pet_head", "probabilities"], names
+    assert names == ["image", "preprocess", "backbone", "gap", "pet_head", "head_features", "dropout", "probabilities"], names
 
 
 @needs_shared

@@ -7,7 +7,9 @@ global average pooling and the Dense layer are both linear,
 
     softmax(mean_{i,j}(cam[i, j, :]) + b) == probabilities
 
-which `probabilities_from_cam` computes and the tests check on real photos.
+which `probabilities_from_cam` computes and the tests check on real photos. Where the head also
+takes the ImageNet top's dog-vs-cat log-odds (layer HEAD_FEATURES, the kernel's last row), its
+term is added to every cell of the conv's maps (`_cam`), and the identity still holds.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from catdog.contract import CAM, PET, PROBABILITIES, RunDir
+from catdog.contract import CAM, HEAD_FEATURES, PET, PROBABILITIES, RunDir
 from catdog.atomic import staged
 from catdog.errors import CatdogError
 
@@ -50,10 +52,25 @@ def _dense_kernel(full_model: keras.Model) -> tuple[np.ndarray, np.ndarray]:
     return kernel, bias
 
 
-def _cam_conv(kernel: np.ndarray) -> keras.layers.Conv2D:
+def _cam(feature_maps, kernel: np.ndarray, dog_log_odds=None):
+    """The CAM: the 1x1 conv of the last conv block (N, G, G, C) with the Dense kernel's first C
+    rows; where the head also takes the ImageNet top's dog-vs-cat log-odds (its last row), that
+    term added in every cell. Its mean over the cells is then the head's logits less the bias, so
+    softmax(mean(cam) + bias) stays the model's probabilities; the prior adds the same amount to
+    every cell of a map, which the heatmap's min-max scaling removes."""
+    channels = int(feature_maps.shape[-1])
+    if dog_log_odds is None:
+        return _cam_conv(kernel)(feature_maps)
+    from catdog.cam.layers import PriorInEveryCell
+
+    maps = _cam_conv(kernel[:channels], name="cam_maps")(feature_maps)
+    return PriorInEveryCell(kernel[channels], name="cam")([maps, dog_log_odds])
+
+
+def _cam_conv(kernel: np.ndarray, name: str = "cam") -> keras.layers.Conv2D:
     import keras
 
-    conv = keras.layers.Conv2D(2, 1, use_bias=False, name="cam")
+    conv = keras.layers.Conv2D(2, 1, use_bias=False, name=name)
     conv.build((None, None, None, kernel.shape[0]))
     conv.set_weights([kernel.reshape(1, 1, *kernel.shape)])
     return conv
@@ -71,7 +88,9 @@ def cam_model(full_model: keras.Model) -> keras.Model:
     check_catdog_model(full_model)
     kernel, _ = _dense_kernel(full_model)
     feature_maps = full_model.get_layer("gap").input
-    cam = _cam_conv(kernel)(feature_maps)
+    names = {layer.name for layer in full_model.layers}
+    dog_log_odds = full_model.get_layer(HEAD_FEATURES).input[1] if HEAD_FEATURES in names else None
+    cam = _cam(feature_maps, kernel, dog_log_odds)
     outputs = {PROBABILITIES: full_model.output[PROBABILITIES], CAM: cam, PET: full_model.output[PET]}
     return keras.Model(full_model.input, outputs, name="catdog_cam")
 
@@ -88,12 +107,17 @@ def network_model(full_model: keras.Model) -> keras.Model:
     backbone = full_model.get_layer("backbone")
     x = keras.Input(shape=backbone.input.shape[1:], name="image")
     feature_maps = backbone(x)
+    from catdog.training import pet_outputs
+
     pooled = y = full_model.get_layer("gap")(feature_maps)
-    if "dropout" in {layer.name for layer in full_model.layers}:
+    names = {layer.name for layer in full_model.layers}
+    pet, dog_log_odds = pet_outputs(full_model.get_layer(PET_HEAD), pooled)
+    if HEAD_FEATURES in names:
+        y = full_model.get_layer(HEAD_FEATURES)([pooled, dog_log_odds])
+    if "dropout" in names:
         y = full_model.get_layer("dropout")(y)
-    pet = full_model.get_layer(PET_HEAD)(pooled)
     probabilities = full_model.get_layer("probabilities")(y)
-    cam = _cam_conv(kernel)(feature_maps)
+    cam = _cam(feature_maps, kernel, dog_log_odds if HEAD_FEATURES in names else None)
     return keras.Model(x, {PROBABILITIES: probabilities, CAM: cam, PET: pet}, name="catdog_network")
 
 

@@ -168,8 +168,10 @@ def tflite_float_pet_ops(model_bytes: bytes | bytearray) -> list[str]:
         reads_floated = any(op.Inputs(j) in floated for j in range(op.InputsLength()))
         # the slice that feeds the fully-connected layers stays int8 too: a float slice would make
         # its readers, the 1.28 M ImageNet weights, float32 as well
-        int8 = kind in ("FULLY_CONNECTED", "STRIDED_SLICE")
-        if (FLOAT_PET_SCOPE in out and not int8) or reads_floated:
+        # and so does a weighted op outside the head that reads its float output (the cat/dog head's
+        # FULLY_CONNECTED reads the ImageNet dog-vs-cat log-odds): its input is quantised instead
+        int8 = kind in ("FULLY_CONNECTED", "STRIDED_SLICE", "CONV_2D", "DEPTHWISE_CONV_2D")
+        if not int8 and (FLOAT_PET_SCOPE in out or reads_floated):
             floated.add(op.Outputs(0))
             names.append(out)
     return names

@@ -10,6 +10,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
         "catdog.training.cv": ["stratified_folds"],
+        "catdog.training.pet": ["pet_outputs"],
         "catdog.training.metrics": ["accuracy", "log_loss"],
         "catdog.training.inference": [
             "Predictions",

@@ -27,7 +27,8 @@ from catdog.contract import PET
 
 IMAGENET_DOG_CLASSES = tuple(range(151, 269))  # the 118 dog breeds
 IMAGENET_CAT_CLASSES = tuple(range(281, 286))  # tabby, tiger cat, Persian, Siamese, Egyptian cat
-IMAGENET_PET_CLASSES = IMAGENET_DOG_CLASSES + IMAGENET_CAT_CLASSES
+IMAGENET_PET_CLASSES = IMAGENET_DOG_CLASSES + IMAGENET_CAT_CLASSES  # in this order in the pet head's Dense
+DOG_LOG_ODDS = "dog_log_odds"  # the pet head's second output: the ImageNet top's dog-vs-cat log-odds, (N, 1)
 TOP_BRANCHES = ("mobilenet_v2", "resnet50")  # backbones whose Keras top is one Dense "predictions" on GAP
 KEEP = 0.997  # quantile of the cats' and dogs' CV scores the threshold keeps (nested CV: >= 99.5 %)
 L2 = 1.0  # on standardised features; keep and reject rates were flat from 0.01 to 1 (README)
@@ -59,8 +60,8 @@ class ImagenetTop:
         return _logsumexp(z[:, pets]) - _logsumexp(z[:, ~pets])
 
     def dog_log_odds(self, features: np.ndarray) -> np.ndarray:
-        """(N, C) pooled features -> (N,) log P(dog breeds) - log P(cat classes) under the top: a
-        prior learnt from 1.28 M photos of other sources (measured as a head feature: bench.robust)."""
+        """(N, C) pooled features -> (N,) log P(dog breeds) - log P(cat classes) under the top: a prior
+        learnt from 1.28 M photos of other sources, which the cat/dog head takes as one more feature."""
         z = self.logits(features)
         return _logsumexp(z[:, list(IMAGENET_DOG_CLASSES)]) - _logsumexp(z[:, list(IMAGENET_CAT_CLASSES)])
 
@@ -242,9 +243,13 @@ class LogOdds(keras.layers.Layer):
         return (input_shapes[0][0], 1)
 
 
-def pet_head(feature_dim: int, fit: PetFit) -> keras.Model:
-    """(C,) pooled features -> (1,) P(pet), named "pet_head"; its output layer is named PET."""
+def pet_head(feature_dim: int, fit: PetFit, dog_prior: bool = False) -> keras.Model:
+    """(C,) pooled features -> (1,) P(pet), named "pet_head"; its output layer is named PET.
+
+    dog_prior (needs `fit.top`): outputs {PET: (1,), DOG_LOG_ODDS: (1,)} instead, the second the
+    top's dog-vs-cat log-odds from the same pet-class logits (`ImagenetTop.dog_log_odds`)."""
     features = keras.Input(shape=(feature_dim,), name="pooled_features")
+    dog_log_odds = None
     detector = keras.layers.Dense(1, name="pet_detector")
     logit = detector(features)
     detector.set_weights([fit.w.reshape(-1, 1).astype(np.float32), np.array([fit.c], np.float32)])
@@ -259,5 +264,19 @@ def pet_head(feature_dim: int, fit: PetFit) -> keras.Model:
             groups.append(dense(part))
             dense.set_weights([top.kernel[:, columns].astype(np.float32), top.bias[columns].astype(np.float32)])
         logit = keras.layers.Add(name="pet_logit")([logit, LogOdds(name="imagenet_pet_log_odds")(groups)])
+        if dog_prior:
+            n_dogs = len(IMAGENET_DOG_CLASSES)
+            dogs = FeatureSlice(0, n_dogs, name="imagenet_dogs")(groups[0])
+            cats = FeatureSlice(n_dogs, len(IMAGENET_PET_CLASSES), name="imagenet_cats")(groups[0])
+            dog_log_odds = LogOdds(name=DOG_LOG_ODDS)([dogs, cats])
     pet = keras.layers.Activation("sigmoid", name=PET)(logit)
+    if dog_log_odds is not None:
+        return keras.Model(features, {PET: pet, DOG_LOG_ODDS: dog_log_odds}, name="pet_head")
     return keras.Model(features, pet, name="pet_head")
+
+
+def pet_outputs(pet_head_layer, pooled) -> tuple:
+    """(P(pet), the dog-vs-cat log-odds or None) of a pet head called on `pooled` (the second only
+    where the head has it: a backbone with an ImageNet top, trained since the prior was added)."""
+    out = pet_head_layer(pooled)
+    return (out[PET], out[DOG_LOG_ODDS]) if isinstance(out, dict) else (out, None)

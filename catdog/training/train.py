@@ -24,14 +24,14 @@ import csv
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
 import numpy as np
 from tqdm import tqdm
 
-from catdog.contract import PET, PET_THRESHOLD, PROBABILITIES, RunDir
+from catdog.contract import HEAD_FEATURES, PET, PET_THRESHOLD, PROBABILITIES, RunDir
 from catdog import __version__
 from catdog.atomic import open_atomic, staged, write_text
 from catdog.data import IMAGE_SIZE, LABELS, sha256_file
@@ -39,7 +39,7 @@ from catdog.errors import CatdogError
 from catdog.features import BackbonePreprocessing, FeatureSet, build_backbone, get_spec, image_input, input_size
 from catdog.training import cv as CV
 from catdog.training import metrics as M
-from catdog.training.pet import FOLDS as PET_FOLDS, MIN_NEGATIVES, PetFit, fit_pet, imagenet_top, pet_head
+from catdog.training.pet import FOLDS as PET_FOLDS, MIN_NEGATIVES, ImagenetTop, PetFit, fit_pet, imagenet_top, pet_head, pet_outputs
 
 PARITY_FRACTION = 0.2  # share of the training photos named for parity (400 of the 2,002 shared photos)
 
@@ -52,6 +52,7 @@ class HeadConfig:
     robust: bool = True  # choose l2 by the clean and the shifted CV log loss together (where shifted views are given)
     temperature: bool = False  # fold a temperature, fitted on the CV predictions, into the head
     dropout: float = 0.5  # the full model's dropout layer: only `catdog finetune` trains through it
+    dog_prior: bool = True  # the ImageNet top's dog-vs-cat log-odds as one more feature (where the backbone has a top)
     bootstrap: int = 2000  # resamples of photos for the 95 % interval
     seed: int = 0
 
@@ -101,12 +102,36 @@ def full_model(backbone_name: str, backbone: keras.Model, head: keras.Model, pet
     image = image_input(input_size(backbone))
     x = BackbonePreprocessing(spec.preprocess_mode, name="preprocess")(image)
     x = backbone(x)
-    pooled = x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    pooled = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    probabilities, pet = _head_on(pooled, head, pet_head)
+    return keras.Model(image, {PROBABILITIES: probabilities, PET: pet}, name=f"catdog_{spec.name.replace(',', '__')}")
+
+
+def _head_on(pooled, head: keras.Model, pet_head: keras.Model) -> tuple:
+    """(probabilities, P(pet)) of pooled features: the pet head, and the trained head's layers
+    rebuilt in line on the pooled features and, where the pet head gives it, the ImageNet top's
+    dog-vs-cat log-odds as the last feature (layer HEAD_FEATURES)."""
+    pet, dog_log_odds = pet_outputs(pet_head, pooled)
+    x = pooled if dog_log_odds is None else keras.layers.Concatenate(name=HEAD_FEATURES)([pooled, dog_log_odds])
     for layer in head.layers[1:]:
         clone = layer.__class__.from_config(layer.get_config())
         x = clone(x)
         clone.set_weights(layer.get_weights())
-    return keras.Model(image, {PROBABILITIES: x, PET: pet_head(pooled)}, name=f"catdog_{spec.name.replace(',', '__')}")
+    return x, pet
+
+
+def pooled_head(feature_dim: int, head: keras.Model, pet_head: keras.Model) -> keras.Model:
+    """RUN_DIR/head.keras: (C,) pooled features -> (2,) probabilities, the prior (if any) inside, so
+    the cached features score as the full model scores the photos."""
+    pooled = keras.Input(shape=(feature_dim,), name="features")
+    return keras.Model(pooled, _head_on(pooled, head, pet_head)[0], name="head")
+
+
+def with_dog_prior(feature_set: FeatureSet, top: ImagenetTop) -> FeatureSet:
+    """The head's features: the pooled features and, as one more column, the top's dog-vs-cat
+    log-odds (`ImagenetTop.dog_log_odds`), as the full model's HEAD_FEATURES layer joins them."""
+    prior = top.dog_log_odds(feature_set.features)[:, None]
+    return replace(feature_set, features=np.hstack([feature_set.features, prior.astype(feature_set.features.dtype)]))
 
 
 def backbone_weights(feature_set: FeatureSet) -> str:
@@ -275,9 +300,11 @@ def check_negatives(feature_set: FeatureSet, negatives: FeatureSet | None) -> No
         )
 
 
-def train_pet(feature_set: FeatureSet, rows: np.ndarray, negatives: FeatureSet | None, seed: int) -> PetFit:
-    """Fit the pet detector on the training photos' features and the negatives' (`check_negatives`d)."""
-    top, note = imagenet_top(feature_set.backbone, feature_set.weights)
+def train_pet(
+    feature_set: FeatureSet, rows: np.ndarray, negatives: FeatureSet | None, top: ImagenetTop | None, note: str, seed: int
+) -> PetFit:
+    """Fit the pet detector on the training photos' features and the negatives' (`check_negatives`d);
+    `top`, `note`: `imagenet_top` of the backbone."""
     fit = fit_pet(feature_set.features[rows], None if negatives is None else negatives.features, top, seed)
     fit.estimate["offset"] = note
     return fit
@@ -372,22 +399,24 @@ def train_run(
     run_dir = Path(run_dir)
     check_negatives(feature_set, negatives)
     weights = backbone_weights(feature_set)
-    result = train_head(feature_set, config, views, progress)
-    estimate, nested, rows, data = nested_estimate(feature_set, config, views, progress)
+    top, top_note = imagenet_top(feature_set.backbone, feature_set.weights)
+    prior = config.dog_prior and top is not None
+    head_set = with_dog_prior(feature_set, top) if prior else feature_set
+    head_views = {v: with_dog_prior(fs, top) for v, fs in (views or {}).items()} if prior else views
+    result = train_head(head_set, config, head_views, progress)
+    estimate, nested, rows, data = nested_estimate(head_set, config, head_views, progress)
     robust = robustness(data, nested, config, result.selection.l2)
     names = [feature_set.names[i] for i in rows]
     labels = feature_set.labels[rows]
-    p_train = result.logistic.p_dog(feature_set.features[rows])
+    p_train = result.logistic.p_dog(head_set.features[rows])
 
     run_dir.mkdir(parents=True, exist_ok=True)
     image_size = int(feature_set.attrs.get("image_size", IMAGE_SIZE))
-    pet = train_pet(feature_set, rows, negatives, config.seed)
-    model = full_model(
-        feature_set.backbone, build_backbone(feature_set.backbone, weights, image_size), result.head,
-        pet_head(feature_set.features.shape[1], pet),
-    )
+    pet = train_pet(feature_set, rows, negatives, top, top_note, config.seed)
+    pet_model = pet_head(feature_set.features.shape[1], pet, dog_prior=prior)
+    model = full_model(feature_set.backbone, build_backbone(feature_set.backbone, weights, image_size), result.head, pet_model)
     save_model(model, run_dir / RunDir.MODEL)
-    save_model(result.head, run_dir / RunDir.HEAD)
+    save_model(pooled_head(feature_set.features.shape[1], result.head, pet_model), run_dir / RunDir.HEAD)
     plot_selection(result.selection, nested, run_dir / "curves.png")
     write_text(run_dir / "split.json", json.dumps(photo_sets(names, labels, nested.folds, config.seed), indent=1))
     with open_atomic(run_dir / RunDir.CV_PREDICTIONS, "w", newline="") as f:
@@ -423,6 +452,9 @@ def train_run(
             "robust": bool(config.robust and data.shifted),
             "temperature": config.temperature,
             "dropout": config.dropout,
+            # the last feature: the ImageNet top's dog-vs-cat log-odds (with_dog_prior), or why not
+            "dog_prior": f"{top_note}: log P(dog breeds) - log P(cat classes)" if prior else (
+                "off (HeadConfig.dog_prior)" if top is not None else f"none: {top_note}"),
         },
         "n_train": int(len(rows)),
         "n_val": 0,
