@@ -255,7 +255,7 @@ def nested_estimate(
     return summary, result, rows, data
 
 
-def robustness(data: CV.Data, nested: CV.NestedCV, config: HeadConfig, l2: float) -> dict:
+def robustness(data: CV.Data, nested: CV.NestedCV, config: HeadConfig, l2: float, pooled: np.ndarray | None = None) -> dict:
     """metrics.json's "robustness": log loss and accuracy of held-out photos as they are (the nested
     CV), under each shifted view (the same heads: each photo scored by the outer fold's head that
     held it out) and under group-held-out folds (k-means clusters of each class, at the chosen l2)."""
@@ -265,7 +265,9 @@ def robustness(data: CV.Data, nested: CV.NestedCV, config: HeadConfig, l2: float
     for name, (labels, p) in CV.shifted_scores(data, nested).items():
         if len(labels):
             rows.append({"name": name, "kind": "shift", "what": VIEWS[name][0], **M.summary(labels, p)})
-    groups = CV.group_folds(data.x, data.y, config.folds, config.seed)
+    # clustered on the pooled features (`pooled`, where the head's features add the prior's column:
+    # one column that would steer the L2-normalised clusters and make the folds another set)
+    groups = CV.group_folds(data.x if pooled is None else pooled, data.y, config.folds, config.seed)
     p_groups = CV.fold_predictions(data, config.options, groups, l2)
     rows.append({"name": "groups", "kind": "group", "what": f"{config.folds} group-held-out folds (k-means clusters of each class)",
                  **M.summary(data.y, p_groups)})
@@ -405,7 +407,7 @@ def train_run(
     head_views = {v: with_dog_prior(fs, top) for v, fs in (views or {}).items()} if prior else views
     result = train_head(head_set, config, head_views, progress)
     estimate, nested, rows, data = nested_estimate(head_set, config, head_views, progress)
-    robust = robustness(data, nested, config, result.selection.l2)
+    robust = robustness(data, nested, config, result.selection.l2, feature_set.features[rows])
     names = [feature_set.names[i] for i in rows]
     labels = feature_set.labels[rows]
     p_train = result.logistic.p_dog(head_set.features[rows])
