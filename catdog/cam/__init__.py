@@ -112,12 +112,12 @@ def network_model(full_model: keras.Model) -> keras.Model:
     pooled = y = full_model.get_layer("gap")(feature_maps)
     names = {layer.name for layer in full_model.layers}
     pet, dog_log_odds = pet_outputs(full_model.get_layer(PET_HEAD), pooled)
-    if HEAD_FEATURES in names:
+    if dog_log_odds is not None:  # the pet head gives it only where the head takes it (HEAD_FEATURES)
         y = full_model.get_layer(HEAD_FEATURES)([pooled, dog_log_odds])
     if "dropout" in names:
         y = full_model.get_layer("dropout")(y)
     probabilities = full_model.get_layer("probabilities")(y)
-    cam = _cam(feature_maps, kernel, dog_log_odds if HEAD_FEATURES in names else None)
+    cam = _cam(feature_maps, kernel, dog_log_odds)
     return keras.Model(x, {PROBABILITIES: probabilities, CAM: cam, PET: pet}, name="catdog_network")
 
 
