@@ -55,7 +55,7 @@ class Candidate:
     size: int = 288
     views: tuple[str, ...] = ()
     robust: bool = True
-    prior: bool = False  # the ImageNet top's dog-vs-cat log-odds as one more feature (catdog.training.train.with_dog_prior)
+    prior: bool = False  # the ImageNet top's dog-vs-cat log-odds as one more feature (catdog.training.pet.ImagenetTop.with_dog_log_odds)
 
 
 V2 = Candidate("V2, 288, photos only, l2 by clean CV", ("mobilenet_v2",), robust=False)
@@ -75,6 +75,8 @@ CANDIDATES = [  # noqa: E501
     Candidate("V2, 288, + mirror, + ImageNet dog-vs-cat prior", ("mobilenet_v2",), views=("mirror",), prior=True),
     Candidate("V1 + V2, 288, + mirror, + ImageNet dog-vs-cat prior (`make run`)", FUSED, views=("mirror",), prior=True),
     Candidate("V2, 224, + mirror, closeup", ("mobilenet_v2",), 224, ("mirror", "closeup")),
+    Candidate("V1 + V2, 320, + mirror, + ImageNet dog-vs-cat prior", FUSED, 320, ("mirror",), prior=True),
+    Candidate("V1 + V2, 352, + mirror, + ImageNet dog-vs-cat prior", FUSED, 352, ("mirror",), prior=True),
 ]
 
 
@@ -99,10 +101,10 @@ def candidate_data(c: Candidate, features_dir: Path, data: Path):
         top, note = imagenet_top(",".join(c.backbones), ",".join(["imagenet"] * len(c.backbones)))
         if top is None:
             raise SystemExit(f"bench.robust: {note}")
-        prior = top.dog_log_odds
+        prior = top.with_dog_log_odds
 
     def with_prior(x):
-        return x if prior is None else np.hstack([x, prior(x)[:, None].astype(x.dtype)])
+        return x if prior is None else prior(x)
 
     names, x = stacked("plain")
     x = with_prior(x)

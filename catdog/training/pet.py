@@ -65,6 +65,11 @@ class ImagenetTop:
         z = self.logits(features)
         return _logsumexp(z[:, list(IMAGENET_DOG_CLASSES)]) - _logsumexp(z[:, list(IMAGENET_CAT_CLASSES)])
 
+    def with_dog_log_odds(self, features: np.ndarray) -> np.ndarray:
+        """(N, C) pooled features -> (N, C + 1) the head's features: the dog-vs-cat log-odds as the
+        last column, in the features' dtype (as the full model's HEAD_FEATURES layer joins them)."""
+        return np.hstack([features, self.dog_log_odds(features)[:, None].astype(features.dtype)])
+
 
 def _logsumexp(z: np.ndarray) -> np.ndarray:
     m = z.max(1, keepdims=True)

@@ -129,9 +129,8 @@ def pooled_head(feature_dim: int, head: keras.Model, pet_head: keras.Model) -> k
 
 def with_dog_prior(feature_set: FeatureSet, top: ImagenetTop) -> FeatureSet:
     """The head's features: the pooled features and, as one more column, the top's dog-vs-cat
-    log-odds (`ImagenetTop.dog_log_odds`), as the full model's HEAD_FEATURES layer joins them."""
-    prior = top.dog_log_odds(feature_set.features)[:, None]
-    return replace(feature_set, features=np.hstack([feature_set.features, prior.astype(feature_set.features.dtype)]))
+    log-odds (`ImagenetTop.with_dog_log_odds`), as the full model's HEAD_FEATURES layer joins them."""
+    return replace(feature_set, features=top.with_dog_log_odds(feature_set.features))
 
 
 def backbone_weights(feature_set: FeatureSet) -> str:
