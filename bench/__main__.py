@@ -416,6 +416,9 @@ def main() -> int:
     parser.add_argument("--folder-mutants", type=int, default=200, help="fuzz: mutants in the data folder run")
     parser.add_argument("--requests", type=int, default=2000, help="soak: requests")
     parser.add_argument("--concurrency", type=int, default=16, help="soak: requests in flight")
+    parser.add_argument("--shifts", action="store_true", help="neither: also keep and reject rates under each shift "
+                        "(features cached in --features-dir, as bench.robust's)")
+    parser.add_argument("--features-dir", default=str(REPO / "runs" / "study"), help="neither --shifts: the feature cache")
     args = parser.parse_args()
     args.art = args.art or str(Path(args.run) / "artefacts")
     parts = ["features", "head", "export", "latency", "interpreter", "accuracy", "phone", "neither"] if args.part == "all" else [args.part]

@@ -6,6 +6,9 @@ as a fixed offset (shipped), and the offset as a max difference instead of log-s
 Each row: nested 5-fold CV (the detector fitted and the threshold chosen inside each outer fold),
 keep rate on the cats and dogs, reject rate on the negatives, and a shift made by hand: the
 negatives whose ImageNet top-1 is an animal class are left out of the fit, then scored.
+
+`--shifts`: the shipped design's keep and reject rates under each shift of catdog.data.SHIFTS, on
+bench.robust's feature cache (`--features-dir`) and the run's folder of negatives (`shift_rows`).
 """
 
 from __future__ import annotations
@@ -49,6 +52,83 @@ def _held_out_animals(x, y, offset, animal, keep: float, fixed: bool) -> float:
     return float(np.mean(scores[animal] < t))
 
 
+def _view_features(features_dir, folder, backbones, size: int, view: str, labelled: bool):
+    """(names, features) of one view of the photos in `folder`, every backbone side by side: the
+    labelled photos via bench.choices.feature_file (shifts on its seeded subset), or every photo of
+    a folder of negatives (cached in features_dir as negatives_BACKBONE_SIZE_VIEW.h5)."""
+    from bench.robust import SHIFT_PHOTOS, FULL_VIEWS
+    from bench.choices import feature_file
+    from catdog.data import scan
+    from catdog.features import extract_features, load_features
+
+    parts = []
+    for b in backbones:
+        if labelled:
+            parts.append(feature_file(features_dir, folder, b, size, view, None if view in ("plain", *FULL_VIEWS) else SHIFT_PHOTOS))
+            continue
+        path = features_dir / f"negatives_{b}_{size}_{view}.h5"
+        if not path.is_file():
+            extract_features(scan(folder)[0], path, b, image_size=size, view=view, progress=False)
+        parts.append(load_features(path))
+    assert all(p.names == parts[0].names for p in parts), "feature files hold different photos"
+    return list(parts[0].names), np.hstack([p.features for p in parts]).astype(np.float64)
+
+
+def shift_rows(top, backbones, size: int, data, negatives_dir, features_dir, keep: float = P.KEEP, seed: int = 0) -> list[dict]:
+    """Out-of-fold keep and reject rates of the shipped detector under each shift (catdog.data.SHIFTS)
+    of the cats and dogs and of the photos with neither: nested 5-fold CV over photos, each outer
+    fold's detector and threshold (from the inner folds' plain cats and dogs, as shipped) fitted
+    without the photo or any view of it. Two designs: trained on the plain photos (shipped), and on
+    the plain photos with every view of the training photos, cats, dogs and negatives alike."""
+    from catdog.data import SHIFTS
+    from catdog.training.cv import stratified_folds
+
+    names, xp = _view_features(features_dir, data, backbones, size, "plain", True)
+    _, xn = _view_features(features_dir, negatives_dir, backbones, size, "plain", False)
+    row = {n: i for i, n in enumerate(names)}
+    n_p = len(xp)
+    photo = {"plain": (np.arange(n_p + len(xn)), np.vstack([xp, xn]))}
+    for view in SHIFTS:
+        pet_names, pet_x = _view_features(features_dir, data, backbones, size, view, True)
+        _, neg_x = _view_features(features_dir, negatives_dir, backbones, size, view, False)
+        photo[view] = (np.r_[[row[n] for n in pet_names], n_p + np.arange(len(xn))], np.vstack([pet_x, neg_x]))
+    y = np.r_[np.ones(n_p), np.zeros(len(xn))]
+    offset = {v: top.log_odds(x) for v, (_, x) in photo.items()}
+    outer = stratified_folds(y.astype(int), 5, seed)
+
+    def fit(train_mask, views):
+        parts = [(idx, x, offset[v]) for v, (idx, x) in photo.items() if v == "plain" or v in views]
+        sel = [train_mask[idx] for idx, _, _ in parts]
+        x = np.vstack([x[m] for (_, x, _), m in zip(parts, sel)])
+        yy = np.concatenate([y[idx[m]] for (idx, _, _), m in zip(parts, sel)])
+        return P._fit(x, yy, np.concatenate([o[m] for (_, _, o), m in zip(parts, sel)]))
+
+    rows = []
+    for design, views in (("plain photos (shipped)", ()), ("plain photos + every view", tuple(SHIFTS))):
+        kept = {v: np.zeros(len(idx), bool) for v, (idx, _) in photo.items()}
+        for k in range(5):
+            train = np.flatnonzero(outer != k)
+            inner = stratified_folds(y[train].astype(int), 5, seed + 1)
+            inner_scores = []
+            for j in range(5):
+                w, c = fit(np.isin(np.arange(len(y)), train[inner != j]), views)
+                held = train[(inner == j) & (y[train] == 1)]
+                inner_scores.append(xp[held] @ w + c + offset["plain"][held])
+            t = np.quantile(np.concatenate(inner_scores), 1 - keep)
+            w, c = fit(outer != k, views)
+            for v, (idx, x) in photo.items():
+                test = outer[idx] == k
+                kept[v][test] = x[test] @ w + c + offset[v][test] >= t
+        for what, cls in (("cats and dogs kept", 1), ("photos with neither rejected", 0)):
+            r = {"design": design, "rate": what}
+            for v, (idx, _) in photo.items():
+                mine = y[idx] == cls
+                r[v] = float(kept[v][mine].mean() if cls else (~kept[v][mine]).mean())
+                r[f"n_{v}"] = int(mine.sum())
+            rows.append(r)
+    return rows
+
+
 def cmd_neither(args) -> None:
     from pathlib import Path
 
@@ -84,4 +164,17 @@ def cmd_neither(args) -> None:
     print(f"{len(xp)} cats and dogs, {len(negatives.features)} negatives ({int(animal.sum())} of them animals by ImageNet top-1); {pets.backbone}")
     table(rows, [("p_pet", "P(pet) from", "<40"), ("keep_target", "target", ".3f"), ("keep", "keep", ".4f"),
                  ("reject", "reject", ".4f"), ("animals_held_out", "animals held out", ".3f")])
-    save("neither", rows, {"run": str(run), "backbone": pets.backbone, "n_pets": len(xp), "n_negatives": len(negatives.features)})
+    extra = {}
+    if args.shifts:
+        from bench.robust import SHIFT_PHOTOS
+        from catdog.data import SHIFTS
+
+        size = int(pets.attrs["image_size"])
+        shifted = shift_rows(top, pets.backbone.split(","), size, Path(args.data), Path(str(negatives.attrs["data_dir"])),
+                             Path(args.features_dir))
+        print(f"\nUnder shifts (nested 5-fold CV over photos; {pets.backbone} at {size}; the shifts' cats and dogs: "
+              f"{SHIFT_PHOTOS} of them, as bench.robust; every negative):")
+        table(shifted, [("design", "detector trained on", "<28"), ("rate", "rate", "<30"), ("plain", "plain", ".2%"),
+                        *((v, v, ".2%") for v in SHIFTS)])
+        extra["shifts"] = shifted
+    save("neither", rows, {"run": str(run), "backbone": pets.backbone, "n_pets": len(xp), "n_negatives": len(negatives.features), **extra})
