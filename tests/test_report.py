@@ -359,6 +359,9 @@ def test_robustness_section_plots_the_rows_and_says_when_there_are_none():
 
     html = robustness_section(png, rows, {"robustness": ROBUSTNESS})
     assert ROBUSTNESS["method"] in html and "2.5 × the clean 0.0240" in html and 'alt="robustness"' in html
+    for method in (ROBUSTNESS["method"], "head at the chosen l2"):  # metrics.json's method, with or without its full stop
+        lead = robustness_section(png, rows, {"robustness": {**ROBUSTNESS, "method": method}})
+        assert f'{method.rstrip(".")}. Mean of the shifts' in lead
     cells = re.findall(r"<tr><td>([^<]+)</td><td>([^<]+)</td><td class=\"num\">(\d+)</td><td class=\"num\">([\d.]+)</td><td class=\"num\">([\d.]+%)</td></tr>", html)
     assert cells == [
         ("clean", "the photos as they are", "2002", "0.0240", "98.90%"),

@@ -172,7 +172,8 @@ def robustness_section(png: bytes | None, rows: list[dict], metrics: dict) -> st
     if not rows:
         return _section("robustness", _note("This run has no shift measurements (no robustness block in metrics.json)."))
     block = metrics.get("robustness") or {}
-    lead = escape(str(block.get("method", "")))
+    lead = escape(str(block.get("method", "")).rstrip("."))
+    lead += "." if lead else ""
     clean = next((r["log_loss"] for r in rows if r["kind"] == "clean"), None)
     mean = block.get("mean_shifted")
     if isinstance(mean, (int, float)) and clean:
