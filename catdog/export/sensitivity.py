@@ -662,8 +662,26 @@ def kept_units(analysis: dict, precision: str, fmt: str = "tflite") -> list[Unit
     return [units[n] for n in analysis["precisions"].get(key, {}).get("kept", [])]
 
 
+def _kept_text(kept: list[str], listed: int = 6) -> str:
+    """The kept layers for a chart title: named where few, else counted (a title of 48 names ran
+    off the figure; sensitivity.json lists them all)."""
+    if len(kept) <= listed:
+        return f"kept float32: {', '.join(kept) or 'none'}"
+    return f"the {len(kept)} layers kept float32, listed in sensitivity.json"
+
+
 def plot(analysis: dict, path: Path) -> None:
     """Bar chart of each unit's error alone, per precision, kept units in red."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(analysis)
+    with staged(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+
+def figure(analysis: dict):
+    """The matplotlib figure `plot` writes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -682,11 +700,8 @@ def plot(analysis: dict, path: Path) -> None:
         ax.bar(range(len(names)), values, color=colours)
         ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
         ax.set_ylabel("√MSE / scale" if precision == "int8" else "error / tolerance, alone")
-        kept = ", ".join(info["kept"]) or "none"
-        ax.set_title(f"{precision}: error of each layer reduced alone (red: kept float32: {kept})", fontsize=9)
+        ax.set_title(f"{precision}: error of each layer reduced alone (red: {_kept_text(info['kept'])})", fontsize=9)
         if precision != "int8":
             ax.axhline(1 / MARGIN, color="grey", lw=0.8, ls="--")
     fig.tight_layout()
-    with staged(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    return fig
