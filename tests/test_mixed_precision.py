@@ -237,10 +237,11 @@ def test_a_missed_target_is_said_in_one_line(subset_artefacts):
     assert line.startswith("catdog: note: fp16 (TFLite, ONNX) misses its target") and f"with {kept} layers float32" in line and "of its tolerance" in line, line
 
 
-
 def test_sensitivity_chart_titles_fit_their_figure(subset_artefacts):
     """sensitivity.png's title per precision names the layers kept float32 where few and counts
     them where many: a title of 48 names ran off both sides of the figure in report.html."""
+    import matplotlib.pyplot as plt
+
     from catdog.contract import ArtDir
     from catdog.export.sensitivity import figure
 
@@ -257,3 +258,4 @@ def test_sensitivity_chart_titles_fit_their_figure(subset_artefacts):
             assert box.x0 >= 0 and box.x1 <= fig.bbox.x1, ax.get_title()
             assert (", ".join(kept) in ax.get_title()) == (len(kept) == 3), ax.get_title()
             assert len(kept) == 3 or f"the {len(kept)} layers kept float32" in ax.get_title()
+        plt.close(fig)
