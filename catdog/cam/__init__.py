@@ -52,6 +52,13 @@ def _dense_kernel(full_model: keras.Model) -> tuple[np.ndarray, np.ndarray]:
     return kernel, bias
 
 
+def cam_conv_kernel(full_model: keras.Model) -> np.ndarray:
+    """(C, 2): the Dense kernel's rows the CAM's 1x1 conv holds, C = the last conv block's channels
+    (all rows, or all but the prior's last row, which `_cam` adds per photo instead)."""
+    channels = int(full_model.get_layer("gap").input.shape[-1])
+    return _dense_kernel(full_model)[0][:channels]
+
+
 def _cam(feature_maps, kernel: np.ndarray, dog_log_odds=None):
     """The CAM: the 1x1 conv of the last conv block (N, G, G, C) with the Dense kernel's first C
     rows; where the head also takes the ImageNet top's dog-vs-cat log-odds (its last row), that

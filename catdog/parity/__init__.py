@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from catdog.contract import ArtDir, CAM, HEAD_FEATURES, INPUT_NAME, PET, PET_THRESHOLD, PROBABILITIES, RunDir, TOLERANCES, TOLERANCE_TEXT, cam_grid, load_manifest
+from catdog.contract import ArtDir, CAM, INPUT_NAME, PET, PET_THRESHOLD, PROBABILITIES, RunDir, TOLERANCES, TOLERANCE_TEXT, cam_grid, load_manifest
 from catdog.contract import verdict as verdict_of
 from catdog.atomic import write_text
-from catdog.cam import cam_model
+from catdog.cam import cam_conv_kernel, cam_model
 from catdog.data import LABELS, ImageError, Sample, iter_batches, open_rgb, resize, sha256_file
 from catdog.errors import CatdogError
 from catdog.training import accuracy
@@ -213,9 +213,7 @@ def coreml_spec_checks(path: Path, full_model, backbone: str) -> list[dict]:
         labels = [v.immediateValue.tensor.strings.values[0] for v in values]
     check("class labels", labels == list(LABELS), f"{labels} (expected {list(LABELS)})")
     cam_convs = [op for op in ops if op.type == "conv" and "_cam_" in op.outputs[0].name]
-    kernel = full_model.get_layer("probabilities").get_weights()[0]  # (C, 2), or (C + 1, 2) with the dog-vs-cat prior
-    if HEAD_FEATURES in {layer.name for layer in full_model.layers}:
-        kernel = kernel[:-1]  # the prior's row is added to the maps per photo (catdog.cam), not convolved
+    kernel = cam_conv_kernel(full_model)  # (C, 2): without the prior's row, which is added per photo, not convolved
     if len(cam_convs) != 1:
         check("CAM 1x1 conv weights equal the Dense kernel", False, f"{len(cam_convs)} CAM conv ops found")
     else:

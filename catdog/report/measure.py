@@ -96,7 +96,7 @@ def _head_on_features(features: Path, head: Path, names: list[str]):
     import keras
 
     from catdog.features import load_features
-    from catdog.training import pet_outputs  # noqa: F401  (registers the pet head's layers, which head.keras holds)
+    from catdog.training import pet as _pet_layers  # noqa: F401  (registers the pet head's layers, which head.keras holds)
 
     try:
         feature_set = load_features(features)
