@@ -210,6 +210,21 @@ def test_mediapipe_reads_every_metadata_field(mediapipe_run):
         assert result["packed"] == {LABELS_FILE: "cat\ndog\n"}
 
 
+def test_packed_files_do_not_depend_on_the_clock(tmp_path):
+    """The zip after the model holds no time of writing: packing the same files seconds apart gives
+    the same bytes (artefacts are reproducible; a rewrite across a zip 2-second tick once differed)."""
+    import time
+
+    from catdog.export.tflite_metadata import pack_associated_files
+
+    model = b"TFL3" + bytes(range(256))
+    first = pack_associated_files(model, {LABELS_FILE: b"cat\ndog\n"})
+    time.sleep(2.1)
+    assert pack_associated_files(model, {LABELS_FILE: b"cat\ndog\n"}) == first
+    (tmp_path / "packed.tflite").write_bytes(first)
+    assert first.startswith(model) and packed_files(tmp_path / "packed.tflite") == {LABELS_FILE: b"cat\ndog\n"}
+
+
 def test_vendored_schema_is_unchanged():
     """The vendored copy still has the sha256 of the wheel's file (no MediaPipe needed: test-fast)."""
     assert hashlib.sha256(VENDORED_SCHEMA.read_bytes()).hexdigest() == VENDORED_SCHEMA_SHA256

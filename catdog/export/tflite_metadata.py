@@ -203,11 +203,14 @@ def _finish(table, identifier: bytes) -> bytes:
 
 def pack_associated_files(model_bytes: bytes, files: dict[str, bytes]) -> bytes:
     """The model followed by a zip archive of `files`, as MediaPipe's MetadataPopulator packs
-    associated files (zip offsets count from the start of the .tflite)."""
+    associated files (zip offsets count from the start of the .tflite). Each entry carries a fixed
+    date (zip's earliest), not the clock's: the same model and files give the same bytes and sha256."""
     out = io.BytesIO(model_bytes)
     with zipfile.ZipFile(out, "a") as archive:
         for name, data in files.items():
-            archive.writestr(name, data)
+            entry = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            entry.external_attr = 0o600 << 16  # what writestr gives a name
+            archive.writestr(entry, data)
     return out.getvalue()
 
 
