@@ -46,6 +46,8 @@ N_NEGATIVES = 60
 # ResNet50 (random weights: mechanics, not accuracy) runs at the smallest input size catdog takes: a
 # 3x3 CAM grid tests the same contract as 7x7 at a fifth of 224's compute (CI time)
 R50_SIZE = 96
+# `make run`'s model (Makefile BACKBONE and SIZE): conftest.verified_run trains it
+SHIPPED_BACKBONE, SHIPPED_SIZE = "mobilenet,mobilenet_v2", 288
 
 
 def not_pets(held_out: bool = False) -> list[str]:
@@ -132,23 +134,6 @@ def resnet50_run(tmp_path_factory) -> Path:
     return run_dir
 
 
-@pytest.fixture(scope="session")
-def run_288(tmp_path_factory):
-    """`catdog run --image-size 288` on 40 + 40 real photos, exported to TFLite, ONNX and Core ML (fp32;
-    int8 parity is tested at 224): test_size_fusion's 288 contract and test_golden's real ART_DIR."""
-    from catdog.cli import main
-
-    if not HAVE_SHARED:
-        pytest.skip(f"real photos not found at {SHARED}")
-    root = tmp_path_factory.mktemp("s288")
-    data = copy_photos(root / "data", kaggle_names("cat", range(40)) + kaggle_names("dog", range(40)))
-    run_dir = root / "run"
-    args = ["run", "--views", "none", "--shift-photos", "0", str(data), "--image-size", "288", "--out", str(run_dir), "--formats", "tflite,onnx,coreml",
-            "--precision", "fp32"]
-    assert main(args) == 0  # exit 0 only if parity passed
-    return run_dir
-
-
 @dataclass
 class CliResult:
     returncode: int
@@ -173,17 +158,27 @@ def catdog_cli(*args: str, timeout: float = 1200) -> CliResult:
 
 @pytest.fixture(scope="session")
 def verified_run(tmp_path_factory) -> tuple[Path, CliResult]:
-    """`catdog run` as a user runs it (its own process) on 60 cats and 60 dogs: features, head,
-    every format at fp32 (to keep CI short), parity and report.html. Returns RUN_DIR and the result."""
+    """`catdog run` as a user runs it (its own process) with `make run`'s model, MobileNet V1 + V2
+    fused at 288, on 60 cats and 60 dogs and 30 photos with neither: features (and the default
+    views), head, every format at fp32 (to keep CI short), parity and report.html. Returns RUN_DIR
+    and the result."""
     if not HAVE_SHARED:
         pytest.skip(f"real photos not found at {SHARED}")
     root = tmp_path_factory.mktemp("verified")
     data = copy_photos(root / "data", kaggle_names("cat", range(200, 260)) + kaggle_names("dog", range(200, 260)))
     run_dir = root / "run"
     negatives = copy_photos(root / "negatives", not_pets()[:30], src=NOT_PETS)
-    result = catdog_cli("run", str(data), "--out", str(run_dir), "--precision", "fp32", "--negatives", str(negatives))
+    result = catdog_cli("run", str(data), "--out", str(run_dir), "--precision", "fp32", "--negatives", str(negatives),
+                        "--backbone", SHIPPED_BACKBONE, "--image-size", str(SHIPPED_SIZE))
     assert (run_dir / "metrics.json").exists(), result.output[-3000:]
     return run_dir, result
+
+
+@pytest.fixture(scope="session")
+def run_288(verified_run) -> Path:
+    """verified_run's RUN_DIR: a 288 model exported to TFLite, ONNX and Core ML at fp32 (int8 parity is
+    tested at 224): test_size_fusion's 288 contract, test_mobilenet_v1's fusion, test_golden's ART_DIR."""
+    return verified_run[0]
 
 
 # ---------- test tiers: `make test-fast` runs -m "not slow"; `make test` (CI) runs everything ----------
@@ -195,7 +190,7 @@ def verified_run(tmp_path_factory) -> tuple[Path, CliResult]:
 # real_data or test_serve's art_server, are covered through them).
 SLOW_FIXTURES = frozenset({
     "subset_run", "subset_artefacts", "resnet50_run", "verified_run",  # this file's session fixtures (negatives is a copy)
-    "run_288",  # a 288 run exported at fp32 (test_size_fusion, test_golden)
+    "run_288",  # verified_run's RUN_DIR (test_size_fusion, test_mobilenet_v1, test_golden)
     "v1_run", "fused_run", "resnet50_weights",  # test_mobilenet_v1, test_size_fusion: runs they train
     "uninterrupted",  # test_kill: a feature extraction to compare killed ones with
     "local_ray",  # test_ray: a local Ray instance

@@ -69,21 +69,10 @@ def v1_run(photos):
     return run_dir
 
 
-@pytest.fixture(scope="module")
-def fused_run(photos):
-    """`catdog run --backbone mobilenet,mobilenet_v2` (the shipped fusion) on the same photos, exported
-    at fp32 to every format (features through TensorFlow: the LiteRT engine is compared with it below)."""
-    run_dir = photos.parent / "run_fused"
-    args = ["run", "--views", "none", "--shift-photos", "0", str(photos), "--backbone", "mobilenet,mobilenet_v2", "--out", str(run_dir),
-            "--formats", "tflite,onnx,coreml", "--precision", "fp32", "--cv", "3", "--engine", "keras"]
-    assert main(args) == 0
-    return run_dir
-
-
-def _cam_identity(run_dir, grid: int) -> np.ndarray:
+def _cam_identity(run_dir, grid: int, size: int = 224) -> np.ndarray:
     run = load_run(run_dir)
     paths = sorted(REFERENCE.glob("*.jpg"))[:3] + [TRAIN / "cat.950.jpg", TRAIN / "dog.950.jpg"]
-    x = np.stack([decode(p) for p in paths]).astype(np.float32)
+    x = np.stack([decode(p, size) for p in paths]).astype(np.float32)
     out = cam_model(run.model).predict_on_batch(x)
     assert out["cam"].shape == (5, grid, grid, 2)
     bias = run.model.get_layer("probabilities").get_weights()[1]
@@ -114,22 +103,24 @@ def test_v1_cam_identity_and_export_parity(v1_run):
     assert "0.00784" in checks["input scale"]["detail"]  # Core ML applies x / 127.5 - 1 as image scale and bias
 
 
-def test_fused_v1_v2_cam_identity_and_export_parity(fused_run):
-    _cam_identity(fused_run, 7)
-    checks = _parity_passed(fused_run, "mobilenet,mobilenet_v2", ("tflite", "onnx", "coreml"))
+def test_fused_v1_v2_cam_identity_and_export_parity(run_288):
+    """The shipped fusion (conftest.verified_run: V1 + V2 at 288, every format at fp32)."""
+    _cam_identity(run_288, 9, 288)
+    checks = _parity_passed(run_288, "mobilenet,mobilenet_v2", ("tflite", "onnx", "coreml"))
     assert all(c["passed"] for c in checks.values()), checks
     assert "0.00784" in checks["input scale"]["detail"] and "-1.0" in checks["input bias"]["detail"]
 
 
-def test_fused_features_are_v1_and_v2_side_by_side_and_litert_equals_tensorflow(fused_run, photos, tmp_path):
-    fused = load_features(fused_run / "features.h5")
-    assert fused.backbone == "mobilenet,mobilenet_v2" and fused.features.shape == (32, 2304)
-    samples, _ = scan(photos)
-    extract_features(samples, tmp_path / "v1.h5", "mobilenet", progress=False)  # LiteRT, the default engine
-    extract_features(samples, tmp_path / "v2.h5", "mobilenet_v2", progress=False)
-    alone = np.hstack([load_features(tmp_path / "v1.h5").features, load_features(tmp_path / "v2.h5").features])
-    # the fused run's features came through TensorFlow: LiteRT's V1 and V2 side by side equal them
-    assert np.allclose(fused.features, alone, rtol=1e-4, atol=1e-4 * np.abs(alone).max())
+def test_fused_features_are_v1_and_v2_side_by_side_and_litert_equals_tensorflow(run_288, tmp_path):
+    fused = load_features(run_288 / "features.h5")  # LiteRT, the default engine
+    assert fused.backbone == "mobilenet,mobilenet_v2" and fused.features.shape == (120, 2304)
+    samples = scan(run_288.parent / "data")[0][::8]  # 15 of its photos (CI time)
+    for name in ("mobilenet", "mobilenet_v2"):
+        extract_features(samples, tmp_path / f"{name}.h5", name, progress=False, engine="keras", image_size=288)
+    alone = np.hstack([load_features(tmp_path / f"{name}.h5").features for name in ("mobilenet", "mobilenet_v2")])
+    rows = [fused.names.index(s.name) for s in samples]
+    # TensorFlow's V1 and V2, each alone, side by side equal the fused LiteRT features
+    assert np.allclose(fused.features[rows], alone, rtol=1e-4, atol=1e-4 * np.abs(alone).max())
 
 
 def test_view_features_are_the_features_of_the_changed_photo(photos, tmp_path):
