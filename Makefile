@@ -41,8 +41,11 @@ run: install
 	$(BIN)/catdog run $(DATA) --backbone $(BACKBONE) --image-size $(SIZE) --out $(OUT) \
 	  $(if $(wildcard $(NEGATIVES)),--negatives $(NEGATIVES))
 
+# Two pytest-xdist workers: most tests keep one core busy (conversions, processes starting), so two
+# share the 2 cores CI has; tests/conftest.py groups them so each shared run is built once.
+TEST_WORKERS ?= 2
 test: test-install browser mediapipe-venv apps-test
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # The quick tier while editing (under 2 minutes on 2 cores): every test not marked slow, i.e. none
 # that trains or exports a model, runs a backbone, or starts Ray, Chromium, MediaPipe or `catdog run`

@@ -215,8 +215,24 @@ SLOW_TESTS = frozenset({
 })
 
 
+# ---------- `make test` runs on two pytest-xdist workers (--dist loadgroup) ----------
+
+# Each worker builds the session fixtures its tests use. A test that uses one of the costliest goes
+# to its group, so each of those is built by one worker only (and the MediaPipe venv, where make has
+# not built it, by one at a time); every other test goes with its module, so module fixtures (test_ray's
+# Ray instance) are built once too. subset_run alone (40 s) may be built by both: it balances the load.
+SHARED_RUNS = (("verified_run", {"verified_run", "run_288"}), ("subset_artefacts", {"subset_artefacts", "mediapipe_python"}))
+
+
+def xdist_group(item) -> str:
+    used = set(getattr(item, "fixturenames", ()))
+    return next((group for group, fixtures in SHARED_RUNS if used & fixtures), item.path.name)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
         name = f"{item.path.name}::{getattr(item, 'originalname', item.name)}"
         if name in SLOW_TESTS or SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
