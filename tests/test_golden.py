@@ -150,15 +150,15 @@ def test_the_golden_check_on_a_small_model(checked_in, subset_artefacts, tmp_pat
 @needs_shared
 @pytest.mark.slow
 def test_make_golden_on_a_real_288_art_dir(checked_in, run_288, tmp_path):
-    """`tools/golden.py` on a real ART_DIR: a 288 model trained on a few real photos and exported at
-    fp32 (conftest.run_288). The file it writes passes the same check and has the checked-in file's contract."""
+    """`tools/golden.py` on a real ART_DIR: `make run`'s model (V1 + V2 at 288) trained on 120 real photos
+    and exported at fp32 (conftest.run_288). The file it writes passes the same check and has the checked-in file's contract."""
     out = tmp_path / "apps.json"
     assert golden.main([str(run_288 / "artefacts"), "--out", str(out)]) == 0
     made = json.loads(out.read_text())
     assert golden.check(made) == [] and out.stat().st_size <= golden.MAX_BYTES
     for key in ("input", "outputs", "labels", "manifest_version"):
         assert made["manifest"][key] == checked_in["manifest"][key], key
-    # the apps pick the fp32 TFLite artefact, whichever backbone named it (this model is MobileNetV2)
+    # the apps pick the fp32 TFLite artefact, named after the backbone
     def fp32_tflite(g):
         return next(a["file"] for a in g["manifest"]["artefacts"] if (a["format"], a["precision"]) == ("tflite", "fp32"))
 
