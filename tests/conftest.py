@@ -7,6 +7,7 @@ import time, before any test module imports keras.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -46,8 +47,15 @@ N_NEGATIVES = 60
 # ResNet50 (random weights: mechanics, not accuracy) runs at the smallest input size catdog takes: a
 # 3x3 CAM grid tests the same contract as 7x7 at a fifth of 224's compute (CI time)
 R50_SIZE = 96
-# `make run`'s model (Makefile BACKBONE and SIZE): conftest.verified_run trains it
-SHIPPED_BACKBONE, SHIPPED_SIZE = "mobilenet,mobilenet_v2", 288
+
+
+def make_default(name: str) -> str:
+    """A Makefile variable's default (`NAME ?= value`): what `make run` passes."""
+    return re.search(rf"^{name}\s*\?=\s*(\S+)", (REPO / "Makefile").read_text(), re.M).group(1)
+
+
+# `make run`'s model, read from the Makefile: verified_run trains it
+SHIPPED_BACKBONE, SHIPPED_SIZE = make_default("BACKBONE"), int(make_default("SIZE"))
 
 
 def not_pets(held_out: bool = False) -> list[str]:

@@ -18,9 +18,9 @@ import pytest
 
 from catdog.contract import NEITHER
 from tools import golden
-from conftest import REPO, needs_shared
+from conftest import REPO, make_default, needs_shared
 
-SHIPPED = REPO / "runs" / "mobilenet+mobilenet_v2_288" / "artefacts"  # what `make run` writes
+SHIPPED = REPO / make_default("OUT") / "artefacts"  # what `make run` writes
 
 
 @pytest.fixture(scope="module")
