@@ -672,9 +672,9 @@ def _kept_text(kept: list[str], listed: int = 6) -> str:
 
 def plot(analysis: dict, path: Path) -> None:
     """Bar chart of each unit's error alone, per precision, kept units in red."""
+    fig = figure(analysis)  # selects the Agg backend before pyplot is imported
     import matplotlib.pyplot as plt
 
-    fig = figure(analysis)
     with staged(path) as tmp:
         fig.savefig(tmp, dpi=110)
     plt.close(fig)
