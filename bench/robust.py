@@ -175,23 +175,114 @@ def spotted_folds(kind, y, seed: int):
 CHOSEN = "V1 + V2, 288, + mirror, + ImageNet dog-vs-cat prior (`make run`)"  # make run's default (catdog.training.settings)
 
 
-def l2_sweep(c: Candidate, args, fold_sets: dict) -> list[dict]:
+@dataclass(frozen=True)
+class Folds:
+    """The outer folds every candidate is scored on (the same for all): k-means groups clustered in
+    two feature spaces, whole breeds, and all spotted cats held out together."""
+
+    groups: dict  # space -> (N,) outer fold of each photo
+    breeds: object  # (N,) outer fold
+    spotted: object  # (N,) outer fold (fold 0: the spotted cats)
+    spotted_cats: object  # (N,) bool
+    labels: object  # (N,) the photos' labels, in the feature files' order
+
+
+def fold_sets(features_dir: Path, data: Path, seed: int) -> Folds:
+    """The groups clustered on V1 + V2 and on V2 features at 288, breeds and spotted cats as
+    MobileNetV2's ImageNet top names the photos."""
+    from catdog.training.cv import group_folds
+
+    groups = {}
+    for space, backbones in (("V1 + V2", FUSED), ("V2", ("mobilenet_v2",))):
+        pooled = candidate_data(Candidate(space, backbones), features_dir, data)
+        groups[space] = group_folds(pooled.x, pooled.y, 5, seed)
+    kind, labels = imagenet_kinds(features_dir, data)
+    spotted, spotted_cats = spotted_folds(kind, labels, seed)
+    return Folds(groups, breed_folds(kind, labels), spotted, spotted_cats, labels)
+
+
+def measure(heads: list, options, folds: Folds, seed: int) -> tuple[dict, tuple]:
+    """The table's columns for a head whose logit is the weighted sum of the logits of heads, each
+    (weight, Data) trained by the procedure on its own features (one (1.0, data): one head; a
+    weighted mean of linear heads on parts of the same features is itself one linear head). Also
+    (shifts, groups, clean) per photo for the paired intervals."""
+    import numpy as np
+
+    from catdog.training import metrics as M
+    from catdog.training.cv import nested_cv, per_photo_log_loss, shifted_scores
+
+    def logit(p):
+        p = np.clip(np.asarray(p, np.float64), 1e-15, 1 - 1e-15)
+        return np.log(p) - np.log1p(-p)
+
+    chosen_l2 = []
+
+    def combined(fold_of=None):
+        z, shifted = 0.0, {}
+        for weight, data in heads:
+            result = nested_cv(data, options, k=5, inner_k=5, seed=seed, folds=fold_of)
+            if fold_of is None:
+                chosen_l2.append([r.selection.l2 for r in result.records])
+            z = z + weight * logit(result.p_dog)
+            for name, (y, p) in shifted_scores(data, result).items():
+                shifted[name] = (y, shifted.get(name, (y, 0.0))[1] + weight * logit(p))
+        sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+        return sigmoid(z), {name: (y, sigmoid(v)) for name, (y, v) in shifted.items()}
+
+    y = heads[0][1].y
+    assert np.array_equal(folds.labels, y), "the candidate's photos are not the folds' photos"
+    clean, shifted = combined()
+    row = {"clean": M.log_loss(y, clean), "accuracy": M.summary(y, clean)["accuracy"]}
+    shifted_losses = []
+    for name, (ys, p) in shifted.items():
+        row[name] = M.log_loss(ys, p)
+        shifted_losses.append(per_photo_log_loss(ys, p))
+    groups = {space: combined(f)[0] for space, f in folds.groups.items()}
+    for space, p in groups.items():
+        row[f"groups {space}"] = M.log_loss(y, p)
+    row["groups"] = float(np.mean([row[f"groups {space}"] for space in groups]))
+    row["breeds"] = M.log_loss(y, combined(folds.breeds)[0])
+    row["spotted_cats"] = M.log_loss(y[folds.spotted_cats], combined(folds.spotted)[0][folds.spotted_cats])
+    row["shifts"] = float(np.mean([row[k] for k in shifted]))
+    row["mean_shifted"] = (row["shifts"] + row["groups"]) / 2
+    row["score"] = (row["clean"] + row["mean_shifted"]) / 2  # what the default is chosen by: clean and shifted together
+    row["chosen_l2"] = chosen_l2[0] if len(heads) == 1 else chosen_l2  # per outer fold (per head)
+    # one number per photo for the paired interval: its mean loss over the shifts it has (subset) and groups
+    group_losses = np.mean([per_photo_log_loss(y, p) for p in groups.values()], 0)
+    return row, (np.mean(shifted_losses, 0), group_losses, per_photo_log_loss(y, clean))
+
+
+def paired(rows: list[dict], per_photo: dict, reference: str, seed: int, key: str) -> None:
+    """Each row's mean shifted against the reference row's (`key`), its mean per-photo clean
+    difference (`key`_clean) and paired bootstrap 95 % intervals of its per-photo differences
+    (`key`_clean_95, `key`_groups_95): negative is better than the reference."""
+    from catdog.training.cv import bootstrap_interval
+
+    base = per_photo[reference]
+    ref = next(x["mean_shifted"] for x in rows if x["candidate"] == reference)
+    for r in rows:
+        mine = per_photo[r["candidate"]]
+        same = r["candidate"] == reference
+        r[key] = r["mean_shifted"] - ref
+        r[f"{key}_clean"] = float((mine[2] - base[2]).mean())
+        r[f"{key}_clean_95"] = [0.0, 0.0] if same else list(bootstrap_interval(mine[2] - base[2], seed=seed))
+        r[f"{key}_groups_95"] = [0.0, 0.0] if same else list(bootstrap_interval(mine[1] - base[1], seed=seed))
+
+
+def l2_sweep(c: Candidate, args, groups: dict) -> list[dict]:
     """Log loss at each fixed l2 of a wider grid: clean (stratified folds) and each group fold set."""
     from catdog.training import metrics as M
     from catdog.training.cv import Options, fold_predictions, stratified_folds
 
     data = candidate_data(c, args.features_dir, args.data)
     options = Options(views=c.views)
-    folds = {"clean": stratified_folds(data.y, 5, args.seed), **{f"groups {k}": v for k, v in fold_sets.items()}}
+    folds = {"clean": stratified_folds(data.y, 5, args.seed), **{f"groups {k}": v for k, v in groups.items()}}
     return [{"l2": l2, **{name: M.log_loss(data.y, fold_predictions(data, options, f, l2)) for name, f in folds.items()}}
             for l2 in (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)]
 
 
 def main() -> int:
-    import numpy as np
-
-    from catdog.training import metrics as M
-    from catdog.training.cv import Options, bootstrap_interval, group_folds, nested_cv, per_photo_log_loss, shifted_scores
+    from catdog.training.cv import Options
 
     parser = argparse.ArgumentParser(prog="python -m bench.robust", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -203,54 +294,19 @@ def main() -> int:
     args = parser.parse_args()
     args.features_dir.mkdir(parents=True, exist_ok=True)
     rows, per_photo = [], {}
-    fold_sets = {
-        space: group_folds(candidate_data(Candidate(space, backbones), args.features_dir, args.data).x,
-                           candidate_data(Candidate(space, backbones), args.features_dir, args.data).y, 5, args.seed)
-        for space, backbones in (("V1 + V2", FUSED), ("V2", ("mobilenet_v2",)))
-    }
-    kind, kind_labels = imagenet_kinds(args.features_dir, args.data)
-    breeds = breed_folds(kind, kind_labels)
-    spotted, spotted_cats = spotted_folds(kind, kind_labels, args.seed)
+    folds = fold_sets(args.features_dir, args.data, args.seed)
     wanted = [w for w in (args.only or "").split("|") if w]
     for c in [c for c in CANDIDATES if not wanted or any(w in c.name for w in wanted) or c in (V2, V1)]:
         start = time.perf_counter()
         data = candidate_data(c, args.features_dir, args.data)
-        options = Options(views=c.views, robust=c.robust)
-        clean = nested_cv(data, options, k=5, inner_k=5, seed=args.seed)
-        groups = {space: nested_cv(data, options, k=5, inner_k=5, seed=args.seed, folds=folds) for space, folds in fold_sets.items()}
-        assert np.array_equal(kind_labels, data.y), "the candidate's photos are not the ImageNet kinds' photos"
-        by_breed = nested_cv(data, options, k=5, inner_k=5, seed=args.seed, folds=breeds)
-        spotted_out = nested_cv(data, options, k=5, inner_k=5, seed=args.seed, folds=spotted)
-        row = {"candidate": c.name, "backbones": list(c.backbones), "size": c.size, "views": list(c.views), "robust": c.robust,
-               "clean": M.log_loss(data.y, clean.p_dog), "accuracy": M.summary(data.y, clean.p_dog)["accuracy"]}
-        shifted_losses = []
-        for name, (y, p) in shifted_scores(data, clean).items():
-            row[name] = M.log_loss(y, p)
-            shifted_losses.append(per_photo_log_loss(y, p))
-        for space, result in groups.items():
-            row[f"groups {space}"] = M.log_loss(data.y, result.p_dog)
-        row["groups"] = float(np.mean([row[f"groups {space}"] for space in groups]))
-        row["breeds"] = M.log_loss(data.y, by_breed.p_dog)
-        row["spotted_cats"] = M.log_loss(data.y[spotted_cats], spotted_out.p_dog[spotted_cats])
-        row["shifts"] = float(np.mean([row[k] for k in data.shifted]))
-        row["mean_shifted"] = (row["shifts"] + row["groups"]) / 2
-        row["score"] = (row["clean"] + row["mean_shifted"]) / 2  # what the default is chosen by: clean and shifted together
-        row["chosen_l2"] = [r.selection.l2 for r in clean.records]
+        row, per_photo[c.name] = measure([(1.0, data)], Options(views=c.views, robust=c.robust), folds, args.seed)
+        row = {"candidate": c.name, "backbones": list(c.backbones), "size": c.size, "views": list(c.views), "robust": c.robust, **row}
         row["seconds"] = round(time.perf_counter() - start, 1)
-        # one number per photo for the paired interval: its mean loss over the shifts it has (subset) and groups
-        group_losses = np.mean([per_photo_log_loss(data.y, r.p_dog) for r in groups.values()], 0)
-        per_photo[c.name] = (np.mean(shifted_losses, 0), group_losses, per_photo_log_loss(data.y, clean.p_dog))
         rows.append(row)
         print(f"{c.name}: clean {row['clean']:.4f}, groups {row['groups']:.4f}, mean shifted {row['mean_shifted']:.4f} "
               f"({row['seconds']:.0f} s)", flush=True)
-    base = per_photo[V2.name]
-    for r in rows:
-        mine = per_photo[r["candidate"]]
-        r["vs_v2"] = r["mean_shifted"] - next(x["mean_shifted"] for x in rows if x["candidate"] == V2.name)
-        r["vs_v2_clean"] = float((mine[2] - base[2]).mean())
-        r["vs_v2_clean_95"] = list(bootstrap_interval(mine[2] - base[2], seed=args.seed)) if r["candidate"] != V2.name else [0.0, 0.0]
-        r["vs_v2_groups_95"] = list(bootstrap_interval(mine[1] - base[1], seed=args.seed)) if r["candidate"] != V2.name else [0.0, 0.0]
-    sweep = l2_sweep(next(c for c in CANDIDATES if c.name == CHOSEN), args, fold_sets)
+    paired(rows, per_photo, V2.name, args.seed, "vs_v2")
+    sweep = l2_sweep(next(c for c in CANDIDATES if c.name == CHOSEN), args, folds.groups)
     from catdog.data import SHIFTS
 
     table(rows, [("candidate", "candidate", "<58"), ("clean", "clean", ".4f"), ("accuracy", "acc", ".2%"),
@@ -268,7 +324,7 @@ def main() -> int:
         "k-means clusters of each class (catdog.training.cv.group_folds)",
         "reference": V2.name,
         "breeds": "outer folds hold whole dog breeds and cat kinds (MobileNetV2's ImageNet top on the 288 features)",
-        "spotted_cats": f"{int(spotted_cats.sum())} cats the ImageNet top calls Egyptian cat, all held out in one outer fold",
+        "spotted_cats": f"{int(folds.spotted_cats.sum())} cats the ImageNet top calls Egyptian cat, all held out in one outer fold",
     })
     return 0
 

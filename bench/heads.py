@@ -1,0 +1,179 @@
+"""Other ways to fit `make run`'s head on the same features: `python -m bench.heads`.
+
+Every row starts from the default's data (V1 + V2 at 288, mirror views, the ImageNet dog-vs-cat
+prior as the last column: bench.robust's CHOSEN) and changes one thing in how the linear head is
+fitted; all are scored by bench.robust.measure on bench.robust's folds (clean, shifts, the two
+group fold sets, breeds, held-out spotted cats). Every variant is still one Dense layer on the
+same features, so each could ship with no change to the model's graph:
+
+* a block of columns scaled by s before the L2 fit (the penalty on their weights becomes 1/s²;
+  the scale folds into the kernel);
+* the prior over other ImageNet classes (wild cats 286-293 on the cat side, wild canids 269-280 on
+  the dog side): the prior column replaced;
+* the prior from MobileNetV2 at 224, where its ImageNet top was trained (a second extraction);
+* late fusion: the mean of the logits of heads fitted on parts of the features (V1 + prior,
+  V2 + prior, all), each by the whole procedure;
+* standardised columns (the L2 then weighs every feature alike).
+
+Prints a table beside the default's row, with paired bootstrap intervals against it, and writes
+bench/results/heads.json. Features come from bench.choices' cache (--features-dir, shared with
+bench.robust).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.__main__ import save, table  # noqa: E402
+from bench import robust as R  # noqa: E402
+
+V1_COLUMNS = slice(0, 1024)  # MobileNet V1's pooled features come first in the fused features
+PRIOR = slice(-1, None)  # the prior is the head's last column
+WILD_CANIDS = tuple(range(269, 281))  # timber wolf ... grey fox
+WILD_CATS = tuple(range(286, 294))  # cougar, lynx, leopard, snow leopard, jaguar, lion, tiger, cheetah
+
+
+def transform(data, f):
+    """Data with f applied to every feature matrix (photos, views, shifted views)."""
+    from catdog.training.cv import Data
+
+    return Data(f(data.x), data.y, {k: f(v) for k, v in data.views.items()}, data.train_mask,
+                {k: (at, f(v)) for k, (at, v) in data.shifted.items()})
+
+
+def scaled(columns: slice, factor: float):
+    def f(x):
+        x = x.copy()
+        x[:, columns] *= factor
+        return x
+
+    return f
+
+
+def columns(index):
+    return lambda x: x[:, index]
+
+
+def prior_over(dogs, cats):
+    """The last column replaced by log P(dogs) - log P(cats) under MobileNetV2's top."""
+    from scipy.special import logsumexp
+
+    from catdog.training.pet import imagenet_top
+
+    top, note = imagenet_top(",".join(R.FUSED), "imagenet,imagenet")
+    if top is None:
+        raise SystemExit(f"bench.heads: {note}")
+
+    def f(x):
+        z = top.logits(x[:, :-1])
+        x = x.copy()
+        x[:, -1] = logsumexp(z[:, list(dogs)], 1) - logsumexp(z[:, list(cats)], 1)
+        return x
+
+    return f
+
+
+def prior_at(size: int, base, features_dir: Path, data: Path):
+    """`base` with its prior column computed from MobileNetV2's features at `size` (each view and
+    shift from the same view at that size)."""
+    import numpy as np
+
+    from bench.choices import feature_file
+    from catdog.training.cv import Data
+    from catdog.training.pet import imagenet_top
+
+    top, _ = imagenet_top("mobilenet_v2", "imagenet")
+    names = feature_file(features_dir, data, "mobilenet_v2", 288).names
+
+    def prior(view: str) -> dict:
+        subset = None if view in ("plain", *R.FULL_VIEWS) else R.SHIFT_PHOTOS
+        fs = feature_file(features_dir, data, "mobilenet_v2", size, view, subset)
+        return dict(zip(fs.names, top.dog_log_odds(fs.features)))
+
+    def replaced(x, by: dict, rows):
+        x = x.copy()
+        x[:, -1] = np.array([by[names[i]] for i in rows])
+        return x
+
+    every = np.arange(len(names))
+    return Data(replaced(base.x, prior("plain"), every), base.y,
+                {v: replaced(xv, prior(v), every) for v, xv in base.views.items()}, base.train_mask,
+                {v: (at, replaced(xv, prior(v), at)) for v, (at, xv) in base.shifted.items()})
+
+
+def variants(base, features_dir: Path, data: Path) -> dict:
+    """name -> [(weight, Data)]: the heads whose logits, weighted, make the variant's logit."""
+    import numpy as np
+
+    from catdog.training.pet import IMAGENET_CAT_CLASSES as CATS, IMAGENET_DOG_CLASSES as DOGS
+
+    n = base.x.shape[1]
+    v1 = transform(base, columns(np.r_[np.arange(1024), n - 1]))
+    v2 = transform(base, columns(np.arange(1024, n)))
+    mu, sd = base.x.mean(0), base.x.std(0) + 1e-6  # every photo's: a scale, not a fit
+    return {
+        R.CHOSEN: [(1.0, base)],
+        "V1 columns x 0.5 (4x the penalty on their weights)": [(1.0, transform(base, scaled(V1_COLUMNS, 0.5)))],
+        "V1 columns x 0.25 (16x)": [(1.0, transform(base, scaled(V1_COLUMNS, 0.25)))],
+        "prior x 3 (a ninth of the penalty on its weight)": [(1.0, transform(base, scaled(PRIOR, 3.0)))],
+        "prior x 0.3 (11x)": [(1.0, transform(base, scaled(PRIOR, 0.3)))],
+        "prior: + wild cats on the cat side": [(1.0, transform(base, prior_over(DOGS, CATS + WILD_CATS)))],
+        "prior: + wild canids on the dog side": [(1.0, transform(base, prior_over(DOGS + WILD_CANIDS, CATS)))],
+        "prior from MobileNetV2 at 224": [(1.0, prior_at(224, base, features_dir, data))],
+        "late fusion: V1 + prior, V2 + prior (mean logit)": [(0.5, v1), (0.5, v2)],
+        "late fusion: V1 + prior, V2 + prior, all (mean logit)": [(1 / 3, v1), (1 / 3, v2), (1 / 3, base)],
+        "standardised columns": [(1.0, transform(base, lambda x: (x - mu) / sd))],
+    }
+
+
+# standardised columns need a penalty about 10x larger than raw pooled features (measured: the
+# default grid's largest, 3e-2, would be chosen at its edge)
+STANDARDISED_GRID = (3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
+
+
+def main() -> int:
+    from catdog.data import SHIFTS
+    from catdog.training.cv import Options
+
+    parser = argparse.ArgumentParser(prog="python -m bench.heads", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=R.SHARED / "data" / "dogs-vs-cats" / "train")
+    parser.add_argument("--features-dir", type=Path, default=REPO / "runs" / "study")
+    parser.add_argument("--only", help="run only the variants whose name contains this text (and the default)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    args.features_dir.mkdir(parents=True, exist_ok=True)
+    chosen = next(c for c in R.CANDIDATES if c.name == R.CHOSEN)
+    base = R.candidate_data(chosen, args.features_dir, args.data)
+    folds = R.fold_sets(args.features_dir, args.data, args.seed)
+    rows, per_photo = [], {}
+    for name, heads in variants(base, args.features_dir, args.data).items():
+        if args.only and args.only not in name and name != R.CHOSEN:
+            continue
+        start = time.perf_counter()
+        grid = {"l2_grid": STANDARDISED_GRID} if name.startswith("standardised") else {}
+        row, per_photo[name] = R.measure(heads, Options(views=chosen.views, robust=chosen.robust, **grid), folds, args.seed)
+        rows.append({"candidate": name, "heads": len(heads), **row, "seconds": round(time.perf_counter() - start, 1)})
+        print(f"{name}: clean {row['clean']:.4f}, mean shifted {row['mean_shifted']:.4f}, spotted cats {row['spotted_cats']:.4f} "
+              f"({rows[-1]['seconds']:.0f} s)", flush=True)
+    R.paired(rows, per_photo, R.CHOSEN, args.seed, "vs_default")
+    table(rows, [("candidate", "variant", "<56"), ("clean", "clean", ".4f"), ("accuracy", "acc", ".2%"),
+                 ("shifts", "shifts", ".4f"), ("lowres", "lowres", ".4f"), ("groups V1 + V2", "groups V1+V2", ".4f"),
+                 ("groups V2", "groups V2", ".4f"), ("breeds", "breeds", ".4f"), ("spotted_cats", "spotted cats", ".4f"),
+                 ("mean_shifted", "mean shifted", ".4f"), ("vs_default", "vs default", "+.4f"), ("score", "score", ".4f")])
+    save("heads", rows, {
+        "photos": str(args.data), "seed": args.seed, "reference": R.CHOSEN, "shifts": list(SHIFTS),
+        "procedure": "bench.robust.measure on bench.robust's folds; a variant of several heads: the weighted mean of "
+        "their logits, each head fitted by the whole nested procedure on its columns",
+    })
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
