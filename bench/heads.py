@@ -108,7 +108,8 @@ def prior_at(size: int, base, features_dir: Path, data: Path):
 
 
 def variants(base, features_dir: Path, data: Path) -> dict:
-    """name -> [(weight, Data)]: the heads whose logits, weighted, make the variant's logit."""
+    """name -> ([(weight, Data)], Options fields): the heads whose logits, weighted, make the
+    variant's logit (each head by the whole procedure), and what the procedure changes."""
     import numpy as np
 
     from catdog.training.pet import IMAGENET_CAT_CLASSES as CATS, IMAGENET_DOG_CLASSES as DOGS
@@ -118,17 +119,17 @@ def variants(base, features_dir: Path, data: Path) -> dict:
     v2 = transform(base, columns(np.arange(1024, n)))
     mu, sd = base.x.mean(0), base.x.std(0) + 1e-6  # every photo's: a scale, not a fit
     return {
-        R.CHOSEN: [(1.0, base)],
-        "V1 columns x 0.5 (4x the penalty on their weights)": [(1.0, transform(base, scaled(V1_COLUMNS, 0.5)))],
-        "V1 columns x 0.25 (16x)": [(1.0, transform(base, scaled(V1_COLUMNS, 0.25)))],
-        "prior x 3 (a ninth of the penalty on its weight)": [(1.0, transform(base, scaled(PRIOR, 3.0)))],
-        "prior x 0.3 (11x)": [(1.0, transform(base, scaled(PRIOR, 0.3)))],
-        "prior: + wild cats on the cat side": [(1.0, transform(base, prior_over(DOGS, CATS + WILD_CATS)))],
-        "prior: + wild canids on the dog side": [(1.0, transform(base, prior_over(DOGS + WILD_CANIDS, CATS)))],
-        "prior from MobileNetV2 at 224": [(1.0, prior_at(224, base, features_dir, data))],
-        "late fusion: V1 + prior, V2 + prior (mean logit)": [(0.5, v1), (0.5, v2)],
-        "late fusion: V1 + prior, V2 + prior, all (mean logit)": [(1 / 3, v1), (1 / 3, v2), (1 / 3, base)],
-        "standardised columns": [(1.0, transform(base, lambda x: (x - mu) / sd))],
+        R.CHOSEN: ([(1.0, base)], {}),
+        "V1 columns x 0.5 (4x the penalty on their weights)": ([(1.0, transform(base, scaled(V1_COLUMNS, 0.5)))], {}),
+        "V1 columns x 0.25 (16x)": ([(1.0, transform(base, scaled(V1_COLUMNS, 0.25)))], {}),
+        "prior x 3 (a ninth of the penalty on its weight)": ([(1.0, transform(base, scaled(PRIOR, 3.0)))], {}),
+        "prior x 0.3 (11x)": ([(1.0, transform(base, scaled(PRIOR, 0.3)))], {}),
+        "prior: + wild cats on the cat side": ([(1.0, transform(base, prior_over(DOGS, CATS + WILD_CATS)))], {}),
+        "prior: + wild canids on the dog side": ([(1.0, transform(base, prior_over(DOGS + WILD_CANIDS, CATS)))], {}),
+        "prior from MobileNetV2 at 224": ([(1.0, prior_at(224, base, features_dir, data))], {}),
+        "late fusion: V1 + prior, V2 + prior (mean logit)": ([(0.5, v1), (0.5, v2)], {}),
+        "late fusion: V1 + prior, V2 + prior, all (mean logit)": ([(1 / 3, v1), (1 / 3, v2), (1 / 3, base)], {}),
+        "standardised columns": ([(1.0, transform(base, lambda x: (x - mu) / sd))], {"l2_grid": STANDARDISED_GRID}),
     }
 
 
@@ -153,12 +154,11 @@ def main() -> int:
     base = R.candidate_data(chosen, args.features_dir, args.data)
     folds = R.fold_sets(args.features_dir, args.data, args.seed)
     rows, per_photo = [], {}
-    for name, heads in variants(base, args.features_dir, args.data).items():
+    for name, (heads, changes) in variants(base, args.features_dir, args.data).items():
         if args.only and args.only not in name and name != R.CHOSEN:
             continue
         start = time.perf_counter()
-        grid = {"l2_grid": STANDARDISED_GRID} if name.startswith("standardised") else {}
-        row, per_photo[name] = R.measure(heads, Options(views=chosen.views, robust=chosen.robust, **grid), folds, args.seed)
+        row, per_photo[name] = R.measure(heads, Options(views=chosen.views, robust=chosen.robust, **changes), folds, args.seed)
         rows.append({"candidate": name, "heads": len(heads), **row, "seconds": round(time.perf_counter() - start, 1)})
         print(f"{name}: clean {row['clean']:.4f}, mean shifted {row['mean_shifted']:.4f}, spotted cats {row['spotted_cats']:.4f} "
               f"({rows[-1]['seconds']:.0f} s)", flush=True)
