@@ -1,8 +1,8 @@
 """Other ways to fit `make run`'s head on the same features: `python -m bench.heads`.
 
-Every row starts from the default's data (V1 + V2 at 288, mirror views, the ImageNet dog-vs-cat
-prior as the last column: bench.robust's CHOSEN) and changes one thing in how the linear head is
-fitted; all are scored by bench.robust.measure on bench.robust's folds (clean, shifts, the two
+Every row starts from one head on the default's data (V1 + V2 at 288, mirror views, the ImageNet
+dog-vs-cat prior as the last column: bench.robust's SINGLE_HEAD, the default before late fusion)
+and changes one thing in how the linear head is fitted; all are scored by bench.robust.measure on bench.robust's folds (clean, shifts, the two
 group fold sets, breeds, held-out spotted cats). Every variant is still one Dense layer on the
 same features, so each could ship with no change to the model's graph:
 
@@ -119,7 +119,7 @@ def variants(base, features_dir: Path, data: Path) -> dict:
     v2 = transform(base, columns(np.arange(1024, n)))
     mu, sd = base.x.mean(0), base.x.std(0) + 1e-6  # every photo's: a scale, not a fit
     return {
-        R.CHOSEN: ([(1.0, base)], {}),
+        R.SINGLE_HEAD: ([(1.0, base)], {}),
         "V1 columns x 0.5 (4x the penalty on their weights)": ([(1.0, transform(base, scaled(V1_COLUMNS, 0.5)))], {}),
         "V1 columns x 0.25 (16x)": ([(1.0, transform(base, scaled(V1_COLUMNS, 0.25)))], {}),
         "prior x 3 (a ninth of the penalty on its weight)": ([(1.0, transform(base, scaled(PRIOR, 3.0)))], {}),
@@ -128,7 +128,7 @@ def variants(base, features_dir: Path, data: Path) -> dict:
         "prior: + wild canids on the dog side": ([(1.0, transform(base, prior_over(DOGS + WILD_CANIDS, CATS)))], {}),
         "prior from MobileNetV2 at 224": ([(1.0, prior_at(224, base, features_dir, data))], {}),
         "late fusion: V1 + prior, V2 + prior (mean logit)": ([(0.5, v1), (0.5, v2)], {}),
-        "late fusion: V1 + prior, V2 + prior, all (mean logit)": ([(1 / 3, v1), (1 / 3, v2), (1 / 3, base)], {}),
+        "late fusion: V1 + prior, V2 + prior, all (mean logit; make run's since)": ([(1 / 3, v1), (1 / 3, v2), (1 / 3, base)], {}),
         "standardised columns": ([(1.0, transform(base, lambda x: (x - mu) / sd))], {"l2_grid": STANDARDISED_GRID}),
     }
 
@@ -150,25 +150,25 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     args.features_dir.mkdir(parents=True, exist_ok=True)
-    chosen = next(c for c in R.CANDIDATES if c.name == R.CHOSEN)
+    chosen = next(c for c in R.CANDIDATES if c.name == R.SINGLE_HEAD)
     base = R.candidate_data(chosen, args.features_dir, args.data)
     folds = R.fold_sets(args.features_dir, args.data, args.seed)
     rows, per_photo = [], {}
     for name, (heads, changes) in variants(base, args.features_dir, args.data).items():
-        if args.only and args.only not in name and name != R.CHOSEN:
+        if args.only and args.only not in name and name != R.SINGLE_HEAD:
             continue
         start = time.perf_counter()
         row, per_photo[name] = R.measure(heads, Options(views=chosen.views, robust=chosen.robust, **changes), folds, args.seed)
         rows.append({"candidate": name, "heads": len(heads), **row, "seconds": round(time.perf_counter() - start, 1)})
         print(f"{name}: clean {row['clean']:.4f}, mean shifted {row['mean_shifted']:.4f}, spotted cats {row['spotted_cats']:.4f} "
               f"({rows[-1]['seconds']:.0f} s)", flush=True)
-    R.paired(rows, per_photo, R.CHOSEN, args.seed, "vs_default")
+    R.paired(rows, per_photo, R.SINGLE_HEAD, args.seed, "vs_default")
     table(rows, [("candidate", "variant", "<56"), ("clean", "clean", ".4f"), ("accuracy", "acc", ".2%"),
                  ("shifts", "shifts", ".4f"), ("lowres", "lowres", ".4f"), ("groups V1 + V2", "groups V1+V2", ".4f"),
                  ("groups V2", "groups V2", ".4f"), ("breeds", "breeds", ".4f"), ("spotted_cats", "spotted cats", ".4f"),
                  ("mean_shifted", "mean shifted", ".4f"), ("vs_default", "vs default", "+.4f"), ("score", "score", ".4f")])
     save("heads", rows, {
-        "photos": str(args.data), "seed": args.seed, "reference": R.CHOSEN, "shifts": list(SHIFTS),
+        "photos": str(args.data), "seed": args.seed, "reference": R.SINGLE_HEAD, "shifts": list(SHIFTS),
         "procedure": "bench.robust.measure on bench.robust's folds; a variant of several heads: the weighted mean of "
         "their logits, each head fitted by the whole nested procedure on its columns",
     })

@@ -56,6 +56,14 @@ class Candidate:
     views: tuple[str, ...] = ()
     robust: bool = True
     prior: bool = False  # the ImageNet top's dog-vs-cat log-odds as one more feature (catdog.training.pet.ImagenetTop.with_dog_log_odds)
+    late_fusion: bool = False  # one head per backbone and one on all, mean logit (catdog.training.train.head_parts)
+
+    def options(self, n_columns: int):
+        from catdog.training.cv import Options
+        from catdog.training.train import head_parts
+
+        parts = head_parts(",".join(self.backbones), n_columns, self.prior) if self.late_fusion else ()
+        return Options(views=self.views, robust=self.robust, parts=parts)
 
 
 V2 = Candidate("V2, 288, photos only, l2 by clean CV", ("mobilenet_v2",), robust=False)
@@ -73,7 +81,8 @@ CANDIDATES = [  # noqa: E501
     Candidate("V1 + V2, 288, + mirror, closeup, colour", FUSED, views=("mirror", "closeup", "colour")),
     Candidate("V1 + V2, 224, + mirror, closeup", FUSED, 224, ("mirror", "closeup")),
     Candidate("V2, 288, + mirror, + ImageNet dog-vs-cat prior", ("mobilenet_v2",), views=("mirror",), prior=True),
-    Candidate("V1 + V2, 288, + mirror, + ImageNet dog-vs-cat prior (`make run`)", FUSED, views=("mirror",), prior=True),
+    Candidate("V1 + V2, 288, + mirror, + ImageNet dog-vs-cat prior", FUSED, views=("mirror",), prior=True),
+    Candidate("V1 + V2, 288, + mirror, + prior, late fusion (`make run`)", FUSED, views=("mirror",), prior=True, late_fusion=True),
     Candidate("V2, 224, + mirror, closeup", ("mobilenet_v2",), 224, ("mirror", "closeup")),
     Candidate("V1 + V2, 320, + mirror, + ImageNet dog-vs-cat prior", FUSED, 320, ("mirror",), prior=True),
     Candidate("V1 + V2, 352, + mirror, + ImageNet dog-vs-cat prior", FUSED, 352, ("mirror",), prior=True),
@@ -172,7 +181,8 @@ def spotted_folds(kind, y, seed: int):
     return folds, spotted
 
 
-CHOSEN = "V1 + V2, 288, + mirror, + ImageNet dog-vs-cat prior (`make run`)"  # make run's default (catdog.training.settings)
+CHOSEN = "V1 + V2, 288, + mirror, + prior, late fusion (`make run`)"  # make run's default (catdog.training.train.HeadConfig)
+SINGLE_HEAD = "V1 + V2, 288, + mirror, + ImageNet dog-vs-cat prior"  # the same with one head on every column
 
 
 @dataclass(frozen=True)
@@ -272,18 +282,16 @@ def paired(rows: list[dict], per_photo: dict, reference: str, seed: int, key: st
 def l2_sweep(c: Candidate, args, groups: dict) -> list[dict]:
     """Log loss at each fixed l2 of a wider grid: clean (stratified folds) and each group fold set."""
     from catdog.training import metrics as M
-    from catdog.training.cv import Options, fold_predictions, stratified_folds
+    from catdog.training.cv import fold_predictions, stratified_folds
 
     data = candidate_data(c, args.features_dir, args.data)
-    options = Options(views=c.views)
+    options = c.options(data.x.shape[1])
     folds = {"clean": stratified_folds(data.y, 5, args.seed), **{f"groups {k}": v for k, v in groups.items()}}
     return [{"l2": l2, **{name: M.log_loss(data.y, fold_predictions(data, options, f, l2)) for name, f in folds.items()}}
             for l2 in (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)]
 
 
 def main() -> int:
-    from catdog.training.cv import Options
-
     parser = argparse.ArgumentParser(prog="python -m bench.robust", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=SHARED / "data" / "dogs-vs-cats" / "train")
@@ -299,7 +307,7 @@ def main() -> int:
     for c in [c for c in CANDIDATES if not wanted or any(w in c.name for w in wanted) or c in (V2, V1)]:
         start = time.perf_counter()
         data = candidate_data(c, args.features_dir, args.data)
-        row, per_photo[c.name] = measure([(1.0, data)], Options(views=c.views, robust=c.robust), folds, args.seed)
+        row, per_photo[c.name] = measure([(1.0, data)], c.options(data.x.shape[1]), folds, args.seed)
         row = {"candidate": c.name, "backbones": list(c.backbones), "size": c.size, "views": list(c.views), "robust": c.robust, **row}
         row["seconds"] = round(time.perf_counter() - start, 1)
         rows.append(row)

@@ -123,6 +123,37 @@ def test_fused_features_are_v1_and_v2_side_by_side_and_litert_equals_tensorflow(
     assert np.allclose(fused.features[rows], alone, rtol=1e-4, atol=1e-4 * np.abs(alone).max())
 
 
+def test_the_fused_head_is_the_mean_logit_of_a_head_per_backbone_and_one_on_all(run_288):
+    """Late fusion (README, Robustness): the shipped head equals the mean logit of three logistic
+    regressions refitted here, on V1's columns and the prior, on V2's and the prior, and on all, each
+    at the l2 metrics.json says CV chose for it; and it is not the single head on all columns."""
+    from catdog.training import cv as CV
+    from catdog.training.pet import imagenet_top
+    from catdog.training.stage import found_views
+    from catdog.training.train import with_dog_prior
+
+    metrics = json.loads((run_288 / "metrics.json").read_text())
+    fusion = metrics["head"]["late_fusion"]
+    assert fusion["parts"] == [[[0, 1024], [2304, 2305]], [[1024, 2304], [2304, 2305]], [[0, 2305]]], fusion
+    assert len(fusion["l2"]) == 3 and set(fusion["l2"]) <= set(metrics["head"]["l2_grid"])
+    assert metrics["head"]["l2"] == fusion["l2"][-1]
+    fs = load_features(run_288 / "features.h5")
+    views = found_views(run_288 / "features.h5")
+    top, _ = imagenet_top(fs.backbone, fs.weights)
+    photos = with_dog_prior(fs, top).features
+    x = np.vstack([photos, *(with_dog_prior(views[v], top).features for v in metrics["head"]["views"])])
+    y = np.tile(fs.labels, 1 + len(metrics["head"]["views"]))
+    logits = []
+    for part, l2 in zip(fusion["parts"], fusion["l2"]):
+        cols = np.concatenate([np.arange(a, b) for a, b in part])
+        logits.append(CV.fit_logistic(x[:, cols], y, l2).logit(photos[:, cols]))
+    expected = 1 / (1 + np.exp(-np.mean(logits, 0)))
+    shipped = keras.models.load_model(run_288 / "head.keras").predict_on_batch(fs.features)[:, 1]
+    assert np.allclose(shipped, expected, atol=1e-5), np.abs(shipped - expected).max()
+    single = CV.fit_logistic(x, y, fusion["l2"][-1]).p_dog(photos)
+    assert np.abs(single - shipped).max() > 1e-3
+
+
 def test_view_features_are_the_features_of_the_changed_photo(photos, tmp_path):
     """A view's file holds the features of each photo changed by that view (here the mirror image
     and a close-up crop), and refuses to resume as another view."""

@@ -23,7 +23,11 @@ def training_figure(metrics: dict) -> str:
         lo, hi = estimate["log_loss_95"]
         parts.append(f"expected log loss {estimate['log_loss']:.4f} (95 % interval {lo:.4f}-{hi:.4f}, nested CV)")
         head = metrics.get("head") or {}
-        if head.get("l2") is not None:
+        fusion = head.get("late_fusion") or {}
+        if fusion.get("l2"):  # one head per part, their mean logit
+            l2s = " / ".join(f"{v:g}" for v in fusion["l2"])
+            parts.append(f"{len(fusion['l2'])} heads (late fusion), l2 {l2s} chosen by CV, fitted on all {metrics.get('n_train', '?')} photos")
+        elif head.get("l2") is not None:
             parts.append(f"l2 {head['l2']:g} chosen by CV, fitted on all {metrics.get('n_train', '?')} photos")
     val = metrics.get("val") or {}
     if isinstance(val.get("log_loss"), (int, float)):

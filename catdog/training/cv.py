@@ -3,6 +3,8 @@ cross-validation, and an honest estimate of its log loss by nested cross-validat
 
 The head is fitted to convergence (L-BFGS, scikit-learn), never stopped early: its only
 settings are the L2 strength and, optionally, a temperature, and both are chosen by CV.
+With late fusion (`Options.parts`) the head is the mean logit of one such regression per part
+of the columns, each with its own l2 chosen by CV: still one logistic regression on every column.
 
 Penalty: the fit minimises  mean log loss over the training rows + l2 / 2 * ||w||^2,  which is
 Keras' L2(l2) on the two-unit Dense kernel of the equivalent softmax head. Because it is
@@ -119,6 +121,11 @@ class Data:
         xs = [self.x[idx], *(self.views[v][idx] for v in views)]
         return np.vstack(xs), np.tile(self.y[idx], len(xs))
 
+    def columns(self, cols: np.ndarray) -> "Data":
+        """The same photos, views and shifts with only the columns `cols`."""
+        return Data(self.x[:, cols], self.y, {k: v[:, cols] for k, v in self.views.items()}, self.train_mask,
+                    {k: (at, v[:, cols]) for k, (at, v) in self.shifted.items()})
+
     def p_dog(self, head: Logistic, idx: np.ndarray, tta: bool = False, temperature: float = 1.0) -> np.ndarray:
         """P(dog) of photos `idx`; tta: the mean with their mirror images'."""
         p = head.p_dog(self.x[idx], temperature)
@@ -145,6 +152,10 @@ class Options:
     tta: bool = False  # score each photo as the mean with its mirror image
     temperature: bool = False  # fit a temperature on the CV predictions and apply it
     robust: bool = False  # choose l2 by the mean of the clean and the shifted CV log loss
+    # late fusion: the head is the mean logit of one head per part (the columns of its (start,
+    # stop) ranges), each with its own l2 chosen by CV; the last part's selection is the one
+    # reported (make it every column). (): one head on every column
+    parts: tuple[tuple[tuple[int, int], ...], ...] = ()
 
 
 def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -175,11 +186,21 @@ class Selection:
     folds: list[tuple[np.ndarray, np.ndarray]]  # (train, score) indices into the full data
     clean_log_loss: dict = field(default_factory=dict)  # l2 -> out-of-fold log loss of the photos as they are
     shifted_log_loss: dict = field(default_factory=dict)  # l2 -> mean over shifts of their out-of-fold log loss
+    part_l2: tuple[float, ...] = ()  # late fusion (Options.parts): each part's l2; the fields above are the last part's,
+    # but oof_p_dog and log_loss the mean logit's
+
+    @property
+    def head_l2(self) -> float | tuple[float, ...]:
+        """What `fit` takes: the l2, or each part's."""
+        return self.part_l2 or self.l2
 
 
 def select(data: Data, idx: np.ndarray, options: Options, k: int, seed: int, workers: int = 1) -> Selection:
     """Choose l2 (and the temperature) by K-fold CV on the photos `idx` alone: by the out-of-fold
-    log loss, or with `options.robust` by its mean with the shifted views' (held-out photos only)."""
+    log loss, or with `options.robust` by its mean with the shifted views' (held-out photos only).
+    With `options.parts`, each part's l2 on its own columns (the same folds)."""
+    if options.parts:
+        return _select_parts(data, idx, options, k, seed, workers)
     folds_of = stratified_folds(data.y[idx], k, seed)
     folds = [(idx[folds_of != f], idx[folds_of == f]) for f in range(k)]
     oof = {l2: np.zeros(len(idx)) for l2 in options.l2_grid}
@@ -209,9 +230,47 @@ def select(data: Data, idx: np.ndarray, options: Options, k: int, seed: int, wor
     return Selection(best, temperature, scores, loss, oof[best], folds, clean, shifted_loss)
 
 
-def fit(data: Data, idx: np.ndarray, options: Options, l2: float) -> Logistic:
-    """The head fitted on photos `idx` (and their views where asked)."""
-    return fit_logistic(*data.rows(idx, options.views), l2)
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, np.float64), 1e-15, 1 - 1e-15)
+    return np.log(p) - np.log1p(-p)
+
+
+def part_columns(part: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """A part's column indices from its (start, stop) ranges."""
+    return np.concatenate([np.arange(start, stop) for start, stop in part])
+
+
+def _select_parts(data: Data, idx: np.ndarray, options: Options, k: int, seed: int, workers: int) -> Selection:
+    from dataclasses import replace
+
+    one = replace(options, parts=(), temperature=False)
+    parts = [select(data.columns(part_columns(part)), idx, one, k, seed, workers) for part in options.parts]
+    oof = 1 / (1 + np.exp(-np.mean([_logit(s.oof_p_dog) for s in parts], 0)))  # the same folds: the same photos
+    y = data.y[idx]
+    temperature, loss = 1.0, M.log_loss(y, oof)
+    if options.temperature:
+        probs = np.stack([1 - oof, oof], 1)
+        temperature = M.fit_temperature(probs, y)
+        loss = M.log_loss(y, M.apply_temperature(probs, temperature))
+    return replace(parts[-1], temperature=temperature, log_loss=loss, oof_p_dog=oof, part_l2=tuple(s.l2 for s in parts))
+
+
+def fit(data: Data, idx: np.ndarray, options: Options, l2: float | tuple[float, ...]) -> Logistic:
+    """The head fitted on photos `idx` (and their views where asked) at `l2`; with
+    `options.parts`, the mean logit of one head per part (at each part's l2, or all at one), which
+    is itself one logistic regression on every column (each part's weights divided by the number
+    of parts, summed where parts share a column)."""
+    x, y = data.rows(idx, options.views)
+    if not options.parts:
+        return fit_logistic(x, y, l2)
+    l2s = l2 if isinstance(l2, tuple) else (l2,) * len(options.parts)
+    w, b = np.zeros(x.shape[1]), 0.0
+    for part, part_l2 in zip(options.parts, l2s):
+        cols = part_columns(part)
+        head = fit_logistic(x[:, cols], y, part_l2)
+        w[cols] += head.w / len(options.parts)
+        b += head.b / len(options.parts)
+    return Logistic(w, b)
 
 
 @dataclass
@@ -255,7 +314,7 @@ def nested_cv(
         train, test = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
         selection = select(data, train, options, inner_k, seed + 1 + f)
         record = OuterFold(train, test, selection)
-        head = fit(data, train, options, selection.l2)
+        head = fit(data, train, options, selection.head_l2)
         record.p_dog = data.p_dog(head, test, options.tta, selection.temperature)
         record.shifted = data.shifted_p_dog(head, test, selection.temperature)
         if on_fold:
@@ -290,8 +349,8 @@ def group_folds(x: np.ndarray, y: np.ndarray, k: int = 5, seed: int = 0) -> np.n
     return folds
 
 
-def fold_predictions(data: Data, options: Options, folds: np.ndarray, l2: float, workers: int | None = None) -> np.ndarray:
-    """Each photo's P(dog) from a head fitted at `l2` on the other folds (one fit per fold)."""
+def fold_predictions(data: Data, options: Options, folds: np.ndarray, l2: float | tuple[float, ...], workers: int | None = None) -> np.ndarray:
+    """Each photo's P(dog) from a head fitted at `l2` (`fit`) on the other folds (one fit per fold)."""
     def one(f: int) -> np.ndarray:
         return data.p_dog(fit(data, np.flatnonzero(folds != f), options, l2), np.flatnonzero(folds == f), options.tta)
 

@@ -26,6 +26,8 @@ def metrics_lines(metrics: dict) -> list[str]:
     lines = [
         f"head: l2 {head['l2']:g} chosen by {head['folds']}-fold CV on the {metrics['n_train']} training photos "
         f"({grid}); fitted on all {metrics['n_train']}" + (f" and their views {', '.join(head['views'])}" if head.get("views") else ""),
+        *([f"  late fusion: the mean logit of {len(head['late_fusion']['l2'])} heads (each backbone's columns, then all), "
+           f"l2 {' / '.join(f'{v:g}' for v in head['late_fusion']['l2'])}"] if head.get("late_fusion") else []),
         f"  CV temperature {cal.get('folded_into_head', cal['temperature']):.3f}"
         + (" (folded into the head)" if "folded_into_head" in cal else " (`--calibrated` applies it)"),
         f"  nested-CV confusion (rows true, cols predicted): cat {tn:4d} {fp:4d} | dog {fn:4d} {tp:4d}",

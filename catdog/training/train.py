@@ -36,7 +36,7 @@ from catdog import __version__
 from catdog.atomic import open_atomic, staged, write_text
 from catdog.data import IMAGE_SIZE, LABELS, sha256_file
 from catdog.errors import CatdogError
-from catdog.features import BackbonePreprocessing, FeatureSet, build_backbone, get_spec, image_input, input_size
+from catdog.features import BackbonePreprocessing, FeatureSet, backbone_names, build_backbone, get_spec, image_input, input_size
 from catdog.training import cv as CV
 from catdog.training import metrics as M
 from catdog.training.pet import FOLDS as PET_FOLDS, MIN_NEGATIVES, ImagenetTop, PetFit, fit_pet, imagenet_top, pet_head, pet_outputs
@@ -53,12 +53,32 @@ class HeadConfig:
     temperature: bool = False  # fold a temperature, fitted on the CV predictions, into the head
     dropout: float = 0.5  # the full model's dropout layer: only `catdog finetune` trains through it
     dog_prior: bool = True  # the ImageNet top's dog-vs-cat log-odds as one more feature (where the backbone has a top)
+    # a fused backbone's head as the mean logit of one head per backbone and one on every column,
+    # each with its own l2 (README, Robustness: the best score measured); `train_run` sets `parts`
+    late_fusion: bool = True
+    parts: tuple = ()  # CV.Options.parts (head_parts), filled in by train_run
     bootstrap: int = 2000  # resamples of photos for the 95 % interval
     seed: int = 0
 
     @property
     def options(self) -> CV.Options:
-        return CV.Options(l2_grid=tuple(self.l2_grid), views=tuple(self.views), temperature=self.temperature, robust=self.robust)
+        return CV.Options(l2_grid=tuple(self.l2_grid), views=tuple(self.views), temperature=self.temperature, robust=self.robust,
+                          parts=self.parts)
+
+
+def head_parts(backbone: str, n_columns: int, prior: bool) -> tuple:
+    """Late fusion's CV.Options.parts for the head's `n_columns` features of `backbone`: each
+    backbone's pooled columns (with the prior's, the last, where `prior`), then every column; ()
+    for one backbone (nothing to fuse)."""
+    names = backbone_names(backbone)
+    if len(names) < 2:
+        return ()
+    parts, start = [], 0
+    for name in names:
+        stop = start + get_spec(name).feature_dim
+        parts.append(((start, stop),) + (((n_columns - 1, n_columns),) if prior else ()))
+        start = stop
+    return (*parts, ((0, n_columns),))
 
 
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -233,7 +253,7 @@ def train_head(
     data = _data(feature_set, rows, views, config)
     everyone = np.arange(len(rows))
     selection = CV.select(data, everyone, config.options, config.folds, config.seed, workers=CV.default_workers())
-    logistic = CV.fit(data, everyone, config.options, selection.l2)
+    logistic = CV.fit(data, everyone, config.options, selection.head_l2)
     if config.temperature:  # dividing the logit by T is a rescaled logistic regression
         logistic = CV.Logistic(logistic.w / selection.temperature, logistic.b / selection.temperature)
     return TrainResult(head_model(logistic, config, selection.l2), logistic, selection, rows)
@@ -254,7 +274,7 @@ def nested_estimate(
     return summary, result, rows, data
 
 
-def robustness(data: CV.Data, nested: CV.NestedCV, config: HeadConfig, l2: float, pooled: np.ndarray | None = None) -> dict:
+def robustness(data: CV.Data, nested: CV.NestedCV, config: HeadConfig, l2: float | tuple, pooled: np.ndarray | None = None) -> dict:
     """metrics.json's "robustness": log loss and accuracy of held-out photos as they are (the nested
     CV), under each shifted view (the same heads: each photo scored by the outer fold's head that
     held it out) and under group-held-out folds (k-means clusters of each class, at the chosen l2)."""
@@ -404,9 +424,11 @@ def train_run(
     prior = config.dog_prior and top is not None
     head_set = with_dog_prior(feature_set, top) if prior else feature_set
     head_views = {v: with_dog_prior(fs, top) for v, fs in (views or {}).items()} if prior else views
+    if config.late_fusion:
+        config = replace(config, parts=head_parts(feature_set.backbone, head_set.features.shape[1], prior))
     result = train_head(head_set, config, head_views, progress)
     estimate, nested, rows, data = nested_estimate(head_set, config, head_views, progress)
-    robust = robustness(data, nested, config, result.selection.l2, feature_set.features[rows])
+    robust = robustness(data, nested, config, result.selection.head_l2, feature_set.features[rows])
     names = [feature_set.names[i] for i in rows]
     labels = feature_set.labels[rows]
     p_train = result.logistic.p_dog(head_set.features[rows])
@@ -456,6 +478,9 @@ def train_run(
             # the last feature: the ImageNet top's dog-vs-cat log-odds (with_dog_prior), or why not
             "dog_prior": f"{top_note}: log P(dog breeds) - log P(cat classes)" if prior else (
                 "off (HeadConfig.dog_prior)" if top is not None else f"none: {top_note}"),
+            # the head's logit: the mean of one head's per part (columns [start, stop)), each at its l2; l2 above: the last's
+            "late_fusion": {"parts": [[list(r) for r in part] for part in config.parts], "l2": list(result.selection.part_l2)}
+            if config.parts else None,
         },
         "n_train": int(len(rows)),
         "n_val": 0,
