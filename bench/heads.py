@@ -2,20 +2,21 @@
 
 Every row starts from one head on the default's data (V1 + V2 at 288, mirror views, the ImageNet
 dog-vs-cat prior as the last column: bench.robust's SINGLE_HEAD, the default before late fusion)
-and changes one thing in how the linear head is fitted; all are scored by bench.robust.measure on bench.robust's folds (clean, shifts, the two
-group fold sets, breeds, held-out spotted cats). Every variant is still one Dense layer on the
-same features, so each could ship with no change to the model's graph:
+and changes one thing in how the linear head is fitted; all are scored by bench.robust.measure on
+bench.robust's folds (clean, shifts, the two group fold sets, breeds, held-out spotted cats).
+Every variant is still one Dense layer on the same features, so each could ship with no change
+to the model's graph:
 
 * a block of columns scaled by s before the L2 fit (the penalty on their weights becomes 1/s²;
   the scale folds into the kernel);
 * the prior over other ImageNet classes (wild cats 286-293 on the cat side, wild canids 269-280 on
   the dog side): the prior column replaced;
 * the prior from MobileNetV2 at 224, where its ImageNet top was trained (a second extraction);
-* late fusion: the mean of the logits of heads fitted on parts of the features (V1 + prior,
-  V2 + prior, all), each by the whole procedure;
+* late fusion (catdog.training.cv.Options.parts): the mean logit of heads fitted on parts of the
+  features (V1 + prior, V2 + prior, all), each with its own l2 chosen by CV;
 * standardised columns (the L2 then weighs every feature alike).
 
-Prints a table beside the default's row, with paired bootstrap intervals against it, and writes
+Prints a table beside the single head's row, with paired bootstrap intervals against it, and writes
 bench/results/heads.json. Features come from bench.choices' cache (--features-dir, shared with
 bench.robust).
 """
@@ -54,10 +55,6 @@ def scaled(columns: slice, factor: float):
         return x
 
     return f
-
-
-def columns(index):
-    return lambda x: x[:, index]
 
 
 def prior_over(dogs, cats):
@@ -108,28 +105,26 @@ def prior_at(size: int, base, features_dir: Path, data: Path):
 
 
 def variants(base, features_dir: Path, data: Path) -> dict:
-    """name -> ([(weight, Data)], Options fields): the heads whose logits, weighted, make the
-    variant's logit (each head by the whole procedure), and what the procedure changes."""
-    import numpy as np
-
+    """name -> (Data, Options fields): the features each variant's head is fitted on, and what
+    the procedure changes."""
     from catdog.training.pet import IMAGENET_CAT_CLASSES as CATS, IMAGENET_DOG_CLASSES as DOGS
+    from catdog.training.train import head_parts
 
     n = base.x.shape[1]
-    v1 = transform(base, columns(np.r_[np.arange(1024), n - 1]))
-    v2 = transform(base, columns(np.arange(1024, n)))
+    v1_prior, v2_prior, every = head_parts(",".join(R.FUSED), n, prior=True)
     mu, sd = base.x.mean(0), base.x.std(0) + 1e-6  # every photo's: a scale, not a fit
     return {
-        R.SINGLE_HEAD: ([(1.0, base)], {}),
-        "V1 columns x 0.5 (4x the penalty on their weights)": ([(1.0, transform(base, scaled(V1_COLUMNS, 0.5)))], {}),
-        "V1 columns x 0.25 (16x)": ([(1.0, transform(base, scaled(V1_COLUMNS, 0.25)))], {}),
-        "prior x 3 (a ninth of the penalty on its weight)": ([(1.0, transform(base, scaled(PRIOR, 3.0)))], {}),
-        "prior x 0.3 (11x)": ([(1.0, transform(base, scaled(PRIOR, 0.3)))], {}),
-        "prior: + wild cats on the cat side": ([(1.0, transform(base, prior_over(DOGS, CATS + WILD_CATS)))], {}),
-        "prior: + wild canids on the dog side": ([(1.0, transform(base, prior_over(DOGS + WILD_CANIDS, CATS)))], {}),
-        "prior from MobileNetV2 at 224": ([(1.0, prior_at(224, base, features_dir, data))], {}),
-        "late fusion: V1 + prior, V2 + prior (mean logit)": ([(0.5, v1), (0.5, v2)], {}),
-        "late fusion: V1 + prior, V2 + prior, all (mean logit; make run's since)": ([(1 / 3, v1), (1 / 3, v2), (1 / 3, base)], {}),
-        "standardised columns": ([(1.0, transform(base, lambda x: (x - mu) / sd))], {"l2_grid": STANDARDISED_GRID}),
+        R.SINGLE_HEAD: (base, {}),
+        "V1 columns x 0.5 (4x the penalty on their weights)": (transform(base, scaled(V1_COLUMNS, 0.5)), {}),
+        "V1 columns x 0.25 (16x)": (transform(base, scaled(V1_COLUMNS, 0.25)), {}),
+        "prior x 3 (a ninth of the penalty on its weight)": (transform(base, scaled(PRIOR, 3.0)), {}),
+        "prior x 0.3 (11x)": (transform(base, scaled(PRIOR, 0.3)), {}),
+        "prior: + wild cats on the cat side": (transform(base, prior_over(DOGS, CATS + WILD_CATS)), {}),
+        "prior: + wild canids on the dog side": (transform(base, prior_over(DOGS + WILD_CANIDS, CATS)), {}),
+        "prior from MobileNetV2 at 224": (prior_at(224, base, features_dir, data), {}),
+        "late fusion: V1 + prior, V2 + prior (mean logit)": (base, {"parts": (v1_prior, v2_prior)}),
+        "late fusion: V1 + prior, V2 + prior, all (mean logit; make run's since)": (base, {"parts": (v1_prior, v2_prior, every)}),
+        "standardised columns": (transform(base, lambda x: (x - mu) / sd), {"l2_grid": STANDARDISED_GRID}),
     }
 
 
@@ -154,12 +149,12 @@ def main() -> int:
     base = R.candidate_data(chosen, args.features_dir, args.data)
     folds = R.fold_sets(args.features_dir, args.data, args.seed)
     rows, per_photo = [], {}
-    for name, (heads, changes) in variants(base, args.features_dir, args.data).items():
+    for name, (data, changes) in variants(base, args.features_dir, args.data).items():
         if args.only and args.only not in name and name != R.SINGLE_HEAD:
             continue
         start = time.perf_counter()
-        row, per_photo[name] = R.measure(heads, Options(views=chosen.views, robust=chosen.robust, **changes), folds, args.seed)
-        rows.append({"candidate": name, "heads": len(heads), **row, "seconds": round(time.perf_counter() - start, 1)})
+        row, per_photo[name] = R.measure(data, Options(views=chosen.views, robust=chosen.robust, **changes), folds, args.seed)
+        rows.append({"candidate": name, **row, "seconds": round(time.perf_counter() - start, 1)})
         print(f"{name}: clean {row['clean']:.4f}, mean shifted {row['mean_shifted']:.4f}, spotted cats {row['spotted_cats']:.4f} "
               f"({rows[-1]['seconds']:.0f} s)", flush=True)
     R.paired(rows, per_photo, R.SINGLE_HEAD, args.seed, "vs_default")
@@ -169,8 +164,8 @@ def main() -> int:
                  ("mean_shifted", "mean shifted", ".4f"), ("vs_default", "vs default", "+.4f"), ("score", "score", ".4f")])
     save("heads", rows, {
         "photos": str(args.data), "seed": args.seed, "reference": R.SINGLE_HEAD, "shifts": list(SHIFTS),
-        "procedure": "bench.robust.measure on bench.robust's folds; a variant of several heads: the weighted mean of "
-        "their logits, each head fitted by the whole nested procedure on its columns",
+        "procedure": "bench.robust.measure on bench.robust's folds (5 x 5 nested CV); late fusion: "
+        "catdog.training.cv.Options.parts",
     })
     return 0
 

@@ -211,55 +211,39 @@ def fold_sets(features_dir: Path, data: Path, seed: int) -> Folds:
     return Folds(groups, breed_folds(kind, labels), spotted, spotted_cats, labels)
 
 
-def measure(heads: list, options, folds: Folds, seed: int) -> tuple[dict, tuple]:
-    """The table's columns for a head whose logit is the weighted sum of the logits of heads, each
-    (weight, Data) trained by the procedure on its own features (one (1.0, data): one head; a
-    weighted mean of linear heads on parts of the same features is itself one linear head). Also
-    (shifts, groups, clean) per photo for the paired intervals."""
+def measure(data, options, folds: Folds, seed: int) -> tuple[dict, tuple]:
+    """The table's columns for the head `options` trains on `data` (one head, or with
+    `options.parts` late fusion's mean logit of one per part), each column by the whole nested
+    procedure. Also (shifts, groups, clean) per photo for the paired intervals."""
     import numpy as np
 
     from catdog.training import metrics as M
     from catdog.training.cv import nested_cv, per_photo_log_loss, shifted_scores
 
-    def logit(p):
-        p = np.clip(np.asarray(p, np.float64), 1e-15, 1 - 1e-15)
-        return np.log(p) - np.log1p(-p)
+    def held_out(fold_of=None):
+        return nested_cv(data, options, k=5, inner_k=5, seed=seed, folds=fold_of)
 
-    chosen_l2 = []
-
-    def combined(fold_of=None):
-        z, shifted = 0.0, {}
-        for weight, data in heads:
-            result = nested_cv(data, options, k=5, inner_k=5, seed=seed, folds=fold_of)
-            if fold_of is None:
-                chosen_l2.append([r.selection.l2 for r in result.records])
-            z = z + weight * logit(result.p_dog)
-            for name, (y, p) in shifted_scores(data, result).items():
-                shifted[name] = (y, shifted.get(name, (y, 0.0))[1] + weight * logit(p))
-        sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
-        return sigmoid(z), {name: (y, sigmoid(v)) for name, (y, v) in shifted.items()}
-
-    y = heads[0][1].y
+    y = data.y
     assert np.array_equal(folds.labels, y), "the candidate's photos are not the folds' photos"
-    clean, shifted = combined()
-    row = {"clean": M.log_loss(y, clean), "accuracy": M.summary(y, clean)["accuracy"]}
+    clean = held_out()
+    row = {"clean": M.log_loss(y, clean.p_dog), "accuracy": M.summary(y, clean.p_dog)["accuracy"]}
     shifted_losses = []
-    for name, (ys, p) in shifted.items():
+    for name, (ys, p) in shifted_scores(data, clean).items():
         row[name] = M.log_loss(ys, p)
         shifted_losses.append(per_photo_log_loss(ys, p))
-    groups = {space: combined(f)[0] for space, f in folds.groups.items()}
+    groups = {space: held_out(f).p_dog for space, f in folds.groups.items()}
     for space, p in groups.items():
         row[f"groups {space}"] = M.log_loss(y, p)
     row["groups"] = float(np.mean([row[f"groups {space}"] for space in groups]))
-    row["breeds"] = M.log_loss(y, combined(folds.breeds)[0])
-    row["spotted_cats"] = M.log_loss(y[folds.spotted_cats], combined(folds.spotted)[0][folds.spotted_cats])
-    row["shifts"] = float(np.mean([row[k] for k in shifted]))
+    row["breeds"] = M.log_loss(y, held_out(folds.breeds).p_dog)
+    row["spotted_cats"] = M.log_loss(y[folds.spotted_cats], held_out(folds.spotted).p_dog[folds.spotted_cats])
+    row["shifts"] = float(np.mean([row[k] for k in data.shifted]))
     row["mean_shifted"] = (row["shifts"] + row["groups"]) / 2
     row["score"] = (row["clean"] + row["mean_shifted"]) / 2  # what the default is chosen by: clean and shifted together
-    row["chosen_l2"] = chosen_l2[0] if len(heads) == 1 else chosen_l2  # per outer fold (per head)
+    row["chosen_l2"] = [r.selection.head_l2 for r in clean.records]  # per outer fold (a tuple per part with late fusion)
     # one number per photo for the paired interval: its mean loss over the shifts it has (subset) and groups
     group_losses = np.mean([per_photo_log_loss(y, p) for p in groups.values()], 0)
-    return row, (np.mean(shifted_losses, 0), group_losses, per_photo_log_loss(y, clean))
+    return row, (np.mean(shifted_losses, 0), group_losses, per_photo_log_loss(y, clean.p_dog))
 
 
 def paired(rows: list[dict], per_photo: dict, reference: str, seed: int, key: str) -> None:
@@ -307,7 +291,7 @@ def main() -> int:
     for c in [c for c in CANDIDATES if not wanted or any(w in c.name for w in wanted) or c in (V2, V1)]:
         start = time.perf_counter()
         data = candidate_data(c, args.features_dir, args.data)
-        row, per_photo[c.name] = measure([(1.0, data)], c.options(data.x.shape[1]), folds, args.seed)
+        row, per_photo[c.name] = measure(data, c.options(data.x.shape[1]), folds, args.seed)
         row = {"candidate": c.name, "backbones": list(c.backbones), "size": c.size, "views": list(c.views), "robust": c.robust, **row}
         row["seconds"] = round(time.perf_counter() - start, 1)
         rows.append(row)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -241,8 +241,6 @@ def part_columns(part: tuple[tuple[int, int], ...]) -> np.ndarray:
 
 
 def _select_parts(data: Data, idx: np.ndarray, options: Options, k: int, seed: int, workers: int) -> Selection:
-    from dataclasses import replace
-
     one = replace(options, parts=(), temperature=False)
     parts = [select(data.columns(part_columns(part)), idx, one, k, seed, workers) for part in options.parts]
     oof = 1 / (1 + np.exp(-np.mean([_logit(s.oof_p_dog) for s in parts], 0)))  # the same folds: the same photos
