@@ -230,11 +230,6 @@ def select(data: Data, idx: np.ndarray, options: Options, k: int, seed: int, wor
     return Selection(best, temperature, scores, loss, oof[best], folds, clean, shifted_loss)
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, np.float64), 1e-15, 1 - 1e-15)
-    return np.log(p) - np.log1p(-p)
-
-
 def part_columns(part: tuple[tuple[int, int], ...]) -> np.ndarray:
     """A part's column indices from its (start, stop) ranges."""
     return np.concatenate([np.arange(start, stop) for start, stop in part])
@@ -243,7 +238,9 @@ def part_columns(part: tuple[tuple[int, int], ...]) -> np.ndarray:
 def _select_parts(data: Data, idx: np.ndarray, options: Options, k: int, seed: int, workers: int) -> Selection:
     one = replace(options, parts=(), temperature=False)
     parts = [select(data.columns(part_columns(part)), idx, one, k, seed, workers) for part in options.parts]
-    oof = 1 / (1 + np.exp(-np.mean([_logit(s.oof_p_dog) for s in parts], 0)))  # the same folds: the same photos
+    # the same folds, so the same photos in the same order: the mean of their logits
+    z = np.mean([M.logit(np.stack([1 - s.oof_p_dog, s.oof_p_dog], 1)) for s in parts], 0)
+    oof = 1 / (1 + np.exp(-z))
     y = data.y[idx]
     temperature, loss = 1.0, M.log_loss(y, oof)
     if options.temperature:
