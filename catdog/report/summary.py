@@ -6,6 +6,7 @@ import shlex
 from pathlib import Path
 
 from catdog.report.facts import latency_text, neither_rates
+from catdog.training.summary import l2_text
 
 STAGE_WIDTH = 9
 
@@ -23,12 +24,10 @@ def training_figure(metrics: dict) -> str:
         lo, hi = estimate["log_loss_95"]
         parts.append(f"expected log loss {estimate['log_loss']:.4f} (95 % interval {lo:.4f}-{hi:.4f}, nested CV)")
         head = metrics.get("head") or {}
-        fusion = head.get("late_fusion") or {}
-        if fusion.get("l2"):  # one head per part, their mean logit
-            l2s = " / ".join(f"{v:g}" for v in fusion["l2"])
-            parts.append(f"{len(fusion['l2'])} heads (late fusion), l2 {l2s} chosen by CV, fitted on all {metrics.get('n_train', '?')} photos")
-        elif head.get("l2") is not None:
-            parts.append(f"l2 {head['l2']:g} chosen by CV, fitted on all {metrics.get('n_train', '?')} photos")
+        if head.get("l2") is not None:
+            fusion = (head.get("late_fusion") or {}).get("l2")  # one head per part, their mean logit
+            heads = f"{len(fusion)} heads (late fusion), " if fusion else ""
+            parts.append(f"{heads}{l2_text(head)} chosen by CV, fitted on all {metrics.get('n_train', '?')} photos")
     val = metrics.get("val") or {}
     if isinstance(val.get("log_loss"), (int, float)):
         n = val.get("n", metrics.get("n_val", "?"))

@@ -4,6 +4,11 @@ fit on every photo, and the expected log loss on unseen photos with its interval
 from __future__ import annotations
 
 
+def l2_text(head: dict) -> str:
+    """metrics.json's chosen l2: "l2 0.003", or with late fusion each head's, "l2 0.001 / 0.01 / 0.003"."""
+    return "l2 " + " / ".join(f"{v:g}" for v in ((head.get("late_fusion") or {}).get("l2") or [head["l2"]]))
+
+
 def estimate_line(metrics: dict) -> str:
     """One line: the nested-CV log loss with its bootstrap 95 % interval and the folds' range."""
     e = metrics.get("estimate")
@@ -27,7 +32,7 @@ def metrics_lines(metrics: dict) -> list[str]:
         f"head: l2 {head['l2']:g} chosen by {head['folds']}-fold CV on the {metrics['n_train']} training photos "
         f"({grid}); fitted on all {metrics['n_train']}" + (f" and their views {', '.join(head['views'])}" if head.get("views") else ""),
         *([f"  late fusion: the mean logit of {len(head['late_fusion']['l2'])} heads (each backbone's columns, then all), "
-           f"l2 {' / '.join(f'{v:g}' for v in head['late_fusion']['l2'])}"] if head.get("late_fusion") else []),
+           + l2_text(head)] if head.get("late_fusion") else []),
         f"  CV temperature {cal.get('folded_into_head', cal['temperature']):.3f}"
         + (" (folded into the head)" if "folded_into_head" in cal else " (`--calibrated` applies it)"),
         f"  nested-CV confusion (rows true, cols predicted): cat {tn:4d} {fp:4d} | dog {fn:4d} {tp:4d}",
