@@ -1,7 +1,7 @@
 """Other ways to fit `make run`'s head on the same features: `python -m bench.heads`.
 
 Every row starts from one head on the default's data (V1 + V2 at 288, mirror views, the ImageNet
-dog-vs-cat prior as the last column: bench.robust's SINGLE_HEAD, the default before late fusion)
+dog-vs-cat prior as the last column: bench.robust's SINGLE_HEAD, `make run`'s head)
 and changes one thing in how the linear head is fitted; all are scored by bench.robust.measure on
 bench.robust's folds (clean, shifts, the two group fold sets, breeds, held-out spotted cats).
 Every variant is still one Dense layer on the same features, so each could ship with no change
@@ -123,7 +123,7 @@ def variants(base, features_dir: Path, data: Path) -> dict:
         "prior: + wild canids on the dog side": (transform(base, prior_over(DOGS + WILD_CANIDS, CATS)), {}),
         "prior from MobileNetV2 at 224": (prior_at(224, base, features_dir, data), {}),
         "late fusion: V1 + prior, V2 + prior (mean logit)": (base, {"parts": (v1_prior, v2_prior)}),
-        "late fusion: V1 + prior, V2 + prior, all (mean logit; make run's since)": (base, {"parts": (v1_prior, v2_prior, every)}),
+        "late fusion: V1 + prior, V2 + prior, all (mean logit)": (base, {"parts": (v1_prior, v2_prior, every)}),
         "standardised columns": (transform(base, lambda x: (x - mu) / sd), {"l2_grid": STANDARDISED_GRID}),
     }
 

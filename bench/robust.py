@@ -81,8 +81,8 @@ CANDIDATES = [  # noqa: E501
     Candidate("V1 + V2, 288, + mirror, closeup, colour", FUSED, views=("mirror", "closeup", "colour")),
     Candidate("V1 + V2, 224, + mirror, closeup", FUSED, 224, ("mirror", "closeup")),
     Candidate("V2, 288, + mirror, + ImageNet dog-vs-cat prior", ("mobilenet_v2",), views=("mirror",), prior=True),
-    Candidate("V1 + V2, 288, + mirror, + ImageNet dog-vs-cat prior", FUSED, views=("mirror",), prior=True),
-    Candidate("V1 + V2, 288, + mirror, + prior, late fusion (`make run`)", FUSED, views=("mirror",), prior=True, late_fusion=True),
+    Candidate("V1 + V2, 288, + mirror, + ImageNet dog-vs-cat prior (`make run`)", FUSED, views=("mirror",), prior=True),
+    Candidate("V1 + V2, 288, + mirror, + prior, late fusion", FUSED, views=("mirror",), prior=True, late_fusion=True),
     Candidate("V2, 224, + mirror, closeup", ("mobilenet_v2",), 224, ("mirror", "closeup")),
     Candidate("V1 + V2, 320, + mirror, + ImageNet dog-vs-cat prior", FUSED, 320, ("mirror",), prior=True),
     Candidate("V1 + V2, 352, + mirror, + ImageNet dog-vs-cat prior", FUSED, 352, ("mirror",), prior=True),
@@ -181,8 +181,9 @@ def spotted_folds(kind, y, seed: int):
     return folds, spotted
 
 
-CHOSEN = "V1 + V2, 288, + mirror, + prior, late fusion (`make run`)"  # make run's default (catdog.training.train.HeadConfig)
-SINGLE_HEAD = "V1 + V2, 288, + mirror, + ImageNet dog-vs-cat prior"  # the same with one head on every column
+CHOSEN = "V1 + V2, 288, + mirror, + ImageNet dog-vs-cat prior (`make run`)"  # make run's default (catdog.training.train.HeadConfig)
+SINGLE_HEAD = CHOSEN  # one head on every column (bench.heads' reference)
+LATE_FUSION = "V1 + V2, 288, + mirror, + prior, late fusion"  # the same as the mean logit of a head per backbone and one on all
 
 
 @dataclass(frozen=True)

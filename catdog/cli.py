@@ -35,7 +35,7 @@ def _head_config(args, features: Path | None = None):
         from catdog.features import view_path
 
         views = [v for v in TRAIN_VIEWS if features is None or view_path(features, v).is_file()]
-    return HeadConfig(seed=args.seed, l2_grid=tuple(args.l2), folds=args.cv, views=tuple(views))
+    return HeadConfig(seed=args.seed, l2_grid=tuple(args.l2), folds=args.cv, views=tuple(views), late_fusion=args.late_fusion)
 
 
 def _extraction(args):
@@ -251,6 +251,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--views", type=_view_list, metavar="VIEW[,VIEW]",
                    help=f"also train on these views of every photo (catdog train reads their features from views/VIEW.h5 beside "
                    f"FEATURES.h5; default {','.join(TRAIN_VIEWS)}, in train those extracted; none: the photos only)")
+    p.add_argument("--late-fusion", action="store_true", help="a fused backbone's head as the mean logit of a head per backbone "
+                   "and one on every column, each l2 chosen by CV (README, Robustness: better on shifted folds, worse on held-out "
+                   "spotted cats as close-ups)")
 
 
 def _add_export_args(p: argparse.ArgumentParser, required_out: bool) -> None:
