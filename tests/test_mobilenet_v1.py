@@ -148,7 +148,7 @@ def test_the_fused_head_is_one_regression_and_late_fusion_the_mean_logit_of_a_he
     from catdog.training import cv as CV
 
     metrics = json.loads((run_288 / "metrics.json").read_text())
-    assert "late_fusion" not in metrics["head"]
+    assert metrics["head"]["late_fusion"] is None
     fs, photos, x, y = _head_rows(run_288, metrics)
     shipped = keras.models.load_model(run_288 / "head.keras").predict_on_batch(fs.features)[:, 1]
     single = CV.fit_logistic(x, y, metrics["head"]["l2"]).p_dog(photos)
