@@ -183,7 +183,7 @@ def spotted_folds(kind, y, seed: int):
 
 CHOSEN = "V1 + V2, 288, + mirror, + ImageNet dog-vs-cat prior (`make run`)"  # make run's default (catdog.training.train.HeadConfig)
 SINGLE_HEAD = CHOSEN  # one head on every column (bench.heads' reference)
-LATE_FUSION = "V1 + V2, 288, + mirror, + prior, late fusion"  # the same as the mean logit of a head per backbone and one on all
+LATE_FUSION = "V1 + V2, 288, + mirror, + prior, late fusion"  # the same data; the head: the mean logit of one per backbone and one on all (`--late-fusion`)
 
 
 @dataclass(frozen=True)
