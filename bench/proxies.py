@@ -116,7 +116,7 @@ def earlier_head_columns(features_dir: Path, data: Path, folds: R.Folds, seed: i
 
     from bench.choices import feature_file
     from catdog.training import metrics as M
-    from catdog.training.cv import stratified_folds
+    from catdog.training.cv import NestedCV, OuterFold, stratified_folds
     from catdog.training.train import HeadConfig, build_head, stratified_split
 
     d = R.candidate_data(R.V2, features_dir, data)
@@ -132,34 +132,27 @@ def earlier_head_columns(features_dir: Path, data: Path, folds: R.Folds, seed: i
                  batch_size=128, shuffle=True, verbose=0, callbacks=[stop])
         return lambda x: np.asarray(head(x, training=False))[:, 1].astype(np.float64)  # no predict(): one trace per model
 
-    def held_out(fold_of: np.ndarray, shifts: bool = False):
-        p, shifted = np.zeros(len(y)), {k: ([], []) for k in d.shifted}
+    def held_out(fold_of: np.ndarray | None = None) -> NestedCV:
+        """Each photo and shifted view scored by the earlier head of the outer fold that held it out."""
+        fold_of = stratified_folds(y, 5, seed) if fold_of is None else fold_of
+        records = []
         for f in range(int(fold_of.max()) + 1):
             train, test = np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)
             head = fitted(train, seed + 1 + f)
-            p[test] = head(d.x[test])
-            for name, (at, xv) in d.shifted.items() if shifts else ():
-                keep = np.isin(at, test)
-                shifted[name][0].append(y[at[keep]])
-                shifted[name][1].append(head(xv[keep]))
-        return p, shifted
+            shifted = {name: (at[np.isin(at, test)], head(xv[np.isin(at, test)])) for name, (at, xv) in d.shifted.items()}
+            records.append(OuterFold(train, test, None, head(d.x[test]), shifted))
+        p = np.zeros(len(y))
+        for r in records:
+            p[r.test] = r.p_dog
+        return NestedCV(p, fold_of, records)
 
-    p, shifted = held_out(stratified_folds(y, 5, seed), shifts=True)
-    row = {"candidate": EARLIER_HEAD, "clean": M.log_loss(y, p), "accuracy": M.summary(y, p)["accuracy"]}
-    for name, (ys, ps) in shifted.items():
-        row[name] = M.log_loss(np.concatenate(ys), np.concatenate(ps))
-    row["shifts"] = float(np.mean([row[k] for k in d.shifted]))
-    for space, f in folds.groups.items():
-        row[f"groups {space}"] = M.log_loss(y, held_out(f)[0])
-    row["groups"] = float(np.mean([row[f"groups {space}"] for space in folds.groups]))
-    row["breeds"] = M.log_loss(y, held_out(folds.breeds)[0])
+    row, _ = R.measure(d, None, folds, seed, held_out)
+    row = {"candidate": EARLIER_HEAD, **row}
     spotted = np.flatnonzero(folds.spotted_cats)
-    head = fitted(np.flatnonzero(folds.spotted != 0), seed + 1)
-    row["spotted_cats"] = M.log_loss(y[spotted], head(d.x[spotted]))
+    head = fitted(np.flatnonzero(folds.spotted != 0), seed + 1)  # the spotted fold set's fold 0 head again
     photos = [feature_file(features_dir, data, "mobilenet_v2", 288).names[i] for i in spotted]
     row["spotted_closeups"] = float(np.mean([M.log_loss(y[spotted], head(crop_features(features_dir, data, "mobilenet_v2", photos, k)))
                                              for k in range(CROPS)]))
-    row["mean_shifted"] = (row["shifts"] + row["groups"]) / 2
     row["other_source"] = EARLIER_HEAD_OTHER_SOURCE
     return row
 

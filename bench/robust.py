@@ -212,17 +212,22 @@ def fold_sets(features_dir: Path, data: Path, seed: int) -> Folds:
     return Folds(groups, breed_folds(kind, labels), spotted, spotted_cats, labels)
 
 
-def measure(data, options, folds: Folds, seed: int) -> tuple[dict, tuple]:
+def measure(data, options, folds: Folds, seed: int, held_out=None) -> tuple[dict, tuple]:
     """The table's columns for the head `options` trains on `data` (one head, or with
     `options.parts` late fusion's mean logit of one per part), each column by the whole nested
-    procedure. Also (shifts, groups, clean) per photo for the paired intervals."""
+    procedure. Also (shifts, groups, clean) per photo for the paired intervals.
+
+    held_out(fold_of or None) -> catdog.training.cv.NestedCV: another procedure's held-out scores
+    of every photo and its shifted views under those outer folds (None: stratified folds, as
+    nested_cv's); default the nested CV of `options`."""
     import numpy as np
 
     from catdog.training import metrics as M
     from catdog.training.cv import nested_cv, per_photo_log_loss, shifted_scores
 
-    def held_out(fold_of=None):
-        return nested_cv(data, options, k=5, inner_k=5, seed=seed, folds=fold_of)
+    if held_out is None:
+        def held_out(fold_of=None):
+            return nested_cv(data, options, k=5, inner_k=5, seed=seed, folds=fold_of)
 
     y = data.y
     assert np.array_equal(folds.labels, y), "the candidate's photos are not the folds' photos"
@@ -241,7 +246,7 @@ def measure(data, options, folds: Folds, seed: int) -> tuple[dict, tuple]:
     row["shifts"] = float(np.mean([row[k] for k in data.shifted]))
     row["mean_shifted"] = (row["shifts"] + row["groups"]) / 2
     row["score"] = (row["clean"] + row["mean_shifted"]) / 2  # what the default is chosen by: clean and shifted together
-    row["chosen_l2"] = [r.selection.head_l2 for r in clean.records]  # per outer fold (a tuple per part with late fusion)
+    row["chosen_l2"] = [r.selection.head_l2 for r in clean.records if r.selection]  # per outer fold (a tuple per part with late fusion)
     # one number per photo for the paired interval: its mean loss over the shifts it has (subset) and groups
     group_losses = np.mean([per_photo_log_loss(y, p) for p in groups.values()], 0)
     return row, (np.mean(shifted_losses, 0), group_losses, per_photo_log_loss(y, clean.p_dog))
