@@ -2,7 +2,7 @@
 
 Issue 26's other source (close-up portraits; its mistakes cats with spotted or ticked coats) was
 measured on three backbones and two heads; bench.robust chooses the default on proxies made from
-the shared photos. Two checks of those proxies against what the other source measured:
+the shared photos. Three checks of those proxies against what the other source measured:
 
 1. **Spotted cats as close-ups**: the cats MobileNetV2's ImageNet top calls "Egyptian cat" all
    held out (bench.robust's spotted fold set; every other photo trains the head by the real
@@ -16,9 +16,14 @@ the shared photos. Two checks of those proxies against what the other source mea
    0.0389). The earlier head is rebuilt as it was (catdog.training.train.build_head: dropout 0.5,
    Keras L2 3e-3; Adam 1e-3, batch 128, early stopping on a stratified 20 % of the training photos,
    patience 20, best weights) and scored on every proxy column beside the L2 head's
-   (bench.robust.measure). If the proxies tracked the other source it would win there.
+   (bench.robust.measure). If the proxies tracked the other source it would win there. Its
+   held-out logits are compared with the L2 head's (the slope through 0 of one on the other): is it
+   simply less sure?
+3. **Temperature**: `make run`'s default with its logit divided by T (T > 1: less sure) on every
+   column, close-ups included: does a temperature chosen on shifted or held-out-kind photos help
+   the proxies that track the other source?
 
-Prints both tables and writes bench/results/proxies.json. Features come from bench.choices' cache
+Prints the tables and writes bench/results/proxies.json. Features come from bench.choices' cache
 (--features-dir, shared with bench.robust; the crops are extracted there on first use).
 """
 
@@ -43,6 +48,27 @@ OTHER_SOURCE = {"V2, 288, photos only, l2 by clean CV": 0.0389, "V1, 288, photos
 EARLIER_HEAD = "V2, 288, photos only, the earlier head (dropout 0.5, early stopping)"
 EARLIER_HEAD_OTHER_SOURCE = 0.0320
 FIXED_L2 = (1e-3, 3e-3, 1e-2)  # the values CV chooses for these heads
+TEMPERATURES = (0.8, 1.0, 1.2, 1.4, 1.7)
+
+
+def cached(held_out):
+    """held_out (bench.robust.measure's) computed once per fold set."""
+    done = {}
+
+    def once(fold_of=None):
+        key = None if fold_of is None else fold_of.tobytes()
+        if key not in done:
+            done[key] = held_out(fold_of)
+        return done[key]
+    return once
+
+
+def tempered(p_dog, temperature: float):
+    import numpy as np
+
+    from catdog.training.metrics import apply_temperature
+
+    return apply_temperature(np.stack([1 - p_dog, p_dog], 1), temperature)
 
 
 def crop_features(features_dir: Path, data: Path, backbone: str, photos: list[str], k: int):
@@ -64,9 +90,10 @@ def crop_features(features_dir: Path, data: Path, backbone: str, photos: list[st
     return fs.features[np.array([row[f"{n}#crop{k}"] for n in photos])]
 
 
-def spotted_closeups(features_dir: Path, data: Path, folds: R.Folds, seed: int) -> tuple[list[dict], list[dict]]:
+def spotted_closeups(features_dir: Path, data: Path, folds: R.Folds, seed: int) -> tuple[list[dict], list[dict], list]:
     """Check 1: each 288 candidate's head fitted without the spotted cats, their close-ups scored;
-    and the single head against late fusion at fixed l2s."""
+    the single head against late fusion at fixed l2s; and the default's P(dog) of each crop (for
+    check 3)."""
     import numpy as np
 
     from bench.choices import feature_file
@@ -95,6 +122,8 @@ def spotted_closeups(features_dir: Path, data: Path, folds: R.Folds, seed: int) 
         if c.name in (R.CHOSEN, R.LATE_FUSION):
             fixed[c.name] = {l2: float(np.mean(crop_losses(fit(data_c, train, options, l2)))) for l2 in FIXED_L2}
         losses = crop_losses(head)
+        if c.name == R.CHOSEN:
+            chosen_crops = [head.p_dog(x) for x in xs]
         per_photo[c.name] = np.mean(losses, 0)
         rows.append({"candidate": c.name, "spotted_closeups": float(per_photo[c.name].mean()),
                      "wrong_per_crop": float(np.mean([(loss > np.log(2)).sum() for loss in losses])),
@@ -106,11 +135,13 @@ def spotted_closeups(features_dir: Path, data: Path, folds: R.Folds, seed: int) 
         diff = per_photo[r["candidate"]] - base
         r["vs_default"] = float(diff.mean())
         r["vs_default_95"] = [0.0, 0.0] if r["candidate"] == R.CHOSEN else list(bootstrap_interval(diff, seed=seed))
-    return rows, [{"l2": l2, "single_head": fixed[R.CHOSEN][l2], "late_fusion": fixed[R.LATE_FUSION][l2]} for l2 in FIXED_L2]
+    return rows, [{"l2": l2, "single_head": fixed[R.CHOSEN][l2], "late_fusion": fixed[R.LATE_FUSION][l2]} for l2 in FIXED_L2], chosen_crops
 
 
-def earlier_head_columns(features_dir: Path, data: Path, folds: R.Folds, seed: int) -> dict:
-    """Check 2: bench.robust's columns (and the spotted close-ups) of the earlier head on V2 at 288."""
+def earlier_head_columns(features_dir: Path, data: Path, folds: R.Folds, seed: int, l2_head_clean) -> dict:
+    """Check 2: bench.robust's columns (and the spotted close-ups) of the earlier head on V2 at 288,
+    and the scale of its held-out logits against the L2 head's (`l2_head_clean`: its held-out
+    P(dog) of every photo under the same stratified folds)."""
     import keras
     import numpy as np
 
@@ -146,8 +177,12 @@ def earlier_head_columns(features_dir: Path, data: Path, folds: R.Folds, seed: i
             p[r.test] = r.p_dog
         return NestedCV(p, fold_of, records)
 
+    held_out = cached(held_out)
     row, _ = R.measure(d, None, folds, seed, held_out)
     row = {"candidate": EARLIER_HEAD, **row}
+    mine, l2_head = M.logit(np.stack([1 - held_out().p_dog, held_out().p_dog], 1)), M.logit(np.stack([1 - l2_head_clean, l2_head_clean], 1))
+    row["logit_scale"] = float((mine * l2_head).sum() / (l2_head * l2_head).sum())  # least squares through 0: mine ~ scale x the L2 head's
+    row["mean_abs_logit"], row["l2_head_mean_abs_logit"] = float(np.abs(mine).mean()), float(np.abs(l2_head).mean())
     spotted = np.flatnonzero(folds.spotted_cats)
     head = fitted(np.flatnonzero(folds.spotted != 0), seed + 1)  # the spotted fold set's fold 0 head again
     photos = [feature_file(features_dir, data, "mobilenet_v2", 288).names[i] for i in spotted]
@@ -155,6 +190,32 @@ def earlier_head_columns(features_dir: Path, data: Path, folds: R.Folds, seed: i
                                              for k in range(CROPS)]))
     row["other_source"] = EARLIER_HEAD_OTHER_SOURCE
     return row
+
+
+def temperature_columns(features_dir: Path, data: Path, folds: R.Folds, seed: int, chosen_crops: list) -> list[dict]:
+    """Check 3: every column of `make run`'s default with each held-out logit divided by T (the
+    nested CV run once per fold set; T applied to its scores), and its spotted close-ups."""
+    import numpy as np
+
+    from catdog.training.cv import NestedCV, per_photo_log_loss
+
+    c = next(c for c in R.CANDIDATES if c.name == R.CHOSEN)
+    d = R.candidate_data(c, features_dir, data)
+    nested = cached(R.nested(d, c.options(d.x.shape[1]), seed))
+    y = folds.labels[folds.spotted_cats]
+    rows = []
+    for t in TEMPERATURES:
+        def held_out(fold_of=None, t=t):
+            cv = nested(fold_of)
+            records = [replace(r, p_dog=tempered(r.p_dog, t), shifted={k: (at, tempered(p, t)) for k, (at, p) in r.shifted.items()})
+                       for r in cv.records]
+            return NestedCV(tempered(cv.p_dog, t), cv.folds, records)
+
+        row, _ = R.measure(d, None, folds, seed, held_out)
+        row["spotted_closeups"] = float(np.mean([per_photo_log_loss(y, tempered(p, t)).mean() for p in chosen_crops]))
+        rows.append({"temperature": t, **row})
+        print(f"T {t}: clean {row['clean']:.4f}, spotted close-ups {row['spotted_closeups']:.4f}", flush=True)
+    return rows
 
 
 def main() -> int:
@@ -167,7 +228,7 @@ def main() -> int:
     args.features_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     folds = R.fold_sets(args.features_dir, args.data, args.seed)
-    closeups, fixed = spotted_closeups(args.features_dir, args.data, folds, args.seed)
+    closeups, fixed, chosen_crops = spotted_closeups(args.features_dir, args.data, folds, args.seed)
     print(f"\nheld-out spotted cats ({int(folds.spotted_cats.sum())}), {CROPS} close-up crops of each; "
           "vs default: paired bootstrap 95 % interval (negative: better than make run's default)")
     for r in closeups:
@@ -178,15 +239,25 @@ def main() -> int:
     print(f"\nspotted close-ups at a fixed l2 (every part of late fusion at it): {R.CHOSEN} against {R.LATE_FUSION}")
     table(fixed, [("l2", "l2", "g"), ("single_head", "single head", ".4f"), ("late_fusion", "late fusion", ".4f")])
 
-    v2 = R.measure(R.candidate_data(R.V2, args.features_dir, args.data), R.V2.options(0), folds, args.seed)[0]
+    v2_data = R.candidate_data(R.V2, args.features_dir, args.data)
+    v2_held_out = cached(R.nested(v2_data, R.V2.options(0), args.seed))
+    v2 = R.measure(v2_data, None, folds, args.seed, v2_held_out)[0]
     v2 = {"candidate": R.V2.name, **v2, "other_source": OTHER_SOURCE[R.V2.name],
           "spotted_closeups": next(r["spotted_closeups"] for r in closeups if r["candidate"] == R.V2.name)}
-    earlier = earlier_head_columns(args.features_dir, args.data, folds, args.seed)
+    earlier = earlier_head_columns(args.features_dir, args.data, folds, args.seed, v2_held_out().p_dog)
     print("\nthe head difference the other source measured, on every proxy (MobileNetV2 at 288, photos only):")
     table([v2, earlier], [("candidate", "head", "<66"), ("clean", "clean", ".4f"), ("shifts", "shifts", ".4f"),
                           ("groups", "groups", ".4f"), ("breeds", "breeds", ".4f"), ("spotted_cats", "spotted cats", ".4f"),
                           ("spotted_closeups", "close-ups", ".4f"), ("other_source", "other source", ".4f")])
-    save("proxies", {"spotted_closeups": closeups, "fixed_l2": fixed, "earlier_head": [v2, earlier]}, {
+    print(f"the earlier head's held-out logit = {earlier['logit_scale']:.2f} x the L2 head's (least squares; mean |logit| "
+          f"{earlier['mean_abs_logit']:.2f} against {earlier['l2_head_mean_abs_logit']:.2f})")
+
+    temperatures = temperature_columns(args.features_dir, args.data, folds, args.seed, chosen_crops)
+    print(f"\n{R.CHOSEN}, its held-out logits divided by T:")
+    table(temperatures, [("temperature", "T", "g"), ("clean", "clean", ".4f"), ("shifts", "shifts", ".4f"), ("groups", "groups", ".4f"),
+                         ("breeds", "breeds", ".4f"), ("spotted_cats", "spotted cats", ".4f"),
+                         ("spotted_closeups", "close-ups", ".4f"), ("mean_shifted", "mean shifted", ".4f"), ("score", "score", ".4f")])
+    save("proxies", {"spotted_closeups": closeups, "fixed_l2": fixed, "earlier_head": [v2, earlier], "temperature": temperatures}, {
         "photos": str(args.data), "seed": args.seed, "crops": CROPS, "seconds": round(time.perf_counter() - start, 1),
         "other_source": "issue 26's measurements on 598 photos of another source (this repository never sees them)",
     })

@@ -212,6 +212,16 @@ def fold_sets(features_dir: Path, data: Path, seed: int) -> Folds:
     return Folds(groups, breed_folds(kind, labels), spotted, spotted_cats, labels)
 
 
+def nested(data, options, seed: int):
+    """held_out(fold_of or None) -> NestedCV: `options`' nested CV of `data` under those outer folds
+    (None: stratified folds), the procedure `make run` estimates with."""
+    from catdog.training.cv import nested_cv
+
+    def held_out(fold_of=None):
+        return nested_cv(data, options, k=5, inner_k=5, seed=seed, folds=fold_of)
+    return held_out
+
+
 def measure(data, options, folds: Folds, seed: int, held_out=None) -> tuple[dict, tuple]:
     """The table's columns for the head `options` trains on `data` (one head, or with
     `options.parts` late fusion's mean logit of one per part), each column by the whole nested
@@ -223,12 +233,9 @@ def measure(data, options, folds: Folds, seed: int, held_out=None) -> tuple[dict
     import numpy as np
 
     from catdog.training import metrics as M
-    from catdog.training.cv import nested_cv, per_photo_log_loss, shifted_scores
+    from catdog.training.cv import per_photo_log_loss, shifted_scores
 
-    if held_out is None:
-        def held_out(fold_of=None):
-            return nested_cv(data, options, k=5, inner_k=5, seed=seed, folds=fold_of)
-
+    held_out = held_out or nested(data, options, seed)
     y = data.y
     assert np.array_equal(folds.labels, y), "the candidate's photos are not the folds' photos"
     clean = held_out()
