@@ -63,15 +63,8 @@ def cached(held_out):
     return once
 
 
-def cat_dog(p_dog):
-    """(N,) P(dog) -> (N, 2) (cat, dog), the form catdog.training.metrics' logit helpers take."""
-    import numpy as np
-
-    return np.stack([1 - p_dog, p_dog], 1)
-
-
 def tempered(p_dog, temperature: float):
-    from catdog.training.metrics import apply_temperature
+    from catdog.training.metrics import apply_temperature, cat_dog
 
     return apply_temperature(cat_dog(p_dog), temperature)
 
@@ -185,7 +178,7 @@ def earlier_head_columns(features_dir: Path, data: Path, folds: R.Folds, seed: i
     held_out = cached(held_out)
     row, _ = R.measure(d, None, folds, seed, held_out)
     row = {"candidate": EARLIER_HEAD, **row}
-    mine, l2_head = M.logit(cat_dog(held_out().p_dog)), M.logit(cat_dog(l2_head_clean))
+    mine, l2_head = M.logit(M.cat_dog(held_out().p_dog)), M.logit(M.cat_dog(l2_head_clean))
     row["logit_scale"] = float((mine * l2_head).sum() / (l2_head * l2_head).sum())  # least squares through 0: mine ~ scale x the L2 head's
     row["mean_abs_logit"], row["l2_head_mean_abs_logit"] = float(np.abs(mine).mean()), float(np.abs(l2_head).mean())
     spotted = np.flatnonzero(folds.spotted_cats)

@@ -224,7 +224,7 @@ def select(data: Data, idx: np.ndarray, options: Options, k: int, seed: int, wor
     best = min(options.l2_grid, key=lambda l2: (scores[l2], -l2))  # a tie goes to the stronger penalty
     temperature, loss = 1.0, clean[best]
     if options.temperature:
-        probs = np.stack([1 - oof[best], oof[best]], 1)
+        probs = M.cat_dog(oof[best])
         temperature = M.fit_temperature(probs, y)
         loss = M.log_loss(y, M.apply_temperature(probs, temperature))
     return Selection(best, temperature, scores, loss, oof[best], folds, clean, shifted_loss)
@@ -239,12 +239,12 @@ def _select_parts(data: Data, idx: np.ndarray, options: Options, k: int, seed: i
     one = replace(options, parts=(), temperature=False)
     parts = [select(data.columns(part_columns(part)), idx, one, k, seed, workers) for part in options.parts]
     # the same folds, so the same photos in the same order: the mean of their logits
-    z = np.mean([M.logit(np.stack([1 - s.oof_p_dog, s.oof_p_dog], 1)) for s in parts], 0)
+    z = np.mean([M.logit(M.cat_dog(s.oof_p_dog)) for s in parts], 0)
     oof = 1 / (1 + np.exp(-z))
     y = data.y[idx]
     temperature, loss = 1.0, M.log_loss(y, oof)
     if options.temperature:
-        probs = np.stack([1 - oof, oof], 1)
+        probs = M.cat_dog(oof)
         temperature = M.fit_temperature(probs, y)
         loss = M.log_loss(y, M.apply_temperature(probs, temperature))
     return replace(parts[-1], temperature=temperature, log_loss=loss, oof_p_dog=oof, part_l2=tuple(s.l2 for s in parts))

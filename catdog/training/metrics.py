@@ -36,6 +36,12 @@ def summary(labels: np.ndarray, p_dog: np.ndarray) -> dict:
     }
 
 
+def cat_dog(p_dog: np.ndarray) -> np.ndarray:
+    """(N,) P(dog) -> (N, 2) probabilities (cat, dog), the form the helpers below take."""
+    p = np.asarray(p_dog)
+    return np.stack([1 - p, p], 1)
+
+
 def logit(probabilities: np.ndarray) -> np.ndarray:
     """log P(dog) - log P(cat) from (N, 2) softmax probabilities (cat, dog)."""
     p = np.clip(np.asarray(probabilities, np.float64), 1e-30, 1.0)

@@ -456,7 +456,7 @@ def train_run(
                 (n, kind, f"{q:.6f}", int(k)) for (n, kind), q, k in zip(pet_names, pet.estimate["nested_pet"], pet.estimate["nested_kept"])
             )
     oof = result.selection.oof_p_dog
-    calibration = M.calibration_report(np.stack([1 - oof, oof], 1), labels, config.seed)
+    calibration = M.calibration_report(M.cat_dog(oof), labels, config.seed)
     calibration["source"] = f"out-of-fold predictions of the {config.folds}-fold CV that chose l2 (not the nested estimate)"
     if config.temperature:  # already folded into the head: --calibrated must not apply it twice
         calibration["folded_into_head"], calibration["temperature"] = result.selection.temperature, 1.0
