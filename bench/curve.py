@@ -19,7 +19,6 @@ Prints a table and writes bench/results/curve.json. Features come from bench.cho
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -110,13 +109,7 @@ def per_doubling(rows: list[dict], key: str) -> float:
 def main() -> int:
     import numpy as np
 
-    parser = argparse.ArgumentParser(prog="python -m bench.curve", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=R.SHARED / "data" / "dogs-vs-cats" / "train")
-    parser.add_argument("--features-dir", type=Path, default=REPO / "runs" / "study")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    args.features_dir.mkdir(parents=True, exist_ok=True)
+    args = R.study_arguments("python -m bench.curve", __doc__)
     start = time.perf_counter()
     folds = R.fold_sets(args.features_dir, args.data, args.seed)
     chosen = next(c for c in R.CANDIDATES if c.name == R.CHOSEN)

@@ -23,7 +23,6 @@ bench.robust).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -137,14 +136,7 @@ def main() -> int:
     from catdog.data import SHIFTS
     from catdog.training.cv import Options
 
-    parser = argparse.ArgumentParser(prog="python -m bench.heads", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=R.SHARED / "data" / "dogs-vs-cats" / "train")
-    parser.add_argument("--features-dir", type=Path, default=REPO / "runs" / "study")
-    parser.add_argument("--only", help="run only the variants whose name contains this text (and the default)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    args.features_dir.mkdir(parents=True, exist_ok=True)
+    args = R.study_arguments("python -m bench.heads", __doc__, "run only the variants whose name contains this text (and the default)")
     chosen = next(c for c in R.CANDIDATES if c.name == R.SINGLE_HEAD)
     base = R.candidate_data(chosen, args.features_dir, args.data)
     folds = R.fold_sets(args.features_dir, args.data, args.seed)

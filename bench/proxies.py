@@ -29,7 +29,6 @@ Prints the tables and writes bench/results/proxies.json. Features come from benc
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import replace
@@ -217,13 +216,7 @@ def temperature_columns(features_dir: Path, data: Path, folds: R.Folds, seed: in
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.proxies", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=R.SHARED / "data" / "dogs-vs-cats" / "train")
-    parser.add_argument("--features-dir", type=Path, default=REPO / "runs" / "study")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    args.features_dir.mkdir(parents=True, exist_ok=True)
+    args = R.study_arguments("python -m bench.proxies", __doc__)
     start = time.perf_counter()
     folds = R.fold_sets(args.features_dir, args.data, args.seed)
     closeups, fixed, chosen_crops = spotted_closeups(args.features_dir, args.data, folds, args.seed)

@@ -288,16 +288,23 @@ def l2_sweep(c: Candidate, args, groups: dict) -> list[dict]:
             for l2 in (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.robust", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def study_arguments(prog: str, doc: str, only: str | None = None) -> argparse.Namespace:
+    """The arguments every nested-CV study takes (--data, --features-dir, --seed; --only with its
+    help where given), parsed, with the feature cache's folder made."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=SHARED / "data" / "dogs-vs-cats" / "train")
     parser.add_argument("--features-dir", type=Path, default=REPO / "runs" / "study")
-    parser.add_argument("--only", help="run only the candidates whose name contains this text, or one of several "
-                        "separated by '|' (and the V1 and V2 references)")
+    if only:
+        parser.add_argument("--only", help=only)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     args.features_dir.mkdir(parents=True, exist_ok=True)
+    return args
+
+
+def main() -> int:
+    args = study_arguments("python -m bench.robust", __doc__, "run only the candidates whose name contains this text, "
+                           "or one of several separated by '|' (and the V1 and V2 references)")
     rows, per_photo = [], {}
     folds = fold_sets(args.features_dir, args.data, args.seed)
     wanted = [w for w in (args.only or "").split("|") if w]

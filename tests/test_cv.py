@@ -136,3 +136,25 @@ def test_training_is_reproducible(subset_run):
     b = train_head(fs, config, progress=False)
     assert all(np.array_equal(x, y) for x, y in zip(a.head.get_weights(), b.head.get_weights()))
     assert np.array_equal(a.train_idx, np.arange(240))
+
+
+def test_fits_on_the_pool_keep_one_blas_thread():
+    """Each fit limits BLAS to one thread, but the limit is process-wide: on the outer folds'
+    threads, one fit's exit used to restore the default under another's running fit, whose sums
+    then came out different in the last bits (nested CV not reproducible). The pool holds the
+    limit for all of them."""
+    import time
+
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> int:
+        return max(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+
+    with threadpool_limits(2):  # the default on CI's two cores, here on any machine
+        def fit_like(i: int) -> int:  # what fit_path does around each fit
+            with threadpool_limits(1):
+                time.sleep(0.3 * i)  # item 0 leaves its limit while item 1 still fits
+                return blas_threads()
+
+        assert CV._map(fit_like, [0, 1], workers=2) == [1, 1]
+        assert blas_threads() == 2  # and the pool gives the caller's setting back
