@@ -52,14 +52,14 @@ def held_out_p_dog(data, options, fold_of, fraction: float, seed: int, draw: int
     fold's training photos, and the mean number of training photos."""
     import numpy as np
 
-    from catdog.training.cv import fit, select
+    from catdog.training.cv import default_workers, fit, select
 
     rng = np.random.default_rng([seed, draw, int(fraction * 1000)])
     p, sizes = np.zeros(len(data.y)), []
     for f in range(int(fold_of.max()) + 1):
         train = subsample(np.flatnonzero(fold_of != f), data.y, fraction, rng)
         test = np.flatnonzero(fold_of == f)
-        selection = select(data, train, options, 5, seed + 1 + f, workers=2)
+        selection = select(data, train, options, 5, seed + 1 + f, default_workers())  # inner folds side by side
         p[test] = data.p_dog(fit(data, train, options, selection.head_l2), test)
         sizes.append(len(train))
     return p, float(np.mean(sizes))

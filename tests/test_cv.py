@@ -150,11 +150,11 @@ def test_fits_on_the_pool_keep_one_blas_thread():
     def blas_threads() -> int:
         return max(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
 
-    with threadpool_limits(2):  # the default on CI's two cores, here on any machine
-        def fit_like(i: int) -> int:  # what fit_path does around each fit
-            with threadpool_limits(1):
-                time.sleep(0.3 * i)  # item 0 leaves its limit while item 1 still fits
-                return blas_threads()
+    def fit_like(i: int) -> int:  # what fit_path does around each fit
+        with threadpool_limits(1):
+            time.sleep(0.3 * i)  # item 0 leaves its limit while item 1 still fits
+            return blas_threads()
 
+    with threadpool_limits(2):  # the default on CI's two cores, here on any machine
         assert CV._map(fit_like, [0, 1], workers=2) == [1, 1]
         assert blas_threads() == 2  # and the pool gives the caller's setting back
