@@ -168,9 +168,33 @@ def export_coreml(
     staged = path.with_name(path.stem + ".partial.mlpackage")  # coremltools insists on the suffix
     shutil.rmtree(staged, ignore_errors=True)
     mlmodel.save(str(staged))
+    stable_package(staged)
     shutil.rmtree(path, ignore_errors=True)
     os.replace(staged, path)
     return _coreml_entry(spec, size, grid, pre)
+
+
+def stable_package(package: Path) -> None:
+    """Rewrite a saved .mlpackage so one model always makes the same bytes: coremltools draws a
+    random id (uuid4) for each item of Manifest.json on every save, replaced here by a uuid5 of the
+    item's path (the ids only link the manifest's entries to its root model), and serialises the
+    model spec with protobuf maps in no fixed order, re-serialised here with sorted keys."""
+    import json
+    import uuid
+
+    from coremltools.proto import Model_pb2
+
+    manifest = package / "Manifest.json"
+    doc = json.loads(manifest.read_text())
+    items = doc["itemInfoEntries"]
+    ids = {old: str(uuid.uuid5(uuid.NAMESPACE_URL, f"catdog:mlpackage/{item['path']}")).upper() for old, item in items.items()}
+    spec_path = package / "Data" / items[doc["rootModelIdentifier"]]["path"]
+    spec = Model_pb2.Model()
+    spec.ParseFromString(spec_path.read_bytes())
+    spec_path.write_bytes(spec.SerializeToString(deterministic=True))
+    doc["itemInfoEntries"] = {ids[old]: item for old, item in items.items()}
+    doc["rootModelIdentifier"] = ids[doc["rootModelIdentifier"]]
+    manifest.write_text(json.dumps(doc, indent=4, sort_keys=True) + "\n")
 
 
 def write(full_model: keras.Model, precision: str, path: Path, options) -> dict:

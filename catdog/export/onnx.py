@@ -11,6 +11,7 @@ and also computes in float32 (`int8_weights`), as Core ML's int8 does.
 
 from __future__ import annotations
 
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -116,18 +117,57 @@ def fp16_weights(model, keep_nodes: list[str]):
     return _stored_weights(model, keep_nodes, store)
 
 
+_NUMBERED = re.compile(r"__\d+(?=(:\d+)?$)")  # tf2onnx's `<name>__<n>` (and its `:0` output suffix)
+
+
+def canonical_names(model):
+    """`model` (onnx.ModelProto, changed in place and returned) with the names tf2onnx numbers from
+    a process-wide counter given numbers from the graph itself, so one Keras model always makes
+    the same bytes: numbered nodes and their outputs by their place in the node list (which is
+    deterministic), numbered constants after their first reader (`<node>/input_<k>`: tf2onnx
+    merges equal constants under whichever copy's name it meets first). Constants are stored
+    in the order they are first read."""
+    graph = model.graph
+    new: dict[str, str] = {}
+    for node in graph.node:
+        for name in (node.name, *node.output):
+            if _NUMBERED.search(name) and name not in new:
+                new[name] = _NUMBERED.sub(f"__{len(new)}", name, count=1)
+    constants = {i.name for i in graph.initializer}
+    first_read: dict[str, int] = {}
+    for node in graph.node:
+        for k, name in enumerate(node.input):
+            if name in constants and name not in first_read:
+                first_read[name] = len(first_read)
+                if _NUMBERED.search(name):
+                    new[name] = f"{new.get(node.name, node.name)}/input_{k}"
+    for node in graph.node:
+        node.name = new.get(node.name, node.name)
+        node.input[:] = [new.get(n, n) for n in node.input]
+        node.output[:] = [new.get(n, n) for n in node.output]
+    for value in (*graph.value_info, *graph.output):
+        value.name = new.get(value.name, value.name)
+    ordered = sorted(graph.initializer, key=lambda i: first_read.get(i.name, len(first_read)))
+    for tensor in ordered:
+        tensor.name = new.get(tensor.name, tensor.name)
+    del graph.initializer[:]
+    graph.initializer.extend(ordered)
+    return model
+
+
 def fp32_onnx(cam_model: keras.Model) -> bytes:
-    """The CAM model as fp32 ONNX (Keras' exporter, tf2onnx), serialised; made once per model
-    (`catdog.export.converted`): fp16 and int8 start from it."""
+    """The CAM model as fp32 ONNX (Keras' exporter, tf2onnx), serialised with `canonical_names`;
+    made once per model (`catdog.export.converted`): fp16 and int8 start from it."""
 
     def make() -> bytes:
+        import onnx
         import tensorflow as tf
 
         signature = [tf.TensorSpec([None, *cam_model.input.shape[1:]], tf.float32, name=INPUT_NAME)]
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "fp32.onnx"
             cam_model.export(str(path), format="onnx", opset_version=OPSET, verbose=False, input_signature=signature)
-            return path.read_bytes()
+            return canonical_names(onnx.load(path)).SerializeToString()
 
     return converted.once("onnx_fp32", (converted.model_key(cam_model),), make)
 

@@ -381,9 +381,45 @@ def plot_curves(history: dict, best_epoch: int, path: Path) -> None:
 
 
 def save_model(model: keras.Model, path: Path) -> None:
-    """`model.save`, atomically (the temporary name keeps the .keras suffix Keras asks for)."""
+    """`model.save`, atomically (the temporary name keeps the .keras suffix Keras asks for), as
+    `stable_keras_archive` bytes."""
     with staged(path) as tmp:
         model.save(tmp)
+        stable_keras_archive(tmp)
+
+
+def stable_keras_archive(path: Path) -> None:
+    """Rewrite a .keras file so one model always makes the same bytes, and so the same sha256 that
+    every artefact records: Keras writes the save time (metadata.json's date_saved, and each zip
+    entry's time) and Python object ids (config.json's shared_object_id, which only pair the
+    references to one shared object) into it. Here the date is left out, the entries dated
+    1980-01-01 (the zip format's first day) and the ids numbered 1, 2, ... in order of appearance."""
+    import zipfile
+
+    ids: dict[int, int] = {}
+
+    def renumbered(node):
+        if isinstance(node, dict):
+            if "shared_object_id" in node:
+                node["shared_object_id"] = ids.setdefault(node["shared_object_id"], len(ids) + 1)
+            for value in node.values():
+                renumbered(value)
+        elif isinstance(node, list):
+            for value in node:
+                renumbered(value)
+        return node
+
+    with zipfile.ZipFile(path) as archive:
+        entries = [(info, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(path, "w") as archive:
+        for info, data in entries:
+            if info.filename == "config.json":
+                data = json.dumps(renumbered(json.loads(data))).encode()
+            elif info.filename == "metadata.json":
+                data = json.dumps({k: v for k, v in json.loads(data).items() if k != "date_saved"}).encode()
+            entry = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            entry.external_attr, entry.compress_type = info.external_attr, info.compress_type
+            archive.writestr(entry, data)
 
 
 def photo_sets(names: list[str], labels: np.ndarray, folds: np.ndarray, seed: int) -> dict:
