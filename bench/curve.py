@@ -78,7 +78,7 @@ def curve(c: R.Candidate, folds: R.Folds, features_dir: Path, photos: Path, seed
             "spotted_cats": (folds.spotted, folds.spotted_cats)}
     rows = []
     for fraction in FRACTIONS:
-        row = {"candidate": c.name, "fraction": fraction}
+        row = {"candidate": c.name, "fraction": fraction, "photos": len(data.y)}
         for name, (fold_of, scored) in sets.items():
             losses = []
             for draw in range(DRAWS if fraction < 1 else 1):
@@ -117,10 +117,10 @@ def main() -> int:
     for c in (chosen, R.V2):
         mine = curve(c, folds, args.features_dir, args.data, args.seed)
         rows += mine
-        full = mine[-1]["clean_training_photos"]
         slope = {"candidate": c.name, **{f"{k}_per_doubling": per_doubling(mine, k) for k in ("clean", "spotted_cats")}}
         # what EXTRA_PHOTOS more labelled photos would buy on the curve's slope (the refit on every photo)
-        more = np.log2((full / 0.8 + EXTRA_PHOTOS) / (full / 0.8))
+        photos = mine[-1]["photos"]
+        more = np.log2((photos + EXTRA_PHOTOS) / photos)
         slope.update({f"{k}_with_{EXTRA_PHOTOS}_more": slope[f"{k}_per_doubling"] * more for k in ("clean", "spotted_cats")})
         slopes.append(slope)
     for r in rows:
