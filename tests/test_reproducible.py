@@ -1,7 +1,7 @@
 """Runs are reproducible to the byte: the same model saves to the same .keras bytes, and exports to
 the same artefacts (same sha256 in the manifest) in another process, although Keras writes the save
 time and object ids into a .keras file, tf2onnx numbers names from a process-wide counter, and
-coremltools draws random package ids and writes protobuf maps in no fixed order."""
+coremltools draws random package ids, writes protobuf maps in no fixed order and dates each conversion."""
 
 from __future__ import annotations
 
@@ -34,10 +34,14 @@ def test_the_same_model_saves_to_the_same_bytes(subset_run, tmp_path):
 
 @needs_shared
 def test_training_twice_saves_the_same_model_bytes(subset_run, tmp_path):
-    for name in ("a", "b"):  # two processes, as two runs are (in one, Keras numbers layer names on)
-        result = catdog_cli("train", str(subset_run / RunDir.FEATURES), "--negatives", str(subset_run / RunDir.NEGATIVES),
-                            "--out", str(tmp_path / name))
-        assert result.returncode == 0, result.output[-3000:]
+    from catdog.cli import main
+
+    args = ["train", str(subset_run / RunDir.FEATURES), "--negatives", str(subset_run / RunDir.NEGATIVES), "--out"]
+    # one in this process, which has built other models before (Keras numbers unnamed layers per
+    # process), one in a fresh process
+    assert main([*args, str(tmp_path / "a")]) == 0
+    result = catdog_cli(*args, str(tmp_path / "b"))
+    assert result.returncode == 0, result.output[-3000:]
     for saved in (RunDir.MODEL, RunDir.HEAD):
         assert sha256_file(tmp_path / "a" / saved) == sha256_file(tmp_path / "b" / saved), saved
     assert json.loads((tmp_path / "a" / RunDir.METRICS).read_text())["model_sha256"] == sha256_file(tmp_path / "b" / RunDir.MODEL)
@@ -52,3 +56,24 @@ def test_export_in_another_process_makes_the_same_artefacts(subset_run, subset_a
     second = {(a["format"], a["precision"]): a["sha256"] for a in json.loads((out / "manifest.json").read_text())["artefacts"]}
     assert set(second) == {(f, p) for f in ("coreml", "tflite", "onnx") for p in ("fp32", "int8")}
     assert {key: first[key] for key in second} == second
+
+
+@needs_shared
+def test_a_core_ml_package_made_on_another_day_has_the_same_bytes(subset_run, subset_artefacts, tmp_path, monkeypatch):
+    import datetime
+
+    from coremltools.converters import _converters_entry
+
+    from catdog.cli import main
+
+    class AnotherDay(datetime.date):
+        @classmethod
+        def today(cls):
+            return cls(2031, 2, 3)
+
+    monkeypatch.setattr(_converters_entry, "date", AnotherDay)  # what coremltools dates its conversions by
+    out = tmp_path / "art"
+    assert main(["export", str(subset_run), "--out", str(out), "--formats", "coreml", "--precision", "fp32"]) == 0
+    first = json.loads((subset_artefacts / "manifest.json").read_text())["artefacts"]
+    second = json.loads((out / "manifest.json").read_text())["artefacts"]
+    assert [a["sha256"] for a in second] == [a["sha256"] for a in first if (a["format"], a["precision"]) == ("coreml", "fp32")]

@@ -19,6 +19,7 @@ from catdog.export.sensitivity import Unit, coreml_op_selector, matches
 from catdog.features import BGR_MEAN, get_spec, input_size
 
 AUTHOR = "catdog"
+CONVERSION_DATE = "com.github.apple.coremltools.conversion_date"  # coremltools writes str(date.today())
 LICENSE = "Apache-2.0 (model code); weights: see the backbone's ImageNet weights licence"
 
 
@@ -177,8 +178,10 @@ def export_coreml(
 def stable_package(package: Path) -> None:
     """Rewrite a saved .mlpackage so one model always makes the same bytes: coremltools draws a
     random id (uuid4) for each item of Manifest.json on every save, replaced here by a uuid5 of the
-    item's path (the ids only link the manifest's entries to its root model), and serialises the
-    model spec with protobuf maps in no fixed order, re-serialised here with sorted keys."""
+    item's path (the ids only link the manifest's entries to its root model), serialises the
+    model spec with protobuf maps in no fixed order, re-serialised here with sorted keys, and writes
+    the day of the conversion into the spec's metadata, dropped here (manifest.json records when
+    each artefact was made), so a package made on another day has the same bytes too."""
     import json
     import uuid
 
@@ -191,6 +194,8 @@ def stable_package(package: Path) -> None:
     spec_path = package / "Data" / items[doc["rootModelIdentifier"]]["path"]
     spec = Model_pb2.Model()
     spec.ParseFromString(spec_path.read_bytes())
+    if CONVERSION_DATE in spec.description.metadata.userDefined:
+        del spec.description.metadata.userDefined[CONVERSION_DATE]
     spec_path.write_bytes(spec.SerializeToString(deterministic=True))
     doc["itemInfoEntries"] = {ids[old]: item for old, item in items.items()}
     doc["rootModelIdentifier"] = ids[doc["rootModelIdentifier"]]

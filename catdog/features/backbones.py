@@ -139,7 +139,11 @@ def build_backbone(
     try:
         with warnings.catch_warnings():  # at S != 224 Keras says it loads the 224 weights: intended
             warnings.filterwarnings("ignore", message="`input_shape` is undefined or non-square")
-            return constructor(include_top=False, weights=weights, input_shape=(size, size, 3), name=layer_name)
+            # the input named, or Keras numbers it on per process (input_layer_N) and a second model
+            # saves other bytes; rebuilt on the same layers so the input is one tensor, not a list
+            image = keras.Input(shape=(size, size, 3), name=f"{layer_name}_input")
+            net = constructor(include_top=False, weights=weights, input_shape=(size, size, 3), input_tensor=image, name=layer_name)
+            return keras.Model(image, net.output, name=layer_name)
     except (OSError, ValueError) as exc:
         raise CatdogError(
             f"cannot load {spec.name} weights {weights!r} ({str(exc).splitlines()[0][:200]}); "
