@@ -44,13 +44,16 @@ def save(name: str, rows, extra: dict | None = None) -> None:
 
 
 def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
-    """columns: (key, header, format)."""
-    print("  ".join(f"{h:>{max(len(h), 10)}}" for _, h, _ in columns))
+    """columns: (key, header, format); a format "<N" left-aligns text in N characters, header too."""
+    def width(header, fmt):
+        return max(len(header), 10, int(fmt[1:]) if fmt[:1] == "<" and fmt[1:].isdigit() else 0)
+
+    print("  ".join(f"{h:{'<' if f[:1] == '<' else '>'}{width(h, f)}}" for _, h, f in columns))
     for r in rows:
         cells = []
         for key, header, fmt in columns:
             v = r.get(key)
-            cells.append(f"{(format(v, fmt) if v is not None else '-'):>{max(len(header), 10)}}")
+            cells.append(f"{(format(v, fmt) if v is not None else '-'):>{width(header, fmt)}}")
         print("  ".join(cells))
 
 

@@ -81,8 +81,9 @@ def robustness_rows(metrics: dict) -> list[dict]:
 
 
 def neither_rates(metrics: dict) -> str | None:
-    """The "neither" answer's nested-CV figures as one line: the share of cats and dogs kept and
-    of photos with neither rejected, and what measured them; None for a run without them."""
+    """The "neither" answer's nested-CV figures as one line: the share of cats and dogs kept (and of
+    the views the detector learnt from) and of photos with neither rejected, and what measured them;
+    None for a run without them."""
     pet = metrics.get("pet") or {}
     if not isinstance(pet.get("keep"), (int, float)):
         return None
@@ -91,8 +92,9 @@ def neither_rates(metrics: dict) -> str | None:
         f", rejects {reject:.1%} of {pet.get('n_negatives', '?')} photos with neither"
         if isinstance(reject, (int, float)) else ", no photos with neither to measure rejection (pass --negatives DIR)"
     )
+    views = "".join(f" ({r['keep']:.1%} of {r['n_photos']} in the {v} view)" for v, r in (pet.get("views") or {}).items())
     return (
-        f"keeps {pet['keep']:.1%} of {pet.get('n_pets', '?')} cats and dogs{rejected} "
+        f"keeps {pet['keep']:.1%} of {pet.get('n_pets', '?')} cats and dogs{views}{rejected} "
         f"(nested CV; threshold P(pet) {pet.get('threshold', float('nan')):.3g})"
     )
 

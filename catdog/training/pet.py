@@ -35,6 +35,11 @@ L2 = 1.0  # on standardised features; keep and reject rates were flat from 0.01 
 NEGATIVE_SHARE = 0.25  # the negatives weigh at least this share of the positives in the fit
 FOLDS = 5
 # nested CV: every inner fit (the outer training part, FOLDS - 1 shares) still has FOLDS photos with neither
+# views of the training cats and dogs the detector also learns from, where the run has them (`catdog
+# run` extracts every shifted view of SHIFT_PHOTOS photos): trained on plain photos alone, it called 6.7 %
+# of grayscale cats and dogs neither; with the gray view of 120, 3.5 %, rejecting as many photos with
+# neither (`python -m bench neither --shifts`, README)
+PET_VIEWS = ("gray",)
 MIN_NEGATIVES = next(n for n in range(FOLDS, 10 * FOLDS) if n - -(-n // FOLDS) >= FOLDS)  # 7 for 5 folds
 
 
@@ -142,18 +147,21 @@ def _fit(x: np.ndarray, y: np.ndarray, offset: np.ndarray, l2: float = L2) -> tu
     return w, float(p[-1] - w @ mu)
 
 
-def _scores(x, y, offset, train, test) -> np.ndarray:
-    w, c = _fit(x[train], y[train], offset[train])
+def _scores(x, y, offset, train, test, photo: np.ndarray | None = None) -> np.ndarray:
+    """Logits of rows `test` from a detector fitted on the photos `train`; photo: the photo each row
+    of x shows (views of a photo train with it), None where every row is a photo of its own."""
+    fitted = train if photo is None else np.flatnonzero(np.isin(photo, train))
+    w, c = _fit(x[fitted], y[fitted], offset[fitted])
     return x[test] @ w + c + offset[test]
 
 
-def _oof(x, y, offset, rows: np.ndarray, seed: int) -> np.ndarray:
-    """Out-of-fold logits of `rows` (FOLDS-fold CV, stratified)."""
+def _oof(x, y, offset, rows: np.ndarray, seed: int, photo: np.ndarray | None = None) -> np.ndarray:
+    """Out-of-fold logits of the photos `rows` (FOLDS-fold CV, stratified; `_scores`' photo)."""
     from catdog.training.cv import _map, default_workers, stratified_folds
 
     folds = stratified_folds(y[rows].astype(int), FOLDS, seed)
     out = np.zeros(len(rows))
-    scored = _map(lambda k: _scores(x, y, offset, rows[folds != k], rows[folds == k]), list(range(FOLDS)), default_workers())
+    scored = _map(lambda k: _scores(x, y, offset, rows[folds != k], rows[folds == k], photo), list(range(FOLDS)), default_workers())
     for k, scores in enumerate(scored):
         out[folds == k] = scores
     return out
@@ -163,11 +171,19 @@ def _threshold(pet_logits: np.ndarray) -> float:
     return float(np.quantile(pet_logits, 1 - KEEP))
 
 
-def fit_pet(pets: np.ndarray, negatives: np.ndarray | None, top: ImagenetTop | None, seed: int = 0) -> PetFit:
+def fit_pet(
+    pets: np.ndarray, negatives: np.ndarray | None, top: ImagenetTop | None, seed: int = 0,
+    views: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+) -> PetFit:
     """Fit the detector on pooled features of cats and dogs (`pets`) and of photos with neither
     (`negatives`), choose the threshold by CV, and estimate keep and reject rates by nested CV.
     Without negatives, the ImageNet log-odds alone with a threshold from the pets' scores; without
-    either, no neither answer (P(pet) = 1, threshold 0)."""
+    either, no neither answer (P(pet) = 1, threshold 0).
+
+    views: view name -> (rows of `pets`, (n, C) their features as the view shows them): more cats
+    and dogs to learn from (`PET_VIEWS`). A view trains with its photo, so no detector that scores a
+    photo has seen any view of it; thresholds come from the plain photos' scores, as without views,
+    and the nested CV also gives each view's keep rate."""
     from catdog.training.cv import stratified_folds
 
     pets = np.asarray(pets, np.float64)
@@ -182,31 +198,41 @@ def fit_pet(pets: np.ndarray, negatives: np.ndarray | None, top: ImagenetTop | N
             "keep": keep, "reject": None, "n_pets": len(pets), "n_negatives": 0,
         })
     negatives = np.asarray(negatives, np.float64)
-    x = np.vstack([pets, negatives])
-    y = np.r_[np.ones(len(pets)), np.zeros(len(negatives))]
-    offset = np.r_[offset_pets, top.log_odds(negatives) if top else np.zeros(len(negatives))]
+    views = {v: (np.asarray(r, int), np.asarray(f, np.float64)) for v, (r, f) in (views or {}).items() if len(r)}
+    n = len(pets) + len(negatives)  # the photos; the views' rows follow them in x
+    x = np.vstack([pets, negatives, *(f for _, f in views.values())])
+    photo = np.r_[np.arange(n), *(r for r, _ in views.values())].astype(int)
+    y = np.r_[np.ones(len(pets)), np.zeros(len(negatives)), np.ones(len(photo) - n)]
+    offset = np.r_[offset_pets, *(top.log_odds(a) if top else np.zeros(len(a)) for a in (negatives, *(f for _, f in views.values())))]
     # nested CV: each outer fold scored by a detector and a threshold chosen without it
-    outer = stratified_folds(y.astype(int), FOLDS, seed)
+    outer = stratified_folds(y[:n].astype(int), FOLDS, seed)
     nested, kept = np.zeros(len(y)), np.zeros(len(y), bool)
     for k in range(FOLDS):
-        train, test = np.flatnonzero(outer != k), np.flatnonzero(outer == k)
-        inner = _oof(x, y, offset, train, seed + 1)
+        train, test = np.flatnonzero(outer != k), np.flatnonzero(outer[photo] == k)
+        inner = _oof(x, y, offset, train, seed + 1, photo)
         t = _threshold(inner[y[train] == 1])
-        nested[test] = _scores(x, y, offset, train, test)
+        nested[test] = _scores(x, y, offset, train, test, photo)
         kept[test] = nested[test] >= t
-    # the shipped detector: every photo; its threshold from every photo's out-of-fold score
-    oof = _oof(x, y, offset, np.arange(len(y)), seed + 1)
-    t = _threshold(oof[y == 1])
+    # the shipped detector: every photo and view; its threshold from every photo's out-of-fold score
+    oof = _oof(x, y, offset, np.arange(n), seed + 1, photo)
+    t = _threshold(oof[y[:n] == 1])
     w, c = _fit(x, y, offset)
+    view_rates, at = {}, n
+    for view, (rows, _) in views.items():
+        view_rates[view] = {"n_photos": int(len(rows)), "keep": float(kept[at : at + len(rows)].mean())}
+        at += len(rows)
+    nested, kept, y = nested[:n], kept[:n], y[:n]
     return PetFit(w, c, float(1 / (1 + np.exp(-t))), top, {
         "method": (
             f"nested {FOLDS}-fold CV over {len(pets)} cats and dogs and {len(negatives)} photos with neither: in each outer "
             f"fold the detector is fitted and the threshold chosen (keeping {KEEP:.1%} of inner out-of-fold scores) without it"
+            + "".join(f"; it also learns from the {v} view of {r['n_photos']} of the cats and dogs" for v, r in view_rates.items())
         ),
         "keep": float(kept[y == 1].mean()),
         "reject": float((~kept[y == 0]).mean()),
         "n_pets": int(len(pets)),
         "n_negatives": int(len(negatives)),
+        "views": view_rates,  # view -> photos the detector also learnt from, and the nested keep rate of those views
         "nested_pet": [float(1 / (1 + np.exp(-v))) for v in nested],  # pets first, then the negatives
         "nested_kept": [bool(k) for k in kept],
     })

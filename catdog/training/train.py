@@ -39,7 +39,7 @@ from catdog.errors import CatdogError
 from catdog.features import BackbonePreprocessing, FeatureSet, backbone_names, build_backbone, get_spec, image_input, input_size
 from catdog.training import cv as CV
 from catdog.training import metrics as M
-from catdog.training.pet import FOLDS as PET_FOLDS, MIN_NEGATIVES, ImagenetTop, PetFit, fit_pet, imagenet_top, pet_head, pet_outputs
+from catdog.training.pet import FOLDS as PET_FOLDS, MIN_NEGATIVES, PET_VIEWS, ImagenetTop, PetFit, fit_pet, imagenet_top, pet_head, pet_outputs
 
 PARITY_FRACTION = 0.2  # share of the training photos named for parity (400 of the 2,002 shared photos)
 
@@ -220,17 +220,23 @@ def _labelled(feature_set: FeatureSet, report: bool = True) -> np.ndarray:
     return np.flatnonzero(labelled)
 
 
+def photo_rows(feature_set: FeatureSet, rows: np.ndarray, view: FeatureSet) -> np.ndarray:
+    """Each row of a view's features: the position of its photo in `rows` (the training photos of
+    `feature_set`), -1 for a photo not among them."""
+    at = {name: i for i, name in enumerate(feature_set.names[r] for r in rows)}
+    return np.array([at.get(n, -1) for n in view.names], int)
+
+
 def _data(feature_set: FeatureSet, rows: np.ndarray, views: dict[str, FeatureSet] | None, config: HeadConfig) -> CV.Data:
     """The training data of photos `rows`: with each view file's features, as training rows (the
     views `config.views` names, which must hold every photo) or as shifted photos to score."""
     views = views or {}
-    at = {name: i for i, name in enumerate(feature_set.names[r] for r in rows)}
     train_views, shifted = {}, {}
     for view in config.views:
         if view not in views:
             raise CatdogError(f"training on view {view!r} needs its features; extract them with `catdog features DATA --view {view}`")
     for view, held in views.items():
-        where = np.array([at.get(n, -1) for n in held.names])
+        where = photo_rows(feature_set, rows, held)
         if (held.backbone, held.attrs.get("image_size")) != (feature_set.backbone, feature_set.attrs.get("image_size")):
             raise CatdogError(f"the {view} view's features are {held.backbone} at {held.attrs.get('image_size')}px, not the photos' "
                               f"{feature_set.backbone} at {feature_set.attrs.get('image_size')}px; extract them again")
@@ -323,11 +329,16 @@ def check_negatives(feature_set: FeatureSet, negatives: FeatureSet | None) -> No
 
 
 def train_pet(
-    feature_set: FeatureSet, rows: np.ndarray, negatives: FeatureSet | None, top: ImagenetTop | None, note: str, seed: int
+    feature_set: FeatureSet, rows: np.ndarray, negatives: FeatureSet | None, top: ImagenetTop | None, note: str, seed: int,
+    views: dict[str, FeatureSet] | None = None,
 ) -> PetFit:
-    """Fit the pet detector on the training photos' features and the negatives' (`check_negatives`d);
-    `top`, `note`: `imagenet_top` of the backbone."""
-    fit = fit_pet(feature_set.features[rows], None if negatives is None else negatives.features, top, seed)
+    """Fit the pet detector on the training photos' features and the negatives' (`check_negatives`d),
+    and on the views of PET_VIEWS among `views` (`train_run`'s); `top`, `note`: `imagenet_top` of the backbone."""
+    pet_views = {}
+    for view in (v for v in PET_VIEWS if v in (views or {})):
+        where = photo_rows(feature_set, rows, views[view])
+        pet_views[view] = (where[where >= 0], views[view].features[where >= 0])
+    fit = fit_pet(feature_set.features[rows], None if negatives is None else negatives.features, top, seed, pet_views)
     fit.estimate["offset"] = note
     return fit
 
@@ -472,7 +483,7 @@ def train_run(
 
     run_dir.mkdir(parents=True, exist_ok=True)
     image_size = int(feature_set.attrs.get("image_size", IMAGE_SIZE))
-    pet = train_pet(feature_set, rows, negatives, top, top_note, config.seed)
+    pet = train_pet(feature_set, rows, negatives, top, top_note, config.seed, views)
     pet_model = pet_head(feature_set.features.shape[1], pet, dog_prior=prior)
     model = full_model(feature_set.backbone, build_backbone(feature_set.backbone, weights, image_size), result.head, pet_model)
     save_model(model, run_dir / RunDir.MODEL)
