@@ -34,12 +34,12 @@ KEEP = 0.997  # quantile of the cats' and dogs' CV scores the threshold keeps (n
 L2 = 1.0  # on standardised features; keep and reject rates were flat from 0.01 to 1 (README)
 NEGATIVE_SHARE = 0.25  # the negatives weigh at least this share of the positives in the fit
 FOLDS = 5
-# nested CV: every inner fit (the outer training part, FOLDS - 1 shares) still has FOLDS photos with neither
 # views of the training cats and dogs the detector also learns from, where the run has them (`catdog
 # run` extracts every shifted view of SHIFT_PHOTOS photos): trained on plain photos alone, it called 6.7 %
 # of grayscale cats and dogs neither; with the gray view of 120, 3.5 %, rejecting as many photos with
 # neither (`python -m bench neither --shifts`, README)
 PET_VIEWS = ("gray",)
+# nested CV: every inner fit (the outer training part, FOLDS - 1 shares) still has FOLDS photos with neither
 MIN_NEGATIVES = next(n for n in range(FOLDS, 10 * FOLDS) if n - -(-n // FOLDS) >= FOLDS)  # 7 for 5 folds
 
 
