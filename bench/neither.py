@@ -105,12 +105,11 @@ def shift_rows(top, backbones, size: int, data, negatives_dir, features_dir, kee
     def fit(train_mask, views, subset):
         """The detector on the photos of train_mask, plus their `views` (of the photos in `subset`
         alone, where it is given: cats and dogs)."""
-        parts = [(v, idx, x, offset[v]) for v, (idx, x) in photo.items() if v == "plain" or v in views]
-        sel = [train_mask[idx] & (v == "plain" or subset is None or np.isin(idx, subset)) for v, idx, _, _ in parts]
-        parts = [p[1:] for p in parts]
-        x = np.vstack([x[m] for (_, x, _), m in zip(parts, sel)])
-        yy = np.concatenate([y[idx[m]] for (idx, _, _), m in zip(parts, sel)])
-        return P._fit(x, yy, np.concatenate([o[m] for (_, _, o), m in zip(parts, sel)]))
+        parts = [(idx, x, offset[v], train_mask[idx] & (v == "plain" or subset is None or np.isin(idx, subset)))
+                 for v, (idx, x) in photo.items() if v == "plain" or v in views]
+        x = np.vstack([x[m] for _, x, _, m in parts])
+        yy = np.concatenate([y[idx[m]] for idx, _, _, m in parts])
+        return P._fit(x, yy, np.concatenate([o[m] for _, _, o, m in parts]))
 
     rows = []
     designs = (

@@ -337,7 +337,8 @@ def train_pet(
     pet_views = {}
     for view in (v for v in PET_VIEWS if v in (views or {})):
         where = photo_rows(feature_set, rows, views[view])
-        pet_views[view] = (where[where >= 0], views[view].features[where >= 0])
+        trained = where >= 0  # photos left out of training give no view either
+        pet_views[view] = (where[trained], views[view].features[trained])
     fit = fit_pet(feature_set.features[rows], None if negatives is None else negatives.features, top, seed, pet_views)
     fit.estimate["offset"] = note
     return fit
