@@ -200,10 +200,11 @@ def fit_pet(
     negatives = np.asarray(negatives, np.float64)
     views = {v: (np.asarray(r, int), np.asarray(f, np.float64)) for v, (r, f) in (views or {}).items() if len(r)}
     n = len(pets) + len(negatives)  # the photos; the views' rows follow them in x
-    x = np.vstack([pets, negatives, *(f for _, f in views.values())])
+    rest = [negatives, *(f for _, f in views.values())]
+    x = np.vstack([pets, *rest])
     photo = np.r_[np.arange(n), *(r for r, _ in views.values())].astype(int)
     y = np.r_[np.ones(len(pets)), np.zeros(len(negatives)), np.ones(len(photo) - n)]
-    offset = np.r_[offset_pets, *(top.log_odds(a) if top else np.zeros(len(a)) for a in (negatives, *(f for _, f in views.values())))]
+    offset = np.r_[offset_pets, *(top.log_odds(a) if top else np.zeros(len(a)) for a in rest)]
     # nested CV: each outer fold scored by a detector and a threshold chosen without it
     outer = stratified_folds(y[:n].astype(int), FOLDS, seed)
     nested, kept = np.zeros(len(y)), np.zeros(len(y), bool)
