@@ -114,9 +114,11 @@ class Study:
         self.v2 = {v: f.features for v, f in v2.items()}
         self.y = np.asarray(v2["plain"].labels)
         self.act = {v: activations(features_dir, data, v) for v in ("plain", "mirror")}
-        self.top, note = imagenet_top("mobilenet_v2", "imagenet")
+        # the fused features' top: V2's columns follow V1's 1024 (ImagenetTop.start)
+        self.top, note = imagenet_top(",".join(R.FUSED), ",".join(["imagenet"] * len(R.FUSED)))
         if self.top is None:
             raise SystemExit(f"bench.finetune: {note}")
+        assert self.top.start == self.v1["plain"].shape[1], "the prior must read V2's columns"
         self.options = Options(views=("mirror",))  # make run's head: mirror rows; l2 by clean CV here
         kind, _ = R.imagenet_kinds(features_dir, data)
         spotted_of, self.spotted = R.spotted_folds(kind, self.y, seed)
