@@ -161,27 +161,22 @@ def tail_model():
 
 
 def tuned_model(tail, top, head):
-    """(activations, V1 features) -> P(dog): the tail, the prior through the ImageNet top, and the
-    frozen `head` on [V1, V2, prior], as `make run`'s model joins them."""
+    """(activations, V1 features) -> P(dog): the tail, the prior from the fused features through
+    `make run`'s own pet head (catdog.training.pet.pet_head, frozen), and the frozen `head` on
+    [V1, V2, prior], as `make run`'s model joins them."""
     import keras
     import numpy as np
-    from keras import ops
 
-    from catdog.training.pet import IMAGENET_CAT_CLASSES, IMAGENET_DOG_CLASSES
-
-    kernel, bias = top.kernel.astype(np.float32), top.bias.astype(np.float32)
-
-    class DogLogOdds(keras.layers.Layer):
-        def call(self, pooled):
-            z = ops.matmul(pooled, kernel) + bias
-            dogs = ops.logsumexp(ops.take(z, list(IMAGENET_DOG_CLASSES), axis=1), axis=1)
-            cats = ops.logsumexp(ops.take(z, list(IMAGENET_CAT_CLASSES), axis=1), axis=1)
-            return ops.expand_dims(dogs - cats, 1)
+    from catdog.training.pet import PetFit, pet_head, pet_outputs
 
     act, v1 = keras.Input(tail.input.shape[1:]), keras.Input((head.w.shape[0] - tail.output.shape[-1] - 1,))
-    v2 = tail(act)
+    pooled = keras.layers.Concatenate()([v1, tail(act)])
+    n = int(pooled.shape[-1])
+    prior_head = pet_head(n, PetFit(np.zeros(n), 0.0, 0.5, top), dog_prior=True)
+    prior_head.trainable = False
+    _, prior = pet_outputs(prior_head, pooled)
     dense = keras.layers.Dense(1, activation="sigmoid", trainable=False)
-    p_dog = dense(keras.layers.Concatenate()([v1, v2, DogLogOdds()(v2)]))
+    p_dog = dense(keras.layers.Concatenate()([pooled, prior]))
     dense.set_weights([head.w[:, None].astype(np.float32), np.array([head.b], np.float32)])
     return keras.Model([act, v1], p_dog)
 
@@ -209,6 +204,9 @@ def tune(study: Study, tuning: Tuning, train, inner_seed: int, selected_head) ->
         head = selected_head
     tail = tail_model()
     model = tuned_model(tail, study.top, head)
+    some = fit_on[:256]  # untuned, the graph must be the head on the cached features
+    untuned = model.predict([study.act["plain"][some], study.v1["plain"][some]], batch_size=128, verbose=0)[:, 0]
+    assert np.abs(untuned - head.p_dog(base.x[some])).max() < 1e-4, "the tuned model is not the head on its features"
     model.compile(keras.optimizers.Adam(tuning.lr), "binary_crossentropy")
 
     def rows(idx):
