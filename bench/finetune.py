@@ -108,7 +108,6 @@ class Study:
         from catdog.training.cv import Options, stratified_folds
         from catdog.training.pet import imagenet_top
 
-        self.seed = seed
         self.v1 = {v: feature_file(features_dir, data, "mobilenet", SIZE, v).features for v in ("plain", "mirror")}
         v2 = {v: feature_file(features_dir, data, "mobilenet_v2", SIZE, v) for v in ("plain", "mirror")}
         self.v2 = {v: f.features for v, f in v2.items()}
@@ -120,6 +119,7 @@ class Study:
             raise SystemExit(f"bench.finetune: {note}")
         assert self.top.start == self.v1["plain"].shape[1], "the prior must read V2's columns"
         self.options = Options(views=("mirror",))  # make run's head: mirror rows; l2 by clean CV here
+        self.frozen = self.data(self.v2)  # the features as they are, which every row starts from
         kind, _ = R.imagenet_kinds(features_dir, data)
         spotted_of, self.spotted = R.spotted_folds(kind, self.y, seed)
         clean = stratified_folds(self.y, 5, seed)
@@ -193,7 +193,7 @@ def tune(study: Study, tuning: Tuning, train, inner_seed: int, selected_head) ->
 
         back = stratified_folds(study.y[train], round(1 / HELD_BACK), inner_seed) == 0
         fit_on, held = train[~back], train[back]
-    base = study.data(study.v2)
+    base = study.frozen
     if tuning.target_l2 is not None:
         from catdog.training.cv import fit
 
@@ -238,7 +238,7 @@ def main() -> int:
 
     args = R.study_arguments("python -m bench.finetune", __doc__)
     study = Study(args.features_dir, args.data, args.seed)
-    base = study.data(study.v2)
+    base = study.frozen
     y = study.y
     p = {t.name: np.zeros(len(y)) for t in ROWS}
     spotted_p = {t.name: None for t in ROWS}
