@@ -21,7 +21,7 @@ squash). A policy would replace squash only if its clean interval lay below 0 an
 close-ups did not get worse.
 
 Features: squash's are bench.robust's cache (--features-dir); each other policy's are extracted
-into --features-dir/resize_POLICY on first use (about 5 minutes a policy here). Prints a table
+into --features-dir/resize_POLICY on first use (about 6 minutes a policy here; 4 minutes for the whole study once cached). Prints a table
 and writes bench/results/resize.json.
 """
 
@@ -107,8 +107,6 @@ def spotted_closeups(data_c, options, top, features_dir: Path, data: Path, folds
 
 
 def main() -> int:
-    import numpy as np
-
     from catdog.training.cv import bootstrap_interval
     from catdog.training.pet import imagenet_top
 
@@ -141,8 +139,8 @@ def main() -> int:
         r["vs_squash_closeups_95"] = [0.0, 0.0] if r["candidate"] == "squash" else list(bootstrap_interval(diff, seed=args.seed))
         for key in ("clean", "groups", "closeups"):
             lo, hi = r[f"vs_squash_{key}_95"]
-            mean = r["vs_squash_closeups"] if key == "closeups" else r["vs_squash_clean"] if key == "clean" else None
-            r[f"{key}_text"] = (f"{mean:+.4f} " if mean is not None else "") + f"({lo:+.4f} .. {hi:+.4f})"
+            mean = r.get(f"vs_squash_{key}")  # none for groups: R.paired keeps its interval alone
+            r[f"{key}_text"] = ("" if mean is None else f"{mean:+.4f} ") + f"({lo:+.4f} .. {hi:+.4f})"
     from catdog.data import SHIFTS
 
     table(rows, [("candidate", "policy", "<8"), ("clean", "clean", ".4f"), ("accuracy", "acc", ".2%"),
