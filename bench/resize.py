@@ -21,8 +21,8 @@ squash). A policy would replace squash only if its clean interval lay below 0 an
 close-ups did not get worse.
 
 Features: squash's are bench.robust's cache (--features-dir); each other policy's are extracted
-into --features-dir/resize_POLICY on first use (about 6 minutes a policy here; 4 minutes for the whole study once cached). Prints a table
-and writes bench/results/resize.json.
+into --features-dir/resize_POLICY on first use (about 6 minutes a policy here; the whole study
+takes 4 minutes once cached). Prints a table and writes bench/results/resize.json.
 """
 
 from __future__ import annotations
