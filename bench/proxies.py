@@ -2,7 +2,8 @@
 
 Issue 26's other source (close-up portraits; its mistakes cats with spotted or ticked coats) was
 measured on three backbones and two heads; bench.robust chooses the default on proxies made from
-the shared photos. Three checks of those proxies against what the other source measured:
+the shared photos. Three checks of those proxies against what the other source measured, and
+a fourth, of a classic trick:
 
 1. **Spotted cats as close-ups**: the cats MobileNetV2's ImageNet top calls "Egyptian cat" all
    held out (bench.robust's spotted fold set; every other photo trains the head by the real
@@ -22,6 +23,9 @@ the shared photos. Three checks of those proxies against what the other source m
 3. **Temperature**: `make run`'s default with its logit divided by T (T > 1: less sure) on every
    column, close-ups included: does a temperature chosen on shifted or held-out-kind photos help
    the proxies that track the other source?
+4. **Clipping**: `make run`'s default with P(dog) clipped to [eps, 1 - eps] (the Dogs vs. Cats
+   Kaggle trick: it bounds a confident mistake's loss at -log(eps) and costs up to eps on every
+   sure photo) on the same columns: do the proxies' confident mistakes outweigh that cost?
 
 Prints the tables and writes bench/results/proxies.json. Features come from bench.choices' cache
 (--features-dir, shared with bench.robust; the crops are extracted there on first use).
@@ -48,6 +52,7 @@ EARLIER_HEAD = "V2, 288, photos only, the earlier head (dropout 0.5, early stopp
 EARLIER_HEAD_OTHER_SOURCE = 0.0320
 FIXED_L2 = (1e-3, 3e-3, 1e-2)  # the values CV chooses for these heads
 TEMPERATURES = (0.8, 1.0, 1.2, 1.4, 1.7)
+CLIPS = (0.0, 1e-4, 1e-3, 3e-3, 1e-2)  # Kaggle's trick for log loss: P(dog) kept within [eps, 1 - eps]
 
 
 def cached(held_out):
@@ -189,9 +194,17 @@ def earlier_head_columns(features_dir: Path, data: Path, folds: R.Folds, seed: i
     return row
 
 
-def temperature_columns(features_dir: Path, data: Path, folds: R.Folds, seed: int, chosen_crops: list) -> list[dict]:
-    """Check 3: every column of `make run`'s default with each held-out logit divided by T (the
-    nested CV run once per fold set; T applied to its scores), and its spotted close-ups."""
+def clipped(p_dog, eps: float):
+    import numpy as np
+
+    return np.clip(p_dog, eps, 1 - eps)
+
+
+def adjusted_columns(features_dir: Path, data: Path, folds: R.Folds, seed: int, chosen_crops: list, key: str,
+                     values, adjust) -> list[dict]:
+    """Checks 3 and 4: every column of `make run`'s default with each held-out P(dog) changed by
+    adjust(p_dog, value) for each of `values` (the nested CV run once per fold set; the change
+    applied to its scores), and its spotted close-ups; each row's value under `key`."""
     import numpy as np
 
     from catdog.training.cv import NestedCV, per_photo_log_loss
@@ -201,17 +214,17 @@ def temperature_columns(features_dir: Path, data: Path, folds: R.Folds, seed: in
     nested = cached(R.nested(d, c.options(d.x.shape[1]), seed))
     y = folds.labels[folds.spotted_cats]
     rows = []
-    for t in TEMPERATURES:
-        def held_out(fold_of=None, t=t):
+    for v in values:
+        def held_out(fold_of=None, v=v):
             cv = nested(fold_of)
-            records = [replace(r, p_dog=tempered(r.p_dog, t), shifted={k: (at, tempered(p, t)) for k, (at, p) in r.shifted.items()})
+            records = [replace(r, p_dog=adjust(r.p_dog, v), shifted={k: (at, adjust(p, v)) for k, (at, p) in r.shifted.items()})
                        for r in cv.records]
-            return NestedCV(tempered(cv.p_dog, t), cv.folds, records)
+            return NestedCV(adjust(cv.p_dog, v), cv.folds, records)
 
         row, _ = R.measure(d, None, folds, seed, held_out)
-        row["spotted_closeups"] = float(np.mean([per_photo_log_loss(y, tempered(p, t)).mean() for p in chosen_crops]))
-        rows.append({"temperature": t, **row})
-        print(f"T {t}: clean {row['clean']:.4f}, spotted close-ups {row['spotted_closeups']:.4f}", flush=True)
+        row["spotted_closeups"] = float(np.mean([per_photo_log_loss(y, adjust(p, v)).mean() for p in chosen_crops]))
+        rows.append({key: v, **row})
+        print(f"{key} {v:g}: clean {row['clean']:.4f}, spotted close-ups {row['spotted_closeups']:.4f}", flush=True)
     return rows
 
 
@@ -243,12 +256,17 @@ def main() -> int:
     print(f"the earlier head's held-out logit = {earlier['logit_scale']:.2f} x the L2 head's (least squares; mean |logit| "
           f"{earlier['mean_abs_logit']:.2f} against {earlier['l2_head_mean_abs_logit']:.2f})")
 
-    temperatures = temperature_columns(args.features_dir, args.data, folds, args.seed, chosen_crops)
+    columns = [("clean", "clean", ".4f"), ("shifts", "shifts", ".4f"), ("groups", "groups", ".4f"), ("breeds", "breeds", ".4f"),
+               ("spotted_cats", "spotted cats", ".4f"), ("spotted_closeups", "close-ups", ".4f"),
+               ("mean_shifted", "mean shifted", ".4f"), ("score", "score", ".4f")]
+    temperatures = adjusted_columns(args.features_dir, args.data, folds, args.seed, chosen_crops, "temperature", TEMPERATURES, tempered)
     print(f"\n{R.CHOSEN}, its held-out logits divided by T:")
-    table(temperatures, [("temperature", "T", "g"), ("clean", "clean", ".4f"), ("shifts", "shifts", ".4f"), ("groups", "groups", ".4f"),
-                         ("breeds", "breeds", ".4f"), ("spotted_cats", "spotted cats", ".4f"),
-                         ("spotted_closeups", "close-ups", ".4f"), ("mean_shifted", "mean shifted", ".4f"), ("score", "score", ".4f")])
-    save("proxies", {"spotted_closeups": closeups, "fixed_l2": fixed, "earlier_head": [v2, earlier], "temperature": temperatures}, {
+    table(temperatures, [("temperature", "T", "g"), *columns])
+    clips = adjusted_columns(args.features_dir, args.data, folds, args.seed, chosen_crops, "clip", CLIPS, clipped)
+    print(f"\n{R.CHOSEN}, its held-out P(dog) clipped to [eps, 1 - eps]:")
+    table(clips, [("clip", "eps", "g"), *columns])
+    save("proxies", {"spotted_closeups": closeups, "fixed_l2": fixed, "earlier_head": [v2, earlier], "temperature": temperatures,
+                     "clip": clips}, {
         "photos": str(args.data), "seed": args.seed, "crops": CROPS, "seconds": round(time.perf_counter() - start, 1),
         "other_source": "issue 26's measurements on 598 photos of another source (this repository never sees them)",
     })
