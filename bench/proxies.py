@@ -92,35 +92,64 @@ def crop_features(features_dir: Path, data: Path, backbone: str, photos: list[st
     return fs.features[np.array([row[f"{n}#crop{k}"] for n in photos])]
 
 
+def spotted_crops(features_dir: Path, data: Path, folds: R.Folds) -> dict:
+    """backbone -> CROPS arrays (spotted cats, C): the close-up crops' features of every spotted cat
+    (folds.spotted_cats, in the photos' order), for each backbone of R.FUSED."""
+    import numpy as np
+
+    from bench.choices import feature_file
+
+    names = feature_file(features_dir, data, "mobilenet_v2", 288).names
+    photos = [names[i] for i in np.flatnonzero(folds.spotted_cats)]
+    return {b: [crop_features(features_dir, data, b, photos, k) for k in range(CROPS)] for b in R.FUSED}
+
+
+def candidate_crops(c: R.Candidate, crops: dict) -> list:
+    """Each crop's rows as candidate `c` sees them: its backbones' columns side by side, and the
+    ImageNet dog-vs-cat prior where it has one."""
+    import numpy as np
+
+    from catdog.training.pet import imagenet_top
+
+    top = imagenet_top(",".join(c.backbones), ",".join(["imagenet"] * len(c.backbones)))[0] if c.prior else None
+    xs = [np.hstack([crops[b][k] for b in c.backbones]) for k in range(CROPS)]
+    return [top.with_dog_log_odds(x) if top else x for x in xs]
+
+
+def spotted_head(data_c, options, folds: R.Folds, seed: int):
+    """(selection, head): the real selection procedure and fit on every photo but the spotted cats,
+    as nested_cv's outer fold 0 of the spotted fold set does."""
+    import numpy as np
+
+    from catdog.training.cv import fit, select
+
+    train = np.flatnonzero(folds.spotted != 0)
+    chosen = select(data_c, train, options, 5, seed + 1)
+    return chosen, fit(data_c, train, options, chosen.head_l2)
+
+
 def spotted_closeups(features_dir: Path, data: Path, folds: R.Folds, seed: int) -> tuple[list[dict], list[dict], list]:
     """Check 1: each 288 candidate's head fitted without the spotted cats, their close-ups scored;
     the single head against late fusion at fixed l2s; and the default's P(dog) of each crop (for
     check 3)."""
     import numpy as np
 
-    from bench.choices import feature_file
-    from catdog.training.cv import bootstrap_interval, fit, per_photo_log_loss, select
-    from catdog.training.pet import imagenet_top
+    from catdog.training.cv import bootstrap_interval, fit, per_photo_log_loss
 
     spotted = np.flatnonzero(folds.spotted_cats)
     train = np.flatnonzero(folds.spotted != 0)
-    names = feature_file(features_dir, data, "mobilenet_v2", 288).names
-    photos = [names[i] for i in spotted]
-    crops = {b: [crop_features(features_dir, data, b, photos, k) for k in range(CROPS)] for b in R.FUSED}
+    crops = spotted_crops(features_dir, data, folds)
     y = folds.labels[spotted]
     rows, per_photo, fixed = [], {}, {}
     for c in [c for c in R.CANDIDATES if c.size == 288]:
         data_c = R.candidate_data(c, features_dir, data)
         options = c.options(data_c.x.shape[1])
-        top = imagenet_top(",".join(c.backbones), ",".join(["imagenet"] * len(c.backbones)))[0] if c.prior else None
-        xs = [np.hstack([crops[b][k] for b in c.backbones]) for k in range(CROPS)]
-        xs = [top.with_dog_log_odds(x) if top else x for x in xs]
+        xs = candidate_crops(c, crops)
 
         def crop_losses(head):
             return [per_photo_log_loss(y, head.p_dog(x)) for x in xs]  # one (spotted,) array per crop
 
-        chosen = select(data_c, train, options, 5, seed + 1)  # as nested_cv's outer fold 0 does
-        head = fit(data_c, train, options, chosen.head_l2)
+        chosen, head = spotted_head(data_c, options, folds, seed)
         if c.name in (R.CHOSEN, R.LATE_FUSION):
             fixed[c.name] = {l2: float(np.mean(crop_losses(fit(data_c, train, options, l2)))) for l2 in FIXED_L2}
         losses = crop_losses(head)
@@ -147,7 +176,6 @@ def earlier_head_columns(features_dir: Path, data: Path, folds: R.Folds, seed: i
     import keras
     import numpy as np
 
-    from bench.choices import feature_file
     from catdog.training import metrics as M
     from catdog.training.cv import NestedCV, OuterFold, stratified_folds
     from catdog.training.train import HeadConfig, build_head, stratified_split
@@ -187,9 +215,8 @@ def earlier_head_columns(features_dir: Path, data: Path, folds: R.Folds, seed: i
     row["mean_abs_logit"], row["l2_head_mean_abs_logit"] = float(np.abs(mine).mean()), float(np.abs(l2_head).mean())
     spotted = np.flatnonzero(folds.spotted_cats)
     head = fitted(np.flatnonzero(folds.spotted != 0), seed + 1)  # the spotted fold set's fold 0 head again
-    photos = [feature_file(features_dir, data, "mobilenet_v2", 288).names[i] for i in spotted]
-    row["spotted_closeups"] = float(np.mean([M.log_loss(y[spotted], head(crop_features(features_dir, data, "mobilenet_v2", photos, k)))
-                                             for k in range(CROPS)]))
+    row["spotted_closeups"] = float(np.mean([M.log_loss(y[spotted], head(x))
+                                             for x in spotted_crops(features_dir, data, folds)["mobilenet_v2"]]))
     row["other_source"] = EARLIER_HEAD_OTHER_SOURCE
     return row
 
@@ -200,18 +227,15 @@ def clipped(p_dog, eps: float):
     return np.clip(p_dog, eps, 1 - eps)
 
 
-def adjusted_columns(features_dir: Path, data: Path, folds: R.Folds, seed: int, chosen_crops: list, key: str,
-                     values, adjust) -> list[dict]:
-    """Checks 3 and 4: every column of `make run`'s default with each held-out P(dog) changed by
-    adjust(p_dog, value) for each of `values` (the nested CV run once per fold set; the change
-    applied to its scores), and its spotted close-ups; each row's value under `key`."""
+def adjusted_columns(d, nested, folds: R.Folds, seed: int, chosen_crops: list, key: str, values, adjust) -> list[dict]:
+    """Checks 3 and 4: every column of `make run`'s default (its data `d`, its nested CV `nested`,
+    cached: run once per fold set for every check) with each held-out P(dog) changed by
+    adjust(p_dog, value) for each of `values`, and its spotted close-ups; each row's value under
+    `key`."""
     import numpy as np
 
     from catdog.training.cv import NestedCV, per_photo_log_loss
 
-    c = next(c for c in R.CANDIDATES if c.name == R.CHOSEN)
-    d = R.candidate_data(c, features_dir, data)
-    nested = cached(R.nested(d, c.options(d.x.shape[1]), seed))
     y = folds.labels[folds.spotted_cats]
     rows = []
     for v in values:
@@ -259,10 +283,13 @@ def main() -> int:
     columns = [("clean", "clean", ".4f"), ("shifts", "shifts", ".4f"), ("groups", "groups", ".4f"), ("breeds", "breeds", ".4f"),
                ("spotted_cats", "spotted cats", ".4f"), ("spotted_closeups", "close-ups", ".4f"),
                ("mean_shifted", "mean shifted", ".4f"), ("score", "score", ".4f")]
-    temperatures = adjusted_columns(args.features_dir, args.data, folds, args.seed, chosen_crops, "temperature", TEMPERATURES, tempered)
+    chosen = next(c for c in R.CANDIDATES if c.name == R.CHOSEN)
+    d = R.candidate_data(chosen, args.features_dir, args.data)
+    nested = cached(R.nested(d, chosen.options(d.x.shape[1]), args.seed))
+    temperatures = adjusted_columns(d, nested, folds, args.seed, chosen_crops, "temperature", TEMPERATURES, tempered)
     print(f"\n{R.CHOSEN}, its held-out logits divided by T:")
     table(temperatures, [("temperature", "T", "g"), *columns])
-    clips = adjusted_columns(args.features_dir, args.data, folds, args.seed, chosen_crops, "clip", CLIPS, clipped)
+    clips = adjusted_columns(d, nested, folds, args.seed, chosen_crops, "clip", CLIPS, clipped)
     print(f"\n{R.CHOSEN}, its held-out P(dog) clipped to [eps, 1 - eps]:")
     table(clips, [("clip", "eps", "g"), *columns])
     save("proxies", {"spotted_closeups": closeups, "fixed_l2": fixed, "earlier_head": [v2, earlier], "temperature": temperatures,

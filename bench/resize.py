@@ -86,34 +86,24 @@ def resize_policy(square):
         ingest.resize = batches.resize = squash
 
 
-def spotted_closeups(data_c, options, top, features_dir: Path, data: Path, folds: R.Folds, seed: int):
+def spotted_closeups(c: R.Candidate, data_c, options, features_dir: Path, data: Path, folds: R.Folds, seed: int):
     """Per spotted cat, its mean log loss over P.CROPS close-up crops, scored by the head the real
     selection fits without any spotted cat (bench.proxies' check 1, for one candidate)."""
     import numpy as np
 
-    from bench.choices import feature_file
-    from catdog.training.cv import fit, per_photo_log_loss, select
+    from catdog.training.cv import per_photo_log_loss
 
-    spotted = np.flatnonzero(folds.spotted_cats)
-    train = np.flatnonzero(folds.spotted != 0)
-    names = feature_file(features_dir, data, "mobilenet_v2", 288).names
-    photos = [names[i] for i in spotted]
-    head = fit(data_c, train, options, select(data_c, train, options, 5, seed + 1).head_l2)
-    losses = []
-    for k in range(P.CROPS):
-        x = top.with_dog_log_odds(np.hstack([P.crop_features(features_dir, data, b, photos, k) for b in R.FUSED]))
-        losses.append(per_photo_log_loss(folds.labels[spotted], head.p_dog(x)))
-    return np.mean(losses, 0)
+    head = P.spotted_head(data_c, options, folds, seed)[1]
+    y = folds.labels[folds.spotted_cats]
+    return np.mean([per_photo_log_loss(y, head.p_dog(x)) for x in P.candidate_crops(c, P.spotted_crops(features_dir, data, folds))], 0)
 
 
 def main() -> int:
     from catdog.training.cv import bootstrap_interval
-    from catdog.training.pet import imagenet_top
 
     args = R.study_arguments("python -m bench.resize", __doc__, "run only these policies, separated by '|' (squash always)")
     folds = R.fold_sets(args.features_dir, args.data, args.seed)
     chosen = next(c for c in R.CANDIDATES if c.name == R.CHOSEN)
-    top = imagenet_top(",".join(chosen.backbones), ",".join(["imagenet"] * len(chosen.backbones)))[0]
     wanted = [w for w in (args.only or "").split("|") if w]
     rows, per_photo, closeups = [], {}, {}
     for name, (what, square) in POLICIES.items():
@@ -126,7 +116,7 @@ def main() -> int:
             data_c = R.candidate_data(chosen, features_dir, args.data)
             options = chosen.options(data_c.x.shape[1])
             row, per_photo[name] = R.measure(data_c, options, folds, args.seed)
-            closeups[name] = spotted_closeups(data_c, options, top, features_dir, args.data, folds, args.seed)
+            closeups[name] = spotted_closeups(chosen, data_c, options, features_dir, args.data, folds, args.seed)
         row = {"candidate": name, "policy": what, **row, "spotted_closeups": float(closeups[name].mean()),
                "seconds": round(time.perf_counter() - start, 1)}
         rows.append(row)
