@@ -112,10 +112,11 @@ def test_every_bad_file_raises_its_kind_and_the_kind_survives_pickling(tmp_path)
         "cat.5002.jpg": ImageKind.FORMAT,  # GIF
         "dog.5002.jpg": ImageKind.FORMAT,  # WebP named .jpg
         "cat.5003.png": ImageKind.TOO_BIG,  # 56 million pixels
+        "dog.5003.jpg": ImageKind.TOO_BIG,  # 5,000 progressive scans
         "dog.5003.png": ImageKind.CORRUPT,
         "cat.5004.jpg": ImageKind.UNREADABLE,  # no such file
     }
-    from_bytes = {"dog.5000.jpg", "cat.5001.jpg", "cat.5002.jpg", "cat.5003.png", "dog.5003.png"}  # no name to contradict
+    from_bytes = {"dog.5000.jpg", "cat.5001.jpg", "cat.5002.jpg", "cat.5003.png", "dog.5003.png", "dog.5003.jpg"}  # no name to contradict
     seen = set()
     for name, kind in expected.items():
         sources = [tmp_path / name] + ([(tmp_path / name).read_bytes()] if name in from_bytes else [])
@@ -134,6 +135,40 @@ def test_every_bad_file_raises_its_kind_and_the_kind_survives_pickling(tmp_path)
     with pytest.raises(ImageError) as err:
         open_rgb(b"")
     assert err.value.kind == ImageKind.EMPTY and str(err.value) == "empty file (0 bytes); re-copy or delete it"
+
+
+@needs_shared
+def test_jpeg_scan_bombs_are_refused_before_decoding(tmp_path):
+    """A progressive JPEG decodes scan by scan, each scan visiting every block, so many near-empty
+    scans make a bomb (minutes of CPU in kilobytes). Up to MAX_JPEG_SCANS a JPEG decodes like any
+    photo; one scan more and it is refused before decoding, as bytes and as a file; scan markers
+    inside a metadata segment (an EXIF thumbnail's) are not counted."""
+    import time
+
+    from catdog.data import probe
+    from catdog.data.ingest import jpeg_scans
+    from catdog.data.limits import MAX_JPEG_SCANS
+    from tools.mutations import insert_jpeg_segments, scan_bomb
+
+    photo = (TRAIN / "cat.1.jpg").read_bytes()
+    assert jpeg_scans(photo, 10**6) == 1
+    at_limit, over = scan_bomb(photo, MAX_JPEG_SCANS, 512), scan_bomb(photo, MAX_JPEG_SCANS + 1, 512)
+    assert jpeg_scans(at_limit, 10**6) == MAX_JPEG_SCANS and jpeg_scans(over, 10**6) == MAX_JPEG_SCANS + 1
+    assert open_rgb(at_limit).size == (512, 512)
+    bomb = tmp_path / "cat.1.jpg"
+    bomb.write_bytes(scan_bomb(photo, 20_000, 4000))  # minutes of decoding were it let through
+    for source in (over, bomb):
+        start = time.perf_counter()
+        for refuse in (open_rgb, probe):
+            with pytest.raises(ImageError) as err:
+                refuse(source)
+            assert err.value.kind == ImageKind.TOO_BIG
+            assert str(err.value) == (f"JPEG with over {MAX_JPEG_SCANS} scans (possible decompression bomb: each scan decodes "
+                                      "the whole image again); re-save it as an ordinary JPEG")
+        assert time.perf_counter() - start < 1
+    wrapped = insert_jpeg_segments(photo, [(0xE1, b"Exif\0\0" + b"\xff\xda\x00\x08" * 10_000)])  # 10,000 scan markers in APP1
+    assert jpeg_scans(wrapped, 10**6) == 1
+    assert np.array_equal(np.asarray(open_rgb(wrapped)), np.asarray(open_rgb(photo)))
 
 
 @needs_shared

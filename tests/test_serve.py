@@ -20,6 +20,7 @@ from PIL import Image
 
 from catdog.data import decode
 from conftest import NOT_PETS, REFERENCE, TRAIN, needs_shared, not_pets
+from tools.mutations import scan_bomb
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # a held-out COCO photo (no cat, no dog; nothing trained on it) that subset_run's model calls "neither"
@@ -137,6 +138,7 @@ def test_bad_uploads_get_4xx_and_the_server_keeps_serving(art_server):
         "text": (b"hello, this is not a photo" * 10, 400, "not an image"),
         "truncated": (photo[: len(photo) // 3], 400, "cannot decode"),
         "too many pixels": (big.getvalue(), 413, "pixel limit"),
+        "too many scans": (scan_bomb(photo, 20_000, 4000), 413, "scans"),  # minutes of decoding were it let through
         "too many bytes": (b"\xff" * (11 * 1024 * 1024), 413, "byte limit"),
     }
     for name, (data, status, words) in cases.items():

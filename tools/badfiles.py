@@ -7,6 +7,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from tools.mutations import scan_bomb
+
 
 def make_bad_files(folder: Path, photo: Path, start: int = 5000) -> dict[str, str]:
     """Write one file per kind of bad input into `folder`; return {file name: expected reason words}."""
@@ -32,6 +34,8 @@ def make_bad_files(folder: Path, photo: Path, start: int = 5000) -> dict[str, st
     put(f"dog.{start + 2}.jpg", encoded(im, "WEBP"), "content is WEBP")
     # A decompression bomb: over 50 million pixels (the default limit) in a small file.
     put(f"cat.{start + 3}.png", encoded(im.resize((8000, 7000), Image.NEAREST).convert("L"), "PNG"), "pixel limit")
+    # A decoding bomb: a progressive JPEG of 5,000 scans (70 KB), each visiting all 4 million pixels again.
+    put(f"dog.{start + 3}.jpg", scan_bomb(data, 5000, 2000), "scans")
     put(f"kitten_{start}.jpg", data, "name matches neither")
     put(f"cat.{start + 4}.txt", b"notes", "not an image type")
     return cases

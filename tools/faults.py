@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from catdog.data import ImageError, ImageKind
+from catdog.data.limits import MAX_JPEG_SCANS
 
 REPO = Path(__file__).resolve().parents[1]
 # The server's peak RSS over its idle RSS (catdog/serve: DECODE_PIXELS x 9 bytes = 0.72 GB of photos
@@ -212,7 +213,7 @@ def soak(
 
 # ---------------------------------------------------------------- the properties the fuzzers check
 CATEGORY_BY_KIND = {  # an ImageError's kind -> the name its refusals are counted under
-    ImageKind.TOO_BIG: "pixel limit",
+    ImageKind.TOO_BIG: "bomb limit",  # over the pixel limit, or a JPEG over the scan limit
     ImageKind.FORMAT: "other format",
     ImageKind.NOT_IMAGE: "not an image",
     ImageKind.CORRUPT: "corrupt header",
@@ -235,8 +236,9 @@ def refusal(exc) -> str:
 def check_decoded(mutant, max_pixels: int, decoder) -> str:
     """Run `decoder(mutant)` (open_rgb of the bytes, or decode of a file) and check the contract:
     an RGB image within the pixel limit, or ImageError with a one-line reason; a header that
-    declares more than `max_pixels` is refused before decoding. Returns "accepted" or the refusal's
-    category (by the ImageError's kind); raises AssertionError (with the mutant's note) otherwise."""
+    declares more than `max_pixels`, or a JPEG of more than MAX_JPEG_SCANS scans, is refused as a
+    bomb before decoding. Returns "accepted" or the refusal's category (by the ImageError's kind);
+    raises AssertionError (with the mutant's note) otherwise."""
     where = f"{mutant.kind} ({mutant.note}) of {mutant.base.name}"
     try:
         out = decoder(mutant)
@@ -246,9 +248,12 @@ def check_decoded(mutant, max_pixels: int, decoder) -> str:
         assert exc.kind in CATEGORY_BY_KIND, f"{where}: unknown kind {exc.kind!r}: {reason}"
         if (mutant.declared_pixels or 0) > max_pixels:
             assert exc.kind != ImageKind.UNDECODABLE, f"{where}: {mutant.declared_pixels:,} pixels reached the decoder: {reason}"
+        if (mutant.scans or 0) > MAX_JPEG_SCANS:
+            assert exc.kind == ImageKind.TOO_BIG, f"{where}: {mutant.scans:,} scans, refused as {exc.kind}: {reason}"
         return refusal(exc)
     pixels = out.size[0] * out.size[1] if hasattr(out, "size") and not hasattr(out, "shape") else out.shape[0] * out.shape[1]
     assert (mutant.declared_pixels or 0) <= max_pixels, f"{where}: declared {mutant.declared_pixels:,} pixels, yet decoded"
+    assert (mutant.scans or 0) <= MAX_JPEG_SCANS, f"{where}: {mutant.scans:,} scans, yet decoded"
     assert 0 < pixels <= max_pixels, f"{where}: decoded {pixels} pixels"
     if hasattr(out, "mode"):
         assert out.mode == "RGB", f"{where}: mode {out.mode}"
@@ -258,7 +263,7 @@ def check_decoded(mutant, max_pixels: int, decoder) -> str:
 def check_answer(mutant, answer: Answer, max_pixels: int, grid: int) -> str:
     """The contract of `POST /predict` for a hostile upload: 200 with a label, probabilities that
     sum to 1 and a grid x grid CAM, or 400/413/415 with a one-line reason (413 for a declared
-    pixel count over the limit); never 5xx, a dropped connection or a non-JSON answer. Returns
+    pixel count over the limit and for a JPEG over the scan limit); never 5xx, a dropped connection or a non-JSON answer. Returns
     "accepted" or the refusal's category by its status (CATEGORY_BY_STATUS)."""
     where = f"{mutant.kind} ({mutant.note}) of {mutant.base.name}"
     assert not answer.failure, f"{where}: {answer.failure}"
@@ -268,8 +273,11 @@ def check_answer(mutant, answer: Answer, max_pixels: int, grid: int) -> str:
         assert body["label"] in ("cat", "dog") and abs(sum(body["probabilities"].values()) - 1) < 1e-3, f"{where}: {body}"
         assert np.asarray(body["cam"]).shape == (grid, grid), f"{where}: cam {np.asarray(body['cam']).shape}"
         assert (mutant.declared_pixels or 0) <= max_pixels, f"{where}: declared {mutant.declared_pixels:,} pixels, yet answered 200"
+        assert (mutant.scans or 0) <= MAX_JPEG_SCANS, f"{where}: {mutant.scans:,} scans, yet answered 200"
         return "accepted"
     assert answer.one_line_reason, f"{where}: {answer.status} without a one-line reason: {answer.body}"
     if (mutant.declared_pixels or 0) > max_pixels:
         assert answer.status == 413, f"{where}: declared {mutant.declared_pixels:,} pixels, answered {answer.status}: {answer.body}"
+    if (mutant.scans or 0) > MAX_JPEG_SCANS:
+        assert answer.status == 413, f"{where}: {mutant.scans:,} scans, answered {answer.status}: {answer.body}"
     return CATEGORY_BY_STATUS[answer.status]

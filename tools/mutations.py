@@ -13,6 +13,7 @@ one kind and its parameters; `KINDS` names them all:
     exif_orientation  EXIF Orientation absurd: 0, 9, 65535, 2^32-1, wrong type, count, or offset
     exif_sizes        EXIF with absurd counts, offsets and pixel dimensions, self-referencing IFDs
     jpeg_icc          up to 2 MB of ICC_PROFILE (APP2) segments, numbered inconsistently
+    jpeg_scans        a progressive JPEG's last scan repeated: 100 to 20,000 scans (a decoding bomb of kilobytes)
     png_chunks        iCCP / zTXt / iTXt zlib bombs (64 MB), PLTE over 256 entries, tEXt up to 8 MB, a chunk claiming 2 GB
     png_bomb          a valid PNG up to 16000 x 16000 (~100 KB on disk) that decodes to gigabytes
     splice            a JPEG body after a PNG header and the reverse
@@ -35,7 +36,7 @@ from PIL import Image
 
 KINDS = (
     "bitflip", "truncate", "jpeg_dims", "png_dims", "bmp_dims", "magic", "exif_orientation", "exif_sizes",
-    "jpeg_icc", "png_chunks", "png_bomb", "splice",
+    "jpeg_icc", "jpeg_scans", "png_chunks", "png_bomb", "splice",
 )
 MAGICS = (
     b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF89a", b"BM", b"RIFF\x00\x00\x00\x00WEBP", b"II*\x00", b"MM\x00*",
@@ -60,6 +61,7 @@ class Mutant:
     data: bytes = field(repr=False)
     # the pixel count the header declares where the mutation forged it (None: unchanged/unknown)
     declared_pixels: int | None = None
+    scans: int | None = None  # a JPEG's scans where the mutation set them
 
     @property
     def suffix(self) -> str:
@@ -116,6 +118,22 @@ def forge_jpeg_dims(data: bytes, width: int, height: int) -> bytes:
         if marker in _SOF:
             out[start + 1 : start + 5] = struct.pack(">HH", height, width)
     return bytes(out)
+
+
+def scan_bomb(data: bytes, scans: int, side: int) -> bytes:
+    """A progressive JPEG of `scans` scans: the photo `data`'s average colour on a side x side
+    canvas, its last scan repeated. Each repeat is a few bytes (a run of empty blocks) and makes
+    the decoder visit every block once more: at 4000 x 4000, 1,000 scans are 125 KB and 12 s of
+    decoding here, 20,000 scans 0.7 MB and minutes (libjpeg-turbo's LJT-01-003). 0xFF 0xDA cannot
+    occur inside entropy-coded data, and Pillow writes no metadata that holds it, so the scans are
+    found by search."""
+    canvas = Image.open(io.BytesIO(data)).convert("RGB").resize((1, 1), Image.BOX).resize((side, side))
+    buf = io.BytesIO()
+    canvas.save(buf, format="JPEG", quality=90, progressive=True)
+    prog = buf.getvalue()
+    assert prog.endswith(b"\xff\xd9")
+    last = prog.rfind(b"\xff\xda")
+    return prog[:-2] + prog[last:-2] * max(0, scans - prog.count(b"\xff\xda")) + b"\xff\xd9"
 
 
 def insert_jpeg_segments(data: bytes, segments: list[tuple[int, bytes]]) -> bytes:
@@ -231,6 +249,11 @@ def cached_png_bomb(width: int, height: int) -> bytes:
 
 
 # ---------------------------------------------------------------- BMP
+@lru_cache(maxsize=16)
+def cached_scan_bomb(data: bytes, scans: int, side: int) -> bytes:
+    return scan_bomb(data, scans, side)
+
+
 def forge_bmp_dims(data: bytes, width: int, height: int) -> bytes:
     return data[:18] + struct.pack("<ii", width, height) + data[26:]
 
@@ -288,6 +311,11 @@ def mutants(bases: list[Base], max_pixels: int, kinds=KINDS) -> st.SearchStrateg
             numbering, seed = d(st.sampled_from(["consistent", "repeated", "beyond", "zero"])), d(st.integers(0, 255))
             note = f"{total} ICC segments of {chunk} bytes, {numbering}"
             return Mutant(kind, note, base, insert_jpeg_segments(base.data, icc_segments(total, chunk, numbering, seed)))
+        if kind == "jpeg_scans":
+            base = d(_of(bases, "JPEG"))
+            scans = d(st.sampled_from([100, 101, 1000, 20_000]))  # the limit (catdog.data.limits.MAX_JPEG_SCANS), just over, far over
+            edge = d(st.sampled_from([64, 1000]))
+            return Mutant(kind, f"{scans} scans of {edge}x{edge}", base, cached_scan_bomb(base.data, scans, edge), scans=scans)
         if kind == "png_chunks":
             base = d(_of(bases, "PNG"))
             chunk = d(st.sampled_from(["iccp_bomb", "ztxt_bomb", "itxt_bomb", "big_plte", "big_text", "exif_chunk", "bogus_length"]))
@@ -345,6 +373,7 @@ def hostile_set(bases: list[Base], max_pixels: int) -> list[Mutant]:
         Mutant("exif_orientation", "Orientation count 2^32-1", jpeg, exif_orientation(jpeg.data, 6, 3, 2**32 - 1)),
         Mutant("exif_sizes", "EXIF 2^32-1 px, loops", jpeg, exif_sizes(jpeg.data, 2**32 - 1, 2**32 - 1, 2**32 - 1, 2**31, True)),
         Mutant("jpeg_icc", "32 x 64 KB ICC segments", jpeg, insert_jpeg_segments(jpeg.data, icc_segments(32, 65519, "repeated", 7))),
+        Mutant("jpeg_scans", "20,000 scans of 4000x4000", jpeg, cached_scan_bomb(jpeg.data, 20_000, 4000), scans=20_000),
         Mutant("png_chunks", "iCCP 64 MB zlib bomb", png, png_chunks(png.data, "iccp_bomb", 64)),
         Mutant("png_chunks", "zTXt 64 MB zlib bomb", png, png_chunks(png.data, "ztxt_bomb", 64)),
         Mutant("png_chunks", "PLTE of 65536 entries", png, png_chunks(png.data, "big_plte", 65536)),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import mmap
 import os
 import re
 import warnings
@@ -24,7 +25,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from catdog.atomic import open_atomic
-from catdog.data.limits import MAX_PIXELS
+from catdog.data.limits import MAX_JPEG_SCANS, MAX_PIXELS
 from catdog.errors import CatdogError
 
 from catdog.contract import LABELS  # noqa: E402  (re-exported: catdog.data.LABELS)
@@ -123,8 +124,9 @@ class ImageError(Exception):
     `exc.kind` says which of a fixed set of problems it is, for code that acts on it (the web
     server's HTTP status, the fault tools' categories) without reading the message:
 
-    * ``too_big`` (ImageKind.TOO_BIG): the header declares more pixels than the limit
-      (a possible decompression bomb); refused before anything is decoded.
+    * ``too_big`` (ImageKind.TOO_BIG): a possible decompression bomb, refused before anything is
+      decoded: the header declares more pixels than the limit, or a JPEG holds more scans than
+      MAX_JPEG_SCANS (each scan decodes the whole image again).
     * ``format`` (FORMAT): the content is an image format catdog does not read (GIF, TIFF, HEIC,
       ...), or a format other than the one the file's extension names.
     * ``not_image`` (NOT_IMAGE): no known image format in the content at all (text, zeros, ...).
@@ -289,10 +291,54 @@ def _checked_header(source: str | os.PathLike | bytes, max_pixels: int) -> Image
             )
         if width < 1 or height < 1:
             raise ImageError("image has no pixels; delete it", ImageKind.NO_PIXELS)
+        if content == "JPEG":
+            if isinstance(source, (bytes, bytearray)):
+                scans = jpeg_scans(source, MAX_JPEG_SCANS + 1)
+            else:  # mapped, not read: a huge file costs no memory
+                with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                    scans = jpeg_scans(data, MAX_JPEG_SCANS + 1)
+            if scans > MAX_JPEG_SCANS:
+                raise ImageError(
+                    f"JPEG with over {MAX_JPEG_SCANS} scans (possible decompression bomb: each scan decodes the whole "
+                    "image again); re-save it as an ordinary JPEG",
+                    ImageKind.TOO_BIG,
+                )
     except BaseException:
         im.close()
         raise
     return im
+
+
+# A marker after entropy-coded data: 0xFF followed by anything but a stuffed 0x00, a restart
+# marker (RST0-7, which stays inside the scan) or another 0xFF (fill).
+_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+def jpeg_scans(data: bytes | mmap.mmap, stop: int) -> int:
+    """The start-of-scan markers of a JPEG stream, counted up to `stop` (enough to refuse it).
+
+    Walks the markers from SOI: segments are skipped by their length (an EXIF thumbnail's scans
+    inside APP1 are not counted), a scan's entropy-coded data up to the next marker. Stops at EOI
+    or at bytes that are not a marker, where the decoder will stop too."""
+    i, scans = 2, 0
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            i += 1
+            continue
+        if marker == 0xD9:  # EOI
+            break
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # standalone markers: no length
+            i += 2
+            continue
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker == 0xDA:
+            scans += 1
+            found = _NEXT_MARKER.search(data, i) if scans < stop else None
+            if found is None:
+                break
+            i = found.start()
+    return scans
 
 
 def _open_header(fp: io.BytesIO | Path, expected: str | None) -> Image.Image:

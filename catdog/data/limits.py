@@ -2,3 +2,10 @@
 
 # Pixel limit (width x height) above which a file is refused as a possible decompression bomb.
 MAX_PIXELS = 50_000_000
+
+# Scans (start-of-scan markers) above which a JPEG is refused as a decoding bomb. A progressive
+# JPEG is decoded scan by scan, each scan visiting every block of its components, so a file of
+# many near-empty scans costs minutes of CPU in a few kilobytes (libjpeg-turbo's LJT-01-003).
+# Encoders write 1-4 scans (baseline) or about 10 (progressive); 100 bounds the worst file at the
+# pixel limit to a few seconds (README: Faults and hostile input).
+MAX_JPEG_SCANS = 100

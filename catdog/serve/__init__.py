@@ -59,7 +59,7 @@ DECODE_PIXELS = 2 * MAX_UPLOAD_PIXELS  # decoded pixels in flight across all wor
 PAGE = Path(__file__).with_name("page.html")
 # The HTTP status of a refused upload, by its ImageError kind (catdog.data.ImageKind); never by its message.
 STATUS_BY_KIND = {
-    ImageKind.TOO_BIG: 413,  # a header declaring over MAX_UPLOAD_PIXELS: refused before decoding
+    ImageKind.TOO_BIG: 413,  # a header declaring over MAX_UPLOAD_PIXELS, or a JPEG over the scan limit: refused before decoding
     ImageKind.FORMAT: 415,  # a format other than JPEG, PNG, BMP, WebP
     ImageKind.NOT_IMAGE: 400,
     ImageKind.CORRUPT: 400,
