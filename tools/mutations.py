@@ -136,6 +136,11 @@ def scan_bomb(data: bytes, scans: int, side: int) -> bytes:
     return prog[:-2] + prog[last:-2] * max(0, scans - prog.count(b"\xff\xda")) + b"\xff\xd9"
 
 
+@lru_cache(maxsize=16)
+def cached_scan_bomb(data: bytes, scans: int, side: int) -> bytes:
+    return scan_bomb(data, scans, side)
+
+
 def insert_jpeg_segments(data: bytes, segments: list[tuple[int, bytes]]) -> bytes:
     """`data` with APPn segments (marker, payload up to 65533 bytes) inserted after SOI."""
     inserted = b"".join(b"\xff" + bytes([m]) + struct.pack(">H", len(p) + 2) + p for m, p in segments)
@@ -249,11 +254,6 @@ def cached_png_bomb(width: int, height: int) -> bytes:
 
 
 # ---------------------------------------------------------------- BMP
-@lru_cache(maxsize=16)
-def cached_scan_bomb(data: bytes, scans: int, side: int) -> bytes:
-    return scan_bomb(data, scans, side)
-
-
 def forge_bmp_dims(data: bytes, width: int, height: int) -> bytes:
     return data[:18] + struct.pack("<ii", width, height) + data[26:]
 

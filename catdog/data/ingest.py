@@ -328,7 +328,7 @@ def jpeg_scans(data: bytes | mmap.mmap, stop: int) -> int:
             continue
         if marker == 0xD9:  # EOI
             break
-        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # standalone markers: no length
+        if 0xD0 <= marker <= 0xD8 or marker == 0x01:  # standalone markers (RSTn, SOI, TEM): no length
             i += 2
             continue
         i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
