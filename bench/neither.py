@@ -157,7 +157,7 @@ def spotted_keep(top, backbones, size: int, data, negatives_dir, features_dir, s
     its threshold chosen as shipped; the share of those cats it keeps, as they are and as each of
     bench.proxies' close-up crops (close-up portraits of a kind of cat it never saw)."""
     from bench import robust as R
-    from bench.proxies import CROPS, crop_features
+    from bench.proxies import CROPS, spotted_crops
     from catdog.training.settings import SHIFT_PHOTOS
 
     names, xp = _view_features(features_dir, data, backbones, size, "plain", True)
@@ -170,8 +170,8 @@ def spotted_keep(top, backbones, size: int, data, negatives_dir, features_dir, s
     gray = np.flatnonzero([n in row_of for n in gray_names])
     gray = np.random.default_rng(seed).permutation(gray)[:SHIFT_PHOTOS]
     fit = P.fit_pet(xp[others], xn, top, seed, views={"gray": (np.array([row_of[gray_names[i]] for i in gray]), xg[gray])})
-    photos = [names[i] for i in np.flatnonzero(spotted)]
-    crops = [np.hstack([crop_features(features_dir, data, b, photos, k) for b in backbones]) for k in range(CROPS)]
+    by_backbone = spotted_crops(features_dir, data, spotted, backbones)
+    crops = [np.hstack([by_backbone[b][k] for b in backbones]) for k in range(CROPS)]
     kept = [float(np.mean(fit.pet(x) >= fit.threshold)) for x in crops]
     return {"n_spotted": int(spotted.sum()), "threshold": fit.threshold, "keep_others_nested": fit.estimate["keep"],
             "reject_nested": fit.estimate["reject"], "kept_as_they_are": float(np.mean(fit.pet(xp[spotted]) >= fit.threshold)),

@@ -92,16 +92,17 @@ def crop_features(features_dir: Path, data: Path, backbone: str, photos: list[st
     return fs.features[np.array([row[f"{n}#crop{k}"] for n in photos])]
 
 
-def spotted_crops(features_dir: Path, data: Path, folds: R.Folds) -> dict:
-    """backbone -> CROPS arrays (spotted cats, C): the close-up crops' features of every spotted cat
-    (folds.spotted_cats, in the photos' order), for each backbone of R.FUSED."""
+def spotted_crops(features_dir: Path, data: Path, spotted_cats, backbones=R.FUSED) -> dict:
+    """backbone -> CROPS arrays (spotted cats, C): the close-up crops' features of every photo of
+    the mask `spotted_cats` (R.Folds.spotted_cats: in the feature files' order), for each of
+    `backbones`."""
     import numpy as np
 
     from bench.choices import feature_file
 
     names = feature_file(features_dir, data, "mobilenet_v2", 288).names
-    photos = [names[i] for i in np.flatnonzero(folds.spotted_cats)]
-    return {b: [crop_features(features_dir, data, b, photos, k) for k in range(CROPS)] for b in R.FUSED}
+    photos = [names[i] for i in np.flatnonzero(spotted_cats)]
+    return {b: [crop_features(features_dir, data, b, photos, k) for k in range(CROPS)] for b in backbones}
 
 
 def candidate_crops(c: R.Candidate, crops: dict) -> list:
@@ -138,7 +139,7 @@ def spotted_closeups(features_dir: Path, data: Path, folds: R.Folds, seed: int) 
 
     spotted = np.flatnonzero(folds.spotted_cats)
     train = np.flatnonzero(folds.spotted != 0)
-    crops = spotted_crops(features_dir, data, folds)
+    crops = spotted_crops(features_dir, data, folds.spotted_cats)
     y = folds.labels[spotted]
     rows, per_photo, fixed = [], {}, {}
     for c in [c for c in R.CANDIDATES if c.size == 288]:
@@ -216,7 +217,7 @@ def earlier_head_columns(features_dir: Path, data: Path, folds: R.Folds, seed: i
     spotted = np.flatnonzero(folds.spotted_cats)
     head = fitted(np.flatnonzero(folds.spotted != 0), seed + 1)  # the spotted fold set's fold 0 head again
     row["spotted_closeups"] = float(np.mean([M.log_loss(y[spotted], head(x))
-                                             for x in spotted_crops(features_dir, data, folds)["mobilenet_v2"]]))
+                                             for x in spotted_crops(features_dir, data, folds.spotted_cats)["mobilenet_v2"]]))
     row["other_source"] = EARLIER_HEAD_OTHER_SOURCE
     return row
 

@@ -95,7 +95,7 @@ def spotted_closeups(c: R.Candidate, data_c, options, features_dir: Path, data: 
 
     head = P.spotted_head(data_c, options, folds, seed)[1]
     y = folds.labels[folds.spotted_cats]
-    return np.mean([per_photo_log_loss(y, head.p_dog(x)) for x in P.candidate_crops(c, P.spotted_crops(features_dir, data, folds))], 0)
+    return np.mean([per_photo_log_loss(y, head.p_dog(x)) for x in P.candidate_crops(c, P.spotted_crops(features_dir, data, folds.spotted_cats))], 0)
 
 
 def main() -> int:

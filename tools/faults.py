@@ -263,8 +263,9 @@ def check_decoded(mutant, max_pixels: int, decoder) -> str:
 def check_answer(mutant, answer: Answer, max_pixels: int, grid: int) -> str:
     """The contract of `POST /predict` for a hostile upload: 200 with a label, probabilities that
     sum to 1 and a grid x grid CAM, or 400/413/415 with a one-line reason (413 for a declared
-    pixel count over the limit and for a JPEG over the scan limit); never 5xx, a dropped connection or a non-JSON answer. Returns
-    "accepted" or the refusal's category by its status (CATEGORY_BY_STATUS)."""
+    pixel count over the limit and for a JPEG over the scan limit); never 5xx, a dropped
+    connection or a non-JSON answer. Returns "accepted" or the refusal's category by its status
+    (CATEGORY_BY_STATUS)."""
     where = f"{mutant.kind} ({mutant.note}) of {mutant.base.name}"
     assert not answer.failure, f"{where}: {answer.failure}"
     assert answer.status in (200, 400, 413, 415), f"{where}: status {answer.status}: {answer.body}"
