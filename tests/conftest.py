@@ -211,6 +211,7 @@ SLOW_TESTS = frozenset({
     "test_features.py::test_features_file_contents_and_cache_hit",
     "test_features.py::test_killed_feature_run_resumes_where_it_stopped",
     "test_features.py::test_resnet50_mechanics_with_weights_the_test_makes",
+    "test_features.py::test_odd_file_names_are_used_or_named_in_one_line",  # a `catdog features` process
     "test_finetune.py::test_top_blocks_of_both_backbones",  # MobileNetV2 and ResNet50, built
     "test_fuzz.py::test_mutated_files_in_a_data_folder_are_each_rejected_once",  # catdog features
     "test_inspect.py::test_exclude_leaves_suspects_out",  # catdog run

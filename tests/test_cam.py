@@ -64,12 +64,16 @@ def test_cli_cam_writes_overlays_and_grid(subset_run, tmp_path, capsys):
 
     photos = [REFERENCE / "coral_cat_720p.jpg", TRAIN / "dog.951.jpg"]
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff")
+    (tmp_path / "again").mkdir()  # the same name in another folder: both overlays are kept
+    (tmp_path / "again" / "dog.951.jpg").write_bytes((TRAIN / "dog.951.jpg").read_bytes())
+    photos.append(tmp_path / "again" / "dog.951.jpg")
     assert main(["cam", str(subset_run), *map(str, photos), str(tmp_path / "broken.jpg"), "--out", str(tmp_path / "cams")]) == 0
     out = capsys.readouterr().out
     assert "broken.jpg" in out and "coral_cat_720p.jpg: cat" in out
     overlay_png = Image.open(tmp_path / "cams" / "coral_cat_720p_cam.png")
     assert max(overlay_png.size) == 512 and overlay_png.size[0] > overlay_png.size[1]  # aspect kept for display
-    assert (tmp_path / "cams" / "dog.951_cam.png").is_file()
+    assert (tmp_path / "cams" / "dog.951_cam.png").is_file() and (tmp_path / "cams" / "dog.951_2_cam.png").is_file()
+    assert "again/dog.951.jpg: dog" in out and "-> " + str(tmp_path / "cams" / "dog.951_2_cam.png") in out
     assert Image.open(tmp_path / "cams" / "cam_grid.png").size[0] > 300
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import pickle
 import shutil
 from pathlib import Path
@@ -219,3 +220,34 @@ def test_cli_exits_2_with_one_line_when_nothing_is_usable(tmp_path, capsys):
         err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
         errors = [line for line in err if "error" in line]
         assert errors == [err[-1]] and err[-1].startswith("catdog: error: ") and str(data) in err[-1]
+
+
+def test_odd_names_are_listed_in_order_or_refused_in_one_line(tmp_path):
+    """A name whose bytes are not UTF-8 is one rejection (it has no text to be stored as); other
+    names are kept as they are, in natural order; a folder whose own path is not UTF-8 is refused."""
+    from catdog.data import shown
+
+    photo = b"\xff\xd8\xff"  # scan reads names only
+    for name in ["cat/10.jpg", "cat/9.jpg", "cat/1²2.jpg", 'dog/a\nb,"c".jpg', "dog/<b>.png"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(photo)
+    latin1 = tmp_path / "cat" / os.fsdecode(b"caf\xe9.jpg")
+    latin1.write_bytes(photo)
+    samples, rejections = scan(tmp_path)
+    assert [s.name for s in samples] == ["cat/1²2.jpg", "cat/9.jpg", "cat/10.jpg", 'dog/<b>.png', 'dog/a\nb,"c".jpg']
+    assert [(r.path, r.reason) for r in rejections] == [(latin1, "name is not valid UTF-8 (catdog keeps photo names as text); rename it")]
+    assert rejections[0].line() == f"skipped {tmp_path}/cat/caf\\xe9.jpg: {rejections[0].reason}"
+    assert shown(tmp_path / 'dog/a\nb,"c".jpg') == f'{tmp_path}/dog/a\\x0ab,"c".jpg'
+    # Kaggle layout: ids are ASCII numbers; other scripts' digits fit neither layout
+    kaggle = tmp_path / "kaggle"
+    kaggle.mkdir()
+    for name in ["cat.2.jpg", "cat.10.jpg", "\u0663.jpg", "12.jpg"]:
+        (kaggle / name).write_bytes(photo)
+    samples, rejections = scan(kaggle)
+    assert [s.id for s in samples] == ["12", "cat.2", "cat.10"]
+    assert [r.path.name for r in rejections] == ["\u0663.jpg"] and "matches neither" in rejections[0].reason
+    odd_root = tmp_path / os.fsdecode(b"d\xe9")
+    odd_root.mkdir()
+    (odd_root / "cat.1.jpg").write_bytes(photo)
+    with pytest.raises(CatdogError, match=r"d\\xe9: the folder's path is not valid UTF-8"):
+        scan(odd_root)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -163,3 +164,38 @@ def test_resuming_rewrites_the_file_to_its_committed_rows(tmp_path):
     close_cache(target)
     fs = load_features(out)
     assert fs.names == [s.name for s in samples] and np.array_equal(fs.features, rows)
+
+
+@needs_shared
+def test_odd_file_names_are_used_or_named_in_one_line(tmp_path):
+    """Names as they come from other disks and phones: bytes that are not UTF-8 (a Latin-1 "é",
+    in a file's name or a folder's) crashed `catdog features` in h5py once the photo was decoded;
+    "1²2" crashed the sort. Now such a file is one line in rejected.csv and the rest are used."""
+    from conftest import catdog_cli
+
+    data = tmp_path / "odd"
+    latin1 = os.fsdecode(b"caf\xe9.jpg")  # how Python names a file whose bytes are not UTF-8
+    names = {
+        "cat/cat.0.jpg": "cat.0.jpg", f"cat/{latin1}": "cat.1.jpg", "cat/1²2.jpg": "cat.2.jpg",
+        "cat/" + os.fsdecode(b"d\xe9") + "/x.jpg": "cat.3.jpg", "dog/dog.0.jpg": "dog.0.jpg",
+        'dog/new\nline,"quoted".jpg': "dog.1.jpg", "dog/<img src=x onerror=alert(1)>.jpg": "dog.2.jpg",
+    }
+    for name, source in names.items():
+        (data / name).parent.mkdir(parents=True, exist_ok=True)
+        (data / name).write_bytes((TRAIN / source).read_bytes())
+    out = tmp_path / "f.h5"
+    done = catdog_cli("features", str(data), "--out", str(out), timeout=300)
+    assert done.returncode == 0, done.output
+    assert "Traceback" not in done.output
+    skipped = [line for line in done.output.splitlines() if line.startswith("skipped ")]
+    assert sorted(skipped) == [
+        f"skipped {data}/cat/caf\\xe9.jpg: name is not valid UTF-8 (catdog keeps photo names as text); rename it",
+        f"skipped {data}/cat/d\\xe9/x.jpg: name is not valid UTF-8 (catdog keeps photo names as text); rename it",
+    ]
+    with open(tmp_path / "rejected.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["file"] for r in rows) == [f"{data}/cat/caf\\xe9.jpg", f"{data}/cat/d\\xe9/x.jpg"]
+    fs = load_features(out)
+    assert fs.names == ["cat/1²2.jpg", "cat/cat.0.jpg", "dog/<img src=x onerror=alert(1)>.jpg", "dog/dog.0.jpg",
+                        'dog/new\nline,"quoted".jpg']
+    assert list(fs.labels) == [0, 0, 1, 1, 1] and fs.features.std() > 0

@@ -54,6 +54,30 @@ def test_inspect_finds_planted_problems(planted, subset_run, tmp_path):
 
 
 @needs_shared
+def test_inspect_with_make_runs_model_at_288(planted, run_288, tmp_path):
+    """The checks decode at 224; `make run`'s model takes 288 (it once failed with a shape error)."""
+    from catdog.cli import main
+    from catdog.training import load_run
+
+    assert load_run(run_288).model.input_shape[1] == 288
+    out = tmp_path / "report"
+    assert main(["inspect", str(planted), "--out", str(out), "--run", str(run_288)]) == 0
+    with open(out / "suspects.csv") as f:
+        rows = {row["file"]: row for row in csv.DictReader(f)}
+    losses = [float(r["log_loss"]) for r in rows.values() if r["log_loss"]]
+    assert len(losses) >= 1 and all(v >= 0 for v in losses)
+    page = (out / "report.html").read_text()
+    assert "Photos the model gets most wrong" in page and page.count("data:image/png;base64,") == 2
+    # the worst photo's loss is the run's own answer on it at 288 (catdog.runtime, temperature 1 as inspect uses)
+    from catdog.data import LABELS, decode
+    from catdog.runtime import PROBABILITIES, open_model
+
+    worst = max((r for r in rows.values() if r["log_loss"]), key=lambda r: float(r["log_loss"]))
+    probs = open_model(run_288, temperature=1.0)(decode(planted / worst["file"], 288))[PROBABILITIES]
+    assert abs(-np.log(probs[LABELS.index(worst["label"])]) - float(worst["log_loss"])) < 2e-3
+
+
+@needs_shared
 def test_exclude_leaves_suspects_out(planted, tmp_path, capsys):
     from catdog.cli import main
     from catdog.features import load_features

@@ -198,15 +198,16 @@ def grid_sheet(overlays: list[np.ndarray], titles: list[str], path, columns: int
 
 def cam_photos(model_path, images, out, size: int) -> list[tuple]:
     """`catdog cam`: for each photo of `images` (files, or folders of photos), the overlay of the
-    predicted class's CAM on the photo shrunk to fit `size` x `size`, saved as OUT/<stem>_cam.png,
-    and, for more than one photo, OUT/cam_grid.png; prints a line per photo (and per skipped file).
+    predicted class's CAM on the photo shrunk to fit `size` x `size`, saved as OUT/<stem>_cam.png
+    (<stem>_2_cam.png, … for a name met again in another folder), and, for more than one photo,
+    OUT/cam_grid.png; prints a line per photo (and per skipped file).
 
     model_path: a RUN_DIR (its model as saved: the calibration temperature is not folded in) or an
     artefact, loaded and run by `catdog.runtime.open_model`. Returns (photo path, label,
     probability, overlay path) per photo done; CatdogError when none is usable."""
     from PIL import Image
 
-    from catdog.data import LABELS, ImageError, open_rgb, resize
+    from catdog.data import LABELS, ImageError, open_rgb, resize, shown
     from catdog.runtime import CAM, PROBABILITIES, SUFFIX_FORMAT, open_model
 
     model_path = Path(model_path)
@@ -220,25 +221,29 @@ def cam_photos(model_path, images, out, size: int) -> list[tuple]:
         paths.extend(sorted(p for p in item.iterdir() if p.is_file()) if item.is_dir() else [item])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    overlays, titles, done = [], [], []
+    overlays, titles, done, taken = [], [], [], set()
     for path in paths:
         try:
             photo = open_rgb(path)
         except ImageError as exc:
-            print(f"skipped {path}: {exc}")
+            print(f"skipped {shown(path)}: {exc}")
             continue
         result = model(resize(photo, model.image_size))
         probs, cam = result[PROBABILITIES], result[CAM]
         cls = int(probs.argmax())
         photo.thumbnail((size, size))
         image = overlay(np.asarray(photo), cam[..., cls])
-        target = out / f"{path.stem}_cam.png"
+        target, n = out / f"{path.stem}_cam.png", 1
+        while target in taken:  # photos of one name from different folders: keep every overlay
+            n += 1
+            target = out / f"{path.stem}_{n}_cam.png"
+        taken.add(target)
         with staged(target) as tmp:
             Image.fromarray(image).save(tmp)
         overlays.append(image)
-        titles.append(f"{path.name}: {LABELS[cls]} {probs[cls]:.1%}")
+        titles.append(f"{shown(path.name)}: {LABELS[cls]} {probs[cls]:.1%}")
         done.append((path, LABELS[cls], float(probs[cls]), target))
-        print(f"{path}: {LABELS[cls]} {probs[cls]:.1%} -> {target}")
+        print(f"{shown(path)}: {LABELS[cls]} {probs[cls]:.1%} -> {shown(target)}")
     if not overlays:
         raise CatdogError("no usable image among the IMAGES given; pass photo files or folders of photos")
     if len(overlays) > 1:

@@ -25,6 +25,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
             "resize",
             "scan",
             "sha256_file",
+            "shown",
             "write_rejections",
         ],
         "catdog.data.limits": ["MAX_PIXELS"],

@@ -40,8 +40,10 @@ EXTENSION_FORMATS = {
     ".webp": "WEBP",
 }
 
-_KAGGLE_LABELLED = re.compile(r"^(cat|dog)\.(\d+)\.([A-Za-z]+)$")
-_KAGGLE_UNLABELLED = re.compile(r"^(\d+)\.([A-Za-z]+)$")
+# ASCII digits only: Kaggle ids are numbers (re's \d would also take other scripts' digits).
+_KAGGLE_LABELLED = re.compile(r"^(cat|dog)\.([0-9]+)\.([A-Za-z]+)$")
+_KAGGLE_UNLABELLED = re.compile(r"^([0-9]+)\.([A-Za-z]+)$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # Pillow refuses images over 2 * MAX_IMAGE_PIXELS on open; we apply our own limit instead.
 Image.MAX_IMAGE_PIXELS = None
@@ -96,7 +98,14 @@ class Rejection:
     reason: str
 
     def line(self) -> str:
-        return f"skipped {self.path}: {self.reason}"
+        return f"skipped {shown(self.path)}: {self.reason}"
+
+
+def shown(path: str | os.PathLike) -> str:
+    """`path` as one printable line, whatever its name holds: bytes that are not UTF-8 become
+    \\xNN (as Python's surrogateescape keeps them) and control characters (a newline) \\xNN."""
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 class ImageKind:
@@ -154,13 +163,15 @@ def scan(data_dir: str | os.PathLike) -> tuple[list[Sample], list[Rejection]]:
     """List the photos in `data_dir` (Kaggle layout or class folders), sorted by name.
 
     Returns the samples whose names fit the layout and the files whose names do not.
-    Raises CatdogError when the folder is missing or holds no file at all.
+    Raises CatdogError when the folder is missing, its path is not UTF-8, or it holds no file at all.
     """
     root = Path(data_dir)
     if not root.exists():
         raise CatdogError(f"{root}: no such folder; give a folder of cat.N.jpg/dog.N.jpg/N.jpg photos or cat/ and dog/ folders")
     if not root.is_dir():
         raise CatdogError(f"{root}: not a folder; give the folder that holds the photos")
+    if _name_ok(str(root.resolve())):
+        raise CatdogError(f"{shown(root.resolve())}: the folder's path is not valid UTF-8 (catdog records it as text); rename the folder")
     class_dirs = [root / label for label in LABELS if (root / label).is_dir()]
     samples, rejections = (_scan_class_folders if class_dirs else _scan_kaggle)(root)
     if not samples and not rejections:
@@ -169,11 +180,24 @@ def scan(data_dir: str | os.PathLike) -> tuple[list[Sample], list[Rejection]]:
 
 
 def _natural_key(name: str) -> list:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+    # Odd places hold the digit runs ("2" of "cat.2.jpg"), so numbers compare as numbers and
+    # text as text; str.isdigit would also take "²", which int() refuses.
+    return [int(t) if i % 2 else t for i, t in enumerate(re.split(r"([0-9]+)", name))]
 
 
 def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def _name_ok(name: str) -> str | None:
+    """Why `name` (the path in the data folder) cannot be a photo's name, or None. Names are
+    text in the feature cache, the splits and every CSV; bytes that are not UTF-8 (a Latin-1 name
+    copied from an old disk) have no text to be."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "name is not valid UTF-8 (catdog keeps photo names as text); rename it"
+    return None
 
 
 def _extension_ok(path: Path) -> str | None:
@@ -188,6 +212,10 @@ def _scan_kaggle(root: Path) -> tuple[list[Sample], list[Rejection]]:
         name = path.relative_to(root).as_posix()
         if path.parent != root:
             rejections.append(Rejection(path, "in a subfolder of a Kaggle-layout folder; move it up or use cat/ and dog/ class folders"))
+            continue
+        bad_name = _name_ok(name)
+        if bad_name:
+            rejections.append(Rejection(path, bad_name))
             continue
         labelled = _KAGGLE_LABELLED.match(path.name)
         unlabelled = _KAGGLE_UNLABELLED.match(path.name)
@@ -215,9 +243,9 @@ def _scan_class_folders(root: Path) -> tuple[list[Sample], list[Rejection]]:
         if top not in LABELS:
             rejections.append(Rejection(path, "outside the cat/ and dog/ class folders; move it into one of them"))
             continue
-        bad_ext = _extension_ok(path)
-        if bad_ext:
-            rejections.append(Rejection(path, bad_ext))
+        bad = _name_ok(name) or _extension_ok(path)
+        if bad:
+            rejections.append(Rejection(path, bad))
             continue
         samples.append(Sample(path, name, Path(name).with_suffix("").as_posix(), LABELS.index(top)))
     return samples, rejections
@@ -446,7 +474,7 @@ def write_rejections(csv_path: str | os.PathLike, rejections: list[Rejection]) -
         writer = csv.writer(f)
         writer.writerow(["file", "reason"])
         for r in rejections:
-            writer.writerow([str(r.path), r.reason])
+            writer.writerow([shown(r.path), r.reason])
     return csv_path
 
 

@@ -130,7 +130,7 @@ def inspect_data(
 
     worst_rows = []
     if run_dir:
-        worst_rows = _worst_photos(run_dir, photos, x, labels, worst)
+        worst_rows = _worst_photos(run_dir, photos, x, labels, worst, max_pixels)
 
     suspects = [p for p in photos if p.reasons]
     _write_suspects(out_dir / "suspects.csv", suspects)
@@ -159,13 +159,18 @@ def _class_name(index: int, names: list[str] | None) -> str:
     return names[index] if names else f"ImageNet class {index}"
 
 
-def _worst_photos(run_dir, photos: list[Photo], x: np.ndarray, labels: np.ndarray, n: int) -> list[dict]:
-    """The labelled photos with the highest per-photo log loss under the trained model, with CAMs."""
+def _worst_photos(run_dir, photos: list[Photo], x: np.ndarray, labels: np.ndarray, n: int, max_pixels: int) -> list[dict]:
+    """The labelled photos with the highest per-photo log loss under the trained model, with CAMs.
+    x: the photos at the checks' size (224); decoded again at the run's size where that differs."""
     from catdog.cam import cam_model, overlay
     from catdog.training import load_run
 
     model = cam_model(load_run(run_dir).model)
     labelled = np.flatnonzero(labels >= 0)
+    size = int(model.input_shape[1])  # the run's photo size (288 for `make run`), not the checks' 224
+    if size != x.shape[1]:
+        x = np.zeros((len(x), size, size, 3), np.float32)
+        x[labelled] = [resize(open_rgb(photos[i].path, max_pixels), size) for i in labelled]
     out = [model.predict_on_batch(x[labelled[i : i + 32]]) for i in range(0, len(labelled), 32)]
     probs = np.concatenate([np.asarray(o["probabilities"]) for o in out])
     cams = np.concatenate([np.asarray(o["cam"]) for o in out])

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from catdog.atomic import write_text
-from catdog.data import LABELS
+from catdog.data import LABELS, shown
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
@@ -120,7 +120,7 @@ def write_report(path: Path, summary: dict, photos, sizes, ratios, fences, worst
         f"<td>{'<br>'.join(html.escape(r) for r in p.reasons)}</td></tr>"
         for p in suspects
     )
-    rejected = "".join(f"<tr><td>{html.escape(str(r.path))}</td><td>{html.escape(r.reason)}</td></tr>" for r in rejections)
+    rejected = "".join(f"<tr><td>{html.escape(shown(r.path))}</td><td>{html.escape(r.reason)}</td></tr>" for r in rejections)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>catdog inspect: {html.escape(summary['data'])}</title>
 <style>{CSS}</style></head><body>
 <h1>catdog inspect</h1><p class="muted">{html.escape(summary['data'])}</p>
