@@ -104,3 +104,25 @@ def load_manifest(art_dir: str | os.PathLike) -> dict:
     if not isinstance(manifest, dict) or not isinstance(manifest.get("artefacts", []), list):
         raise CatdogError(f"{path}: not a catdog manifest; run `catdog export` again")
     return manifest
+
+
+def pet_threshold(model_path: str | os.PathLike) -> float:
+    """The threshold on P(pet) under which a model's answer is neither (`verdict`): from a
+    RUN_DIR's metrics.json, an ART_DIR's manifest.json, or for an artefact file the manifest.json
+    beside it. A one-line CatdogError where there is none."""
+    path = Path(model_path)
+    if (path / RunDir.MODEL).is_file():
+        source, remedy = path / RunDir.METRICS, "train the run again"
+    else:
+        art_dir = path if (path / MANIFEST).is_file() else path.parent
+        source, remedy = art_dir / MANIFEST, "run `catdog export` again (manifest.json beside the artefact holds it)"
+    try:
+        doc = json.loads(source.read_text())
+    except FileNotFoundError:
+        raise CatdogError(f"{source}: missing, so the threshold of the neither answer is unknown; {remedy}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CatdogError(f"{source}: unreadable ({exc}); {remedy}") from None
+    value = doc.get(PET_THRESHOLD) if isinstance(doc, dict) else None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise CatdogError(f"{source}: no {PET_THRESHOLD} (made by a catdog without the neither answer); {remedy}")
+    return float(value)

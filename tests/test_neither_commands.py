@@ -88,3 +88,52 @@ def test_evaluate_prints_and_writes_keep_and_reject_rates(subset_run, held_out, 
     # without --negatives: the keep rate alone
     assert main(["evaluate", str(subset_run), str(held_out), "--json", str(out)]) == 0
     assert "rejects" not in capsys.readouterr().out and "reject" not in json.loads(out.read_text())["pet"]
+
+
+def test_cam_says_neither_where_the_run_does(subset_run, subset_artefacts, tmp_path, capsys):
+    """`catdog cam` once printed "dog 92.5%" for a vase of flowers: each line now gives the run's
+    verdict, from a RUN_DIR (metrics.json's threshold) and from an artefact (its manifest's)."""
+    from catdog.cli import main
+    from catdog.contract import pet_threshold
+
+    not_pet = "000000003255.jpg"  # held out, as in the predict test above
+    photos = [TEST / "1.jpg", TEST / "2.jpg", NOT_PETS / not_pet]
+    _, pets, verdicts = _answers(subset_run, photos)
+    assert verdicts[2] == NEITHER and NEITHER not in verdicts[:2], (verdicts, pets)
+    tflite = next(subset_artefacts.glob("*_fp32.tflite"))
+    assert pet_threshold(tflite) == pet_threshold(subset_artefacts) == pet_threshold(subset_run)
+    for model in (subset_run, tflite):
+        assert main(["cam", str(model), *map(str, photos), "--out", str(tmp_path / model.name)]) == 0
+        lines = {line.split(": ", 1)[0]: line for line in capsys.readouterr().out.splitlines() if " -> " in line}
+        for path, answer, pet in zip(photos, verdicts, pets):
+            said = lines[str(path)].split(": ", 1)[1]
+            assert said.startswith(f"{answer} "), (model, said)
+            if answer == NEITHER:
+                assert f"P(cat or dog) {pet:.1%}" in said or model == tflite, said
+    alone = tmp_path / "alone.tflite"  # an artefact away from its manifest: no threshold, no answer
+    alone.write_bytes(tflite.read_bytes())
+    assert main(["cam", str(alone), str(photos[0]), "--out", str(tmp_path / "alone")]) == 2
+    assert "manifest.json: missing, so the threshold of the neither answer is unknown" in capsys.readouterr().err
+
+
+def test_pet_threshold_is_found_where_each_model_keeps_it(tmp_path):
+    from catdog.contract import pet_threshold
+    from catdog.errors import CatdogError
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_bytes(b"")
+    (run / "metrics.json").write_text(json.dumps({"pet_threshold": 0.8}))
+    art = tmp_path / "art"
+    (art / "m.mlpackage").mkdir(parents=True)  # a package is a folder: its manifest is its parent's
+    (art / "m.onnx").write_bytes(b"")
+    (art / "manifest.json").write_text(json.dumps({"pet_threshold": 0.7, "artefacts": []}))
+    assert pet_threshold(run) == 0.8
+    assert pet_threshold(art) == pet_threshold(art / "m.onnx") == pet_threshold(art / "m.mlpackage") == 0.7
+    for doc, expected in ((json.dumps({"pet_threshold": True}), "no pet_threshold"), ("{", "unreadable"), ("[]", "no pet_threshold")):
+        (run / "metrics.json").write_text(doc)
+        with pytest.raises(CatdogError, match=f"metrics.json: {expected}.*train the run again"):
+            pet_threshold(run)
+    (art / "manifest.json").unlink()
+    with pytest.raises(CatdogError, match="manifest.json: missing.*run `catdog export` again"):
+        pet_threshold(art / "m.onnx")

@@ -203,10 +203,12 @@ def cam_photos(model_path, images, out, size: int) -> list[tuple]:
     OUT/cam_grid.png; prints a line per photo (and per skipped file).
 
     model_path: a RUN_DIR (its model as saved: the calibration temperature is not folded in) or an
-    artefact, loaded and run by `catdog.runtime.open_model`. Returns (photo path, label,
-    probability, overlay path) per photo done; CatdogError when none is usable."""
+    artefact, loaded and run by `catdog.runtime.open_model`; its threshold of the neither answer
+    from `catdog.contract.pet_threshold`. Returns (photo path, answer: cat, dog or neither, the
+    mapped class's probability, overlay path) per photo done; CatdogError when none is usable."""
     from PIL import Image
 
+    from catdog.contract import NEITHER, PET, pet_threshold, verdict
     from catdog.data import LABELS, ImageError, open_rgb, resize, shown
     from catdog.runtime import CAM, PROBABILITIES, SUFFIX_FORMAT, open_model
 
@@ -216,6 +218,7 @@ def cam_photos(model_path, images, out, size: int) -> list[tuple]:
 
         load_run(model_path)  # raises load_run's own one-line error: no such RUN_DIR, or an unfinished one
     model = open_model(model_path, temperature=1.0)
+    threshold = pet_threshold(model_path)  # a photo of neither is not called a cat or a dog here either
     paths = []
     for item in map(Path, images):
         paths.extend(sorted(p for p in item.iterdir() if p.is_file()) if item.is_dir() else [item])
@@ -231,6 +234,10 @@ def cam_photos(model_path, images, out, size: int) -> list[tuple]:
         result = model(resize(photo, model.image_size))
         probs, cam = result[PROBABILITIES], result[CAM]
         cls = int(probs.argmax())
+        pet = float(np.ravel(result[PET])[0])
+        answer = verdict(probs, pet, threshold, LABELS)
+        said = (f"{LABELS[cls]} {probs[cls]:.1%}" if answer != NEITHER else
+                f"neither (P(cat or dog) {pet:.1%}, under {threshold:.1%}; the map is {LABELS[cls]}'s, {probs[cls]:.1%})")
         photo.thumbnail((size, size))
         image = overlay(np.asarray(photo), cam[..., cls])
         target, n = out / f"{path.stem}_cam.png", 1
@@ -241,9 +248,9 @@ def cam_photos(model_path, images, out, size: int) -> list[tuple]:
         with staged(target) as tmp:
             Image.fromarray(image).save(tmp)
         overlays.append(image)
-        titles.append(f"{shown(path.name)}: {LABELS[cls]} {probs[cls]:.1%}")
-        done.append((path, LABELS[cls], float(probs[cls]), target))
-        print(f"{shown(path)}: {LABELS[cls]} {probs[cls]:.1%} -> {shown(target)}")
+        titles.append(f"{shown(path.name)}: {LABELS[cls]} {probs[cls]:.1%}" if answer != NEITHER else f"{shown(path.name)}: neither")
+        done.append((path, answer, float(probs[cls]), target))
+        print(f"{shown(path)}: {said} -> {shown(target)}")
     if not overlays:
         raise CatdogError("no usable image among the IMAGES given; pass photo files or folders of photos")
     if len(overlays) > 1:

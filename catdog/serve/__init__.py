@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import os
 import sys
 import threading
@@ -48,7 +47,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from catdog.contract import NEITHER, PET, PET_THRESHOLD, ArtDir, RunDir, load_manifest, verdict
+from catdog.contract import NEITHER, PET, PET_THRESHOLD, ArtDir, RunDir, load_manifest, pet_threshold, verdict
 from catdog.data import LABELS, ImageError, ImageKind, open_rgb, probe, resize
 from catdog.errors import CatdogError
 from catdog.runtime import CAM, PROBABILITIES, Model, open_model
@@ -117,21 +116,13 @@ class PixelBudget:
                 self._cond.notify_all()
 
 
-def _threshold(source: dict, file: Path, remedy: str) -> float:
-    """`pet_threshold` of a manifest.json or metrics.json, or a one-line CatdogError."""
-    value = source.get(PET_THRESHOLD)
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise CatdogError(f"{file}: no {PET_THRESHOLD} (made by a catdog without the neither answer); {remedy}")
-    return float(value)
-
-
 def load_predictor(path: str | os.PathLike) -> Predictor:
     """The predictor for an ART_DIR (ONNX, else TFLite, fp32) or a RUN_DIR (Keras), with the
     threshold on P(pet) from the ART_DIR's manifest.json or the RUN_DIR's metrics.json."""
     path = Path(path)
     if (path / ArtDir.MANIFEST).is_file():
         manifest = load_manifest(path)
-        threshold = _threshold(manifest, path / ArtDir.MANIFEST, "run `catdog export` again")
+        threshold = pet_threshold(path)
         artefacts = {(a["format"], a["precision"]): path / a["file"] for a in manifest["artefacts"] if {"format", "precision", "file"} <= set(a)}
         for key in (("onnx", "fp32"), ("tflite", "fp32")):
             if key in artefacts and artefacts[key].exists():
@@ -139,13 +130,7 @@ def load_predictor(path: str | os.PathLike) -> Predictor:
                 return Predictor(open_model(artefacts[key], threads=1 if key[0] == "tflite" else None), threshold)
         raise CatdogError(f"{path}: no ONNX or TFLite fp32 artefact to serve; export with --formats onnx --precision fp32")
     if (path / RunDir.MODEL).is_file():
-        metrics_file = path / RunDir.METRICS
-        try:
-            metrics = json.loads(metrics_file.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CatdogError(f"{metrics_file}: unreadable ({exc}); train the run again") from None
-        threshold = _threshold(metrics if isinstance(metrics, dict) else {}, metrics_file, "train the run again")
-        return Predictor(open_model(path, temperature=1.0), threshold)  # the run's model as saved, as before
+        return Predictor(open_model(path, temperature=1.0), pet_threshold(path))  # the run's model as saved, as before
     raise CatdogError(f"{path}: neither an ART_DIR (manifest.json) nor a RUN_DIR (model.keras); pass one of them")
 
 
