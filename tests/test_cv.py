@@ -158,3 +158,29 @@ def test_fits_on_the_pool_keep_one_blas_thread():
     with threadpool_limits(2):  # the default on CI's two cores, here on any machine
         assert CV._map(fit_like, [0, 1], workers=2) == [1, 1]
         assert blas_threads() == 2  # and the pool gives the caller's setting back
+
+
+def test_too_few_photos_for_nested_cv_is_one_line_before_training():
+    """3 cats and 3 dogs with --cv 3 once passed the first check and failed inside a nested fold
+    with "a class has fewer than 3 photos" (it had 3); the fewest that work, found by running them."""
+    from catdog.errors import CatdogError
+
+    for k in (2, 3, 5):
+        need = CV.nested_minimum(k, k)
+        y = np.repeat([0, 1], [need, need + 4])
+        CV.check_nested(y, k, k)
+        folds = CV.stratified_folds(y, k, seed=0)
+        for f in range(k):  # each outer fold's training part can hold the inner folds
+            CV.stratified_folds(y[folds != f], k, seed=1)
+        short = np.repeat([0, 1], [need - 1, need + 4])
+        with pytest.raises(CatdogError, match=rf"--cv {k}: nested cross-validation needs at least {need} photos of each class, and there are {need - 1} cats"):
+            CV.check_nested(short, k, k)
+        folds = CV.stratified_folds(short, k, seed=0)
+        with pytest.raises(CatdogError):  # what the check saves the user from meeting mid-run
+            for f in range(k):
+                CV.stratified_folds(short[folds != f], k, seed=1)
+    assert [CV.nested_minimum(k, k) for k in (2, 3, 5)] == [4, 5, 7]
+    with pytest.raises(CatdogError, match="there are 4 cats; use --cv 2 or add photos"):
+        CV.check_nested(np.repeat([0, 1], [4, 9]), 5, 5)
+    with pytest.raises(CatdogError, match=r"there are 3 dogs; add photos \(--cv 2 needs 4 of each\)"):
+        CV.check_nested(np.repeat([0, 1], [9, 3]), 5, 5)

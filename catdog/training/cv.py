@@ -180,6 +180,33 @@ def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
     return folds
 
 
+def nested_minimum(k: int, inner_k: int) -> int:
+    """The fewest photos of a class nested CV can run on: every outer fold's training part (all but
+    about 1/k of them) must still hold `inner_k` of the class for the inner folds."""
+    n = max(k, inner_k)
+    while n - -(-n // k) < inner_k:  # n minus the largest outer test part, ceil(n / k)
+        n += 1
+    return n
+
+
+def check_nested(labels: np.ndarray, k: int, inner_k: int) -> None:
+    """A one-line CatdogError, before any training, where a class has too few photos for nested
+    CV with k outer and inner_k inner folds (`stratified_folds` alone would fail inside a fold)."""
+    from catdog.contract import LABELS
+    from catdog.errors import CatdogError
+
+    if k < 2:
+        raise CatdogError(f"--cv {k}: needs at least 2 folds (e.g. 5)")
+    counts = np.bincount(np.asarray(labels), minlength=len(LABELS))
+    need = nested_minimum(k, inner_k)
+    if counts.min() < need:
+        fewest = int(counts.argmin())
+        fits = [f for f in range(2, k) if nested_minimum(f, f) <= counts.min()]
+        remedy = f"use --cv {fits[-1]} or add photos" if fits else f"add photos (--cv 2 needs {nested_minimum(2, 2)} of each)"
+        raise CatdogError(f"--cv {k}: nested cross-validation needs at least {need} photos of each class, and there are "
+                          f"{counts[fewest]} {LABELS[fewest]}s; {remedy}")
+
+
 @dataclass
 class Selection:
     """The settings K-fold CV chose on the photos `idx`, and what every candidate scored."""

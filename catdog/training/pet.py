@@ -24,6 +24,7 @@ import keras
 import numpy as np
 
 from catdog.contract import PET
+from catdog.training.cv import nested_minimum
 
 IMAGENET_DOG_CLASSES = tuple(range(151, 269))  # the 118 dog breeds
 IMAGENET_CAT_CLASSES = tuple(range(281, 286))  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -40,7 +41,7 @@ FOLDS = 5
 # neither (`python -m bench neither --shifts`, README)
 PET_VIEWS = ("gray",)
 # nested CV: every inner fit (the outer training part, FOLDS - 1 shares) still has FOLDS photos with neither
-MIN_NEGATIVES = next(n for n in range(FOLDS, 10 * FOLDS) if n - -(-n // FOLDS) >= FOLDS)  # 7 for 5 folds
+MIN_NEGATIVES = nested_minimum(FOLDS, FOLDS)  # 7 for 5 folds
 
 
 @dataclass

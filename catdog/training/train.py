@@ -467,6 +467,7 @@ def train_run(
     the photos as seen by it (catdog.data.views): `config.views` train, every one is scored."""
     start = time.perf_counter()
     run_dir = Path(run_dir)
+    CV.check_nested(feature_set.labels[_labelled(feature_set, report=False)], config.folds, config.folds)
     check_negatives(feature_set, negatives)
     weights = backbone_weights(feature_set)
     top, top_note = imagenet_top(feature_set.backbone, feature_set.weights)
