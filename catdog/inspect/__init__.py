@@ -130,7 +130,7 @@ def inspect_data(
 
     worst_rows = []
     if run_dir:
-        worst_rows = _worst_photos(run_dir, photos, x, labels, worst, max_pixels)
+        worst_rows = _worst_photos(run_dir, photos, x, labels, worst, max_pixels, progress)
 
     suspects = [p for p in photos if p.reasons]
     _write_suspects(out_dir / "suspects.csv", suspects)
@@ -159,7 +159,7 @@ def _class_name(index: int, names: list[str] | None) -> str:
     return names[index] if names else f"ImageNet class {index}"
 
 
-def _worst_photos(run_dir, photos: list[Photo], x: np.ndarray, labels: np.ndarray, n: int, max_pixels: int) -> list[dict]:
+def _worst_photos(run_dir, photos: list[Photo], x: np.ndarray, labels: np.ndarray, n: int, max_pixels: int, progress: bool) -> list[dict]:
     """The labelled photos with the highest per-photo log loss under the trained model, with CAMs.
     x: the photos at the checks' size (224); decoded again at the run's size where that differs."""
     from catdog.cam import cam_model, overlay
@@ -168,10 +168,14 @@ def _worst_photos(run_dir, photos: list[Photo], x: np.ndarray, labels: np.ndarra
     model = cam_model(load_run(run_dir).model)
     labelled = np.flatnonzero(labels >= 0)
     size = int(model.input_shape[1])  # the run's photo size (288 for `make run`), not the checks' 224
-    if size != x.shape[1]:
-        x = np.zeros((len(x), size, size, 3), np.float32)
-        x[labelled] = [resize(open_rgb(photos[i].path, max_pixels), size) for i in labelled]
-    out = [model.predict_on_batch(x[labelled[i : i + 32]]) for i in range(0, len(labelled), 32)]
+
+    def at_size(rows: np.ndarray) -> np.ndarray:  # a batch at a time: 2,002 photos at 288 are 2 GB of float32
+        if size == x.shape[1]:
+            return x[rows]
+        return np.stack([resize(open_rgb(photos[i].path, max_pixels), size) for i in rows]).astype(np.float32)
+
+    batches = tqdm(range(0, len(labelled), 32), desc="inspect: the run's model", unit="batch", disable=not progress)
+    out = [model.predict_on_batch(at_size(labelled[i : i + 32])) for i in batches]
     probs = np.concatenate([np.asarray(o["probabilities"]) for o in out])
     cams = np.concatenate([np.asarray(o["cam"]) for o in out])
     p_true = np.clip(probs[np.arange(len(labelled)), labels[labelled]], 1e-15, 1.0)
@@ -184,7 +188,7 @@ def _worst_photos(run_dir, photos: list[Photo], x: np.ndarray, labels: np.ndarra
         if predicted != photo.label:
             photo.reasons.append(f"model says {LABELS[predicted]} (P={probs[k, predicted]:.3f}; log loss {loss[k]:.2f})")
         rows.append({"photo": photo, "loss": float(loss[k]), "predicted": LABELS[predicted], "p": float(probs[k, predicted]),
-                     "overlay": overlay(x[labelled[k]].astype(np.uint8), cams[k, :, :, predicted])})
+                     "overlay": overlay(at_size(labelled[k : k + 1])[0].astype(np.uint8), cams[k, :, :, predicted])})
     return rows
 
 
