@@ -120,6 +120,24 @@ def test_parity_names_the_photos_whose_answer_changes(subset_run):
 
 
 @needs_shared
+def test_int8_of_a_format_without_calibration_of_its_own(subset_run, subset_artefacts, tmp_path):
+    """ONNX int8 quantises weights only and Core ML int8 likewise, but both keep the layers the int8
+    analysis (TFLite full integer, on calibration photos) chooses: `--formats onnx --precision int8`
+    alone once crashed there, handed no photos. Each alone keeps what the export of every format
+    kept, and passes parity."""
+    from catdog.cli import main
+
+    everything = {a["file"]: a for a in load_manifest(subset_artefacts)["artefacts"]}
+    for fmt in ("onnx", "coreml"):
+        out = tmp_path / fmt
+        assert main(["export", str(subset_run), "--formats", fmt, "--precision", "int8", "--out", str(out)]) == 0
+        [alone] = load_manifest(out)["artefacts"]
+        assert alone["kept_float32"] == everything[alone["file"]]["kept_float32"]
+        report = run_parity(out, REFERENCE, edge=False)
+        assert [r["passed"] for r in report["artefacts"]] == [True], report["artefacts"]
+
+
+@needs_shared
 def test_fp16_parity_on_the_reference_photos(subset_artefacts):
     """Without the derived edge cases, fp16 stays within its stated 5e-3 on the real photos."""
     report = run_parity(subset_artefacts, REFERENCE, edge=False)

@@ -97,7 +97,9 @@ def draw_photos(samples: list[Sample], image_size: int, n: int, seed: int) -> tu
     rng = np.random.default_rng(seed)
     chosen = [samples[i] for i in sorted(rng.choice(len(samples), min(n, len(samples)), replace=False))]
     batches = list(iter_batches(chosen, batch_size=32, size=image_size))
-    if not batches:
+    for r in (r for b in batches for r in b.rejections):
+        print(r.line())  # a photo the user chose (--calibration DIR) is not dropped unsaid
+    if not sum(len(b.samples) for b in batches):
         raise CatdogError("no usable calibration photo; pass --calibration DIR with real photos")
     labels = [-1 if s.label is None else s.label for b in batches for s in b.samples]
     return np.concatenate([b.images for b in batches]).astype(np.float32), np.array(labels)
@@ -131,7 +133,10 @@ def export_run(
     out_dir.mkdir(parents=True, exist_ok=True)
     backbone = run.metrics["backbone"]
     model_sha = sha256_file(run.path / RunDir.MODEL)
-    needs_calibration = "int8" in precisions and any(TABLE[f].int8_needs_photos for f in formats)
+    # int8 photos: for a format that quantises activations, and for the int8 sensitivity analysis,
+    # whose choice every format's int8 keeps (it measures the TFLite full-integer model)
+    analysed_int8 = mixed and keep_float is None
+    needs_calibration = "int8" in precisions and (analysed_int8 or any(TABLE[f].int8_needs_photos for f in formats))
     calibration = None
     if needs_calibration:
         if not calibration_samples:

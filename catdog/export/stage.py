@@ -28,7 +28,12 @@ def export_stage(
 
     formats_ = parse_list(formats, FORMATS, "format")
     precisions_ = parse_list(precision, PRECISIONS, "precision")
-    calibration = scan(calibration_dir)[0] if calibration_dir else run_photos(run, "calibration")
+    if calibration_dir:
+        calibration, rejected = scan(calibration_dir)
+        for r in rejected:
+            print(r.line())
+    else:
+        calibration = run_photos(run, "calibration")
     keep = [n.strip() for n in keep_float.split(",") if n.strip()] if keep_float is not None else None
     return export_run(run, formats_, precisions_, out, calibration, calibrated=calibrated, mixed=mixed, keep_float=keep)
 
