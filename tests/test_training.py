@@ -84,6 +84,14 @@ def test_evaluate_on_held_out_photos(subset_run, held_out, tmp_path, capsys):
     result = json.loads(out.read_text())
     assert result["n"] == 80 and result["log_loss"] < 0.2 and result["accuracy"] >= 0.9
     assert "log loss" in capsys.readouterr().out
+    # Kaggle's unlabelled test folder: one line naming it, before any of its 500 photos is predicted
+    # (predicting writes rejected.csv beside --json; it once ran them all, then said so)
+    unlabelled = tmp_path / "unlabelled"
+    unlabelled.mkdir()
+    assert main(["evaluate", str(subset_run), str(TEST), "--json", str(unlabelled / "eval.json")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"catdog: error: {TEST}: no labelled photos to evaluate; use cat.N.jpg/dog.N.jpg names or cat/ and dog/ folders\n"
+    assert list(unlabelled.iterdir()) == []
 
 
 @needs_shared

@@ -62,13 +62,16 @@ def predict_stage(
     ray: str | None = None,
     workers: int | None = None,
     run=None,
+    labelled: bool = False,
 ):
     """Load RUN_DIR (unless `run` is given: it, loaded) and predict every photo of DATA (here, or
-    on Ray); (run, predictions)."""
+    on Ray); (run, predictions). labelled: DATA must hold labelled photos (said before predicting)."""
     from catdog.training import load_run, predict_images
 
     run = run or load_run(run_dir)
     samples, scan_rejections = scan_printing(data)
+    if labelled and samples and all(s.label is None for s in samples):
+        raise CatdogError(f"{data}: no labelled photos to evaluate; use cat.N.jpg/dog.N.jpg names or cat/ and dog/ folders")
     predict = on_ray(predict_images, ray, workers)
     predictions = predict(run.model, samples, batch_size=batch_size, max_pixels=max_pixels, tta=tta)
     rejections = scan_rejections + predictions.rejections
@@ -98,7 +101,7 @@ def evaluate_stage(
 
     from catdog.training import evaluate
 
-    run, predictions = predict_stage(run_dir, data, batch_size, max_pixels, rejected_csv, tta)
+    run, predictions = predict_stage(run_dir, data, batch_size, max_pixels, rejected_csv, tta, labelled=True)
     result = evaluate(predictions)
     threshold = run.pet_threshold
     labelled = np.array([s.label is not None for s in predictions.samples])
