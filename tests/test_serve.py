@@ -42,13 +42,14 @@ def start(path) -> tuple[str, object]:
     return f"http://127.0.0.1:{server.effective_port}", server
 
 
-def post(url: str, data: bytes, multipart: bool = True, timeout: float = 30, query: str = "") -> tuple[int, dict]:
+def post(url: str, data: bytes, multipart: bool = True, timeout: float = 30, query: str = "",
+         filename: bytes = b"photo.jpg") -> tuple[int, dict]:
     if multipart:
         boundary = uuid.uuid4().hex
         body = (
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"photo.jpg\"\r\n"
-            f"Content-Type: application/octet-stream\r\n\r\n"
-        ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"".encode() + filename + b"\"\r\n"
+            b"Content-Type: application/octet-stream\r\n\r\n"
+        ) + data + f"\r\n--{boundary}--\r\n".encode()
         headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
     else:
         body, headers = data, {"Content-Type": "application/octet-stream"}
@@ -103,6 +104,11 @@ def test_predict_matches_the_keras_model(art_server, subset_run):
         assert np.allclose(cam, np.asarray(expected["cam"])[0, :, :, int(p.argmax())], atol=1e-3)
     status, raw = post(art_server, (REFERENCE / "coral_cat_720p.jpg").read_bytes(), multipart=False)
     assert status == 200 and raw["label"] == "cat"
+    # file names as clients send them: UTF-8, and Latin-1 bytes (curl sends a local name as it is;
+    # werkzeug dropped such a form and the photo got "not an image")
+    for filename in ("café.jpg".encode(), b"caf\xe9.jpg", b"a\xff\xfe.jpg"):
+        status, named = post(art_server, (REFERENCE / "coral_cat_720p.jpg").read_bytes(), filename=filename)
+        assert status == 200 and named["probabilities"] == raw["probabilities"], (filename, named)
 
 
 @needs_shared

@@ -134,6 +134,27 @@ def load_predictor(path: str | os.PathLike) -> Predictor:
     raise CatdogError(f"{path}: neither an ART_DIR (manifest.json) nor a RUN_DIR (model.keras); pass one of them")
 
 
+def uploaded_photo(request) -> bytes:
+    """The photo of a POST /predict: multipart field 'file', else the request body. werkzeug drops a
+    whole form, silently, when a part's headers are not UTF-8 (a Latin-1 file name, as curl sends a
+    local one); the body is kept for that case and read by the standard library's email parser,
+    which takes such bytes as they are."""
+    if request.mimetype != "multipart/form-data":
+        return request.get_data()
+    body = request.get_data(cache=True, parse_form_data=False)  # the form parses from this copy
+    if "file" in request.files:
+        return request.files["file"].read()
+    if request.files or request.form:
+        return b""
+    from email import message_from_bytes, policy
+
+    message = message_from_bytes(f"Content-Type: {request.content_type}\r\n\r\n".encode("latin-1") + body, policy=policy.HTTP)
+    for part in message.iter_parts() if message.is_multipart() else ():
+        if part.get_param("name", header="content-disposition") == "file":
+            return part.get_payload(decode=True) or b""
+    return b""
+
+
 def overlay_data_uri(photo: Image.Image, cam_map: np.ndarray, size: int = 480) -> str:
     from catdog.cam import overlay
 
@@ -182,10 +203,7 @@ def create_app(
 
     @app.post("/predict")
     def predict():
-        if "file" in request.files:
-            data = request.files["file"].read()
-        else:
-            data = request.get_data()
+        data = uploaded_photo(request)
         if not data:
             return error(400, "no image: send it as multipart field 'file' or as the request body")
         data = bytes(data)
