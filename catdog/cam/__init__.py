@@ -236,8 +236,8 @@ def cam_photos(model_path, images, out, size: int) -> list[tuple]:
         cls = int(probs.argmax())
         pet = float(np.ravel(result[PET])[0])
         answer = verdict(probs, pet, threshold, LABELS)
-        said = (f"{LABELS[cls]} {probs[cls]:.1%}" if answer != NEITHER else
-                f"neither (P(cat or dog) {pet:.1%}, under {threshold:.1%}; the map is {LABELS[cls]}'s, {probs[cls]:.1%})")
+        title = f"{LABELS[cls]} {probs[cls]:.1%}" if answer != NEITHER else NEITHER
+        said = title if answer != NEITHER else f"{NEITHER} (P(cat or dog) {pet:.1%}, under {threshold:.1%}; the map is {LABELS[cls]}'s, {probs[cls]:.1%})"
         photo.thumbnail((size, size))
         image = overlay(np.asarray(photo), cam[..., cls])
         target, n = out / f"{path.stem}_cam.png", 1
@@ -248,7 +248,7 @@ def cam_photos(model_path, images, out, size: int) -> list[tuple]:
         with staged(target) as tmp:
             Image.fromarray(image).save(tmp)
         overlays.append(image)
-        titles.append(f"{shown(path.name)}: {LABELS[cls]} {probs[cls]:.1%}" if answer != NEITHER else f"{shown(path.name)}: neither")
+        titles.append(f"{shown(path.name)}: {title}")
         done.append((path, answer, float(probs[cls]), target))
         print(f"{shown(path)}: {said} -> {shown(target)}")
     if not overlays:
