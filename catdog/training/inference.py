@@ -152,12 +152,15 @@ def predict_images(
     )
 
 
+NO_LABELLED = "no labelled photos to evaluate; use cat.N.jpg/dog.N.jpg names or cat/ and dog/ folders"
+
+
 def evaluate(predictions: Predictions) -> dict:
     """Log loss, accuracy and confusion matrix over the labelled photos among `predictions`."""
     labels = np.array([-1 if s.label is None else s.label for s in predictions.samples])
     mask = labels >= 0
     if not mask.any():
-        raise CatdogError("no labelled photos to evaluate; use cat.N.jpg/dog.N.jpg names or cat/ and dog/ folders")
+        raise CatdogError(NO_LABELLED)
     return M.summary(labels[mask], predictions.probabilities[mask, 1])
 
 

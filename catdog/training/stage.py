@@ -67,11 +67,12 @@ def predict_stage(
     """Load RUN_DIR (unless `run` is given: it, loaded) and predict every photo of DATA (here, or
     on Ray); (run, predictions). labelled: DATA must hold labelled photos (said before predicting)."""
     from catdog.training import load_run, predict_images
+    from catdog.training.inference import NO_LABELLED
 
     run = run or load_run(run_dir)
     samples, scan_rejections = scan_printing(data)
     if labelled and samples and all(s.label is None for s in samples):
-        raise CatdogError(f"{data}: no labelled photos to evaluate; use cat.N.jpg/dog.N.jpg names or cat/ and dog/ folders")
+        raise CatdogError(f"{data}: {NO_LABELLED}")  # before predicting, where evaluate() would say it after
     predict = on_ray(predict_images, ray, workers)
     predictions = predict(run.model, samples, batch_size=batch_size, max_pixels=max_pixels, tta=tta)
     rejections = scan_rejections + predictions.rejections
