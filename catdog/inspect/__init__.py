@@ -18,6 +18,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from catdog.atomic import open_atomic, write_text
+from catdog.contract import CAM, PROBABILITIES
 from catdog.data import LABELS, MAX_PIXELS, ImageError, Rejection, open_rgb, resize, scan, write_rejections
 from catdog.errors import CatdogError
 from catdog.inspect import checks
@@ -162,12 +163,12 @@ def _class_name(index: int, names: list[str] | None) -> str:
 def _worst_photos(run_dir, photos: list[Photo], x: np.ndarray, labels: np.ndarray, n: int, max_pixels: int, progress: bool) -> list[dict]:
     """The labelled photos with the highest per-photo log loss under the trained model, with CAMs.
     x: the photos at the checks' size (224); decoded again at the run's size where that differs."""
-    from catdog.cam import cam_model, overlay
-    from catdog.training import load_run
+    from catdog.cam import overlay
+    from catdog.runtime import open_model
 
-    model = cam_model(load_run(run_dir).model)
+    model = open_model(run_dir, temperature=1.0)  # the run's model as saved, as `catdog cam` runs it
     labelled = np.flatnonzero(labels >= 0)
-    size = int(model.input_shape[1])  # the run's photo size (288 for `make run`), not the checks' 224
+    size = model.image_size  # the run's photo size (288 for `make run`), not the checks' 224
 
     def at_size(rows: np.ndarray) -> np.ndarray:  # a batch at a time: 2,002 photos at 288 are 2 GB of float32
         if size == x.shape[1]:
@@ -175,9 +176,9 @@ def _worst_photos(run_dir, photos: list[Photo], x: np.ndarray, labels: np.ndarra
         return np.stack([resize(open_rgb(photos[i].path, max_pixels), size) for i in rows]).astype(np.float32)
 
     batches = tqdm(range(0, len(labelled), 32), desc="inspect: the run's model", unit="batch", disable=not progress)
-    out = [model.predict_on_batch(at_size(labelled[i : i + 32])) for i in batches]
-    probs = np.concatenate([np.asarray(o["probabilities"]) for o in out])
-    cams = np.concatenate([np.asarray(o["cam"]) for o in out])
+    out = [model.run(at_size(labelled[i : i + 32])) for i in batches]
+    probs = np.concatenate([o[PROBABILITIES] for o in out])
+    cams = np.concatenate([o[CAM] for o in out])
     p_true = np.clip(probs[np.arange(len(labelled)), labels[labelled]], 1e-15, 1.0)
     loss = -np.log(p_true)
     rows = []
