@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -126,3 +127,46 @@ def pet_threshold(model_path: str | os.PathLike) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise CatdogError(f"{source}: no {PET_THRESHOLD} (made by a catdog without the neither answer); {remedy}")
     return float(value)
+
+
+def sha256_path(path: str | os.PathLike) -> str:
+    """sha256 of a file, or of a directory (an .mlpackage) as sorted relative paths + contents:
+    what manifest.json records for every artefact."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        if f != path:
+            h.update(f.relative_to(path).as_posix().encode() + b"\0")
+        with open(f, "rb") as fh:
+            while block := fh.read(1 << 20):
+                h.update(block)
+    return h.hexdigest()
+
+
+def manifest_entry(artefact: str | os.PathLike) -> dict | None:
+    """The manifest.json entry of an artefact file, from the ART_DIR it sits in (or, for a
+    uniform/ twin, the one above); None where no readable manifest lists it."""
+    artefact = Path(artefact).absolute()
+    for art_dir in (artefact.parent, artefact.parent.parent):
+        try:
+            manifest = json.loads((art_dir / MANIFEST).read_text())
+            entries = manifest.get("artefacts", []) + manifest.get("uniform_artefacts", [])
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError, TypeError):
+            continue
+        for entry in entries:
+            if isinstance(entry, dict) and isinstance(entry.get("file"), str) and art_dir / entry["file"] == artefact:
+                return entry
+    return None
+
+
+def check_artefact(artefact: str | os.PathLike) -> None:
+    """A one-line CatdogError where the artefact is not the file its manifest.json lists (its
+    sha256 differs: changed, truncated or half-copied since export); silent where no manifest
+    lists it."""
+    entry = manifest_entry(artefact)
+    if entry and isinstance(entry.get("sha256"), str) and sha256_path(artefact) != entry["sha256"]:
+        raise CatdogError(
+            f"{artefact}: not the file manifest.json lists (sha256 differs: changed, truncated or half-copied "
+            "since export); copy the ART_DIR again or run `catdog export` again"
+        )

@@ -23,7 +23,7 @@ def test_manifest_describes_every_artefact(subset_artefacts, subset_run):
     assert [o["name"] for o in manifest["outputs"]] == ["probabilities", "cam", "pet"]
     assert manifest["pet_threshold"] == json.loads((subset_run / "metrics.json").read_text())["pet_threshold"]
     from catdog.data import sha256_file
-    from catdog.export.contract import sha256_path
+    from catdog.contract import sha256_path
 
     assert manifest["keras_model"]["sha256"] == sha256_file(subset_run / "model.keras")
     # the manifest ships inside the apps: no machine path, the Keras model found relative to ART_DIR
@@ -207,17 +207,19 @@ def test_catdog_run_goes_from_photos_to_verified_artefacts(verified_run):
 
 def _altered(art_dir, tmp, files: dict[str, object]):
     """A copy of ART_DIR holding only `files` (name -> a function that alters the copied package's
-    spec protobuf in place, or a path whose package replaces it), with the manifest's entries."""
+    spec protobuf in place, or a path whose package replaces it), with the manifest's entries and
+    the altered files' sha256: as an export that made them so would write it."""
     import shutil
 
     from coremltools.proto import Model_pb2
+
+    from catdog.contract import sha256_path
 
     out = tmp / "altered"
     out.mkdir()
     manifest = load_manifest(art_dir)
     manifest["artefacts"] = [a for a in manifest["artefacts"] if a["file"] in files]
     manifest["uniform_artefacts"] = []
-    (out / "manifest.json").write_text(json.dumps(manifest))
     for name, alter in files.items():
         if callable(alter):
             shutil.copytree(art_dir / name, out / name)
@@ -228,6 +230,9 @@ def _altered(art_dir, tmp, files: dict[str, object]):
             spec_path.write_bytes(spec.SerializeToString())
         else:
             shutil.copytree(alter, out / name)
+    for entry in manifest["artefacts"]:
+        entry["sha256"] = sha256_path(out / entry["file"])
+    (out / "manifest.json").write_text(json.dumps(manifest))
     return out
 
 
@@ -273,3 +278,54 @@ def test_parity_catches_altered_core_ml_packages(subset_artefacts, subset_run, t
     fp16_failed = "; ".join(rows["fp16"]["failed"])
     assert f"spec: {kept[0]} kept float32 (1 op(s), output dtype ['FLOAT16'])" in fp16_failed, fp16_failed
     assert "FAIL" in (altered / "parity.md").read_text()
+
+
+@needs_shared
+def test_changed_unreadable_or_foreign_artefacts_are_one_line(subset_artefacts, subset_run, tmp_path, capsys):
+    """An artefact changed since export (its sha256 no longer the manifest's), a truncated file
+    away from any manifest, and another tool's model: each is one line naming the file, from
+    catdog.runtime, and parity goes on to measure the other artefacts."""
+    import shutil
+
+    import numpy as np
+    from onnx import TensorProto, helper
+
+    from catdog.cli import main
+    from catdog.runtime import open_model
+
+    art = tmp_path / "art"
+    art.mkdir()
+    manifest = load_manifest(subset_artefacts)
+    manifest["artefacts"] = [a for a in manifest["artefacts"] if a["precision"] == "fp32" and a["format"] in ("onnx", "tflite")]
+    manifest["uniform_artefacts"] = []
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    files = {a["format"]: art / a["file"] for a in manifest["artefacts"]}
+    for path in files.values():
+        shutil.copy(subset_artefacts / path.name, path)
+    onnx_bytes = files["onnx"].read_bytes()
+    files["onnx"].write_bytes(onnx_bytes[: len(onnx_bytes) // 2])  # a copy cut short
+    report = run_parity(art, REFERENCE, run_dir=subset_run, edge=False)
+    rows = {r["format"]: r for r in report["artefacts"]}
+    assert not report["passed"] and rows["tflite"]["passed"] and rows["tflite"]["numbers_run"]
+    assert rows["onnx"]["failed"] == [
+        f"{files['onnx']}: not the file manifest.json lists (sha256 differs: changed, truncated or half-copied since export); "
+        "copy the ART_DIR again or run `catdog export` again"
+    ]
+    assert "sha256 differs" in (art / "parity.md").read_text()
+
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    (lone / "cut.tflite").write_bytes(files["tflite"].read_bytes()[:100_000])
+    with pytest.raises(CatdogError, match=r"cut.tflite: LiteRT cannot load it \(.+\); run `catdog export` again$"):
+        open_model(lone / "cut.tflite")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 224, 224, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 224, 224, 3])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "other", [x], [y])
+    foreign = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    onnx.save(foreign, lone / "other.onnx")
+    assert main(["cam", str(lone / "other.onnx"), str(next(REFERENCE.glob("*.jpg"))), "--out", str(tmp_path / "cam")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"catdog: error: {lone / 'other.onnx'}: not a catdog model (inputs ['x'], outputs ['y']; catdog's take 'image' "
+                   "and give 'probabilities' and 'cam'); make one with `catdog export`"], err
+    model = open_model(files["tflite"])  # the untouched artefact beside them still runs
+    assert np.isfinite(model.run(np.zeros((1, model.image_size, model.image_size, 3), np.float32))["probabilities"]).all()

@@ -20,13 +20,13 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from catdog.contract import PET_THRESHOLD, ArtDir, RunDir, load_manifest
+from catdog.contract import PET_THRESHOLD, ArtDir, RunDir, load_manifest, sha256_path
 from catdog import __version__
 from catdog.cam import cam_model, check_catdog_model
 from catdog.data import LABELS, Sample, iter_batches, sha256_file
 from catdog.atomic import write_text
 from catdog.errors import CatdogError
-from catdog.export.contract import CAM, INPUT_NAME, PROBABILITIES, raw_image_input, sha256_path, size_bytes, tensor_outputs
+from catdog.export.contract import CAM, INPUT_NAME, PROBABILITIES, raw_image_input, size_bytes, tensor_outputs
 from catdog.features import input_size
 from catdog.export.sensitivity import SENSITIVITY_PHOTOS, Unit, analyse, coreml_fp16_analysis, kept_units, missed_targets, plot, weighted_units
 from catdog.training import calibrated_model

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -48,20 +47,6 @@ def pet_output(batch: int | str) -> dict:
         "dtype": "float32",
         "meaning": "P(the photo shows a cat or a dog); under the manifest's pet_threshold the answer is neither",
     }
-
-
-def sha256_path(path: str | os.PathLike) -> str:
-    """sha256 of a file, or of a directory (an .mlpackage) as sorted relative paths + contents."""
-    path = Path(path)
-    h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for f in files:
-        if f != path:
-            h.update(f.relative_to(path).as_posix().encode() + b"\0")
-        with open(f, "rb") as fh:
-            while block := fh.read(1 << 20):
-                h.update(block)
-    return h.hexdigest()
 
 
 def size_bytes(path: str | os.PathLike) -> int:

@@ -330,20 +330,20 @@ def run_parity(
             row["comparison"] = True
         if not path.exists():
             return {**row, "passed": False, "failed": [f"{path} missing"], "numbers_run": False}
+        # a uniform twin only shows what mixed precision buys: the reference photos suffice
+        n = n_ref if comparison and n_ref else len(arrays)
+        start = time.perf_counter()
+        try:  # first, so that a changed or unreadable file is one line and the next artefact is measured
+            outputs, row["engine"] = run_artefact(path, arrays[:n])
+        except CatdogError as exc:
+            return {**row, "numbers_run": False, "passed": False, "failed": [str(exc)]}
+        row["seconds"] = round(time.perf_counter() - start, 1)
         failed = []
         if art["format"] == "coreml":
             row["spec_checks"] = coreml_spec_checks(path, run.model, manifest["backbone"])
             if kept:
                 row["spec_checks"] += kept_layer_checks(path, kept, units, art["precision"])
             failed = [f"spec: {c['check']} ({c['detail']})" for c in row["spec_checks"] if not c["passed"]]
-        # a uniform twin only shows what mixed precision buys: the reference photos suffice
-        n = n_ref if comparison and n_ref else len(arrays)
-        start = time.perf_counter()
-        try:
-            outputs, row["engine"] = run_artefact(path, arrays[:n])
-        except CatdogError as exc:
-            return {**row, "numbers_run": False, "passed": False, "failed": failed + [str(exc)]}
-        row["seconds"] = round(time.perf_counter() - start, 1)
         if art["format"] == "coreml" and coreml_runs_here():
             # Apple's numbers against the interpreter's: the interpreter is checked wherever Core ML runs
             interpreted, _ = run_artefact(path, arrays[:n], engine="interpreter")

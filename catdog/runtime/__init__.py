@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from catdog.contract import CAM, INPUT_NAME, OUTPUTS, PET, PROBABILITIES, SUFFIXES, RunDir
+from catdog.contract import CAM, INPUT_NAME, OUTPUTS, PET, PROBABILITIES, SUFFIXES, RunDir, check_artefact
 from catdog.errors import CatdogError
 
 SUFFIX_FORMAT = {suffix: fmt for fmt, suffix in SUFFIXES.items()}
@@ -74,6 +74,17 @@ class Model:
         return f"<{self.engine}: {self.path}>"
 
 
+def _require_contract(path: Path, inputs, outputs) -> None:
+    """A one-line CatdogError for a model that does not keep catdog's contract (another tool's
+    .onnx or .tflite): it takes INPUT_NAME and gives probabilities and cam (pet since the neither
+    answer; callers that need it say so)."""
+    if INPUT_NAME not in inputs or not {PROBABILITIES, CAM} <= set(outputs):
+        raise CatdogError(
+            f"{path}: not a catdog model (inputs {sorted(inputs)}, outputs {sorted(outputs)}; catdog's take "
+            f"'{INPUT_NAME}' and give '{PROBABILITIES}' and '{CAM}'); make one with `catdog export`"
+        )
+
+
 def _batched(run_batch, images: np.ndarray, batch: int) -> dict[str, np.ndarray]:
     outs = [run_batch(images[i : i + batch]) for i in range(0, len(images), batch)]
     return {k: np.concatenate([o[k] for o in outs]).astype(np.float32, copy=False) for k in outs[0]}
@@ -118,6 +129,8 @@ class LiteRTModel(Model):
         self.threads = threads or os.cpu_count()
         self._local = threading.local()  # an interpreter is not thread-safe: one per thread
         probe = self._interpreter(Interpreter)
+        signature = probe.get_signature_list().get("serving_default", {})
+        _require_contract(self.path, signature.get("inputs", []), signature.get("outputs", []))
         self.image_size = int(probe.get_input_details()[0]["shape"][1])
 
     def _interpreter(self, Interpreter):
@@ -149,6 +162,7 @@ class OnnxModel(Model):
         options.add_session_config_entry("session.disable_quant_qdq", "1")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.output_names = [o.name for o in self.session.get_outputs()]
+        _require_contract(self.path, [i.name for i in self.session.get_inputs()], self.output_names)
         self.image_size = int(self.session.get_inputs()[0].shape[1])
 
     def _run(self, images):
@@ -197,27 +211,37 @@ def open_model(
     """Load a model to run. path: an artefact or a RUN_DIR. engine: for Core ML, "coreml"
     (Core ML itself, macOS only) or "interpreter" (catdog's ML Program interpreter); by default
     Core ML where it runs, else the interpreter. threads: LiteRT / ONNX Runtime threads (default:
-    every core). temperature: for a RUN_DIR, fold this temperature in (default: the run's own)."""
+    every core). temperature: for a RUN_DIR, fold this temperature in (default: the run's own).
+    An artefact that the manifest.json of its ART_DIR lists must still have the sha256 listed
+    there; that, and a file the engine cannot load, is a one-line CatdogError."""
     path = Path(path)
     if not path.exists():
         raise CatdogError(f"{path}: no such model file or RUN_DIR")
     fmt = format_of(path)
     if fmt == "keras":
         return KerasModel(path, temperature)
-    if fmt == "tflite":
-        return LiteRTModel(path, threads)
-    if fmt == "onnx":
-        return OnnxModel(path, threads)
-    engine = engine or ("coreml" if coreml_runs_here() else "interpreter")
-    if engine == "coreml":
-        if not coreml_runs_here():
+    check_artefact(path)  # a file changed since export is refused before anything runs it
+    if fmt == "coreml":
+        engine = engine or ("coreml" if coreml_runs_here() else "interpreter")
+        if engine == "coreml" and not coreml_runs_here():
             raise CatdogError(f"{path}: Core ML itself runs only on macOS; use engine 'interpreter' here")
-        return CoreMLModel(path)
-    if engine != "interpreter":
-        raise CatdogError(f"unknown Core ML engine {engine!r}; choose coreml or interpreter")
-    from catdog.runtime.mlprogram import MLProgramModel
+        if engine not in ("coreml", "interpreter"):
+            raise CatdogError(f"unknown Core ML engine {engine!r}; choose coreml or interpreter")
+        if engine == "coreml":
+            cls, args = CoreMLModel, ()
+        else:
+            from catdog.runtime.mlprogram import MLProgramModel
 
-    return MLProgramModel(path, threads=threads)
+            cls, args = MLProgramModel, (threads,)
+    else:
+        cls, args = (LiteRTModel if fmt == "tflite" else OnnxModel), (threads,)
+    try:
+        return cls(path, *args)
+    except CatdogError:
+        raise
+    except Exception as exc:  # a truncated or foreign file: the engine's own words, on one line
+        words = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise CatdogError(f"{path}: {cls.engine} cannot load it ({words}); run `catdog export` again") from None
 
 
 def keras_model(model, name: str = "Keras model") -> Model:
