@@ -376,3 +376,40 @@ def test_robustness_section_plots_the_rows_and_says_when_there_are_none():
         assert rows == [] and robustness(rows) is None, metrics
         html = robustness_section(None, rows, metrics)
         assert "This run has no shift measurements" in html and "<img" not in html and "<table" not in html
+
+
+@needs_shared
+def test_parity_that_no_longer_describes_an_artefact_is_not_shown_as_a_pass(verified_run, tmp_path):
+    """parity.json records the sha256 of each file it measured; report.html and the summary table
+    show a row whose artefact was exported again since (another sha256 in manifest.json), or is
+    gone, as not current rather than the old pass, and the page's verdict follows."""
+    from catdog.report import write_report
+
+    run_dir, _ = verified_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    art = copy / "artefacts"
+    manifest = json.loads((art / "manifest.json").read_text())
+    parity = json.loads((art / "parity.json").read_text())
+    assert all(r["sha256"] == a["sha256"] for r, a in zip(parity["artefacts"], manifest["artefacts"]))
+    facts = write_report(copy)
+    assert facts["parity_passed"] and all(r["verdict"].startswith("pass") for r in facts["artefacts"])
+
+    tflite, onnx_file = (next(a for a in manifest["artefacts"] if a["format"] == f) for f in ("tflite", "onnx"))
+    tflite["sha256"] = "0" * 64  # as an export of another model into the same folder records it
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    (art / onnx_file["file"]).unlink()
+    facts = write_report(copy)
+    rows = {r["file"]: r for r in facts["artefacts"]}
+    assert not facts["parity_passed"]
+    assert rows[tflite["file"]]["verdict"] == (
+        f"not current: parity.json measured another {tflite['file']} than the one there now (exported again since); "
+        f"run `catdog parity {art} --images DIR` again"
+    )
+    assert rows[onnx_file["file"]]["verdict"] == f"not current: {onnx_file['file']} is no longer in the artefacts folder"
+    assert rows[onnx_file["file"]]["latency"] == {"note": "not run (missing)"}
+    others = [r for f, r in rows.items() if f not in (tflite["file"], onnx_file["file"])]
+    assert others and all(r["verdict"].startswith("pass") for r in others)
+    html = (copy / "report.html").read_text()
+    assert "not current for every artefact" in html and "all artefacts pass" not in html
+    assert f"not current: {onnx_file['file']}" in summary_table(facts)

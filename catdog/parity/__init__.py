@@ -325,7 +325,9 @@ def run_parity(
     def measure(art: dict, comparison: bool) -> dict:
         path = art_dir / art["file"]
         kept = art.get("kept_float32", [])
-        row = {"file": art["file"], "format": art["format"], "precision": art["precision"], "bytes": art["bytes"], "kept_float32": kept}
+        # sha256: which file these numbers are of (the runtime refuses one that is not the manifest's)
+        row = {"file": art["file"], "format": art["format"], "precision": art["precision"], "bytes": art["bytes"],
+               "sha256": art.get("sha256"), "kept_float32": kept}
         if comparison:
             row["comparison"] = True
         if not path.exists():

@@ -22,6 +22,7 @@ from catdog.atomic import write_text
 from catdog.report.facts import (
     ESTIMATE_SCOPE,
     artefact_rows,
+    current_parity,
     data_summary,
     expected_accuracy,
     expected_log_loss,
@@ -48,7 +49,7 @@ def write_report(run_dir: str | os.PathLike, art_dir: str | os.PathLike | None =
         art_dir = run_dir / "artefacts"
     art_dir = Path(art_dir) if art_dir is not None else None
     manifest = read_json(art_dir / ArtDir.MANIFEST) if art_dir else None
-    parity = read_json(art_dir / ArtDir.PARITY_JSON) if art_dir else None
+    parity = current_parity(read_json(art_dir / ArtDir.PARITY_JSON), manifest, art_dir) if art_dir else None
     if model is None and (run_dir / RunDir.MODEL).is_file():
         from catdog.training import load_run
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 
@@ -130,10 +131,36 @@ def parity_verdict(row: dict | None) -> str:
     or "not checked"."""
     if not row:
         return "not checked"
+    if row.get("stale"):
+        return "not current: " + row["stale"]
     by = f" (by {row['engine']})" if row.get("format") == "coreml" and row.get("engine") else ""
     if row.get("passed"):
         return ("pass" if row.get("numbers_run", True) else "pass (spec only)") + by
     return "FAIL: " + "; ".join(row.get("failed") or ["see parity.md"]) + by
+
+
+def current_parity(parity: dict | None, manifest: dict | None, art_dir: str | os.PathLike) -> dict | None:
+    """parity.json as it bears on ART_DIR's artefacts now. A row passes only where its artefact is
+    still there with the sha256 parity measured (`catdog parity` records it); one exported again
+    since, or missing, fails and says to run parity again. `passed` holds only where every
+    artefact of manifest.json passes (one parity never measured included)."""
+    if not parity or not manifest:
+        return parity
+    listed = {a.get("file"): a for a in manifest.get("artefacts", [])}
+    again = f"run `catdog parity {art_dir} --images DIR` again"
+    rows = []
+    for row in parity.get("artefacts", []):
+        entry, file = listed.get(row.get("file")), row.get("file", "?")
+        stale = None
+        if entry is None or not (Path(art_dir) / file).exists():
+            stale = f"{file} is no longer in the artefacts folder"
+        elif not row.get("sha256"):
+            stale = f"parity.json does not say which {file} it measured (written by an older catdog); {again}"
+        elif row["sha256"] != entry.get("sha256"):
+            stale = f"parity.json measured another {file} than the one there now (exported again since); {again}"
+        rows.append({**row, "passed": False, "stale": stale} if stale else row)
+    measured = {r.get("file") for r in rows if r.get("passed")}
+    return {**parity, "artefacts": rows, "passed": bool(listed) and set(listed) <= measured}
 
 
 def artefact_rows(manifest: dict | None, parity: dict | None, latencies: dict[str, dict] | None = None) -> list[dict]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from catdog.contract import CAM, PROBABILITIES, RunDir
+from catdog.errors import CatdogError
 
 CAM_TILES = 12
 TILE_SIDE = 256  # longest side of a CAM tile in the page, pixels
@@ -215,7 +216,8 @@ def latencies(art_dir: Path, manifest: dict, image: np.ndarray, runs: int = 15, 
                 times.append((time.perf_counter() - start) * 1000)
             result[a["file"]] = {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)), "runs": runs}
         except Exception as exc:  # a broken artefact is parity's verdict to give; here it only has no latency
-            result[a["file"]] = {"note": f"not run ({type(exc).__name__})"}
+            why = "missing" if not path.exists() else str(exc).removeprefix(f"{path}: ") if isinstance(exc, CatdogError) else type(exc).__name__
+            result[a["file"]] = {"note": f"not run ({why})"}
     return result
 
 

@@ -306,7 +306,9 @@ def parity_section(parity: dict | None, exported: bool) -> str:
     rows, classes = [], []
     for r in parity.get("artefacts", []):
         verdict = '<span class="pass">pass</span>' if r.get("passed") else '<span class="fail">FAIL</span>'
-        if r.get("failed"):
+        if r.get("stale"):
+            verdict = '<span class="fail">not current</span>: ' + escape(r["stale"])
+        elif r.get("failed"):
             verdict += ": " + escape("; ".join(r["failed"]))
         checks = r.get("spec_checks") or []
         if checks:
@@ -319,7 +321,8 @@ def parity_section(parity: dict | None, exported: bool) -> str:
              _fmt(r.get("cam_corr"), ".6f"), top1, acc, verdict]
         )
         classes.append("" if r.get("passed") else "fail")
-    verdict = "all artefacts pass" if parity.get("passed") else "some artefacts FAIL"
+    failing = [r for r in parity.get("artefacts", []) if not r.get("passed") and not r.get("stale")]
+    verdict = "all artefacts pass" if parity.get("passed") else "some artefacts FAIL" if failing else "not current for every artefact (see below)"
     lead = (
         f"Against the Keras model on {parity.get('n_images', '?')} reference images (edge cases included) and "
         f"{parity.get('labelled_photos', 0)} labelled photos for int8 accuracy: <b>{verdict}</b>. Tolerances: fp32 max |Δp| ≤ 1e-4 and "
