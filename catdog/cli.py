@@ -176,6 +176,22 @@ VERBOSE_HELP = "also show TensorFlow, absl, LiteRT and converter logs and librar
 TTA_HELP = "test-time augmentation: average each photo with its mirror image"
 
 
+def _output(metavar: str):
+    """An argparse type for an output path, refused before any work where it cannot be written: a
+    file name (METAVAR like submission.csv) that is a folder, or a folder (METAVAR like RUN_DIR)
+    that is a file."""
+
+    def check(value: str) -> str:
+        path = Path(value)
+        if "." in metavar and path.is_dir():
+            raise argparse.ArgumentTypeError(f"{value} is a folder; give a file name, such as {path / metavar.lower()}")
+        if "." not in metavar and path.exists() and not path.is_dir():
+            raise argparse.ArgumentTypeError(f"{value} is a file; give a folder (made where missing)")
+        return value
+
+    return check
+
+
 def _command(sub, name: str, func, help: str, *positionals: str, out: str | None = None) -> argparse.ArgumentParser:
     """Sub-command `name` running `func`: positionals as "dest:METAVAR[:help]", then a required --out METAVAR."""
     p = sub.add_parser(name, help=help)
@@ -183,7 +199,7 @@ def _command(sub, name: str, func, help: str, *positionals: str, out: str | None
         dest, metavar, *text = spec.split(":", 2)
         p.add_argument(dest, metavar=metavar, help=text[0] if text else None)
     if out:
-        p.add_argument("--out", required=True, metavar=out)
+        p.add_argument("--out", required=True, metavar=out, type=_output(out))
     p.set_defaults(func=func)
     return p
 
@@ -203,7 +219,7 @@ def _add_decode_args(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--batch-size", type=int, default=32, help="photos per network call (default 32)")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help=f"refuse images larger than this many pixels (default {MAX_PIXELS:,})")
-    p.add_argument("--rejected", help="where to list unusable files (CSV: file,reason)")
+    p.add_argument("--rejected", type=_output("REJECTED.csv"), help="where to list unusable files (CSV: file,reason)")
 
 
 def _add_feature_args(p: argparse.ArgumentParser) -> None:
@@ -266,13 +282,20 @@ def _add_export_args(p: argparse.ArgumentParser, required_out: bool) -> None:
     p.add_argument("--keep-float", metavar="LAYER,...",
                    help="keep these Keras layers float32 in fp16/int8 instead of the measured choice (names: ART_DIR/sensitivity.json)")
     if required_out:
-        p.add_argument("--out", required=True, metavar="ART_DIR")
+        p.add_argument("--out", required=True, metavar="ART_DIR", type=_output("ART_DIR"))
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with catdog's one-line errors: what is wrong and where the usage is, not the usage."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (usage: {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from catdog.training.settings import SHIFT_PHOTOS
 
-    parser = argparse.ArgumentParser(prog="catdog", description=__doc__)
+    parser = _Parser(prog="catdog", description=__doc__)
     parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -296,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "evaluate", cmd_evaluate, "log loss, accuracy and confusion matrix of RUN_DIR on labelled DATA, and the share "
                  "of them the neither answer keeps", "run_dir:RUN_DIR", "data:DATA")
-    p.add_argument("--json", metavar="OUT.json", help="also write the scores as JSON")
+    p.add_argument("--json", metavar="OUT.json", type=_output("OUT.json"), help="also write the scores as JSON")
     p.add_argument("--negatives", metavar="DIR", help="photos with no cat or dog in them: also the share of them called neither")
     p.add_argument("--tta", action="store_true", help=TTA_HELP)
     p.add_argument("--shifts", action="store_true", help="also score the photos under each shift: close-up crop, mirror, rotation, "

@@ -62,6 +62,31 @@ def test_help_is_instant_and_quiet():
     assert library_lines(result.output) == []
 
 
+def test_a_wrong_argument_is_one_line_before_any_work(tmp_path):
+    """A mistyped command line is one line (what is wrong, where the usage is), exit 2, and an
+    output path that cannot be written (a folder given for a file, a file for a folder) is refused
+    there, before minutes of work end in a traceback. A real `catdog` process each time."""
+    folder, file = tmp_path / "folder", tmp_path / "file.txt"
+    folder.mkdir()
+    file.write_text("")
+    cases = {
+        ("predict", "RUN", "TEST", "--out", str(folder)):
+            f"catdog predict: error: argument --out: {folder} is a folder; give a file name, such as {folder / 'submission.csv'}",
+        ("evaluate", "RUN", "DATA", "--json", str(folder)):
+            f"catdog evaluate: error: argument --json: {folder} is a folder; give a file name, such as {folder / 'out.json'}",
+        ("export", "RUN", "--out", str(file)): f"catdog export: error: argument --out: {file} is a file; give a folder (made where missing)",
+        ("cam", "RUN", "a.jpg", "--out", str(file)): f"catdog cam: error: argument --out: {file} is a file; give a folder (made where missing)",
+        ("parity", "ART"): "catdog parity: error: the following arguments are required: --images",
+        ("nope",): "catdog: error: argument COMMAND: invalid choice: 'nope'",
+    }
+    for args, expected in cases.items():
+        result = catdog_cli(*args)
+        lines = result.output.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith(expected), (args, result.output)
+        assert lines[0].endswith("--help)"), lines
+    assert list(folder.iterdir()) == [] and file.read_text() == ""
+
+
 def test_parsing_arguments_imports_no_heavy_library():
     """What keeps --help instant: building the parser (every sub-command's options, backbone
     list and pixel limit included) imports none of these."""
