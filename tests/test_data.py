@@ -222,6 +222,29 @@ def test_cli_exits_2_with_one_line_when_nothing_is_usable(tmp_path, capsys):
         assert errors == [err[-1]] and err[-1].startswith("catdog: error: ") and str(data) in err[-1]
 
 
+def test_what_only_looks_like_a_photo_is_one_rejection(tmp_path):
+    """A broken link, a FIFO and a socket named like photos, in either layout, are each one
+    rejection at the scan, which every command's photos come through (nothing opens them: reading
+    a FIFO would wait forever), and the photos beside them are listed."""
+    import socket
+
+    for root, names in ((tmp_path / "kaggle", ("cat.1.jpg", "dog.2.jpg", "cat.3.jpg", "dog.4.jpg")),
+                        (tmp_path / "classes", ("cat/1.jpg", "dog/2.jpg", "cat/3.jpg", "dog/4.jpg"))):
+        photo, link, fifo, sock = (root / n for n in names)
+        photo.parent.mkdir(parents=True, exist_ok=True)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        photo.write_bytes(b"\xff\xd8\xff")  # scan reads names only
+        link.symlink_to(root / "gone.jpg")
+        os.mkfifo(fifo)
+        with socket.socket(socket.AF_UNIX) as s:
+            s.bind(str(sock))
+        samples, rejections = scan(root)
+        assert [s.path for s in samples] == [photo]
+        reasons = {r.path: r.reason for r in rejections}
+        for path, kind in ((link, "a broken link"), (fifo, "a FIFO"), (sock, "a socket")):
+            assert reasons[path] == f"not a regular file ({kind}); put the photo itself here or move it out"
+
+
 def test_odd_names_are_listed_in_order_or_refused_in_one_line(tmp_path):
     """A name whose bytes are not UTF-8 is one rejection (it has no text to be stored as); other
     names are kept as they are, in natural order; a folder whose own path is not UTF-8 is refused."""

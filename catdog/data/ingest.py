@@ -186,7 +186,17 @@ def _natural_key(name: str) -> list:
 
 
 def _files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file())
+    """Every entry under `folder` but folders: files, and what only looks like one by name (a
+    broken link, a FIFO, a socket), which `_not_a_file` turns away before anything opens it (a
+    FIFO's read would wait forever)."""
+    return sorted(p for p in folder.rglob("*") if not p.is_dir())
+
+
+def _not_a_file(path: Path) -> str | None:
+    if path.is_file():
+        return None
+    kind = "a broken link" if path.is_symlink() else "a FIFO" if path.is_fifo() else "a socket" if path.is_socket() else "a device"
+    return f"not a regular file ({kind}); put the photo itself here or move it out"
 
 
 def _name_ok(name: str) -> str | None:
@@ -213,7 +223,7 @@ def _scan_kaggle(root: Path) -> tuple[list[Sample], list[Rejection]]:
         if path.parent != root:
             rejections.append(Rejection(path, "in a subfolder of a Kaggle-layout folder; move it up or use cat/ and dog/ class folders"))
             continue
-        bad_name = _name_ok(name)
+        bad_name = _name_ok(name) or _not_a_file(path)
         if bad_name:
             rejections.append(Rejection(path, bad_name))
             continue
@@ -243,7 +253,7 @@ def _scan_class_folders(root: Path) -> tuple[list[Sample], list[Rejection]]:
         if top not in LABELS:
             rejections.append(Rejection(path, "outside the cat/ and dog/ class folders; move it into one of them"))
             continue
-        bad = _name_ok(name) or _extension_ok(path)
+        bad = _name_ok(name) or _not_a_file(path) or _extension_ok(path)
         if bad:
             rejections.append(Rejection(path, bad))
             continue
