@@ -211,6 +211,22 @@ def test_bounded_load(art_server, tmp_path):
 
 
 @needs_shared
+def test_a_port_in_use_is_one_line(art_server, subset_artefacts):
+    """`catdog serve` on the port a server already holds: one line naming the port, exit 2 (a
+    real `catdog` process), and the first server still answers."""
+    from conftest import catdog_cli
+
+    port = art_server.rsplit(":", 1)[1]
+    result = catdog_cli("serve", str(subset_artefacts), "--port", port, timeout=120)
+    assert result.returncode == 2, result.output
+    assert result.output.strip().splitlines()[-1] == (
+        f"catdog: error: cannot listen on 127.0.0.1:{port} (Address already in use); choose another with --port or --host"
+    ), result.output
+    with urllib.request.urlopen(art_server + "/healthz") as response:
+        assert response.status == 200
+
+
+@needs_shared
 def test_keras_backend(subset_run):
     url, server = start(subset_run)
     try:

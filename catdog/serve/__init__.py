@@ -265,6 +265,9 @@ def return_freed_memory() -> bool:
 def serve(path: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000, threads: int = 8) -> None:
     return_freed_memory()
     predictor = load_predictor(path)
-    server = make_server(predictor, host, port, threads)
+    try:
+        server = make_server(predictor, host, port, threads)
+    except OSError as exc:  # the port taken, a host this machine does not have, a port under 1024
+        raise CatdogError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another with --port or --host") from None
     print(f"catdog serve: {predictor.description} on http://{host}:{server.effective_port}/ (waitress, {threads} threads)", flush=True)
     server.run()
