@@ -413,3 +413,32 @@ def test_parity_that_no_longer_describes_an_artefact_is_not_shown_as_a_pass(veri
     html = (copy / "report.html").read_text()
     assert "not current for every artefact" in html and "all artefacts pass" not in html
     assert f"not current: {onnx_file['file']}" in summary_table(facts)
+
+
+def test_what_is_not_a_run_or_its_features_is_one_line(tmp_path, capsys):
+    """`catdog report` on a folder that is not a RUN_DIR, or with --art naming one that is not an
+    ART_DIR, and `catdog train` on another program's h5 file: one line each, exit 2, nothing
+    written (report.html used to appear in any folder given)."""
+    import h5py
+    import numpy as np
+
+    from catdog.cli import main
+
+    other = tmp_path / "other"
+    other.mkdir()
+    assert main(["report", str(other)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"catdog: error: {other}: not a catdog RUN_DIR (no metrics.json, no model.keras); give the folder `catdog run` or `catdog train` wrote"
+    )
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text("{}")
+    assert main(["report", str(run), "--art", str(other)]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"{other} is not a catdog ART_DIR (run `catdog export` again)")
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["x"] = np.zeros(3)
+    assert main(["train", str(tmp_path / "other.h5"), "--out", str(tmp_path / "trained")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"catdog: error: {tmp_path / 'other.h5'}: not a catdog feature file (no backbone attribute, no features); make one with `catdog features`"
+    )
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["metrics.json", "other", "other.h5", "run"]

@@ -358,6 +358,8 @@ def load_features(path: str | os.PathLike) -> FeatureSet:
         raise CatdogError(f"{path}: feature file not found; run `catdog features DATA --out {path}` first")
     try:
         with h5py.File(path, "r") as f:
+            if "backbone" not in f.attrs or "features" not in f:  # another program's h5 file
+                raise CatdogError(f"{path}: not a catdog feature file (no backbone attribute, no features); make one with `catdog features`")
             if not f.attrs.get("complete", False):
                 raise CatdogError(f"{path}: feature extraction did not finish; run `catdog features` again to resume it")
             decode = lambda xs: [x.decode() if isinstance(x, bytes) else x for x in xs]  # noqa: E731

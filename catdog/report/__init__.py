@@ -17,7 +17,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from catdog.contract import ArtDir, RunDir
+from catdog.contract import ArtDir, RunDir, load_manifest
+from catdog.errors import CatdogError
 from catdog.atomic import write_text
 from catdog.report.facts import (
     ESTIMATE_SCOPE,
@@ -44,9 +45,13 @@ def write_report(run_dir: str | os.PathLike, art_dir: str | os.PathLike | None =
     from catdog.report import figures, measure, page
 
     run_dir = Path(run_dir)
+    if not ((run_dir / RunDir.METRICS).is_file() or (run_dir / RunDir.MODEL).is_file()):
+        raise CatdogError(f"{run_dir}: not a catdog RUN_DIR (no metrics.json, no model.keras); give the folder `catdog run` or `catdog train` wrote")
     metrics = read_json(run_dir / RunDir.METRICS) or {}
     if art_dir is None and (run_dir / "artefacts" / ArtDir.MANIFEST).is_file():
         art_dir = run_dir / "artefacts"
+    elif art_dir is not None:
+        load_manifest(art_dir)  # an ART_DIR asked for by name: one line where it is not one
     art_dir = Path(art_dir) if art_dir is not None else None
     manifest = read_json(art_dir / ArtDir.MANIFEST) if art_dir else None
     parity = current_parity(read_json(art_dir / ArtDir.PARITY_JSON), manifest, art_dir) if art_dir else None
