@@ -296,21 +296,21 @@ def test_changed_unreadable_or_foreign_artefacts_are_one_line(subset_artefacts, 
     art = tmp_path / "art"
     art.mkdir()
     manifest = load_manifest(subset_artefacts)
-    manifest["artefacts"] = [a for a in manifest["artefacts"] if a["precision"] == "fp32" and a["format"] in ("onnx", "tflite")]
+    manifest["artefacts"] = [a for a in manifest["artefacts"] if a["precision"] == "fp32"]
     manifest["uniform_artefacts"] = []
     (art / "manifest.json").write_text(json.dumps(manifest))
     files = {a["format"]: art / a["file"] for a in manifest["artefacts"]}
     for path in files.values():
-        shutil.copy(subset_artefacts / path.name, path)
+        (shutil.copytree if path.suffix == ".mlpackage" else shutil.copy)(subset_artefacts / path.name, path)
     onnx_bytes = files["onnx"].read_bytes()
     files["onnx"].write_bytes(onnx_bytes[: len(onnx_bytes) // 2])  # a copy cut short
+    next(files["coreml"].rglob("weight.bin")).unlink()  # a package copied without its weights
     report = run_parity(art, REFERENCE, run_dir=subset_run, edge=False)
     rows = {r["format"]: r for r in report["artefacts"]}
     assert not report["passed"] and rows["tflite"]["passed"] and rows["tflite"]["numbers_run"]
-    assert rows["onnx"]["failed"] == [
-        f"{files['onnx']}: not the file manifest.json lists (sha256 differs: changed, truncated or half-copied since export); "
-        "copy the ART_DIR again or run `catdog export` again"
-    ]
+    changed = "not the file manifest.json lists (sha256 differs: changed, truncated or half-copied since export); copy the ART_DIR again or run `catdog export` again"
+    assert rows["onnx"]["failed"] == [f"{files['onnx']}: {changed}"]
+    assert rows["coreml"]["failed"][-1] == f"{files['coreml']}: {changed}" and not rows["coreml"]["numbers_run"]
     assert "sha256 differs" in (art / "parity.md").read_text()
 
     lone = tmp_path / "lone"

@@ -332,20 +332,23 @@ def run_parity(
             row["comparison"] = True
         if not path.exists():
             return {**row, "passed": False, "failed": [f"{path} missing"], "numbers_run": False}
+        failed = []
+        if art["format"] == "coreml":
+            try:
+                row["spec_checks"] = coreml_spec_checks(path, run.model, manifest["backbone"])
+                if kept:
+                    row["spec_checks"] += kept_layer_checks(path, kept, units, art["precision"])
+            except Exception as exc:  # a package cut short: one line, and the next artefact is measured
+                row["spec_checks"] = [{"check": "the spec reads", "passed": False, "detail": " ".join(str(exc).split())[:300]}]
+            failed = [f"spec: {c['check']} ({c['detail']})" for c in row["spec_checks"] if not c["passed"]]
         # a uniform twin only shows what mixed precision buys: the reference photos suffice
         n = n_ref if comparison and n_ref else len(arrays)
         start = time.perf_counter()
-        try:  # first, so that a changed or unreadable file is one line and the next artefact is measured
+        try:  # catdog.runtime: a file changed since export, or one its engine cannot load, is one line
             outputs, row["engine"] = run_artefact(path, arrays[:n])
         except CatdogError as exc:
-            return {**row, "numbers_run": False, "passed": False, "failed": [str(exc)]}
+            return {**row, "numbers_run": False, "passed": False, "failed": failed + [str(exc)]}
         row["seconds"] = round(time.perf_counter() - start, 1)
-        failed = []
-        if art["format"] == "coreml":
-            row["spec_checks"] = coreml_spec_checks(path, run.model, manifest["backbone"])
-            if kept:
-                row["spec_checks"] += kept_layer_checks(path, kept, units, art["precision"])
-            failed = [f"spec: {c['check']} ({c['detail']})" for c in row["spec_checks"] if not c["passed"]]
         if art["format"] == "coreml" and coreml_runs_here():
             # Apple's numbers against the interpreter's: the interpreter is checked wherever Core ML runs
             interpreted, _ = run_artefact(path, arrays[:n], engine="interpreter")
