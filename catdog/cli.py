@@ -176,6 +176,23 @@ VERBOSE_HELP = "also show TensorFlow, absl, LiteRT and converter logs and librar
 TTA_HELP = "test-time augmentation: average each photo with its mirror image"
 
 
+def _whole(low: int, high: int | None = None):
+    """An argparse type for a whole number from `low` (to `high`): 0 threads, a batch of 0 photos
+    or port 99999 (which the server would have wrapped round to another port) are refused as the
+    arguments are read, not met as a traceback later."""
+
+    def check(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+        if number < low or (high is not None and number > high):
+            raise argparse.ArgumentTypeError(f"{value} is out of range; give {low} to {high}" if high is not None else f"{value} is under {low}; give {low} or more")
+        return number
+
+    return check
+
+
 def _output(metavar: str):
     """An argparse type for an output path, refused before any work where it cannot be written: a
     file name (METAVAR like submission.csv) that is a folder, or a folder (METAVAR like RUN_DIR)
@@ -211,14 +228,14 @@ def _add_exclude_arg(p: argparse.ArgumentParser) -> None:
 def _add_ray_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS", help="run on Ray Data (optional extra: pip install -e '.[ray]'): "
                    "alone, a local Ray instance; with ADDRESS (the head node's HOST:PORT, or auto), that cluster")
-    p.add_argument("--workers", type=int, metavar="N", help="with --ray: actors holding the model (default: every CPU of the cluster)")
+    p.add_argument("--workers", type=_whole(1), metavar="N", help="with --ray: actors holding the model (default: every CPU of the cluster)")
 
 
 def _add_decode_args(p: argparse.ArgumentParser) -> None:
     from catdog.data.limits import MAX_PIXELS
 
-    p.add_argument("--batch-size", type=int, default=32, help="photos per network call (default 32)")
-    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help=f"refuse images larger than this many pixels (default {MAX_PIXELS:,})")
+    p.add_argument("--batch-size", type=_whole(1), default=32, help="photos per network call (default 32)")
+    p.add_argument("--max-pixels", type=_whole(1), default=MAX_PIXELS, help=f"refuse images larger than this many pixels (default {MAX_PIXELS:,})")
     p.add_argument("--rejected", type=_output("REJECTED.csv"), help="where to list unusable files (CSV: file,reason)")
 
 
@@ -246,6 +263,16 @@ def _float_list(text: str) -> list[float]:
     return values
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a positive number (e.g. 1e-5)")
+    return value
+
+
 def _view_list(text: str) -> list[str]:
     from catdog.data import VIEWS
 
@@ -259,7 +286,7 @@ def _view_list(text: str) -> list[str]:
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     from catdog.training.settings import L2_GRID, TRAIN_VIEWS
 
-    p.add_argument("--seed", type=int, default=0, help="seed for the CV folds and the bootstrap (default 0)")
+    p.add_argument("--seed", type=_whole(0), default=0, help="seed for the CV folds and the bootstrap (default 0)")
     p.add_argument("--l2", type=_float_list, default=list(L2_GRID), metavar="L2[,L2...]", help="L2 strengths for cross-validation to "
                    f"choose from; one value fixes it (default {','.join(f'{v:g}' for v in L2_GRID)})")
     p.add_argument("--cv", type=int, default=5, metavar="K",
@@ -307,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--view", default="plain", metavar="VIEW", help="extract each photo as seen by this view instead: mirror, closeup, "
                    "rotate, jpeg, colour, lowres or gray, into views/VIEW.h5 beside FEATURES.h5, where catdog train reads it "
                    "(default plain)")
-    p.add_argument("--shift-photos", type=int, default=0, metavar="N", help="only a seeded subset of N labelled photos, as many "
+    p.add_argument("--shift-photos", type=_whole(0), default=0, metavar="N", help="only a seeded subset of N labelled photos, as many "
                    "of each class (default 0: every photo)")
 
     p = _command(sub, "train", cmd_train, "choose the head's settings by CV, fit it on every photo of FEATURES.h5, estimate it by nested CV; "
@@ -338,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "cam", cmd_cam, "CAM heatmap overlays (PNG) for photos, plus a grid sheet", "run_dir:RUN_DIR", out="DIR")
     p.add_argument("images", metavar="IMAGES", nargs="+", help="photo files or folders")  # after RUN_DIR (--out's place is immaterial)
-    p.add_argument("--size", type=int, default=512, help="longest side of each overlay in pixels (default 512)")
+    p.add_argument("--size", type=_whole(1), default=512, help="longest side of each overlay in pixels (default 512)")
 
     p = _command(sub, "export", cmd_export, "export RUN_DIR to Core ML / TFLite / ONNX with manifest.json", "run_dir:RUN_DIR")
     _add_export_args(p, required_out=True)
@@ -359,27 +386,27 @@ def build_parser() -> argparse.ArgumentParser:
                    "(e.g. ../shared/data/not-pets; without it only the ImageNet top decides)")
     p.add_argument("--reference", metavar="DIR", help="parity reference photos (default: 24 of the run's parity photos, split.json)")
     p.add_argument("--no-export", action="store_true", help="stop after training")
-    p.add_argument("--shift-photos", type=int, default=SHIFT_PHOTOS, metavar="N", help="photos whose shifted views training "
+    p.add_argument("--shift-photos", type=_whole(0), default=SHIFT_PHOTOS, metavar="N", help="photos whose shifted views training "
                    f"measures (default {SHIFT_PHOTOS}; 0: none)")
     _add_exclude_arg(p)
 
     p = _command(sub, "inspect", cmd_inspect, "find tiny, odd-coloured, non-pet, mislabelled and duplicate photos; HTML report", "data:DATA",
                  out="REPORT_DIR")
     p.add_argument("--backbone", default="mobilenet_v2", help="ImageNet classifier for the top-k check (default mobilenet_v2)")
-    p.add_argument("--top-k", type=int, default=10, help="how many ImageNet classes to look in (default 10)")
+    p.add_argument("--top-k", type=_whole(1, 1000), default=10, help="how many ImageNet classes to look in (default 10)")
     p.add_argument("--run", metavar="RUN_DIR", help="a trained RUN_DIR: also list the photos it gets most wrong, with CAMs")
-    p.add_argument("--min-side", type=int, default=50, help="shorter side under this many pixels is tiny (default 50)")
+    p.add_argument("--min-side", type=_whole(1), default=50, help="shorter side under this many pixels is tiny (default 50)")
     p.add_argument("--imagenet-labels", metavar="FILE", help="ImageNet class names, one per line (for the report)")
-    p.add_argument("--max-pixels", type=int, default=50_000_000, help="refuse larger images (default 50,000,000)")
+    p.add_argument("--max-pixels", type=_whole(1), default=50_000_000, help="refuse larger images (default 50,000,000)")
 
     p = _command(sub, "finetune", cmd_finetune, "fine-tune the backbone's top blocks with augmentation into a new RUN_DIR", "run_dir:RUN_DIR",
                  "data:DATA:the photos the run was trained on (its split is reused)", out="NEW_RUN_DIR")
-    p.add_argument("--blocks", type=int, default=3, help="top backbone blocks to train (default 3)")
-    p.add_argument("--lr", type=float, default=1e-5, help="Adam learning rate (default 1e-5)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--epochs", type=int, default=8, help="most epochs (default 8)")
-    p.add_argument("--patience", type=int, default=4, help="early-stopping patience (default 4)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--blocks", type=_whole(1), default=3, help="top backbone blocks to train (default 3)")
+    p.add_argument("--lr", type=_positive, default=1e-5, help="Adam learning rate (default 1e-5)")
+    p.add_argument("--batch-size", type=_whole(1), default=32)
+    p.add_argument("--epochs", type=_whole(1), default=8, help="most epochs (default 8)")
+    p.add_argument("--patience", type=_whole(0), default=4, help="early-stopping patience (default 4)")
+    p.add_argument("--seed", type=_whole(0), default=0)
 
     p = _command(sub, "report", cmd_report, "write RUN_DIR/report.html: data, curves, calibration, CAMs, parity, sizes, latencies",
                  "run_dir:RUN_DIR")
@@ -388,8 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "serve", cmd_serve, "web page and JSON API: upload a photo, get P(cat)/P(dog) and the CAM",
                  "path:RUN_DIR|ART_DIR:an ART_DIR serves its ONNX (else TFLite) fp32 artefact; a RUN_DIR its Keras model")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--threads", type=int, default=8, help="waitress worker threads (default 8)")
+    p.add_argument("--port", type=_whole(0, 65535), default=8000, help="TCP port (default 8000; 0: any free port, printed)")
+    p.add_argument("--threads", type=_whole(1), default=8, help="waitress worker threads (default 8)")
 
     for command in sub.choices.values():  # --verbose after COMMAND too; SUPPRESS keeps the global one's value
         command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)

@@ -78,6 +78,14 @@ def test_a_wrong_argument_is_one_line_before_any_work(tmp_path):
         ("cam", "RUN", "a.jpg", "--out", str(file)): f"catdog cam: error: argument --out: {file} is a file; give a folder (made where missing)",
         ("parity", "ART"): "catdog parity: error: the following arguments are required: --images",
         ("nope",): "catdog: error: argument COMMAND: invalid choice: 'nope'",
+        # numbers out of range: each was a traceback, or worse (port 99999 served on 34463)
+        ("cam", "RUN", "a.jpg", "--out", str(folder), "--size", "0"): "catdog cam: error: argument --size: 0 is under 1; give 1 or more",
+        ("predict", "RUN", "TEST", "--out", "s.csv", "--batch-size", "0"): "catdog predict: error: argument --batch-size: 0 is under 1",
+        ("serve", "ART", "--port", "99999"): "catdog serve: error: argument --port: 99999 is out of range; give 0 to 65535",
+        ("serve", "ART", "--threads", "0"): "catdog serve: error: argument --threads: 0 is under 1",
+        ("train", "F.h5", "--out", str(folder), "--seed", "-1"): "catdog train: error: argument --seed: -1 is under 0",
+        ("features", "DATA", "--out", "f.h5", "--batch-size", "two"): "catdog features: error: argument --batch-size: 'two' is not a whole number",
+        ("finetune", "RUN", "DATA", "--out", str(folder), "--lr", "-1"): "catdog finetune: error: argument --lr: '-1': give a positive number",
     }
     for args, expected in cases.items():
         result = catdog_cli(*args)
