@@ -48,12 +48,11 @@ def write_report(run_dir: str | os.PathLike, art_dir: str | os.PathLike | None =
     if not ((run_dir / RunDir.METRICS).is_file() or (run_dir / RunDir.MODEL).is_file()):
         raise CatdogError(f"{run_dir}: not a catdog RUN_DIR (no metrics.json, no model.keras); give the folder `catdog run` or `catdog train` wrote")
     metrics = read_json(run_dir / RunDir.METRICS) or {}
-    if art_dir is None and (run_dir / "artefacts" / ArtDir.MANIFEST).is_file():
+    named = art_dir is not None  # an ART_DIR asked for by name: one line where it is not one
+    if not named and (run_dir / "artefacts" / ArtDir.MANIFEST).is_file():
         art_dir = run_dir / "artefacts"
-    elif art_dir is not None:
-        load_manifest(art_dir)  # an ART_DIR asked for by name: one line where it is not one
     art_dir = Path(art_dir) if art_dir is not None else None
-    manifest = read_json(art_dir / ArtDir.MANIFEST) if art_dir else None
+    manifest = (load_manifest(art_dir) if named else read_json(art_dir / ArtDir.MANIFEST)) if art_dir else None
     parity = current_parity(read_json(art_dir / ArtDir.PARITY_JSON), manifest, art_dir) if art_dir else None
     if model is None and (run_dir / RunDir.MODEL).is_file():
         from catdog.training import load_run
