@@ -22,18 +22,13 @@ def export_stage(
     calibration_dir: int8 calibration photos (default: the run's calibration photos, split.json);
     keep_float: comma-separated Keras layer names kept float32 instead of the measured choice.
     """
-    from catdog.data import scan
     from catdog.export import FORMATS, PRECISIONS, export_run, parse_list
+    from catdog.features.stage import scan_printing
     from catdog.training import run_photos
 
     formats_ = parse_list(formats, FORMATS, "format")
     precisions_ = parse_list(precision, PRECISIONS, "precision")
-    if calibration_dir:
-        calibration, rejected = scan(calibration_dir)
-        for r in rejected:
-            print(r.line())
-    else:
-        calibration = run_photos(run, "calibration")
+    calibration = scan_printing(calibration_dir)[0] if calibration_dir else run_photos(run, "calibration")
     keep = [n.strip() for n in keep_float.split(",") if n.strip()] if keep_float is not None else None
     return export_run(run, formats_, precisions_, out, calibration, calibrated=calibrated, mixed=mixed, keep_float=keep)
 
