@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+from catdog.contract import sha256_path
 from conftest import REPO, needs_shared
 
 IOS, ANDROID = REPO / "ios_app", REPO / "android_demo"
@@ -107,6 +108,20 @@ def test_add_model_scripts_copy_the_artefacts(subset_artefacts, tmp_path, app, e
     assert json.loads((dest / "manifest.json").read_text()) == json.loads((subset_artefacts / "manifest.json").read_text())
     bad = subprocess.run([str(copy / "scripts" / "add_model.sh"), str(tmp_path / "nope")], capture_output=True, text=True)
     assert bad.returncode == 2 and "manifest.json not found" in bad.stderr
+    # An artefact changed since export (here cut short, as an interrupted copy leaves it) is refused by
+    # its sha256 in manifest.json, and the model added before stays.
+    cut = tmp_path / "cut"
+    shutil.copytree(subset_artefacts, cut)
+    chosen = cut / expected[1]
+    target = next(p for p in sorted(chosen.rglob("*")) if p.is_file() and p.stat().st_size > 1000) if chosen.is_dir() else chosen
+    target.write_bytes(target.read_bytes()[:1000])
+    refused = subprocess.run([str(copy / "scripts" / "add_model.sh"), str(cut)], capture_output=True, text=True)
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.strip() == f"add_model: {chosen} does not match its sha256 in manifest.json (changed or cut short since export); run catdog export again"
+    assert sorted(p.name for p in dest.iterdir()) == sorted(expected)
+    assert sha256_path(dest / expected[1]) == sha256_path(subset_artefacts / expected[1])
+    leftovers = [p.name for p in dest.parent.iterdir() if p.name.startswith(".")]
+    assert leftovers == [], leftovers
 
 
 def test_app_jet_formula_matches_catdog_cam():

@@ -9,6 +9,7 @@ run` output, so it runs the same path on the session's small model (MobileNetV2 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import shutil
 import subprocess
@@ -74,15 +75,17 @@ def test_the_add_model_scripts_choose_the_golden_artefacts(checked_in, tmp_path)
     """The apps' artefact choice (tested in Swift and Kotlin against `choice`) is the scripts' too."""
     art = tmp_path / "art"
     art.mkdir()
-    (art / "manifest.json").write_text(json.dumps(checked_in["manifest"]))
-    for a in checked_in["manifest"]["artefacts"]:
-        (art / a["file"]).write_bytes(b"model")
+    manifest = copy.deepcopy(checked_in["manifest"])
+    for a in manifest["artefacts"]:  # stand-ins, listed under their own sha256 as an export lists its files
+        (art / a["file"]).write_bytes(b"model " + a["file"].encode())
+        a["sha256"] = hashlib.sha256(b"model " + a["file"].encode()).hexdigest()
+    (art / "manifest.json").write_text(json.dumps(manifest))
     for app, dest, fmt in (("ios_app", "Model", "coreml"), ("android_demo", "app/src/main/assets", "tflite")):
-        copy = tmp_path / app
-        shutil.copytree(REPO / app / "scripts", copy / "scripts")
-        result = subprocess.run([str(copy / "scripts" / "add_model.sh"), str(art)], capture_output=True, text=True)
+        app_copy = tmp_path / app
+        shutil.copytree(REPO / app / "scripts", app_copy / "scripts")
+        result = subprocess.run([str(app_copy / "scripts" / "add_model.sh"), str(art)], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
-        assert sorted(p.name for p in (copy / dest).iterdir()) == sorted(["manifest.json", checked_in["choice"][fmt]])
+        assert sorted(p.name for p in (app_copy / dest).iterdir()) == sorted(["manifest.json", checked_in["choice"][fmt]])
 
 
 def golden_problems(expected: dict, art_dir) -> list[str]:
