@@ -345,7 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_exclude_arg(p)
 
     p = _command(sub, "evaluate", cmd_evaluate, "log loss, accuracy and confusion matrix of RUN_DIR on labelled DATA, and the share "
-                 "of them the neither answer keeps", "run_dir:RUN_DIR", "data:DATA")
+                 "of them the neither answer keeps", "run_dir:RUN_DIR|ARTEFACT:a RUN_DIR's Keras model, or an exported .tflite, .onnx "
+                 "or .mlpackage run as catdog.runtime runs it (threshold from the manifest.json beside it)", "data:DATA")
     p.add_argument("--json", metavar="OUT.json", type=_output("OUT.json"), help="also write the scores as JSON")
     p.add_argument("--negatives", metavar="DIR", help="photos with no cat or dog in them: also the share of them called neither")
     p.add_argument("--tta", action="store_true", help=TTA_HELP)
@@ -354,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decode_args(p)
 
     p = _command(sub, "predict", cmd_predict, "write a Kaggle submission (id,label = P(dog), then pet = P(cat or dog) and verdict = "
-                 "cat, dog or neither) for TEST_DIR", "run_dir:RUN_DIR",
+                 "cat, dog or neither) for TEST_DIR", "run_dir:RUN_DIR|ARTEFACT:a RUN_DIR, or an exported .tflite, .onnx or .mlpackage",
                  "test_dir:TEST_DIR", out="submission.csv")
     p.add_argument("--clip", nargs=2, type=float, default=[0.005, 0.995], metavar=("LOW", "HIGH"), help="default 0.005 0.995")
     p.add_argument("--no-clip", action="store_true", help="write the probabilities unclipped")

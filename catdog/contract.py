@@ -107,6 +107,28 @@ def load_manifest(art_dir: str | os.PathLike) -> dict:
     return manifest
 
 
+def exported_from(art_dir: str | os.PathLike) -> tuple[Path | None, Path | None]:
+    """(the RUN_DIR an ART_DIR's manifest.json names as its keras_model's, its TFLite fp32 artefact
+    else its first), each None where the manifest does not say: what to point a user to who named
+    an ART_DIR where a RUN_DIR belongs."""
+    art_dir = Path(art_dir)
+    try:
+        manifest = json.loads((art_dir / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None, None
+    run_dir = artefact = None
+    try:
+        run_dir = Path(os.path.normpath(art_dir / manifest["keras_model"]["path"] / ".."))
+    except (KeyError, TypeError):
+        pass
+    try:
+        files = [a["file"] for a in manifest["artefacts"]]
+        artefact = art_dir / next((f for f in files if f.endswith("_fp32" + SUFFIXES["tflite"])), files[0])
+    except (KeyError, IndexError, TypeError):
+        pass
+    return run_dir, artefact
+
+
 def pet_threshold(model_path: str | os.PathLike) -> float:
     """The threshold on P(pet) under which a model's answer is neither (`verdict`): from a
     RUN_DIR's metrics.json, an ART_DIR's manifest.json, or for an artefact file the manifest.json

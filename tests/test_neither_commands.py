@@ -137,3 +137,80 @@ def test_pet_threshold_is_found_where_each_model_keeps_it(tmp_path):
     (art / "manifest.json").unlink()
     with pytest.raises(CatdogError, match="manifest.json: missing.*run `catdog export` again"):
         pet_threshold(art / "m.onnx")
+
+
+def test_evaluate_and_predict_run_an_artefact_as_the_phone_does(subset_run, subset_artefacts, held_out, held_out_not_pets, tmp_path, capsys):
+    """`catdog evaluate` and `predict` take an exported artefact in place of a RUN_DIR: its scores,
+    neither answers and submission are the artefact's own numbers (catdog.runtime on each photo)
+    with the threshold of its manifest, so an int8 model is measured as a phone runs it."""
+    from catdog.cli import main
+    from catdog.contract import pet_threshold
+    from catdog.data import decode
+    from catdog.runtime import open_model
+    from catdog.training.metrics import log_loss
+
+    int8 = next(subset_artefacts.glob("*_int8.tflite"))
+    threshold = pet_threshold(int8)
+
+    def answers(model_path, paths):
+        out = open_model(model_path).run(np.stack([decode(p) for p in paths]).astype(np.float32))
+        return out[PROBABILITIES], [verdict(p, q, threshold, LABELS) for p, q in zip(out[PROBABILITIES], out[PET][:, 0])]
+
+    pets = sorted(held_out.glob("*.jpg"))
+    negatives = sorted(held_out_not_pets.glob("*.jpg"))
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", str(int8), str(held_out), "--negatives", str(held_out_not_pets), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    probabilities, pet_verdicts = answers(int8, pets)
+    labels = np.array([p.name.startswith("dog.") for p in pets], float)
+    assert result["n"] == len(pets) == 80 and result["engine"] == "LiteRT"
+    assert result["log_loss"] == pytest.approx(log_loss(labels, probabilities[:, 1]), abs=1e-6)
+    assert result["accuracy"] == pytest.approx(np.mean((probabilities[:, 1] >= 0.5) == (labels == 1)))
+    _, other_verdicts = answers(int8, negatives)
+    assert result["pet"]["threshold"] == threshold
+    assert result["pet"]["n_kept"] == sum(v != NEITHER for v in pet_verdicts)
+    assert result["pet"]["n_rejected"] == sum(v == NEITHER for v in other_verdicts)
+    assert printed.startswith(f"{int8}, run by LiteRT\n")
+
+    # predict with the Core ML package (catdog's ML Program interpreter where Core ML does not run)
+    coreml = next(subset_artefacts.glob("*_fp16.mlpackage"))
+    test_dir = copy_photos(tmp_path / "test", [f"{n}.jpg" for n in (1, 2, 3)], src=TEST)
+    copy_photos(test_dir, ["000000003255.jpg"], src=NOT_PETS)
+    submission = tmp_path / "submission.csv"
+    assert main(["predict", str(coreml), str(test_dir), "--out", str(submission), "--no-clip"]) == 0
+    with open(submission, newline="") as f:
+        rows = list(csv.DictReader(f))
+    ids = ["1", "2", "3", "000000003255"]
+    probabilities, verdicts = answers(coreml, [test_dir / f"{i}.jpg" for i in ids])
+    assert [r["id"] for r in rows] == ids
+    assert np.allclose([float(r["label"]) for r in rows], probabilities[:, 1], atol=2e-6)
+    assert [r["verdict"] for r in rows] == verdicts and verdicts[3] == NEITHER
+
+    # what an artefact cannot do is one line, before any photo is run
+    capsys.readouterr()
+    assert main(["predict", str(int8), str(test_dir), "--out", str(tmp_path / "t.csv"), "--calibrated"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"catdog: error: {int8}: an artefact gives the probabilities its export made (`catdog export --calibrated` "
+        "folds the temperature in); drop --calibrated, or pass the RUN_DIR"
+    )
+    assert not (tmp_path / "t.csv").exists()
+    # a wrong --clip was said only after every photo was predicted: now before the model is loaded
+    assert main(["predict", str(tmp_path / "no_such_run"), str(test_dir), "--out", str(tmp_path / "t.csv"), "--clip", "0.9", "0.1"]) == 2
+    assert capsys.readouterr().err.strip() == "catdog: error: --clip 0.9 0.1: need 0 <= LOW < HIGH <= 1 (e.g. 0.005 0.995)"
+    assert not (tmp_path / "t.csv").exists()
+
+    # an ART_DIR where a RUN_DIR belongs ("model.keras: missing ... run `catdog train` again" before):
+    # the RUN_DIR its manifest names, and an artefact where the command takes one
+    art_dir, fp32 = subset_artefacts, next(subset_artefacts.glob("*_fp32.tflite"))
+    cases = {
+        ("evaluate", str(art_dir), str(held_out)): f"give the RUN_DIR it was exported from ({subset_run}), or, to evaluate, "
+                                                    f"predict or cam, one of its artefacts ({fp32})",
+        ("export", str(art_dir), "--out", str(tmp_path / "x")): f"give the RUN_DIR it was exported from ({subset_run}),",
+        ("report", str(art_dir)): f"give the RUN_DIR it was exported from: catdog report {subset_run} --art {art_dir}",
+    }
+    for args, expected in cases.items():
+        assert main(list(args)) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"catdog: error: {art_dir}: an ART_DIR (it holds manifest.json), not a RUN_DIR; {expected}"), err
+    assert not (tmp_path / "x").exists() and not (art_dir / "report.html").exists()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from catdog.contract import ArtDir, RunDir, load_manifest
+from catdog.contract import ArtDir, RunDir, exported_from, load_manifest
 from catdog.errors import CatdogError
 from catdog.atomic import write_text
 from catdog.report.facts import (
@@ -45,6 +45,10 @@ def write_report(run_dir: str | os.PathLike, art_dir: str | os.PathLike | None =
     from catdog.report import figures, measure, page
 
     run_dir = Path(run_dir)
+    if not ((run_dir / RunDir.METRICS).is_file() or (run_dir / RunDir.MODEL).is_file()) and (run_dir / ArtDir.MANIFEST).is_file():
+        source = exported_from(run_dir)[0] or "RUN_DIR"
+        raise CatdogError(f"{run_dir}: an ART_DIR (it holds manifest.json), not a RUN_DIR; give the RUN_DIR it was exported from: "
+                          f"catdog report {source} --art {run_dir}")
     if not ((run_dir / RunDir.METRICS).is_file() or (run_dir / RunDir.MODEL).is_file()):
         raise CatdogError(f"{run_dir}: not a catdog RUN_DIR (no metrics.json, no model.keras); give the folder `catdog run` or `catdog train` wrote")
     metrics = read_json(run_dir / RunDir.METRICS) or {}

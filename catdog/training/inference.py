@@ -12,7 +12,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from catdog.contract import LABELS, PET, PET_THRESHOLD, PROBABILITIES, RunDir, verdict
+from catdog.contract import LABELS, MANIFEST, PET, PET_THRESHOLD, PROBABILITIES, RunDir, exported_from, verdict
 from catdog.training import pet as _pet_layers  # noqa: F401  (registers the pet head's layers for load_model)
 from catdog.atomic import open_atomic
 from catdog.features import input_size  # importing catdog.features registers BackbonePreprocessing for loading
@@ -23,11 +23,13 @@ from catdog.training import metrics as M
 
 @dataclass
 class Run:
-    """A trained RUN_DIR: its full Keras model and its metrics.json."""
+    """A trained RUN_DIR: its full Keras model and its metrics.json. (Or, from `load_scorer`, an
+    exported artefact: `model` its catdog.runtime Model, `metrics` the manifest's threshold.)"""
 
     path: Path
     model: keras.Model
     metrics: dict
+    artefact: bool = False
 
     @property
     def temperature(self) -> float:
@@ -44,6 +46,12 @@ def load_run(run_dir: str | os.PathLike) -> Run:
     model_path = run_dir / RunDir.MODEL
     if not run_dir.is_dir():
         raise CatdogError(f"{run_dir}: no such RUN_DIR; make one with `catdog train` or `catdog run`")
+    if not model_path.is_file() and (run_dir / MANIFEST).is_file():
+        source, artefact = exported_from(run_dir)
+        raise CatdogError(
+            f"{run_dir}: an ART_DIR (it holds manifest.json), not a RUN_DIR; give the RUN_DIR it was exported from"
+            + (f" ({source})" if source else "") + (f", or, to evaluate, predict or cam, one of its artefacts ({artefact})" if artefact else "")
+        )
     if not model_path.is_file():
         raise CatdogError(f"{model_path}: missing; {run_dir} is not a finished catdog RUN_DIR (run `catdog train` again)")
     try:
@@ -54,6 +62,24 @@ def load_run(run_dir: str | os.PathLike) -> Run:
     if not isinstance(model.output, dict) or PET not in model.output or PET_THRESHOLD not in metrics:
         raise CatdogError(f"{run_dir}: trained by an older catdog (no '{PET}' output, no neither answer); train it again")
     return Run(run_dir, model, metrics)
+
+
+def load_scorer(path: str | os.PathLike) -> Run:
+    """What `catdog evaluate` and `predict` score photos with: a RUN_DIR's full Keras model, or an
+    artefact (`.tflite`, `.onnx`, `.mlpackage`) run by catdog.runtime with the neither threshold
+    of the manifest.json beside it, so a phone's model is measured as the phone runs it."""
+    from catdog.contract import SUFFIXES, pet_threshold
+
+    path = Path(path)
+    if path.suffix not in SUFFIXES.values():
+        return load_run(path)
+    from catdog.runtime import open_model
+
+    model = open_model(path)
+    probe = model.run(np.zeros((1, model.image_size, model.image_size, 3), np.float32))
+    if PET not in probe:
+        raise CatdogError(f"{path}: exported by an older catdog (no '{PET}' output, no neither answer); run `catdog export` again")
+    return Run(path, model, {PET_THRESHOLD: pet_threshold(path)}, artefact=True)
 
 
 def run_photos(run: Run, which: str) -> list[Sample]:
@@ -105,19 +131,25 @@ def predict_batch(model: keras.Model, images: np.ndarray, tta: bool = False) -> 
     return predict_outputs(model, images, tta)[PROBABILITIES]
 
 
-def predict_outputs(model: keras.Model, images: np.ndarray, tta: bool = False) -> dict[str, np.ndarray]:
+def _outputs(model, x: np.ndarray) -> dict[str, np.ndarray]:
+    """probabilities and pet of a full Keras model or a catdog.runtime Model (an artefact)."""
+    out = model.predict_on_batch(x) if isinstance(model, keras.Model) else model.run(x)
+    return {k: np.asarray(out[k]) for k in (PROBABILITIES, PET)}
+
+
+def predict_outputs(model, images: np.ndarray, tta: bool = False) -> dict[str, np.ndarray]:
     """(N, S, S, 3) photos, 0..255 -> {"probabilities": (N, 2), "pet": (N, 1)}; tta: each the mean
-    with the photo's mirror image's."""
+    with the photo's mirror image's. model: a full Keras model or a catdog.runtime Model."""
     x = images.astype(np.float32)
-    out = {k: np.asarray(v) for k, v in model.predict_on_batch(x).items()}
+    out = _outputs(model, x)
     if tta:
-        mirrored = model.predict_on_batch(x[:, :, ::-1])
-        out = {k: (v + np.asarray(mirrored[k])) / 2 for k, v in out.items()}
+        mirrored = _outputs(model, np.ascontiguousarray(x[:, :, ::-1]))
+        out = {k: (v + mirrored[k]) / 2 for k, v in out.items()}
     return out
 
 
 def predict_images(
-    model: keras.Model,
+    model,
     samples: list[Sample],
     batch_size: int = 32,
     max_pixels: int = MAX_PIXELS,
@@ -125,7 +157,8 @@ def predict_images(
     tta: bool = False,
     view: str = "plain",
 ) -> Predictions:
-    """Run the full model on photos; unusable files are reported and skipped.
+    """Run the full model (or a catdog.runtime Model: an artefact) on photos; unusable files are
+    reported and skipped.
 
     tta: test-time augmentation, the mean of the probabilities of each photo and its mirror image.
     view: each photo as seen by that view of catdog.data.views (a shifted photo), not as it is.
@@ -133,7 +166,7 @@ def predict_images(
     kept, probs, pets, rejections = [], [], [], []
     desc = "predict" if view == "plain" else f"predict {view}"
     bar = tqdm(total=len(samples), unit="img", desc=desc, disable=not progress, dynamic_ncols=True)
-    size = input_size(model)
+    size = input_size(model) if isinstance(model, keras.Model) else model.image_size
     for batch in iter_batches(samples, batch_size=batch_size, size=size, max_pixels=max_pixels, view=view):
         for r in batch.rejections:
             if view == "plain":  # a view's rejections are the plain photos', said once

@@ -64,12 +64,15 @@ def predict_stage(
     run=None,
     labelled: bool = False,
 ):
-    """Load RUN_DIR (unless `run` is given: it, loaded) and predict every photo of DATA (here, or
-    on Ray); (run, predictions). labelled: DATA must hold labelled photos (said before predicting)."""
-    from catdog.training import load_run, predict_images
-    from catdog.training.inference import NO_LABELLED
+    """Load RUN_DIR or an artefact (unless `run` is given: it, loaded) and predict every photo of
+    DATA (here, or on Ray); (run, predictions). labelled: DATA must hold labelled photos (said
+    before predicting)."""
+    from catdog.training import predict_images
+    from catdog.training.inference import NO_LABELLED, load_scorer
 
-    run = run or load_run(run_dir)
+    run = run or load_scorer(run_dir)
+    if run.artefact and ray is not None:
+        raise CatdogError(f"{run_dir}: --ray runs a RUN_DIR's Keras model; pass the RUN_DIR, or drop --ray to run the artefact here")
     samples, scan_rejections = scan_printing(data)
     if labelled and samples and all(s.label is None for s in samples):
         raise CatdogError(f"{data}: {NO_LABELLED}")  # before predicting, where evaluate() would say it after
@@ -104,13 +107,16 @@ def evaluate_stage(
 
     run, predictions = predict_stage(run_dir, data, batch_size, max_pixels, rejected_csv, tta, labelled=True)
     result = evaluate(predictions)
+    if run.artefact:
+        result["engine"] = run.model.engine
     threshold = run.pet_threshold
     labelled = np.array([s.label is not None for s in predictions.samples])
     kept = np.array([v != NEITHER for v in _verdicts(predictions, threshold)])[labelled]
     pet = {"threshold": threshold, "keep": float(kept.mean()), "n_kept": int(kept.sum()), "n_pets": int(kept.size)}
     (tn, fp), (fn, tp) = result["confusion_matrix"]
     prefix = f"neither answer, P(pet) under {threshold:.3g}: "
-    lines = [
+    lines = [f"{run_dir}, run by {run.model.engine}"] if run.artefact else []
+    lines += [
         f"{'photos':>10} {'log loss':>10} {'accuracy':>10}",
         f"{result['n']:>10d} {result['log_loss']:>10.4f} {result['accuracy']:>10.2%}",
         f"confusion (rows true, cols predicted): cat {tn:4d} {fp:4d} | dog {fn:4d} {tp:4d}",
@@ -181,9 +187,15 @@ def predict_submission(
     column, or None; calibrated: apply the run's temperature to the label column."""
     from catdog.training import submission_rows, write_submission
 
-    run, predictions = predict_stage(run_dir, test_dir, batch_size, max_pixels, rejected_csv, tta, ray, workers)
+    from catdog.training.inference import load_scorer
+
     if clip and not 0.0 <= clip[0] < clip[1] <= 1.0:
         raise CatdogError(f"--clip {clip[0]} {clip[1]}: need 0 <= LOW < HIGH <= 1 (e.g. 0.005 0.995)")
+    run = load_scorer(run_dir)
+    if calibrated and run.artefact:
+        raise CatdogError(f"{run_dir}: an artefact gives the probabilities its export made (`catdog export --calibrated` folds the "
+                          "temperature in); drop --calibrated, or pass the RUN_DIR")
+    run, predictions = predict_stage(run_dir, test_dir, batch_size, max_pixels, rejected_csv, tta, ray, workers, run=run)
     temperature = run.temperature if calibrated else None
     rows = submission_rows(predictions, clip=clip, temperature=temperature, threshold=run.pet_threshold)
     write_submission(out, rows)
