@@ -192,3 +192,30 @@ def check_artefact(artefact: str | os.PathLike) -> None:
             f"{artefact}: not the file manifest.json lists (sha256 differs: changed, truncated or half-copied "
             "since export); copy the ART_DIR again or run `catdog export` again"
         )
+
+
+# The precision each app takes, first listed first (the iOS app's Core ML runs fp16 on the Neural
+# Engine; the Android demo's LiteRT fp32): Manifest.swift and Manifest.kt choose the same, tested
+# against tests/golden/apps.json's `choice`, which tools/golden.py makes with `chosen_artefact`.
+APP_PRECISIONS = {"coreml": ("fp16", "fp32", "int8"), "tflite": ("fp32", "fp16", "int8")}
+
+
+def chosen_artefact(manifest: dict, fmt: str) -> dict | None:
+    """The manifest entry of the artefact an app of format `fmt` takes (APP_PRECISIONS), or None."""
+    listed = {a.get("precision"): a for a in manifest.get("artefacts", []) if isinstance(a, dict) and a.get("format") == fmt}
+    return next((listed[p] for p in APP_PRECISIONS[fmt] if p in listed), None)
+
+
+def app_artefact(art_dir: str | os.PathLike, fmt: str) -> Path:
+    """The artefact of format `fmt` an app ships from ART_DIR (`chosen_artefact`), checked against
+    the manifest's sha256. The apps' add_model.sh call this with the Python on PATH: this module
+    needs nothing outside the standard library. A one-line CatdogError where there is none, it is
+    missing, or it changed since export."""
+    entry = chosen_artefact(load_manifest(art_dir), fmt)
+    if entry is None:
+        raise CatdogError(f"{Path(art_dir) / MANIFEST}: no {fmt} artefact; export with --formats {fmt}")
+    path = Path(art_dir) / str(entry.get("file"))
+    if not path.exists():
+        raise CatdogError(f"{path}: missing, though manifest.json lists it; copy the ART_DIR again or run `catdog export` again")
+    check_artefact(path)
+    return path

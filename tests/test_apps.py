@@ -101,6 +101,7 @@ def test_output_names_in_the_code_are_the_artefacts(subset_artefacts):
 def test_add_model_scripts_copy_the_artefacts(subset_artefacts, tmp_path, app, expected):
     copy = tmp_path / app.name
     shutil.copytree(app, copy, ignore=shutil.ignore_patterns("Model", "assets"))
+    (tmp_path / "catdog").symlink_to(REPO / "catdog")  # the scripts run catdog.contract from the checkout they sit in
     result = subprocess.run([str(copy / "scripts" / "add_model.sh"), str(subset_artefacts)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     dest = copy / "Model" if app == IOS else copy / "app" / "src" / "main" / "assets"
@@ -117,7 +118,8 @@ def test_add_model_scripts_copy_the_artefacts(subset_artefacts, tmp_path, app, e
     target.write_bytes(target.read_bytes()[:1000])
     refused = subprocess.run([str(copy / "scripts" / "add_model.sh"), str(cut)], capture_output=True, text=True)
     assert refused.returncode == 2, refused.stderr
-    assert refused.stderr.strip() == f"add_model: {chosen} does not match its sha256 in manifest.json (changed or cut short since export); run catdog export again"
+    assert refused.stderr.strip() == (f"add_model: {chosen}: not the file manifest.json lists (sha256 differs: changed, truncated or "
+                                      "half-copied since export); copy the ART_DIR again or run `catdog export` again")
     assert sorted(p.name for p in dest.iterdir()) == sorted(expected)
     assert sha256_path(dest / expected[1]) == sha256_path(subset_artefacts / expected[1])
     leftovers = [p.name for p in dest.parent.iterdir() if p.name.startswith(".")]

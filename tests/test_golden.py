@@ -80,6 +80,7 @@ def test_the_add_model_scripts_choose_the_golden_artefacts(checked_in, tmp_path)
         (art / a["file"]).write_bytes(b"model " + a["file"].encode())
         a["sha256"] = hashlib.sha256(b"model " + a["file"].encode()).hexdigest()
     (art / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "catdog").symlink_to(REPO / "catdog")  # the scripts run catdog.contract from the checkout they sit in
     for app, dest, fmt in (("ios_app", "Model", "coreml"), ("android_demo", "app/src/main/assets", "tflite")):
         app_copy = tmp_path / app
         shutil.copytree(REPO / app / "scripts", app_copy / "scripts")

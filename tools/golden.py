@@ -192,9 +192,12 @@ def squash(rgb: np.ndarray, side: int) -> np.ndarray:
     return resize(Image.fromarray(rgb), side)
 
 
-def choose(manifest: dict, fmt: str, order: tuple[str, ...]) -> str:
-    files = {a["precision"]: a["file"] for a in manifest["artefacts"] if a["format"] == fmt}
-    return next((files[p] for p in order if p in files), "")
+def choose(manifest: dict, fmt: str) -> str:
+    """The file the app of format `fmt` takes (catdog.contract.chosen_artefact), or ""."""
+    from catdog.contract import chosen_artefact
+
+    entry = chosen_artefact(manifest, fmt)
+    return entry["file"] if entry else ""
 
 
 # ---------- generation ----------
@@ -303,7 +306,7 @@ def generate(art_dir: Path, photos_dir: Path = REFERENCE) -> dict:
         raise SystemExit(f"{art_dir}/manifest.json has no {PET_THRESHOLD} or no `{PET}` output: "
                          "export it again with this catdog version")
     sub = manifest_subset(manifest)
-    tflite = choose(manifest, "tflite", ("fp32",))
+    tflite = next((a["file"] for a in manifest["artefacts"] if (a["format"], a["precision"]) == ("tflite", "fp32")), "")
     if not tflite:
         raise SystemExit(f"{art_dir}/manifest.json lists no fp32 TFLite artefact; export with --formats tflite --precision fp32")
     side = manifest["input"]["shape"][1]
@@ -338,8 +341,8 @@ def generate(art_dir: Path, photos_dir: Path = REFERENCE) -> dict:
                    "manifest_sha256": sha256(art_dir / "manifest.json"), "tflite": tflite,
                    "tflite_sha256": sha256(art_dir / tflite), "tflite_weights_sha256": weights_sha256(art_dir / tflite)},
         "manifest": sub,
-        "choice": {"coreml": choose(sub, "coreml", ("fp16", "fp32", "int8")),
-                   "tflite": choose(sub, "tflite", ("fp32", "fp16", "int8"))},
+        "choice": {"coreml": choose(sub, "coreml"),
+                   "tflite": choose(sub, "tflite")},
         "alpha": ALPHA,
         "overlay_max_side": OVERLAY_MAX_SIDE,
         "photos": photo_docs,
@@ -375,8 +378,8 @@ def check(golden: dict) -> list[str]:
         return [f"manifest has no pet_threshold: a golden file older than version {GOLDEN_VERSION} (run `make golden`)"]
     if not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
         return [f"manifest pet_threshold {threshold!r} is not a number in 0..1"]
-    for want, got in ((golden["choice"]["coreml"], choose(m, "coreml", ("fp16", "fp32", "int8"))),
-                      (golden["choice"]["tflite"], choose(m, "tflite", ("fp32", "fp16", "int8")))):
+    for want, got in ((golden["choice"]["coreml"], choose(m, "coreml")),
+                      (golden["choice"]["tflite"], choose(m, "tflite"))):
         if want != got:
             bad.append(f"artefact choice {want!r} != {got!r}")
     for p in golden["photos"]:

@@ -5,32 +5,14 @@ set -euo pipefail
 art="${1:?usage: add_model.sh ART_DIR}"
 dest="$(cd "$(dirname "$0")/.." && pwd)/Model"
 [ -f "$art/manifest.json" ] || { echo "add_model: $art/manifest.json not found; run catdog export first" >&2; exit 2; }
-# The artefact the app chooses, checked against the sha256 manifest.json lists for it (the rule of
-# catdog.contract.sha256_path: a file's bytes; a package's sorted relative paths and contents), so a
-# copy cut short or changed since `catdog export` never reaches the app.
-file=$(python3 - "$art" <<'PY'
-import hashlib, json, pathlib, sys
-art = pathlib.Path(sys.argv[1])
+# The artefact the app chooses, checked against its sha256 in manifest.json (catdog.contract, which
+# needs only Python's standard library), so a copy cut short or changed since export never ships.
+file=$(PYTHONPATH="$(cd "$(dirname "$0")/../.." && pwd)${PYTHONPATH:+:$PYTHONPATH}" python3 -c 'import sys
+from catdog.contract import CatdogError, app_artefact
 try:
-    entries = {a["precision"]: a for a in json.loads((art / "manifest.json").read_text())["artefacts"] if a["format"] == "coreml"}
-except (OSError, ValueError, KeyError, TypeError) as e:
-    sys.exit(f"add_model: {art / 'manifest.json'} is not a catdog manifest ({e}); run catdog export again")
-chosen = next((entries[p] for p in ("fp16", "fp32", "int8") if p in entries), None)
-if chosen is None:
-    sys.exit(f"add_model: no Core ML artefact in {art / 'manifest.json'}; export with --formats coreml")
-path = art / chosen["file"]
-if not path.exists():
-    sys.exit(f"add_model: {path} not found, though manifest.json lists it; run catdog export again")
-h = hashlib.sha256()
-for f in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()):
-    if f != path:
-        h.update(f.relative_to(path).as_posix().encode() + b"\0")
-    h.update(f.read_bytes())
-if h.hexdigest() != chosen.get("sha256"):
-    sys.exit(f"add_model: {path} does not match its sha256 in manifest.json (changed or cut short since export); run catdog export again")
-print(chosen["file"])
-PY
-) || exit 2
+    print(app_artefact(sys.argv[1], "coreml").name)
+except CatdogError as e:
+    sys.exit(f"add_model: {e}")' "$art") || exit 2
 mkdir -p "$dest"
 stage=$(mktemp -d "$dest/../.Model.XXXXXX"); trap 'rm -rf "$stage"' EXIT   # copied whole before the old model goes
 cp "$art/manifest.json" "$stage/"
