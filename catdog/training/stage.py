@@ -186,7 +186,6 @@ def predict_submission(
     dog or neither) for TEST_DIR; its one-line summary. clip: (LOW, HIGH) bounds of the label
     column, or None; calibrated: apply the run's temperature to the label column."""
     from catdog.training import submission_rows, write_submission
-
     from catdog.training.inference import load_scorer
 
     if clip and not 0.0 <= clip[0] < clip[1] <= 1.0:
