@@ -45,11 +45,11 @@ def write_report(run_dir: str | os.PathLike, art_dir: str | os.PathLike | None =
     from catdog.report import figures, measure, page
 
     run_dir = Path(run_dir)
-    if not ((run_dir / RunDir.METRICS).is_file() or (run_dir / RunDir.MODEL).is_file()) and (run_dir / ArtDir.MANIFEST).is_file():
-        source = exported_from(run_dir)[0] or "RUN_DIR"
-        raise CatdogError(f"{run_dir}: an ART_DIR (it holds manifest.json), not a RUN_DIR; give the RUN_DIR it was exported from: "
-                          f"catdog report {source} --art {run_dir}")
     if not ((run_dir / RunDir.METRICS).is_file() or (run_dir / RunDir.MODEL).is_file()):
+        if (run_dir / ArtDir.MANIFEST).is_file():
+            source = exported_from(run_dir)[0] or "RUN_DIR"
+            raise CatdogError(f"{run_dir}: an ART_DIR (it holds manifest.json), not a RUN_DIR; give the RUN_DIR it was exported from: "
+                              f"catdog report {source} --art {run_dir}")
         raise CatdogError(f"{run_dir}: not a catdog RUN_DIR (no metrics.json, no model.keras); give the folder `catdog run` or `catdog train` wrote")
     metrics = read_json(run_dir / RunDir.METRICS) or {}
     named = art_dir is not None  # an ART_DIR asked for by name: one line where it is not one
