@@ -113,8 +113,8 @@ def exported_from(art_dir: str | os.PathLike) -> tuple[Path | None, Path | None]
     an ART_DIR where a RUN_DIR belongs."""
     art_dir = Path(art_dir)
     try:
-        manifest = json.loads((art_dir / MANIFEST).read_text())
-    except (OSError, ValueError):
+        manifest = load_manifest(art_dir)
+    except CatdogError:
         return None, None
     run_dir = artefact = None
     try:

@@ -68,13 +68,12 @@ def load_scorer(path: str | os.PathLike) -> Run:
     """What `catdog evaluate` and `predict` score photos with: a RUN_DIR's full Keras model, or an
     artefact (`.tflite`, `.onnx`, `.mlpackage`) run by catdog.runtime with the neither threshold
     of the manifest.json beside it, so a phone's model is measured as the phone runs it."""
-    from catdog.contract import SUFFIXES, pet_threshold
+    from catdog.contract import pet_threshold
+    from catdog.runtime import SUFFIX_FORMAT, open_model
 
     path = Path(path)
-    if path.suffix not in SUFFIXES.values():
+    if path.suffix not in SUFFIX_FORMAT:
         return load_run(path)
-    from catdog.runtime import open_model
-
     # open_model holds the artefact to its manifest's sha256, so the manifest's threshold (one line
     # where an older export has none, nor the pet output) is the artefact's own
     model = open_model(path)
