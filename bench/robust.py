@@ -136,18 +136,23 @@ def candidate_data(c: Candidate, features_dir: Path, data: Path):
 def imagenet_kinds(features_dir: Path, data: Path):
     """(kind, labels): each photo's pet kind as MobileNetV2's ImageNet top names it on its 288
     features (dogs: the most likely of the 118 dog breeds; cats: of the 13 cat classes 281-293)."""
-    import numpy as np
-
     from catdog.training.pet import imagenet_top
 
     v2 = feature_file(features_dir, data, "mobilenet_v2", 288)
     top, note = imagenet_top("mobilenet_v2", "imagenet")
     if top is None:
         raise SystemExit(f"bench.robust: {note}")
-    z = top.logits(v2.features)
+    return pet_kinds(top, v2.features, v2.labels), v2.labels
+
+
+def pet_kinds(top, features, labels):
+    """(N,) each photo's ImageNet class under `top` (catdog.training.pet.ImagenetTop) on its
+    pooled `features`: dogs the likeliest of the 118 dog breeds, cats of the 13 cat classes."""
+    import numpy as np
+
+    z = top.logits(features)
     dogs, cats = np.arange(151, 269), np.arange(281, 294)
-    kind = np.where(v2.labels == 1, dogs[z[:, dogs].argmax(1)], cats[z[:, cats].argmax(1)])
-    return kind, np.asarray(v2.labels)
+    return np.where(np.asarray(labels) == 1, dogs[z[:, dogs].argmax(1)], cats[z[:, cats].argmax(1)])
 
 
 EGYPTIAN_CAT = 285  # ImageNet class: spotted and ticked short-haired cats (Egyptian Mau, Abyssinian-like)
