@@ -364,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decode_args(p)
     _add_ray_args(p)
 
-    p = _command(sub, "cam", cmd_cam, "CAM heatmap overlays (PNG) for photos, plus a grid sheet", "run_dir:RUN_DIR", out="DIR")
+    p = _command(sub, "cam", cmd_cam, "CAM heatmap overlays (PNG) for photos, plus a grid sheet",
+                 "run_dir:RUN_DIR|ARTEFACT:a RUN_DIR's Keras model, or an exported .tflite, .onnx or .mlpackage", out="DIR")
     p.add_argument("images", metavar="IMAGES", nargs="+", help="photo files or folders")  # after RUN_DIR (--out's place is immaterial)
     p.add_argument("--size", type=_whole(1), default=512, help="longest side of each overlay in pixels (default 512)")
 
@@ -414,7 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--art", metavar="ART_DIR", help="the run's artefacts (default RUN_DIR/artefacts where it exists)")
 
     p = _command(sub, "serve", cmd_serve, "web page and JSON API: upload a photo, get P(cat)/P(dog) and the CAM",
-                 "path:RUN_DIR|ART_DIR:an ART_DIR serves its ONNX (else TFLite) fp32 artefact; a RUN_DIR its Keras model")
+                 "path:RUN_DIR|ART_DIR|ARTEFACT:what to serve: an ART_DIR, its ONNX (else TFLite) fp32 artefact; an exported .tflite, .onnx "
+                 "or .mlpackage, that file as catdog.runtime runs it (e.g. the int8 model an app ships); a RUN_DIR, its Keras model")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=_whole(0, 65535), default=8000, help="TCP port (default 8000; 0: any free port, printed)")
     p.add_argument("--threads", type=_whole(1), default=8, help="waitress worker threads (default 8)")

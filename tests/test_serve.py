@@ -227,6 +227,44 @@ def test_a_port_in_use_is_one_line(art_server, subset_artefacts):
 
 
 @needs_shared
+def test_serves_one_artefact_as_the_phone_runs_it(subset_artefacts, tmp_path):
+    """`catdog serve ART/x_int8.tflite` (or a .mlpackage) serves that file: /healthz names it and
+    its engine, and every answer is that artefact's own outputs through catdog.runtime, with the
+    manifest's threshold; a copy away from its manifest is refused in one line."""
+    import shutil
+
+    from catdog.contract import PET, PET_THRESHOLD, verdict
+    from catdog.errors import CatdogError
+    from catdog.runtime import open_model
+    from catdog.serve import load_predictor
+
+    threshold = json.loads((subset_artefacts / "manifest.json").read_text())[PET_THRESHOLD]
+    for artefact, engine in ((next(subset_artefacts.glob("*_int8.tflite")), "LiteRT"),
+                             (next(subset_artefacts.glob("*_fp16.mlpackage")), "ML Program interpreter")):
+        url, server = start(artefact)
+        try:
+            with urllib.request.urlopen(url + "/healthz") as response:
+                health = json.loads(response.read())
+            assert health["model"].endswith(artefact.name) and engine in health["model"], health
+            assert health[PET_THRESHOLD] == threshold
+            direct = open_model(artefact)
+            for photo in (REFERENCE / "coral_cat_720p.jpg", NOT_PET):
+                status, body = post(url, photo.read_bytes())
+                assert status == 200, body
+                out = direct(decode(photo).astype(np.float32))
+                p, pet = out["probabilities"], float(out[PET][0])  # one photo: unbatched outputs
+                assert abs(body["probabilities"]["dog"] - p[1]) < 1e-4 and abs(body["pet"] - pet) < 1e-4, (artefact.name, body, p, pet)
+                assert body["verdict"] == verdict(out["probabilities"], pet, threshold), (artefact.name, photo.name)
+                assert np.allclose(body["cam"], out["cam"][:, :, int(p.argmax())], atol=1e-3)
+        finally:
+            server.close()
+    away = tmp_path / artefact.name
+    shutil.copytree(artefact, away)
+    with pytest.raises(CatdogError, match=r"manifest\.json: missing, so the threshold of the neither answer is unknown"):
+        load_predictor(away)
+
+
+@needs_shared
 def test_keras_backend(subset_run):
     url, server = start(subset_run)
     try:

@@ -50,7 +50,7 @@ from PIL import Image
 from catdog.contract import NEITHER, PET, PET_THRESHOLD, ArtDir, RunDir, load_manifest, pet_threshold, verdict
 from catdog.data import LABELS, ImageError, ImageKind, open_rgb, probe, resize
 from catdog.errors import CatdogError
-from catdog.runtime import CAM, PROBABILITIES, Model, open_model
+from catdog.runtime import CAM, PROBABILITIES, SUFFIX_FORMAT, Model, open_model
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 40_000_000
@@ -116,22 +116,32 @@ class PixelBudget:
                 self._cond.notify_all()
 
 
+def _serving_model(artefact: Path) -> Model:
+    """An artefact loaded to serve: LiteRT with one single-threaded interpreter per worker thread
+    (waitress runs several), the other engines with their own threads."""
+    return open_model(artefact, threads=1 if SUFFIX_FORMAT[artefact.suffix] == "tflite" else None)
+
+
 def load_predictor(path: str | os.PathLike) -> Predictor:
-    """The predictor for an ART_DIR (ONNX, else TFLite, fp32) or a RUN_DIR (Keras), with the
-    threshold on P(pet) from the ART_DIR's manifest.json or the RUN_DIR's metrics.json."""
+    """The predictor for an ART_DIR (ONNX, else TFLite, fp32), one artefact (.tflite, .onnx or
+    .mlpackage: the model a phone ships, run as `catdog.runtime` runs it) or a RUN_DIR (Keras),
+    with the threshold on P(pet) from the manifest.json of the ART_DIR or beside the artefact, or
+    the RUN_DIR's metrics.json."""
     path = Path(path)
+    if path.suffix in SUFFIX_FORMAT:
+        return Predictor(_serving_model(path), pet_threshold(path))
     if (path / ArtDir.MANIFEST).is_file():
         manifest = load_manifest(path)
         threshold = pet_threshold(path)
         artefacts = {(a["format"], a["precision"]): path / a["file"] for a in manifest["artefacts"] if {"format", "precision", "file"} <= set(a)}
         for key in (("onnx", "fp32"), ("tflite", "fp32")):
             if key in artefacts and artefacts[key].exists():
-                # LiteRT: one single-threaded interpreter per worker thread (waitress runs several)
-                return Predictor(open_model(artefacts[key], threads=1 if key[0] == "tflite" else None), threshold)
+                return Predictor(_serving_model(artefacts[key]), threshold)
         raise CatdogError(f"{path}: no ONNX or TFLite fp32 artefact to serve; export with --formats onnx --precision fp32")
     if (path / RunDir.MODEL).is_file():
         return Predictor(open_model(path, temperature=1.0), pet_threshold(path))  # the run's model as saved, as before
-    raise CatdogError(f"{path}: neither an ART_DIR (manifest.json) nor a RUN_DIR (model.keras); pass one of them")
+    raise CatdogError(f"{path}: not an ART_DIR (manifest.json), a RUN_DIR (model.keras) or an artefact "
+                      f"({', '.join(SUFFIX_FORMAT)}); pass one of them")
 
 
 def uploaded_photo(request) -> bytes:
