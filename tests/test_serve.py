@@ -262,6 +262,18 @@ def test_serves_one_artefact_as_the_phone_runs_it(subset_artefacts, tmp_path):
     shutil.copytree(artefact, away)
     with pytest.raises(CatdogError, match=r"manifest\.json: missing, so the threshold of the neither answer is unknown"):
         load_predictor(away)
+    # the page names the file it serves, as text: a name with markup in it stays text
+    (tmp_path / "art").mkdir()
+    shutil.copy(subset_artefacts / "manifest.json", tmp_path / "art")
+    named = tmp_path / "art" / "<img src=x onerror=alert(1)>&.tflite"
+    shutil.copy(next(subset_artefacts.glob("*_int8.tflite")), named)
+    url, server = start(named)
+    try:
+        with urllib.request.urlopen(url + "/") as response:
+            page = response.read().decode()
+        assert "LiteRT: &lt;img src=x onerror=alert(1)&gt;&amp;.tflite" in page and "<img src=x" not in page
+    finally:
+        server.close()
 
 
 @needs_shared

@@ -36,6 +36,7 @@ peak RSS under 1.4 GB over the idle server (tools/faults.py MEMORY_BOUND_MB).
 from __future__ import annotations
 
 import base64
+import html
 import io
 import os
 import sys
@@ -209,7 +210,8 @@ def create_app(
 
     @app.get("/")
     def page():
-        return PAGE.read_text().replace("{{MODEL}}", predictor.description), 200, {"Content-Type": "text/html; charset=utf-8"}
+        page = PAGE.read_text().replace("{{MODEL}}", html.escape(predictor.description))  # a file name is text, not markup
+        return page, 200, {"Content-Type": "text/html; charset=utf-8"}
 
     @app.post("/predict")
     def predict():
