@@ -210,8 +210,8 @@ def create_app(
 
     @app.get("/")
     def page():
-        page = PAGE.read_text().replace("{{MODEL}}", html.escape(predictor.description))  # a file name is text, not markup
-        return page, 200, {"Content-Type": "text/html; charset=utf-8"}
+        text = PAGE.read_text().replace("{{MODEL}}", html.escape(predictor.description))  # a file name is text, not markup
+        return text, 200, {"Content-Type": "text/html; charset=utf-8"}
 
     @app.post("/predict")
     def predict():
