@@ -103,7 +103,7 @@ def main() -> int:
 
     from bench import proxies as P
     from catdog.data import scan
-    from catdog.training.cv import Data, Options, bootstrap_interval, group_folds, per_photo_log_loss
+    from catdog.training.cv import Data, Options, bootstrap_interval, per_photo_log_loss
     from catdog.training.pet import imagenet_top
 
     parser = argparse.ArgumentParser(prog="python -m bench.midlevel", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -130,10 +130,13 @@ def main() -> int:
     edges = np.cumsum([0, *(c for *_, c in LAYERS)])
     assert mid["plain"].shape[1] == edges[-1], "the cached layers are not LAYERS"
 
+    def with_layer(x, layers, k: int | None):
+        """x with the k-th layer's columns of `layers` after it (k None: x as it is)."""
+        return x if k is None else np.hstack([x, layers[:, edges[k] : edges[k + 1]].astype(x.dtype)])
+
     def data_with(k: int | None) -> Data:
         def features(view):
-            x = top.with_dog_log_odds(sets[view].features)
-            return x if k is None else np.hstack([x, mid[view][:, edges[k] : edges[k + 1]].astype(x.dtype)])
+            return with_layer(top.with_dog_log_odds(sets[view].features), mid[view], k)
 
         shifted = {}
         for view in sets:
@@ -142,12 +145,12 @@ def main() -> int:
                 shifted[view] = (at[view][keep], features(view)[keep])
         return Data(features("plain"), y, {"mirror": features("mirror")}, shifted=shifted)
 
-    # bench.robust's fold sets, from the run's own features
+    # bench.robust's fold sets, from the run's own features (V2's columns follow V1's 1,024)
     x = plain.features
-    kind = R.pet_kinds(top, x, y)
-    spotted, spotted_cats = R.spotted_folds(kind, y, args.seed)
-    folds = R.Folds({"V1 + V2": group_folds(x, y, 5, args.seed), "V2": group_folds(x[:, 1024:], y, 5, args.seed)},
-                    R.breed_folds(kind, y), spotted, spotted_cats, y)
+    folds = R.folds_of({"V1 + V2": x, "V2": x[:, 1024:]}, R.pet_kinds(top, x, y), y, args.seed)
+    spotted_cats = folds.spotted_cats
+
+    options = Options(views=("mirror",), robust=True)  # make run's head: mirror rows, l2 by clean and shifted CV
 
     # bench.proxies' spotted close-ups: CROPS close-up crops of each held-out spotted cat
     photos = [plain.names[i] for i in np.flatnonzero(spotted_cats)]
@@ -156,20 +159,18 @@ def main() -> int:
     crop_mid = layer_features({f"closeup_spotted_{c}": ([replace(by_name[n], name=f"{n}#crop{c}") for n in photos], "closeup")
                                for c in range(P.CROPS)}, args.features_dir)
 
-    def closeup_losses(k: int | None, data: Data, options) -> np.ndarray:
+    def closeup_losses(k: int | None, data: Data) -> np.ndarray:
         """(spotted cats,) mean log loss over the crops, by the head fitted without the spotted cats."""
         _, head = P.spotted_head(data, options, folds, args.seed)
-        xs = [xc if k is None else np.hstack([xc, crop_mid[f"closeup_spotted_{c}"][:, edges[k] : edges[k + 1]].astype(xc.dtype)])
-              for c, xc in enumerate(crop_base)]
+        xs = [with_layer(xc, crop_mid[f"closeup_spotted_{c}"], k) for c, xc in enumerate(crop_base)]
         return np.mean([per_photo_log_loss(y[spotted_cats], head.p_dog(xc)) for xc in xs], 0)
 
     rows, per_photo, closeups = [], {}, {}
     for k, name in [(None, REFERENCE), *((i, f"+ {b} {layer} (stride {s})") for i, (b, layer, s, _) in enumerate(LAYERS))]:
         start = time.perf_counter()
         data = data_with(k)
-        options = Options(views=("mirror",), robust=True)
         r, per_photo[name] = R.measure(data, options, folds, args.seed)
-        closeups[name] = closeup_losses(k, data, options)
+        closeups[name] = closeup_losses(k, data)
         rows.append({"candidate": name, "columns": data.x.shape[1], **r, "spotted_closeups": float(closeups[name].mean()),
                      "seconds": round(time.perf_counter() - start, 1)})
         print(f"{name}: clean {r['clean']:.4f}, spotted cats {r['spotted_cats']:.4f}, close-ups {rows[-1]['spotted_closeups']:.4f} "

@@ -206,13 +206,18 @@ class Folds:
 def fold_sets(features_dir: Path, data: Path, seed: int) -> Folds:
     """The groups clustered on V1 + V2 and on V2 features at 288, breeds and spotted cats as
     MobileNetV2's ImageNet top names the photos."""
+    spaces = {space: candidate_data(Candidate(space, backbones), features_dir, data).x
+              for space, backbones in (("V1 + V2", FUSED), ("V2", ("mobilenet_v2",)))}
+    kind, labels = imagenet_kinds(features_dir, data)
+    return folds_of(spaces, kind, labels, seed)
+
+
+def folds_of(spaces: dict, kind, labels, seed: int) -> Folds:
+    """Folds from each photo's pooled features in every clustering space (name -> (N, C)) and its
+    ImageNet kind (`pet_kinds`)."""
     from catdog.training.cv import group_folds
 
-    groups = {}
-    for space, backbones in (("V1 + V2", FUSED), ("V2", ("mobilenet_v2",))):
-        pooled = candidate_data(Candidate(space, backbones), features_dir, data)
-        groups[space] = group_folds(pooled.x, pooled.y, 5, seed)
-    kind, labels = imagenet_kinds(features_dir, data)
+    groups = {space: group_folds(x, labels, 5, seed) for space, x in spaces.items()}
     spotted, spotted_cats = spotted_folds(kind, labels, seed)
     return Folds(groups, breed_folds(kind, labels), spotted, spotted_cats, labels)
 

@@ -258,8 +258,9 @@ def test_serves_one_artefact_as_the_phone_runs_it(subset_artefacts, tmp_path):
                 assert np.allclose(body["cam"], out["cam"][:, :, int(p.argmax())], atol=1e-3)
         finally:
             server.close()
-    away = tmp_path / artefact.name
-    shutil.copytree(artefact, away)
+    package = next(subset_artefacts.glob("*_fp16.mlpackage"))
+    away = tmp_path / package.name
+    shutil.copytree(package, away)
     with pytest.raises(CatdogError, match=r"manifest\.json: missing, so the threshold of the neither answer is unknown"):
         load_predictor(away)
     # the page names the file it serves, as text: a name with markup in it stays text
