@@ -51,7 +51,7 @@ from PIL import Image
 from catdog.contract import NEITHER, PET, PET_THRESHOLD, ArtDir, RunDir, load_manifest, pet_threshold, verdict
 from catdog.data import LABELS, ImageError, ImageKind, open_rgb, probe, resize
 from catdog.errors import CatdogError
-from catdog.runtime import CAM, PROBABILITIES, SUFFIX_FORMAT, Model, open_model
+from catdog.runtime import CAM, PROBABILITIES, SUFFIX_FORMAT, Model, format_of, open_model
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 40_000_000
@@ -120,7 +120,7 @@ class PixelBudget:
 def _serving_model(artefact: Path) -> Model:
     """An artefact loaded to serve: LiteRT with one single-threaded interpreter per worker thread
     (waitress runs several), the other engines with their own threads."""
-    return open_model(artefact, threads=1 if SUFFIX_FORMAT[artefact.suffix] == "tflite" else None)
+    return open_model(artefact, threads=1 if format_of(artefact) == "tflite" else None)
 
 
 def load_predictor(path: str | os.PathLike) -> Predictor:
