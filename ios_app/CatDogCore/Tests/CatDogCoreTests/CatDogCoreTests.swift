@@ -147,6 +147,14 @@ final class CatDogCoreTests: XCTestCase {
         }
     }
 
+    func testNonFiniteProbabilitiesAreWrittenAsPythonWritesThem() {
+        // f"{100.0 * p:.1f} %" in catdog.cam.label_text (the Kotlin core must say the same)
+        XCTAssertEqual(percentText(.nan), "nan %")
+        XCTAssertEqual(percentText(.infinity), "inf %")
+        XCTAssertEqual(percentText(-.infinity), "-inf %")
+        XCTAssertEqual(labelText(probabilities: [.nan, 0.5], labels: ["cat", "dog"]), "It's a cat\ncat nan %   dog 50.0 %")
+    }
+
     func testVerdictsAreCatdogs() throws {
         let threshold = try XCTUnwrap(manifest.pet_threshold)
         for photo in golden.photos {

@@ -144,6 +144,14 @@ class CoreTest {
         }
     }
 
+    @Test fun nonFiniteProbabilitiesAreWrittenAsPythonWritesThem() {
+        // f"{100.0 * p:.1f} %" in catdog.cam.label_text; BigDecimal alone threw on them
+        assertEquals("nan %", percentText(Float.NaN))
+        assertEquals("inf %", percentText(Float.POSITIVE_INFINITY))
+        assertEquals("-inf %", percentText(Float.NEGATIVE_INFINITY))
+        assertEquals("It's a cat\ncat nan %   dog 50.0 %", labelText(floatArrayOf(Float.NaN, 0.5f), listOf("cat", "dog")))
+    }
+
     @Test fun verdictsAreCatdogs() {
         val threshold = manifest.petThreshold!!
         for (photo in Golden.photos) {
