@@ -22,11 +22,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from catdog.errors import CatdogError
+
 
 def temporary_name(path: str | os.PathLike) -> Path:
     """A unique hidden name beside `path` with the same suffix: `.NAME.tmp-<token>SUFFIX`."""
     path = Path(path)
     return path.with_name(f".{path.stem}.tmp-{secrets.token_hex(4)}{path.suffix}")
+
+
+def _make_parent(path: Path) -> None:
+    """The folder `path` goes in, made where missing; a one-line CatdogError where it cannot be."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CatdogError(f"{path}: cannot make its folder {path.parent} ({exc.strerror or exc}); give another path") from None
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -52,7 +62,7 @@ def staged(path: str | os.PathLike, fsync: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside `path`; when the block ends without error, the file written
     there replaces `path` atomically; on error it is removed and `path` is left as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(path)
     tmp = temporary_name(path)
     try:
         yield tmp
@@ -98,7 +108,7 @@ def staged_dir(path: str | os.PathLike) -> Iterator[Path]:
     leaves no folder under `path` (missing, never mixed or half-written) and the old one under a
     `.NAME.old-<token>` name."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(path)
     tmp = temporary_name(path)
     try:
         yield tmp

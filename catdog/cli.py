@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
+from catdog.contract import RunDir, rejected_beside
 from catdog.errors import CatdogError
 
 EXIT_USAGE = 2
@@ -49,7 +51,7 @@ def cmd_features(args) -> int:
     from catdog.features import features_stage
 
     out = Path(args.out)
-    rejected = Path(args.rejected) if args.rejected else out.parent / "rejected.csv"
+    rejected = Path(args.rejected) if args.rejected else out.parent / RunDir.REJECTED
     if args.view != "plain":  # beside FEATURES.h5, where `catdog train` looks for it
         from catdog.data import check_view
         from catdog.features import view_path
@@ -113,7 +115,7 @@ def cmd_cam(args) -> int:
 def cmd_evaluate(args) -> int:
     from catdog.training import evaluate_stage
 
-    rejected = Path(args.rejected) if args.rejected else (Path(args.json).parent / "rejected.csv" if args.json else None)
+    rejected = Path(args.rejected) if args.rejected else (rejected_beside(args.json) if args.json else None)
     _print(evaluate_stage(args.run_dir, args.data, args.batch_size, args.max_pixels, rejected, args.tta, args.json, args.negatives,
                           args.shifts))
     return 0
@@ -123,7 +125,7 @@ def cmd_predict(args) -> int:
     from catdog.training import predict_submission
 
     out = Path(args.out)
-    rejected = Path(args.rejected) if args.rejected else out.parent / "rejected.csv"
+    rejected = Path(args.rejected) if args.rejected else rejected_beside(out)
     clip = None if args.no_clip else tuple(args.clip)
     print(predict_submission(args.run_dir, args.test_dir, out, rejected, args.batch_size, args.max_pixels, args.tta, clip, args.calibrated,
                              ray=args.ray, workers=args.workers))
@@ -204,6 +206,14 @@ def _output(metavar: str):
             raise argparse.ArgumentTypeError(f"{value} is a folder; give a file name, such as {path / metavar.lower()}")
         if "." not in metavar and path.exists() and not path.is_dir():
             raise argparse.ArgumentTypeError(f"{value} is a file; give a folder (made where missing)")
+        # the folder it goes in, or the nearest one above that exists, must take new files
+        above = path.absolute() if "." not in metavar else path.absolute().parent
+        while not above.exists() and above != above.parent:
+            above = above.parent
+        if not above.is_dir():
+            raise argparse.ArgumentTypeError(f"{value}: {above} is a file, so nothing can be made under it; give another path")
+        if not os.access(above, os.W_OK | os.X_OK):
+            raise argparse.ArgumentTypeError(f"{value}: cannot write in {above} (permission denied); give another path")
         return value
 
     return check
@@ -438,6 +448,11 @@ def main(argv: list[str] | None = None) -> int:
             return args.func(args)
     except CatdogError as exc:
         print(f"catdog: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # a disk full or a folder gone mid-run: the file and the reason, on one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"catdog: error: {where}{exc.strerror or exc}; check the path, its permissions and the free space, then run the command again",
+              file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("catdog: interrupted; run the same command again to resume", file=sys.stderr)

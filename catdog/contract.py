@@ -67,6 +67,25 @@ class RunDir:
     CACHE = "cache"  # the mixed-precision analysis, per model
     ARTEFACTS = "artefacts"  # the ART_DIR `catdog run` exports to
     REPORT = "report.html"
+    REJECTED = "rejected.csv"  # the files of DATA that could not be used (file,reason)
+    REJECTED_NEGATIVES = "rejected_negatives.csv"  # those of --negatives
+
+
+def rejected_beside(output: str | os.PathLike) -> Path:
+    """Where `catdog predict` and `evaluate` list the files they could not use, unless told: rejected.csv
+    beside their output, or NAME.rejected.csv (NAME: the output's) where that folder is a RUN_DIR, whose
+    own rejected.csv lists the photos the run was trained on (report.html counts them)."""
+    output = Path(output)
+    if (output.parent / RunDir.MODEL).is_file():
+        return output.with_name(f"{output.stem}.{RunDir.REJECTED}")
+    return output.with_name(RunDir.REJECTED)
+
+
+def negatives_csv(rejected: str | os.PathLike) -> Path:
+    """Where the files of --negatives that could not be used go, beside `rejected` (the other files'):
+    rejected_negatives.csv beside rejected.csv, NAME_negatives.csv beside NAME.csv."""
+    rejected = Path(rejected)
+    return rejected.with_name(f"{rejected.stem}_negatives{rejected.suffix or '.csv'}")
 
 
 class ArtDir:
@@ -82,6 +101,7 @@ class ArtDir:
 
 
 MANIFEST = ArtDir.MANIFEST
+ARTEFACT_KEYS = ("file", "format", "precision")  # what every entry of the manifest's "artefacts" names
 # each artefact format's file suffix (export's format table and the runtime both read it)
 SUFFIXES = {"coreml": ".mlpackage", "tflite": ".tflite", "onnx": ".onnx"}
 
@@ -102,8 +122,10 @@ def load_manifest(art_dir: str | os.PathLike) -> dict:
         manifest = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CatdogError(f"{path}: not valid JSON ({exc}); run `catdog export` again") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("artefacts", []), list):
-        raise CatdogError(f"{path}: not a catdog manifest; run `catdog export` again")
+    entries = manifest.get("artefacts") if isinstance(manifest, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(a, dict) and all(isinstance(a.get(k), str) for k in ARTEFACT_KEYS) for a in entries):
+        raise CatdogError(f"{path}: not a catdog manifest (it needs a list of artefacts, each with its {', '.join(ARTEFACT_KEYS)}); "
+                          "run `catdog export` again")
     return manifest
 
 

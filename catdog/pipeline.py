@@ -53,7 +53,7 @@ def run_pipeline(
     features = run_dir / RunDir.FEATURES
 
     with Stage("features") as stage:
-        report, stage.figure = features_stage(data, features, run_dir / "rejected.csv", extraction, exclude=exclude)
+        report, stage.figure = features_stage(data, features, run_dir / RunDir.REJECTED, extraction, exclude=exclude, labelled=True)
         seconds = report.seconds
         views = [*head_config.views, *(v for v in SHIFTS if shift_photos and v not in head_config.views)]
         for view in views:  # augmented views of every photo, shifted views of a subset; same rejections
@@ -62,7 +62,7 @@ def run_pipeline(
         if views:
             stage.figure += f"; views {', '.join(views)}; {seconds:.0f} s of extraction in all"
         if negatives:  # photos with neither cat nor dog, for the pet detector: same backbone and size
-            features_stage(negatives, run_dir / RunDir.NEGATIVES, run_dir / "rejected_negatives.csv", extraction)
+            features_stage(negatives, run_dir / RunDir.NEGATIVES, run_dir / RunDir.REJECTED_NEGATIVES, extraction)
     with Stage("training") as stage:
         metrics = train_stage(
             features, run_dir, head_config, exclude=None, negatives=str(run_dir / RunDir.NEGATIVES) if negatives else None

@@ -222,6 +222,119 @@ def test_cli_exits_2_with_one_line_when_nothing_is_usable(tmp_path, capsys):
         assert errors == [err[-1]] and err[-1].startswith("catdog: error: ") and str(data) in err[-1]
 
 
+@needs_shared
+def test_a_folder_whose_names_carry_no_label_is_read_whole(tmp_path):
+    """Photos to predict and photos with neither need no label: a folder where no name says cat or
+    dog (no cat.N.jpg, no cat/ or dog/ folder) is read whole, any name and subfolders included,
+    each photo's id its name without the suffix; a folder with labelled names still turns the
+    others away (a misnamed training photo must be seen, not silently unlabelled)."""
+    photo = (TRAIN / "cat.0.jpg").read_bytes()
+    mine = tmp_path / "mine"
+    for name in ("IMG_0042.JPG", "trip/beach 1.jpeg", "trip/2024/x.png", "12.jpg", "notes.txt"):
+        (mine / name).parent.mkdir(parents=True, exist_ok=True)
+        (mine / name).write_bytes(photo if not name.endswith(".png") else _png(photo))
+    samples, rejections = scan(mine)
+    assert [(s.name, s.id, s.label) for s in samples] == [
+        ("12.jpg", "12", None), ("IMG_0042.JPG", "IMG_0042", None), ("trip/2024/x.png", "trip/2024/x", None),
+        ("trip/beach 1.jpeg", "trip/beach 1", None)]
+    assert [(r.path.name, r.reason.split(";")[0]) for r in rejections] == [("notes.txt", "extension '.txt' is not an image type catdog reads (.jpg, .jpeg, .png, .bmp, .webp)")]
+    (mine / "cat.1.jpg").write_bytes(photo)  # one labelled name: the Kaggle layout, as before
+    samples, rejections = scan(mine)
+    assert [s.name for s in samples] == ["12.jpg", "cat.1.jpg"]
+    assert {r.path.name: r.reason.split(";")[0] for r in rejections} == {
+        "IMG_0042.JPG": "name matches neither cat.N.jpg / dog.N.jpg nor N.jpg", "notes.txt": "name matches neither cat.N.jpg / dog.N.jpg nor N.jpg",
+        "x.png": "in a subfolder of a Kaggle-layout folder", "beach 1.jpeg": "in a subfolder of a Kaggle-layout folder"}
+
+
+def _png(jpeg: bytes) -> bytes:
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(jpeg)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_linked_folders_are_followed_once(tmp_path):
+    """A cat/ or dog/ link to a photo library is read (Path.rglob skipped it: "the folder is empty");
+    a link back up the tree ends where it loops; a folder linked twice is read once."""
+    library = tmp_path / "library"
+    for name in ("cats/a.jpg", "cats/b.jpg", "dogs/c.jpg"):
+        (library / name).parent.mkdir(parents=True, exist_ok=True)
+        (library / name).write_bytes(b"\xff\xd8\xff")  # scan reads names only
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "cat").symlink_to(library / "cats")
+    (data / "dog").symlink_to(library / "dogs")
+    (library / "cats" / "again").symlink_to(data)  # a loop: data/cat/again/cat/again/...
+    samples, rejections = scan(data)
+    assert [(s.name, s.label) for s in samples] == [("cat/a.jpg", 0), ("cat/b.jpg", 0), ("dog/c.jpg", 1)]
+    assert rejections == []
+    unlabelled = tmp_path / "unlabelled"
+    unlabelled.mkdir()
+    (unlabelled / "one").symlink_to(library / "dogs")
+    (unlabelled / "two").symlink_to(library / "dogs")  # the same real folder: its photos once
+    assert [s.name for s in scan(unlabelled)[0]] == ["one/c.jpg"]
+
+
+def test_one_row_per_id(tmp_path):
+    """12.jpg and 12.png would be two submission rows of id 12: the second is rejected, named."""
+    from catdog.data import unique_ids
+
+    for name in ("12.jpg", "12.png", "7.jpg", "a/7.jpg"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"\xff\xd8\xff")
+    kept, twins = unique_ids(scan(tmp_path)[0])
+    assert [s.name for s in kept] == ["7.jpg", "12.jpg", "a/7.jpg"]
+    assert [(r.path.name, r.reason) for r in twins] == [("12.png", "same id 12 as 12.jpg; rename or move one of them")]
+
+
+@needs_shared
+def test_a_panorama_wider_than_jpeg_allows_still_has_its_jpeg_view(tmp_path):
+    """A 70,000 x 2 photo (under the pixel limit) ended `catdog evaluate --shifts` and `catdog run`'s
+    shift views: JPEG cannot be wider than 65,535. Its JPEG view is made from it shrunk to fit."""
+    from catdog.data import Sample, iter_batches
+
+    wide = tmp_path / "wide.png"
+    Image.open(TRAIN / "cat.0.jpg").convert("RGB").resize((70_000, 2)).save(wide)
+    normal = TRAIN / "cat.1.jpg"
+    samples = [Sample(wide, "wide.png", "wide", 0), Sample(normal, "cat.1.jpg", "cat.1", 0)]
+    batches = list(iter_batches(samples, batch_size=2, size=64, view="jpeg"))
+    assert [s.name for b in batches for s in b.samples] == ["wide.png", "cat.1.jpg"]
+    assert sum(len(b.rejections) for b in batches) == 0 and batches[0].images.shape == (2, 64, 64, 3)
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path, capsys):
+    """An output under a file (a typo) was a traceback after every photo was predicted; now one line
+    before anything runs, and an atomic write there is a one-line CatdogError."""
+    from catdog.atomic import write_text
+    from catdog.cli import main
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for args in (["predict", "RUN", "TEST", "--out", f"{afile}/sub.csv"], ["evaluate", "RUN", "DATA", "--json", f"{afile}/e.json"],
+                 ["cam", "RUN", "x.jpg", "--out", f"{afile}/cams"], ["inspect", "DATA", "--out", f"{afile}/deep/report"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(args)
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert f"{afile} is a file, so nothing can be made under it; give another path" in err, err
+    with pytest.raises(CatdogError, match=f"{afile}/x.txt: cannot make its folder {afile}"):
+        write_text(afile / "x.txt", "y")
+
+
+def test_a_run_dirs_own_rejected_list_is_not_overwritten(tmp_path):
+    """`catdog predict RUN --out RUN/submission.csv` wrote its own rejected.csv over the run's (the
+    training photos it could not use, which report.html counts)."""
+    from catdog.contract import negatives_csv, rejected_beside
+
+    run = tmp_path / "run"
+    run.mkdir()
+    assert rejected_beside(run / "submission.csv") == run / "rejected.csv"  # not a RUN_DIR (yet)
+    (run / "model.keras").write_bytes(b"")
+    assert rejected_beside(run / "submission.csv") == run / "submission.rejected.csv"
+    assert rejected_beside(run / "eval.json") == run / "eval.rejected.csv"
+    assert negatives_csv(run / "rejected.csv") == run / "rejected_negatives.csv"
+    assert negatives_csv(run / "eval.rejected.csv") == run / "eval.rejected_negatives.csv"
+
+
 def test_what_only_looks_like_a_photo_is_one_rejection(tmp_path):
     """A broken link, a FIFO and a socket named like photos, in either layout, are each one
     rejection at the scan, which every command's photos come through (nothing opens them: reading
@@ -274,3 +387,16 @@ def test_odd_names_are_listed_in_order_or_refused_in_one_line(tmp_path):
     (odd_root / "cat.1.jpg").write_bytes(photo)
     with pytest.raises(CatdogError, match=r"d\\xe9: the folder's path is not valid UTF-8"):
         scan(odd_root)
+
+
+@needs_shared
+def test_run_on_photos_with_no_label_stops_before_extracting(tmp_path, capsys):
+    """Such a folder is read whole now; `catdog run` needs labels, and says so before extracting."""
+    from catdog.cli import main
+
+    data = copy_photos(tmp_path / "mine", ["1.jpg", "2.jpg"], src=TEST)
+    (data / "2.jpg").rename(data / "IMG_2.jpg")
+    assert main(["run", str(data), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"catdog: error: {data}: no photo is labelled cat or dog; name them cat.N.jpg / dog.N.jpg or put them in cat/ and dog/ folders"
+    assert not (tmp_path / "run" / "features.h5").exists()

@@ -54,6 +54,27 @@ def test_inspect_finds_planted_problems(planted, subset_run, tmp_path):
 
 
 @needs_shared
+def test_inspect_says_what_is_wrong_before_decoding_and_runs_on_unlabelled_photos(subset_run, tmp_path, capsys):
+    """A missing --imagenet-labels file was a traceback once every photo was decoded, a fused
+    --backbone (make run's name) an AttributeError, and --run on photos with no label a ValueError:
+    now two lines before any work, and a report without the model check."""
+    from catdog.cli import main
+    from conftest import TEST
+
+    data = copy_photos(tmp_path / "test", ["1.jpg", "2.jpg", "3.jpg"], src=TEST)
+    out = tmp_path / "report"
+    for extra, expected in ((["--imagenet-labels", str(tmp_path / "labels.txt")], f"{tmp_path / 'labels.txt'}: cannot read it (No such file or directory)"),
+                            (["--backbone", "mobilenet,mobilenet_v2"], "backbone 'mobilenet,mobilenet_v2': an ImageNet classifier is one backbone")):
+        assert main(["inspect", str(data), "--out", str(out), *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"catdog: error: {expected}") and "\n" not in err, err
+        assert not out.exists()
+    assert main(["inspect", str(data), "--out", str(out), "--run", str(subset_run)]) == 0
+    assert f"inspect: --run {subset_run}: no labelled photo in {data}, so no log loss to rank by" in capsys.readouterr().out
+    assert json.loads((out / "summary.json").read_text())["photos"] == 3 and (out / "report.html").is_file()
+
+
+@needs_shared
 def test_inspect_with_make_runs_model_at_288(planted, run_288, tmp_path):
     """The checks decode at 224; `make run`'s model takes 288 (it once failed with a shape error)."""
     from catdog.cli import main

@@ -214,3 +214,74 @@ def test_evaluate_and_predict_run_an_artefact_as_the_phone_does(subset_run, subs
         err = capsys.readouterr().err.strip()
         assert err.startswith(f"catdog: error: {art_dir}: an ART_DIR (it holds manifest.json), not a RUN_DIR; {expected}"), err
     assert not (tmp_path / "x").exists() and not (art_dir / "report.html").exists()
+
+
+def test_any_folder_of_photos_is_predicted_scored_and_mapped(subset_run, subset_artefacts, held_out, held_out_not_pets, tmp_path, capsys):
+    """Photos named as a phone or a camera names them, in subfolders and linked folders: `predict`
+    (one row per id: a second 1.* is rejected, named), `evaluate --negatives` (photos with neither
+    need no Kaggle name: every one was "name matches neither" before) and `cam` on class folders
+    (it listed only the files directly in a folder: "no usable image"). Output into a RUN_DIR
+    leaves the run's own rejected.csv as it was."""
+    import os
+    import shutil
+
+    from catdog.cli import main
+
+    fp32 = next(subset_artefacts.glob("*_fp32.tflite"))
+    mine = tmp_path / "mine"
+    (mine / "trip").mkdir(parents=True)
+    shutil.copy(TEST / "1.jpg", mine / "IMG_0001.JPG")
+    shutil.copy(TEST / "2.jpg", mine / "trip" / "beach.jpeg")
+    shutil.copy(TEST / "3.jpg", mine / "1.jpeg")
+    shutil.copy(TEST / "4.jpg", mine / "1.jpg")  # the same id as 1.jpeg
+    (tmp_path / "library").mkdir()
+    shutil.copy(NOT_PETS / "000000003255.jpg", tmp_path / "library" / "vase.jpg")
+    os.symlink(tmp_path / "library", mine / "linked")
+    run_like = tmp_path / "run_like"  # a RUN_DIR's files as predict finds them beside --out
+    run_like.mkdir()
+    (run_like / "model.keras").write_bytes(b"")
+    (run_like / "rejected.csv").write_text("file,reason\ncat.99.jpg,kept by the run\n")
+    assert main(["predict", str(fp32), str(mine), "--out", str(run_like / "sub.csv"), "--no-clip"]) == 0
+    printed = capsys.readouterr().out
+    with open(run_like / "sub.csv", newline="") as f:
+        rows = {r["id"]: r["verdict"] for r in csv.DictReader(f)}
+    assert list(rows) == ["1", "IMG_0001", "linked/vase", "trip/beach"], rows
+    assert rows["linked/vase"] == NEITHER and NEITHER not in (rows["1"], rows["IMG_0001"], rows["trip/beach"])
+    assert f"skipped {mine / '1.jpg'}: same id 1 as 1.jpeg; rename or move one of them" in printed  # natural order
+    assert (run_like / "rejected.csv").read_text() == "file,reason\ncat.99.jpg,kept by the run\n"
+    assert "1.jpg" in (run_like / "sub.rejected.csv").read_text()
+
+    negatives = tmp_path / "everyday"
+    negatives.mkdir()
+    for i, path in enumerate(sorted(held_out_not_pets.glob("*.jpg"))):
+        shutil.copy(path, negatives / f"photo {i}.jpg")
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", str(fp32), str(held_out), "--negatives", str(negatives), "--json", str(out)]) == 0
+    named = json.loads(out.read_text())["pet"]
+    assert main(["evaluate", str(fp32), str(held_out), "--negatives", str(held_out_not_pets), "--json", str(out)]) == 0
+    assert named["n_negatives"] == 33 and named["n_rejected"] == json.loads(out.read_text())["pet"]["n_rejected"]
+    capsys.readouterr()
+
+    classes = tmp_path / "classes"
+    for label, n in (("cat", 0), ("cat", 1), ("dog", 2)):
+        (classes / label).mkdir(parents=True, exist_ok=True)
+        shutil.copy(next(held_out.glob(f"{label}.*.jpg")) if n != 1 else sorted(held_out.glob("cat.*.jpg"))[1], classes / label / f"{n}.jpg")
+    assert main(["cam", str(fp32), str(classes), "--out", str(tmp_path / "cams")]) == 0
+    assert sorted(p.name for p in (tmp_path / "cams").glob("*_cam.png")) == ["0_cam.png", "1_cam.png", "2_cam.png"]
+    assert (tmp_path / "cams" / "cam_grid.png").is_file()
+
+
+def test_a_manifest_without_its_artefacts_list_is_one_line(tmp_path):
+    """A hand-edited manifest without "artefacts" (or an entry without its file) was a KeyError in
+    `catdog serve`: every reader of the manifest now gets one line."""
+    from catdog.contract import load_manifest
+    from catdog.errors import CatdogError
+    from catdog.serve import load_predictor
+
+    for manifest in ({"pet_threshold": 0.7}, {"pet_threshold": 0.7, "artefacts": [{"format": "onnx", "precision": "fp32"}]},
+                     {"pet_threshold": 0.7, "artefacts": ["x.onnx"]}):
+        (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+        expected = f"{tmp_path / 'manifest.json'}: not a catdog manifest (it needs a list of artefacts, each with its file, format, precision)"
+        for read in (load_manifest, load_predictor):
+            with pytest.raises(CatdogError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+                read(tmp_path)

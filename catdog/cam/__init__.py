@@ -209,7 +209,7 @@ def cam_photos(model_path, images, out, size: int) -> list[tuple]:
     from PIL import Image
 
     from catdog.contract import NEITHER, PET, pet_threshold, verdict
-    from catdog.data import LABELS, ImageError, open_rgb, resize, shown
+    from catdog.data import LABELS, ImageError, open_rgb, resize, scan, shown
     from catdog.runtime import CAM, PROBABILITIES, SUFFIX_FORMAT, open_model
 
     model_path = Path(model_path)
@@ -221,7 +221,17 @@ def cam_photos(model_path, images, out, size: int) -> list[tuple]:
     threshold = pet_threshold(model_path)  # a photo of neither is not called a cat or a dog here either
     paths = []
     for item in map(Path, images):
-        paths.extend(sorted(p for p in item.iterdir() if p.is_file()) if item.is_dir() else [item])
+        if not item.is_dir():
+            paths.append(item)
+            continue
+        try:  # a folder is read as every command reads DATA: class folders and subfolders too
+            samples, rejections = scan(item)
+        except CatdogError as exc:
+            print(f"skipped {exc}")  # its own words name the folder
+            continue
+        for r in rejections:
+            print(r.line())
+        paths.extend(s.path for s in samples)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     overlays, titles, done, taken = [], [], [], set()

@@ -26,6 +26,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
             "scan",
             "sha256_file",
             "shown",
+            "unique_ids",
             "write_rejections",
         ],
         "catdog.data.limits": ["MAX_PIXELS"],

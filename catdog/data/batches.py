@@ -26,9 +26,14 @@ def _decode_one(sample: Sample, size: int, max_pixels: int, view: str = PLAIN):
     try:
         if view == PLAIN:
             return decode(sample.path, size, max_pixels)
-        return resize(apply_view(open_rgb(sample.path, max_pixels), view, sample.name), size)
+        photo = open_rgb(sample.path, max_pixels)
     except ImageError as exc:
         return Rejection(sample.path, str(exc))
+    try:
+        return resize(apply_view(photo, view, sample.name), size)
+    except (OSError, ValueError) as exc:  # a photo the view cannot change: that photo, not the run
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        return Rejection(sample.path, f"its {view} view could not be made ({reason}); the photo is left out of that view only")
 
 
 def iter_batches(

@@ -1,9 +1,13 @@
 """Find the photos in a data folder, validate them, and decode them to model input.
 
-Two layouts are understood:
+Three layouts are understood:
 
 * Kaggle: one flat folder of `cat.N.jpg` / `dog.N.jpg` (labelled) and `N.jpg` (unlabelled).
 * Class folders: `DATA/cat/*` and `DATA/dog/*` (any file names, labelled by folder).
+* Unlabelled: a folder where no name carries a label (photos to predict, photos with neither):
+  every image under it, any name, subfolders included; Kaggle's test folder is one.
+
+Linked folders are followed (each real folder once).
 
 Every file that cannot be used becomes a `Rejection` (path + one-line reason); the caller
 reports it and goes on with the rest.
@@ -173,7 +177,14 @@ def scan(data_dir: str | os.PathLike) -> tuple[list[Sample], list[Rejection]]:
     if _name_ok(str(root.resolve())):
         raise CatdogError(f"{shown(root.resolve())}: the folder's path is not valid UTF-8 (catdog records it as text); rename the folder")
     class_dirs = [root / label for label in LABELS if (root / label).is_dir()]
-    samples, rejections = (_scan_class_folders if class_dirs else _scan_kaggle)(root)
+    files = _files(root)
+    if class_dirs:
+        layout = _scan_class_folders
+    elif any(path.parent == root and _KAGGLE_LABELLED.match(path.name) for path in files):
+        layout = _scan_kaggle
+    else:  # no name carries a label: the photos are unlabelled, whatever their names
+        layout = _scan_unlabelled
+    samples, rejections = layout(root, files)
     if not samples and not rejections:
         raise CatdogError(f"{root}: the folder is empty; put cat.N.jpg/dog.N.jpg/N.jpg photos or cat/ and dog/ folders in it")
     return sorted(samples, key=lambda s: _natural_key(s.name)), rejections
@@ -188,8 +199,17 @@ def _natural_key(name: str) -> list:
 def _files(folder: Path) -> list[Path]:
     """Every entry under `folder` but folders: files, and what only looks like one by name (a
     broken link, a FIFO, a socket), which `_not_a_file` turns away before anything opens it (a
-    FIFO's read would wait forever)."""
-    return sorted(p for p in folder.rglob("*") if not p.is_dir())
+    FIFO's read would wait forever). Linked folders are followed (a `cat` link to a photo
+    library), each real folder once, so a link to a folder above it ends there."""
+    found, seen = [], set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        found.extend(Path(dirpath) / name for name in filenames)
+    return sorted(found)
 
 
 def _not_a_file(path: Path) -> str | None:
@@ -216,9 +236,9 @@ def _extension_ok(path: Path) -> str | None:
     return None
 
 
-def _scan_kaggle(root: Path) -> tuple[list[Sample], list[Rejection]]:
+def _scan_kaggle(root: Path, files: list[Path]) -> tuple[list[Sample], list[Rejection]]:
     samples, rejections = [], []
-    for path in _files(root):
+    for path in files:
         name = path.relative_to(root).as_posix()
         if path.parent != root:
             rejections.append(Rejection(path, "in a subfolder of a Kaggle-layout folder; move it up or use cat/ and dog/ class folders"))
@@ -244,9 +264,9 @@ def _scan_kaggle(root: Path) -> tuple[list[Sample], list[Rejection]]:
     return samples, rejections
 
 
-def _scan_class_folders(root: Path) -> tuple[list[Sample], list[Rejection]]:
+def _scan_class_folders(root: Path, files: list[Path]) -> tuple[list[Sample], list[Rejection]]:
     samples, rejections = [], []
-    for path in _files(root):
+    for path in files:
         rel = path.relative_to(root)
         name = rel.as_posix()
         top = rel.parts[0] if len(rel.parts) > 1 else None
@@ -259,6 +279,34 @@ def _scan_class_folders(root: Path) -> tuple[list[Sample], list[Rejection]]:
             continue
         samples.append(Sample(path, name, Path(name).with_suffix("").as_posix(), LABELS.index(top)))
     return samples, rejections
+
+
+def _scan_unlabelled(root: Path, files: list[Path]) -> tuple[list[Sample], list[Rejection]]:
+    """Every image under `root`, unlabelled; its id is its name without the suffix ("12" for 12.jpg,
+    as in the Kaggle layout; "trip/IMG_0042" for trip/IMG_0042.jpg)."""
+    samples, rejections = [], []
+    for path in files:
+        name = path.relative_to(root).as_posix()
+        bad = _name_ok(name) or _not_a_file(path) or _extension_ok(path)
+        if bad:
+            rejections.append(Rejection(path, bad))
+            continue
+        samples.append(Sample(path, name, Path(name).with_suffix("").as_posix(), None))
+    return samples, rejections
+
+
+def unique_ids(samples: list[Sample]) -> tuple[list[Sample], list[Rejection]]:
+    """The samples whose id no earlier sample has, and a Rejection for each of the others (12.jpg
+    and 12.png would be two rows of id 12 in a submission)."""
+    first: dict[str, Sample] = {}
+    kept, rejections = [], []
+    for s in samples:
+        if s.id in first:
+            rejections.append(Rejection(s.path, f"same id {shown(s.id)} as {shown(first[s.id].name)}; rename or move one of them"))
+        else:
+            first[s.id] = s
+            kept.append(s)
+    return kept, rejections
 
 
 def decode(path: str | os.PathLike, size: int = IMAGE_SIZE, max_pixels: int = MAX_PIXELS) -> np.ndarray:

@@ -50,8 +50,15 @@ def _rotate(im: Image.Image, rng: np.random.Generator) -> Image.Image:
     return rotated.crop((left, top, left + cw, top + ch))
 
 
+JPEG_MAX_SIDE = 65_500  # libjpeg's largest side
+
+
 def _jpeg(im: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """Saved again as JPEG at quality 20, at the photo's own size."""
+    """Saved again as JPEG at quality 20, at the photo's own size (a panorama wider than JPEG
+    allows first shrunk to fit: the squash to S shrinks it far more)."""
+    if max(im.size) > JPEG_MAX_SIDE:
+        im = im.copy()
+        im.thumbnail((JPEG_MAX_SIDE, JPEG_MAX_SIDE), Image.BILINEAR)
     buffer = io.BytesIO()
     im.save(buffer, "JPEG", quality=20)
     buffer.seek(0)

@@ -186,6 +186,9 @@ def build_classifier(name: str, weights: str | os.PathLike = "imagenet") -> kera
     For data inspection (which photos ImageNet sees no cat or dog in). weights: "imagenet"
     (Keras' cache or download) or a path to a with-top weights file.
     """
+    parts = backbone_names(name)
+    if len(parts) > 1:
+        raise CatdogError(f"backbone {name!r}: an ImageNet classifier is one backbone with its top, not a fusion; give one of {', '.join(parts)}")
     spec = get_spec(name)
     constructor = getattr(keras.applications, spec.constructor)
     top_file = spec.notop_weights_file.replace("_notop", "").replace("_no_top", "")

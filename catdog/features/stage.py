@@ -75,6 +75,7 @@ def features_stage(
     view: str = "plain",
     shift_photos: int | None = None,
     echo: bool = True,
+    labelled: bool = False,
 ):
     """Extract the features of DATA into `out` as `extraction` says; (report, its one-line summary).
 
@@ -83,6 +84,7 @@ def features_stage(
     view: each photo as seen by that view (catdog.data.views); shift_photos: only a seeded subset of
     about that many labelled photos, as many of each class (catdog.data.shift_photos). echo=False:
     the rejected and excluded files are not printed again (a view of photos already extracted).
+    labelled: DATA must hold labelled photos (said before anything is extracted).
     """
     from catdog.features.cache import extract_features
 
@@ -110,6 +112,9 @@ def features_stage(
     if not samples:
         report_rejections(scan_rejections, rejected_csv)
         raise CatdogError(f"{data}: no usable photo ({len(scan_rejections)} file(s) rejected, see {rejected_csv})")
+    if labelled and all(s.label is None for s in samples):
+        report_rejections(scan_rejections, rejected_csv)
+        raise CatdogError(f"{data}: no photo is labelled cat or dog; name them cat.N.jpg / dog.N.jpg or put them in cat/ and dog/ folders")
     if view != "plain" and ray is not None:
         raise CatdogError(f"--view {view}: views are extracted here, not on Ray; leave out --ray")
     extra = {} if view == "plain" else {"view": view}

@@ -54,7 +54,12 @@ def imagenet_names(labels_file: str | os.PathLike | None) -> list[str] | None:
     """ImageNet class names from a text file (1000 lines, or 1001 with 'background' first)."""
     if not labels_file:
         return None
-    lines = [line.strip() for line in Path(labels_file).read_text().splitlines() if line.strip()]
+    try:
+        text = Path(labels_file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise CatdogError(f"{labels_file}: cannot read it ({reason}); give a text file of the 1000 ImageNet class names, one a line") from None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     if len(lines) == 1001:
         lines = lines[1:]
     if len(lines) != 1000:
@@ -79,6 +84,14 @@ def inspect_data(
     """Run every check on DATA; write report.html, suspects.csv and rejected.csv; return a summary."""
     from catdog.features import build_classifier
 
+    # a wrong labels file, backbone or RUN_DIR is said before any photo is decoded
+    names = imagenet_names(imagenet_labels)
+    classifier = build_classifier(backbone)
+    model = None
+    if run_dir:
+        from catdog.runtime import open_model
+
+        model = open_model(run_dir, temperature=1.0)  # the run's model as saved, as `catdog cam` runs it
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     samples, rejections = scan(data)
@@ -99,7 +112,6 @@ def inspect_data(
         raise CatdogError(f"{data}: no usable photo ({len(rejections)} file(s) rejected, see {out_dir / 'rejected.csv'})")
     x = np.stack(arrays).astype(np.float32)
     labels = np.array([p.label for p in photos])
-    names = imagenet_names(imagenet_labels)
 
     sizes = np.array([(p.width, p.height) for p in photos])
     for p in np.array(photos)[checks.tiny(sizes, min_side)]:
@@ -110,7 +122,6 @@ def inspect_data(
         side = "few" if p.colour_ratio < fences[0] else "many"
         p.reasons.append(f"colour ratio {p.colour_ratio:.3f} outside [{fences[0]:.3f}, {fences[1]:.3f}] ({side} colours)")
 
-    classifier = build_classifier(backbone)
     imagenet = np.concatenate(
         [
             classifier.predict_on_batch(x[i : i + 32])
@@ -130,8 +141,11 @@ def inspect_data(
         photos[j].scores["duplicate_of"] = photos[i].name
 
     worst_rows = []
-    if run_dir:
-        worst_rows = _worst_photos(run_dir, photos, x, labels, worst, max_pixels, progress)
+    if model is not None:
+        if (labels >= 0).any():
+            worst_rows = _worst_photos(model, photos, x, labels, worst, max_pixels, progress)
+        else:
+            print(f"inspect: --run {run_dir}: no labelled photo in {data}, so no log loss to rank by; the model check is left out")
 
     suspects = [p for p in photos if p.reasons]
     _write_suspects(out_dir / "suspects.csv", suspects)
@@ -160,13 +174,12 @@ def _class_name(index: int, names: list[str] | None) -> str:
     return names[index] if names else f"ImageNet class {index}"
 
 
-def _worst_photos(run_dir, photos: list[Photo], x: np.ndarray, labels: np.ndarray, n: int, max_pixels: int, progress: bool) -> list[dict]:
-    """The labelled photos with the highest per-photo log loss under the trained model, with CAMs.
-    x: the photos at the checks' size (224); decoded again at the run's size where that differs."""
+def _worst_photos(model, photos: list[Photo], x: np.ndarray, labels: np.ndarray, n: int, max_pixels: int, progress: bool) -> list[dict]:
+    """The labelled photos (at least one) with the highest per-photo log loss under the trained
+    model (a `catdog.runtime` Model), with CAMs. x: the photos at the checks' size (224); decoded
+    again at the run's size where that differs."""
     from catdog.cam import overlay
-    from catdog.runtime import open_model
 
-    model = open_model(run_dir, temperature=1.0)  # the run's model as saved, as `catdog cam` runs it
     labelled = np.flatnonzero(labels >= 0)
     size = model.image_size  # the run's photo size (288 for `make run`), not the checks' 224
 

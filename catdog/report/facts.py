@@ -11,6 +11,8 @@ import json
 import os
 from pathlib import Path
 
+from catdog.contract import RunDir
+
 
 def read_json(path: Path) -> dict | None:
     """The JSON object in `path`, or None if it is missing or unreadable."""
@@ -111,7 +113,7 @@ def expected_accuracy(metrics: dict) -> float | None:
 
 def data_summary(run_dir: Path, metrics: dict) -> dict:
     """Photos used (train / validation), rejected (with reasons), excluded and unlabelled ones."""
-    rejected = read_rejections(Path(run_dir) / "rejected.csv")
+    rejected = read_rejections(Path(run_dir) / RunDir.REJECTED)
     n_train, n_val = metrics.get("n_train"), metrics.get("n_val")
     used = sum(n for n in (n_train, n_val) if isinstance(n, int)) or None
     return {

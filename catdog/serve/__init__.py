@@ -134,7 +134,7 @@ def load_predictor(path: str | os.PathLike) -> Predictor:
     if (path / ArtDir.MANIFEST).is_file():
         manifest = load_manifest(path)
         threshold = pet_threshold(path)
-        artefacts = {(a["format"], a["precision"]): path / a["file"] for a in manifest["artefacts"] if {"format", "precision", "file"} <= set(a)}
+        artefacts = {(a["format"], a["precision"]): path / a["file"] for a in manifest["artefacts"]}
         for key in (("onnx", "fp32"), ("tflite", "fp32")):
             if key in artefacts and artefacts[key].exists():
                 return Predictor(_serving_model(artefacts[key]), threshold)

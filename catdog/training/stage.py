@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from catdog.contract import LABELS, NEITHER, verdict
+from catdog.contract import LABELS, NEITHER, negatives_csv, verdict
 from catdog.errors import CatdogError
 from catdog.features.stage import on_ray, report_rejections, scan_printing
 
@@ -63,10 +63,12 @@ def predict_stage(
     workers: int | None = None,
     run=None,
     labelled: bool = False,
+    one_per_id: bool = False,
 ):
     """Load RUN_DIR or an artefact (unless `run` is given: it, loaded) and predict every photo of
     DATA (here, or on Ray); (run, predictions). labelled: DATA must hold labelled photos (said
-    before predicting)."""
+    before predicting). one_per_id: a photo whose id an earlier one has is rejected (a submission
+    has one row per id)."""
     from catdog.training import predict_images
     from catdog.training.inference import NO_LABELLED, load_scorer
 
@@ -74,6 +76,13 @@ def predict_stage(
     if run.artefact and ray is not None:
         raise CatdogError(f"{run_dir}: --ray runs a RUN_DIR's Keras model; pass the RUN_DIR, or drop --ray to run the artefact here")
     samples, scan_rejections = scan_printing(data)
+    if one_per_id:
+        from catdog.data import unique_ids
+
+        samples, twins = unique_ids(samples)
+        for r in twins:
+            print(r.line())
+        scan_rejections += twins
     if labelled and samples and all(s.label is None for s in samples):
         raise CatdogError(f"{data}: {NO_LABELLED}")  # before predicting, where evaluate() would say it after
     predict = on_ray(predict_images, ray, workers)
@@ -98,7 +107,7 @@ def evaluate_stage(
 
     Also the neither answer: the share of DATA's labelled photos it keeps (verdict cat or dog), and
     with `negatives` (a folder of photos with no cat or dog) the share of those it calls "neither".
-    Files rejected in `negatives` are listed in rejected_negatives.csv beside `rejected_csv`.
+    Files rejected in `negatives` are listed beside `rejected_csv` (catdog.contract.negatives_csv).
     shifts: also score every photo under each shift of catdog.data.SHIFTS (close-up crop, mirror,
     rotation, JPEG 20, colour, low resolution, grayscale): a row each, and their mean."""
     import numpy as np
@@ -123,7 +132,7 @@ def evaluate_stage(
         f"{prefix}keeps {pet['keep']:.2%} of the {pet['n_pets']} cats and dogs ({pet['n_pets'] - pet['n_kept']} called neither)",
     ]
     if negatives:
-        others_csv = rejected_csv.with_name("rejected_negatives.csv") if rejected_csv else None
+        others_csv = negatives_csv(rejected_csv) if rejected_csv else None
         _, others = predict_stage(run_dir, negatives, batch_size, max_pixels, others_csv, tta, run=run)
         rejected = np.array([v == NEITHER for v in _verdicts(others, threshold)])
         pet.update(reject=float(rejected.mean()), n_rejected=int(rejected.sum()), n_negatives=int(rejected.size),
@@ -194,7 +203,7 @@ def predict_submission(
     if calibrated and run.artefact:
         raise CatdogError(f"{run_dir}: an artefact gives the probabilities its export made (`catdog export --calibrated` folds the "
                           "temperature in); drop --calibrated, or pass the RUN_DIR")
-    run, predictions = predict_stage(run_dir, test_dir, batch_size, max_pixels, rejected_csv, tta, ray, workers, run=run)
+    run, predictions = predict_stage(run_dir, test_dir, batch_size, max_pixels, rejected_csv, tta, ray, workers, run=run, one_per_id=True)
     temperature = run.temperature if calibrated else None
     rows = submission_rows(predictions, clip=clip, temperature=temperature, threshold=run.pet_threshold)
     write_submission(out, rows)
