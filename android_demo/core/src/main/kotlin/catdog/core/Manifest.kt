@@ -84,7 +84,8 @@ data class Manifest(
                 artefacts = (0 until artefacts.length()).map { artefacts.getJSONObject(it) }.map {
                     Artefact(it.getString("file"), it.getString("format"), it.getString("precision"), it.optString("sha256"))
                 },
-                petThreshold = if (m.isNull("pet_threshold")) null else m.getDouble("pet_threshold"),
+                // a number only, as catdog.contract.pet_threshold reads it (getDouble would take "0.8" too)
+                petThreshold = (m.opt("pet_threshold") as? Number)?.toDouble(),
             )
         }
     }

@@ -65,6 +65,8 @@ class CoreTest {
         val thrown = assertThrows(IllegalStateException::class.java) { analyse(sampled(Golden.photos[2]), noThreshold) { error("no model run without a threshold") } }
         assertEquals(Manifest.NO_PET_THRESHOLD, thrown.message)
         assertEquals("pet_threshold 1.5 is not within 0..1", edited { it.put("pet_threshold", 1.5) }.problem())
+        assertEquals(Manifest.NO_PET_THRESHOLD, edited { it.put("pet_threshold", "0.8") }.problem())  // a string is no threshold (catdog's reading)
+        assertEquals(Manifest.NO_PET_THRESHOLD, edited { it.put("pet_threshold", true) }.problem())
         val coreMLOnly = edited { m -> m.put("artefacts", JSONArray(m.getJSONArray("artefacts").objects().filter { it.getString("format") == "coreml" })) }
         assertEquals("no TFLite artefact (fp32, fp16 or int8) listed", coreMLOnly.problem())
         assertNull("a named batch dimension is fine", edited { it.getJSONObject("input").put("shape", JSONArray("""["batch", 288, 288, 3]""")) }.problem())
