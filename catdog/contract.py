@@ -206,9 +206,15 @@ def manifest_entry(artefact: str | os.PathLike) -> dict | None:
 
 def check_artefact(artefact: str | os.PathLike) -> None:
     """A one-line CatdogError where the artefact is not the file its manifest.json lists (its
-    sha256 differs: changed, truncated or half-copied since export); silent where no manifest
-    lists it."""
+    sha256 differs: changed, truncated or half-copied since export), or where the manifest.json
+    beside it does not list it (an earlier export's file, of another model perhaps); silent for a
+    file with no manifest beside it (the callers that need its threshold say so)."""
     entry = manifest_entry(artefact)
+    if entry is None and (Path(artefact).absolute().parent / MANIFEST).is_file():
+        raise CatdogError(
+            f"{artefact}: the manifest.json beside it does not list it (left by an earlier export, perhaps of another model); "
+            "pass an artefact it lists, or run `catdog export` again"
+        )
     if entry and isinstance(entry.get("sha256"), str) and sha256_path(artefact) != entry["sha256"]:
         raise CatdogError(
             f"{artefact}: not the file manifest.json lists (sha256 differs: changed, truncated or half-copied "

@@ -6,10 +6,11 @@ Light at import (the CLI imports it lazily, inside its handler).
 
 from __future__ import annotations
 
-from catdog.contract import ArtDir, RunDir
-
 import time
 from pathlib import Path
+
+from catdog.contract import ArtDir, RunDir
+from catdog.errors import CatdogError
 
 
 def run_pipeline(
@@ -51,6 +52,9 @@ def run_pipeline(
     start = time.perf_counter()
     run_dir = Path(run_dir)
     features = run_dir / RunDir.FEATURES
+    for option, folder in (("--reference", reference), ("--calibration", calibration_dir), ("--negatives", negatives)):
+        if folder and not Path(folder).is_dir():  # said now, not after minutes of extraction and training
+            raise CatdogError(f"{option} {folder}: no such folder; give a folder of photos")
 
     with Stage("features") as stage:
         report, stage.figure = features_stage(data, features, run_dir / RunDir.REJECTED, extraction, exclude=exclude, labelled=True)
@@ -65,7 +69,7 @@ def run_pipeline(
             features_stage(negatives, run_dir / RunDir.NEGATIVES, run_dir / RunDir.REJECTED_NEGATIVES, extraction)
     with Stage("training") as stage:
         metrics = train_stage(
-            features, run_dir, head_config, exclude=None, negatives=str(run_dir / RunDir.NEGATIVES) if negatives else None
+            features, run_dir, head_config, exclude=None, negatives=str(run_dir / RunDir.NEGATIVES) if negatives else None, views=views
         )
         stage.figure = training_figure(metrics)
     for line in robustness_lines(metrics):

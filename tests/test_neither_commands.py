@@ -285,3 +285,25 @@ def test_a_manifest_without_its_artefacts_list_is_one_line(tmp_path):
         for read in (load_manifest, load_predictor):
             with pytest.raises(CatdogError, match=expected.replace("(", r"\(").replace(")", r"\)")):
                 read(tmp_path)
+
+
+def test_an_artefact_its_manifest_does_not_list_is_refused(subset_artefacts, tmp_path):
+    """An earlier export's file left in the ART_DIR (another --formats, another model) was run with
+    this manifest's threshold, as if current; now refused in one line, as a changed file is."""
+    import shutil
+
+    from catdog.errors import CatdogError
+    from catdog.runtime import open_model
+
+    fp32 = next(subset_artefacts.glob("*_fp32.tflite"))
+    art = tmp_path / "art"
+    art.mkdir()
+    shutil.copy(subset_artefacts / "manifest.json", art)
+    shutil.copy(fp32, art / fp32.name)
+    shutil.copy(fp32, art / "catdog_earlier_fp32.tflite")
+    assert open_model(art / fp32.name).image_size == 224
+    with pytest.raises(CatdogError, match="catdog_earlier_fp32.tflite: the manifest.json beside it does not list it"):
+        open_model(art / "catdog_earlier_fp32.tflite")
+    alone = tmp_path / "alone.tflite"  # no manifest beside it: the callers that need a threshold say so
+    shutil.copy(fp32, alone)
+    assert open_model(alone).image_size == 224

@@ -8,6 +8,7 @@ several artefacts plus ART_DIR/manifest.json (input contract, labels, sizes, sha
 from __future__ import annotations
 
 import atexit
+import hashlib
 import json
 import os
 import shutil
@@ -196,6 +197,8 @@ def export_run(
         # P(pet) under which the answer is "neither" (the `pet` output; catdog.contract.verdict)
         PET_THRESHOLD: run.pet_threshold,
         "calibration_photos": 0 if calibration is None else int(len(calibration)),
+        # which photos, not only how many: a new --calibration makes the int8 artefacts again
+        "calibration_sha256": None if calibration is None else hashlib.sha256(np.ascontiguousarray(calibration).tobytes()).hexdigest(),
         # units kept float32: TFLite and ONNX (and Core ML int8) by the TFLite analysis, Core ML fp16 by its own
         "mixed_precision": {
             **{p: [u.name for u in keep.get(p, [])] for p in precisions if p != "fp32"},
@@ -310,7 +313,7 @@ def _complete_artefacts(out_dir: Path, header: dict) -> dict[str, dict]:
         old = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return {}
-    same = ("keras_model", "temperature", "calibration_photos", "backbone", "input")
+    same = ("keras_model", "temperature", "calibration_photos", "calibration_sha256", "backbone", "input")
     if any(old.get(k) != header[k] for k in same):
         return {}
     done = {}

@@ -134,19 +134,23 @@ def _open_for_resume(path: Path, backbone: str, weights: str, image_size: int, v
                 int(f.attrs.get("image_size", IMAGE_SIZE)),
                 file_view(f.attrs),
             )
-            if held != (backbone, weights, image_size, view):
+            rows = int(f.attrs["rows"])
+            other = held != (backbone, weights, image_size, view)
+            if other and rows:
                 raise CatdogError(
                     f"{path}: holds {held[0]} features with weights {held[1]} at {held[2]}px"
                     + ("" if held[3] == PLAIN else f" (view {held[3]})")
                     + f", not {_described(backbone, weights, image_size, view)}; choose another --out or delete the file"
                 )
-            rows = int(f.attrs["rows"])
             attrs = dict(f.attrs)
             data = {name: f[name][:rows] for name in ("features", *_COLUMNS)}
     except (OSError, KeyError):
         broken = path.with_suffix(path.suffix + ".broken")
         os.replace(path, broken)
         print(f"features: {path} was unreadable (killed mid-write?); moved it to {broken} and starting afresh")
+        return set()
+    if other:  # nothing committed under other settings (a first try that failed, e.g. weights not found): start afresh
+        path.unlink()
         return set()
     # outside the try: a failed write (a full disk) must not pass the readable file off as broken
     _rewrite(path, attrs, data, {**{k: v for k, v in attrs.items() if k != "rows"}, "complete": False})
@@ -296,6 +300,7 @@ def extract_features(
     engine: str = "litert",
     image_size: int = IMAGE_SIZE,
     view: str = PLAIN,
+    echo: bool = True,
 ) -> ExtractReport:
     """Compute (or resume) the features of `samples` into `out_path` and return what was done.
 
@@ -303,6 +308,7 @@ def extract_features(
     file holds one row per usable sample, in sample order. engine: "litert" (XNNPACK kernels,
     about 2.4x faster on CPU here) or "keras" (TensorFlow); see catdog.features.engine.
     view: store the features of each photo as seen by that view instead (see the module docstring).
+    echo=False: a rejected photo is not printed (a view of photos whose rejections were).
     catdog.features.distributed runs the same stages on Ray.
     """
     target = open_cache(samples, out_path, backbone, weights, image_size, view)
@@ -318,7 +324,7 @@ def extract_features(
         bar = tqdm(total=len(target.todo), unit="img", desc=desc, disable=not progress, dynamic_ncols=True)
         todo = [s for s, _ in target.todo]
         for batch in iter_batches(todo, batch_size=batch_size, size=size, max_pixels=max_pixels, view=view):
-            for r in batch.rejections:
+            for r in batch.rejections if echo else ():
                 tqdm.write(r.line())
             rejections.extend(batch.rejections)
             if len(batch.samples):

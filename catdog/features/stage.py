@@ -117,7 +117,7 @@ def features_stage(
         raise CatdogError(f"{data}: no photo is labelled cat or dog; name them cat.N.jpg / dog.N.jpg or put them in cat/ and dog/ folders")
     if view != "plain" and ray is not None:
         raise CatdogError(f"--view {view}: views are extracted here, not on Ray; leave out --ray")
-    extra = {} if view == "plain" else {"view": view}
+    extra = {} if view == "plain" else {"view": view, "echo": echo}
     settings = {**asdict(extraction), "weights": extraction.weights or "imagenet"}
     report = on_ray(extract_features, ray, workers)(samples, out, **settings, excluded=excluded, **extra)
     rejections = scan_rejections + report.rejections

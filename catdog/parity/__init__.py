@@ -266,6 +266,8 @@ def kept_layer_checks(path: Path, kept: list[str], units: list[dict], precision:
 def _labelled_images(samples: list[Sample], image_size: int) -> tuple[list[str], np.ndarray, np.ndarray]:
     names, images, labels = [], [], []
     for batch in iter_batches(samples, batch_size=32, size=image_size):
+        for rejection in batch.rejections:
+            print(rejection.line())
         images.append(batch.images)
         names.extend(s.name for s in batch.samples)
         labels.extend(s.label for s in batch.samples)
@@ -372,6 +374,7 @@ def run_parity(
         "images": names,
         "n_images": len(names),
         "n_reference": n_ref,
+        "edge_cases": bool(edge),
         "labelled_photos": int(len(labels)),
         "tolerances": TOLERANCES,
         "coreml_engine": "Core ML" if coreml_runs_here() else "catdog ML Program interpreter",
@@ -410,11 +413,16 @@ def _table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def edge_text(report: dict) -> str:
+    """Whether a parity report's reference images hold the edge cases made from the first photo."""
+    return "edge cases included" if report.get("edge_cases", True) else "no edge cases: --no-edge"
+
+
 def markdown(report: dict) -> str:
     lines = [
         f"# catdog parity: {'PASSED' if report['passed'] else 'FAILED'}",
         "",
-        f"{report['n_images']} images: {report['n_reference']} reference images (edge cases included) and "
+        f"{report['n_images']} images: {report['n_reference']} reference images ({edge_text(report)}) and "
         f"{report['labelled_photos']} labelled photos; Keras model `{report['keras_model']}`, on {report['platform']}.",
         "",
         f"Tolerances: {TOLERANCE_TEXT}. Core ML numbers computed by {report.get('coreml_engine', 'Core ML')}"
@@ -428,7 +436,7 @@ def markdown(report: dict) -> str:
             "",
             "## Without mixed precision (every layer reduced), for comparison",
             "",
-            f"On the {report['n_reference']} reference photos (edge cases included).",
+            f"On the {report['n_reference']} reference photos ({edge_text(report)}).",
             "",
             *_table(report["uniform_artefacts"]),
         ]

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from catdog.contract import ArtDir
-
 from pathlib import Path
+
+from catdog.contract import ArtDir
+from catdog.errors import CatdogError
 
 
 def labelled_photos(data: str | None):
-    """The labelled photos of DATA (for the int8 accuracy check), or None without DATA."""
-    from catdog.data import scan
+    """The labelled photos of DATA (for the int8 accuracy check; each file it cannot use is named),
+    or None without DATA; a one-line CatdogError where none is labelled."""
+    if not data:
+        return None
+    from catdog.features.stage import scan_printing
 
-    return [s for s in scan(data)[0] if s.label is not None] if data else None
+    labelled = [s for s in scan_printing(data)[0] if s.label is not None]
+    if not labelled:
+        raise CatdogError(f"--labelled {data}: no photo is labelled cat or dog; name them cat.N.jpg / dog.N.jpg or put them in cat/ and dog/ folders")
+    return labelled
 
 
 def parity_stage(art_dir: Path, images, labelled=None, run_dir=None, edge: bool = True) -> tuple[int, dict]:

@@ -57,7 +57,7 @@ def write_report(run_dir: str | os.PathLike, art_dir: str | os.PathLike | None =
         art_dir = run_dir / "artefacts"
     art_dir = Path(art_dir) if art_dir is not None else None
     manifest = (load_manifest(art_dir) if named else read_json(art_dir / ArtDir.MANIFEST)) if art_dir else None
-    parity = current_parity(read_json(art_dir / ArtDir.PARITY_JSON), manifest, art_dir) if art_dir else None
+    parity = current_parity(read_json(art_dir / ArtDir.PARITY_JSON), manifest, art_dir, metrics.get("model_sha256")) if art_dir else None
     if model is None and (run_dir / RunDir.MODEL).is_file():
         from catdog.training import load_run
 

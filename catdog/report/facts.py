@@ -96,9 +96,11 @@ def neither_rates(metrics: dict) -> str | None:
         if isinstance(reject, (int, float)) else ", no photos with neither to measure rejection (pass --negatives DIR)"
     )
     views = "".join(f" ({r['keep']:.1%} of {r['n_photos']} in the {v} view)" for v, r in (pet.get("views") or {}).items())
+    # with negatives, a nested CV; without, the threshold's own photos (no detector is fitted)
+    how = "nested CV" if str(pet.get("method", "")).startswith("nested") else "in-sample: the photos the threshold was chosen on"
     return (
         f"keeps {pet['keep']:.1%} of {pet.get('n_pets', '?')} cats and dogs{views}{rejected} "
-        f"(nested CV; threshold P(pet) {pet.get('threshold', float('nan')):.3g})"
+        f"({how}; threshold P(pet) {pet.get('threshold', float('nan')):.3g})"
     )
 
 
@@ -141,20 +143,26 @@ def parity_verdict(row: dict | None) -> str:
     return "FAIL: " + "; ".join(row.get("failed") or ["see parity.md"]) + by
 
 
-def current_parity(parity: dict | None, manifest: dict | None, art_dir: str | os.PathLike) -> dict | None:
+def current_parity(parity: dict | None, manifest: dict | None, art_dir: str | os.PathLike, model_sha256: str | None = None) -> dict | None:
     """parity.json as it bears on ART_DIR's artefacts now. A row passes only where its artefact is
     still there with the sha256 parity measured (`catdog parity` records it); one exported again
-    since, or missing, fails and says to run parity again. `passed` holds only where every
-    artefact of manifest.json passes (one parity never measured included)."""
+    since, or missing, fails and says to run parity again; every row fails where the manifest says
+    the artefacts were exported from another model.keras than `model_sha256` (the run's: trained
+    again since, or another run's ART_DIR). `passed` holds only where every artefact of
+    manifest.json passes (one parity never measured included)."""
     if not parity or not manifest:
         return parity
     listed = {a.get("file"): a for a in manifest.get("artefacts", [])}
     again = f"run `catdog parity {art_dir} --images DIR` again"
+    exported_from = (manifest.get("keras_model") or {}).get("sha256")
+    other_model = bool(model_sha256 and exported_from and exported_from != model_sha256)
     rows = []
     for row in parity.get("artefacts", []):
         entry, file = listed.get(row.get("file")), row.get("file", "?")
         stale = None
-        if entry is None or not (Path(art_dir) / file).exists():
+        if other_model:
+            stale = f"{file} was exported from another model than this run's model.keras (trained again since?); run `catdog export` again"
+        elif entry is None or not (Path(art_dir) / file).exists():
             stale = f"{file} is no longer in the artefacts folder"
         elif not row.get("sha256"):
             stale = f"parity.json does not say which {file} it measured (written by an older catdog); {again}"

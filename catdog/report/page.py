@@ -127,7 +127,8 @@ def calibration_section(png: bytes | None, held, metrics: dict) -> str:
     facts = _calibration_facts(metrics.get("calibration") or {})
     body = f'<p class="lead">{lead}</p>' + _img(png, "calibration") + reliability_table(held.labels, held.p_dog)
     if facts:
-        body += f"<p>The shipped head's calibration (5-fold CV that chose its L2): {escape('; '.join(facts))}.</p>"
+        folds = (metrics.get("head") or {}).get("folds", "K")
+        body += f"<p>The shipped head's calibration ({folds}-fold CV that chose its L2): {escape('; '.join(facts))}.</p>"
     return _section("calibration", body)
 
 
@@ -324,7 +325,8 @@ def parity_section(parity: dict | None, exported: bool) -> str:
     failing = [r for r in parity.get("artefacts", []) if not r.get("passed") and not r.get("stale")]
     verdict = "all artefacts pass" if parity.get("passed") else "some artefacts FAIL" if failing else "not current for every artefact (see below)"
     lead = (
-        f"Against the Keras model on {parity.get('n_images', '?')} reference images (edge cases included) and "
+        f"Against the Keras model on {parity.get('n_reference', '?')} reference images ("
+        f"{'edge cases included' if parity.get('edge_cases', True) else 'no edge cases: --no-edge'}) and "
         f"{parity.get('labelled_photos', 0)} labelled photos for int8 accuracy: <b>{verdict}</b>. Tolerances: fp32 max |Δp| ≤ 1e-4 and "
         "CAM ≤ 1e-3 of the largest |CAM|; fp16 both ≤ 5e-3; int8 top-1 agreement ≥ 98 % and accuracy within 1 point of Keras. "
         f"Core ML's numbers: {escape(parity.get('coreml_engine', 'Core ML'))}."

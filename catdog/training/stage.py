@@ -14,12 +14,14 @@ from catdog.errors import CatdogError
 from catdog.features.stage import on_ray, report_rejections, scan_printing
 
 
-def train_stage(features_path: Path, run_dir: Path, head_config, exclude: str | None = None, negatives: str | None = None) -> dict:
+def train_stage(features_path: Path, run_dir: Path, head_config, exclude: str | None = None, negatives: str | None = None,
+                views: list[str] | None = None) -> dict:
     """Train the head on FEATURES.h5 into RUN_DIR; its metrics. `exclude` (a suspects.csv or a
     plain list of names): leave those photos out of the cached features first (`catdog run`
     passes None, having left them out before extraction). `negatives`: features of photos with
     neither cat nor dog (an h5 from `catdog features`), for the pet detector. The views' features
-    beside FEATURES.h5 (views/VIEW.h5) train the head (`head_config.views`) or measure it."""
+    beside FEATURES.h5 (views/VIEW.h5) train the head (`head_config.views`) or measure it: every
+    finished one, or those of `views` (`catdog run`: the ones it extracted, not an earlier run's)."""
     from catdog.features import load_features, without
     from catdog.training import train_run
 
@@ -30,7 +32,10 @@ def train_stage(features_path: Path, run_dir: Path, head_config, exclude: str | 
 
         feature_set, dropped = without(feature_set, read_exclude(exclude))
         print(f"excluded {dropped} photo(s) listed in {exclude}")
-    return train_run(feature_set, run_dir, head_config, str(features_path), views=found_views(features_path), negatives=negative_set)
+    found = found_views(features_path)
+    if views is not None:
+        found = {v: fs for v, fs in found.items() if v in views}
+    return train_run(feature_set, run_dir, head_config, str(features_path), views=found, negatives=negative_set)
 
 
 def found_views(features_path: Path) -> dict:

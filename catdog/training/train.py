@@ -36,7 +36,7 @@ from catdog import __version__
 from catdog.atomic import open_atomic, staged, write_text
 from catdog.data import IMAGE_SIZE, LABELS, sha256_file
 from catdog.errors import CatdogError
-from catdog.features import BackbonePreprocessing, FeatureSet, backbone_names, build_backbone, get_spec, image_input, input_size
+from catdog.features import BackbonePreprocessing, FeatureSet, backbone_names, build_backbone, get_spec, image_input, input_size, view_path
 from catdog.training import cv as CV
 from catdog.training import metrics as M
 from catdog.training.pet import FOLDS as PET_FOLDS, MIN_NEGATIVES, PET_VIEWS, ImagenetTop, PetFit, fit_pet, imagenet_top, pet_head, pet_outputs
@@ -235,11 +235,9 @@ def _data(feature_set: FeatureSet, rows: np.ndarray, views: dict[str, FeatureSet
     for view in config.views:
         if view not in views:
             raise CatdogError(f"training on view {view!r} needs its features; extract them with `catdog features DATA --view {view}`")
+    check_views(feature_set, views)
     for view, held in views.items():
         where = photo_rows(feature_set, rows, held)
-        if (held.backbone, held.attrs.get("image_size")) != (feature_set.backbone, feature_set.attrs.get("image_size")):
-            raise CatdogError(f"the {view} view's features are {held.backbone} at {held.attrs.get('image_size')}px, not the photos' "
-                              f"{feature_set.backbone} at {feature_set.attrs.get('image_size')}px; extract them again")
         keep = where >= 0  # photos left out of training (excluded, unlabelled) are neither trained on nor scored
         if view in config.views:
             if len(set(where[keep])) != len(rows):
@@ -308,6 +306,22 @@ def robustness(data: CV.Data, nested: CV.NestedCV, config: HeadConfig, l2: float
         # the issue's figure: the mean of the shifted folds' mean and the group-held-out folds'
         "mean_shifted": float((np.mean(shifts) + rows[-1]["log_loss"]) / 2) if shifts else float(rows[-1]["log_loss"]),
     }
+
+
+def _extraction(fs: FeatureSet) -> tuple:
+    """What makes two feature files comparable: backbone, input size and weights."""
+    return fs.backbone, fs.attrs.get("image_size"), fs.weights
+
+
+def check_views(feature_set: FeatureSet, views: dict[str, FeatureSet] | None) -> None:
+    """Raise the one-line error for a view file extracted otherwise than the photos' (a view left
+    beside FEATURES.h5 by an earlier --backbone or --image-size): checked before any training."""
+    for view, held in (views or {}).items():
+        if _extraction(held) != _extraction(feature_set):
+            (b, s, w), (fb, fs_, fw) = _extraction(held), _extraction(feature_set)
+            raise CatdogError(f"the {view} view's features are {b} at {s}px ({w} weights), not the photos' {fb} at {fs_}px ({fw}); "
+                              f"extract them again with the photos' settings (`catdog features DATA --view {view}`) or delete that file "
+                              f"({view_path('FEATURES.h5', view)} beside FEATURES.h5)")
 
 
 def check_negatives(feature_set: FeatureSet, negatives: FeatureSet | None) -> None:
@@ -469,6 +483,7 @@ def train_run(
     run_dir = Path(run_dir)
     CV.check_nested(feature_set.labels[_labelled(feature_set, report=False)], config.folds, config.folds)
     check_negatives(feature_set, negatives)
+    check_views(feature_set, views)
     weights = backbone_weights(feature_set)
     top, top_note = imagenet_top(feature_set.backbone, feature_set.weights)
     prior = config.dog_prior and top is not None
@@ -496,7 +511,9 @@ def train_run(
         writer = csv.writer(f)
         writer.writerow(["file", "label", "fold", "p_dog"])
         writer.writerows((n, int(y), int(k), f"{p:.6f}") for n, y, k, p in zip(names, labels, nested.folds, nested.p_dog))
-    if pet.estimate.get("nested_pet"):  # each photo's P(pet) from a detector and threshold that never saw it
+    if not pet.estimate.get("nested_pet"):
+        (run_dir / RunDir.PET_PREDICTIONS).unlink(missing_ok=True)  # an earlier run's, into this RUN_DIR
+    else:  # each photo's P(pet) from a detector and threshold that never saw it
         pet_names = [(n, "pet") for n in names] + [(n, "neither") for n in (negatives.names if negatives is not None else [])]
         with open_atomic(run_dir / RunDir.PET_PREDICTIONS, "w", newline="") as f:
             writer = csv.writer(f)

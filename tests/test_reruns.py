@@ -1,0 +1,129 @@
+"""Running a command again, into what an earlier run left: the earlier run's files must neither break
+the new one nor pass for its results. Real photos and weights (MobileNetV2 and V1 at 224 on a few
+photos), real feature files and a real head."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from catdog.errors import CatdogError
+from conftest import TRAIN, WEIGHTS, copy_photos, kaggle_names, needs_shared
+
+pytestmark = needs_shared
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    data = copy_photos(tmp_path_factory.mktemp("reruns") / "data", kaggle_names("cat", range(10)) + kaggle_names("dog", range(10)))
+    (data / "cat.99.jpg").write_bytes(b"not a photo")
+    return data
+
+
+def test_a_view_left_by_another_backbone_is_one_line_and_run_trains_on_its_own_views(photos, tmp_path, capsys):
+    """`catdog features --view mirror` with MobileNet V1, then the photos again with MobileNetV2 (as
+    the error of the first try said: delete the file): `catdog train` was a numpy traceback; now
+    one line before any training. `catdog run` trains on the views it extracted (train_stage's
+    `views`), not on every file an earlier run left in views/; a pet_predictions.csv an earlier
+    run left is removed where this run writes none; a view's rejected photos are not printed again."""
+    from catdog.features import view_path
+    from catdog.features.stage import Extraction, features_stage
+    from catdog.training import HeadConfig
+    from catdog.training.stage import train_stage
+
+    features = tmp_path / "run" / "features.h5"
+    v1 = Extraction("mobilenet", None, 224, "litert", 32, 50_000_000)
+    v2 = Extraction("mobilenet_v2", None, 224, "litert", 32, 50_000_000)
+    features_stage(str(photos), view_path(features, "mirror"), None, v1, view="mirror", echo=False)
+    assert "cat.99.jpg" not in capsys.readouterr().out  # echo=False: the plain pass names it, once
+    features_stage(str(photos), features, tmp_path / "rejected.csv", v2)
+    assert capsys.readouterr().out.count("cat.99.jpg") == 1
+    config = HeadConfig(folds=3, l2_grid=(1e-2,))
+    with pytest.raises(CatdogError, match=r"the mirror view's features are mobilenet at 224px \(imagenet weights\), not the photos' "
+                                          r"mobilenet_v2 at 224px \(imagenet\); extract them again"):
+        train_stage(features, tmp_path / "run", config)
+    (tmp_path / "run" / "pet_predictions.csv").write_text("file,kind,p_pet,kept\nold.jpg,pet,0.5,1\n")
+    metrics = train_stage(features, tmp_path / "run", config, views=[])  # as `catdog run --views none --shift-photos 0`
+    assert metrics["head"]["views"] == [] and [r["name"] for r in metrics["robustness"]["rows"]] == ["clean", "groups"]
+    assert not (tmp_path / "run" / "pet_predictions.csv").exists()  # no negatives: no nested P(pet) to list
+
+
+def test_a_first_extraction_that_failed_does_not_block_the_retry(photos, tmp_path, capsys):
+    """Offline, MobileNetV2 at 96 px has no ImageNet file of its own: the error says to pass --weights,
+    but it left an empty feature file behind, and the retry it asked for was refused ("holds ...
+    delete the file"). Nothing was committed: the retry starts afresh."""
+    from catdog.cli import main
+
+    out = tmp_path / "f.h5"
+    assert main(["features", str(photos), "--out", str(out), "--image-size", "96"]) == 2
+    assert "--weights" in capsys.readouterr().err
+    weights = WEIGHTS / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+    assert main(["features", str(photos), "--out", str(out), "--image-size", "96", "--weights", str(weights)]) == 0
+    assert "20 photos in" in capsys.readouterr().out
+
+
+def test_run_says_a_missing_folder_before_any_work(photos, tmp_path, capsys):
+    from catdog.cli import main
+
+    for option in ("--reference", "--calibration", "--negatives"):
+        assert main(["run", str(photos), "--out", str(tmp_path / "run"), option, str(tmp_path / "nowhere")]) == 2
+        assert capsys.readouterr().err.strip() == f"catdog: error: {option} {tmp_path / 'nowhere'}: no such folder; give a folder of photos"
+        assert not (tmp_path / "run" / "features.h5").exists()
+
+
+def test_parity_names_the_labelled_photos_it_cannot_use(photos, tmp_path, capsys):
+    """`catdog parity --labelled` dropped unusable and misnamed files without a word, and a folder
+    with no label left the int8 accuracy check out silently."""
+    from catdog.parity.stage import labelled_photos
+
+    samples = labelled_photos(str(photos))
+    assert len(samples) == 21 and f"skipped {photos / 'cat.99.jpg'}" not in capsys.readouterr().out  # decoded later
+    unlabelled = copy_photos(tmp_path / "unlabelled", ["cat.1.jpg"])
+    (unlabelled / "cat.1.jpg").rename(unlabelled / "IMG_1.jpg")
+    with pytest.raises(CatdogError, match=f"--labelled {unlabelled}: no photo is labelled cat or dog"):
+        labelled_photos(str(unlabelled))
+    mixed = copy_photos(tmp_path / "mixed", ["cat.1.jpg", "dog.1.jpg"])
+    (mixed / "kitty.jpg").write_bytes((TRAIN / "cat.2.jpg").read_bytes())
+    assert [s.name for s in labelled_photos(str(mixed))] == ["cat.1.jpg", "dog.1.jpg"]
+    assert f"skipped {mixed / 'kitty.jpg'}: name matches neither" in capsys.readouterr().out
+
+
+def test_what_the_report_and_parity_say_matches_what_ran():
+    """Stale artefacts (exported from the model before a re-run, or another run's ART_DIR) were shown
+    as passing parity; parity.md said "edge cases included" after --no-edge; the neither line said
+    "nested CV" for an in-sample keep rate; a re-export with other calibration photos kept the old
+    int8 files (only their count was compared)."""
+    from catdog.parity import markdown
+    from catdog.report.facts import current_parity, neither_rates
+
+    manifest = {"keras_model": {"sha256": "aaa"}, "artefacts": [{"file": "m.onnx", "sha256": "x"}]}
+    parity = {"passed": True, "artefacts": [{"file": "m.onnx", "sha256": "x", "passed": True}]}
+    assert current_parity(parity, manifest, ".", "aaa")["passed"] is False  # m.onnx is not in "." here
+    mine = current_parity(parity, manifest, "tests", "bbb")
+    assert mine["passed"] is False and "exported from another model than this run's model.keras" in mine["artefacts"][0]["stale"]
+
+    report = {"passed": True, "n_images": 9, "n_reference": 9, "edge_cases": False, "labelled_photos": 0, "keras_model": "m",
+              "platform": "p", "artefacts": []}
+    assert "9 reference images (no edge cases: --no-edge)" in markdown(report)
+    assert "(edge cases included)" in markdown({**report, "edge_cases": True})
+
+    in_sample = {"pet": {"keep": 0.975, "n_pets": 40, "threshold": 0.8, "method": "the ImageNet top's pet log-odds alone (no negatives)"}}
+    assert "(in-sample: the photos the threshold was chosen on;" in neither_rates(in_sample)
+    nested = {"pet": {**in_sample["pet"], "method": "nested 5-fold CV over 40 cats and dogs"}}
+    assert "(nested CV;" in neither_rates(nested)
+
+
+def test_a_new_calibration_set_makes_the_int8_artefacts_again(tmp_path):
+    from catdog.export import _complete_artefacts
+
+    header = {"keras_model": {"sha256": "m"}, "temperature": 1.0, "calibration_photos": 32, "calibration_sha256": "c1",
+              "backbone": "b", "input": {}, "mixed_precision": {"int8": [], "coreml": {}}}
+    artefact = tmp_path / "m_int8.tflite"
+    artefact.write_bytes(b"model")
+    import hashlib
+
+    entry = {"file": artefact.name, "format": "tflite", "precision": "int8", "sha256": hashlib.sha256(b"model").hexdigest(), "kept_float32": []}
+    (tmp_path / "manifest.json").write_text(json.dumps({**header, "artefacts": [entry]}))
+    assert list(_complete_artefacts(tmp_path, header)) == [artefact.name]
+    assert _complete_artefacts(tmp_path, {**header, "calibration_sha256": "c2"}) == {}  # other photos, as many
