@@ -44,6 +44,12 @@ def test_a_view_left_by_another_backbone_is_one_line_and_run_trains_on_its_own_v
                                           r"mobilenet_v2 at 224px \(imagenet\); extract them again"):
         train_stage(features, tmp_path / "run", config)
     (tmp_path / "run" / "pet_predictions.csv").write_text("file,kind,p_pet,kept\nold.jpg,pet,0.5,1\n")
+    with pytest.raises(CatdogError, match=r"--negatives: its features are of the training photos themselves"):
+        train_stage(features, tmp_path / "run", config, negatives=str(features), views=[])  # a detector that rejects nothing, before
+    with pytest.raises(CatdogError, match=r"--shift-photos 4: takes labelled photos .* has none"):
+        unlabelled = copy_photos(tmp_path / "unlabelled", ["cat.1.jpg"])
+        (unlabelled / "cat.1.jpg").rename(unlabelled / "IMG_1.jpg")
+        features_stage(str(unlabelled), tmp_path / "u.h5", None, v2, shift_photos=4)  # said "no usable photo"
     metrics = train_stage(features, tmp_path / "run", config, views=[])  # as `catdog run --views none --shift-photos 0`
     assert metrics["head"]["views"] == [] and [r["name"] for r in metrics["robustness"]["rows"]] == ["clean", "groups"]
     assert not (tmp_path / "run" / "pet_predictions.csv").exists()  # no negatives: no nested P(pet) to list

@@ -108,6 +108,8 @@ def features_stage(
     if shift_photos:
         from catdog.data import shift_photos as subset
 
+        if samples and all(s.label is None for s in samples):
+            raise CatdogError(f"--shift-photos {shift_photos}: takes labelled photos (as many of each class), and {data} has none; leave it out")
         samples = subset(samples, shift_photos)
     if not samples:
         report_rejections(scan_rejections, rejected_csv)

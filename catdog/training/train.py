@@ -334,6 +334,11 @@ def check_negatives(feature_set: FeatureSet, negatives: FeatureSet | None) -> No
             f"the negatives' features are {negatives.backbone} at {negatives.attrs.get('image_size')}, the photos' "
             f"{feature_set.backbone} at {feature_set.attrs.get('image_size')}; extract both with the same --backbone and --image-size"
         )
+    if negatives is not None and negatives.attrs.get("data_dir") == feature_set.attrs.get("data_dir") and set(negatives.names) & set(feature_set.names):
+        raise CatdogError(
+            f"--negatives: its features are of the training photos themselves ({negatives.attrs.get('data_dir', '?')}); "
+            "give the features of a folder of photos with no cat or dog (e.g. ../shared/data/not-pets)"
+        )
     if negatives is not None and 0 < len(negatives.names) < MIN_NEGATIVES:
         raise CatdogError(
             f"--negatives: {len(negatives.names)} usable photos with neither cat nor dog in {negatives.attrs.get('data_dir', '?')}; "
