@@ -235,8 +235,7 @@ def _data(feature_set: FeatureSet, rows: np.ndarray, views: dict[str, FeatureSet
     for view in config.views:
         if view not in views:
             raise CatdogError(f"training on view {view!r} needs its features; extract them with `catdog features DATA --view {view}`")
-    check_views(feature_set, views)
-    for view, held in views.items():
+    for view, held in views.items():  # each extracted as the photos were (check_views, in train_run)
         where = photo_rows(feature_set, rows, held)
         keep = where >= 0  # photos left out of training (excluded, unlabelled) are neither trained on nor scored
         if view in config.views:
@@ -334,7 +333,8 @@ def check_negatives(feature_set: FeatureSet, negatives: FeatureSet | None) -> No
             f"the negatives' features are {negatives.backbone} at {negatives.attrs.get('image_size')}, the photos' "
             f"{feature_set.backbone} at {feature_set.attrs.get('image_size')}; extract both with the same --backbone and --image-size"
         )
-    if negatives is not None and negatives.attrs.get("data_dir") == feature_set.attrs.get("data_dir") and set(negatives.names) & set(feature_set.names):
+    same_dir = negatives is not None and negatives.attrs.get("data_dir") and negatives.attrs.get("data_dir") == feature_set.attrs.get("data_dir")
+    if same_dir and set(negatives.names) & set(feature_set.names):
         raise CatdogError(
             f"--negatives: its features are of the training photos themselves ({negatives.attrs.get('data_dir', '?')}); "
             "give the features of a folder of photos with no cat or dog (e.g. ../shared/data/not-pets)"
