@@ -254,7 +254,8 @@ def _png(jpeg: bytes) -> bytes:
 
 def test_linked_folders_are_followed_once(tmp_path):
     """A cat/ or dog/ link to a photo library is read (Path.rglob skipped it: "the folder is empty");
-    a link back up the tree ends where it loops; a folder linked twice is read once."""
+    a folder linked twice is read once; links below the top level are not followed (a link to /
+    must not walk the machine)."""
     library = tmp_path / "library"
     for name in ("cats/a.jpg", "cats/b.jpg", "dogs/c.jpg"):
         (library / name).parent.mkdir(parents=True, exist_ok=True)
@@ -264,6 +265,7 @@ def test_linked_folders_are_followed_once(tmp_path):
     (data / "cat").symlink_to(library / "cats")
     (data / "dog").symlink_to(library / "dogs")
     (library / "cats" / "again").symlink_to(data)  # a loop: data/cat/again/cat/again/...
+    (library / "dogs" / "everything").symlink_to("/")  # a link further down is not followed
     samples, rejections = scan(data)
     assert [(s.name, s.label) for s in samples] == [("cat/a.jpg", 0), ("cat/b.jpg", 0), ("dog/c.jpg", 1)]
     assert rejections == []

@@ -7,7 +7,7 @@ Three layouts are understood:
 * Unlabelled: a folder where no name carries a label (photos to predict, photos with neither):
   every image under it, any name, subfolders included; Kaggle's test folder is one.
 
-Linked folders are followed (each real folder once).
+A linked folder directly in the data folder is followed (each real folder once); links further down are not.
 
 Every file that cannot be used becomes a `Rejection` (path + one-line reason); the caller
 reports it and goes on with the rest.
@@ -199,16 +199,20 @@ def _natural_key(name: str) -> list:
 def _files(folder: Path) -> list[Path]:
     """Every entry under `folder` but folders: files, and what only looks like one by name (a
     broken link, a FIFO, a socket), which `_not_a_file` turns away before anything opens it (a
-    FIFO's read would wait forever). Linked folders are followed (a `cat` link to a photo
-    library), each real folder once, so a link to a folder above it ends there."""
+    FIFO's read would wait forever). A linked folder directly in `folder` is followed (a `cat`
+    link to a photo library), each real folder once; links further down are not (as before: a
+    link there to /proc or / must not make the listing walk the machine)."""
     found, seen = [], set()
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        st = os.stat(dirpath)
+        here = Path(dirpath)
+        st = os.stat(here)
         if (st.st_dev, st.st_ino) in seen:
             dirnames[:] = []
             continue
         seen.add((st.st_dev, st.st_ino))
-        found.extend(Path(dirpath) / name for name in filenames)
+        if here != Path(folder):
+            dirnames[:] = [d for d in dirnames if not (here / d).is_symlink()]
+        found.extend(here / name for name in filenames)
     return sorted(found)
 
 
