@@ -209,7 +209,8 @@ def cam_photos(model_path, images, out, size: int) -> list[tuple]:
     from PIL import Image
 
     from catdog.contract import NEITHER, PET, pet_threshold, verdict
-    from catdog.data import LABELS, ImageError, open_rgb, resize, scan, shown
+    from catdog.data import LABELS, ImageError, open_rgb, resize, shown
+    from catdog.features.stage import scan_printing
     from catdog.runtime import CAM, PROBABILITIES, SUFFIX_FORMAT, open_model
 
     model_path = Path(model_path)
@@ -225,13 +226,9 @@ def cam_photos(model_path, images, out, size: int) -> list[tuple]:
             paths.append(item)
             continue
         try:  # a folder is read as every command reads DATA: class folders and subfolders too
-            samples, rejections = scan(item)
+            paths.extend(s.path for s in scan_printing(item)[0])
         except CatdogError as exc:
             print(f"skipped {exc}")  # its own words name the folder
-            continue
-        for r in rejections:
-            print(r.line())
-        paths.extend(s.path for s in samples)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     overlays, titles, done, taken = [], [], [], set()

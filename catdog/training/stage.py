@@ -32,19 +32,19 @@ def train_stage(features_path: Path, run_dir: Path, head_config, exclude: str | 
 
         feature_set, dropped = without(feature_set, read_exclude(exclude))
         print(f"excluded {dropped} photo(s) listed in {exclude}")
-    found = found_views(features_path)
-    if views is not None:
-        found = {v: fs for v, fs in found.items() if v in views}
-    return train_run(feature_set, run_dir, head_config, str(features_path), views=found, negatives=negative_set)
+    return train_run(feature_set, run_dir, head_config, str(features_path), views=found_views(features_path, views), negatives=negative_set)
 
 
-def found_views(features_path: Path) -> dict:
-    """view -> FeatureSet of every finished view file beside FEATURES.h5 (catdog.features.view_path)."""
+def found_views(features_path: Path, only: list[str] | None = None) -> dict:
+    """view -> FeatureSet of every finished view file beside FEATURES.h5 (catdog.features.view_path),
+    or of those among `only` (the others are not read)."""
     from catdog.data import SHIFTS, VIEWS
     from catdog.features import load_features, view_path
 
     views = {}
     for view in [*SHIFTS, *(v for v in VIEWS if v not in SHIFTS)]:  # the shift table's order
+        if only is not None and view not in only:
+            continue
         path = view_path(features_path, view)
         if path.is_file():
             views[view] = load_features(path)
