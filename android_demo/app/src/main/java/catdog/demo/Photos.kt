@@ -5,6 +5,7 @@ import android.graphics.Bitmap
 import android.graphics.BitmapFactory
 import android.net.Uri
 import androidx.exifinterface.media.ExifInterface
+import catdog.core.DECODE_MAX_PIXELS
 import catdog.core.Orientation
 import catdog.core.RgbImage
 import catdog.core.sampleSize
@@ -12,16 +13,14 @@ import java.io.IOException
 
 /** Android bitmaps to and from `catdog.core.RgbImage` (all pixel work is in :core). */
 object Photos {
-    /** Photos over this many pixels are decoded shrunk by a power of two (BitmapFactory's inSampleSize). */
-    const val MAX_PIXELS = 12_000_000
-
-    /** A picked photo, upright (its EXIF orientation applied, as catdog's decoder does), alpha over white. Works on API 24. */
+    /** A picked photo, upright (its EXIF orientation applied, as catdog's decoder does), alpha over white. Works on API 24.
+     *  A photo over DECODE_MAX_PIXELS (16 MP) is decoded shrunk by a power of two (inSampleSize). */
     fun decode(resolver: ContentResolver, uri: Uri): RgbImage {
         val bounds = BitmapFactory.Options().apply { inJustDecodeBounds = true }
         resolver.openInputStream(uri).use { BitmapFactory.decodeStream(it, null, bounds) }
         if (bounds.outWidth <= 0 || bounds.outHeight <= 0) throw IOException("not an image")
         val options = BitmapFactory.Options().apply {
-            inSampleSize = sampleSize(bounds.outWidth, bounds.outHeight, MAX_PIXELS)
+            inSampleSize = sampleSize(bounds.outWidth, bounds.outHeight, DECODE_MAX_PIXELS)
             inPreferredConfig = Bitmap.Config.ARGB_8888
         }
         val bitmap = resolver.openInputStream(uri).use { BitmapFactory.decodeStream(it, null, options) }
@@ -29,15 +28,18 @@ object Photos {
         val exif = resolver.openInputStream(uri)?.use {
             ExifInterface(it).getAttributeInt(ExifInterface.TAG_ORIENTATION, ExifInterface.ORIENTATION_NORMAL)
         } ?: ExifInterface.ORIENTATION_NORMAL
-        return fromBitmap(bitmap).upright(Orientation.fromExif(exif))
+        val stored = fromBitmap(bitmap)
+        bitmap.recycle()  // before upright() copies the pixels: at 16 MP the bitmap is 64 MB, each RgbImage 48 MB
+        return stored.upright(Orientation.fromExif(exif))
     }
 
     /** A software ARGB_8888 bitmap's pixels (straight alpha, as getPixels returns them). */
     fun fromBitmap(bitmap: Bitmap): RgbImage {
         val software = if (bitmap.config == Bitmap.Config.ARGB_8888) bitmap else bitmap.copy(Bitmap.Config.ARGB_8888, false)
         val w = software.width; val h = software.height
-        val argb = IntArray(w * h).also { software.getPixels(it, 0, w, 0, 0, w, h) }
-        return RgbImage.fromArgb(argb, w, h)
+        val image = RgbImage.fromArgbRows(w, h) { y, row -> software.getPixels(row, 0, w, 0, y, w, 1) }
+        if (software !== bitmap) software.recycle()
+        return image
     }
 
     fun toBitmap(image: RgbImage): Bitmap = Bitmap.createBitmap(image.toArgb(), image.width, image.height, Bitmap.Config.ARGB_8888)

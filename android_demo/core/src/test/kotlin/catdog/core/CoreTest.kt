@@ -205,7 +205,13 @@ class CoreTest {
             fun b(k: Int) = rgba[4 * i + k].toInt() and 0xFF
             (b(3) shl 24) or (b(0) shl 16) or (b(1) shl 8) or b(2)
         }
-        assertArrayEquals(Golden.bytes(ow.getString("rgb")), RgbImage.fromArgb(argb, ow.getInt("width"), ow.getInt("height")).pixels)
+        val w = ow.getInt("width"); val h = ow.getInt("height")
+        assertArrayEquals(Golden.bytes(ow.getString("rgb")), RgbImage.fromArgb(argb, w, h).pixels)
+        // row by row, as the app reads a Bitmap (getPixels one row at a time): the same pixels
+        val rowsRead = mutableListOf<Int>()
+        val byRows = RgbImage.fromArgbRows(w, h) { y, row -> rowsRead += y; System.arraycopy(argb, y * w, row, 0, w) }
+        assertArrayEquals(Golden.bytes(ow.getString("rgb")), byRows.pixels)
+        assertEquals((0 until h).toList(), rowsRead)
     }
 
     @Test fun orientationIsCatdogsExifTranspose() {
@@ -225,7 +231,11 @@ class CoreTest {
     }
 
     @Test fun bigPhotosAreDecodedShrunkByAPowerOfTwo() {
-        assertEquals(1, sampleSize(4000, 3000, 12_000_000))
+        assertEquals(1, sampleSize(4032, 3024, DECODE_MAX_PIXELS)) // a 12.2 MP phone photo: whole, as catdog decodes it
+        assertEquals(1, sampleSize(4608, 3456, DECODE_MAX_PIXELS)) // 15.9 MP
+        assertEquals(2, sampleSize(8064, 6048, DECODE_MAX_PIXELS)) // 48.8 MP -> 12.2 MP
+        assertEquals(2, sampleSize(8160, 6120, DECODE_MAX_PIXELS)) // 50 MP -> 12.5 MP
+        assertEquals(4, sampleSize(16320, 12240, DECODE_MAX_PIXELS)) // 200 MP -> 12.5 MP
         assertEquals(2, sampleSize(8000, 6000, 12_000_000)) // 48 MP -> 12 MP
         assertEquals(4, sampleSize(8064, 6048, 12_000_000)) // 48.8 MP: halved is still 12.2 MP
         for (case in Golden.json.getJSONArray("display_sizes").objects()) {
