@@ -154,7 +154,8 @@ def exported_from(art_dir: str | os.PathLike) -> tuple[Path | None, Path | None]
 def pet_threshold(model_path: str | os.PathLike) -> float:
     """The threshold on P(pet) under which a model's answer is neither (`verdict`): from a
     RUN_DIR's metrics.json, an ART_DIR's manifest.json, or for an artefact file the manifest.json
-    beside it. A one-line CatdogError where there is none."""
+    beside it. A one-line CatdogError where there is none or it is not within 0..1 (as the apps'
+    cores refuse it)."""
     path = Path(model_path)
     if (path / RunDir.MODEL).is_file():
         source, remedy = path / RunDir.METRICS, "train the run again"
@@ -170,6 +171,8 @@ def pet_threshold(model_path: str | os.PathLike) -> float:
     value = doc.get(PET_THRESHOLD) if isinstance(doc, dict) else None
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise CatdogError(f"{source}: no {PET_THRESHOLD} (made by a catdog without the neither answer); {remedy}")
+    if not 0.0 <= value <= 1.0:  # NaN too: P(pet) < NaN is never true, so nothing would be neither
+        raise CatdogError(f"{source}: {PET_THRESHOLD} {value} is not a probability within 0..1 (edited?); {remedy}")
     return float(value)
 
 

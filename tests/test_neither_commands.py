@@ -130,7 +130,11 @@ def test_pet_threshold_is_found_where_each_model_keeps_it(tmp_path):
     (art / "manifest.json").write_text(json.dumps({"pet_threshold": 0.7, "artefacts": []}))
     assert pet_threshold(run) == 0.8
     assert pet_threshold(art) == pet_threshold(art / "m.onnx") == pet_threshold(art / "m.mlpackage") == 0.7
-    for doc, expected in ((json.dumps({"pet_threshold": True}), "no pet_threshold"), ("{", "unreadable"), ("[]", "no pet_threshold")):
+    bad = [(json.dumps({"pet_threshold": True}), "no pet_threshold"), ("{", "unreadable"), ("[]", "no pet_threshold")]
+    # out of 0..1 (NaN: nothing would ever be neither; 5: everything would), as the apps' cores refuse it
+    bad += [(f'{{"pet_threshold": {v}}}', rf"pet_threshold {e} is not a probability within 0\.\.1") for v, e in
+            (("NaN", "nan"), ("Infinity", "inf"), ("5", "5"), ("-0.1", "-0.1"))]
+    for doc, expected in bad:
         (run / "metrics.json").write_text(doc)
         with pytest.raises(CatdogError, match=f"metrics.json: {expected}.*train the run again"):
             pet_threshold(run)

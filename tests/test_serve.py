@@ -211,6 +211,32 @@ def test_bounded_load(art_server, tmp_path):
 
 
 @needs_shared
+def test_a_photo_in_a_field_without_a_file_name_and_a_form_of_many_parts(art_server):
+    """curl -F "file=<photo.png" sends the photo as a field with no file name (werkzeug makes it
+    text): answered as the same photo sent as a file; a form over werkzeug's 1,000 parts is a 413
+    that says so, not "over the byte limit" for a few kilobytes."""
+    photo = (TRAIN / "cat.1.jpg").read_bytes()
+    png = io.BytesIO()
+    Image.open(TRAIN / "cat.1.jpg").resize((1000, 750)).save(png, format="PNG")
+    assert png.tell() > 500_000  # over werkzeug's default limit for a field held in memory
+    boundary = uuid.uuid4().hex
+
+    def form(parts: list[tuple[str, bytes]]) -> urllib.request.Request:
+        body = b"".join(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n".encode() + value + b"\r\n"
+                        for name, value in parts) + f"--{boundary}--\r\n".encode()
+        return urllib.request.Request(art_server + "/predict", data=body, method="POST",
+                                      headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+
+    for data in (photo, png.getvalue()):
+        with urllib.request.urlopen(form([("file", data)]), timeout=60) as response:
+            as_field = json.loads(response.read())
+        assert as_field == post(art_server, data)[1], as_field
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(form([(f"x{i}", b"1") for i in range(1200)] + [("file", photo)]), timeout=60)
+    assert refused.value.code == 413
+    assert json.loads(refused.value.read())["error"] == "a form of more than 1,000 parts; send the photo alone, as field 'file'"
+
+
 def test_a_port_in_use_is_one_line(art_server, subset_artefacts):
     """`catdog serve` on the port a server already holds: one line naming the port, exit 2 (a
     real `catdog` process), and the first server still answers."""
@@ -224,6 +250,11 @@ def test_a_port_in_use_is_one_line(art_server, subset_artefacts):
     ), result.output
     with urllib.request.urlopen(art_server + "/healthz") as response:
         assert response.status == 200
+    # a host name that does not resolve (waitress raises ValueError, not OSError): one line too
+    result = catdog_cli("serve", str(subset_artefacts), "--host", "no-such-host.invalid", "--port", port, timeout=120)
+    assert result.returncode == 2, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith(f"catdog: error: cannot listen on no-such-host.invalid:{port} (") and "Traceback" not in result.output, result.output
 
 
 @needs_shared
@@ -293,6 +324,27 @@ def test_keras_backend(subset_run):
 
 
 @needs_shared
+def test_a_truncated_run_or_threshold_is_one_line_before_serving(subset_run, tmp_path):
+    """A model.keras cut short (a copy interrupted) was "File not found" from Keras, of a file that
+    is there; a pet_threshold edited to NaN served a model that never says neither."""
+    from catdog.errors import CatdogError
+    from catdog.serve import load_predictor
+
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    (cut / "model.keras").write_bytes((subset_run / "model.keras").read_bytes()[:300_000])
+    shutil.copy(subset_run / "metrics.json", cut)
+    with pytest.raises(CatdogError, match=r"model\.keras: not a whole \.keras file \(truncated or damaged\); train the run again"):
+        load_predictor(cut)
+    nan = tmp_path / "nan"
+    shutil.copytree(subset_run, nan, ignore=shutil.ignore_patterns("artefacts", "*.h5"))
+    metrics = json.loads((nan / "metrics.json").read_text())
+    (nan / "metrics.json").write_text(json.dumps({**metrics, "pet_threshold": float("nan")}))
+    with pytest.raises(CatdogError, match="pet_threshold nan is not a probability within 0..1"):
+        load_predictor(nan)
+
+
+@needs_shared
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
 def test_upload_in_headless_chromium(art_server, tmp_path):
     from playwright.sync_api import sync_playwright
@@ -325,5 +377,16 @@ def test_upload_in_headless_chromium(art_server, tmp_path):
         page.set_input_files("#file", {"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"not a photo"})
         page.wait_for_function("document.getElementById('error').textContent.length > 0")
         assert "not an image" in page.inner_text("#error") and page.locator("#result").is_hidden()
+        # over the upload limit: said by the page (with the limit the server reads), nothing sent
+        sent = []
+        page.on("request", lambda r: sent.append(r.url) if "/predict" in r.url else None)
+        page.set_input_files("#file", {"name": "huge.jpg", "mimeType": "image/jpeg", "buffer": b"\xff" * (11 * 1024 * 1024)})
+        page.wait_for_function("document.getElementById('error').textContent.includes('huge.jpg')")
+        assert "11.0 MiB, over the 10 MiB limit" in page.inner_text("#error") and not sent
+        # the server gone (the request fails in the network): a message, not a blank page
+        page.route("**/predict*", lambda route: route.abort())
+        page.set_input_files("#file", str(REFERENCE / "coral_cat_720p.jpg"))
+        page.wait_for_function("document.getElementById('error').textContent.includes('cannot reach')")
+        assert "is catdog serve still running?" in page.inner_text("#error") and page.locator("#result").is_hidden()
         browser.close()
     assert shot.stat().st_size > 20_000 and neither_shot.stat().st_size > 20_000

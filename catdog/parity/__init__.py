@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from catdog.contract import ArtDir, CAM, INPUT_NAME, PET, PET_THRESHOLD, PROBABILITIES, RunDir, TOLERANCES, TOLERANCE_TEXT, cam_grid, load_manifest
+from catdog.contract import ArtDir, CAM, INPUT_NAME, PET, PROBABILITIES, RunDir, TOLERANCES, TOLERANCE_TEXT, cam_grid, load_manifest, pet_threshold
 from catdog.contract import verdict as verdict_of
 from catdog.atomic import write_text
 from catdog.cam import cam_conv_kernel, cam_model
@@ -312,9 +312,7 @@ def run_parity(
     arrays = np.concatenate([images.arrays, labelled_arrays])
     n_ref = len(images.names)
     temperature = float(manifest.get("temperature", 1.0))
-    if PET_THRESHOLD not in manifest:
-        raise CatdogError(f"{art_dir / 'manifest.json'}: no {PET_THRESHOLD} (exported by an older catdog); train and export again")
-    threshold = float(manifest[PET_THRESHOLD])
+    threshold = pet_threshold(art_dir)
     keras_model = cam_model(calibrated_model(run.model, temperature) if temperature != 1.0 else run.model)
     reference = keras_runtime(keras_model).run(arrays)
     keras_acc = accuracy(labels, reference[PROBABILITIES][n_ref:, 1]) if len(labels) else None

@@ -155,8 +155,9 @@ def uploaded_photo(request) -> bytes:
     body = request.get_data(cache=True, parse_form_data=False)  # the form parses from this copy
     if "file" in request.files:
         return request.files["file"].read()
-    if request.files or request.form:
+    if (request.files or request.form) and "file" not in request.form:
         return b""
+    # no form, or field 'file' without a file name (werkzeug made it text): its bytes, as sent
     from email import message_from_bytes, policy
 
     message = message_from_bytes(f"Content-Type: {request.content_type}\r\n\r\n".encode("latin-1") + body, policy=policy.HTTP)
@@ -186,6 +187,7 @@ def create_app(
 
     app = Flask("catdog")
     app.config["MAX_CONTENT_LENGTH"] = max_bytes
+    app.config["MAX_FORM_MEMORY_SIZE"] = max_bytes  # a photo sent as a field without a file name (curl -F "file=<x.png")
     budget = PixelBudget(max(decode_pixels, max_pixels))
 
     def error(status: int, reason: str):
@@ -193,6 +195,8 @@ def create_app(
 
     @app.errorhandler(413)
     def too_large(_):
+        if request.content_length is not None and request.content_length <= max_bytes:  # werkzeug's form limits
+            return error(413, f"a form of more than {app.config['MAX_FORM_PARTS']:,} parts; send the photo alone, as field 'file'")
         return error(413, f"upload over the {max_bytes:,}-byte limit; send a smaller photo")
 
     @app.errorhandler(HTTPException)
@@ -211,6 +215,7 @@ def create_app(
     @app.get("/")
     def page():
         text = PAGE.read_text().replace("{{MODEL}}", html.escape(predictor.description))  # a file name is text, not markup
+        text = text.replace("{{MAX_BYTES}}", str(max_bytes))
         return text, 200, {"Content-Type": "text/html; charset=utf-8"}
 
     @app.post("/predict")
@@ -279,7 +284,10 @@ def serve(path: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000, th
     predictor = load_predictor(path)
     try:
         server = make_server(predictor, host, port, threads)
-    except OSError as exc:  # the port taken, a host this machine does not have, a port under 1024
-        raise CatdogError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another with --port or --host") from None
-    print(f"catdog serve: {predictor.description} on http://{host}:{server.effective_port}/ (waitress, {threads} threads)", flush=True)
+    except (OSError, ValueError) as exc:  # the port taken, a host this machine does not have or cannot resolve, a port under 1024
+        cause = exc if isinstance(exc, OSError) else exc.__context__ or exc  # waitress: ValueError from socket.gaierror
+        raise CatdogError(f"cannot listen on {host}:{port} ({getattr(cause, 'strerror', None) or cause}); "
+                          "choose another with --port or --host") from None
+    shown_host = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
+    print(f"catdog serve: {predictor.description} on http://{shown_host}:{server.effective_port}/ (waitress, {threads} threads)", flush=True)
     server.run()

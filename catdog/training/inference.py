@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,8 @@ def load_run(run_dir: str | os.PathLike) -> Run:
         )
     if not model_path.is_file():
         raise CatdogError(f"{model_path}: missing; {run_dir} is not a finished catdog RUN_DIR (run `catdog train` again)")
+    if not zipfile.is_zipfile(model_path):  # Keras would say "File not found" of a file that is there
+        raise CatdogError(f"{model_path}: not a whole .keras file (truncated or damaged); train the run again")
     try:
         model = keras.models.load_model(model_path)
         metrics = json.loads((run_dir / RunDir.METRICS).read_text())
