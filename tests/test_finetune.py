@@ -7,9 +7,11 @@ import json
 
 import keras
 import numpy as np
+import pytest
 
 from catdog.cam import cam_model, probabilities_from_cam
 from catdog.data import decode
+from catdog.errors import CatdogError
 from catdog.training import load_run, predict_images
 from catdog.training.finetune import FinetuneConfig, finetune, set_trainable, top_blocks
 from conftest import REFERENCE, needs_shared
@@ -46,7 +48,18 @@ def test_finetune_writes_a_valid_run(subset_run, train_subset, tmp_path):
     out_ = cam_model(tuned.model).predict_on_batch(np.stack([decode(p) for p in photos]).astype(np.float32))
     bias = tuned.model.get_layer("probabilities").get_weights()[1]
     assert np.allclose(probabilities_from_cam(np.asarray(out_["cam"]), bias), np.asarray(out_["probabilities"]), atol=1e-5)
-    assert json.loads((out / "split.json").read_text()) == json.loads((subset_run / "split.json").read_text())
+    # split.json is the split it used (the source run held none out): the report reads it
+    used, source = json.loads((out / "split.json").read_text()), json.loads((subset_run / "split.json").read_text())
+    assert len(used["validation"]) == 48 and not set(used["train"]) & set(used["validation"])
+    assert sorted(used["train"] + used["validation"]) == sorted(source["train"] + source.get("validation", []))
+    assert metrics["image_size"] == run.metrics["image_size"]
+    # the early-stopping split chose the epoch: its temperature is reported, not applied
+    assert metrics["calibration"]["temperature"] == 1.0 == tuned.temperature
+    assert 0.05 <= metrics["calibration"]["fitted_temperature"] <= 20
+    assert 0.0 <= metrics["pet_keep_validation"] <= 1.0 and metrics["pet_threshold"] == run.metrics["pet_threshold"]
+    # --out the run itself: refused before any work (it would overwrite the model it starts from)
+    with pytest.raises(CatdogError, match="the run being fine-tuned; give --out a new RUN_DIR"):
+        finetune(run, train_subset, subset_run / ".", FinetuneConfig(max_epochs=1), progress=False)
 
 
 def test_top_blocks_of_both_backbones():

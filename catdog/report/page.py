@@ -128,7 +128,8 @@ def calibration_section(png: bytes | None, held, metrics: dict) -> str:
     body = f'<p class="lead">{lead}</p>' + _img(png, "calibration") + reliability_table(held.labels, held.p_dog)
     if facts:
         folds = (metrics.get("head") or {}).get("folds", "K")
-        body += f"<p>The shipped head's calibration ({folds}-fold CV that chose its L2): {escape('; '.join(facts))}.</p>"
+        source = (metrics.get("calibration") or {}).get("source") if metrics.get("finetuned_from") else None
+        body += f"<p>The shipped model's calibration ({escape(source or f'{folds}-fold CV that chose its L2')}): {escape('; '.join(facts))}.</p>"
     return _section("calibration", body)
 
 
@@ -144,7 +145,9 @@ def _log_loss(labels, p_dog, eps: float = 1e-15) -> float:
 def _calibration_facts(cal: dict) -> list[str]:
     """metrics.json's calibration block as short phrases (temperature, log loss raw/clipped/scaled)."""
     facts = []
-    if isinstance(cal.get("temperature"), (int, float)):
+    if isinstance(cal.get("fitted_temperature"), (int, float)):  # a fine-tuned run's: reported, not applied
+        facts.append(f"temperature fitted {cal['fitted_temperature']:.3f}, not applied (--calibrated uses {cal.get('temperature', 1.0):g})")
+    elif isinstance(cal.get("temperature"), (int, float)):
         facts.append(f"fitted temperature {cal['temperature']:.3f}")
     for key, what in (
         ("val_log_loss_raw", "log loss as is"),

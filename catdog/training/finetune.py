@@ -20,7 +20,7 @@ import numpy as np
 
 from catdog.contract import PET, PET_THRESHOLD, PROBABILITIES, RunDir
 from catdog import __version__
-from catdog.atomic import write_bytes, write_text
+from catdog.atomic import write_text
 from catdog.data import LABELS, iter_batches, scan, sha256_file
 from catdog.errors import CatdogError
 from catdog.features import input_size
@@ -93,7 +93,7 @@ def set_trainable(full_model: keras.Model, blocks: list[str]) -> int:
 
 
 def _load_split(run: Run, data_dir: str | os.PathLike, seed: int = 0):
-    """(train, validation) photos as arrays. Fine-tuning needs a validation split for early
+    """(train, validation) photos as arrays, and that split (names). Fine-tuning needs a validation split for early
     stopping; a run trained on every photo (no "validation" in split.json) gets a seeded,
     class-stratified 20 % of its photos for it."""
     from catdog.training.train import stratified_split
@@ -113,7 +113,7 @@ def _load_split(run: Run, data_dir: str | os.PathLike, seed: int = 0):
         batches = list(iter_batches([samples[n] for n in names], batch_size=64, size=size))
         return np.concatenate([b.images for b in batches]), np.array([s.label for b in batches for s in b.samples])
 
-    return arrays(split["train"]), arrays(split["validation"])
+    return arrays(split["train"]), arrays(split["validation"]), split
 
 
 def finetune(run: Run, data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: FinetuneConfig = FinetuneConfig(), progress: bool = True) -> dict:
@@ -124,7 +124,9 @@ def finetune(run: Run, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
         raise CatdogError(
             f"{run.path}: fuses {run.metrics['backbone']}; fine-tuning takes a run with one backbone (train one per backbone)"
         )
-    (x_train, y_train), (x_val, y_val) = _load_split(run, data_dir, config.seed)
+    if out_dir.resolve() == run.path.resolve():
+        raise CatdogError(f"{out_dir}: the run being fine-tuned; give --out a new RUN_DIR (it would overwrite the model it starts from)")
+    (x_train, y_train), (x_val, y_val), split = _load_split(run, data_dir, config.seed)
     keras.utils.set_random_seed(config.seed)
     model = keras.models.load_model(run.path / RunDir.MODEL)  # an independent copy to train
     blocks = top_blocks(model.get_layer("backbone"), config.blocks)
@@ -141,21 +143,29 @@ def finetune(run: Run, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     )
     history = {k: [float(v) for v in vs] for k, vs in fit.history.items()}
     best_epoch = int(np.argmin(history["val_loss"])) + 1
-    p_val = model.predict(x_val.astype(np.float32), batch_size=64, verbose=0)[PROBABILITIES]
-    improved = M.log_loss(y_val, p_val[:, 1]) < before
+    val_out = model.predict(x_val.astype(np.float32), batch_size=64, verbose=0)
+    improved = M.log_loss(y_val, val_out[PROBABILITIES][:, 1]) < before
     if not improved:  # the starting point is a checkpoint too: never hand back a worse model
         model = keras.models.load_model(run.path / RunDir.MODEL)
-        p_val = model.predict(x_val.astype(np.float32), batch_size=64, verbose=0)[PROBABILITIES]
+        val_out = model.predict(x_val.astype(np.float32), batch_size=64, verbose=0)
         best_epoch = 0
+    p_val = val_out[PROBABILITIES]
     out_dir.mkdir(parents=True, exist_ok=True)
     save_model(model, out_dir / RunDir.MODEL)
-    write_bytes(out_dir / "split.json", (run.path / "split.json").read_bytes())
+    write_text(out_dir / "split.json", json.dumps(split))  # the split it used: validation held out for early stopping
+    # The split chose the epoch, so it is not held out for calibration, and a split the model gets
+    # all right drives the fitted temperature to its bound (0.05-0.12: every P becomes 0 or 1).
+    calibration = M.calibration_report(p_val, y_val, config.seed)
+    calibration.update(fitted_temperature=calibration["temperature"], temperature=1.0,
+                       source="the early-stopping validation split (it chose the epoch): the temperature fitted there is not applied")
     plot_curves(history, best_epoch, out_dir / "curves.png")
     write_text(out_dir / "history.json", json.dumps(history, indent=1))
     metrics = {
-        **{k: run.metrics[k] for k in ("backbone", "weights", "labels", "data_fingerprint", "data_dir") if k in run.metrics},
-        # the pet head is not trained here: its threshold (and rates) are the original run's
+        **{k: run.metrics[k] for k in ("backbone", "weights", "image_size", "labels", "data_fingerprint", "data_dir") if k in run.metrics},
+        # the pet head is not trained here: its threshold (and rates) are the original run's, and
+        # the share of the validation photos it keeps on the tuned features says whether that holds
         **{k: run.metrics[k] for k in (PET, PET_THRESHOLD) if k in run.metrics},
+        **({"pet_keep_validation": float(np.mean(val_out[PET][:, 0] >= run.metrics[PET_THRESHOLD]))} if PET_THRESHOLD in run.metrics else {}),
         "n_train": int(len(y_train)),
         "n_val": int(len(y_val)),
         "finetuned_from": str(run.path.resolve()),
@@ -168,7 +178,7 @@ def finetune(run: Run, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
         "val_before": {"log_loss": before},
         "improved": bool(improved),
         "val": M.summary(y_val, p_val[:, 1]),
-        "calibration": M.calibration_report(p_val, y_val, config.seed),
+        "calibration": calibration,
         "model_sha256": sha256_file(out_dir / RunDir.MODEL),
         "catdog_version": __version__,
         "keras_version": keras.__version__,

@@ -227,4 +227,7 @@ def finetune_lines(metrics: dict, out) -> list[str]:
     ]
     if not metrics["improved"]:
         lines.append("fine-tuning did not beat the starting model on the validation split: the starting weights were kept")
+    if "pet_keep_validation" in metrics:  # the pet head is the original run's, on features that moved
+        lines.append(f"neither: the original run's threshold {metrics['pet_threshold']:.3f} keeps {metrics['pet_keep_validation']:.1%} "
+                     "of the validation photos (the pet head is not retrained)")
     return [*lines, f"run written to {out}"]
