@@ -132,6 +132,23 @@ def test_workers_without_ray_and_ray_missing_are_one_line_errors(photos, tmp_pat
     assert not (tmp_path / "f.h5").exists()
 
 
+def test_a_head_address_where_nothing_listens_is_one_line_at_once(photos, tmp_path, capsys):
+    """ray.init on a HOST:PORT with nothing listening retried for minutes, printing its C++
+    client's warnings; now one line within seconds."""
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data, _ = photos
+    start = time.perf_counter()
+    assert main(["features", str(data), "--out", str(tmp_path / "f.h5"), "--ray", f"127.0.0.1:{port}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert time.perf_counter() - start < 30 and err.count("\n") == 0, err
+    assert err.startswith(f"catdog: error: --ray 127.0.0.1:{port}: nothing answers there (Connection refused); start the cluster's head")
+
+
 def test_ray_cli_starts_its_own_instance_and_is_quiet_unless_verbose(photos, tmp_path):
     """`catdog features --ray` as a user runs it (a new process, no Ray running): it starts a local
     instance, names the broken files and prints no Ray, LiteRT or TensorFlow log line; --verbose

@@ -159,12 +159,33 @@ def _import_ray():
     return ray
 
 
+def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """A head's HOST:PORT must answer a TCP connection: with nothing listening there, ray.init
+    retries for minutes and prints its C++ client's warnings. "auto", "local", None and ray://
+    addresses are Ray's own to resolve."""
+    import socket
+
+    if not address or address in ("auto", "local") or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")  # [::1]:6379
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+        raise CatdogError(
+            f"--ray {address}: nothing answers there ({reason}); start the cluster's head (ray start --head) "
+            "and give its HOST:PORT, or no ADDRESS for a local instance"
+        ) from None
+
+
 @contextmanager
 def ray_session(address: str | None = None):
     """Ray, connected: the instance already started in this process if any; else a new local
     one (address None or "local"); else the cluster at `address` ("auto", or the head's
     HOST:PORT). Shut down afterwards only if started here."""
     ray = _import_ray()
+    _check_reachable(address)
     # Workers unpickle this module's functions by value, so they do not import catdog.features
     # (whose package pulls in Keras and TensorFlow: 8 s and 0.7 GB per worker here).
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
