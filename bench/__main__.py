@@ -30,6 +30,18 @@ RESULTS = REPO / "bench" / "results"
 SHARED = Path(os.environ.get("CATDOG_SHARED", REPO.parent / "shared"))
 
 
+def run_main(main, *args) -> int:
+    """`main(*args)`'s exit status; a CatdogError (no run yet, a folder missing) is one line, as in
+    catdog's CLI, not a traceback."""
+    from catdog.errors import CatdogError
+
+    try:
+        return main(*args) or 0
+    except CatdogError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 2
+
+
 def save(name: str, rows, extra: dict | None = None) -> None:
     import tensorflow as tf
 
@@ -404,9 +416,9 @@ def main() -> int:
     if sys.argv[1:2] == ["ray"]:  # its own options: python -m bench ray --help
         from bench.ray import main as ray_main
 
-        return ray_main(sys.argv[2:])
+        return run_main(ray_main, sys.argv[2:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["all", "roofline", "features", "head", "export", "latency", "interpreter", "accuracy", "phone", "neither",
+    parser.add_argument("part", help="a part, or ray (its own options: python -m bench ray --help)", choices=["all", "roofline", "features", "head", "export", "latency", "interpreter", "accuracy", "phone", "neither",
                                          "unsure", "fuzz", "soak"])
     parser.add_argument("--run", default=str(REPO / "runs" / "mobilenet+mobilenet_v2_288"))
     parser.add_argument("--art", default=None)
@@ -449,4 +461,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -125,4 +125,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from bench.__main__ import run_main
+
+    sys.exit(run_main(main))

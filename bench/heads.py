@@ -163,4 +163,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bench.__main__ import run_main
+
+    sys.exit(run_main(main))

@@ -201,4 +201,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bench.__main__ import run_main
+
+    sys.exit(run_main(main))

@@ -57,6 +57,13 @@ def _fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
+def _name_the_target(exc: BaseException, tmp: Path, path: Path) -> None:
+    """An OSError about the hidden temporary file names the file the user asked for instead (the
+    CLI prints `FILE: reason`; `.NAME.tmp-1a2b3c4d` is nothing the user knows)."""
+    if isinstance(exc, OSError) and exc.filename is not None and str(exc.filename) == str(tmp):
+        exc.filename = str(path)
+
+
 @contextmanager
 def staged(path: str | os.PathLike, fsync: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside `path`; when the block ends without error, the file written
@@ -69,8 +76,9 @@ def staged(path: str | os.PathLike, fsync: bool = True) -> Iterator[Path]:
         if fsync:
             _fsync_file(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        _name_the_target(exc, tmp, path)
         raise
     if fsync:
         _fsync_dir(path.parent)
@@ -113,8 +121,9 @@ def staged_dir(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         replace_dir(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        _name_the_target(exc, tmp, path)
         raise
 
 

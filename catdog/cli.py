@@ -367,8 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "predict", cmd_predict, "write a Kaggle submission (id,label = P(dog), then pet = P(cat or dog) and verdict = "
                  "cat, dog or neither) for TEST_DIR", "run_dir:RUN_DIR|ARTEFACT:a RUN_DIR, or an exported .tflite, .onnx or .mlpackage",
                  "test_dir:TEST_DIR", out="submission.csv")
-    p.add_argument("--clip", nargs=2, type=float, default=[0.005, 0.995], metavar=("LOW", "HIGH"), help="default 0.005 0.995")
-    p.add_argument("--no-clip", action="store_true", help="write the probabilities unclipped")
+    clipping = p.add_mutually_exclusive_group()  # [--clip LOW HIGH | --no-clip]
+    clipping.add_argument("--clip", nargs=2, type=float, default=[0.005, 0.995], metavar=("LOW", "HIGH"), help="default 0.005 0.995")
+    clipping.add_argument("--no-clip", action="store_true", help="write the probabilities unclipped")
     p.add_argument("--calibrated", action="store_true", help="apply the run's temperature (fitted on its cross-validated predictions)")
     p.add_argument("--tta", action="store_true", help=TTA_HELP)
     _add_decode_args(p)

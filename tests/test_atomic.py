@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -35,6 +36,19 @@ def test_write_replaces_whole_files(tmp_path):
     with pytest.raises(ValueError, match="not a write mode"):
         with open_atomic(path, "a"):
             pass
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where no file can be made")
+def test_a_failed_write_names_the_file_asked_for_not_the_temporary_one():
+    """The CLI prints an OSError as `FILE: reason`: it named `/proc/.sub.tmp-1a2b3c4d.csv`."""
+    def package(path):  # a folder written whole (an .mlpackage)
+        with staged_dir(path) as tmp:
+            tmp.mkdir()
+
+    for write in (lambda p: write_text(p, "x"), package):
+        with pytest.raises(OSError) as err:
+            write(Path("/proc/sub.csv"))
+        assert err.value.filename == "/proc/sub.csv", err.value
 
 
 def test_staged_keeps_the_suffix_for_writers_that_need_it(tmp_path):

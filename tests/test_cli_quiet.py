@@ -86,6 +86,9 @@ def test_a_wrong_argument_is_one_line_before_any_work(tmp_path):
         ("train", "F.h5", "--out", str(folder), "--seed", "-1"): "catdog train: error: argument --seed: -1 is under 0",
         ("features", "DATA", "--out", "f.h5", "--batch-size", "two"): "catdog features: error: argument --batch-size: 'two' is not a whole number",
         ("finetune", "RUN", "DATA", "--out", str(folder), "--lr", "-1"): "catdog finetune: error: argument --lr: '-1': give a positive number",
+        # alternatives (README: [--clip LOW HIGH | --no-clip]); both were accepted, --no-clip won
+        ("predict", "RUN", "TEST", "--out", "s.csv", "--clip", "0.1", "0.9", "--no-clip"):
+            "catdog predict: error: argument --no-clip: not allowed with argument --clip",
     }
     for args, expected in cases.items():
         result = catdog_cli(*args)

@@ -336,6 +336,10 @@ def test_a_truncated_run_or_threshold_is_one_line_before_serving(subset_run, tmp
     shutil.copy(subset_run / "metrics.json", cut)
     with pytest.raises(CatdogError, match=r"model\.keras: not a whole \.keras file \(truncated or damaged\); train the run again"):
         load_predictor(cut)
+    (cut / "metrics.json").write_text("{")
+    shutil.copy(subset_run / "model.keras", cut)
+    with pytest.raises(CatdogError, match=r"cut/metrics\.json: cannot read it \(Expecting property name"):
+        load_predictor(cut)
     nan = tmp_path / "nan"
     shutil.copytree(subset_run, nan, ignore=shutil.ignore_patterns("artefacts", "*.h5"))
     metrics = json.loads((nan / "metrics.json").read_text())

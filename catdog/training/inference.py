@@ -59,9 +59,13 @@ def load_run(run_dir: str | os.PathLike) -> Run:
         raise CatdogError(f"{model_path}: not a whole .keras file (truncated or damaged); train the run again")
     try:
         model = keras.models.load_model(model_path)
-        metrics = json.loads((run_dir / RunDir.METRICS).read_text())
     except Exception as exc:  # a damaged or foreign file: one line, not a traceback
-        raise CatdogError(f"{run_dir}: cannot load the run ({str(exc).splitlines()[0][:200]}); train it again") from None
+        raise CatdogError(f"{model_path}: cannot load the model ({str(exc).splitlines()[0][:200]}); train the run again") from None
+    try:
+        metrics = json.loads((run_dir / RunDir.METRICS).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0][:200]
+        raise CatdogError(f"{run_dir / RunDir.METRICS}: cannot read it ({reason}); train the run again") from None
     if not isinstance(model.output, dict) or PET not in model.output or PET_THRESHOLD not in metrics:
         raise CatdogError(f"{run_dir}: trained by an older catdog (no '{PET}' output, no neither answer); train it again")
     return Run(run_dir, model, metrics)
