@@ -163,7 +163,7 @@ def current_parity(parity: dict | None, manifest: dict | None, art_dir: str | os
         if other_model:
             stale = f"{file} was exported from another model than this run's model.keras (trained again since?); run `catdog export` again"
         elif entry is None or not (Path(art_dir) / file).exists():
-            stale = f"{file} is no longer in the artefacts folder"
+            stale = f"{file} is no longer in the artefacts folder; run `catdog export` again, then `catdog parity`"
         elif not row.get("sha256"):
             stale = f"parity.json does not say which {file} it measured (written by an older catdog); {again}"
         elif row["sha256"] != entry.get("sha256"):

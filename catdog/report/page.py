@@ -326,7 +326,10 @@ def parity_section(parity: dict | None, exported: bool) -> str:
         )
         classes.append("" if r.get("passed") else "fail")
     failing = [r for r in parity.get("artefacts", []) if not r.get("passed") and not r.get("stale")]
-    verdict = "all artefacts pass" if parity.get("passed") else "some artefacts FAIL" if failing else "not current for every artefact (see below)"
+    stale = sum(bool(r.get("stale")) for r in parity.get("artefacts", []))
+    verdict = ("all artefacts pass" if parity.get("passed") else "some artefacts FAIL" if failing
+               else f"{stale} of {len(parity.get('artefacts', []))} artefacts not current (see below)" if stale
+               else "not every artefact measured (see below)")
     lead = (
         f"Against the Keras model on {parity.get('n_reference', '?')} reference images ("
         f"{'edge cases included' if parity.get('edge_cases', True) else 'no edge cases: --no-edge'}) and "
