@@ -108,13 +108,15 @@ def test_cache_keys_on_ray_equal_the_drivers(local_ray, photos, tmp_path):
         distributed.KEY_BATCH = original
 
 
-def test_predict_on_ray_writes_the_same_submission(local_ray, subset_run, tmp_path):
+def test_predict_on_ray_writes_the_same_submission(local_ray, subset_run, tmp_path, capsys):
     data = copy_photos(tmp_path / "test", [f"{n}.jpg" for n in range(1, 101)], src=TEST)
     make_bad_files(data, TEST / "1.jpg")
     single, on_ray = tmp_path / "single" / "submission.csv", tmp_path / "ray" / "submission.csv"
     # --tta: the Ray actor averages each photo with its mirror image as predict_images does
     assert main(["predict", str(subset_run), str(data), "--out", str(single), "--tta"]) == 0
     assert main(["predict", str(subset_run), str(data), "--out", str(on_ray), "--ray", "--tta"]) == 0
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("submission:")]
+    assert len(said) == 2 and all("label = P(dog), mean of each photo and its mirror image (--tta)" in line for line in said), said
     rows = _rows(on_ray)
     assert len(rows) == 101 and rows[1][0] == "1"
     assert on_ray.read_text() == single.read_text()

@@ -76,6 +76,10 @@ def test_run_says_a_missing_folder_before_any_work(photos, tmp_path, capsys):
         assert main(["run", str(photos), "--out", str(tmp_path / "run"), option, str(tmp_path / "nowhere")]) == 2
         assert capsys.readouterr().err.strip() == f"catdog: error: {option} {tmp_path / 'nowhere'}: no such folder; give a folder of photos"
         assert not (tmp_path / "run" / "features.h5").exists()
+    # --cv more than the photos allow: said before the features are extracted (10 cats, 10 dogs)
+    assert main(["run", str(photos), "--out", str(tmp_path / "run"), "--cv", "100"]) == 2
+    assert capsys.readouterr().err.strip().startswith("catdog: error: --cv 100: nested cross-validation needs at least")
+    assert not (tmp_path / "run" / "features.h5").exists()
 
 
 def test_parity_names_the_labelled_photos_it_cannot_use(photos, tmp_path, capsys):

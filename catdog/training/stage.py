@@ -130,6 +130,7 @@ def evaluate_stage(
     (tn, fp), (fn, tp) = result["confusion_matrix"]
     prefix = f"neither answer, P(pet) under {threshold:.3g}: "
     lines = [f"{run_dir}, run by {run.model.engine}"] if run.artefact else []
+    lines += ["test-time augmentation: each photo averaged with its mirror image (--tta)"] if tta else []
     lines += [
         f"{'photos':>10} {'log loss':>10} {'accuracy':>10}",
         f"{result['n']:>10d} {result['log_loss']:>10.4f} {result['accuracy']:>10.2%}",
@@ -153,7 +154,7 @@ def evaluate_stage(
     if json_path:
         from catdog.atomic import write_text
 
-        write_text(json_path, json.dumps({**result, "pet": pet, **extra, "run_dir": run_dir, "data": data}, indent=2))
+        write_text(json_path, json.dumps({**result, "pet": pet, **extra, "tta": bool(tta), "run_dir": run_dir, "data": data}, indent=2))
         lines.append(f"written {json_path}")
     return lines
 
@@ -212,7 +213,8 @@ def predict_submission(
     temperature = run.temperature if calibrated else None
     rows = submission_rows(predictions, clip=clip, temperature=temperature, threshold=run.pet_threshold)
     write_submission(out, rows)
-    how = f"temperature {temperature:.3f}, " if temperature else ""
+    how = "mean of each photo and its mirror image (--tta), " if tta else ""
+    how += f"temperature {temperature:.3f}, " if temperature else ""
     how += f"clipped to {clip[0]}..{clip[1]}" if clip else "not clipped"
     neither = sum(r[3] == "neither" for r in rows)
     return f"submission: {len(rows)} rows in {out} (label = P(dog), {how}; {neither} with verdict neither)"
