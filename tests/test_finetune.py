@@ -57,6 +57,14 @@ def test_finetune_writes_a_valid_run(subset_run, train_subset, tmp_path):
     assert metrics["calibration"]["temperature"] == 1.0 == tuned.temperature
     assert 0.05 <= metrics["calibration"]["fitted_temperature"] <= 20
     assert 0.0 <= metrics["pet_keep_validation"] <= 1.0 and metrics["pet_threshold"] == run.metrics["pet_threshold"]
+    # its report says what it is: the size, the split it held out, a temperature not applied, the source's pet head
+    from catdog.report import write_report
+
+    write_report(out)
+    html = (out / "report.html").read_text()
+    assert f"at {run.metrics['image_size']} px" in html and "48 held-out validation photos" in html
+    assert "the early-stopping validation split (it chose the epoch): the temperature fitted there is not applied" in html
+    assert "Fine-tuning does not retrain the pet head" in html and f"it keeps {metrics['pet_keep_validation']:.1%}" in html
     # --out the run itself: refused before any work (it would overwrite the model it starts from)
     with pytest.raises(CatdogError, match="the run being fine-tuned; give --out a new RUN_DIR"):
         finetune(run, train_subset, subset_run / ".", FinetuneConfig(max_epochs=1), progress=False)

@@ -271,6 +271,12 @@ def neither_section(metrics: dict, photos: dict | None) -> str:
     if not rates:
         return _section("neither", _note("This run has no estimate of the neither answer (trained by an older catdog)."))
     body = f'<p class="lead">The neither answer {escape(rates)}.</p>'
+    if photos is None and metrics.get("finetuned_from"):  # the pet head and its rates are the source run's
+        keep = metrics.get("pet_keep_validation")
+        kept = f" On this run's {metrics.get('n_val', '?')} validation photos, whose features fine-tuning moved, it keeps {keep:.1%}." if isinstance(keep, (int, float)) else ""
+        return _section("neither", body + _note(
+            f"Fine-tuning does not retrain the pet head: its threshold and the rates above are those of {escape(str(metrics['finetuned_from']))}, "
+            f"whose report shows the photos.{kept}"))
     if photos is None:
         return _section("neither", body + _note("No pet_predictions.csv in this run: no photos to show (train with <code>--negatives DIR</code>)."))
 
