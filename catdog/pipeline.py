@@ -13,21 +13,6 @@ from catdog.contract import ArtDir, RunDir
 from catdog.errors import CatdogError
 
 
-def _check_folds(data: str, folds: int) -> None:
-    """--cv K against the labelled photos' names, before any extraction: a --cv 100 on 40 photos
-    is said now, not after the features (training checks again on the photos that decoded and
-    were not excluded: fewer, never more)."""
-    import numpy as np
-
-    from catdog.data import scan
-    from catdog.training.cv import check_nested
-
-    if Path(data).is_dir():  # else features_stage says so, in its words
-        labels = [s.label for s in scan(data)[0] if s.label is not None]
-        if labels:
-            check_nested(np.array(labels), folds, folds)
-
-
 def run_pipeline(
     data: str,
     run_dir: Path,
@@ -61,7 +46,7 @@ def run_pipeline(
     from catdog.features.stage import features_stage
     from catdog.report import Stage, export_figure, parity_figure, summary_table, training_figure, write_report
     from catdog.report.facts import read_json
-    from catdog.training.stage import train_stage
+    from catdog.training.stage import check_folds, train_stage
     from catdog.training.summary import robustness_lines
 
     start = time.perf_counter()
@@ -70,7 +55,7 @@ def run_pipeline(
     for option, folder in (("--reference", reference), ("--calibration", calibration_dir), ("--negatives", negatives)):
         if folder and not Path(folder).is_dir():  # said now, not after minutes of extraction and training
             raise CatdogError(f"{option} {folder}: no such folder; give a folder of photos")
-    _check_folds(data, head_config.folds)
+    check_folds(data, head_config.folds)  # --cv K against the photos' names, before any extraction
 
     with Stage("features") as stage:
         report, stage.figure = features_stage(data, features, run_dir / RunDir.REJECTED, extraction, exclude=exclude, labelled=True)

@@ -220,6 +220,22 @@ def predict_submission(
     return f"submission: {len(rows)} rows in {out} (label = P(dog), {how}; {neither} with verdict neither)"
 
 
+def check_folds(data: str | Path, folds: int) -> None:
+    """--cv K against DATA's labelled photos by their names, before any extraction: a --cv 100 on
+    40 photos is said at once, not after the features (training checks again on the photos that
+    decoded and were not excluded: fewer, never more). A folder that is not there is left to the
+    features stage to name."""
+    import numpy as np
+
+    from catdog.data import scan
+    from catdog.training.cv import check_nested
+
+    if Path(data).is_dir():
+        labels = [s.label for s in scan(data)[0] if s.label is not None]
+        if labels:
+            check_nested(np.array(labels), folds, folds)
+
+
 def finetune_lines(metrics: dict, out) -> list[str]:
     """What `catdog finetune` prints about the fine-tuned run in `out`."""
     lines = [
