@@ -44,7 +44,7 @@ def test_a_view_left_by_another_backbone_is_one_line_and_run_trains_on_its_own_v
                                           r"mobilenet_v2 at 224px \(imagenet\); extract them again"):
         train_stage(features, tmp_path / "run", config)
     (tmp_path / "run" / "pet_predictions.csv").write_text("file,kind,p_pet,kept\nold.jpg,pet,0.5,1\n")
-    with pytest.raises(CatdogError, match=r"--negatives: its features are of the training photos themselves"):
+    with pytest.raises(CatdogError, match=r"--negatives: 20 of its 20 photos are training photos themselves"):
         train_stage(features, tmp_path / "run", config, negatives=str(features), views=[])  # a detector that rejects nothing, before
     with pytest.raises(CatdogError, match=r"--shift-photos 4: takes labelled photos .* has none"):
         unlabelled = copy_photos(tmp_path / "unlabelled", ["cat.1.jpg"])
@@ -53,6 +53,46 @@ def test_a_view_left_by_another_backbone_is_one_line_and_run_trains_on_its_own_v
     metrics = train_stage(features, tmp_path / "run", config, views=[])  # as `catdog run --views none --shift-photos 0`
     assert metrics["head"]["views"] == [] and [r["name"] for r in metrics["robustness"]["rows"]] == ["clean", "groups"]
     assert not (tmp_path / "run" / "pet_predictions.csv").exists()  # no negatives: no nested P(pet) to list
+
+
+def test_negatives_and_views_must_be_of_other_photos_and_the_same_files(photos, tmp_path, capsys):
+    """Negatives extracted from another folder holding the training photos (links, or class
+    folders of the same files) made a detector that rejects nothing, unsaid; negatives named as
+    cats and dogs likewise. A view file made before a photo was replaced under the same name gave
+    the old photo's view to the new one (matched by name): matched by cache key, the view now lacks
+    that photo and training says to extract it again."""
+    import shutil
+
+    from catdog.features import view_path
+    from catdog.features.stage import Extraction, features_stage
+    from catdog.training import HeadConfig
+    from catdog.training.stage import train_stage
+
+    v2 = Extraction("mobilenet_v2", None, 224, "litert", 32, 50_000_000)
+    data = tmp_path / "data"
+    shutil.copytree(photos, data)
+    features = tmp_path / "run" / "features.h5"
+    features_stage(str(data), features, None, v2, echo=False)
+    config = HeadConfig(folds=3, l2_grid=(1e-2,))
+    same = tmp_path / "same"  # renamed copies of 8 training photos
+    same.mkdir()
+    for i, name in enumerate(kaggle_names("cat", range(4)) + kaggle_names("dog", range(4))):
+        shutil.copy(data / name, same / f"IMG_{i}.jpg")
+    features_stage(str(same), tmp_path / "same.h5", None, v2, echo=False)
+    with pytest.raises(CatdogError, match=r"--negatives: 8 of its 8 photos are training photos themselves .*same\)"):
+        train_stage(features, tmp_path / "run", config, negatives=str(tmp_path / "same.h5"), views=[])
+    named = copy_photos(tmp_path / "named", kaggle_names("cat", range(12, 20)))
+    features_stage(str(named), tmp_path / "named.h5", None, v2, echo=False)
+    with pytest.raises(CatdogError, match=r"--negatives: 8 of its photos are named as cats or dogs"):
+        train_stage(features, tmp_path / "run", config, negatives=str(tmp_path / "named.h5"), views=[])
+
+    features_stage(str(data), view_path(features, "mirror"), None, v2, view="mirror", echo=False)
+    shutil.copy(TRAIN / "cat.50.jpg", data / "cat.0.jpg")  # another photo under the same name
+    features_stage(str(data), features, None, v2, echo=False)
+    with pytest.raises(CatdogError, match=r"the mirror view's features lack 1 of the photos"):
+        train_stage(features, tmp_path / "run", HeadConfig(folds=3, l2_grid=(1e-2,), views=("mirror",)), views=["mirror"])
+    features_stage(str(data), view_path(features, "mirror"), None, v2, view="mirror", echo=False)  # as the error says
+    assert train_stage(features, tmp_path / "run", HeadConfig(folds=3, l2_grid=(1e-2,), views=("mirror",)), views=["mirror"])["n_train"]
 
 
 def test_a_first_extraction_that_failed_does_not_block_the_retry(photos, tmp_path, capsys):

@@ -50,6 +50,7 @@ class FeatureSet:
     backbone: str
     weights: str
     attrs: dict = field(default_factory=dict)
+    keys: list[str] = field(default_factory=list)  # each photo's cache key (name|size|mtime): which file it was
 
 
 @dataclass
@@ -352,6 +353,7 @@ def without(feature_set: FeatureSet, names: set[str]) -> tuple[FeatureSet, int]:
             feature_set.backbone,
             feature_set.weights,
             attrs,
+            [k for k, kept in zip(feature_set.keys, keep) if kept],
         ),
         dropped,
     )
@@ -377,6 +379,7 @@ def load_features(path: str | os.PathLike) -> FeatureSet:
                 backbone=str(f.attrs["backbone"]),
                 weights=str(f.attrs["weights"]),
                 attrs={k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()},
+                keys=decode(f["keys"][:]) if "keys" in f else [],
             )
     except (OSError, KeyError) as exc:
         raise CatdogError(f"{path}: not a catdog feature file ({exc}); make one with `catdog features`") from None

@@ -222,7 +222,11 @@ def _labelled(feature_set: FeatureSet, report: bool = True) -> np.ndarray:
 
 def photo_rows(feature_set: FeatureSet, rows: np.ndarray, view: FeatureSet) -> np.ndarray:
     """Each row of a view's features: the position of its photo in `rows` (the training photos of
-    `feature_set`), -1 for a photo not among them."""
+    `feature_set`), -1 for a photo not among them. Matched by cache key (name, size, mtime) where
+    both files have them: a view of a photo since replaced under the same name is not its view."""
+    if feature_set.keys and view.keys:
+        at = {key: i for i, key in enumerate(feature_set.keys[r] for r in rows)}
+        return np.array([at.get(k, -1) for k in view.keys], int)
     at = {name: i for i, name in enumerate(feature_set.names[r] for r in rows)}
     return np.array([at.get(n, -1) for n in view.names], int)
 
@@ -326,20 +330,32 @@ def check_views(feature_set: FeatureSet, views: dict[str, FeatureSet] | None) ->
 def check_negatives(feature_set: FeatureSet, negatives: FeatureSet | None) -> None:
     """Raise the one-line error for negatives the pet detector cannot use: another backbone or input
     size than the photos', or too few for its nested CV (checked before any training)."""
-    if negatives is not None and (negatives.backbone, negatives.attrs.get("image_size")) != (
-        feature_set.backbone, feature_set.attrs.get("image_size")
-    ):
+    if negatives is not None and _extraction(negatives) != _extraction(feature_set):
+        (b, s, w), (fb, fs_, fw) = _extraction(negatives), _extraction(feature_set)
         raise CatdogError(
-            f"the negatives' features are {negatives.backbone} at {negatives.attrs.get('image_size')}, the photos' "
-            f"{feature_set.backbone} at {feature_set.attrs.get('image_size')}; extract both with the same --backbone and --image-size"
+            f"the negatives' features are {b} at {s} ({w} weights), the photos' {fb} at {fs_} ({fw}); "
+            "extract both with the same --backbone, --image-size and --weights"
         )
-    same_dir = negatives is not None and negatives.attrs.get("data_dir") and negatives.attrs.get("data_dir") == feature_set.attrs.get("data_dir")
-    if same_dir and set(negatives.names) & set(feature_set.names):
+    if negatives is None:
+        return
+    where = negatives.attrs.get("data_dir", "?")
+    same_dir = negatives.attrs.get("data_dir") and negatives.attrs.get("data_dir") == feature_set.attrs.get("data_dir")
+    photos = {row.tobytes() for row in feature_set.features}  # the same photo, extracted alike: the same bytes
+    shared = sum(row.tobytes() in photos for row in negatives.features)
+    if same_dir:
+        shared = max(shared, len(set(negatives.names) & set(feature_set.names)))
+    if shared:
         raise CatdogError(
-            f"--negatives: its features are of the training photos themselves ({negatives.attrs.get('data_dir', '?')}); "
+            f"--negatives: {shared} of its {len(negatives.names)} photos are training photos themselves ({where}); "
             "give the features of a folder of photos with no cat or dog (e.g. ../shared/data/not-pets)"
         )
-    if negatives is not None and 0 < len(negatives.names) < MIN_NEGATIVES:
+    named = int((negatives.labels >= 0).sum()) if len(negatives.labels) else 0
+    if named:
+        raise CatdogError(
+            f"--negatives: {named} of its photos are named as cats or dogs ({where}: cat.N.jpg/dog.N.jpg or cat/ dog/ folders); "
+            "give the features of a folder of photos with no cat or dog"
+        )
+    if 0 < len(negatives.names) < MIN_NEGATIVES:
         raise CatdogError(
             f"--negatives: {len(negatives.names)} usable photos with neither cat nor dog in {negatives.attrs.get('data_dir', '?')}; "
             f"the neither detector's nested {PET_FOLDS}-fold CV needs at least {MIN_NEGATIVES} (a hundred or more of everyday "
