@@ -78,7 +78,7 @@ def test_analysis_ranks_a_perturbed_layer_first(subset_run, tmp_path):
 
 
 @needs_shared
-def test_kept_layers_are_float32_in_every_format(subset_run, tmp_path):
+def test_kept_layers_are_float32_in_every_format(subset_run, tmp_path, capsys):
     from catdog.cli import main
     from catdog.export.onnx import kept_nodes
     from catdog.export.sensitivity import Unit
@@ -112,6 +112,12 @@ def test_kept_layers_are_float32_in_every_format(subset_run, tmp_path):
             kept_checks = [c for c in row["spec_checks"] if "kept float32" in c["check"]]
             assert len(kept_checks) == 2 and all(c["passed"] for c in kept_checks), kept_checks
     assert main(["export", str(subset_run), "--out", str(tmp_path / "bad"), "--precision", "fp16", "--keep-float", "nope"]) == 2
+    # with --mixed off the layers were dropped without a word (even unknown ones), and '' kept nothing
+    for extra, said in ((["--mixed", "off"], "--keep-float chooses the float32 layers by hand and --mixed off rounds every layer"),
+                        ([], "--keep-float: no layer named")):
+        value = "nope" if extra else ""
+        assert main(["export", str(subset_run), "--out", str(tmp_path / "bad"), "--precision", "fp16", "--keep-float", value, *extra]) == 2
+        assert said in capsys.readouterr().err
 
 
 @needs_shared
@@ -259,3 +265,20 @@ def test_sensitivity_chart_titles_fit_their_figure(subset_artefacts):
             assert (", ".join(kept) in ax.get_title()) == (len(kept) == 3), ax.get_title()
             assert len(kept) == 3 or f"the {len(kept)} layers kept float32" in ax.get_title()
         plt.close(fig)
+
+
+def test_the_analysis_cache_keys_the_temperature_folded_in():
+    """`export --calibrated` analyses the model with the temperature folded in: its cached choice
+    was the uncalibrated model's (and the other way round), so the same command made other
+    sha256s depending on which export came first. T = 1 keeps the key it had (make run's cache)."""
+    import hashlib
+
+    from catdog.export.sensitivity import ANALYSIS_VERSION, MARGIN, _cache_key
+
+    images, calibration = np.zeros((2, 8, 8, 3), np.float32), np.ones((1, 8, 8, 3), np.float32)
+    plain = _cache_key("abc", images, calibration, ["fp16"])
+    assert plain == _cache_key("abc", images, calibration, ["fp16"], 1.0)
+    h = hashlib.sha256(f"v{ANALYSIS_VERSION}:abc:{MARGIN}:['fp16']".encode())
+    h.update(images.tobytes()), h.update(calibration.tobytes())
+    assert plain == h.hexdigest()[:16]  # the key the cache had before: make run reuses its analysis
+    assert len({plain, _cache_key("abc", images, calibration, ["fp16"], 0.93), _cache_key("abc", images, calibration, ["fp16"], 1.07)}) == 3

@@ -130,6 +130,10 @@ def export_run(
     sensitivity.json / .png, and uniform fp16/int8 TFLite and ONNX under uniform/ to compare);
     mixed=False rounds every layer. keep_float: these Keras layer names instead of the analysis'.
     """
+    if keep_float is not None and not mixed:  # said, not dropped: the two choose the float32 layers two ways
+        raise CatdogError("--keep-float chooses the float32 layers by hand and --mixed off rounds every layer; give one of them")
+    if keep_float is not None and not keep_float:
+        raise CatdogError("--keep-float: no layer named; give LAYER,... (the names are in ART_DIR/sensitivity.json), or leave it out")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     backbone = run.metrics["backbone"]
@@ -176,7 +180,7 @@ def export_run(
     keep = mixed_precision_plan(
         model, model_sha, precisions, calibration=calibration, samples=calibration_samples, art_dir=out_dir,
         cache_dir=run.path / "cache", mixed=mixed, keep_float=keep_float, progress=progress,
-        coreml_fp16=coreml_fp16 if coreml_analysed else None,
+        coreml_fp16=coreml_fp16 if coreml_analysed else None, temperature=temperature,
     )
     jobs = [(f, p, out_dir) for f in formats for p in precisions]
     # the measured choice is compared with rounding every layer; a hand-picked --keep-float is not
@@ -348,6 +352,7 @@ def mixed_precision_plan(
     keep_float: list[str] | None = None,
     progress: bool = True,
     coreml_fp16=None,
+    temperature: float = 1.0,
 ) -> dict[str, list[Unit]]:
     """precision ("fp16", "int8", and "coreml_fp16" for Core ML's own) -> units kept float32. Runs
     (or reuses, cached in RUN_DIR/cache) the sensitivity analysis and writes ART_DIR/sensitivity.json
@@ -369,7 +374,8 @@ def mixed_precision_plan(
         raise CatdogError("mixed precision needs training photos to measure layer sensitivity; pass --calibration DIR or --mixed off")
     labelled = [s for s in samples if s.label is not None] or samples
     images, labels = draw_photos(labelled, input_size(model), SENSITIVITY_PHOTOS, seed=1)
-    analysis = analyse(net, model_sha, images, labels, reduced, calibration, cache_dir=cache_dir, progress=progress, coreml_fp16=coreml_fp16)
+    analysis = analyse(net, model_sha, images, labels, reduced, calibration, cache_dir=cache_dir, progress=progress, coreml_fp16=coreml_fp16,
+                       temperature=temperature)
     write_text(art_dir / ArtDir.SENSITIVITY, json.dumps(analysis, indent=1))
     plot(analysis, art_dir / ArtDir.SENSITIVITY_PNG)
     for line in missed_targets(analysis):

@@ -564,8 +564,10 @@ def int8_analysis(cam_model, fp32_tflite: Path, units, calibration, images, labe
 # ---------------------------------------------------------------- the analysis, cached
 
 
-def _cache_key(model_sha256: str, images: np.ndarray, calibration: np.ndarray | None, precisions) -> str:
-    h = hashlib.sha256(f"v{ANALYSIS_VERSION}:{model_sha256}:{MARGIN}:{sorted(precisions)}".encode())
+def _cache_key(model_sha256: str, images: np.ndarray, calibration: np.ndarray | None, precisions, temperature: float = 1.0) -> str:
+    # the temperature folded in (--calibrated) is part of the model analysed: another key
+    folded = f":T{temperature!r}" if temperature != 1.0 else ""
+    h = hashlib.sha256(f"v{ANALYSIS_VERSION}:{model_sha256}{folded}:{MARGIN}:{sorted(precisions)}".encode())
     h.update(np.ascontiguousarray(images).tobytes())
     if calibration is not None:
         h.update(np.ascontiguousarray(calibration).tobytes())
@@ -582,6 +584,7 @@ def analyse(
     cache_dir: Path | None = None,
     progress: bool = True,
     coreml_fp16=None,
+    temperature: float = 1.0,
 ) -> dict:
     """Per-layer sensitivity and the kept-float32 layers for each reduced precision in
     `precisions` ("fp16", "int8"). images, labels: sensitivity photos (training photos, never
@@ -592,13 +595,14 @@ def analyse(
     its result (export_run runs it in a second process beside the analyses here); called only when
     the analysis is not cached.
 
-    Cached in `cache_dir` (one JSON per model, photos and settings): a second call is free.
+    Cached in `cache_dir` (one JSON per model, temperature folded in, photos and settings): a
+    second call is free.
     """
     from tqdm import tqdm
 
     if coreml_fp16 is not None and "fp16" in precisions:
         precisions = [*precisions, "coreml_fp16"]
-    key = _cache_key(model_sha256, images, calibration, precisions)
+    key = _cache_key(model_sha256, images, calibration, precisions, temperature)
     cached = Path(cache_dir) / f"sensitivity_{key}.json" if cache_dir else None
     if cached and cached.is_file():
         return json.loads(cached.read_text())
