@@ -268,7 +268,7 @@ def _float_list(text: str) -> list[float]:
         values = [float(t) for t in text.split(",") if t.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: give numbers separated by commas (e.g. 1e-3,3e-3)") from None
-    if not values or min(values) <= 0:
+    if not values or not all(0 < v < float("inf") for v in values):  # nan and inf too: scikit-learn's traceback
         raise argparse.ArgumentTypeError(f"{text!r}: give positive numbers separated by commas (e.g. 1e-3,3e-3)")
     return values
 
@@ -290,13 +290,16 @@ def _view_list(text: str) -> list[str]:
     unknown = [v for v in views if v not in VIEWS]
     if unknown:
         raise argparse.ArgumentTypeError(f"{', '.join(unknown)}: not a view; choose from {', '.join(VIEWS)}, or none")
+    twice = sorted({v for v in views if views.count(v) > 1})
+    if twice:  # its rows would be trained on twice
+        raise argparse.ArgumentTypeError(f"{', '.join(twice)}: named twice; give each view once")
     return views
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     from catdog.training.settings import L2_GRID, TRAIN_VIEWS
 
-    p.add_argument("--seed", type=_whole(0), default=0, help="seed for the CV folds and the bootstrap (default 0)")
+    p.add_argument("--seed", type=_whole(0, 2**32 - 1), default=0, help="seed for the CV folds and the bootstrap (default 0)")
     p.add_argument("--l2", type=_float_list, default=list(L2_GRID), metavar="L2[,L2...]", help="L2 strengths for cross-validation to "
                    f"choose from; one value fixes it (default {','.join(f'{v:g}' for v in L2_GRID)})")
     p.add_argument("--cv", type=int, default=5, metavar="K",
@@ -419,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_whole(1), default=32)
     p.add_argument("--epochs", type=_whole(1), default=8, help="most epochs (default 8)")
     p.add_argument("--patience", type=_whole(0), default=4, help="early-stopping patience (default 4)")
-    p.add_argument("--seed", type=_whole(0), default=0)
+    p.add_argument("--seed", type=_whole(0, 2**32 - 1), default=0)
 
     p = _command(sub, "report", cmd_report, "write RUN_DIR/report.html: data, curves, calibration, CAMs, parity, sizes, latencies",
                  "run_dir:RUN_DIR")

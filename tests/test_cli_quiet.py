@@ -83,9 +83,14 @@ def test_a_wrong_argument_is_one_line_before_any_work(tmp_path):
         ("predict", "RUN", "TEST", "--out", "s.csv", "--batch-size", "0"): "catdog predict: error: argument --batch-size: 0 is under 1",
         ("serve", "ART", "--port", "99999"): "catdog serve: error: argument --port: 99999 is out of range; give 0 to 65535",
         ("serve", "ART", "--threads", "0"): "catdog serve: error: argument --threads: 0 is under 1",
-        ("train", "F.h5", "--out", str(folder), "--seed", "-1"): "catdog train: error: argument --seed: -1 is under 0",
+        ("train", "F.h5", "--out", str(folder), "--seed", "-1"): "catdog train: error: argument --seed: -1 is out of range; give 0 to 4294967295",
         ("features", "DATA", "--out", "f.h5", "--batch-size", "two"): "catdog features: error: argument --batch-size: 'two' is not a whole number",
         ("finetune", "RUN", "DATA", "--out", str(folder), "--lr", "-1"): "catdog finetune: error: argument --lr: '-1': give a positive number",
+        # scikit-learn's and KMeans' tracebacks, and a view trained on twice
+        ("train", "F.h5", "--out", str(folder), "--l2=nan"): "catdog train: error: argument --l2: 'nan': give positive numbers",
+        ("train", "F.h5", "--out", str(folder), "--l2", "0.01,inf"): "catdog train: error: argument --l2: '0.01,inf': give positive numbers",
+        ("train", "F.h5", "--out", str(folder), "--seed", "99999999999999999999"): "catdog train: error: argument --seed: 99999999999999999999 is out of range",
+        ("train", "F.h5", "--out", str(folder), "--views", "mirror,mirror"): "catdog train: error: argument --views: mirror: named twice",
         # alternatives (README: [--clip LOW HIGH | --no-clip]); both were accepted, --no-clip won
         ("predict", "RUN", "TEST", "--out", "s.csv", "--clip", "0.1", "0.9", "--no-clip"):
             "catdog predict: error: argument --no-clip: not allowed with argument --clip",

@@ -86,6 +86,11 @@ def test_negatives_and_views_must_be_of_other_photos_and_the_same_files(photos, 
     with pytest.raises(CatdogError, match=r"--negatives: 8 of its photos are named as cats or dogs"):
         train_stage(features, tmp_path / "run", config, negatives=str(tmp_path / "named.h5"), views=[])
 
+    with pytest.raises(CatdogError, match=r"--late-fusion: fuses the heads of several backbones, and the features are mobilenet_v2 alone"):
+        train_stage(features, tmp_path / "run", HeadConfig(folds=3, l2_grid=(1e-2,), late_fusion=True), views=[])  # was ignored
+    with pytest.raises(CatdogError, match=r"same: a folder, not a feature file; extract its features first"):
+        train_stage(features, tmp_path / "run", config, negatives=str(same), views=[])  # said "feature file not found"
+
     features_stage(str(data), view_path(features, "mirror"), None, v2, view="mirror", echo=False)
     shutil.copy(TRAIN / "cat.50.jpg", data / "cat.0.jpg")  # another photo under the same name
     features_stage(str(data), features, None, v2, echo=False)

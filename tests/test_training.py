@@ -129,3 +129,18 @@ def test_missing_run_dir_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CatdogError, match="not a finished catdog RUN_DIR"):
         load_run(tmp_path / "empty")
+
+
+def test_a_temperature_at_the_search_bound_is_said():
+    """Held-out predictions with no mistake drive the fitted temperature to 0.05 (a late-fusion run
+    of 60 photos printed "CV temperature 0.050 (`--calibrated` applies it)", which makes every P 0
+    or 1): the line now says what the bound means."""
+    from catdog.training.summary import bound_note
+
+    separable = M.fit_temperature(np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]]), np.array([0, 1, 0]))
+    assert separable == pytest.approx(M.TEMPERATURE_BOUNDS[0], rel=1e-6)
+    assert "no held-out mistake to fit it on" in bound_note(separable)
+    chance = M.fit_temperature(np.array([[0.9, 0.1], [0.1, 0.9]] * 5), np.array([1, 0] * 5))
+    assert chance == pytest.approx(M.TEMPERATURE_BOUNDS[1], rel=1e-6) and "no better than chance" in bound_note(chance)
+    honest = M.fit_temperature(np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.4, 0.6]]), np.array([0, 1, 0, 0]))
+    assert M.TEMPERATURE_BOUNDS[0] < honest < M.TEMPERATURE_BOUNDS[1] and bound_note(honest) == ""

@@ -362,6 +362,9 @@ def without(feature_set: FeatureSet, names: set[str]) -> tuple[FeatureSet, int]:
 def load_features(path: str | os.PathLike) -> FeatureSet:
     """Read a complete feature file written by `extract_features`."""
     path = Path(path)
+    if path.is_dir():  # a folder of photos where its features belong
+        raise CatdogError(f"{path}: a folder, not a feature file; extract its features first (`catdog features {path} --out FILE.h5`) "
+                          "and give FILE.h5")
     if not path.is_file():
         raise CatdogError(f"{path}: feature file not found; run `catdog features DATA --out {path}` first")
     try:

@@ -278,7 +278,7 @@ def neither_section(metrics: dict, photos: dict | None) -> str:
             f"Fine-tuning does not retrain the pet head: its threshold and the rates above are those of {escape(str(metrics['finetuned_from']))}, "
             f"whose report shows the photos.{kept}"))
     if photos is None:
-        return _section("neither", body + _note("No pet_predictions.csv in this run: no photos to show (train with <code>--negatives DIR</code>)."))
+        return _section("neither", body + _note("No pet_predictions.csv in this run: no photos to show (<code>catdog run --negatives DIR</code>, or <code>catdog train --negatives NEG.h5</code>)."))
 
     def grid(tiles: list[dict], wrong_kind: str) -> str:
         if not tiles:

@@ -53,7 +53,10 @@ def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarr
     return 1.0 / (1.0 + np.exp(-logit(probabilities) / temperature))
 
 
-def fit_temperature(probabilities: np.ndarray, labels: np.ndarray, lo: float = 0.05, hi: float = 20.0) -> float:
+TEMPERATURE_BOUNDS = (0.05, 20.0)  # fit_temperature's search range
+
+
+def fit_temperature(probabilities: np.ndarray, labels: np.ndarray, lo: float = TEMPERATURE_BOUNDS[0], hi: float = TEMPERATURE_BOUNDS[1]) -> float:
     """The temperature T > 0 that minimises log loss (golden-section search on log T)."""
     z = logit(probabilities)
     y = np.asarray(labels, np.float64)

@@ -23,6 +23,19 @@ def estimate_line(metrics: dict) -> str:
     )
 
 
+def bound_note(temperature: float) -> str:
+    """What a temperature at the edge of the search (catdog.training.metrics.fit_temperature's
+    0.05..20) means: the held-out predictions are all right (or all wrong), and the fit says only that."""
+    from catdog.training.metrics import TEMPERATURE_BOUNDS
+
+    lo, hi = TEMPERATURE_BOUNDS
+    if temperature <= lo * 1.01:
+        return f"; at the search's bound {lo:g}: no held-out mistake to fit it on, and --calibrated would push every P to 0 or 1 (leave it off)"
+    if temperature >= hi / 1.01:
+        return f"; at the search's bound {hi:g}: the held-out predictions are no better than chance, and --calibrated would push every P to 0.5"
+    return ""
+
+
 def metrics_lines(metrics: dict) -> list[str]:
     head, selection = metrics["head"], metrics["selection"]
     grid = ", ".join(f"{k} {v:.4f}" for k, v in selection["cv_log_loss"].items())
@@ -34,7 +47,8 @@ def metrics_lines(metrics: dict) -> list[str]:
         *([f"  late fusion: the mean logit of {len(head['late_fusion']['l2'])} heads (each backbone's columns, then all), "
            + l2_text(head)] if head.get("late_fusion") else []),
         f"  CV temperature {cal.get('folded_into_head', cal['temperature']):.3f}"
-        + (" (folded into the head)" if "folded_into_head" in cal else " (`--calibrated` applies it)"),
+        + (" (folded into the head)" if "folded_into_head" in cal else " (`--calibrated` applies it)")
+        + (bound_note(cal.get('folded_into_head', cal['temperature']))),
         f"  nested-CV confusion (rows true, cols predicted): cat {tn:4d} {fp:4d} | dog {fn:4d} {tp:4d}",
         estimate_line(metrics),
         *robustness_lines(metrics),

@@ -503,6 +503,9 @@ def train_run(
     start = time.perf_counter()
     run_dir = Path(run_dir)
     CV.check_nested(feature_set.labels[_labelled(feature_set, report=False)], config.folds, config.folds)
+    if config.late_fusion and len(backbone_names(feature_set.backbone)) < 2:  # was ignored without a word
+        raise CatdogError(f"--late-fusion: fuses the heads of several backbones, and the features are {feature_set.backbone} alone; "
+                          "extract them with --backbone mobilenet,mobilenet_v2, or leave it out")
     check_negatives(feature_set, negatives)
     check_views(feature_set, views)
     weights = backbone_weights(feature_set)
