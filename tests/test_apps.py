@@ -109,6 +109,8 @@ def test_add_model_scripts_copy_the_artefacts(subset_artefacts, tmp_path, app, e
     assert json.loads((dest / "manifest.json").read_text()) == json.loads((subset_artefacts / "manifest.json").read_text())
     bad = subprocess.run([str(copy / "scripts" / "add_model.sh"), str(tmp_path / "nope")], capture_output=True, text=True)
     assert bad.returncode == 2 and "manifest.json not found" in bad.stderr
+    bare = subprocess.run([str(copy / "scripts" / "add_model.sh")], capture_output=True, text=True)  # was bash's own line, exit 1
+    assert bare.returncode == 2 and bare.stderr.strip() == "usage: add_model.sh ART_DIR (the folder catdog export wrote)"
     # An artefact changed since export (here cut short, as an interrupted copy leaves it) is refused by
     # its sha256 in manifest.json, and the model added before stays.
     cut = tmp_path / "cut"

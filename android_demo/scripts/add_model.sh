@@ -2,7 +2,8 @@
 # Copy a catdog ART_DIR's manifest and TFLite artefact into the app's assets.
 #   android_demo/scripts/add_model.sh runs/mobilenet+mobilenet_v2_288/artefacts
 set -euo pipefail
-art="${1:?usage: add_model.sh ART_DIR}"
+[ $# -eq 1 ] || { echo "usage: add_model.sh ART_DIR (the folder catdog export wrote)" >&2; exit 2; }
+art="$1"
 dest="$(cd "$(dirname "$0")/.." && pwd)/app/src/main/assets"
 [ -f "$art/manifest.json" ] || { echo "add_model: $art/manifest.json not found; run catdog export first" >&2; exit 2; }
 # The artefact the app chooses, checked against its sha256 in manifest.json (catdog.contract, which

@@ -302,7 +302,8 @@ def run_parity(
     run_dir = Path(run_dir)
     run = load_run(run_dir)
     if sha256_file(run_dir / RunDir.MODEL) != manifest["keras_model"]["sha256"]:
-        raise CatdogError(f"{run_dir / 'model.keras'}: not the model the artefacts came from (sha256 differs); pass --run-dir")
+        raise CatdogError(f"{run_dir / 'model.keras'}: not the model the artefacts came from (sha256 differs); "
+                          "pass the RUN_DIR they were exported from as --run-dir, or export this run again")
     size = input_size(run.model)
     images, skipped = load_images(images_dir, size, edge)
     for line in skipped:
