@@ -52,6 +52,9 @@ def test_finetune_writes_a_valid_run(subset_run, train_subset, tmp_path):
     used, source = json.loads((out / "split.json").read_text()), json.loads((subset_run / "split.json").read_text())
     assert len(used["validation"]) == 48 and not set(used["train"]) & set(used["validation"])
     assert sorted(used["train"] + used["validation"]) == sorted(source["train"] + source.get("validation", []))
+    assert {k: v for k, v in used.items() if k not in ("train", "validation")} == {
+        k: v for k, v in source.items() if k not in ("train", "validation")}  # export's calibration photos, parity's
+    assert {"parity", "calibration"} <= set(used)
     assert metrics["image_size"] == run.metrics["image_size"]
     # the early-stopping split chose the epoch: its temperature is reported, not applied
     assert metrics["calibration"]["temperature"] == 1.0 == tuned.temperature

@@ -107,7 +107,7 @@ def _load_split(run: Run, data_dir: str | os.PathLike, seed: int = 0):
     if not split.get("validation"):
         names = split["train"]
         rest, val = stratified_split(np.array([samples[n].label for n in names]), 0.2, seed)
-        split = {"train": [names[i] for i in rest], "validation": [names[i] for i in val]}
+        split = {**split, "train": [names[i] for i in rest], "validation": [names[i] for i in val]}  # parity, calibration kept
 
     def arrays(names):
         batches = list(iter_batches([samples[n] for n in names], batch_size=64, size=size))
