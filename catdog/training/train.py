@@ -328,8 +328,10 @@ def check_views(feature_set: FeatureSet, views: dict[str, FeatureSet] | None) ->
 
 
 def check_negatives(feature_set: FeatureSet, negatives: FeatureSet | None) -> None:
-    """Raise the one-line error for negatives the pet detector cannot use: another backbone or input
-    size than the photos', or too few for its nested CV (checked before any training)."""
+    """Raise the one-line error for negatives the pet detector cannot use: extracted otherwise than
+    the photos (backbone, input size, weights), holding training photos (the same feature rows,
+    from any folder) or photos named as cats or dogs, or too few for its nested CV (checked before
+    any training)."""
     if negatives is not None and _extraction(negatives) != _extraction(feature_set):
         (b, s, w), (fb, fs_, fw) = _extraction(negatives), _extraction(feature_set)
         raise CatdogError(
@@ -340,8 +342,10 @@ def check_negatives(feature_set: FeatureSet, negatives: FeatureSet | None) -> No
         return
     where = negatives.attrs.get("data_dir", "?")
     same_dir = negatives.attrs.get("data_dir") and negatives.attrs.get("data_dir") == feature_set.attrs.get("data_dir")
-    photos = {row.tobytes() for row in feature_set.features}  # the same photo, extracted alike: the same bytes
-    shared = sum(row.tobytes() in photos for row in negatives.features)
+    # the same photo, extracted alike, gives the same row: found by a hash of each row, then compared
+    index = {hash(row.tobytes()): i for i, row in enumerate(feature_set.features)}
+    shared = sum(i is not None and np.array_equal(row, feature_set.features[i])
+                 for row in negatives.features for i in [index.get(hash(row.tobytes()))])
     if same_dir:
         shared = max(shared, len(set(negatives.names) & set(feature_set.names)))
     if shared:
@@ -349,7 +353,7 @@ def check_negatives(feature_set: FeatureSet, negatives: FeatureSet | None) -> No
             f"--negatives: {shared} of its {len(negatives.names)} photos are training photos themselves ({where}); "
             "give the features of a folder of photos with no cat or dog (e.g. ../shared/data/not-pets)"
         )
-    named = int((negatives.labels >= 0).sum()) if len(negatives.labels) else 0
+    named = int((negatives.labels >= 0).sum())
     if named:
         raise CatdogError(
             f"--negatives: {named} of its photos are named as cats or dogs ({where}: cat.N.jpg/dog.N.jpg or cat/ dog/ folders); "
