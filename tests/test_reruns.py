@@ -182,3 +182,21 @@ def test_a_new_calibration_set_makes_the_int8_artefacts_again(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({**header, "artefacts": [entry]}))
     assert list(_complete_artefacts(tmp_path, header)) == [artefact.name]
     assert _complete_artefacts(tmp_path, {**header, "calibration_sha256": "c2"}) == {}  # other photos, as many
+
+
+def test_an_unusable_calibration_photo_is_named_once_per_export(tmp_path, capsys):
+    """export draws from --calibration DIR twice (the int8 calibration photos, then the sensitivity
+    photos): each unusable file was printed once per draw."""
+    from catdog.data import scan
+    from catdog.export import draw_photos, load_calibration
+
+    folder = copy_photos(tmp_path / "cal", kaggle_names("cat", range(3)) + kaggle_names("dog", range(3)))
+    (folder / "cat.98.jpg").write_bytes(b"not a photo")
+    samples = scan(folder)[0]
+    said: set = set()
+    load_calibration(samples, 96, said=said)
+    draw_photos(samples, 96, 64, seed=1, said=said)
+    out = capsys.readouterr().out
+    assert out.count("cat.98.jpg") == 1 and "skipped" in out, out
+    draw_photos(samples, 96, 64, seed=1)  # another export (no shared set): named again
+    assert capsys.readouterr().out.count("cat.98.jpg") == 1

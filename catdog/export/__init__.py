@@ -92,23 +92,26 @@ def export(
     }
 
 
-def draw_photos(samples: list[Sample], image_size: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def draw_photos(samples: list[Sample], image_size: int, n: int, seed: int, said: set | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Up to `n` photos drawn with a seed, decoded at `image_size`: images (N, S, S, 3) float32
-    0..255 and their labels (-1 where unlabelled)."""
+    0..255 and their labels (-1 where unlabelled). Each unusable photo is printed once, and not at
+    all where its path is in `said` (a set shared by one export's draws, which it adds to)."""
     rng = np.random.default_rng(seed)
     chosen = [samples[i] for i in sorted(rng.choice(len(samples), min(n, len(samples)), replace=False))]
     batches = list(iter_batches(chosen, batch_size=32, size=image_size))
-    for r in (r for b in batches for r in b.rejections):
+    said = set() if said is None else said
+    for r in (r for b in batches for r in b.rejections if r.path not in said):
         print(r.line())  # a photo the user chose (--calibration DIR) is not dropped unsaid
+        said.add(r.path)
     if not sum(len(b.samples) for b in batches):
         raise CatdogError("no usable calibration photo; pass --calibration DIR with real photos")
     labels = [-1 if s.label is None else s.label for b in batches for s in b.samples]
     return np.concatenate([b.images for b in batches]).astype(np.float32), np.array(labels)
 
 
-def load_calibration(samples: list[Sample], image_size: int, n: int = CALIBRATION_PHOTOS, seed: int = 0) -> np.ndarray:
+def load_calibration(samples: list[Sample], image_size: int, n: int = CALIBRATION_PHOTOS, seed: int = 0, said: set | None = None) -> np.ndarray:
     """Up to `n` photos decoded at `image_size` (float32 0..255), drawn with a seed, for int8 calibration."""
-    return draw_photos(samples, image_size, n, seed)[0]
+    return draw_photos(samples, image_size, n, seed, said)[0]
 
 
 def export_run(
@@ -140,13 +143,14 @@ def export_run(
     model_sha = sha256_file(run.path / RunDir.MODEL)
     # int8 photos: for a format that quantises activations, and for the int8 sensitivity analysis,
     # whose choice every format's int8 keeps (it measures the TFLite full-integer model)
+    said: set = set()  # unusable calibration photos already named (two draws from one folder)
     analysed_int8 = mixed and keep_float is None
     needs_calibration = "int8" in precisions and (analysed_int8 or any(TABLE[f].int8_needs_photos for f in formats))
     calibration = None
     if needs_calibration:
         if not calibration_samples:
             raise CatdogError("int8 export needs calibration photos; pass --calibration DIR (a folder of real photos)")
-        calibration = load_calibration(calibration_samples, input_size(run.model))
+        calibration = load_calibration(calibration_samples, input_size(run.model), said=said)
     temperature = run.temperature if calibrated else 1.0
     model = calibrated_model(run.model, temperature) if calibrated else run.model
     metadata = {"keras_model_sha256": model_sha, "backbone": backbone, "temperature": temperature}
@@ -180,7 +184,7 @@ def export_run(
     keep = mixed_precision_plan(
         model, model_sha, precisions, calibration=calibration, samples=calibration_samples, art_dir=out_dir,
         cache_dir=run.path / "cache", mixed=mixed, keep_float=keep_float, progress=progress,
-        coreml_fp16=coreml_fp16 if coreml_analysed else None, temperature=temperature,
+        coreml_fp16=coreml_fp16 if coreml_analysed else None, temperature=temperature, said=said,
     )
     jobs = [(f, p, out_dir) for f in formats for p in precisions]
     # the measured choice is compared with rounding every layer; a hand-picked --keep-float is not
@@ -353,6 +357,7 @@ def mixed_precision_plan(
     progress: bool = True,
     coreml_fp16=None,
     temperature: float = 1.0,
+    said: set | None = None,
 ) -> dict[str, list[Unit]]:
     """precision ("fp16", "int8", and "coreml_fp16" for Core ML's own) -> units kept float32. Runs
     (or reuses, cached in RUN_DIR/cache) the sensitivity analysis and writes ART_DIR/sensitivity.json
@@ -373,7 +378,7 @@ def mixed_precision_plan(
     if not samples:
         raise CatdogError("mixed precision needs training photos to measure layer sensitivity; pass --calibration DIR or --mixed off")
     labelled = [s for s in samples if s.label is not None] or samples
-    images, labels = draw_photos(labelled, input_size(model), SENSITIVITY_PHOTOS, seed=1)
+    images, labels = draw_photos(labelled, input_size(model), SENSITIVITY_PHOTOS, seed=1, said=said)
     analysis = analyse(net, model_sha, images, labels, reduced, calibration, cache_dir=cache_dir, progress=progress, coreml_fp16=coreml_fp16,
                        temperature=temperature)
     write_text(art_dir / ArtDir.SENSITIVITY, json.dumps(analysis, indent=1))
