@@ -66,7 +66,7 @@ def decoded(path: Path, scale: int):
 def main(argv=None) -> None:
     import numpy as np
 
-    from catdog.contract import PET, PET_THRESHOLD, PROBABILITIES, load_manifest, verdict
+    from catdog.contract import PET, PROBABILITIES, chosen_artefact, load_manifest, pet_threshold, verdict
     from catdog.data import resize, scan
     from catdog.runtime import open_model
 
@@ -75,10 +75,9 @@ def main(argv=None) -> None:
     parser.add_argument("--pets", type=int, default=60, help="Kaggle test photos to use (default 60), beside every not-pet")
     args = parser.parse_args(argv)
 
-    manifest = load_manifest(args.art)
-    entry = next(a for a in manifest["artefacts"] if a["format"] == "tflite" and a["precision"] == "fp32")
+    entry = chosen_artefact(load_manifest(args.art), "tflite")  # the one the Android demo loads (fp32 first)
     model = open_model(args.art / entry["file"])
-    threshold = manifest[PET_THRESHOLD]
+    threshold = pet_threshold(args.art)
     test = scan(SHARED / "data" / "dogs-vs-cats" / "test")[0]
     pets = [s.path for s in test[:: max(1, len(test) // args.pets)][: args.pets]]
     sources = pets + [s.path for s in scan(SHARED / "data" / "not-pets")[0]]
@@ -97,14 +96,15 @@ def main(argv=None) -> None:
             print(f"\r{i + 1}/{len(sources)} photos", end="", file=sys.stderr)
     print(file=sys.stderr)
 
-    outputs = {scale: model.run(np.stack(inputs[scale])) for scale in SCALES}
+    inputs = {scale: np.stack(images) for scale, images in inputs.items()}
+    outputs = {scale: model.run(inputs[scale]) for scale in SCALES}
     whole = outputs[1]
     verdicts = {s: [verdict(p, q[0], threshold) for p, q in zip(o[PROBABILITIES], o[PET])] for s, o in outputs.items()}
     rows = []
     for scale in SCALES:
         o = outputs[scale]
         dp = np.abs(o[PROBABILITIES][:, 1] - whole[PROBABILITIES][:, 1])
-        pixels = np.abs(np.stack(inputs[scale]).astype(np.int16) - np.stack(inputs[1]).astype(np.int16))
+        pixels = np.abs(inputs[scale].astype(np.int16) - inputs[1].astype(np.int16))
         w, h = PHONE[0] // scale, PHONE[1] // scale
         rows.append({
             "decoding": "whole (catdog, iOS up to 16 MP)" if scale == 1 else f"1/{scale} by DCT scaling (inSampleSize {scale})",
