@@ -441,14 +441,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from catdog.console import quiet
+    from catdog.console import interrupts_kept, quiet
 
     args = build_parser().parse_args(argv)
     if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
         # In a UTF-8 locale a file name whose bytes are not UTF-8 would end the run when printed.
         sys.stdout.reconfigure(errors="backslashreplace")
     try:
-        with quiet(args.verbose):
+        with interrupts_kept(), quiet(args.verbose):
             return args.func(args)
     except CatdogError as exc:
         print(f"catdog: error: {exc}", file=sys.stderr)

@@ -19,12 +19,15 @@ Where the chatter comes from, and what stops it:
 
 from __future__ import annotations
 
+import _thread
 import io
 import logging
 import os
 import re
+import signal
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -135,6 +138,30 @@ def quiet(verbose: bool = False) -> Iterator[None]:
             logging.getLogger(name).setLevel(level)
 
 
+@contextmanager
+def interrupts_kept() -> Iterator[None]:
+    """Ctrl-C always stops the command. Python raises KeyboardInterrupt wherever the main thread is,
+    and one raised inside a finaliser (TensorFlow's `__del__`s run all through an export) is printed
+    as "Exception ignored" and lost, the command going on; such a one is delivered again here."""
+    hook = sys.unraisablehook
+
+    def again() -> None:
+        time.sleep(0.01)  # out of the finaliser (and of this hook, where it would be lost the same way)
+        _thread.interrupt_main()
+
+    def unraisable(unraisable) -> None:
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+            threading.Thread(target=again, name="catdog-ctrl-c", daemon=True).start()
+            return
+        hook(unraisable)
+
+    sys.unraisablehook = unraisable
+    try:
+        yield
+    finally:
+        sys.unraisablehook = hook
+
+
 _terminal: io.TextIOWrapper | None = None
 
 
@@ -160,9 +187,14 @@ def child_process(parent: int) -> None:
     """Set up a helper process of a catdog command (export's side process; a pool initializer):
     library loggers at errors only and warnings dropped before any library is imported (fd 2 and
     the environment are the parent's, filtered as its own), and an exit the moment the parent is
-    gone (killed, say), so that nothing outlives the command holding its output pipes or files."""
-    import time
+    gone (killed, say), so that nothing outlives the command holding its output pipes or files.
+    Ctrl-C is the parent's to handle (the terminal sends it to both): the parent stops this one."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from tqdm import tqdm
 
+    # a thread lock for the converters' bars: tqdm's default one is a named semaphore, reported
+    # as leaked by multiprocessing's tracker ("1 leaked semaphore objects") when this one is killed
+    tqdm.set_lock(threading.RLock())
     warnings.simplefilter("ignore")
     for name in LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)

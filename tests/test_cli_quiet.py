@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from catdog.console import filtered_fd2, is_native_noise, one_line_warning
+from catdog.console import filtered_fd2, interrupts_kept, is_native_noise, one_line_warning
 from conftest import REPO, catdog_cli, copy_photos, kaggle_names, needs_shared
 
 HELP_LIMIT_S = 0.5
@@ -152,6 +152,29 @@ def test_native_lines_are_filtered_at_the_file_descriptor(capfd):
     err = capfd.readouterr().err
     assert "a real error" in err and "plain text from C" in err
     assert "absl" not in err and "oneDNN" not in err and "XNNPACK" not in err
+
+
+def test_ctrl_c_inside_a_finaliser_still_stops_the_command(capsys):
+    """Python raises a Ctrl-C's KeyboardInterrupt wherever the main thread is; in a finaliser (the
+    `__del__`s TensorFlow runs all through an export) it was printed and lost, and `catdog export`
+    went on to the end. Inside a command it reaches the command's own code instead."""
+
+    class Finalised:
+        def __del__(self):
+            raise KeyboardInterrupt  # what the SIGINT handler raises there
+
+    went_on, hook = False, sys.unraisablehook
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_kept():
+            thing = Finalised()
+            del thing
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:  # the command's own work
+                pass
+            went_on = True
+    assert not went_on
+    assert "Exception ignored" not in capsys.readouterr().err
+    assert sys.unraisablehook is hook  # put back: the hook is the command's only
 
 
 def test_warnings_become_one_catdog_line():

@@ -1,4 +1,5 @@
-"""kill -9 of real `catdog features` and `catdog export` processes, then the same command again.
+"""kill -9 of real `catdog features` and `catdog export` processes, then the same command again;
+and Ctrl-C of a real `catdog export` while its second process works.
 
 Checked each time: the re-run gives the uninterrupted result (features within 1e-6; artefacts'
 outputs within 1e-6 of an uninterrupted export, as tf2onnx and the TFLite metadata zip are not
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +26,7 @@ import h5py
 import numpy as np
 import pytest
 
+from catdog.contract import sha256_path
 from catdog.data import decode, scan, sha256_file
 from catdog.errors import CatdogError
 from catdog.features import extract_features, load_features
@@ -136,10 +139,10 @@ class ManifestWatch(threading.Thread):
             self.reads += 1
             for a in manifest["artefacts"] + manifest.get("uniform_artefacts", []):
                 path = self.art_dir / a["file"]
-                if not path.exists() or sha256_file(path) != a["sha256"]:
+                if not path.exists() or sha256_path(path) != a["sha256"]:
                     # the file may have been replaced after the manifest was read: read both again
                     again = json.loads((self.art_dir / "manifest.json").read_text())
-                    if a in again["artefacts"] and (not path.exists() or sha256_file(path) != a["sha256"]):
+                    if a in again["artefacts"] and (not path.exists() or sha256_path(path) != a["sha256"]):
                         self.untrue.append(a["file"])
 
 
@@ -170,6 +173,8 @@ def test_export_killed_mid_export_then_rerun(subset_run, subset_artefacts, tmp_p
     # whatever a final name holds after the kill is complete (an unlisted ONNX may have been renamed in)
     for path in list(art.glob("*.tflite")) + list(art.glob("*.onnx")):
         outputs(art, {"format": path.suffix[1:], "file": path.name}, np.zeros((1, 224, 224, 3), np.float32))
+    left = art / ".staging-999999999-0badc0de" / "catdog_x_fp32.mlpackage"  # as a kill -9 beside Core ML leaves (no such pid)
+    left.mkdir(parents=True)
     rerun = catdog(*args)
     printed = rerun.communicate(timeout=300)[0]
     watch.stop.set()
@@ -183,6 +188,7 @@ def test_export_killed_mid_export_then_rerun(subset_run, subset_artefacts, tmp_p
     for a in manifest["artefacts"]:
         assert sha256_file(art / a["file"]) == a["sha256"]
     assert not [p.name for p in art.iterdir() if ".tmp" in p.name], "a temporary file left behind"
+    assert not left.parent.exists(), "the killed export's staging folder was left"
     # the same outputs as an uninterrupted export of the same RUN_DIR, on real photos
     images = np.stack([decode(p) for p in sorted(REFERENCE.glob("*.jpg"))[:6]]).astype(np.float32)
     reference = {(a["format"], a["precision"]): a for a in json.loads((subset_artefacts / "manifest.json").read_text())["artefacts"]}
@@ -190,3 +196,56 @@ def test_export_killed_mid_export_then_rerun(subset_run, subset_artefacts, tmp_p
         ours, theirs = outputs(art, a, images), outputs(subset_artefacts, reference[(a["format"], a["precision"])], images)
         for key in ours:
             assert np.abs(ours[key] - theirs[key]).max() <= 1e-6, (a["file"], key, np.abs(ours[key] - theirs[key]).max())
+
+
+@needs_shared
+def test_export_ctrl_c_while_its_second_process_converts(subset_run, subset_artefacts, tmp_path):
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) while the second process has
+    made the Core ML fp32 package and runs Core ML's fp16 analysis, in an ART_DIR holding an earlier
+    export: the command stops within seconds with its one line and exit 130, none of its processes
+    is left running, the earlier manifest stays true of every file it lists (the new package is not
+    moved in before its entry is written), and nothing staged is left behind."""
+    art = tmp_path / "art"
+    shutil.copytree(subset_artefacts, art)
+    before = json.loads((art / "manifest.json").read_text())
+    package = art / next(a["file"] for a in before["artefacts"] if a["format"] == "coreml" and a["precision"] == "fp32")
+    stamp = package.stat().st_mtime_ns
+    # a default SIGINT handler whatever this process inherited (a shell's background job ignores it)
+    launch = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+    proc = subprocess.Popen([sys.executable, "-c", launch, "-m", "catdog.cli", "export", str(subset_run), "--out", str(art), "--calibrated"],
+                            cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    watch = ManifestWatch(art)
+    watch.start()
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline:
+        if list(art.glob(".staging-*/*.mlpackage")) or package.stat().st_mtime_ns != stamp:
+            break  # the fp32 package is made (staged, or over the earlier one): the Core ML analysis runs
+        time.sleep(0.02)
+    assert proc.poll() is None, f"the export ended before the Core ML package was made:\n{proc.communicate()[0][-3000:]}"
+    os.killpg(proc.pid, signal.SIGINT)
+    sent = time.monotonic()
+    try:
+        out = proc.communicate(timeout=30)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"still running 30 s after Ctrl-C:\n{proc.communicate()[0][-3000:]}")
+    while time.monotonic() - sent < 30:
+        try:
+            os.killpg(proc.pid, 0)  # the second process, whose work nothing waits for now
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("a process of the export was still running 30 s after Ctrl-C")
+    gone = time.monotonic() - sent
+    watch.stop.set()
+    watch.join()
+    assert proc.returncode == 130 and out.rstrip().endswith("catdog: interrupted; run the same command again to resume"), out[-3000:]
+    assert gone < 15, f"the export's processes ran {gone:.0f} s after Ctrl-C"
+    assert "leaked" not in out and "Traceback" not in out, out[-3000:]
+    assert watch.reads > 0 and watch.untrue == [], f"the manifest listed {watch.untrue} while they were being replaced"
+    assert json.loads((art / "manifest.json").read_text()) == before
+    for a in before["artefacts"] + before.get("uniform_artefacts", []):
+        assert sha256_path(art / a["file"]) == a["sha256"], a["file"]
+    assert not [p.name for p in art.iterdir() if p.name.startswith(".")], "something staged was left in ART_DIR"

@@ -7,13 +7,13 @@ several artefacts plus ART_DIR/manifest.json (input contract, labels, sizes, sha
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 import time
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from catdog.contract import PET_THRESHOLD, ArtDir, RunDir, load_manifest, sha256
 from catdog import __version__
 from catdog.cam import cam_model, check_catdog_model
 from catdog.data import LABELS, Sample, iter_batches, sha256_file
-from catdog.atomic import write_text
+from catdog.atomic import replace_dir, write_text
 from catdog.errors import CatdogError
 from catdog.export.contract import CAM, INPUT_NAME, PROBABILITIES, raw_image_input, size_bytes, tensor_outputs
 from catdog.features import input_size
@@ -154,30 +154,40 @@ def export_run(
     temperature = run.temperature if calibrated else 1.0
     model = calibrated_model(run.model, temperature) if calibrated else run.model
     metadata = {"keras_model_sha256": model_sha, "backbone": backbone, "temperature": temperature}
-    exported: dict[str, dict] = {}  # artefacts made before the loop below (Core ML fp32, for the analysis)
     # Core ML's conversions and the fp32 ONNX export are single-threaded Python: on the second core
     # they run beside the TFLite analysis and exports (about 70 s of the fused model's export here)
     # (only where the analysis runs: for fp32 alone the second process's start-up, ~15 s, is not repaid)
     analysed = mixed and keep_float is None and bool({"fp16", "int8"} & set(precisions))
-    side = SideProcess(run.path, temperature, backbone, metadata) if analysed and {"coreml", "onnx"} & set(formats) and (os.cpu_count() or 1) > 1 else None
-    coreml_folder = out_dir if "fp32" in precisions else Path(tempfile.mkdtemp(prefix="catdog-coreml-"))
-    if coreml_folder != out_dir:
-        atexit.register(shutil.rmtree, coreml_folder, True)
+    beside = analysed and {"coreml", "onnx"} & set(formats) and (os.cpu_count() or 1) > 1
+    with Staging(out_dir) as stage, (SideProcess(run.path, temperature, backbone, metadata) if beside else nullcontext()) as side:
+        return _export_into(run, model, formats, precisions, out_dir, stage, side, calibration, calibration_samples, progress, mixed, keep_float,
+                            analysed, metadata, said)
+
+
+def _export_into(run, model, formats, precisions, out_dir: Path, stage: "Staging", side: "SideProcess | None", calibration, calibration_samples,
+                 progress, mixed, keep_float, analysed, metadata, said) -> dict:
+    """`export_run` once its photos are drawn: the analysis, then every artefact into `out_dir`.
+
+    Nothing under `out_dir` that an earlier manifest lists is replaced before this export's manifest
+    has dropped it: the analysis' Core ML fp32 package and everything the side process makes are
+    written under `stage` and moved in as they are listed."""
+    backbone, model_sha, temperature = metadata["backbone"], metadata["keras_model_sha256"], metadata["temperature"]
+    exported: dict[str, dict] = {}  # artefacts made before the loop below (Core ML fp32, for the analysis), under `stage`
     coreml_analysed = analysed and "coreml" in formats and "fp16" in precisions
-    fp32_job = side.coreml("fp32", coreml_folder, []) if side and "coreml" in formats and (coreml_analysed or "fp32" in precisions) else None
+    fp32_job = side.coreml("fp32", stage.path, []) if side and "coreml" in formats and (coreml_analysed or "fp32" in precisions) else None
     if side and "onnx" in formats:
         from catdog.export import converted
 
         converted.promise("onnx_fp32", (converted.model_key(cam_model(model)),), side.onnx_fp32())
 
     def coreml_fp16(units, images, progress):
-        """Core ML's own fp16 analysis, emulated from the fp32 .mlpackage (the real artefact when it
-        is to be exported anyway, else a temporary one); a function returning its result."""
-        package = coreml_folder / artefact_name(backbone, "coreml", "fp32")
+        """Core ML's own fp16 analysis, emulated from the fp32 .mlpackage (moved into ART_DIR later
+        when it is to be exported anyway); a function returning its result."""
+        package = stage.path / artefact_name(backbone, "coreml", "fp32")
         if side:
             return side.coreml_analysis(package, units, images).result  # queued behind the fp32 package
-        exported_fp32 = export(model, "coreml", "fp32", coreml_folder, backbone, calibration, metadata)
-        if coreml_folder == out_dir:
+        exported_fp32 = export(model, "coreml", "fp32", stage.path, backbone, calibration, metadata)
+        if "fp32" in precisions:
             exported[exported_fp32["file"]] = exported_fp32
         return lambda: coreml_fp16_analysis(package, units, images, progress)
 
@@ -215,45 +225,85 @@ def export_run(
     }
     done = _complete_artefacts(out_dir, manifest)
     files = [("uniform/" if folder != out_dir else "") + artefact_name(backbone, fmt, precision) for fmt, precision, folder in jobs]
-    pending = {}  # file -> Core ML job running beside this loop
+    pending = {}  # file -> Core ML job running beside this loop (under `stage`)
     if side:
         for (fmt, precision, folder), file in zip(jobs, files):
+            if file in done:
+                continue
             if fmt == "coreml" and precision == "fp32" and fp32_job and folder == out_dir:
                 pending[file] = fp32_job  # written for the analysis: this entry, not an earlier run's
-            elif fmt == "coreml" and file not in done:
-                pending[file] = side.coreml(precision, folder, _kept(keep, fmt, precision))
-    entries: dict[str, dict] = {}
+            elif fmt == "coreml":
+                pending[file] = side.coreml(precision, stage.path / Path(file).parent, _kept(keep, fmt, precision))
+    entries: dict[str, dict] = {f: done[f] for f in files if f in done}
 
-    def finished(file: str, entry: dict) -> None:
-        entry["file"] = file
-        entry.pop("path", None)
-        entries[file] = entry
-        # after every artefact: at any instant the manifest lists only complete artefacts (in the jobs' order)
+    def write_manifest() -> None:
+        # at any instant the manifest lists only complete artefacts (in the jobs' order)
         manifest["artefacts"] = [entries[f] for f in files if f in entries and not f.startswith("uniform/")]
         manifest["uniform_artefacts"] = [entries[f] for f in files if f in entries and f.startswith("uniform/")]
         write_text(out_dir / ArtDir.MANIFEST, json.dumps(manifest, indent=2))
 
-    try:
-        for (fmt, precision, folder), file in tqdm(list(zip(jobs, files)), desc="export", unit="artefact", disable=not progress):
-            uniform = folder != out_dir
-            if file in pending:
-                continue  # collected below, once this process's own work is done
-            entry = done.get(file) or exported.get(file)
-            if entry is None:
-                entry = export(model, fmt, precision, folder, backbone, calibration, metadata, [] if uniform else _kept(keep, fmt, precision))
-            finished(file, entry)
-        for file, job in pending.items():
-            finished(file, dict(job.result()))
-    finally:
-        if side:
-            side.close()
+    def finished(file: str, entry: dict, staged: bool = False) -> None:
+        if staged:
+            stage.move_in(file)
+        entry["file"] = file
+        entry.pop("path", None)
+        entries[file] = entry
+        write_manifest()
+
+    write_manifest()  # before any file is replaced: an earlier export's entries for what is made again are gone
+    for (fmt, precision, folder), file in tqdm(list(zip(jobs, files)), desc="export", unit="artefact", disable=not progress):
+        uniform = folder != out_dir
+        if file in pending or file in done:
+            continue  # collected below, once this process's own work is done; or complete already
+        if file in exported:
+            finished(file, exported[file], staged=True)
+            continue
+        finished(file, export(model, fmt, precision, folder, backbone, calibration, metadata, [] if uniform else _kept(keep, fmt, precision)))
+    for file, job in pending.items():
+        finished(file, dict(job.result()), staged=True)
     return manifest
+
+
+class Staging:
+    """A hidden folder in ART_DIR (same file system: a rename moves a package in) for artefacts made
+    before their manifest entry may be written; removed when the export ends, however it ends (and,
+    where a kill -9 left one, by the next export into that ART_DIR: the name holds the export's pid)."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = out_dir
+        self.path = out_dir / f".staging-{os.getpid()}-{secrets.token_hex(4)}"
+
+    def __enter__(self) -> "Staging":
+        for left in self.out_dir.glob(".staging-*-*"):
+            pid = left.name.split("-")[1]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(left, ignore_errors=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def move_in(self, file: str) -> None:
+        """Put the staged `file` (relative to ART_DIR) in its place, replacing what is there."""
+        (self.out_dir / file).parent.mkdir(parents=True, exist_ok=True)
+        replace_dir(self.path / file, self.out_dir / file)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process
+    return True
 
 
 class SideProcess:
     """Export work on one RUN_DIR's model in a second process (spawned: TensorFlow does not survive
     a fork), which loads the model itself; each call queues a job and returns its future. One
-    worker: the jobs run in the order they are queued."""
+    worker: the jobs run in the order they are queued. Leaving its `with` block on an error or
+    Ctrl-C stops the worker at once (its queued jobs are dropped, its running one killed)."""
 
     def __init__(self, run_path: Path, temperature: float, backbone: str, metadata: dict):
         import multiprocessing
@@ -285,8 +335,19 @@ class SideProcess:
         """The CAM model's fp32 ONNX bytes (`catdog.export.onnx.fp32_onnx`)."""
         return self._pool.submit(_side_onnx_fp32, self._model)
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    def __enter__(self) -> "SideProcess":
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            return
+        # an error or Ctrl-C here: the worker's running job (a Core ML conversion, the analysis) is
+        # not waited for. ProcessPoolExecutor has no kill before Python 3.14 (kill_workers), hence _processes.
+        for worker in list((getattr(self._pool, "_processes", None) or {}).values()):
+            worker.kill()
+            worker.join(10)
+        self._pool.shutdown(wait=True, cancel_futures=True)  # at once now; its queues closed (no "leaked semaphore")
 
 
 def _side_model(run_path: str, temperature: float):

@@ -15,6 +15,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+from concurrent.futures import BrokenExecutor, CancelledError
 from pathlib import Path
 from typing import Callable
 
@@ -43,11 +44,16 @@ class _Promised:
 
 def once(kind: str, key: tuple, make: Callable[[], object]):
     """`make()`'s result, made on the first call with this kind and key (or the promised one)."""
-    if (kind, *key) not in _made:
-        _made[(kind, *key)] = make()
-    if isinstance(_made[(kind, *key)], _Promised):
-        _made[(kind, *key)] = _made[(kind, *key)].future.result()
-    return _made[(kind, *key)]
+    made = (kind, *key)
+    if isinstance(_made.get(made), _Promised):
+        future = _made.pop(made).future
+        try:
+            _made[made] = future.result()
+        except (CancelledError, BrokenExecutor):
+            pass  # the process promising it was stopped (an interrupted export): made here
+    if made not in _made:
+        _made[made] = make()
+    return _made[made]
 
 
 def promise(kind: str, key: tuple, future) -> None:
