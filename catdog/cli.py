@@ -90,7 +90,7 @@ def cmd_export(args) -> int:
     out = Path(args.out)
     manifest = export_stage(
         load_run(args.run_dir), args.formats, args.precision, out, args.calibration, calibrated=args.calibrated,
-        mixed=args.mixed == "on", keep_float=args.keep_float,
+        mixed=args.mixed == "on", keep_float=args.keep_float, max_pixels=args.max_pixels,
     )
     _print(manifest_lines(manifest, out))
     return 0
@@ -100,7 +100,7 @@ def cmd_parity(args) -> int:
     from catdog.parity.stage import labelled_photos, parity_lines, parity_stage
 
     art_dir = Path(args.art_dir)
-    code, report = parity_stage(art_dir, args.images, labelled_photos(args.labelled), args.run_dir, not args.no_edge)
+    code, report = parity_stage(art_dir, args.images, labelled_photos(args.labelled), args.run_dir, not args.no_edge, args.max_pixels)
     _print(parity_lines(art_dir, report))
     return code
 
@@ -108,7 +108,7 @@ def cmd_parity(args) -> int:
 def cmd_cam(args) -> int:
     from catdog.cam import cam_photos
 
-    cam_photos(args.run_dir, args.images, args.out, args.size)
+    cam_photos(args.run_dir, args.images, args.out, args.size, args.max_pixels)
     return 0
 
 
@@ -155,7 +155,7 @@ def cmd_finetune(args) -> int:
         blocks=args.blocks, learning_rate=args.lr, batch_size=args.batch_size, max_epochs=args.epochs,
         patience=args.patience, seed=args.seed,
     )
-    _print(finetune_lines(finetune(load_run(args.run_dir), args.data, args.out, config), args.out))
+    _print(finetune_lines(finetune(load_run(args.run_dir), args.data, args.out, config, max_pixels=args.max_pixels), args.out))
     _report(Path(args.out))
     return 0
 
@@ -241,11 +241,16 @@ def _add_ray_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=_whole(1), metavar="N", help="with --ray: actors holding the model (default: every CPU of the cluster)")
 
 
-def _add_decode_args(p: argparse.ArgumentParser) -> None:
+def _add_max_pixels(p: argparse.ArgumentParser) -> None:
+    """--max-pixels, on every command that decodes photos (its refusal says to raise it)."""
     from catdog.data.limits import MAX_PIXELS
 
-    p.add_argument("--batch-size", type=_whole(1), default=32, help="photos per network call (default 32)")
     p.add_argument("--max-pixels", type=_whole(1), default=MAX_PIXELS, help=f"refuse images larger than this many pixels (default {MAX_PIXELS:,})")
+
+
+def _add_decode_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch-size", type=_whole(1), default=32, help="photos per network call (default 32)")
+    _add_max_pixels(p)
     p.add_argument("--rejected", type=_output("REJECTED.csv"), help="where to list unusable files (CSV: file,reason)")
 
 
@@ -382,16 +387,19 @@ def build_parser() -> argparse.ArgumentParser:
                  "run_dir:RUN_DIR|ARTEFACT:a RUN_DIR's Keras model, or an exported .tflite, .onnx or .mlpackage", out="DIR")
     p.add_argument("images", metavar="IMAGES", nargs="+", help="photo files or folders")  # after RUN_DIR (--out's place is immaterial)
     p.add_argument("--size", type=_whole(1), default=512, help="longest side of each overlay in pixels (default 512)")
+    _add_max_pixels(p)
 
     p = _command(sub, "export", cmd_export, "export RUN_DIR to Core ML / TFLite / ONNX with manifest.json", "run_dir:RUN_DIR")
     _add_export_args(p, required_out=True)
     p.add_argument("--calibrated", action="store_true", help="fold the run's temperature (fitted on its cross-validated predictions) into the models")
+    _add_max_pixels(p)
 
     p = _command(sub, "parity", cmd_parity, "compare every artefact in ART_DIR with the Keras model", "art_dir:ART_DIR")
     p.add_argument("--images", required=True, metavar="DIR", help="reference photos (e.g. ../shared/data/reference)")
     p.add_argument("--labelled", metavar="DATA", help="labelled photos for the int8 accuracy check")
     p.add_argument("--run-dir", metavar="RUN_DIR", help="the Keras RUN_DIR (default: the one in manifest.json)")
     p.add_argument("--no-edge", action="store_true", help="do not add edge cases (grayscale, tiny, large, strips)")
+    _add_max_pixels(p)
 
     p = _command(sub, "run", cmd_run, "the whole chain: features, head, metrics, export, parity and report.html, into RUN_DIR", "data:DATA",
                  out="RUN_DIR")
@@ -413,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", metavar="RUN_DIR", help="a trained RUN_DIR: also list the photos it gets most wrong, with CAMs")
     p.add_argument("--min-side", type=_whole(1), default=50, help="shorter side under this many pixels is tiny (default 50)")
     p.add_argument("--imagenet-labels", metavar="FILE", help="ImageNet class names, one per line (for the report)")
-    p.add_argument("--max-pixels", type=_whole(1), default=50_000_000, help="refuse larger images (default 50,000,000)")
+    _add_max_pixels(p)
 
     p = _command(sub, "finetune", cmd_finetune, "fine-tune the backbone's top blocks with augmentation into a new RUN_DIR", "run_dir:RUN_DIR",
                  "data:DATA:the photos the run was trained on (its split is reused)", out="NEW_RUN_DIR")
@@ -423,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_whole(1), default=8, help="most epochs (default 8)")
     p.add_argument("--patience", type=_whole(0), default=4, help="early-stopping patience (default 4)")
     p.add_argument("--seed", type=_whole(0, 2**32 - 1), default=0)
+    _add_max_pixels(p)
 
     p = _command(sub, "report", cmd_report, "write RUN_DIR/report.html: data, curves, calibration, CAMs, parity, sizes, latencies",
                  "run_dir:RUN_DIR")

@@ -84,7 +84,8 @@ def run_pipeline(
         run = load_run(run_dir)
         model, art_dir = run.model, run_dir / "artefacts"
         with Stage("export") as stage:
-            manifest = export_stage(run, formats, precision, art_dir, calibration_dir, mixed=mixed, keep_float=keep_float)
+            manifest = export_stage(run, formats, precision, art_dir, calibration_dir, mixed=mixed, keep_float=keep_float,
+                                    max_pixels=extraction.max_pixels)
             stage.figure = export_figure(manifest, art_dir)
         with Stage("parity") as stage:
             labelled = run_photos(run, "parity")
@@ -94,7 +95,7 @@ def run_pipeline(
 
                 others = scan(negatives)[0]
                 photos = [*photos, *(s.path for s in others[:: max(1, len(others) // 24)][:24])]
-            code = parity_stage(art_dir, photos, labelled, run_dir, edge=True)[0]
+            code = parity_stage(art_dir, photos, labelled, run_dir, edge=True, max_pixels=extraction.max_pixels)[0]
             stage.figure = parity_figure(read_json(art_dir / ArtDir.PARITY_JSON) or {}, art_dir)
     with Stage("report") as stage:
         facts = write_report(run_dir, art_dir, model)

@@ -77,6 +77,50 @@ def test_cli_cam_writes_overlays_and_grid(subset_run, tmp_path, capsys):
     assert Image.open(tmp_path / "cams" / "cam_grid.png").size[0] > 300
 
 
+@needs_shared
+def test_max_pixels_reaches_every_command_that_decodes_photos(subset_run, train_subset, tmp_path, capsys):
+    """A photo over the pixel limit is refused with "downscale it or raise --max-pixels": cam,
+    export (its calibration photos), parity (its reference photos) and finetune take that option
+    too, and apply it (before, only the feature, evaluate, predict, run and inspect commands had it)."""
+    import json
+
+    from catdog.cli import build_parser, main
+    from catdog.data import scan
+    from catdog.export import load_calibration
+    from catdog.parity import load_images
+    from catdog.training.finetune import _load_split
+
+    limit = 300_000  # the 1280 x 720 photo is over it, the Kaggle ones under
+    photos = [REFERENCE / "coral_cat_720p.jpg", REFERENCE / "test_502.jpg", REFERENCE / "test_504.jpg"]
+    for command in (["cam", "RUN", "x.jpg", "--out", "o"], ["export", "RUN", "--out", "o"], ["parity", "ART", "--images", "d"],
+                    ["finetune", "RUN", "DATA", "--out", "o"]):
+        assert build_parser().parse_args([*command, "--max-pixels", str(limit)]).max_pixels == limit
+    capsys.readouterr()
+    assert main(["cam", str(subset_run), *map(str, photos), "--out", str(tmp_path / "cams"), "--max-pixels", str(limit)]) == 0
+    out = capsys.readouterr().out
+    assert "coral_cat_720p.jpg: 1280x720 = 921,600 pixels is over the 300,000-pixel limit" in out and "raise --max-pixels" in out
+    assert sorted(p.name for p in (tmp_path / "cams").glob("*_cam.png")) == ["test_502_cam.png", "test_504_cam.png"]
+
+    images, skipped = load_images(photos, 224, edge=False, max_pixels=limit)
+    assert images.names == ["test_502.jpg", "test_504.jpg"] and len(skipped) == 1 and "coral_cat_720p.jpg" in skipped[0]
+
+    folder = tmp_path / "calibration"
+    folder.mkdir()
+    for photo in photos:
+        (folder / photo.name).write_bytes(photo.read_bytes())
+    assert len(load_calibration(scan(folder)[0], 224, max_pixels=limit)) == 2
+    assert "coral_cat_720p.jpg" in capsys.readouterr().out
+
+    split = json.loads((subset_run / "split.json").read_text())
+    names = split["train"] + split.get("validation", [])
+    over = {n for n in names if np.prod(Image.open(train_subset / n).size) > 150_000}
+    assert 0 < len(over) < len(names)
+    (x_train, _), (x_val, _), _ = _load_split(load_run(subset_run), train_subset, max_pixels=150_000)
+    assert len(x_train) + len(x_val) == len(names) - len(over)
+    said = capsys.readouterr().out
+    assert all(f"{n}:" in said for n in over) and said.count("150,000-pixel limit") == len(over)
+
+
 def test_non_catdog_model_is_refused():
     import keras
 

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from catdog.contract import PET_THRESHOLD, ArtDir, RunDir, load_manifest, sha256_path
 from catdog import __version__
 from catdog.cam import cam_model, check_catdog_model
-from catdog.data import LABELS, Sample, iter_batches, sha256_file
+from catdog.data import LABELS, MAX_PIXELS, Sample, iter_batches, sha256_file
 from catdog.atomic import replace_dir, write_text
 from catdog.errors import CatdogError
 from catdog.export.contract import CAM, INPUT_NAME, PROBABILITIES, raw_image_input, size_bytes, tensor_outputs
@@ -92,13 +92,14 @@ def export(
     }
 
 
-def draw_photos(samples: list[Sample], image_size: int, n: int, seed: int, said: set | None = None) -> tuple[np.ndarray, np.ndarray]:
+def draw_photos(samples: list[Sample], image_size: int, n: int, seed: int, said: set | None = None,
+                max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, np.ndarray]:
     """Up to `n` photos drawn with a seed, decoded at `image_size`: images (N, S, S, 3) float32
     0..255 and their labels (-1 where unlabelled). Each unusable photo is printed once, and not at
     all where its path is in `said` (a set shared by one export's draws, which it adds to)."""
     rng = np.random.default_rng(seed)
     chosen = [samples[i] for i in sorted(rng.choice(len(samples), min(n, len(samples)), replace=False))]
-    batches = list(iter_batches(chosen, batch_size=32, size=image_size))
+    batches = list(iter_batches(chosen, batch_size=32, size=image_size, max_pixels=max_pixels))
     said = set() if said is None else said
     for r in (r for b in batches for r in b.rejections if r.path not in said):
         print(r.line())  # a photo the user chose (--calibration DIR) is not dropped unsaid
@@ -109,9 +110,10 @@ def draw_photos(samples: list[Sample], image_size: int, n: int, seed: int, said:
     return np.concatenate([b.images for b in batches]).astype(np.float32), np.array(labels)
 
 
-def load_calibration(samples: list[Sample], image_size: int, n: int = CALIBRATION_PHOTOS, seed: int = 0, said: set | None = None) -> np.ndarray:
+def load_calibration(samples: list[Sample], image_size: int, n: int = CALIBRATION_PHOTOS, seed: int = 0, said: set | None = None,
+                     max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Up to `n` photos decoded at `image_size` (float32 0..255), drawn with a seed, for int8 calibration."""
-    return draw_photos(samples, image_size, n, seed, said)[0]
+    return draw_photos(samples, image_size, n, seed, said, max_pixels)[0]
 
 
 def export_run(
@@ -124,6 +126,7 @@ def export_run(
     calibrated: bool = False,
     mixed: bool = True,
     keep_float: list[str] | None = None,
+    max_pixels: int | None = None,
 ) -> dict:
     """Export a loaded RUN_DIR (`catdog.training.Run`) to every format x precision; write the manifest.
 
@@ -132,6 +135,7 @@ def export_run(
     mixed: keep the layers the sensitivity analysis picks in float32 for fp16 and int8 (writes
     sensitivity.json / .png, and uniform fp16/int8 TFLite and ONNX under uniform/ to compare);
     mixed=False rounds every layer. keep_float: these Keras layer names instead of the analysis'.
+    max_pixels: a calibration photo over this many pixels is named and left out (default MAX_PIXELS).
     """
     if keep_float is not None and not mixed:  # said, not dropped: the two choose the float32 layers two ways
         raise CatdogError("--keep-float chooses the float32 layers by hand and --mixed off rounds every layer; give one of them")
@@ -144,13 +148,14 @@ def export_run(
     # int8 photos: for a format that quantises activations, and for the int8 sensitivity analysis,
     # whose choice every format's int8 keeps (it measures the TFLite full-integer model)
     said: set = set()  # unusable calibration photos already named (two draws from one folder)
+    max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
     analysed_int8 = mixed and keep_float is None
     needs_calibration = "int8" in precisions and (analysed_int8 or any(TABLE[f].int8_needs_photos for f in formats))
     calibration = None
     if needs_calibration:
         if not calibration_samples:
             raise CatdogError("int8 export needs calibration photos; pass --calibration DIR (a folder of real photos)")
-        calibration = load_calibration(calibration_samples, input_size(run.model), said=said)
+        calibration = load_calibration(calibration_samples, input_size(run.model), said=said, max_pixels=max_pixels)
     temperature = run.temperature if calibrated else 1.0
     model = calibrated_model(run.model, temperature) if calibrated else run.model
     metadata = {"keras_model_sha256": model_sha, "backbone": backbone, "temperature": temperature}
@@ -161,11 +166,11 @@ def export_run(
     beside = analysed and {"coreml", "onnx"} & set(formats) and (os.cpu_count() or 1) > 1
     with Staging(out_dir) as stage, (SideProcess(run.path, temperature, backbone, metadata) if beside else nullcontext()) as side:
         return _export_into(run, model, formats, precisions, out_dir, stage, side, calibration, calibration_samples, progress, mixed, keep_float,
-                            analysed, metadata, said)
+                            analysed, metadata, said, max_pixels)
 
 
 def _export_into(run, model, formats, precisions, out_dir: Path, stage: "Staging", side: "SideProcess | None", calibration, calibration_samples,
-                 progress, mixed, keep_float, analysed, metadata, said) -> dict:
+                 progress, mixed, keep_float, analysed, metadata, said, max_pixels) -> dict:
     """`export_run` once its photos are drawn: the analysis, then every artefact into `out_dir`.
 
     Nothing under `out_dir` that an earlier manifest lists is replaced before this export's manifest
@@ -194,7 +199,7 @@ def _export_into(run, model, formats, precisions, out_dir: Path, stage: "Staging
     keep = mixed_precision_plan(
         model, model_sha, precisions, calibration=calibration, samples=calibration_samples, art_dir=out_dir,
         cache_dir=run.path / "cache", mixed=mixed, keep_float=keep_float, progress=progress,
-        coreml_fp16=coreml_fp16 if coreml_analysed else None, temperature=temperature, said=said,
+        coreml_fp16=coreml_fp16 if coreml_analysed else None, temperature=temperature, said=said, max_pixels=max_pixels,
     )
     jobs = [(f, p, out_dir) for f in formats for p in precisions]
     # the measured choice is compared with rounding every layer; a hand-picked --keep-float is not
@@ -419,6 +424,7 @@ def mixed_precision_plan(
     coreml_fp16=None,
     temperature: float = 1.0,
     said: set | None = None,
+    max_pixels: int = MAX_PIXELS,
 ) -> dict[str, list[Unit]]:
     """precision ("fp16", "int8", and "coreml_fp16" for Core ML's own) -> units kept float32. Runs
     (or reuses, cached in RUN_DIR/cache) the sensitivity analysis and writes ART_DIR/sensitivity.json
@@ -439,7 +445,7 @@ def mixed_precision_plan(
     if not samples:
         raise CatdogError("mixed precision needs training photos to measure layer sensitivity; pass --calibration DIR or --mixed off")
     labelled = [s for s in samples if s.label is not None] or samples
-    images, labels = draw_photos(labelled, input_size(model), SENSITIVITY_PHOTOS, seed=1, said=said)
+    images, labels = draw_photos(labelled, input_size(model), SENSITIVITY_PHOTOS, seed=1, said=said, max_pixels=max_pixels)
     analysis = analyse(net, model_sha, images, labels, reduced, calibration, cache_dir=cache_dir, progress=progress, coreml_fp16=coreml_fp16,
                        temperature=temperature)
     write_text(art_dir / ArtDir.SENSITIVITY, json.dumps(analysis, indent=1))

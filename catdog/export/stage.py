@@ -15,12 +15,14 @@ def export_stage(
     calibrated: bool = False,
     mixed: bool = True,
     keep_float: str | None = None,
+    max_pixels: int | None = None,
 ) -> dict:
     """Export a loaded RUN_DIR (`catdog.training.Run`) into ART_DIR `out`; the manifest.
 
     formats, precision: comma-separated (e.g. "coreml,tflite,onnx", "fp32,int8");
     calibration_dir: int8 calibration photos (default: the run's calibration photos, split.json);
-    keep_float: comma-separated Keras layer names kept float32 instead of the measured choice.
+    keep_float: comma-separated Keras layer names kept float32 instead of the measured choice;
+    max_pixels: a calibration photo over this many pixels is named and left out (default MAX_PIXELS).
     """
     from catdog.export import FORMATS, PRECISIONS, export_run, parse_list
     from catdog.features.stage import scan_printing
@@ -30,7 +32,7 @@ def export_stage(
     precisions_ = parse_list(precision, PRECISIONS, "precision")
     calibration = scan_printing(calibration_dir)[0] if calibration_dir else run_photos(run, "calibration")
     keep = [n.strip() for n in keep_float.split(",") if n.strip()] if keep_float is not None else None
-    return export_run(run, formats_, precisions_, out, calibration, calibrated=calibrated, mixed=mixed, keep_float=keep)
+    return export_run(run, formats_, precisions_, out, calibration, calibrated=calibrated, mixed=mixed, keep_float=keep, max_pixels=max_pixels)
 
 
 def manifest_lines(manifest: dict, out: Path) -> list[str]:

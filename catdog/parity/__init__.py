@@ -32,7 +32,7 @@ from catdog.contract import ArtDir, CAM, INPUT_NAME, PET, PROBABILITIES, RunDir,
 from catdog.contract import verdict as verdict_of
 from catdog.atomic import write_text
 from catdog.cam import cam_conv_kernel, cam_model
-from catdog.data import LABELS, ImageError, Sample, iter_batches, open_rgb, resize, sha256_file
+from catdog.data import LABELS, MAX_PIXELS, ImageError, Sample, iter_batches, open_rgb, resize, sha256_file
 from catdog.errors import CatdogError
 from catdog.training import accuracy
 from catdog.features import input_size
@@ -59,7 +59,8 @@ def edge_cases(photo: Image.Image) -> dict[str, Image.Image]:
     }
 
 
-def load_images(images: str | os.PathLike | list[Path], image_size: int, edge: bool = True) -> tuple[ParityImages, list[str]]:
+def load_images(images: str | os.PathLike | list[Path], image_size: int, edge: bool = True,
+                max_pixels: int = MAX_PIXELS) -> tuple[ParityImages, list[str]]:
     """Every image in folder `images` (sorted) or the listed files, plus edge cases derived from
     the first photo, squashed to `image_size`. Returns the images and one line per file that
     could not be used.
@@ -77,7 +78,7 @@ def load_images(images: str | os.PathLike | list[Path], image_size: int, edge: b
             skipped.append(f"skipped {path}: not an image extension ({', '.join(IMAGE_SUFFIXES)})")
             continue
         try:
-            photo = open_rgb(path)
+            photo = open_rgb(path, max_pixels)
         except ImageError as exc:
             skipped.append(f"skipped {path}: {exc}")
             continue
@@ -263,9 +264,9 @@ def kept_layer_checks(path: Path, kept: list[str], units: list[dict], precision:
     return checks
 
 
-def _labelled_images(samples: list[Sample], image_size: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+def _labelled_images(samples: list[Sample], image_size: int, max_pixels: int = MAX_PIXELS) -> tuple[list[str], np.ndarray, np.ndarray]:
     names, images, labels = [], [], []
-    for batch in iter_batches(samples, batch_size=32, size=image_size):
+    for batch in iter_batches(samples, batch_size=32, size=image_size, max_pixels=max_pixels):
         for rejection in batch.rejections:
             print(rejection.line())
         images.append(batch.images)
@@ -282,6 +283,7 @@ def run_parity(
     labelled: list[Sample] | None = None,
     run_dir: str | os.PathLike | None = None,
     edge: bool = True,
+    max_pixels: int = MAX_PIXELS,
 ) -> dict:
     """Compare every artefact in ART_DIR with the Keras model; write parity.json and parity.md.
 
@@ -305,10 +307,10 @@ def run_parity(
         raise CatdogError(f"{run_dir / 'model.keras'}: not the model the artefacts came from (sha256 differs); "
                           "pass the RUN_DIR they were exported from as --run-dir, or export this run again")
     size = input_size(run.model)
-    images, skipped = load_images(images_dir, size, edge)
+    images, skipped = load_images(images_dir, size, edge, max_pixels)
     for line in skipped:
         print(line)
-    labelled_names, labelled_arrays, labels = _labelled_images(labelled or [], size)
+    labelled_names, labelled_arrays, labels = _labelled_images(labelled or [], size, max_pixels)
     names = images.names + labelled_names
     arrays = np.concatenate([images.arrays, labelled_arrays])
     n_ref = len(images.names)

@@ -21,7 +21,7 @@ import numpy as np
 from catdog.contract import PET, PET_THRESHOLD, PROBABILITIES, RunDir
 from catdog import __version__
 from catdog.atomic import write_text
-from catdog.data import LABELS, iter_batches, scan, sha256_file
+from catdog.data import LABELS, MAX_PIXELS, iter_batches, scan, sha256_file
 from catdog.errors import CatdogError
 from catdog.features import input_size
 from catdog.training import metrics as M
@@ -92,10 +92,10 @@ def set_trainable(full_model: keras.Model, blocks: list[str]) -> int:
     return trainable
 
 
-def _load_split(run: Run, data_dir: str | os.PathLike, seed: int = 0):
+def _load_split(run: Run, data_dir: str | os.PathLike, seed: int = 0, max_pixels: int = MAX_PIXELS):
     """(train, validation) photos as arrays, and that split (names). Fine-tuning needs a validation split for early
     stopping; a run trained on every photo (no "validation" in split.json) gets a seeded,
-    class-stratified 20 % of its photos for it."""
+    class-stratified 20 % of its photos for it. A photo that cannot be used now is named and left out."""
     from catdog.training.train import stratified_split
 
     size = input_size(run.model)
@@ -110,14 +110,18 @@ def _load_split(run: Run, data_dir: str | os.PathLike, seed: int = 0):
         split = {**split, "train": [names[i] for i in rest], "validation": [names[i] for i in val]}  # parity, calibration kept
 
     def arrays(names):
-        batches = list(iter_batches([samples[n] for n in names], batch_size=64, size=size))
+        batches = list(iter_batches([samples[n] for n in names], batch_size=64, size=size, max_pixels=max_pixels))
+        for rejection in (r for b in batches for r in b.rejections):
+            print(rejection.line())  # trained on before (a photo since damaged, or over --max-pixels): not dropped unsaid
         return np.concatenate([b.images for b in batches]), np.array([s.label for b in batches for s in b.samples])
 
     return arrays(split["train"]), arrays(split["validation"]), split
 
 
-def finetune(run: Run, data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: FinetuneConfig = FinetuneConfig(), progress: bool = True) -> dict:
-    """Fine-tune `run` on its training photos less a validation split (for early stopping); write a RUN_DIR."""
+def finetune(run: Run, data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: FinetuneConfig = FinetuneConfig(), progress: bool = True,
+             max_pixels: int = MAX_PIXELS) -> dict:
+    """Fine-tune `run` on its training photos less a validation split (for early stopping); write a RUN_DIR.
+    max_pixels: a photo over this many pixels is named and left out."""
     start = time.perf_counter()
     out_dir = Path(out_dir)
     if "," in run.metrics.get("backbone", ""):
@@ -126,7 +130,7 @@ def finetune(run: Run, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
         )
     if out_dir.resolve() == run.path.resolve():
         raise CatdogError(f"{out_dir}: the run being fine-tuned; give --out a new RUN_DIR (it would overwrite the model it starts from)")
-    (x_train, y_train), (x_val, y_val), split = _load_split(run, data_dir, config.seed)
+    (x_train, y_train), (x_val, y_val), split = _load_split(run, data_dir, config.seed, max_pixels)
     keras.utils.set_random_seed(config.seed)
     model = keras.models.load_model(run.path / RunDir.MODEL)  # an independent copy to train
     blocks = top_blocks(model.get_layer("backbone"), config.blocks)
