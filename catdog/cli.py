@@ -449,6 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+RESUMABLE = ("features", "run", "export")  # commands that pick up where an interrupted one stopped
+
+
 def main(argv: list[str] | None = None) -> int:
     from catdog.console import interrupts_kept, quiet
 
@@ -468,7 +471,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("catdog: interrupted; run the same command again to resume", file=sys.stderr)
+        # only these keep what they finished (the feature cache, complete artefacts); the rest start over
+        again = "run the same command again to resume" if args.command in RESUMABLE else "run the command again to start it over"
+        print(f"catdog: interrupted; {again}", file=sys.stderr)
         return 130
 
 

@@ -177,6 +177,25 @@ def test_ctrl_c_inside_a_finaliser_still_stops_the_command(capsys):
     assert sys.unraisablehook is hook  # put back: the hook is the command's only
 
 
+@needs_shared
+def test_ctrl_c_says_whether_the_command_resumes(subset_run, train_subset, tmp_path):
+    """Ctrl-C in the middle of `catdog cam` (a terminal's SIGINT to the process group): exit 130 and
+    one line, which does not promise a resume that `cam` has no means of (features, export and run
+    do; their line says so, `tests/test_kill.py`)."""
+    import signal
+
+    launch = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+    proc = subprocess.Popen([sys.executable, "-c", launch, "-m", "catdog.cli", "cam", str(subset_run), str(train_subset), "--out", str(tmp_path)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    first = proc.stdout.readline()  # the first overlay is written: the photos are under way
+    assert "_cam.png" in first, first
+    os.killpg(proc.pid, signal.SIGINT)
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 130, out[-2000:]
+    assert out.rstrip().splitlines()[-1] == "catdog: interrupted; run the command again to start it over"
+    assert "Traceback" not in out
+
+
 def test_warnings_become_one_catdog_line():
     site = "/venv/lib/python3.11/site-packages/keras/src/export/tf2onnx_lib.py"
     assert one_line_warning("np.object is deprecated", FutureWarning, site) is None
