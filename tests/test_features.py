@@ -119,6 +119,25 @@ def test_unknown_backbone_and_missing_weights_are_clear_errors(tmp_path):
         build_backbone("resnet50", tmp_path / "nope.h5")
 
 
+@needs_shared
+def test_a_failed_extraction_leaves_no_empty_feature_file(tmp_path, capsys):
+    """Weights that cannot be loaded, or a folder whose every photo is rejected: one line, exit 2, and
+    no feature file of no rows left where FEATURES.h5 was asked for (before, an empty one was)."""
+    from catdog.cli import main
+
+    ok = copy_photos(tmp_path / "ok", kaggle_names("cat", [1]))
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "cat.1.jpg").write_bytes(b"not a photo")
+    (tmp_path / "bogus.h5").write_text("not weights")
+    assert main(["features", str(ok), "--out", str(tmp_path / "a.h5"), "--weights", str(tmp_path / "bogus.h5")]) == 2
+    assert "cannot load mobilenet_v2 weights" in capsys.readouterr().err
+    assert main(["features", str(bad), "--out", str(tmp_path / "b.h5")]) == 2
+    assert "no usable photo" in capsys.readouterr().err
+    assert not (tmp_path / "a.h5").exists() and not (tmp_path / "b.h5").exists()
+    assert "cat.1.jpg" in (tmp_path / "rejected.csv").read_text()  # the rejection itself is kept
+
+
 def test_offline_a_size_with_imagenet_weights_of_its_own_names_that_file():
     """Keras loads MobileNetV2's 128 px ImageNet weights at 128 (not the 224 ones the Makefile
     copies); offline, the error names the file Keras looks for."""

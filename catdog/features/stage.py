@@ -121,12 +121,30 @@ def features_stage(
         raise CatdogError(f"--view {view}: views are extracted here, not on Ray; leave out --ray")
     extra = {} if view == "plain" else {"view": view, "echo": echo}
     settings = {**asdict(extraction), "weights": extraction.weights or "imagenet"}
-    report = on_ray(extract_features, ray, workers)(samples, out, **settings, excluded=excluded, **extra)
+    try:
+        report = on_ray(extract_features, ray, workers)(samples, out, **settings, excluded=excluded, **extra)
+    except BaseException:  # no weights, Ctrl-C before the first batch, …: no empty file left behind the error
+        _drop_if_empty(Path(out))
+        raise
     rejections = scan_rejections + report.rejections
     report_rejections(rejections, rejected_csv)
     used = len(samples) - len(report.rejections)
     if used == 0:
+        _drop_if_empty(Path(out))
         raise CatdogError(f"{data}: no usable photo ({len(rejections)} file(s) rejected, see {rejected_csv})")
     speed = f" at {report.images_per_s:.1f} images/s" if report.computed else ""
     line = f"{used} photos in {out} ({report.computed} computed{speed}, {report.cached} from cache, {len(rejections)} rejected)"
     return report, line
+
+
+def _drop_if_empty(path: Path) -> None:
+    """A feature file with no row (every photo rejected) holds nothing: not left behind the error."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            empty = int(f.attrs.get("rows", -1)) == 0
+    except (OSError, ValueError):
+        return
+    if empty:
+        path.unlink(missing_ok=True)
