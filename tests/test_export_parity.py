@@ -52,8 +52,9 @@ def test_tflite_and_onnx_files_carry_the_contract(subset_artefacts):
     onnx.checker.check_model(model)
     assert model.opset_import[0].version >= 17
     batch = model.graph.input[0].type.tensor_type.shape.dim[0]
-    assert batch.dim_param and not batch.dim_value  # dynamic batch
+    assert batch.dim_param == "batch" and not batch.dim_value  # dynamic batch, named as the manifest names it
     assert sorted(o.name for o in model.graph.output) == ["cam", "pet", "probabilities"]
+    assert all(o.type.tensor_type.shape.dim[0].dim_param == "batch" for o in model.graph.output)
 
 
 def _boundary_flips_only(row: dict, within: float = 0.01) -> bool:

@@ -77,3 +77,24 @@ def test_a_core_ml_package_made_on_another_day_has_the_same_bytes(subset_run, su
     first = json.loads((subset_artefacts / "manifest.json").read_text())["artefacts"]
     second = json.loads((out / "manifest.json").read_text())["artefacts"]
     assert [a["sha256"] for a in second] == [a["sha256"] for a in first if (a["format"], a["precision"]) == ("coreml", "fp32")]
+
+
+@needs_shared
+def test_the_fp32_onnx_is_the_same_bytes_whatever_the_process_traced_before(subset_run):
+    """tf2onnx's graph doc string named TensorFlow's traced function, numbered by a process-wide
+    counter: one model's ONNX artefacts differed between a 1-core machine (converted after the
+    TFLite analysis) and a 2-core one (converted first, in export's second process)."""
+    import tensorflow as tf
+
+    from catdog.cam import cam_model
+    from catdog.export import converted
+    from catdog.export.onnx import fp32_onnx
+    from catdog.training import load_run
+
+    net = cam_model(load_run(subset_run).model)
+    made = ("onnx_fp32", converted.model_key(net))
+    converted._made.pop(made, None)  # converted afresh each time, not taken from this process's cache
+    first = fp32_onnx(net)
+    converted._made.pop(made)
+    tf.function(lambda x: x + 1)(tf.constant(1.0))  # the process traces something else in between
+    assert fp32_onnx(net) == first

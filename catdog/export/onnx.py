@@ -118,6 +118,7 @@ def fp16_weights(model, keep_nodes: list[str]):
 
 
 _NUMBERED = re.compile(r"__\d+(?=(:\d+)?$)")  # tf2onnx's `<name>__<n>` (and its `:0` output suffix)
+_UNKNOWN_DIM = re.compile(r"unk__\d+")  # tf2onnx's name for a dimension the signature leaves open
 
 
 def canonical_names(model):
@@ -126,8 +127,15 @@ def canonical_names(model):
     the same bytes: numbered nodes and their outputs by their place in the node list (which is
     deterministic), numbered constants after their first reader (`<node>/input_<k>`: tf2onnx
     merges equal constants under whichever copy's name it meets first). Constants are stored
-    in the order they are first read."""
+    in the order they are first read. Two more names came from process-wide counters: the
+    graph's doc string (TensorFlow's traced function, `__inference___call___12681`), now saying
+    where the graph came from, and the dynamic batch dimension (`unk__1661`), now `batch`."""
     graph = model.graph
+    graph.doc_string = "converted from the Keras CAM model by tf2onnx"
+    for value in (*graph.input, *graph.output, *graph.value_info):
+        for dim in value.type.tensor_type.shape.dim:
+            if _UNKNOWN_DIM.fullmatch(dim.dim_param):
+                dim.dim_param = "batch"  # the only dimension tf2onnx leaves unknown here
     new: dict[str, str] = {}
     for node in graph.node:
         for name in (node.name, *node.output):
