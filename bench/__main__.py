@@ -24,6 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from catdog.atomic import write_text
+from catdog.cli import _whole as whole  # the CLI's own check: a count under 1 is refused as it is read
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -42,6 +45,17 @@ def run_main(main, *args) -> int:
         return 2
 
 
+def timing_photo(size: int):
+    """The photo every latency row times (../shared's reference 720p cat), decoded at `size`."""
+    from catdog.data import decode
+    from catdog.errors import CatdogError
+
+    path = SHARED / "data" / "reference" / "coral_cat_720p.jpg"
+    if not path.is_file():
+        raise CatdogError(f"{path}: not found; put ../shared beside the repository or set CATDOG_SHARED to its folder")
+    return decode(path, size)
+
+
 def save(name: str, rows, extra: dict | None = None) -> None:
     import tensorflow as tf
 
@@ -51,7 +65,7 @@ def save(name: str, rows, extra: dict | None = None) -> None:
         **(extra or {}),
         "rows": rows,
     }
-    (RESULTS / f"{name}.json").write_text(json.dumps(doc, indent=2))
+    write_text(RESULTS / f"{name}.json", json.dumps(doc, indent=2))
     print(f"written {RESULTS / (name + '.json')}\n")
 
 
@@ -250,7 +264,6 @@ def cmd_latency(args) -> None:
     import tensorflow as tf
 
     from catdog.cam import cam_model
-    from catdog.data import decode
     from catdog.contract import load_manifest
     from catdog.features import input_size
     from catdog.runtime import open_model
@@ -259,7 +272,7 @@ def cmd_latency(args) -> None:
     art = Path(args.art)
     manifest = load_manifest(art)
     model = cam_model(load_run(args.run).model)
-    x = decode(SHARED / "data" / "reference" / "coral_cat_720p.jpg", input_size(model))[None].astype(np.float32)
+    x = timing_photo(input_size(model))[None].astype(np.float32)
     compiled = tf.function(lambda t: model(t, training=False), jit_compile=False)
     rows = [
         {"runtime": "keras predict_on_batch", "precision": "fp32", **_latency(model.predict_on_batch, x, args.runs)},
@@ -290,7 +303,6 @@ def cmd_interpreter(args) -> None:
     import numpy as np
 
     from catdog.contract import load_manifest
-    from catdog.data import decode
     from catdog.runtime import open_model
 
     art = Path(args.art)
@@ -302,7 +314,7 @@ def cmd_interpreter(args) -> None:
         start = time.perf_counter()
         model = open_model(art / a["file"], engine="interpreter" if a["format"] == "coreml" else None, threads=os.cpu_count())
         load_s = time.perf_counter() - start
-        x = decode(SHARED / "data" / "reference" / "coral_cat_720p.jpg", model.image_size)[None].astype(np.float32)
+        x = timing_photo(model.image_size)[None].astype(np.float32)
         batch = np.repeat(x, 16, axis=0)
         one = _latency(model.run, x, args.runs, warmup=3)
         sixteen = _latency(model.run, batch, max(3, args.runs // 10), warmup=1)
@@ -364,7 +376,7 @@ def cmd_phone(args) -> None:
     """
     import numpy as np
 
-    from catdog.data import decode, scan
+    from catdog.data import scan
     from catdog.export import export, load_calibration
     from catdog.features import build_backbone, get_spec
     from catdog.runtime import open_model
@@ -384,7 +396,7 @@ def cmd_phone(args) -> None:
             model = full_model(name, build_backbone(name, "imagenet", size), head, pet)
             flops = model_flops(model)
             calibration = load_calibration(scan(args.data)[0], size, n=64)
-            x = decode(SHARED / "data" / "reference" / "coral_cat_720p.jpg", size)[None].astype(np.float32)
+            x = timing_photo(size)[None].astype(np.float32)
             for fmt in ("tflite", "onnx"):
                 for precision in ("fp32", "fp16", "int8"):
                     a = export(model, fmt, precision, tmp, name, calibration)
@@ -424,26 +436,26 @@ def main() -> int:
     parser.add_argument("--art", default=None)
     parser.add_argument("--compare", nargs="*", metavar="ART_DIR", help="unsure: more ART_DIRs of the same run, measured beside --art")
     parser.add_argument("--data", default=str(SHARED / "data" / "dogs-vs-cats" / "train"))
-    parser.add_argument("--images", type=int, default=128, help="photos for the feature benchmark")
-    parser.add_argument("--runs", type=int, default=50, help="timed runs per latency row (after 10 warm-up)")
-    parser.add_argument("--examples", type=int, default=200, help="fuzz: random examples per mutation kind and target")
-    parser.add_argument("--seed", type=int, default=None, help="fuzz: Hypothesis seed (default: random, printed)")
-    parser.add_argument("--folder-mutants", type=int, default=200, help="fuzz: mutants in the data folder run")
-    parser.add_argument("--requests", type=int, default=2000, help="soak: requests")
-    parser.add_argument("--concurrency", type=int, default=16, help="soak: requests in flight")
+    parser.add_argument("--images", type=whole(1), default=128, help="photos for the feature benchmark")
+    parser.add_argument("--runs", type=whole(1), default=50, help="timed runs per latency row (after 10 warm-up)")
+    parser.add_argument("--examples", type=whole(1), default=200, help="fuzz: random examples per mutation kind and target")
+    parser.add_argument("--seed", type=whole(0, 2**32 - 1), default=None, help="fuzz: Hypothesis seed (default: random, printed)")
+    parser.add_argument("--folder-mutants", type=whole(1), default=200, help="fuzz: mutants in the data folder run")
+    parser.add_argument("--requests", type=whole(1), default=2000, help="soak: requests")
+    parser.add_argument("--concurrency", type=whole(1), default=16, help="soak: requests in flight")
     parser.add_argument("--shifts", action="store_true", help="neither: also keep and reject rates under each shift "
                         "(features cached in --features-dir, as bench.robust's)")
     parser.add_argument("--features-dir", default=str(REPO / "runs" / "study"), help="neither --shifts: the feature cache")
     args = parser.parse_args()
     args.art = args.art or str(Path(args.run) / "artefacts")
     parts = ["features", "head", "export", "latency", "interpreter", "accuracy", "phone", "neither"] if args.part == "all" else [args.part]
-    roof = None
+    roof, status = None, 0
     for part in parts:
         print(f"== {part}")
-        if part in ("fuzz", "soak"):
+        if part in ("fuzz", "soak"):  # checks, not only measurements: their failure is the exit status
             from bench import faults
 
-            getattr(faults, f"cmd_{part}")(args)
+            status = max(status, getattr(faults, f"cmd_{part}")(args))
         elif part == "neither":
             from bench.neither import cmd_neither
 
@@ -457,7 +469,7 @@ def main() -> int:
         else:
             out = globals()[f"cmd_{part}"](args)
             roof = out if part == "roofline" else roof
-    return 0
+    return status
 
 
 if __name__ == "__main__":

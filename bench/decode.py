@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.__main__ import SHARED, save, table  # noqa: E402
+from catdog.cli import _whole  # noqa: E402  (the CLI's own check: a count under 1 is refused as it is read)
 
 PHONE = (4032, 3024)  # the 12 MP sensor's photo, width x height
 SCALES = (1, 2, 4)  # 1: whole; 2 and 4: DCT-scaled, as inSampleSize 2 and 4
@@ -72,7 +73,7 @@ def main(argv=None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m bench.decode", description=__doc__.splitlines()[0])
     parser.add_argument("--art", type=Path, default=REPO / "runs" / "mobilenet+mobilenet_v2_288" / "artefacts", help="ART_DIR (default: make run's)")
-    parser.add_argument("--pets", type=int, default=60, help="Kaggle test photos to use (default 60), beside every not-pet")
+    parser.add_argument("--pets", type=_whole(1), default=60, help="Kaggle test photos to use (default 60), beside every not-pet")
     args = parser.parse_args(argv)
 
     entry = chosen_artefact(load_manifest(args.art), "tflite")  # the one the Android demo loads (fp32 first)

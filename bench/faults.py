@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -53,19 +54,30 @@ def _hypothesis_run(kind: str, examples: int, seed: int, body) -> dict:
     return run
 
 
-def cmd_fuzz(args) -> None:
+def cmd_fuzz(args) -> int:
+    """The fuzz table and fuzz.json; exit status 1 where a property broke, the server died or
+    printed a traceback, or `catdog features` failed on the hostile folder (`make fuzz` fails)."""
+    from tools.mutations import load_bases
+
+    seed = args.seed if args.seed is not None else random.randrange(2**32)
+    print(f"seed {seed} (python -m bench fuzz --seed {seed} repeats this run)")
+    bases = load_bases([Path(args.data) / n for n in BASE_PHOTOS])
+    scratch = Path(tempfile.mkdtemp(prefix="catdog-bench-fuzz-"))
+    try:
+        return _fuzz(args, seed, bases, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _fuzz(args, seed: int, bases, scratch: Path) -> int:
     from hypothesis import strategies as st
 
     from bench.__main__ import save, table
     from catdog.data import MAX_PIXELS, decode, open_rgb
     from catdog.serve import MAX_UPLOAD_PIXELS
     from tools.faults import MEMORY_BOUND_MB, Server, check_answer, check_decoded, healthz, post, rss_bytes
-    from tools.mutations import KINDS, hostile_set, load_bases, mutants
+    from tools.mutations import KINDS, hostile_set, mutants
 
-    seed = args.seed if args.seed is not None else random.randrange(2**32)
-    print(f"seed {seed} (python -m bench fuzz --seed {seed} repeats this run)")
-    bases = load_bases([Path(args.data) / n for n in BASE_PHOTOS])
-    scratch = Path(tempfile.mkdtemp(prefix="catdog-bench-fuzz-"))
     rows = []
     started = time.perf_counter()
     for kind in KINDS:
@@ -116,7 +128,8 @@ def cmd_fuzz(args) -> None:
         "decoder_examples": sum(r["examples"] for r in rows if r["part"] == "decoder"),
         "server_requests": sum(r["examples"] for r in rows if r["part"] == "server"),
         "broken_properties": sum(bool(r["failure"]) for r in rows),
-        "server_healthz_always_200": all(r.get("healthz") == 200 for r in rows if r["part"] == "server"),
+        # None, not true, where no server ran (no ART_DIR)
+        "server_healthz_always_200": all(r.get("healthz") == 200 for r in rows if r["part"] == "server") if server_alive is not None else None,
         "server_alive_after": server_alive,
         "server_tracebacks": traces,
         "server_peak_over_idle_mb": server_peak,
@@ -128,6 +141,17 @@ def cmd_fuzz(args) -> None:
     print(json.dumps({k: v for k, v in summary.items() if k != "data_folder"}, indent=1))
     print(f"data folder: {folder}")
     save("fuzz", rows, summary)
+    failed = [what for what, bad in (
+        ("a broken property", summary["broken_properties"]),
+        ("the server died", server_alive is False),
+        ("the server printed a traceback", bool(traces)),
+        ("/healthz was not always 200", summary["server_healthz_always_200"] is False),
+        (f"catdog features exited {folder['exit']} on the hostile folder", folder["exit"] != 0),
+        ("a hostile file was both used and rejected, or neither", folder.get("neither_or_both", 0) > 0),
+    ) if bad]
+    if failed:
+        print(f"bench: fuzz failed: {'; '.join(failed)} (seed {seed})", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _grid(art: Path) -> int:
@@ -184,7 +208,9 @@ def _data_folder_run(bases, fixed, seed: int, n: int, photos: Path, scratch: Pat
     }
 
 
-def cmd_soak(args) -> None:
+def cmd_soak(args) -> int:
+    """The soak table and soak.json; exit status 1 where a request failed, /healthz was not 200
+    after it, or the server's peak RSS went over the bound (`make soak` fails)."""
     from bench.__main__ import save, table
     from catdog.serve import MAX_UPLOAD_PIXELS
     from tools.faults import MEMORY_BOUND_MB, Server, soak
@@ -220,3 +246,11 @@ def cmd_soak(args) -> None:
           f"RSS growth after warm-up {report['rss_growth_mb']:+.0f} MB; peak over idle {report['rss_peak_over_idle_mb']:.0f} MB "
           f"(bound {MEMORY_BOUND_MB} MB)")
     save("soak", rows, report)
+    failed = [what for what, bad in (
+        (f"{report['failures']} failed request(s)", report["failures"]),
+        (f"/healthz after: {report['healthz_after']}", report["healthz_after"] != 200),
+        (f"peak RSS {report['rss_peak_over_idle_mb']:.0f} MB over idle, bound {MEMORY_BOUND_MB} MB", report["rss_peak_over_idle_mb"] > MEMORY_BOUND_MB),
+    ) if bad]
+    if failed:
+        print(f"bench: soak failed: {'; '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0

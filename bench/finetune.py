@@ -73,8 +73,10 @@ def activations(features_dir: Path, data: Path, view: str):
     from catdog.atomic import open_atomic
 
     path = features_dir / f"mobilenet_v2_{SIZE}_{CUT}_{view}.npy"
-    if path.is_file():
+    try:  # an unreadable file (another version's) is made again
         return np.load(path)
+    except (OSError, ValueError):
+        pass
     import keras
     from tqdm import tqdm
 

@@ -72,8 +72,11 @@ def run_features(run: Path):
 def layer_features(jobs: dict, cache: Path) -> dict:
     """key -> (N, sum of the layers' channels): for each job (samples, view), the layers' pooled
     activations of those photos as that view sees them, in order (cached under the key)."""
+    import zipfile
+
     import numpy as np
 
+    from catdog.atomic import open_atomic
     from catdog.data.batches import iter_batches
     from catdog.features.engine import LiteRTFeatures
 
@@ -82,18 +85,21 @@ def layer_features(jobs: dict, cache: Path) -> dict:
     for key, (samples, view) in jobs.items():
         names = [s.name for s in samples]
         path = cache / f"midlevel_{SIZE}_{key}.npz"
-        if path.is_file():
-            saved = np.load(path)
-            if list(saved["names"]) == names and saved["features"].shape[1] == sum(c for *_, c in LAYERS):
-                out[key] = saved["features"]
-                continue
+        try:  # a file another version (or a kill, before writes were atomic) left unreadable is made again
+            with np.load(path) as saved:
+                if list(saved["names"]) == names and saved["features"].shape[1] == sum(c for *_, c in LAYERS):
+                    out[key] = saved["features"]
+                    continue
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            pass
         runner = runner or LiteRTFeatures(layer_model(), "bench_midlevel", "imagenet|" + repr(LAYERS))  # LiteRT cache keyed by the layers
         rows = []
         for batch in iter_batches(samples, size=SIZE, view=view):
             assert not batch.rejections, batch.rejections
             rows.append(runner(batch.images))
         out[key] = np.vstack(rows)
-        np.savez(path, names=np.array(names), features=out[key])
+        with open_atomic(path, "wb") as f:
+            np.savez(f, names=np.array(names), features=out[key])
         print(f"{key}: {len(names)} photos", flush=True)
     return out
 

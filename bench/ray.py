@@ -32,6 +32,8 @@ import subprocess
 import tempfile
 import time
 
+from catdog.cli import _whole  # noqa: E402  (the CLI's own check: a count under 1 is refused as it is read)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CATDOG_SHARED", REPO.parent / "shared"))
 MODES = ("single", "ray")
@@ -160,11 +162,11 @@ def run(args) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench ray", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(SHARED / "data" / "dogs-vs-cats" / "train"))
-    parser.add_argument("--images", type=int, default=1000, help="photos per run (default 1000)")
+    parser.add_argument("--images", type=_whole(1), default=1000, help="photos per run (default 1000)")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--workers", help="comma-separated worker counts (default 1 .. the CPUs here)")
-    parser.add_argument("--repeats", type=int, default=2, help="runs per row, best kept (default 2)")
-    parser.add_argument("--keys", type=int, default=20_000, help="photos for the cache-key pass (default 20000, DATA's list repeated)")
+    parser.add_argument("--repeats", type=_whole(1), default=2, help="runs per row, best kept (default 2)")
+    parser.add_argument("--keys", type=_whole(1), default=20_000, help="photos for the cache-key pass (default 20000, DATA's list repeated)")
     parser.add_argument("--one", choices=(*MODES, "keys"), help=argparse.SUPPRESS)  # internal: one measurement in this process
     args = parser.parse_args(argv)
     if args.one == "keys":

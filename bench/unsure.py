@@ -17,7 +17,6 @@ of 0.01 and moves the logit, though not the probability, by up to 0.05.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -37,14 +36,14 @@ def photos(shared: Path, size: int) -> np.ndarray:
 
 def cmd_unsure(args) -> None:
     from bench.__main__ import SHARED, save, table
-    from catdog.contract import PET, PET_THRESHOLD, PROBABILITIES, verdict
+    from catdog.contract import PET, PET_THRESHOLD, PROBABILITIES, load_manifest, verdict
     from catdog.export.sensitivity import logit
     from catdog.runtime import open_model
 
     art_dirs = [Path(args.art), *(Path(a) for a in args.compare or [])]
     rows, keras, images = [], {}, None
     for art in art_dirs:
-        manifest = json.loads((art / "manifest.json").read_text())
+        manifest = load_manifest(art)
         temperature = float(manifest.get("temperature", 1.0))
         for entry in manifest["artefacts"]:
             model = open_model(art / entry["file"])

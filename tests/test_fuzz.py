@@ -142,3 +142,33 @@ def test_every_answer_is_one_line_json(server):
     for (status, body), expected, words in cases:
         assert status == expected and words in body["error"] and "\n" not in body["error"], (expected, status, body)
     assert healthz(server.host, server.port) == 200
+
+
+@needs_shared
+def test_bench_fuzz_fails_when_a_property_breaks(tmp_path, monkeypatch, capsys):
+    """`python -m bench fuzz` (`make fuzz`) printed "broken property" rows and exited 0: it now
+    exits 1 and says why, and leaves no scratch folder behind; a count under 1 is refused as the
+    arguments are read (it was a ZeroDivisionError after the work)."""
+    import argparse
+    import subprocess
+    import sys
+
+    import bench.__main__ as bench_main
+    import tools.faults
+    from bench.faults import cmd_fuzz
+    from conftest import REPO
+
+    def broken(*args, **kwargs):
+        raise AssertionError("a property broken on purpose")
+
+    monkeypatch.setattr(tools.faults, "check_decoded", broken)
+    monkeypatch.setattr(bench_main, "RESULTS", tmp_path / "results")  # not the repository's bench/results
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where its scratch folder goes
+    args = argparse.Namespace(seed=1, data=str(TRAIN), art=str(tmp_path / "no-art-dir"), examples=1, folder_mutants=2)
+    assert cmd_fuzz(args) == 1
+    err = capsys.readouterr().err
+    assert "bench: fuzz failed: a broken property (seed 1)" in err
+    assert json.loads((tmp_path / "results" / "fuzz.json").read_text())["broken_properties"] > 0
+    assert not list(tmp_path.glob("catdog-bench-fuzz-*")), "the scratch folder was left"
+    refused = subprocess.run([sys.executable, "-m", "bench", "latency", "--runs", "0"], cwd=REPO, capture_output=True, text=True)
+    assert refused.returncode == 2 and "argument --runs: 0 is under 1; give 1 or more" in refused.stderr

@@ -31,6 +31,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from catdog.atomic import write_text
+from catdog.errors import CatdogError
+
 GOLDEN_VERSION = 2  # 2: the `pet` output, the manifest's pet_threshold, verdicts
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "golden" / "apps.json"
@@ -435,10 +438,7 @@ def write(golden: dict, out: Path) -> int:
     if len(text.encode()) > MAX_BYTES:
         print(f"golden: {out} would be {len(text.encode()):,} bytes, over {MAX_BYTES:,}; not written", file=sys.stderr)
         return 1
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, out)
+    write_text(out, text)
     print(f"golden: {out} ({len(text.encode()):,} bytes) from {golden['source']['tflite']} ({golden['source']['backbone']})")
     return 0
 
@@ -456,7 +456,11 @@ def main(argv=None) -> int:
     if missing:
         print(f"golden: {', '.join(missing)} not found in {args.photos}; pass --photos DIR", file=sys.stderr)
         return 2
-    golden = generate(args.art_dir, args.photos)
+    try:
+        golden = generate(args.art_dir, args.photos)
+    except CatdogError as exc:  # an artefact changed since export, a RUN_DIR gone: one line, as catdog says it
+        print(f"golden: {exc}", file=sys.stderr)
+        return 2
     bad = check(golden)
     if bad:
         print("golden: self-check failed: " + "; ".join(bad[:5]), file=sys.stderr)
