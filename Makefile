@@ -1,7 +1,7 @@
 # Two commands for a newcomer:  `make run` (install + the whole pipeline)  and  `make test`.
 PYTHON ?= python3
 VENV   ?= .venv
-SHARED ?= ../shared
+SHARED ?= $(or $(CATDOG_SHARED),../shared)
 DATA   ?= $(SHARED)/data/dogs-vs-cats/train
 OUT    ?= runs/mobilenet+mobilenet_v2_288
 SIZE   ?= 288
@@ -9,6 +9,8 @@ BACKBONE ?= mobilenet,mobilenet_v2
 # photos with no cat or dog, for the "neither" answer (left out where the folder is absent)
 NEGATIVES ?= $(SHARED)/data/not-pets
 BIN    := $(VENV)/bin
+# the tests, benchmarks and golden file read the shared photos from here: SHARED=DIR reaches them
+export CATDOG_SHARED := $(abspath $(SHARED))
 # Keras looks for weights in $KERAS_HOME/models before downloading; seed it from ../shared.
 export KERAS_HOME ?= $(CURDIR)/.cache/keras
 
@@ -89,15 +91,16 @@ golden: install
 	$(BIN)/python -m tools.golden $(OUT)/artefacts --out tests/golden/apps.json
 
 bench: test-install
-	$(BIN)/python -m bench all
+	$(BIN)/python -m bench all --run $(OUT) --data $(DATA)
 
 # Hostile input and load, longer than `make test` (README "Faults and hostile input"): fresh random
 # mutated photos against the decoder, POST /predict and a data folder; 2,000 uploads at 16 concurrent.
 fuzz: test-install
-	$(BIN)/python -m bench fuzz --art $(OUT)/artefacts $(FUZZ_ARGS)
+	$(BIN)/python -m bench fuzz --art $(OUT)/artefacts --data $(DATA) $(FUZZ_ARGS)
 
 soak: test-install
-	$(BIN)/python -m bench soak --art $(OUT)/artefacts
+	$(BIN)/python -m bench soak --art $(OUT)/artefacts --data $(DATA)
 
+# Everything made here: the venv, the caches (Keras weights, Kotlin, MediaPipe) and every run under runs/.
 clean:
 	rm -rf $(VENV) .cache runs *.egg-info

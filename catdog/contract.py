@@ -178,10 +178,11 @@ def pet_threshold(model_path: str | os.PathLike) -> float:
 
 def sha256_path(path: str | os.PathLike) -> str:
     """sha256 of a file, or of a directory (an .mlpackage) as sorted relative paths + contents:
-    what manifest.json records for every artefact."""
+    what manifest.json records for every artefact. In a directory, macOS Finder's `.DS_Store`
+    (added where a user opens the folder; never part of a model) is not counted."""
     path = Path(path)
     h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and p.name != ".DS_Store")
     for f in files:
         if f != path:
             h.update(f.relative_to(path).as_posix().encode() + b"\0")

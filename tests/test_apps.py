@@ -111,6 +111,23 @@ def test_add_model_scripts_copy_the_artefacts(subset_artefacts, tmp_path, app, e
     assert bad.returncode == 2 and "manifest.json not found" in bad.stderr
     bare = subprocess.run([str(copy / "scripts" / "add_model.sh")], capture_output=True, text=True)  # was bash's own line, exit 1
     assert bare.returncode == 2 and bare.stderr.strip() == "usage: add_model.sh ART_DIR (the folder catdog export wrote)"
+    helped = subprocess.run([str(copy / "scripts" / "add_model.sh"), "--help"], capture_output=True, text=True)  # was "--help/manifest.json not found"
+    assert helped.returncode == 0 and helped.stdout.strip() == "usage: add_model.sh ART_DIR (the folder catdog export wrote)"
+    run_dir = tmp_path / "run"
+    (run_dir / "artefacts").mkdir(parents=True)
+    (run_dir / "artefacts" / "manifest.json").write_text("{}")
+    given_run = subprocess.run([str(copy / "scripts" / "add_model.sh"), str(run_dir)], capture_output=True, text=True)
+    assert given_run.returncode == 2 and given_run.stderr.strip() == f"add_model: {run_dir} is a RUN_DIR; pass its ART_DIR, {run_dir}/artefacts"
+    # called through a link (a ~/bin shortcut): the app beside the script is updated, macOS Finder's
+    # .DS_Store in a package (added by opening it) does not count as a change to the model
+    finder = tmp_path / "finder"
+    shutil.copytree(subset_artefacts, finder)
+    if (finder / expected[1]).is_dir():
+        (finder / expected[1] / ".DS_Store").write_bytes(b"Bud1")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "add_model").symlink_to(copy / "scripts" / "add_model.sh")
+    linked = subprocess.run([str(tmp_path / "bin" / "add_model"), str(finder)], capture_output=True, text=True)
+    assert linked.returncode == 0 and str(dest) in linked.stdout, linked.stderr
     # An artefact changed since export (here cut short, as an interrupted copy leaves it) is refused by
     # its sha256 in manifest.json, and the model added before stays.
     cut = tmp_path / "cut"

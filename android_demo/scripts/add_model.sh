@@ -2,13 +2,19 @@
 # Copy a catdog ART_DIR's manifest and TFLite artefact into the app's assets.
 #   android_demo/scripts/add_model.sh runs/mobilenet+mobilenet_v2_288/artefacts
 set -euo pipefail
-[ $# -eq 1 ] || { echo "usage: add_model.sh ART_DIR (the folder catdog export wrote)" >&2; exit 2; }
+usage="usage: add_model.sh ART_DIR (the folder catdog export wrote)"
+case "${1:-}" in -h|--help) echo "$usage"; exit 0 ;; esac
+[ $# -eq 1 ] || { echo "$usage" >&2; exit 2; }
 art="$1"
-dest="$(cd "$(dirname "$0")/.." && pwd)/app/src/main/assets"
+here="$(dirname "$(readlink -f "$0" 2>/dev/null || echo "$0")")"   # the script's own folder, called through a link too
+dest="$(cd "$here/.." && pwd)/app/src/main/assets"
+if [ ! -f "$art/manifest.json" ] && [ -f "$art/artefacts/manifest.json" ]; then
+  echo "add_model: $art is a RUN_DIR; pass its ART_DIR, $art/artefacts" >&2; exit 2
+fi
 [ -f "$art/manifest.json" ] || { echo "add_model: $art/manifest.json not found; run catdog export first" >&2; exit 2; }
 # The artefact the app chooses, checked against its sha256 in manifest.json (catdog.contract, which
 # needs only Python's standard library), so a copy cut short or changed since export never ships.
-file=$(PYTHONPATH="$(cd "$(dirname "$0")/../.." && pwd)${PYTHONPATH:+:$PYTHONPATH}" python3 -c 'import sys
+file=$(PYTHONPATH="$(cd "$here/../.." && pwd)${PYTHONPATH:+:$PYTHONPATH}" python3 -c 'import sys
 from catdog.contract import CatdogError, app_artefact
 try:
     print(app_artefact(sys.argv[1], "tflite").name)
