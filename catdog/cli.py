@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from catdog.contract import RunDir, rejected_beside
+from catdog.contract import RunDir, owned_file, rejected_beside
 from catdog.errors import CatdogError
 
 EXIT_USAGE = 2
@@ -204,6 +204,8 @@ def _output(metavar: str):
         path = Path(value)
         if "." in metavar and path.is_dir():
             raise argparse.ArgumentTypeError(f"{value} is a folder; give a file name, such as {path / metavar.lower()}")
+        if "." in metavar and (owner := owned_file(path)):
+            raise argparse.ArgumentTypeError(f"{value} is {owner}; give another name (the folder's own files are not replaced)")
         if "." not in metavar and path.exists() and not path.is_dir():
             raise argparse.ArgumentTypeError(f"{value} is a file; give a folder (made where missing)")
         # the folder it goes in, or the nearest one above that exists, must take new files

@@ -69,6 +69,8 @@ class RunDir:
     REPORT = "report.html"
     REJECTED = "rejected.csv"  # the files of DATA that could not be used (file,reason)
     REJECTED_NEGATIVES = "rejected_negatives.csv"  # those of --negatives
+    SPLIT = "split.json"  # which photos trained, validated, calibrated and checked parity
+    CURVES = "curves.png"  # the L2 search's curves
 
 
 def rejected_beside(output: str | os.PathLike) -> Path:
@@ -79,6 +81,23 @@ def rejected_beside(output: str | os.PathLike) -> Path:
     if (output.parent / RunDir.MODEL).is_file():
         return output.with_name(f"{output.stem}.{RunDir.REJECTED}")
     return output.with_name(RunDir.REJECTED)
+
+
+def owned_file(path: str | os.PathLike) -> str | None:
+    """What `path` is where it is one of the files a RUN_DIR or an ART_DIR holds for itself (its
+    model, metrics, split, manifest, an artefact, ...), for a one-line refusal; None otherwise.
+    Another command's output (a submission, evaluate's JSON) may go beside them, never over them:
+    `--json RUN/metrics.json` had replaced the run's metrics, and the run was then unreadable."""
+    path = Path(path)
+    folder, name = path.parent, path.name
+    # not the feature files: `catdog features --out RUN/negatives.h5` adds to that cache, as run does
+    run_files = {v for k, v in vars(RunDir).items() if k.isupper() and k not in ("CACHE", "ARTEFACTS", "FEATURES", "NEGATIVES")}
+    if (folder / RunDir.MODEL).is_file() and name in run_files:
+        return f"the {name} of RUN_DIR {folder}"
+    art_files = {v for k, v in vars(ArtDir).items() if k.isupper() and k != "UNIFORM"}
+    if (folder / ArtDir.MANIFEST).is_file() and (name in art_files or path.suffix in SUFFIXES.values()):
+        return f"the {name} of ART_DIR {folder}"
+    return None
 
 
 def negatives_csv(rejected: str | os.PathLike) -> Path:

@@ -200,3 +200,26 @@ def test_an_unusable_calibration_photo_is_named_once_per_export(tmp_path, capsys
     assert out.count("cat.98.jpg") == 1 and "skipped" in out, out
     draw_photos(samples, 96, 64, seed=1)  # another export (no shared set): named again
     assert capsys.readouterr().out.count("cat.98.jpg") == 1
+
+
+@needs_shared
+def test_an_output_is_never_written_over_a_run_or_art_dir_file(subset_run, subset_artefacts, train_subset, capsys):
+    """`evaluate --json RUN/metrics.json` replaced the run's metrics (the run was then "trained by an
+    older catdog"); `predict --out ART/manifest.json` would have replaced the apps' manifest. Each
+    such path is refused as the arguments are read, and the file stays as it was."""
+    from catdog.cli import main
+
+    metrics, manifest = (subset_run / "metrics.json").read_bytes(), (subset_artefacts / "manifest.json").read_bytes()
+    cases = [
+        (["evaluate", str(subset_run), str(train_subset), "--json", str(subset_run / "metrics.json")], f"the metrics.json of RUN_DIR {subset_run}"),
+        (["predict", str(subset_run), str(train_subset), "--out", str(subset_artefacts / "manifest.json")],
+         f"the manifest.json of ART_DIR {subset_artefacts}"),
+        (["predict", str(subset_run), str(train_subset), "--out", str(subset_run / "sub.csv"), "--rejected", str(subset_run / "split.json")],
+         f"the split.json of RUN_DIR {subset_run}"),
+    ]
+    for args, said in cases:
+        with pytest.raises(SystemExit) as stop:
+            main(args)
+        assert stop.value.code == 2
+        assert f"is {said}; give another name" in capsys.readouterr().err
+    assert (subset_run / "metrics.json").read_bytes() == metrics and (subset_artefacts / "manifest.json").read_bytes() == manifest
