@@ -169,6 +169,23 @@ def test_what_the_report_and_parity_say_matches_what_ran():
     assert "(nested CV;" in neither_rates(nested)
 
 
+def test_the_report_does_not_pass_an_artefact_changed_since_export(tmp_path):
+    """An fp16 .tflite copied over by the int8 one kept its "pass" in report.html: parity.json and
+    manifest.json still agreed on the sha256, and the file itself was never hashed."""
+    from catdog.contract import sha256_path
+    from catdog.report.facts import current_parity
+
+    (tmp_path / "m_fp16.tflite").write_bytes(b"the fp16 model")
+    sha = sha256_path(tmp_path / "m_fp16.tflite")
+    manifest = {"keras_model": {"sha256": "aaa"}, "artefacts": [{"file": "m_fp16.tflite", "sha256": sha}]}
+    parity = {"passed": True, "artefacts": [{"file": "m_fp16.tflite", "sha256": sha, "passed": True}]}
+    assert current_parity(parity, manifest, tmp_path, "aaa")["passed"] is True
+    (tmp_path / "m_fp16.tflite").write_bytes(b"the int8 model")
+    now = current_parity(parity, manifest, tmp_path, "aaa")
+    assert now["passed"] is False and now["artefacts"][0]["passed"] is False
+    assert now["artefacts"][0]["stale"].startswith("m_fp16.tflite is not the file manifest.json lists (sha256 differs")
+
+
 def test_a_new_calibration_set_makes_the_int8_artefacts_again(tmp_path):
     from catdog.export import _complete_artefacts
 

@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from catdog.contract import RunDir
+from catdog.contract import RunDir, sha256_path
 
 
 def read_json(path: Path) -> dict | None:
@@ -145,7 +145,8 @@ def parity_verdict(row: dict | None) -> str:
 
 def current_parity(parity: dict | None, manifest: dict | None, art_dir: str | os.PathLike, model_sha256: str | None = None) -> dict | None:
     """parity.json as it bears on ART_DIR's artefacts now. A row passes only where its artefact is
-    still there with the sha256 parity measured (`catdog parity` records it); one exported again
+    still there with the sha256 parity measured (`catdog parity` records it), which the file itself
+    still has (its sha256 is computed here); one exported again
     since, or missing, fails and says to run parity again; every row fails where the manifest says
     the artefacts were exported from another model.keras than `model_sha256` (the run's: trained
     again since, or another run's ART_DIR). `passed` holds only where every artefact of
@@ -164,6 +165,9 @@ def current_parity(parity: dict | None, manifest: dict | None, art_dir: str | os
             stale = f"{file} was exported from another model than this run's model.keras (trained again since?); run `catdog export` again"
         elif entry is None or not (Path(art_dir) / file).exists():
             stale = f"{file} is no longer in the artefacts folder; run `catdog export` again, then `catdog parity`"
+        elif sha256_path(Path(art_dir) / file) != entry.get("sha256"):  # the file itself, not only the records
+            stale = (f"{file} is not the file manifest.json lists (sha256 differs: changed or copied over since export); "
+                     "run `catdog export` again, then `catdog parity`")
         elif not row.get("sha256"):
             stale = f"parity.json does not say which {file} it measured (written by an older catdog); {again}"
         elif row["sha256"] != entry.get("sha256"):
