@@ -112,15 +112,25 @@ def test_the_shipped_head_is_fitted_on_every_photo_with_the_cv_choice(subset_run
 
 
 @needs_shared
-def test_excluded_photos_do_not_train(subset_run, tmp_path):
+def test_excluded_photos_do_not_train(subset_run, tmp_path, capsys):
+    """--exclude takes a suspects.csv as a spreadsheet saves it (a UTF-8 byte-order mark before the
+    header excluded nothing, silently), names an entry that matches no photo, and says in one line
+    that a list which is not UTF-8 cannot be read (it was a traceback)."""
     from catdog.cli import main
 
     fs = load_features(subset_run / "features.h5")
     excluded = fs.names[:3] + fs.names[-2:]
-    (tmp_path / "suspects.txt").write_text("\n".join(excluded) + "\n")
+    rows = "".join(f"{n},tiny\r\n" for n in excluded) + "cat.99999.jpg,typo\r\n"
+    (tmp_path / "suspects.csv").write_bytes(b"\xef\xbb\xbf" + ("file,reason\r\n" + rows).encode())
     out = tmp_path / "run"
-    assert main(["train", str(subset_run / "features.h5"), "--out", str(out), "--exclude", str(tmp_path / "suspects.txt"),
+    assert main(["train", str(subset_run / "features.h5"), "--out", str(out), "--exclude", str(tmp_path / "suspects.csv"),
                  "--l2", "3e-3", "--cv", "3"]) == 0
+    said = capsys.readouterr().out
+    assert f"excluded 5 photo(s) listed in {tmp_path / 'suspects.csv'}" in said
+    assert "note: 1 of the 6 names in" in said and "match no photo (e.g. cat.99999.jpg)" in said
+    (tmp_path / "latin.txt").write_bytes(b"caf\xe9.jpg\n")
+    assert main(["train", str(subset_run / "features.h5"), "--out", str(tmp_path / "r2"), "--exclude", str(tmp_path / "latin.txt")]) == 2
+    assert "latin.txt: exclude list is not UTF-8 text; save it as UTF-8" in capsys.readouterr().err
     split = json.loads((out / "split.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
     assert split["train"] == [n for n in fs.names if n not in excluded]

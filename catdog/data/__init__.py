@@ -27,6 +27,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
             "sha256_file",
             "shown",
             "unique_ids",
+            "unlisted_note",
             "write_rejections",
         ],
         "catdog.data.limits": ["MAX_PIXELS"],

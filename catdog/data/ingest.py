@@ -529,6 +529,17 @@ def listed(name: str, names: set[str]) -> bool:
     return name in names or Path(name).name in names
 
 
+def unlisted_note(names: set[str], photo_names: list[str], source: str) -> str | None:
+    """A line naming the entries of an exclude list (`source`) that match no photo, or None: a typo,
+    or a name written with DATA's folder in front, otherwise excluded nothing without a word."""
+    known = set(photo_names) | {Path(n).name for n in photo_names}
+    missing = sorted(n for n in names if n not in known)
+    if not missing:
+        return None
+    return (f"note: {len(missing)} of the {len(names)} names in {source} match no photo (e.g. {shown(missing[0])}); "
+            "give names relative to DATA (cat/x.jpg) or bare file names")
+
+
 def write_rejections(csv_path: str | os.PathLike, rejections: list[Rejection]) -> Path:
     """Write `file,reason` rows (always with a header, even when empty), atomically."""
     csv_path = Path(csv_path)

@@ -96,15 +96,18 @@ def features_stage(
         samples, scan_rejections = scan(data)
     excluded = 0
     if exclude:
-        from catdog.data import listed
+        from catdog.data import listed, unlisted_note
         from catdog.inspect import read_exclude
 
         names = read_exclude(exclude)
         kept = [s for s in samples if not listed(s.name, names)]
         excluded = len(samples) - len(kept)
+        note = unlisted_note(names, [s.name for s in samples], exclude)
         samples = kept
         if echo:
             print(f"excluded {excluded} photo(s) listed in {exclude}")
+            if note:
+                print(note)
     if shift_photos:
         from catdog.data import shift_photos as subset
 

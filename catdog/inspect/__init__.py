@@ -7,6 +7,7 @@ Writes REPORT_DIR/report.html (one self-contained page) and REPORT_DIR/suspects.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -220,12 +221,16 @@ def _write_suspects(path: Path, suspects: list[Photo]) -> None:
 
 
 def read_exclude(path: str | os.PathLike) -> set[str]:
-    """Names to leave out: a suspects.csv (its `file` column) or a plain list, one name per line."""
+    """Names to leave out: a suspects.csv (its `file` column) or a plain list, one name per line;
+    UTF-8 text, with or without the byte-order mark a spreadsheet saves."""
     path = Path(path)
     if not path.is_file():
         raise CatdogError(f"{path}: exclude list not found; pass suspects.csv from `catdog inspect` or a list of file names")
-    lines = path.read_text().splitlines()
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # Excel's "CSV UTF-8" starts with a BOM: its header was not seen
+    except UnicodeDecodeError:
+        raise CatdogError(f"{path}: exclude list is not UTF-8 text; save it as UTF-8 (photo names are UTF-8 in catdog)") from None
+    lines = text.splitlines()
     if lines and lines[0].split(",")[0].strip() == "file":
-        with path.open(newline="") as f:
-            return {row["file"].strip() for row in csv.DictReader(f) if row.get("file")}
+        return {row["file"].strip() for row in csv.DictReader(io.StringIO(text, newline="")) if row.get("file")}
     return {line.strip() for line in lines if line.strip() and not line.startswith("#")}

@@ -30,8 +30,14 @@ def train_stage(features_path: Path, run_dir: Path, head_config, exclude: str | 
     if exclude:
         from catdog.inspect import read_exclude
 
-        feature_set, dropped = without(feature_set, read_exclude(exclude))
+        from catdog.data import unlisted_note
+
+        names = read_exclude(exclude)
+        note = unlisted_note(names, feature_set.names, exclude)
+        feature_set, dropped = without(feature_set, names)
         print(f"excluded {dropped} photo(s) listed in {exclude}")
+        if note:
+            print(note)
     return train_run(feature_set, run_dir, head_config, str(features_path), views=found_views(features_path, views), negatives=negative_set)
 
 
