@@ -88,6 +88,31 @@ def test_evaluate_prints_and_writes_keep_and_reject_rates(subset_run, held_out, 
     # without --negatives: the keep rate alone
     assert main(["evaluate", str(subset_run), str(held_out), "--json", str(out)]) == 0
     assert "rejects" not in capsys.readouterr().out and "reject" not in json.loads(out.read_text())["pet"]
+    assert "n_trained_on" not in json.loads(out.read_text())  # held out: no note
+
+
+def test_evaluate_says_when_it_scores_the_training_photos(subset_run, train_subset, tmp_path, capsys):
+    """Scored on the photos the run trained on (copies: other mtimes), evaluate printed 100 % with no
+    word that the score is in-sample; with every labelled photo unusable it said to name them
+    cat.N.jpg; without --json it listed its rejections nowhere and did not count them."""
+    from catdog.cli import main
+
+    trained = json.loads((subset_run / "split.json").read_text())["train"][:6]
+    data = copy_photos(tmp_path / "data", trained, src=train_subset)
+    (data / "cat.99999.jpg").write_bytes(b"not a photo")
+    out = tmp_path / "e.json"
+    assert main(["evaluate", str(subset_run), str(data), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "note: 6 of these 6 photos trained this model (split.json): these scores are optimistic" in printed
+    assert json.loads(out.read_text())["n_trained_on"] == 6
+    assert main(["evaluate", str(subset_run), str(data)]) == 0
+    assert "1 file(s) rejected (named above; --rejected FILE lists them)" in capsys.readouterr().out
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "cat.1.jpg").write_bytes(b"not a photo")
+    (broken / "1.jpg").write_bytes((TEST / "1.jpg").read_bytes())
+    assert main(["evaluate", str(subset_run), str(broken)]) == 2
+    assert f"{broken}: none of its labelled photos could be used" in capsys.readouterr().err
 
 
 def test_cam_says_neither_where_the_run_does(subset_run, subset_artefacts, tmp_path, capsys):

@@ -44,6 +44,8 @@ def report_rejections(rejections, csv_path: Path | None) -> None:
         write_rejections(csv_path, rejections)
         if rejections:
             print(f"{len(rejections)} file(s) rejected, listed in {csv_path}")
+    elif rejections:  # evaluate without --json or --rejected: counted, and how to list them
+        print(f"{len(rejections)} file(s) rejected (named above; --rejected FILE lists them)")
 
 
 def on_ray(local, ray: str | None, workers: int | None):

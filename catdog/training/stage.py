@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from catdog.contract import LABELS, NEITHER, negatives_csv, verdict
+from catdog.contract import LABELS, NEITHER, RunDir, negatives_csv, verdict
 from catdog.errors import CatdogError
 from catdog.features.stage import on_ray, report_rejections, scan_printing
 
@@ -126,7 +126,10 @@ def evaluate_stage(
     from catdog.training import evaluate
 
     run, predictions = predict_stage(run_dir, data, batch_size, max_pixels, rejected_csv, tta, labelled=True)
+    if all(s.label is None for s in predictions.samples):  # labelled photos there, none usable: not "name them cat.N.jpg"
+        raise CatdogError(f"{data}: none of its labelled photos could be used (each is named above with the reason)")
     result = evaluate(predictions)
+    trained_on = _trained_on(run, predictions, data)
     if run.artefact:
         result["engine"] = run.model.engine
     threshold = run.pet_threshold
@@ -143,6 +146,10 @@ def evaluate_stage(
         f"confusion (rows true, cols predicted): cat {tn:4d} {fp:4d} | dog {fn:4d} {tp:4d}",
         f"{prefix}keeps {pet['keep']:.2%} of the {pet['n_pets']} cats and dogs ({pet['n_pets'] - pet['n_kept']} called neither)",
     ]
+    if trained_on:
+        result["n_trained_on"] = trained_on
+        lines.append(f"note: {trained_on} of these {result['n']} photos trained this model (split.json): these scores are optimistic; "
+                     "its cross-validated estimate is in metrics.json")
     if negatives:
         others_csv = negatives_csv(rejected_csv) if rejected_csv else None
         _, others = predict_stage(run_dir, negatives, batch_size, max_pixels, others_csv, tta, run=run)
@@ -163,6 +170,28 @@ def evaluate_stage(
         write_text(json_path, json.dumps({**result, "pet": pet, **extra, "tta": bool(tta), "run_dir": run_dir, "data": data}, indent=2))
         lines.append(f"written {json_path}")
     return lines
+
+
+def _trained_on(run, predictions, data: str) -> int:
+    """How many labelled photos of `predictions` the run was trained on: a name in the run's split.json
+    whose file has the byte size the run's features.h5 recorded for it (its cache key, name|size|mtime:
+    the mtime left out, so a copy of the training photos counts too); 0 for an artefact."""
+    if getattr(run, "artefact", False) or not hasattr(run, "path"):
+        return 0
+    split_path, features_path = Path(run.path) / RunDir.SPLIT, Path(run.path) / RunDir.FEATURES
+    if not split_path.is_file() or not features_path.is_file():
+        return 0
+    import h5py
+
+    trained = set(json.loads(split_path.read_text()).get("train", []))
+    try:
+        with h5py.File(features_path, "r") as f:
+            keys = [k.decode() if isinstance(k, bytes) else str(k) for k in f["keys"][: int(f.attrs["rows"])]]
+    except (OSError, KeyError, ValueError):
+        return 0
+    recorded = {key.rsplit("|", 1)[0] for key in keys}  # name|size
+    return sum(1 for s in predictions.samples
+               if s.label is not None and s.name in trained and f"{s.name}|{Path(s.path).stat().st_size}" in recorded)
 
 
 def shift_rows(run, predictions, batch_size: int, max_pixels: int, tta: bool) -> list[dict]:
