@@ -384,6 +384,22 @@ def test_odd_names_are_listed_in_order_or_refused_in_one_line(tmp_path):
     samples, rejections = scan(kaggle)
     assert [s.id for s in samples] == ["12", "cat.2", "cat.10"]
     assert [r.path.name for r in rejections] == ["\u0663.jpg"] and "matches neither" in rejections[0].reason
+    # a submission lists them in the same order (it sorted other ids as text: cat.10 before cat.2;
+    # an id of other digits, "1²" of "1²2.jpg" in a plain folder, was a ValueError)
+    import numpy as np
+
+    from catdog.training.inference import Predictions, submission_rows
+
+    def order(folder, names):
+        folder.mkdir()
+        for name in names:
+            (folder / name).write_bytes(photo)
+        listed = scan(folder)[0]
+        n = len(listed)
+        return [r[0] for r in submission_rows(Predictions(listed, np.full((n, 2), 0.5), [], np.ones(n)), threshold=0.5)]
+
+    assert order(tmp_path / "mixed", ["cat.10.jpg", "cat.2.jpg", "12.jpg", "3.jpg"]) == ["3", "12", "cat.2", "cat.10"]
+    assert order(tmp_path / "plain", ["IMG_10.jpg", "IMG_2.jpg", "1\u00b2.jpg", "7.jpg"]) == ["7", "1\u00b2", "IMG_2", "IMG_10"]
     odd_root = tmp_path / os.fsdecode(b"d\xe9")
     odd_root.mkdir()
     (odd_root / "cat.1.jpg").write_bytes(photo)

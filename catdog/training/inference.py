@@ -18,6 +18,7 @@ from catdog.training import pet as _pet_layers  # noqa: F401  (registers the pet
 from catdog.atomic import open_atomic
 from catdog.features import input_size  # importing catdog.features registers BackbonePreprocessing for loading
 from catdog.data import MAX_PIXELS, Rejection, Sample, iter_batches
+from catdog.data.ingest import _natural_key  # the order scan lists photos in
 from catdog.errors import CatdogError
 from catdog.training import metrics as M
 
@@ -206,7 +207,8 @@ def submission_rows(
     predictions: Predictions, clip: tuple[float, float] | None = M.DEFAULT_CLIP, temperature: float | None = None,
     *, threshold: float,
 ) -> list[tuple[str, float, float, str]]:
-    """(id, P(dog), P(pet), verdict) rows sorted by id (numerically where ids are numbers).
+    """(id, P(dog), P(pet), verdict) rows sorted by id (numerically where ids are numbers, other ids in
+    natural order: cat.2 before cat.10).
 
     P(dog) is clipped and temperature-scaled as asked (Kaggle's `label`); P(pet) is as the model
     gives it; the verdict (cat, dog or neither below `threshold`) is `catdog.contract.verdict` of
@@ -220,7 +222,8 @@ def submission_rows(
         (s.id, float(p), float(q), verdict(probs, q, threshold, LABELS))
         for s, p, q, probs in zip(predictions.samples, p_dog, predictions.pet, predictions.probabilities)
     ]
-    return sorted(rows, key=lambda r: (0, int(r[0]), "") if r[0].isdigit() else (1, 0, r[0]))
+    # Kaggle's numbers first, in number order; other ids in natural order (cat.2 before cat.10), as scan lists them
+    return sorted(rows, key=lambda r: (0, int(r[0]), []) if r[0].isascii() and r[0].isdigit() else (1, 0, _natural_key(r[0])))
 
 
 def write_submission(path: str | os.PathLike, rows: list[tuple[str, float, float, str]]) -> Path:
