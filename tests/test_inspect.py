@@ -37,12 +37,13 @@ def test_inspect_finds_planted_problems(planted, subset_run, tmp_path):
     from catdog.cli import main
 
     out = tmp_path / "report"
-    args = ["inspect", str(planted), "--out", str(out), "--run", str(subset_run), "--imagenet-labels", str(IMAGENET_LABELS)]
+    args = ["inspect", str(planted), "--out", str(out), "--run", str(subset_run), "--imagenet-labels", str(IMAGENET_LABELS), "--min-side", "45"]
     assert main(args) == 0
     with open(out / "suspects.csv") as f:
         rows = {row["file"]: row for row in csv.DictReader(f)}
     assert "ImageNet top-10 holds no dog class" in rows["dog.9001.jpg"]["reasons"]
-    assert "tiny: 40x30" in rows["cat.9002.jpg"]["reasons"]
+    assert "tiny: 40x30 (shorter side < 45 px)" in rows["cat.9002.jpg"]["reasons"]
+    assert "the shorter side is under 45 px" in (out / "report.html").read_text()  # the page said 50 whatever --min-side was
     assert "duplicate of dog.5.jpg" in rows["dog.9003.jpg"]["reasons"] and rows["dog.9003.jpg"]["duplicate_of"] == "dog.5.jpg"
     assert "duplicate of cat.3.jpg (dHash distance 0)" in rows["cat.9004.jpg"]["reasons"]
     assert "cat.9005.jpg" in (out / "rejected.csv").read_text()
@@ -69,6 +70,9 @@ def test_inspect_says_what_is_wrong_before_decoding_and_runs_on_unlabelled_photo
         err = capsys.readouterr().err.strip()
         assert err.startswith(f"catdog: error: {expected}") and "\n" not in err, err
         assert not out.exists()
+    # a DATA that is not there: said first (not a weights error), and no empty report folder is left
+    assert main(["inspect", str(tmp_path / "nope"), "--out", str(out)]) == 2
+    assert f"{tmp_path / 'nope'}: no such folder" in capsys.readouterr().err and not out.exists()
     assert main(["inspect", str(data), "--out", str(out), "--run", str(subset_run)]) == 0
     assert f"inspect: --run {subset_run}: no labelled photo in {data}, so no log loss to rank by" in capsys.readouterr().out
     assert json.loads((out / "summary.json").read_text())["photos"] == 3 and (out / "report.html").is_file()

@@ -85,7 +85,9 @@ def inspect_data(
     """Run every check on DATA; write report.html, suspects.csv and rejected.csv; return a summary."""
     from catdog.features import build_classifier
 
-    # a wrong labels file, backbone or RUN_DIR is said before any photo is decoded
+    # a missing DATA (listed, not decoded), a wrong labels file, backbone or RUN_DIR is said before any
+    # photo is decoded, any weights are loaded, or the output folder is made
+    samples, rejections = scan(data)
     names = imagenet_names(imagenet_labels)
     classifier = build_classifier(backbone)
     model = None
@@ -95,7 +97,6 @@ def inspect_data(
         model = open_model(run_dir, temperature=1.0)  # the run's model as saved, as `catdog cam` runs it
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    samples, rejections = scan(data)
     for r in rejections:
         print(r.line())
     photos, arrays = [], []
@@ -158,6 +159,7 @@ def inspect_data(
         "rejected": len(rejections),
         "suspects": len(suspects),
         "tiny": int(checks.tiny(sizes, min_side).sum()),
+        "min_side": min_side,
         "colour_outliers": int(outlier.sum()),
         "colour_fences": fences,
         "imagenet_misses": int(miss[labels >= 0].sum()),

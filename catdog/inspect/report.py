@@ -129,7 +129,7 @@ def write_report(path: Path, summary: dict, photos, sizes, ratios, fences, worst
 <tr><td>{summary['photos']}</td><td>{summary['rejected']}</td><td>{summary['suspects']}</td><td>{summary['tiny']}</td>
 <td>{summary['colour_outliers']}</td><td>{summary['imagenet_misses']}</td><td>{summary['duplicates']}</td></tr></table>
 <h2>How each check works</h2><ul class="muted">
-<li><b>tiny</b>: the shorter side is under 50 px (see the scatter plot).</li>
+<li><b>tiny</b>: the shorter side is under {summary.get('min_side', 50)} px (see the scatter plot).</li>
 <li><b>colour ratio</b>: distinct RGB colours of the photo decoded at 224x224, divided by its 50,176 pixels. Outliers lie
 outside [Q1 − 1.5·IQR, Q3 + 1.5·IQR] = [{fences[0]:.3f}, {fences[1]:.3f}]: few colours means drawings, cartoons, text or
 flat graphics; very many means noise-like images.</li>
