@@ -20,6 +20,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
             "decode",
             "fingerprint",
             "listed",
+            "natural_key",
             "open_rgb",
             "probe",
             "resize",

@@ -187,10 +187,11 @@ def scan(data_dir: str | os.PathLike) -> tuple[list[Sample], list[Rejection]]:
     samples, rejections = layout(root, files)
     if not samples and not rejections:
         raise CatdogError(f"{root}: the folder is empty; put cat.N.jpg/dog.N.jpg/N.jpg photos or cat/ and dog/ folders in it")
-    return sorted(samples, key=lambda s: _natural_key(s.name)), rejections
+    return sorted(samples, key=lambda s: natural_key(s.name)), rejections
 
 
-def _natural_key(name: str) -> list:
+def natural_key(name: str) -> list:
+    """The order photos are listed in: cat.2 before cat.10 (`scan`, and a submission's ids)."""
     # Odd places hold the digit runs ("2" of "cat.2.jpg"), so numbers compare as numbers and
     # text as text; str.isdigit would also take "²", which int() refuses.
     return [int(t) if i % 2 else t for i, t in enumerate(re.split(r"([0-9]+)", name))]

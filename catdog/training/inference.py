@@ -17,8 +17,7 @@ from catdog.contract import LABELS, MANIFEST, PET, PET_THRESHOLD, PROBABILITIES,
 from catdog.training import pet as _pet_layers  # noqa: F401  (registers the pet head's layers for load_model)
 from catdog.atomic import open_atomic
 from catdog.features import input_size  # importing catdog.features registers BackbonePreprocessing for loading
-from catdog.data import MAX_PIXELS, Rejection, Sample, iter_batches
-from catdog.data.ingest import _natural_key  # the order scan lists photos in
+from catdog.data import MAX_PIXELS, Rejection, Sample, iter_batches, natural_key
 from catdog.errors import CatdogError
 from catdog.training import metrics as M
 
@@ -223,7 +222,7 @@ def submission_rows(
         for s, p, q, probs in zip(predictions.samples, p_dog, predictions.pet, predictions.probabilities)
     ]
     # Kaggle's numbers first, in number order; other ids in natural order (cat.2 before cat.10), as scan lists them
-    return sorted(rows, key=lambda r: (0, int(r[0]), []) if r[0].isascii() and r[0].isdigit() else (1, 0, _natural_key(r[0])))
+    return sorted(rows, key=lambda r: (0, int(r[0]), []) if r[0].isascii() and r[0].isdigit() else (1, 0, natural_key(r[0])))
 
 
 def write_submission(path: str | os.PathLike, rows: list[tuple[str, float, float, str]]) -> Path:
