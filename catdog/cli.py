@@ -116,6 +116,7 @@ def cmd_evaluate(args) -> int:
     from catdog.training import evaluate_stage
 
     rejected = Path(args.rejected) if args.rejected else (rejected_beside(args.json) if args.json else None)
+    _check_lists(rejected, args.json)
     _print(evaluate_stage(args.run_dir, args.data, args.batch_size, args.max_pixels, rejected, args.tta, args.json, args.negatives,
                           args.shifts))
     return 0
@@ -126,10 +127,25 @@ def cmd_predict(args) -> int:
 
     out = Path(args.out)
     rejected = Path(args.rejected) if args.rejected else rejected_beside(out)
+    _check_lists(rejected, out)
     clip = None if args.no_clip else tuple(args.clip)
     print(predict_submission(args.run_dir, args.test_dir, out, rejected, args.batch_size, args.max_pixels, args.tta, clip, args.calibrated,
                              ray=args.ray, workers=args.workers))
     return 0
+
+
+def _check_lists(rejected: Path | None, output) -> None:
+    """The rejected list, checked as --out and --json are, before any work: where it was derived
+    from the output (rejected.csv beside it) a folder of that name, say, was met after every photo;
+    and never the output itself (the list was then overwritten by the submission)."""
+    if rejected is None:
+        return
+    if output is not None and rejected.absolute() == Path(output).absolute():
+        raise CatdogError(f"--rejected {rejected}: the same file as the output; give it another name")
+    try:
+        _output("REJECTED.csv")(str(rejected))
+    except argparse.ArgumentTypeError as exc:
+        raise CatdogError(f"the list of rejected files, {exc}") from None
 
 
 def cmd_inspect(args) -> int:
