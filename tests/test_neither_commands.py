@@ -113,6 +113,14 @@ def test_evaluate_says_when_it_scores_the_training_photos(subset_run, train_subs
     (broken / "1.jpg").write_bytes((TEST / "1.jpg").read_bytes())
     assert main(["evaluate", str(subset_run), str(broken)]) == 2
     assert f"{broken}: none of its labelled photos could be used" in capsys.readouterr().err
+    # --negatives: a missing folder is said before DATA is scored, in its own words; a folder of
+    # named cats and dogs is not taken silently as photos with neither
+    assert main(["evaluate", str(subset_run), str(data), "--negatives", str(tmp_path / "nope")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"catdog: error: --negatives: {tmp_path / 'nope'}: no such folder; give a folder of photos with no cat or dog")
+    assert "photos" not in captured.out  # nothing scored first
+    assert main(["evaluate", str(subset_run), str(data), "--negatives", str(data)]) == 0
+    assert f"note: 7 file(s) in --negatives {data} are named as cats or dogs" in capsys.readouterr().out
 
 
 def test_cam_says_neither_where_the_run_does(subset_run, subset_artefacts, tmp_path, capsys):

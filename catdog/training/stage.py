@@ -125,6 +125,7 @@ def evaluate_stage(
 
     from catdog.training import evaluate
 
+    named_pets = _check_negatives(negatives) if negatives else 0
     run, predictions = predict_stage(run_dir, data, batch_size, max_pixels, rejected_csv, tta, labelled=True)
     if all(s.label is None for s in predictions.samples):  # labelled photos there, none usable: not "name them cat.N.jpg"
         raise CatdogError(f"{data}: none of its labelled photos could be used (each is named above with the reason)")
@@ -160,6 +161,9 @@ def evaluate_stage(
             f"{'':>{len(prefix)}}rejects {pet['reject']:.2%} of the {pet['n_negatives']} photos with neither in {negatives} "
             f"({pet['n_negatives'] - pet['n_rejected']} called cat or dog)"
         )
+        if named_pets:
+            lines.append(f"note: {named_pets} file(s) in --negatives {negatives} are named as cats or dogs (cat.N.jpg, dog/…), "
+                         "yet counted here as photos with neither; keep pets out of that folder")
     extra = {}
     if shifts:
         extra["shifts"] = shift_rows(run, predictions, batch_size, max_pixels, tta)
@@ -170,6 +174,22 @@ def evaluate_stage(
         write_text(json_path, json.dumps({**result, "pet": pet, **extra, "tta": bool(tta), "run_dir": run_dir, "data": data}, indent=2))
         lines.append(f"written {json_path}")
     return lines
+
+
+def _check_negatives(negatives: str) -> int:
+    """--negatives, listed before DATA is scored (a missing or empty folder was said only after
+    every photo of DATA, in DATA's words); how many of its photos are named as cats or dogs."""
+    from catdog.data import scan
+
+    try:
+        samples = scan(negatives)[0]
+    except CatdogError as exc:
+        said = str(exc)
+        for pets in ("put cat.N.jpg/dog.N.jpg/N.jpg photos or cat/ and dog/ folders in it",
+                     "give a folder of cat.N.jpg/dog.N.jpg/N.jpg photos or cat/ and dog/ folders"):
+            said = said.replace(pets, "give a folder of photos with no cat or dog (e.g. ../shared/data/not-pets)")
+        raise CatdogError(f"--negatives: {said}") from None
+    return sum(s.label is not None for s in samples)
 
 
 def _trained_on(run, predictions, data: str) -> int:
