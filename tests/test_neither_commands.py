@@ -251,6 +251,10 @@ def test_evaluate_and_predict_run_an_artefact_as_the_phone_does(subset_run, subs
         err = capsys.readouterr().err.strip()
         assert err.startswith(f"catdog: error: {art_dir}: an ART_DIR (it holds manifest.json), not a RUN_DIR; {expected}"), err
     assert not (tmp_path / "x").exists() and not (art_dir / "report.html").exists()
+    # inspect --run (the runtime's own check: a RUN_DIR or an artefact) says it the same way
+    assert main(["inspect", str(held_out), "--out", str(tmp_path / "i"), "--run", str(art_dir)]) == 2
+    assert capsys.readouterr().err.strip() == (f"catdog: error: {art_dir}: an ART_DIR (it holds manifest.json), not a RUN_DIR or an "
+                                               f"artefact; give the RUN_DIR it was exported from ({subset_run}) or one of its artefacts ({fp32})")
 
 
 def test_any_folder_of_photos_is_predicted_scored_and_mapped(subset_run, subset_artefacts, held_out, held_out_not_pets, tmp_path, capsys):

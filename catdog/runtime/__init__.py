@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from catdog.contract import CAM, INPUT_NAME, OUTPUTS, PET, PROBABILITIES, SUFFIXES, RunDir, check_artefact
+from catdog.contract import CAM, INPUT_NAME, MANIFEST, OUTPUTS, PET, PROBABILITIES, SUFFIXES, RunDir, check_artefact, exported_from
 from catdog.errors import CatdogError
 
 SUFFIX_FORMAT = {suffix: fmt for fmt, suffix in SUFFIXES.items()}
@@ -39,6 +39,12 @@ def format_of(path: str | os.PathLike) -> str:
         return SUFFIX_FORMAT[path.suffix]
     if path.is_dir() and (path / RunDir.MODEL).is_file():
         return "keras"
+    if path.is_dir() and (path / MANIFEST).is_file():  # as load_run says it: which RUN_DIR, which artefact
+        source, artefact = exported_from(path)
+        raise CatdogError(
+            f"{path}: an ART_DIR (it holds manifest.json), not a RUN_DIR or an artefact; give the RUN_DIR it was exported from"
+            + (f" ({source})" if source else "") + (f" or one of its artefacts ({artefact})" if artefact else "")
+        )
     raise CatdogError(f"{path}: not a catdog artefact (.tflite, .onnx, .mlpackage) nor a RUN_DIR with model.keras")
 
 
