@@ -141,16 +141,21 @@ def _fuzz(args, seed: int, bases, scratch: Path) -> int:
     print(json.dumps({k: v for k, v in summary.items() if k != "data_folder"}, indent=1))
     print(f"data folder: {folder}")
     save("fuzz", rows, summary)
-    failed = [what for what, bad in (
+    return exit_status(f"fuzz (seed {seed})", [
         ("a broken property", summary["broken_properties"]),
         ("the server died", server_alive is False),
         ("the server printed a traceback", bool(traces)),
         ("/healthz was not always 200", summary["server_healthz_always_200"] is False),
         (f"catdog features exited {folder['exit']} on the hostile folder", folder["exit"] != 0),
         ("a hostile file was both used and rejected, or neither", folder.get("neither_or_both", 0) > 0),
-    ) if bad]
+    ])
+
+
+def exit_status(part: str, checks: list[tuple[str, bool]]) -> int:
+    """1, with a line naming what failed, where any (what, failed) of `checks` failed; else 0."""
+    failed = [what for what, bad in checks if bad]
     if failed:
-        print(f"bench: fuzz failed: {'; '.join(failed)} (seed {seed})", file=sys.stderr)
+        print(f"bench: {part} failed: {'; '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -246,11 +251,8 @@ def cmd_soak(args) -> int:
           f"RSS growth after warm-up {report['rss_growth_mb']:+.0f} MB; peak over idle {report['rss_peak_over_idle_mb']:.0f} MB "
           f"(bound {MEMORY_BOUND_MB} MB)")
     save("soak", rows, report)
-    failed = [what for what, bad in (
+    return exit_status("soak", [
         (f"{report['failures']} failed request(s)", report["failures"]),
         (f"/healthz after: {report['healthz_after']}", report["healthz_after"] != 200),
         (f"peak RSS {report['rss_peak_over_idle_mb']:.0f} MB over idle, bound {MEMORY_BOUND_MB} MB", report["rss_peak_over_idle_mb"] > MEMORY_BOUND_MB),
-    ) if bad]
-    if failed:
-        print(f"bench: soak failed: {'; '.join(failed)}", file=sys.stderr)
-    return 1 if failed else 0
+    ])

@@ -167,7 +167,7 @@ def test_bench_fuzz_fails_when_a_property_breaks(tmp_path, monkeypatch, capsys):
     args = argparse.Namespace(seed=1, data=str(TRAIN), art=str(tmp_path / "no-art-dir"), examples=1, folder_mutants=2)
     assert cmd_fuzz(args) == 1
     err = capsys.readouterr().err
-    assert "bench: fuzz failed: a broken property (seed 1)" in err
+    assert "bench: fuzz (seed 1) failed: a broken property" in err
     assert json.loads((tmp_path / "results" / "fuzz.json").read_text())["broken_properties"] > 0
     assert not list(tmp_path.glob("catdog-bench-fuzz-*")), "the scratch folder was left"
     refused = subprocess.run([sys.executable, "-m", "bench", "latency", "--runs", "0"], cwd=REPO, capture_output=True, text=True)

@@ -22,6 +22,7 @@ import numpy as np
 
 from catdog.contract import CAM, HEAD_FEATURES, PET, PROBABILITIES, RunDir
 from catdog.atomic import staged
+from catdog.data.limits import MAX_PIXELS
 from catdog.errors import CatdogError
 
 if TYPE_CHECKING:  # Keras (and TensorFlow) load only where a model is built: `overlay` and the
@@ -196,7 +197,7 @@ def grid_sheet(overlays: list[np.ndarray], titles: list[str], path, columns: int
 
 
 
-def cam_photos(model_path, images, out, size: int, max_pixels: int | None = None) -> list[tuple]:
+def cam_photos(model_path, images, out, size: int, max_pixels: int = MAX_PIXELS) -> list[tuple]:
     """`catdog cam`: for each photo of `images` (files, or folders of photos), the overlay of the
     predicted class's CAM on the photo shrunk to fit `size` x `size`, saved as OUT/<stem>_cam.png
     (<stem>_2_cam.png, … for a name met again in another folder), and, for more than one photo,
@@ -204,13 +205,13 @@ def cam_photos(model_path, images, out, size: int, max_pixels: int | None = None
 
     model_path: a RUN_DIR (its model as saved: the calibration temperature is not folded in) or an
     artefact, loaded and run by `catdog.runtime.open_model`; its threshold of the neither answer
-    from `catdog.contract.pet_threshold`. A photo over `max_pixels` (default MAX_PIXELS) is skipped,
+    from `catdog.contract.pet_threshold`. A photo over `max_pixels` is skipped,
     named. Returns (photo path, answer: cat, dog or neither, the mapped class's probability, overlay
     path) per photo done; CatdogError when none is usable."""
     from PIL import Image
 
     from catdog.contract import NEITHER, PET, pet_threshold, verdict
-    from catdog.data import LABELS, MAX_PIXELS, ImageError, open_rgb, resize, shown
+    from catdog.data import LABELS, ImageError, open_rgb, resize, shown
     from catdog.features.stage import scan_printing
     from catdog.runtime import CAM, PROBABILITIES, SUFFIX_FORMAT, open_model
 
@@ -235,7 +236,7 @@ def cam_photos(model_path, images, out, size: int, max_pixels: int | None = None
     overlays, titles, done, taken = [], [], [], set()
     for path in paths:
         try:
-            photo = open_rgb(path, MAX_PIXELS if max_pixels is None else max_pixels)
+            photo = open_rgb(path, max_pixels)
         except ImageError as exc:
             print(f"skipped {shown(path)}: {exc}")
             continue

@@ -126,7 +126,7 @@ def export_run(
     calibrated: bool = False,
     mixed: bool = True,
     keep_float: list[str] | None = None,
-    max_pixels: int | None = None,
+    max_pixels: int = MAX_PIXELS,
 ) -> dict:
     """Export a loaded RUN_DIR (`catdog.training.Run`) to every format x precision; write the manifest.
 
@@ -135,7 +135,7 @@ def export_run(
     mixed: keep the layers the sensitivity analysis picks in float32 for fp16 and int8 (writes
     sensitivity.json / .png, and uniform fp16/int8 TFLite and ONNX under uniform/ to compare);
     mixed=False rounds every layer. keep_float: these Keras layer names instead of the analysis'.
-    max_pixels: a calibration photo over this many pixels is named and left out (default MAX_PIXELS).
+    max_pixels: a calibration photo over this many pixels is named and left out.
     """
     if keep_float is not None and not mixed:  # said, not dropped: the two choose the float32 layers two ways
         raise CatdogError("--keep-float chooses the float32 layers by hand and --mixed off rounds every layer; give one of them")
@@ -148,7 +148,6 @@ def export_run(
     # int8 photos: for a format that quantises activations, and for the int8 sensitivity analysis,
     # whose choice every format's int8 keeps (it measures the TFLite full-integer model)
     said: set = set()  # unusable calibration photos already named (two draws from one folder)
-    max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
     analysed_int8 = mixed and keep_float is None
     needs_calibration = "int8" in precisions and (analysed_int8 or any(TABLE[f].int8_needs_photos for f in formats))
     calibration = None

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from catdog.data.limits import MAX_PIXELS
+
 
 def export_stage(
     run,
@@ -15,14 +17,14 @@ def export_stage(
     calibrated: bool = False,
     mixed: bool = True,
     keep_float: str | None = None,
-    max_pixels: int | None = None,
+    max_pixels: int = MAX_PIXELS,
 ) -> dict:
     """Export a loaded RUN_DIR (`catdog.training.Run`) into ART_DIR `out`; the manifest.
 
     formats, precision: comma-separated (e.g. "coreml,tflite,onnx", "fp32,int8");
     calibration_dir: int8 calibration photos (default: the run's calibration photos, split.json);
     keep_float: comma-separated Keras layer names kept float32 instead of the measured choice;
-    max_pixels: a calibration photo over this many pixels is named and left out (default MAX_PIXELS).
+    max_pixels: a calibration photo over this many pixels is named and left out.
     """
     from catdog.export import FORMATS, PRECISIONS, export_run, parse_list
     from catdog.features.stage import scan_printing

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from catdog.contract import ArtDir
+from catdog.data.limits import MAX_PIXELS
 from catdog.errors import CatdogError
 
 
@@ -21,13 +22,12 @@ def labelled_photos(data: str | None):
     return labelled
 
 
-def parity_stage(art_dir: Path, images, labelled=None, run_dir=None, edge: bool = True, max_pixels: int | None = None) -> tuple[int, dict]:
+def parity_stage(art_dir: Path, images, labelled=None, run_dir=None, edge: bool = True, max_pixels: int = MAX_PIXELS) -> tuple[int, dict]:
     """Compare every artefact in ART_DIR with the Keras model (`catdog.parity.run_parity`);
     (exit code: 0 passed, 1 failed; the report)."""
-    from catdog.data import MAX_PIXELS
     from catdog.parity import run_parity
 
-    report = run_parity(art_dir, images, labelled, run_dir, edge, MAX_PIXELS if max_pixels is None else max_pixels)
+    report = run_parity(art_dir, images, labelled, run_dir, edge, max_pixels)
     return (0 if report["passed"] else 1), report
 
 

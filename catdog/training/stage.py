@@ -130,7 +130,7 @@ def evaluate_stage(
     if all(s.label is None for s in predictions.samples):  # labelled photos there, none usable: not "name them cat.N.jpg"
         raise CatdogError(f"{data}: none of its labelled photos could be used (each is named above with the reason)")
     result = evaluate(predictions)
-    trained_on = _trained_on(run, predictions, data)
+    trained_on = _trained_on(run, predictions)
     if run.artefact:
         result["engine"] = run.model.engine
     threshold = run.pet_threshold
@@ -192,7 +192,7 @@ def _check_negatives(negatives: str) -> int:
     return sum(s.label is not None for s in samples)
 
 
-def _trained_on(run, predictions, data: str) -> int:
+def _trained_on(run, predictions) -> int:
     """How many labelled photos of `predictions` the run was trained on: a name in the run's split.json
     whose file has the byte size the run's features.h5 recorded for it (its cache key, name|size|mtime:
     the mtime left out, so a copy of the training photos counts too); 0 for an artefact."""
@@ -201,15 +201,13 @@ def _trained_on(run, predictions, data: str) -> int:
     split_path, features_path = Path(run.path) / RunDir.SPLIT, Path(run.path) / RunDir.FEATURES
     if not split_path.is_file() or not features_path.is_file():
         return 0
-    import h5py
+    from catdog.features import load_features
 
     trained = set(json.loads(split_path.read_text()).get("train", []))
     try:
-        with h5py.File(features_path, "r") as f:
-            keys = [k.decode() if isinstance(k, bytes) else str(k) for k in f["keys"][: int(f.attrs["rows"])]]
-    except (OSError, KeyError, ValueError):
+        recorded = {key.rsplit("|", 1)[0] for key in load_features(features_path).keys}  # name|size
+    except CatdogError:
         return 0
-    recorded = {key.rsplit("|", 1)[0] for key in keys}  # name|size
     return sum(1 for s in predictions.samples
                if s.label is not None and s.name in trained and f"{s.name}|{Path(s.path).stat().st_size}" in recorded)
 
