@@ -158,20 +158,27 @@ def test_ctrl_c_inside_a_finaliser_still_stops_the_command(capsys):
     """Python raises a Ctrl-C's KeyboardInterrupt wherever the main thread is; in a finaliser (the
     `__del__`s TensorFlow runs all through an export) it was printed and lost, and `catdog export`
     went on to the end. Inside a command it reaches the command's own code instead."""
+    import signal
 
     class Finalised:
         def __del__(self):
             raise KeyboardInterrupt  # what the SIGINT handler raises there
 
+    # Python's own handler, as a catdog process started from a terminal has it (pytest-xdist's
+    # workers ignore SIGINT, and a signal that is ignored is not delivered again)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
     went_on, hook = False, sys.unraisablehook
-    with pytest.raises(KeyboardInterrupt):
-        with interrupts_kept():
-            thing = Finalised()
-            del thing
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:  # the command's own work
-                pass
-            went_on = True
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts_kept():
+                thing = Finalised()
+                del thing
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline:  # the command's own work
+                    pass
+                went_on = True
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert not went_on
     assert "Exception ignored" not in capsys.readouterr().err
     assert sys.unraisablehook is hook  # put back: the hook is the command's only

@@ -226,7 +226,7 @@ def test_out_of_fold_predictions_are_read_defensively(tmp_path):
 
 
 @needs_shared
-def test_report_shows_the_out_of_fold_predictions(subset_run, tmp_path):
+def test_report_shows_the_out_of_fold_predictions(subset_run, tmp_path, monkeypatch):
     """subset_run's page (written by `catdog run`): calibration and CAMs use cv_predictions.csv,
     the CAM grid holds its out-of-fold mistakes (the worst first, up to 6) with their out-of-fold
     P, and a run whose file is broken falls back to the head on its training photos."""
@@ -270,8 +270,11 @@ def test_report_shows_the_out_of_fold_predictions(subset_run, tmp_path):
     assert sorted(fallback.names) == sorted(held.names) and not np.allclose(
         fallback.p_dog, held.p_dog[[held.names.index(n) for n in fallback.names]]
     )  # in-sample P(dog) are not the out-of-fold ones
-    write_report(copy)
-    assert "training photos (this run holds none out)" in _section((copy / "report.html").read_text(), "calibration")
+    monkeypatch.chdir(copy)
+    write_report(Path("."))  # `catdog report .` from inside the run
+    page = (copy / "report.html").read_text()
+    assert "training photos (this run holds none out)" in _section(page, "calibration")
+    assert "<title>catdog run run: " in page  # the folder's own name (it was "catdog run : ")
 
 
 @needs_shared

@@ -120,7 +120,7 @@ def write_report(run_dir: str | os.PathLike, art_dir: str | os.PathLike | None =
         page.sensitivity_section(sensitivity),
         page.artefacts_section(rows, keras_latency, facts["art_dir"]),
     ]
-    title = f"catdog run {run_dir.name}: {facts['backbone']} at {facts['image_size'] or '?'} px"
+    title = f"catdog run {run_dir.resolve().name}: {facts['backbone']} at {facts['image_size'] or '?'} px"
     write_text(run_dir / REPORT_FILE, page.page(title, key_lines, sections))
     return facts
 

@@ -165,13 +165,13 @@ def current_parity(parity: dict | None, manifest: dict | None, art_dir: str | os
             stale = f"{file} was exported from another model than this run's model.keras (trained again since?); run `catdog export` again"
         elif entry is None or not (Path(art_dir) / file).exists():
             stale = f"{file} is no longer in the artefacts folder; run `catdog export` again, then `catdog parity`"
-        elif sha256_path(Path(art_dir) / file) != entry.get("sha256"):  # the file itself, not only the records
-            stale = (f"{file} is not the file manifest.json lists (sha256 differs: changed or copied over since export); "
-                     "run `catdog export` again, then `catdog parity`")
         elif not row.get("sha256"):
             stale = f"parity.json does not say which {file} it measured (written by an older catdog); {again}"
         elif row["sha256"] != entry.get("sha256"):
             stale = f"parity.json measured another {file} than the one there now (exported again since); {again}"
+        elif sha256_path(Path(art_dir) / file) != entry.get("sha256"):  # the file itself, not only the records
+            stale = (f"{file} is not the file manifest.json lists (sha256 differs: changed or copied over since export); "
+                     "run `catdog export` again, then `catdog parity`")
         rows.append({**row, "passed": False, "stale": stale} if stale else row)
     measured = {r.get("file") for r in rows if r.get("passed")}
     return {**parity, "artefacts": rows, "passed": bool(listed) and set(listed) <= measured}

@@ -350,7 +350,7 @@ def parity_section(parity: dict | None, exported: bool) -> str:
 def sensitivity_section(png: bytes | None) -> str:
     if not png:
         return ""
-    return _section("sensitivity", '<p class="lead">Per-layer sensitivity to reduced precision (artefacts/sensitivity.png).</p>' + _img(png, "sensitivity"))
+    return _section("sensitivity", '<p class="lead">Per-layer sensitivity to reduced precision (sensitivity.png in the ART_DIR).</p>' + _img(png, "sensitivity"))
 
 
 def artefacts_section(rows: list[dict], keras_latency: dict | None, art_dir: str | None) -> str:
