@@ -158,6 +158,7 @@ def cmd_inspect(args) -> int:
     print(
         f"inspect: {s['photos']} photos, {s['suspects']} suspects (tiny {s['tiny']}, colour {s['colour_outliers']}, "
         f"ImageNet {s['imagenet_misses']}, duplicates {s['duplicates']}), {s['rejected']} rejected"
+        + (f"; the model gets {s['model_wrong']} wrong" if s["model_wrong"] is not None else "")
     )
     print(f"report: {Path(args.out) / 'report.html'}; suspects: {Path(args.out) / 'suspects.csv'}")
     return 0

@@ -52,6 +52,11 @@ def test_inspect_finds_planted_problems(planted, subset_run, tmp_path):
     page = (out / "report.html").read_text()
     assert page.count("data:image/jpeg;base64,") >= 10 and page.count("data:image/png;base64,") == 2
     assert "Photos the model gets most wrong" in page and "dog.9001.jpg" in page
+    # ranked by log loss, the list goes on into right answers: each card says which it is, the title how many are wrong
+    wrong = summary["model_wrong"]
+    assert isinstance(wrong, int) and page.count("WRONG: log loss") == min(wrong, 24)
+    assert page.count("right, unsure: log loss") == 24 - min(wrong, 24)
+    assert f"; {wrong} of the labelled photos wrong" in page
 
 
 @needs_shared
@@ -76,6 +81,7 @@ def test_inspect_says_what_is_wrong_before_decoding_and_runs_on_unlabelled_photo
     assert main(["inspect", str(data), "--out", str(out), "--run", str(subset_run)]) == 0
     assert f"inspect: --run {subset_run}: no labelled photo in {data}, so no log loss to rank by" in capsys.readouterr().out
     assert json.loads((out / "summary.json").read_text())["photos"] == 3 and (out / "report.html").is_file()
+    assert "no labelled photo in" in (out / "report.html").read_text()  # not "no RUN_DIR given": one was
 
 
 @needs_shared

@@ -142,12 +142,13 @@ def inspect_data(
         photos[j].reasons.append(f"{'duplicate' if d == 0 else 'near-duplicate'} of {photos[i].name} (dHash distance {d})")
         photos[j].scores["duplicate_of"] = photos[i].name
 
-    worst_rows = []
+    worst_rows, model_check, model_wrong = [], "", None
     if model is not None:
         if (labels >= 0).any():
-            worst_rows = _worst_photos(model, photos, x, labels, worst, max_pixels, progress)
+            worst_rows, model_wrong = _worst_photos(model, photos, x, labels, worst, max_pixels, progress)
         else:
-            print(f"inspect: --run {run_dir}: no labelled photo in {data}, so no log loss to rank by; the model check is left out")
+            model_check = f"no labelled photo in {data}, so no log loss to rank by"
+            print(f"inspect: --run {run_dir}: {model_check}; the model check is left out")
 
     suspects = [p for p in photos if p.reasons]
     _write_suspects(out_dir / "suspects.csv", suspects)
@@ -167,6 +168,8 @@ def inspect_data(
         "top_k": top_k,
         "backbone": backbone,
         "run_dir": str(run_dir or ""),
+        "model_check": model_check,
+        "model_wrong": model_wrong,  # of the labelled photos, how many the model's top class gets wrong
     }
     write_report(out_dir / "report.html", summary, photos, sizes, ratios, fences, worst_rows, rejections)
     write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
@@ -177,9 +180,9 @@ def _class_name(index: int, names: list[str] | None) -> str:
     return names[index] if names else f"ImageNet class {index}"
 
 
-def _worst_photos(model, photos: list[Photo], x: np.ndarray, labels: np.ndarray, n: int, max_pixels: int, progress: bool) -> list[dict]:
+def _worst_photos(model, photos: list[Photo], x: np.ndarray, labels: np.ndarray, n: int, max_pixels: int, progress: bool) -> tuple[list[dict], int]:
     """The labelled photos (at least one) with the highest per-photo log loss under the trained
-    model (a `catdog.runtime` Model), with CAMs. x: the photos at the checks' size (224); decoded
+    model (a `catdog.runtime` Model), with CAMs, and how many labelled photos it gets wrong. x: the photos at the checks' size (224); decoded
     again at the run's size where that differs."""
     from catdog.cam import overlay
 
@@ -206,7 +209,7 @@ def _worst_photos(model, photos: list[Photo], x: np.ndarray, labels: np.ndarray,
             photo.reasons.append(f"model says {LABELS[predicted]} (P={probs[k, predicted]:.3f}; log loss {loss[k]:.2f})")
         rows.append({"photo": photo, "loss": float(loss[k]), "predicted": LABELS[predicted], "p": float(probs[k, predicted]),
                      "overlay": overlay(at_size(labelled[k : k + 1])[0].astype(np.uint8), cams[k, :, :, predicted])})
-    return rows
+    return rows, int((probs.argmax(1) != labels[labelled]).sum())
 
 
 def _write_suspects(path: Path, suspects: list[Photo]) -> None:

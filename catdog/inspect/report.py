@@ -110,8 +110,10 @@ def write_report(path: Path, summary: dict, photos, sizes, ratios, fences, worst
         for p in photos
         if "duplicate_of" in p.scores
     ]
+    # ranked by log loss: with few mistakes the list goes on into right answers the model was least sure of
     worst_html = [
-        _card(r["photo"], f"log loss {r['loss']:.2f}: model says {r['predicted']} (P={r['p']:.3f})", _data_uri(r["overlay"]))
+        _card(r["photo"], f"{'WRONG' if r['predicted'] != LABELS[r['photo'].label] else 'right, unsure'}: log loss {r['loss']:.2f},"
+              f" model says {r['predicted']} (P={r['p']:.3f})", _data_uri(r["overlay"]))
         for r in worst_rows
     ]
     suspects = [p for p in photos if p.reasons]
@@ -137,14 +139,15 @@ flat graphics; very many means noise-like images.</li>
 none of classes 281–285, 287 (tabby, tiger cat, Persian, Siamese, Egyptian cat, lynx), or a dog photo whose top-{summary['top_k']}
 holds none of classes 151–268 (the dog breeds): likely mislabelled, non-pet, cartoon, or two animals.</li>
 <li><b>model</b>: with a RUN_DIR, the labelled photos with the highest log loss under the trained model, with the CAM of
-the class it predicts.</li>
+the class it predicts; where it gets fewer wrong than are shown, the rest are right answers it was least sure of. Photos
+the model was trained on score better than new ones would (its out-of-fold mistakes are in the run's report.html).</li>
 <li><b>duplicates</b>: 256-bit difference hash (dHash) of the grayscale photo at 17x16; pairs within 10 bits.</li></ul>
 <h2>Photo sizes</h2><img src="{scatter}" alt="size scatter plot">
 {section("Tiny images", tiny, "none")}
 <h2>Colour ratio</h2><img src="{histogram}" alt="colour ratio histogram">
 {section("Colour-ratio outliers", colour, "none")}
 {section(f"No class of the photo's label in the ImageNet top-{summary['top_k']}", imagenet, "none")}
-{section("Photos the model gets most wrong (CAM of the predicted class)", worst_html, "no RUN_DIR given (pass --run RUN_DIR)")}
+{section(f"Photos the model gets most wrong: the highest log loss first; {summary['model_wrong']} of the labelled photos wrong (CAM of the predicted class)", worst_html, summary.get("model_check") or "no RUN_DIR given (pass --run RUN_DIR)")}
 <h2>Duplicates and near-duplicates ({len(dup_html)})</h2>{''.join(dup_html) or '<p class="muted">none</p>'}
 <h2>All suspects ({len(suspects)})</h2><table><tr><th>file</th><th>label</th><th>reasons</th></tr>{rows}</table>
 <h2>Rejected files ({len(rejections)})</h2><table><tr><th>file</th><th>reason</th></tr>{rejected}</table>
