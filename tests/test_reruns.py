@@ -240,3 +240,25 @@ def test_an_output_is_never_written_over_a_run_or_art_dir_file(subset_run, subse
         assert stop.value.code == 2
         assert f"is {said}; give another name" in capsys.readouterr().err
     assert (subset_run / "metrics.json").read_bytes() == metrics and (subset_artefacts / "manifest.json").read_bytes() == manifest
+
+
+@needs_shared
+def test_an_earlier_exports_files_that_the_new_manifest_does_not_list_are_named(subset_run, tmp_path, capsys):
+    """Exporting other formats into the same ART_DIR left the earlier files there without a word;
+    the runtime then refused them. They are kept (the user's files) and named in a note, on every
+export into that folder."""
+    from catdog.cli import main
+    from catdog.contract import check_artefact
+
+    art = tmp_path / "art"
+    assert main(["export", str(subset_run), "--out", str(art), "--formats", "tflite", "--precision", "fp32"]) == 0
+    tflite = next(art.glob("*.tflite"))
+    capsys.readouterr()
+    assert main(["export", str(subset_run), "--out", str(art), "--formats", "onnx", "--precision", "fp32"]) == 0
+    out = capsys.readouterr().out
+    assert f"still holds 1 artefact(s) of an earlier export that this manifest does not list ({tflite.name})" in out, out
+    assert tflite.exists() and [a["format"] for a in json.loads((art / "manifest.json").read_text())["artefacts"]] == ["onnx"]
+    with pytest.raises(CatdogError, match="does not list it"):
+        check_artefact(tflite)
+    assert main(["export", str(subset_run), "--out", str(art), "--formats", "onnx", "--precision", "fp32"]) == 0
+    assert f"still holds 1 artefact(s) of an earlier export that this manifest does not list ({tflite.name})" in capsys.readouterr().out

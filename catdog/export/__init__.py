@@ -265,7 +265,21 @@ def _export_into(run, model, formats, precisions, out_dir: Path, stage: "Staging
         finished(file, export(model, fmt, precision, folder, backbone, calibration, metadata, [] if uniform else _kept(keep, fmt, precision)))
     for file, job in pending.items():
         finished(file, dict(job.result()), staged=True)
+    # not deleted (the user's files, perhaps wanted), but not unsaid: the apps and runtime refuse them
+    left = sorted(f for f in _artefact_files(out_dir) if f not in entries)
+    if left:
+        shown_files = ", ".join(left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3 else "")
+        print(f"export: note: {out_dir} still holds {len(left)} artefact(s) of an earlier export that this manifest does not list "
+              f"({shown_files}); the runtime and apps refuse them; delete them, or export into an empty folder")
     return manifest
+
+
+def _artefact_files(out_dir: Path) -> list[str]:
+    """The files in `out_dir` and its uniform/ folder named as an export names its artefacts
+    (the format table's suffixes), relative to `out_dir`."""
+    suffixes = {TABLE[f].suffix for f in TABLE}
+    return [str(p.relative_to(out_dir)) for folder in (out_dir, out_dir / "uniform") if folder.is_dir()
+            for p in folder.iterdir() if p.suffix in suffixes]
 
 
 class Staging:
