@@ -105,6 +105,11 @@ def test_every_bad_file_raises_its_kind_and_the_kind_survives_pickling(tmp_path)
     Image.open(TRAIN / "cat.1.jpg").save(png, format="PNG")
     png = png.getvalue()
     (tmp_path / "dog.5003.png").write_bytes(png[:29] + b"\0\0\0\0" + png[33:])  # IHDR checksum broken
+    bmp = io.BytesIO()
+    Image.open(TRAIN / "cat.1.jpg").save(bmp, format="BMP")
+    bmp = bytearray(bmp.getvalue())
+    bmp[18:22] = (-8).to_bytes(4, "little", signed=True)  # a negative width: Pillow reads 4294967288 (was "too big")
+    (tmp_path / "cat.5005.bmp").write_bytes(bytes(bmp))
     expected = {
         "cat.5000.jpg": ImageKind.EMPTY,
         "dog.5000.jpg": ImageKind.UNDECODABLE,  # truncated JPEG: the header passes, the pixels do not
@@ -115,9 +120,10 @@ def test_every_bad_file_raises_its_kind_and_the_kind_survives_pickling(tmp_path)
         "cat.5003.png": ImageKind.TOO_BIG,  # 56 million pixels
         "dog.5003.jpg": ImageKind.TOO_BIG,  # 5,000 progressive scans
         "dog.5003.png": ImageKind.CORRUPT,
+        "cat.5005.bmp": ImageKind.CORRUPT,
         "cat.5004.jpg": ImageKind.UNREADABLE,  # no such file
     }
-    from_bytes = {"dog.5000.jpg", "cat.5001.jpg", "cat.5002.jpg", "cat.5003.png", "dog.5003.png", "dog.5003.jpg"}  # no name to contradict
+    from_bytes = {"cat.5005.bmp", "dog.5000.jpg", "cat.5001.jpg", "cat.5002.jpg", "cat.5003.png", "dog.5003.png", "dog.5003.jpg"}  # no name to contradict
     seen = set()
     for name, kind in expected.items():
         sources = [tmp_path / name] + ([(tmp_path / name).read_bytes()] if name in from_bytes else [])

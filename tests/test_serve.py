@@ -139,8 +139,12 @@ def test_bad_uploads_get_4xx_and_the_server_keeps_serving(art_server):
     photo = (TRAIN / "cat.1.jpg").read_bytes()
     big = io.BytesIO()
     Image.open(TRAIN / "cat.1.jpg").convert("L").resize((7000, 6000)).save(big, format="PNG")
+    bmp = io.BytesIO()
+    Image.open(TRAIN / "cat.1.jpg").save(bmp, format="BMP")
+    negative_width = bmp.getvalue()[:18] + (-8).to_bytes(4, "little", signed=True) + bmp.getvalue()[22:]
     cases = {
         "empty": (b"", 400, "no image"),
+        "negative width": (negative_width, 400, "a negative size: corrupt"),  # was 413 "pixel limit" for 4294967288 px
         "text": (b"hello, this is not a photo" * 10, 400, "not an image"),
         "truncated": (photo[: len(photo) // 3], 400, "cannot decode"),
         "too many pixels": (big.getvalue(), 413, "pixel limit"),
