@@ -14,7 +14,20 @@ export CATDOG_SHARED := $(abspath $(SHARED))
 # Keras looks for weights in $KERAS_HOME/models before downloading; seed it from ../shared.
 export KERAS_HOME ?= $(CURDIR)/.cache/keras
 
-.PHONY: install test-install run test browser mediapipe-venv keras-cache bench clean apps-test golden fuzz soak art-dir test-fast
+.PHONY: help install test-install run test browser mediapipe-venv keras-cache bench clean apps-test golden fuzz soak art-dir test-fast
+
+# `make` alone lists the targets (it installed the package and stopped, without a word on what next).
+.DEFAULT_GOAL := help
+help:
+	@echo "make run         install, then the whole pipeline on DATA into OUT (variables: DATA, OUT, SIZE, BACKBONE, NEGATIVES, SHARED)"
+	@echo "make test        install the test tools, then every test (CI's command)"
+	@echo "make test-fast   the tests not marked slow (under 2 minutes)"
+	@echo "make apps-test   the iOS and Android apps' logic (Swift, Kotlin) and the CI scripts' lint"
+	@echo "make bench       the benchmarks on OUT and DATA (bench/results/*.json)"
+	@echo "make fuzz        hostile photos against the decoder and the server (FUZZ_ARGS); make soak: load"
+	@echo "make golden      the apps' golden file from OUT's artefacts"
+	@echo "make install     the package alone;  make clean: remove the venv, the caches and every run under runs/"
+	@echo "now: DATA=$(DATA) OUT=$(OUT)"
 
 # `make run` installs what the pipeline needs; the test tools and Ray (for tests/test_ray.py)
 # come with `make test`. uv (from PyPI) installs the same packages as pip from the same index,

@@ -88,3 +88,19 @@ def test_each_contract_is_defined_once():
     assert _definitions(r"^def load_manifest\(") == [_definitions(r"^def load_manifest\(")[0]]
     assert _definitions(r"^def load_manifest\(")[0].startswith("catdog/contract.py:")
     assert _definitions(r"^def cam_grid\(")[0].startswith("catdog/contract.py:") and len(_definitions(r"^def cam_grid\(")) == 1
+
+
+def test_make_alone_lists_the_targets_it_names():
+    """`make` with no target installed the package and stopped without a word on what next; it now
+    prints the targets, each a real one of the Makefile, and installs nothing."""
+    import subprocess
+
+    repo = CATDOG.parent
+    out = subprocess.run(["make", "-s", "--no-print-directory"], cwd=repo, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    named = re.findall(r"^make (\S+)", out.stdout, flags=re.M) + re.findall(r"; +make (\w[\w-]*)", out.stdout)
+    assert {"run", "test", "test-fast", "clean"} <= set(named), out.stdout
+    targets = set(re.findall(r"^([\w-]+):", (repo / "Makefile").read_text(), flags=re.M))
+    assert set(named) <= targets, set(named) - targets
+    dry = subprocess.run(["make", "-n"], cwd=repo, capture_output=True, text=True, timeout=60).stdout
+    assert "-m venv" not in dry and "install -q" not in dry, dry  # echo lines only
