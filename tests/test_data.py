@@ -248,8 +248,32 @@ def test_a_folder_whose_names_carry_no_label_is_read_whole(tmp_path):
     samples, rejections = scan(mine)
     assert [s.name for s in samples] == ["12.jpg", "cat.1.jpg"]
     assert {r.path.name: r.reason.split(";")[0] for r in rejections} == {
-        "IMG_0042.JPG": "name matches neither cat.N.jpg / dog.N.jpg nor N.jpg", "notes.txt": "name matches neither cat.N.jpg / dog.N.jpg nor N.jpg",
+        "IMG_0042.JPG": "name matches neither cat.N.jpg / dog.N.jpg nor N.jpg",
+        "notes.txt": "extension '.txt' is not an image type catdog reads (.jpg, .jpeg, .png, .bmp, .webp)",  # was "rename it"
         "x.png": "in a subfolder of a Kaggle-layout folder", "beach 1.jpeg": "in a subfolder of a Kaggle-layout folder"}
+
+
+@needs_shared
+def test_catdog_outputs_written_inside_data_are_one_line_each(tmp_path):
+    """`catdog run DATA --out DATA/run` or `predict DATA --out DATA/predictions.csv`: the next read of
+    DATA listed every file of the RUN_DIR as a rejected photo ("in a subfolder…", dozens of lines), and
+    the CSV as a name to rename. A RUN_DIR, ART_DIR or inspect report is one line; a CSV is not a photo."""
+    photo = (TRAIN / "cat.0.jpg").read_bytes()
+    for data, photos in ((tmp_path / "kaggle", ("cat.1.jpg", "dog.1.jpg")), (tmp_path / "classes", ("cat/a.jpg", "dog/b.jpg"))):
+        for name in photos:
+            (data / name).parent.mkdir(parents=True, exist_ok=True)
+            (data / name).write_bytes(photo)
+        outputs = {"run/metrics.json": "{}", "run/model.keras": "", "run/artefacts/manifest.json": "{}", "run/artefacts/m.tflite": "",
+                   "inspected/suspects.csv": "file\n", "inspected/report.html": "", "predictions.csv": "id,label\n"}
+        for name, text in outputs.items():
+            (data / name).parent.mkdir(parents=True, exist_ok=True)
+            (data / name).write_text(text)
+        samples, rejections = scan(data)
+        assert sorted(s.name for s in samples) == sorted(photos)
+        reasons = {r.path.relative_to(data).as_posix(): r.reason.split(";")[0] for r in rejections}
+        assert reasons == {"run": "a catdog output folder (not photos)", "inspected": "a catdog output folder (not photos)",
+                           "predictions.csv": "extension '.csv' is not an image type catdog reads (.jpg, .jpeg, .png, .bmp, .webp)"
+                           if data.name == "kaggle" else "outside the cat/ and dog/ class folders"}, reasons
 
 
 def _png(jpeg: bytes) -> bytes:

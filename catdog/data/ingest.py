@@ -32,7 +32,7 @@ from catdog.atomic import open_atomic
 from catdog.data.limits import MAX_JPEG_SCANS, MAX_PIXELS
 from catdog.errors import CatdogError
 
-from catdog.contract import LABELS  # noqa: E402  (re-exported: catdog.data.LABELS)
+from catdog.contract import LABELS, ArtDir, RunDir  # noqa: E402  (LABELS re-exported: catdog.data.LABELS)
 IMAGE_SIZE = 224
 
 # File extension -> the Pillow format its content must have.
@@ -177,7 +177,7 @@ def scan(data_dir: str | os.PathLike) -> tuple[list[Sample], list[Rejection]]:
     if _name_ok(str(root.resolve())):
         raise CatdogError(f"{shown(root.resolve())}: the folder's path is not valid UTF-8 (catdog records it as text); rename the folder")
     class_dirs = [root / label for label in LABELS if (root / label).is_dir()]
-    files = _files(root)
+    files, outputs = _files(root)
     if class_dirs:
         layout = _scan_class_folders
     elif any(path.parent == root and _KAGGLE_LABELLED.match(path.name) for path in files):
@@ -185,6 +185,8 @@ def scan(data_dir: str | os.PathLike) -> tuple[list[Sample], list[Rejection]]:
     else:  # no name carries a label: the photos are unlabelled, whatever their names
         layout = _scan_unlabelled
     samples, rejections = layout(root, files)
+    # one line for a RUN_DIR, ART_DIR or inspect report written inside DATA, not one per file in it
+    rejections += [Rejection(folder, "a catdog output folder (not photos); left out: move it out of the photo folder") for folder in outputs]
     if not samples and not rejections:
         raise CatdogError(f"{root}: the folder is empty; put cat.N.jpg/dog.N.jpg/N.jpg photos or cat/ and dog/ folders in it")
     return sorted(samples, key=lambda s: natural_key(s.name)), rejections
@@ -197,13 +199,18 @@ def natural_key(name: str) -> list:
     return [int(t) if i % 2 else t for i, t in enumerate(re.split(r"([0-9]+)", name))]
 
 
-def _files(folder: Path) -> list[Path]:
+# A subfolder holding one of these is catdog's own output (a RUN_DIR, an ART_DIR, an inspect report)
+_OUTPUT_MARKERS = {RunDir.METRICS, RunDir.FEATURES, ArtDir.MANIFEST, "suspects.csv"}
+
+
+def _files(folder: Path) -> tuple[list[Path], list[Path]]:
     """Every entry under `folder` but folders: files, and what only looks like one by name (a
     broken link, a FIFO, a socket), which `_not_a_file` turns away before anything opens it (a
     FIFO's read would wait forever). A linked folder directly in `folder` is followed (a `cat`
     link to a photo library), each real folder once; links further down are not (as before: a
-    link there to /proc or / must not make the listing walk the machine)."""
-    found, seen = [], set()
+    link there to /proc or / must not make the listing walk the machine). Second: the subfolders
+    that are catdog's own outputs (`_OUTPUT_MARKERS`), whose files are left out."""
+    found, outputs, seen = [], [], set()
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         here = Path(dirpath)
         st = os.stat(here)
@@ -212,9 +219,13 @@ def _files(folder: Path) -> list[Path]:
             continue
         seen.add((st.st_dev, st.st_ino))
         if here != Path(folder):
+            if _OUTPUT_MARKERS & set(filenames):
+                outputs.append(here)
+                dirnames[:] = []
+                continue
             dirnames[:] = [d for d in dirnames if not (here / d).is_symlink()]
         found.extend(here / name for name in filenames)
-    return sorted(found)
+    return sorted(found), sorted(outputs)
 
 
 def _not_a_file(path: Path) -> str | None:
@@ -252,14 +263,14 @@ def _scan_kaggle(root: Path, files: list[Path]) -> tuple[list[Sample], list[Reje
         if bad_name:
             rejections.append(Rejection(path, bad_name))
             continue
+        bad_ext = _extension_ok(path)  # first: a predictions.csv left here is not a photo to rename
+        if bad_ext:
+            rejections.append(Rejection(path, bad_ext))
+            continue
         labelled = _KAGGLE_LABELLED.match(path.name)
         unlabelled = _KAGGLE_UNLABELLED.match(path.name)
         if not (labelled or unlabelled):
             rejections.append(Rejection(path, "name matches neither cat.N.jpg / dog.N.jpg nor N.jpg; rename it or use cat/ and dog/ class folders"))
-            continue
-        bad_ext = _extension_ok(path)
-        if bad_ext:
-            rejections.append(Rejection(path, bad_ext))
             continue
         if labelled:
             label = LABELS.index(labelled.group(1))
