@@ -70,17 +70,19 @@ def save(name: str, rows, extra: dict | None = None) -> None:
 
 
 def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
-    """columns: (key, header, format); a format "<N" left-aligns text in N characters, header too."""
-    def width(header, fmt):
-        return max(len(header), 10, int(fmt[1:]) if fmt[:1] == "<" and fmt[1:].isdigit() else 0)
+    """columns: (key, header, format). Each column is as wide as its widest cell (a runtime's or a
+    file's name ran past a fixed 10 and pushed the rest of its row out of line); text is
+    left-aligned, numbers right-aligned; a missing value is "-"."""
+    cells = [[format(r[key], fmt) if r.get(key) is not None else "-" for key, _, fmt in columns] for r in rows]
+    left = [all(isinstance(r.get(key), str) or r.get(key) is None for r in rows) for key, _, _ in columns]
+    widths = [max([len(header)] + [len(row[i]) for row in cells]) for i, (_, header, _) in enumerate(columns)]
 
-    print("  ".join(f"{h:{'<' if f[:1] == '<' else '>'}{width(h, f)}}" for _, h, f in columns))
-    for r in rows:
-        cells = []
-        for key, header, fmt in columns:
-            v = r.get(key)
-            cells.append(f"{(format(v, fmt) if v is not None else '-'):>{width(header, fmt)}}")
-        print("  ".join(cells))
+    def line(values: list[str]) -> str:
+        return "  ".join(f"{v:{'<' if l else '>'}{w}}" for v, l, w in zip(values, left, widths)).rstrip()
+
+    print(line([header for _, header, _ in columns]))
+    for row in cells:
+        print(line(row))
 
 
 # ---------------------------------------------------------------- roofline
@@ -256,7 +258,10 @@ def _with_uniform(manifest: dict) -> list[dict]:
 def _mixed(a: dict) -> str:
     if a["precision"] == "fp32":
         return ""
-    return "uniform" if a["file"].startswith("uniform/") else f"mixed ({len(a.get('kept_float32', []))} fp32)"
+    if a["file"].startswith("uniform/"):
+        return "uniform"
+    kept = len(a.get("kept_float32", []))  # 0: the analysis found no layer worth keeping float32
+    return f"mixed ({kept} layer{'s' if kept != 1 else ''} fp32)" if kept else "mixed (none fp32)"
 
 
 def cmd_latency(args) -> None:
@@ -280,7 +285,7 @@ def cmd_latency(args) -> None:
     ]
     for a in _with_uniform(manifest):
         path = art / a["file"]
-        precision = f"{a['precision']} {_mixed(a)}"
+        precision = f"{a['precision']} {_mixed(a)}".strip()
         name = {"tflite": "tflite xnnpack", "onnx": "onnxruntime"}.get(a["format"])
         if name:
             for threads in (1, 2):

@@ -172,3 +172,22 @@ def test_bench_fuzz_fails_when_a_property_breaks(tmp_path, monkeypatch, capsys):
     assert not list(tmp_path.glob("catdog-bench-fuzz-*")), "the scratch folder was left"
     refused = subprocess.run([sys.executable, "-m", "bench", "latency", "--runs", "0"], cwd=REPO, capture_output=True, text=True)
     assert refused.returncode == 2 and "argument --runs: 0 is under 1; give 1 or more" in refused.stderr
+
+
+def test_bench_tables_stay_in_line_and_name_what_was_kept(capsys):
+    """Every bench table was 10 characters a column: a runtime's name ("tflite xnnpack 1t") or an
+    artefact's pushed the rest of its row out of line. An int8 artefact with no layer kept float32
+    read "mixed (0 fp32)"."""
+    from bench.__main__ import _mixed, table
+
+    rows = [{"runtime": "keras predict_on_batch", "precision": "fp32", "median_ms": 12.3456},
+            {"runtime": "tflite xnnpack 1t", "precision": "int8 mixed (none fp32)", "median_ms": 1234.5},
+            {"runtime": "onnxruntime 2t", "precision": None, "median_ms": None}]
+    table(rows, [("runtime", "runtime", ""), ("precision", "precision", ""), ("median_ms", "median ms", ".2f")])
+    lines = capsys.readouterr().out.splitlines()
+    assert len({len(line) for line in lines}) == 1, lines  # every row as wide: the columns line up
+    assert [line.index("fp32") for line in lines[1:2]] == [lines[0].index("precision")]  # text left-aligned under its header
+    assert lines[1].endswith("12.35") and lines[2].endswith("1234.50") and lines[3].endswith("-")  # numbers right-aligned
+    assert _mixed({"file": "m_int8.tflite", "precision": "int8", "kept_float32": []}) == "mixed (none fp32)"
+    assert _mixed({"file": "m_int8.tflite", "precision": "int8", "kept_float32": ["a", "b"]}) == "mixed (2 layers fp32)"
+    assert _mixed({"file": "uniform/m_int8.tflite", "precision": "int8"}) == "uniform"
