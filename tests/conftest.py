@@ -206,6 +206,7 @@ SLOW_FIXTURES = frozenset({
 })
 # The rest build or run a model inside the test itself (file::test, every parameter of it).
 SLOW_TESTS = frozenset({
+    "test_apps.py::test_swift_tests_build_again_after_the_repository_moved",  # two `swift build`s
     "test_cli_quiet.py::test_features_is_quiet_unless_verbose",  # `catdog features` processes
     "test_data.py::test_cli_run_goes_on_past_bad_files_and_lists_them",  # features with MobileNetV2
     "test_features.py::test_features_file_contents_and_cache_hit",

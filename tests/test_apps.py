@@ -175,3 +175,20 @@ def test_the_ci_workflow_runs_each_platforms_checks():
     assert (ANDROID / "gradlew").stat().st_mode & 0o111 and (ANDROID / "gradle" / "wrapper" / "gradle-wrapper.jar").is_file()
     assert "android.useAndroidX=true" in (ANDROID / "gradle.properties").read_text()
     assert 'compileOnly("org.json:json' in (ANDROID / "core" / "build.gradle.kts").read_text()
+
+
+@pytest.mark.skipif(shutil.which("swift") is None, reason="no Swift toolchain: `make apps-test` says so too")
+def test_swift_tests_build_again_after_the_repository_moved(tmp_path):
+    """Swift's module cache records absolute paths: after the checkout moved (or was copied with its
+    .build), every compile failed ("was compiled with module cache path …"). core_test.sh builds afresh."""
+    first = tmp_path / "first"
+    (first / "ios_app").mkdir(parents=True)
+    shutil.copytree(IOS / "CatDogCore", first / "ios_app" / "CatDogCore", ignore=shutil.ignore_patterns(".build"))
+    shutil.copytree(IOS / "scripts", first / "ios_app" / "scripts")
+    shutil.copytree(REPO / "tests" / "golden", first / "tests" / "golden")
+    built = subprocess.run(["bash", "ios_app/scripts/core_test.sh"], cwd=first, capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0 and re.search(r"Executed [1-9]\d* tests, with 0 failures", built.stdout), built.stdout[-2000:] + built.stderr[-2000:]
+    moved = first.rename(tmp_path / "moved")
+    again = subprocess.run(["bash", "ios_app/scripts/core_test.sh"], cwd=moved, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "building afresh" in again.stdout and re.search(r"Executed [1-9]\d* tests, with 0 failures", again.stdout), \
+        again.stdout[-2000:] + again.stderr[-2000:]
