@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from catdog.contract import RunDir, owned_file, rejected_beside
+from catdog.data.limits import EXTENSION_FORMATS
 from catdog.errors import CatdogError
 
 EXIT_USAGE = 2
@@ -221,6 +222,8 @@ def _output(metavar: str):
         path = Path(value)
         if "." in metavar and path.is_dir():
             raise argparse.ArgumentTypeError(f"{value} is a folder; give a file name, such as {path / metavar.lower()}")
+        if "." in metavar and path.suffix.lower() in EXTENSION_FORMATS:  # `--out photos/1.jpg` wrote a CSV over the photo
+            raise argparse.ArgumentTypeError(f"{value} is named as a photo ({path.suffix}); give a name such as {path.with_name(metavar.lower())}")
         if "." in metavar and (owner := owned_file(path)):
             raise argparse.ArgumentTypeError(f"{value} is {owner}; give another name (the folder's own files are not replaced)")
         if "." not in metavar and path.exists() and not path.is_dir():

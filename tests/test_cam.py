@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -75,6 +77,18 @@ def test_cli_cam_writes_overlays_and_grid(subset_run, tmp_path, capsys):
     assert (tmp_path / "cams" / "dog.951_cam.png").is_file() and (tmp_path / "cams" / "dog.951_2_cam.png").is_file()
     assert "again/dog.951.jpg: dog" in out and "-> " + str(tmp_path / "cams" / "dog.951_2_cam.png") in out
     assert Image.open(tmp_path / "cams" / "cam_grid.png").size[0] > 300
+    # --out inside an IMAGES folder: the next run scored its overlays as photos (refused before any
+    # work); a missing IMAGES path is named as missing (it was "cannot read the file")
+    assert main(["cam", str(subset_run), str(tmp_path / "again"), "--out", str(tmp_path / "again" / "cams")]) == 2
+    assert "inside the IMAGES folder" in capsys.readouterr().err and not (tmp_path / "again" / "cams").exists()
+    assert main(["cam", str(subset_run), str(tmp_path / "nowhere"), str(TRAIN / "dog.951.jpg"), "--out", str(tmp_path / "c2")]) == 0
+    assert f"skipped {tmp_path / 'nowhere'}: no such file or folder" in capsys.readouterr().out
+    # cam's output folder inside a DATA another command reads is one line, not a photo per overlay
+    from catdog.data import scan
+
+    shutil.copytree(tmp_path / "cams", tmp_path / "again" / "cams")
+    samples, rejections = scan(tmp_path / "again")
+    assert [s.name for s in samples] == ["dog.951.jpg"] and [r.path.name for r in rejections] == ["cams"]
 
 
 @needs_shared

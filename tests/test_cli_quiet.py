@@ -91,6 +91,11 @@ def test_a_wrong_argument_is_one_line_before_any_work(tmp_path):
         ("train", "F.h5", "--out", str(folder), "--l2", "0.01,inf"): "catdog train: error: argument --l2: '0.01,inf': give positive numbers",
         ("train", "F.h5", "--out", str(folder), "--seed", "99999999999999999999"): "catdog train: error: argument --seed: 99999999999999999999 is out of range",
         ("train", "F.h5", "--out", str(folder), "--views", "mirror,mirror"): "catdog train: error: argument --views: mirror: named twice",
+        # an output named as a photo: `--out photos/1.jpg` wrote the submission over the photo
+        ("predict", "RUN", "TEST", "--out", str(folder / "1.JPG")):
+            f"catdog predict: error: argument --out: {folder / '1.JPG'} is named as a photo (.JPG); give a name such as {folder / 'submission.csv'}",
+        ("predict", "RUN", "TEST", "--out", "s.csv", "--rejected", str(folder / "cat.1.png")):
+            f"catdog predict: error: argument --rejected: {folder / 'cat.1.png'} is named as a photo (.png)",
         # alternatives (README: [--clip LOW HIGH | --no-clip]); both were accepted, --no-clip won
         ("predict", "RUN", "TEST", "--out", "s.csv", "--clip", "0.1", "0.9", "--no-clip"):
             "catdog predict: error: argument --no-clip: not allowed with argument --clip",

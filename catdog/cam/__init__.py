@@ -215,7 +215,11 @@ def cam_photos(model_path, images, out, size: int, max_pixels: int = MAX_PIXELS)
     from catdog.features.stage import scan_printing
     from catdog.runtime import CAM, PROBABILITIES, SUFFIX_FORMAT, open_model
 
-    model_path = Path(model_path)
+    model_path, out = Path(model_path), Path(out)
+    for item in map(Path, images):  # overlays are PNG photos: inside IMAGES, the next run scored them as photos
+        if item.is_dir() and out.resolve().is_relative_to(item.resolve()):
+            raise CatdogError(f"--out {out}: inside the IMAGES folder {item}, where the overlays would be read as photos next time; "
+                              "give a folder outside it")
     if model_path.suffix not in SUFFIX_FORMAT and not (model_path / RunDir.MODEL).is_file():
         from catdog.training import load_run
 
@@ -224,6 +228,9 @@ def cam_photos(model_path, images, out, size: int, max_pixels: int = MAX_PIXELS)
     threshold = pet_threshold(model_path)  # a photo of neither is not called a cat or a dog here either
     paths = []
     for item in map(Path, images):
+        if not item.exists() and not item.is_symlink():
+            print(f"skipped {shown(item)}: no such file or folder")
+            continue
         if not item.is_dir():
             paths.append(item)
             continue
@@ -231,7 +238,6 @@ def cam_photos(model_path, images, out, size: int, max_pixels: int = MAX_PIXELS)
             paths.extend(s.path for s in scan_printing(item)[0])
         except CatdogError as exc:
             print(f"skipped {exc}")  # its own words name the folder
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     overlays, titles, done, taken = [], [], [], set()
     for path in paths:

@@ -29,20 +29,12 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from catdog.atomic import open_atomic
-from catdog.data.limits import MAX_JPEG_SCANS, MAX_PIXELS
+from catdog.data.limits import EXTENSION_FORMATS, MAX_JPEG_SCANS, MAX_PIXELS
 from catdog.errors import CatdogError
 
 from catdog.contract import LABELS, ArtDir, RunDir  # noqa: E402  (LABELS re-exported: catdog.data.LABELS)
 IMAGE_SIZE = 224
 
-# File extension -> the Pillow format its content must have.
-EXTENSION_FORMATS = {
-    ".jpg": "JPEG",
-    ".jpeg": "JPEG",
-    ".png": "PNG",
-    ".bmp": "BMP",
-    ".webp": "WEBP",
-}
 
 # ASCII digits only: Kaggle ids are numbers (re's \d would also take other scripts' digits).
 _KAGGLE_LABELLED = re.compile(r"^(cat|dog)\.([0-9]+)\.([A-Za-z]+)$")
@@ -199,8 +191,9 @@ def natural_key(name: str) -> list:
     return [int(t) if i % 2 else t for i, t in enumerate(re.split(r"([0-9]+)", name))]
 
 
-# A subfolder holding one of these is catdog's own output (a RUN_DIR, an ART_DIR, an inspect report)
-_OUTPUT_MARKERS = {RunDir.METRICS, RunDir.FEATURES, ArtDir.MANIFEST, "suspects.csv"}
+# A subfolder holding one of these is catdog's own output (a RUN_DIR, an ART_DIR, an inspect report,
+# `catdog cam`'s overlays)
+_OUTPUT_MARKERS = {RunDir.METRICS, RunDir.FEATURES, ArtDir.MANIFEST, "suspects.csv", "cam_grid.png"}
 
 
 def _files(folder: Path) -> tuple[list[Path], list[Path]]:

@@ -9,3 +9,13 @@ MAX_PIXELS = 50_000_000
 # Encoders write 1-4 scans (baseline) or about 10 (progressive); 100 bounds the worst file at the
 # pixel limit to a few seconds (README: Faults and hostile input).
 MAX_JPEG_SCANS = 100
+
+# File extension -> the Pillow format its content must have (the photos catdog reads; an output
+# named like one is refused, so a CSV is never written over a photo).
+EXTENSION_FORMATS = {
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".png": "PNG",
+    ".bmp": "BMP",
+    ".webp": "WEBP",
+}
