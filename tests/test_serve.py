@@ -143,7 +143,7 @@ def test_bad_uploads_get_4xx_and_the_server_keeps_serving(art_server):
     Image.open(TRAIN / "cat.1.jpg").save(bmp, format="BMP")
     negative_width = bmp.getvalue()[:18] + (-8).to_bytes(4, "little", signed=True) + bmp.getvalue()[22:]
     cases = {
-        "empty": (b"", 400, "no image"),
+        "empty": (b"", 400, "empty file (0 bytes) in field 'file'"),
         "negative width": (negative_width, 400, "a negative size: corrupt"),  # was 413 "pixel limit" for 4294967288 px
         "text": (b"hello, this is not a photo" * 10, 400, "not an image"),
         "truncated": (photo[: len(photo) // 3], 400, "cannot decode"),
@@ -239,6 +239,54 @@ def test_a_photo_in_a_field_without_a_file_name_and_a_form_of_many_parts(art_ser
         urllib.request.urlopen(form([(f"x{i}", b"1") for i in range(1200)] + [("file", photo)]), timeout=60)
     assert refused.value.code == 413
     assert json.loads(refused.value.read())["error"] == "a form of more than 1,000 parts; send the photo alone, as field 'file'"
+
+
+@needs_shared
+def test_what_a_curl_user_meets(art_server, subset_artefacts, capsys, caplog):
+    """From a probe with curl: an empty file in field 'file' was told "no image: send it as field
+    'file'"; a form whose first 'file' part was empty was refused though the second held the photo;
+    `?overlay=true` was ignored; the 405 did not say what to use; `curl -d @photo.jpg` (which drops
+    the file's line-break bytes) got "corrupt JPEG header" alone; the answer's keys came sorted, the
+    81 CAM numbers before the verdict; `catdog serve /nonexistent` said "not an ART_DIR"."""
+    photo = (TRAIN / "cat.1.jpg").read_bytes()
+    boundary = uuid.uuid4().hex
+
+    def form(parts: list[bytes], query: str = "") -> tuple[int, bytes]:
+        body = b"".join(f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"p{i}.jpg\"\r\n\r\n".encode() + value + b"\r\n"
+                        for i, value in enumerate(parts)) + f"--{boundary}--\r\n".encode()
+        request = urllib.request.Request(art_server + "/predict" + query, data=body, method="POST",
+                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    status, body = form([b""])
+    assert status == 400 and json.loads(body)["error"] == "empty file (0 bytes) in field 'file'; re-copy the photo or choose another"
+    status, body = form([b"", photo])
+    assert status == 200 and json.loads(body) == post(art_server, photo)[1]
+    assert list(json.loads(body)) == ["verdict", "pet", "label", "probabilities", "cam"]  # the documented order
+    for flag in ("1", "true", "yes"):
+        assert json.loads(form([photo], f"?overlay={flag}")[1])["overlay"].startswith("data:image/png;base64,")
+    assert "overlay" not in json.loads(form([photo], "?overlay=0")[1])
+    with pytest.raises(urllib.error.HTTPError) as got:
+        urllib.request.urlopen(art_server + "/predict", timeout=30)
+    assert got.value.code == 405 and json.loads(got.value.read())["error"].endswith("; use POST /predict")
+    as_form_text = urllib.request.Request(art_server + "/predict", data=photo.replace(b"\n", b""), method="POST",
+                                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+    with pytest.raises(urllib.error.HTTPError) as got:
+        urllib.request.urlopen(as_form_text, timeout=30)
+    assert got.value.code == 400 and "send it with --data-binary @FILE or -F file=@FILE" in json.loads(got.value.read())["error"]
+    assert post(art_server, b"", multipart=False) == (400, {"error": "no image: send it as multipart field 'file' or as the request body"})
+    # 24 requests at once on 8 threads: waitress logged "Task queue depth is N" for each one queued
+    with caplog.at_level("INFO", logger="waitress"), ThreadPoolExecutor(max_workers=24) as pool:
+        assert {status for status, _ in pool.map(lambda _: post(art_server, photo), range(24))} == {200}
+    assert not [r for r in caplog.records if "queue depth" in r.getMessage()], caplog.records
+    from catdog.cli import main
+
+    assert main(["serve", "/nonexistent/art"]) == 2
+    assert "/nonexistent/art: no such file or folder; pass an ART_DIR, a RUN_DIR or an artefact" in capsys.readouterr().err
 
 
 def test_a_port_in_use_is_one_line(art_server, subset_artefacts):

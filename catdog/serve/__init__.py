@@ -129,6 +129,8 @@ def load_predictor(path: str | os.PathLike) -> Predictor:
     with the threshold on P(pet) from the manifest.json of the ART_DIR or beside the artefact, or
     the RUN_DIR's metrics.json."""
     path = Path(path)
+    if not path.exists():
+        raise CatdogError(f"{path}: no such file or folder; pass an ART_DIR, a RUN_DIR or an artefact")
     if path.suffix in SUFFIX_FORMAT:
         return Predictor(_serving_model(path), pet_threshold(path))
     if (path / ArtDir.MANIFEST).is_file():
@@ -153,8 +155,9 @@ def uploaded_photo(request) -> bytes:
     if request.mimetype != "multipart/form-data":
         return request.get_data()
     body = request.get_data(cache=True, parse_form_data=False)  # the form parses from this copy
-    if "file" in request.files:
-        return request.files["file"].read()
+    if "file" in request.files:  # the first part with bytes (a form may carry an empty one first)
+        parts = [f.read() for f in request.files.getlist("file")]
+        return next((part for part in parts if part), b"")
     if (request.files or request.form) and "file" not in request.form:
         return b""
     # no form, or field 'file' without a file name (werkzeug made it text): its bytes, as sent
@@ -186,6 +189,7 @@ def create_app(
     from werkzeug.exceptions import HTTPException
 
     app = Flask("catdog")
+    app.json.sort_keys = False  # the answer's keys in the documented order: verdict first, the 81 CAM numbers last
     app.config["MAX_CONTENT_LENGTH"] = max_bytes
     app.config["MAX_FORM_MEMORY_SIZE"] = max_bytes  # a photo sent as a field without a file name (curl -F "file=<x.png")
     budget = PixelBudget(max(decode_pixels, max_pixels))
@@ -201,7 +205,9 @@ def create_app(
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):  # 404, 405, malformed requests: JSON like every other answer
-        return error(exc.code or 400, f"{exc.name}: {exc.description}")
+        allowed = sorted(set(getattr(exc, "valid_methods", None) or ()) - {"HEAD", "OPTIONS"})
+        said = f"; use {' or '.join(allowed)} {request.path}" if exc.code == 405 and allowed else ""
+        return error(exc.code or 400, f"{exc.name}: {exc.description}{said}")
 
     @app.errorhandler(Exception)
     def internal_error(exc: Exception):  # a bug, not the upload's fault: logged, and still one line
@@ -221,15 +227,20 @@ def create_app(
     @app.post("/predict")
     def predict():
         data = uploaded_photo(request)
+        if not data and "file" in request.files:  # the field was sent: the file in it is what is empty
+            return error(400, "empty file (0 bytes) in field 'file'; re-copy the photo or choose another")
         if not data:
             return error(400, "no image: send it as multipart field 'file' or as the request body")
         data = bytes(data)
         try:
             width, height = probe(data, max_pixels)  # header only: refuse bombs before any decoding
             with budget.reserve(width * height):
-                return jsonify(classify(open_rgb(data, max_pixels), request.args.get("overlay") == "1"))
+                return jsonify(classify(open_rgb(data, max_pixels), request.args.get("overlay", "").lower() in ("1", "true", "yes", "on")))
         except ImageError as exc:
-            return error(STATUS_BY_KIND.get(exc.kind, 400), str(exc).split(";")[0])
+            hint = ""
+            if request.mimetype == "application/x-www-form-urlencoded":  # curl -d @photo.jpg drops the file's CR and LF bytes
+                hint = " (sent as form text, as curl -d does, which drops line-break bytes: send it with --data-binary @FILE or -F file=@FILE)"
+            return error(STATUS_BY_KIND.get(exc.kind, 400), str(exc).split(";")[0] + hint)
 
     def classify(photo: Image.Image, with_overlay: bool) -> dict:
         out = predictor.outputs(resize(photo, predictor.image_size))
@@ -256,8 +267,13 @@ def make_server(
 ):
     """The waitress server for `create_app` (port 0: any free port, see `.effective_port`);
     `.run()` serves until `.close()`."""
+    import logging
+
     from waitress import create_server
 
+    # "Task queue depth is N" once per request queued behind busy threads: requests waiting their
+    # turn are the design (threads), not a fault; a console of them hid the server's own lines
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     app = create_app(predictor, max_bytes, max_pixels, decode_pixels)
     return create_server(app, host=host, port=port, threads=threads, max_request_body_size=2 * max_bytes)
 
@@ -290,4 +306,5 @@ def serve(path: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000, th
                           "choose another with --port or --host") from None
     shown_host = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
     print(f"catdog serve: {predictor.description} on http://{shown_host}:{server.effective_port}/ (waitress, {threads} threads)", flush=True)
-    server.run()
+    server.run()  # returns on Ctrl-C (waitress takes the KeyboardInterrupt): stopping a server is its normal end
+    print("catdog serve: stopped", flush=True)
