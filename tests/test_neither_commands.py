@@ -216,6 +216,7 @@ def test_evaluate_and_predict_run_an_artefact_as_the_phone_does(subset_run, subs
     copy_photos(test_dir, ["000000003255.jpg"], src=NOT_PETS)
     submission = tmp_path / "submission.csv"
     assert main(["predict", str(coreml), str(test_dir), "--out", str(submission), "--no-clip"]) == 0
+    assert f"{coreml}, run by " in capsys.readouterr().out  # said by evaluate only, though the README promised it for both
     with open(submission, newline="") as f:
         rows = list(csv.DictReader(f))
     ids = ["1", "2", "3", "000000003255"]

@@ -270,7 +270,8 @@ def predict_submission(
     how += f"temperature {temperature:.3f}, " if temperature else ""
     how += f"clipped to {clip[0]}..{clip[1]}" if clip else "not clipped"
     neither = sum(r[3] == "neither" for r in rows)
-    return f"submission: {len(rows)} rows in {out} (label = P(dog), {how}; {neither} with verdict neither)"
+    ran = f"{run_dir}, run by {run.model.engine}\n" if run.artefact else ""  # as evaluate says it (README: Scoring an exported artefact)
+    return f"{ran}submission: {len(rows)} rows in {out} (label = P(dog), {how}; {neither} with verdict neither)"
 
 
 def check_folds(data: str | Path, folds: int) -> None:
