@@ -186,7 +186,7 @@ def cmd_report(args) -> int:
 def cmd_serve(args) -> int:
     from catdog.serve import serve
 
-    serve(args.path, args.host, args.port, args.threads)
+    serve(args.path, args.host, args.port, args.threads, args.max_pixels)
     return 0
 
 
@@ -465,6 +465,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=_whole(0, 65535), default=8000, help="TCP port (default 8000; 0: any free port, printed)")
     p.add_argument("--threads", type=_whole(1), default=8, help="waitress worker threads (default 8)")
+    from catdog.data.limits import MAX_UPLOAD_PIXELS
+
+    p.add_argument("--max-pixels", type=_whole(1), default=MAX_UPLOAD_PIXELS,
+                   help=f"refuse uploads larger than this many pixels (default {MAX_UPLOAD_PIXELS:,}: each thread may hold one photo)")
 
     for command in sub.choices.values():  # --verbose after COMMAND too; SUPPRESS keeps the global one's value
         command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
 import shutil
+import subprocess
 import threading
 import time
 import urllib.error
@@ -64,7 +67,6 @@ def post(url: str, data: bytes, multipart: bool = True, timeout: float = 30, que
 def test_serving_imports_no_tensorflow_and_reads_the_one_contract():
     """catdog.serve and catdog.runtime load without Keras or TensorFlow (an ONNX/TFLite server
     starts fast and small): both take the tensor names and the manifest from catdog.contract."""
-    import subprocess
     import sys
 
     code = "import sys, catdog.serve, catdog.runtime; print([m for m in ('tensorflow', 'keras') if m in sys.modules])"
@@ -287,6 +289,40 @@ def test_what_a_curl_user_meets(art_server, subset_artefacts, capsys, caplog):
 
     assert main(["serve", "/nonexistent/art"]) == 2
     assert "/nonexistent/art: no such file or folder; pass an ART_DIR, a RUN_DIR or an artefact" in capsys.readouterr().err
+
+
+@needs_shared
+def test_a_phone_sized_photo_with_max_pixels_and_ctrl_c_stops_the_server(art_server, subset_artefacts):
+    """A 42-megapixel photo (a phone camera's) that predict and cam take was refused by serve, with
+    no option to allow it: `--max-pixels` now reaches the server. Ctrl-C ended it with exit 0 and
+    no line: it says it stopped. A real `catdog serve` process."""
+    import signal
+    import sys
+
+    from conftest import REPO
+
+    big = io.BytesIO()
+    Image.open(TRAIN / "cat.1.jpg").resize((7000, 6000)).save(big, format="JPEG", quality=60)
+    assert post(art_server, big.getvalue())[0] == 413  # the default, 40 million pixels
+    script = Path(sys.executable).with_name("catdog")
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL",)}
+    server = subprocess.Popen([str(script), "serve", str(subset_artefacts), "--port", "0", "--max-pixels", "50000000"], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in server.stdout:  # the model loads, then the address is printed
+            lines.append(line)
+            if line.startswith("catdog serve:"):
+                break
+        url = re.search(r"http://\S+?:(\d+)/", lines[-1])
+        assert url, lines
+        status, body = post(f"http://127.0.0.1:{url.group(1)}", big.getvalue(), timeout=120)
+        assert status == 200 and body["verdict"] == "cat", body
+        server.send_signal(signal.SIGINT)
+        rest = server.communicate(timeout=60)[0]
+        assert server.returncode == 0 and rest.strip().splitlines()[-1] == "catdog serve: stopped", rest
+    finally:
+        server.kill()
 
 
 def test_a_port_in_use_is_one_line(art_server, subset_artefacts):

@@ -50,11 +50,11 @@ from PIL import Image
 
 from catdog.contract import NEITHER, PET, PET_THRESHOLD, ArtDir, RunDir, load_manifest, pet_threshold, verdict
 from catdog.data import LABELS, ImageError, ImageKind, open_rgb, probe, resize
+from catdog.data.limits import MAX_UPLOAD_PIXELS
 from catdog.errors import CatdogError
 from catdog.runtime import CAM, PROBABILITIES, SUFFIX_FORMAT, Model, format_of, open_model
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-MAX_UPLOAD_PIXELS = 40_000_000
 DECODE_PIXELS = 2 * MAX_UPLOAD_PIXELS  # decoded pixels in flight across all worker threads
 PAGE = Path(__file__).with_name("page.html")
 # The HTTP status of a refused upload, by its ImageError kind (catdog.data.ImageKind); never by its message.
@@ -295,11 +295,14 @@ def return_freed_memory() -> bool:
         return False
 
 
-def serve(path: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000, threads: int = 8) -> None:
+def serve(path: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000, threads: int = 8,
+          max_pixels: int = MAX_UPLOAD_PIXELS) -> None:
+    """`catdog serve`. max_pixels: an upload declaring more is refused (413) before decoding; the
+    decoded pixels in flight are bounded to twice it."""
     return_freed_memory()
     predictor = load_predictor(path)
     try:
-        server = make_server(predictor, host, port, threads)
+        server = make_server(predictor, host, port, threads, max_pixels=max_pixels, decode_pixels=2 * max_pixels)
     except (OSError, ValueError) as exc:  # the port taken, a host this machine does not have or cannot resolve, a port under 1024
         cause = exc if isinstance(exc, OSError) else exc.__context__ or exc  # waitress: ValueError from socket.gaierror
         raise CatdogError(f"cannot listen on {host}:{port} ({getattr(cause, 'strerror', None) or cause}); "
