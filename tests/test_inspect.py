@@ -82,6 +82,7 @@ def test_inspect_says_what_is_wrong_before_decoding_and_runs_on_unlabelled_photo
     assert f"inspect: --run {subset_run}: no labelled photo in {data}, so no log loss to rank by" in capsys.readouterr().out
     assert json.loads((out / "summary.json").read_text())["photos"] == 3 and (out / "report.html").is_file()
     assert "no labelled photo in" in (out / "report.html").read_text()  # not "no RUN_DIR given": one was
+    assert "None of the labelled" not in (out / "report.html").read_text()
 
 
 @needs_shared

@@ -116,6 +116,10 @@ def write_report(path: Path, summary: dict, photos, sizes, ratios, fences, worst
               f" model says {r['predicted']} (P={r['p']:.3f})", _data_uri(r["overlay"]))
         for r in worst_rows
     ]
+    model_title = "Photos the model gets most wrong (CAM of the predicted class)"
+    if summary.get("model_wrong") is not None:
+        model_title = (f"Photos the model gets most wrong: the highest log loss first; {summary['model_wrong']} of the labelled "
+                       "photos wrong (CAM of the predicted class)")
     suspects = [p for p in photos if p.reasons]
     rows = "".join(
         f"<tr><td>{html.escape(p.name)}</td><td>{LABELS[p.label] if p.label >= 0 else ''}</td>"
@@ -147,7 +151,7 @@ the model was trained on score better than new ones would (its out-of-fold mista
 <h2>Colour ratio</h2><img src="{histogram}" alt="colour ratio histogram">
 {section("Colour-ratio outliers", colour, "none")}
 {section(f"No class of the photo's label in the ImageNet top-{summary['top_k']}", imagenet, "none")}
-{section(f"Photos the model gets most wrong: the highest log loss first; {summary['model_wrong']} of the labelled photos wrong (CAM of the predicted class)", worst_html, summary.get("model_check") or "no RUN_DIR given (pass --run RUN_DIR)")}
+{section(model_title, worst_html, summary.get("model_check") or "no RUN_DIR given (pass --run RUN_DIR)")}
 <h2>Duplicates and near-duplicates ({len(dup_html)})</h2>{''.join(dup_html) or '<p class="muted">none</p>'}
 <h2>All suspects ({len(suspects)})</h2><table><tr><th>file</th><th>label</th><th>reasons</th></tr>{rows}</table>
 <h2>Rejected files ({len(rejections)})</h2><table><tr><th>file</th><th>reason</th></tr>{rejected}</table>
