@@ -149,7 +149,7 @@ def load_manifest(art_dir: str | os.PathLike) -> dict:
 
 
 def exported_from(art_dir: str | os.PathLike) -> tuple[Path | None, Path | None]:
-    """(the RUN_DIR an ART_DIR's manifest.json names as its keras_model's, its TFLite fp32 artefact
+    """(the RUN_DIR an ART_DIR's manifest.json names as its keras_model's, its `desktop_artefact`
     else its first), each None where the manifest does not say: what to point a user to who named
     an ART_DIR where a RUN_DIR belongs."""
     art_dir = Path(art_dir)
@@ -164,10 +164,21 @@ def exported_from(art_dir: str | os.PathLike) -> tuple[Path | None, Path | None]
         pass
     try:
         files = [a["file"] for a in manifest["artefacts"]]
-        artefact = art_dir / next((f for f in files if f.endswith("_fp32" + SUFFIXES["tflite"])), files[0])
+        artefact = art_dir / (desktop_artefact(manifest) or files[0])
     except (KeyError, IndexError, TypeError):
         pass
     return run_dir, artefact
+
+
+# The artefact that stands for an ART_DIR on a computer (`catdog serve ART_DIR` serves it; an ART_DIR
+# given to predict, evaluate or cam names it): ONNX fp32, else TFLite fp32.
+DESKTOP_ARTEFACTS = (("onnx", "fp32"), ("tflite", "fp32"))
+
+
+def desktop_artefact(manifest: dict) -> str | None:
+    """The file (relative to its ART_DIR) of the manifest's first DESKTOP_ARTEFACTS entry, or None."""
+    listed = {(a.get("format"), a.get("precision")): a.get("file") for a in manifest.get("artefacts", []) if isinstance(a, dict)}
+    return next((listed[key] for key in DESKTOP_ARTEFACTS if isinstance(listed.get(key), str)), None)
 
 
 def pet_threshold(model_path: str | os.PathLike) -> float:

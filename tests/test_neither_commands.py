@@ -240,7 +240,7 @@ def test_evaluate_and_predict_run_an_artefact_as_the_phone_does(subset_run, subs
 
     # an ART_DIR where a RUN_DIR belongs ("model.keras: missing ... run `catdog train` again" before):
     # the RUN_DIR its manifest names, and an artefact where the command takes one
-    art_dir, fp32 = subset_artefacts, next(subset_artefacts.glob("*_fp32.tflite"))
+    art_dir, fp32 = subset_artefacts, next(subset_artefacts.glob("*_fp32.onnx"))  # the one `catdog serve ART_DIR` serves
     cases = {
         ("evaluate", str(art_dir), str(held_out)): f"give the RUN_DIR it was exported from ({subset_run}), or, to evaluate, "
                                                     f"predict or cam, one of its artefacts ({fp32})",

@@ -244,7 +244,7 @@ def test_a_photo_in_a_field_without_a_file_name_and_a_form_of_many_parts(art_ser
 
 
 @needs_shared
-def test_what_a_curl_user_meets(art_server, subset_artefacts, capsys, caplog):
+def test_what_a_curl_user_meets(art_server, subset_artefacts, capsys, caplog, tmp_path):
     """From a probe with curl: an empty file in field 'file' was told "no image: send it as field
     'file'"; a form whose first 'file' part was empty was refused though the second held the photo;
     `?overlay=true` was ignored; the 405 did not say what to use; `curl -d @photo.jpg` (which drops
@@ -289,6 +289,11 @@ def test_what_a_curl_user_meets(art_server, subset_artefacts, capsys, caplog):
 
     assert main(["serve", "/nonexistent/art"]) == 2
     assert "/nonexistent/art: no such file or folder; pass an ART_DIR, a RUN_DIR or an artefact" in capsys.readouterr().err
+    # an ART_DIR copied in part: the artefact serve takes for it (the one predict and cam name) is said to be missing
+    shutil.copy(subset_artefacts / "manifest.json", tmp_path / "manifest.json")
+    assert main(["serve", str(tmp_path)]) == 2
+    onnx = next(subset_artefacts.glob("*_fp32.onnx")).name
+    assert f"{tmp_path / onnx}: missing, though manifest.json lists it" in capsys.readouterr().err
 
 
 @needs_shared

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from catdog.contract import CAM, INPUT_NAME, MANIFEST, OUTPUTS, PET, PROBABILITIES, SUFFIXES, RunDir, check_artefact, exported_from
+from catdog.contract import CAM, INPUT_NAME, MANIFEST, OUTPUTS, PET, PROBABILITIES, SUFFIXES, RunDir, check_artefact, exported_from, manifest_entry
 from catdog.errors import CatdogError
 
 SUFFIX_FORMAT = {suffix: fmt for fmt, suffix in SUFFIXES.items()}
@@ -222,6 +222,8 @@ def open_model(
     there; that, and a file the engine cannot load, is a one-line CatdogError."""
     path = Path(path)
     if not path.exists():
+        if manifest_entry(path) is not None:  # an ART_DIR copied in part
+            raise CatdogError(f"{path}: missing, though manifest.json lists it; copy the ART_DIR again or run `catdog export` again")
         raise CatdogError(f"{path}: no such model file or RUN_DIR")
     fmt = format_of(path)
     if fmt == "keras":

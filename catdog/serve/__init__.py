@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from catdog.contract import NEITHER, PET, PET_THRESHOLD, ArtDir, RunDir, load_manifest, pet_threshold, verdict
+from catdog.contract import NEITHER, PET, PET_THRESHOLD, ArtDir, RunDir, desktop_artefact, load_manifest, pet_threshold, verdict
 from catdog.data import LABELS, ImageError, ImageKind, open_rgb, probe, resize
 from catdog.data.limits import MAX_UPLOAD_PIXELS
 from catdog.errors import CatdogError
@@ -134,12 +134,9 @@ def load_predictor(path: str | os.PathLike) -> Predictor:
     if path.suffix in SUFFIX_FORMAT:
         return Predictor(_serving_model(path), pet_threshold(path))
     if (path / ArtDir.MANIFEST).is_file():
-        manifest = load_manifest(path)
-        threshold = pet_threshold(path)
-        artefacts = {(a["format"], a["precision"]): path / a["file"] for a in manifest["artefacts"]}
-        for key in (("onnx", "fp32"), ("tflite", "fp32")):
-            if key in artefacts and artefacts[key].exists():
-                return Predictor(_serving_model(artefacts[key]), threshold)
+        file = desktop_artefact(load_manifest(path))
+        if file:  # a listed file that is missing is the runtime's one line ("missing, though manifest.json lists it")
+            return Predictor(_serving_model(path / file), pet_threshold(path))
         raise CatdogError(f"{path}: no ONNX or TFLite fp32 artefact to serve; export with --formats onnx --precision fp32")
     if (path / RunDir.MODEL).is_file():
         return Predictor(open_model(path, temperature=1.0), pet_threshold(path))  # the run's model as saved, as before
