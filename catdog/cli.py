@@ -219,6 +219,8 @@ def _output(metavar: str):
     that is a file."""
 
     def check(value: str) -> str:
+        if not value.strip():  # Path("") is ".": it was "argument --out:  is a folder"
+            raise argparse.ArgumentTypeError(f"an empty path; give {'a file name, such as ' + metavar.lower() if '.' in metavar else 'a folder'}")
         path = Path(value)
         if "." in metavar and path.is_dir():
             raise argparse.ArgumentTypeError(f"{value} is a folder; give a file name, such as {path / metavar.lower()}")
