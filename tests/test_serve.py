@@ -275,6 +275,8 @@ def test_what_a_curl_user_meets(art_server, subset_artefacts, capsys, caplog, tm
     with pytest.raises(urllib.error.HTTPError) as got:
         urllib.request.urlopen(art_server + "/predict", timeout=30)
     assert got.value.code == 405 and json.loads(got.value.read())["error"].endswith("; use POST /predict")
+    with urllib.request.urlopen(urllib.request.Request(art_server + "/predict", method="OPTIONS"), timeout=30) as response:
+        assert response.headers["Content-Type"] == "application/json" and "POST" in json.loads(response.read())["allow"]
     as_form_text = urllib.request.Request(art_server + "/predict", data=photo.replace(b"\n", b""), method="POST",
                                           headers={"Content-Type": "application/x-www-form-urlencoded"})
     with pytest.raises(urllib.error.HTTPError) as got:

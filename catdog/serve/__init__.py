@@ -211,6 +211,14 @@ def create_app(
         traceback.print_exception(exc, file=sys.stderr)
         return error(500, f"internal error ({type(exc).__name__}); the server log has the traceback")
 
+    @app.after_request
+    def options_as_json(response):  # Flask answers OPTIONS itself, with an empty text/html body
+        if request.method == "OPTIONS" and response.status_code == 200 and not response.is_json:
+            allowed = sorted(m.strip() for m in response.headers.get("Allow", "").split(",") if m.strip())
+            response.set_data(jsonify({"allow": allowed}).get_data())
+            response.mimetype = "application/json"
+        return response
+
     @app.get("/healthz")
     def healthz():
         return jsonify({"status": "ok", "model": predictor.description, PET_THRESHOLD: predictor.pet_threshold})
