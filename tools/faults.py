@@ -250,6 +250,8 @@ def check_decoded(mutant, max_pixels: int, decoder) -> str:
             assert exc.kind != ImageKind.UNDECODABLE, f"{where}: {mutant.declared_pixels:,} pixels reached the decoder: {reason}"
         if (mutant.scans or 0) > MAX_JPEG_SCANS:
             assert exc.kind == ImageKind.TOO_BIG, f"{where}: {mutant.scans:,} scans, refused as {exc.kind}: {reason}"
+        if mutant.impossible:
+            assert exc.kind == ImageKind.CORRUPT, f"{where}: an impossible size, refused as {exc.kind}: {reason}"
         return refusal(exc)
     pixels = out.size[0] * out.size[1] if hasattr(out, "size") and not hasattr(out, "shape") else out.shape[0] * out.shape[1]
     assert (mutant.declared_pixels or 0) <= max_pixels, f"{where}: declared {mutant.declared_pixels:,} pixels, yet decoded"
@@ -277,7 +279,9 @@ def check_answer(mutant, answer: Answer, max_pixels: int, grid: int) -> str:
         assert (mutant.scans or 0) <= MAX_JPEG_SCANS, f"{where}: {mutant.scans:,} scans, yet answered 200"
         return "accepted"
     assert answer.one_line_reason, f"{where}: {answer.status} without a one-line reason: {answer.body}"
-    if (mutant.declared_pixels or 0) > max_pixels:
+    if mutant.impossible:  # a side no format holds: corrupt, not a bomb to allow with a higher limit
+        assert answer.status == 400, f"{where}: an impossible size, answered {answer.status}: {answer.body}"
+    elif (mutant.declared_pixels or 0) > max_pixels:
         assert answer.status == 413, f"{where}: declared {mutant.declared_pixels:,} pixels, answered {answer.status}: {answer.body}"
     if (mutant.scans or 0) > MAX_JPEG_SCANS:
         assert answer.status == 413, f"{where}: {mutant.scans:,} scans, answered {answer.status}: {answer.body}"

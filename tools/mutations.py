@@ -62,6 +62,9 @@ class Mutant:
     # the pixel count the header declares where the mutation forged it (None: unchanged/unknown)
     declared_pixels: int | None = None
     scans: int | None = None  # a JPEG's scans where the mutation set them
+    # a side the format cannot hold (2^31 px or more, as Pillow reads it: a PNG's, a BMP's negative
+    # width read unsigned): refused as corrupt, not as a decompression bomb
+    impossible: bool = False
 
     @property
     def suffix(self) -> str:
@@ -286,11 +289,12 @@ def mutants(bases: list[Base], max_pixels: int, kinds=KINDS) -> st.SearchStrateg
         if kind == "png_dims":
             base, fix = d(_of(bases, "PNG")), d(st.booleans())
             w, h = d(st.one_of(st.tuples(side, side), st.just((over, over)), st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1))))
-            return Mutant(kind, f"IHDR {w}x{h} crc {'fixed' if fix else 'stale'}", base, forge_png_dims(base.data, w, h, fix), w * h if fix else None)
+            return Mutant(kind, f"IHDR {w}x{h} crc {'fixed' if fix else 'stale'}", base, forge_png_dims(base.data, w, h, fix), w * h if fix else None,
+                          impossible=fix and max(w, h) >= 2**31)
         if kind == "bmp_dims":
             base = d(_of(bases, "BMP"))
             w, h = d(st.tuples(st.integers(-(2**31), 2**31 - 1), st.integers(-(2**31), 2**31 - 1)) | st.just((over, -over)))
-            return Mutant(kind, f"BMP {w}x{h}", base, forge_bmp_dims(base.data, w, h), abs(w * h))
+            return Mutant(kind, f"BMP {w}x{h}", base, forge_bmp_dims(base.data, w, h), abs(w * h), impossible=w < 0 or abs(h) >= 2**31)
         if kind == "magic":
             base, magic = d(any_base), d(st.sampled_from(MAGICS) | st.binary(min_size=1, max_size=16))
             return Mutant(kind, f"magic {magic!r}", base, replace_magic(base.data, magic))
@@ -364,7 +368,9 @@ def hostile_set(bases: list[Base], max_pixels: int) -> list[Mutant]:
         Mutant("jpeg_dims", "SOF 65535x65535", jpeg, forge_jpeg_dims(jpeg.data, 65535, 65535), 65535**2),
         Mutant("jpeg_dims", f"SOF {over}x{over}", jpeg, forge_jpeg_dims(jpeg.data, over, over), over**2),
         Mutant("jpeg_dims", "SOF 6000x6000 (under the limit, data short)", jpeg, forge_jpeg_dims(jpeg.data, 6000, 6000)),
-        Mutant("png_dims", "IHDR 2^31x2^31 crc fixed", png, forge_png_dims(png.data, 2**31, 2**31, True), 2**62),
+        Mutant("png_dims", "IHDR 2^31x2^31 crc fixed", png, forge_png_dims(png.data, 2**31, 2**31, True), 2**62, impossible=True),
+        Mutant("png_dims", "IHDR 2^31-1 x 2^31-1 crc fixed", png, forge_png_dims(png.data, 2**31 - 1, 2**31 - 1, True), (2**31 - 1) ** 2),
+        Mutant("bmp_dims", f"BMP -{over}x{over}", bmp, forge_bmp_dims(bmp.data, -over, over), over**2, impossible=True),
         Mutant("png_dims", "IHDR 100000x100000 crc stale", png, forge_png_dims(png.data, 100_000, 100_000, False)),
         Mutant("bmp_dims", f"BMP {over}x-{over}", bmp, forge_bmp_dims(bmp.data, over, -over), over**2),
         Mutant("magic", "GIF89a", jpeg, replace_magic(jpeg.data, b"GIF89a")),

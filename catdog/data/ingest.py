@@ -379,7 +379,8 @@ def _checked_header(source: str | os.PathLike | bytes, max_pixels: int) -> Image
             )
         width, height = im.size
         if max(width, height) >= 2**31:  # no format stores a side that long: a negative size read unsigned (a BMP's)
-            raise ImageError(f"its header declares {width}x{height} pixels, a negative size: corrupt; re-encode or delete it", ImageKind.CORRUPT)
+            raise ImageError(f"its header declares {width}x{height} pixels, a side no format holds (a negative size read unsigned, "
+                             "say): corrupt; re-encode or delete it", ImageKind.CORRUPT)
         if width * height > max_pixels:
             raise ImageError(
                 f"{width}x{height} = {width * height:,} pixels is over the {max_pixels:,}-pixel limit "
