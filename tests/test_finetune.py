@@ -65,12 +65,18 @@ def test_finetune_writes_a_valid_run(subset_run, train_subset, tmp_path):
 
     write_report(out)
     html = (out / "report.html").read_text()
-    assert f"at {run.metrics['image_size']} px" in html and "48 held-out validation photos" in html
+    assert f"at {run.metrics['image_size']} px" in html and "48 early-stopping photos (held out of fine-tuning; the starting model" in html
+    # the split is not held out of the starting model: not called held out, nor an estimate for new photos
+    assert "held-out validation photos" not in html and "of which early-stopping split (not held out)" in html
+    assert "early-stopping split of 48 photos, which the starting model was trained on: in-sample" in html
     assert "the early-stopping validation split (it chose the epoch): the temperature fitted there is not applied" in html
     assert "Fine-tuning does not retrain the pet head" in html and f"it keeps {metrics['pet_keep_validation']:.1%}" in html
     # --out the run itself: refused before any work (it would overwrite the model it starts from)
     with pytest.raises(CatdogError, match="the run being fine-tuned; give --out a new RUN_DIR"):
         finetune(run, train_subset, subset_run / ".", FinetuneConfig(max_epochs=1), progress=False)
+    # --out another run: its head.keras and cv_predictions.csv were left beside the new model
+    with pytest.raises(CatdogError, match=r"holds another run already \(model.keras, metrics.json"):
+        finetune(run, train_subset, out, FinetuneConfig(max_epochs=1), progress=False)
 
 
 def test_top_blocks_of_both_backbones():

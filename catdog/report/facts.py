@@ -47,7 +47,11 @@ def expected_log_loss(metrics: dict) -> tuple[float, str] | None:
         return float(cv["log_loss"]), f"{cv.get('folds', 'k')}-fold cross-validation on {cv.get('n', '?')} photos"
     val = metrics.get("val") or {}
     if isinstance(val.get("log_loss"), (int, float)):
-        return float(val["log_loss"]), f"validation split of {val.get('n', metrics.get('n_val', '?'))} photos"
+        n = val.get("n", metrics.get("n_val", "?"))
+        if metrics.get("finetuned_from"):  # the split chose the epoch, and the starting head was fitted on it too
+            return float(val["log_loss"]), (f"early-stopping split of {n} photos, which the starting model was trained on: in-sample, "
+                                            "optimistic for new photos (`catdog evaluate` on photos it never saw measures it)")
+        return float(val["log_loss"]), f"validation split of {n} photos"
     return None
 
 
@@ -123,6 +127,8 @@ def data_summary(run_dir: Path, metrics: dict) -> dict:
         "used": used,
         "train": n_train,
         "validation": n_val,
+        # a fine-tuned run's split stops the training early; the run it started from trained on it
+        "validation_is": "early-stopping split (not held out)" if metrics.get("finetuned_from") else "validation (held out)",
         "rejected": len(rejected),
         "rejections": rejected,
         "excluded": metrics.get("n_excluded", 0) or 0,

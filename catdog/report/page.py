@@ -83,7 +83,7 @@ def data_section(data: dict) -> str:
     rows = [
         ["photos used", _fmt(data["used"], "d", "?")],
         ["of which training", _fmt(data["train"], "d")],
-        ["of which validation (held out)", _fmt(data["validation"], "d")],
+        [f"of which {data.get('validation_is', 'validation (held out)')}", _fmt(data["validation"], "d")],
         ["rejected (unreadable, wrong type, too large…)", str(data["rejected"])],
         ["excluded (--exclude list)", str(data["excluded"])],
         ["unlabelled, ignored for training", str(data["unlabelled"])],
@@ -123,6 +123,8 @@ def calibration_section(png: bytes | None, held, metrics: dict) -> str:
         )
     else:
         which = "held-out validation photos" if held.held_out else "training photos (this run holds none out)"
+        if held.held_out and metrics.get("finetuned_from"):  # held out of fine-tuning, not of the head it started from
+            which = "early-stopping photos (held out of fine-tuning; the starting model was trained on them: optimistic)"
         lead = f"{len(held.labels)} {which}, P(dog) from {escape(held.source)}: log loss {loss:.4f}, {wrong} wrong."
     facts = _calibration_facts(metrics.get("calibration") or {})
     body = f'<p class="lead">{lead}</p>' + _img(png, "calibration") + reliability_table(held.labels, held.p_dog)

@@ -130,6 +130,9 @@ def finetune(run: Run, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
         )
     if out_dir.resolve() == run.path.resolve():
         raise CatdogError(f"{out_dir}: the run being fine-tuned; give --out a new RUN_DIR (it would overwrite the model it starts from)")
+    held = [name for name in (RunDir.MODEL, RunDir.METRICS, RunDir.HEAD) if (out_dir / name).exists()]
+    if held:  # its head.keras and cv_predictions.csv were left beside the new model: a run of two runs
+        raise CatdogError(f"{out_dir}: holds another run already ({', '.join(held)}); give --out a new folder")
     (x_train, y_train), (x_val, y_val), split = _load_split(run, data_dir, config.seed, max_pixels)
     keras.utils.set_random_seed(config.seed)
     model = keras.models.load_model(run.path / RunDir.MODEL)  # an independent copy to train

@@ -295,7 +295,8 @@ def finetune_lines(metrics: dict, out) -> list[str]:
     lines = [
         f"fine-tuned {', '.join(metrics['finetune']['blocks_trained'])}: validation log loss "
         f"{metrics['val_before']['log_loss']:.4f} -> {metrics['val']['log_loss']:.4f}, accuracy {metrics['val']['accuracy']:.2%} "
-        f"(best epoch {metrics['best_epoch']} of {metrics['epochs']}, {metrics['seconds']:.0f} s)"
+        f"(best epoch {metrics['best_epoch']} of {metrics['epochs']}, {metrics['seconds']:.0f} s)",
+        "  (the split chose the epoch and the starting model was trained on it: in-sample; `catdog evaluate` on new photos measures the gain)",
     ]
     if not metrics["improved"]:
         lines.append("fine-tuning did not beat the starting model on the validation split: the starting weights were kept")
