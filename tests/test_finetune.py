@@ -28,7 +28,7 @@ def test_only_top_blocks_and_head_are_trainable(subset_run):
 
 
 @needs_shared
-def test_finetune_writes_a_valid_run(subset_run, train_subset, tmp_path):
+def test_finetune_writes_a_valid_run(subset_run, train_subset, tmp_path, capsys):
     run = load_run(subset_run)
     out = tmp_path / "ft"
     metrics = finetune(run, train_subset, out, FinetuneConfig(blocks=2, max_epochs=1, batch_size=32), progress=False)
@@ -74,6 +74,13 @@ def test_finetune_writes_a_valid_run(subset_run, train_subset, tmp_path):
     # --out the run itself: refused before any work (it would overwrite the model it starts from)
     with pytest.raises(CatdogError, match="the run being fine-tuned; give --out a new RUN_DIR"):
         finetune(run, train_subset, subset_run / ".", FinetuneConfig(max_epochs=1), progress=False)
+    # evaluate on photos the starting model trained on (the early-stopping split among them) says so
+    from catdog.cli import main
+    from conftest import copy_photos
+
+    data = copy_photos(tmp_path / "seen", used["validation"][:3] + used["train"][:1], src=train_subset)
+    assert main(["evaluate", str(out), str(data)]) == 0
+    assert "note: 4 of these 4 photos trained this model" in capsys.readouterr().out
     # --out another run: its head.keras and cv_predictions.csv were left beside the new model
     with pytest.raises(CatdogError, match=r"holds another run already \(model.keras, metrics.json"):
         finetune(run, train_subset, out, FinetuneConfig(max_epochs=1), progress=False)

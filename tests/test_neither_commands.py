@@ -105,6 +105,11 @@ def test_evaluate_says_when_it_scores_the_training_photos(subset_run, train_subs
     printed = capsys.readouterr().out
     assert "note: 6 of these 6 photos trained this model (split.json): these scores are optimistic" in printed
     assert json.loads(out.read_text())["n_trained_on"] == 6
+    # a run `catdog train` made from a feature file elsewhere (metrics.json names it): said too (it was not)
+    assert main(["train", str(subset_run / "features.h5"), "--out", str(tmp_path / "trained")]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "trained"), str(data)]) == 0
+    assert "note: 6 of these 6 photos trained this model (split.json)" in capsys.readouterr().out
     assert main(["evaluate", str(subset_run), str(data)]) == 0
     assert "1 file(s) rejected (named above; --rejected FILE lists them)" in capsys.readouterr().out
     broken = tmp_path / "broken"

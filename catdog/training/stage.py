@@ -194,16 +194,33 @@ def _check_negatives(negatives: str) -> int:
 
 def _trained_on(run, predictions) -> int:
     """How many labelled photos of `predictions` the run was trained on: a name in the run's split.json
-    whose file has the byte size the run's features.h5 recorded for it (its cache key, name|size|mtime:
-    the mtime left out, so a copy of the training photos counts too); 0 for an artefact."""
+    whose file has the byte size the run's feature file recorded for it (its cache key, name|size|mtime:
+    the mtime left out, so a copy of the training photos counts too); 0 for an artefact. The feature
+    file: RUN_DIR/features.h5 (`catdog run`), else the one metrics.json names (`catdog train`); a
+    fine-tuned run's photos are its own split.json's, early-stopping split included (the starting
+    model was fitted on it), with the feature file of the run it started from."""
     if getattr(run, "artefact", False) or not hasattr(run, "path"):
         return 0
-    split_path, features_path = Path(run.path) / RunDir.SPLIT, Path(run.path) / RunDir.FEATURES
-    if not split_path.is_file() or not features_path.is_file():
+    split_path = Path(run.path) / RunDir.SPLIT
+    if not split_path.is_file():
+        return 0
+    split = json.loads(split_path.read_text())
+    trained = set(split.get("train", []))
+    source, metrics = Path(run.path), getattr(run, "metrics", {}) or {}
+    if metrics.get("finetuned_from"):
+        trained |= set(split.get("validation", []))
+        source = Path(metrics["finetuned_from"])
+        try:
+            metrics = json.loads((source / RunDir.METRICS).read_text())
+        except (OSError, ValueError):
+            metrics = {}
+    features_path = source / RunDir.FEATURES
+    if not features_path.is_file() and metrics.get("features_file"):
+        features_path = Path(metrics["features_file"])
+    if not features_path.is_file():
         return 0
     from catdog.features import load_features
 
-    trained = set(json.loads(split_path.read_text()).get("train", []))
     try:
         recorded = {key.rsplit("|", 1)[0] for key in load_features(features_path).keys}  # name|size
     except CatdogError:
