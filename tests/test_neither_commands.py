@@ -354,3 +354,28 @@ def test_an_artefact_its_manifest_does_not_list_is_refused(subset_artefacts, tmp
     alone = tmp_path / "alone.tflite"  # no manifest beside it: the callers that need a threshold say so
     shutil.copy(fp32, alone)
     assert open_model(alone).image_size == 224
+
+
+@needs_shared
+def test_a_temperature_at_the_search_bound_is_not_applied_without_a_word(subset_run, tmp_path, capsys):
+    """A run whose CV temperature sat at the search's bound (0.05: no held-out mistake; `catdog train`
+    on 40 photos less inspect's suspects fitted one) said "leave --calibrated off" once, in train's
+    output; `predict --calibrated` then wrote every label as 0 or 1 and `export --calibrated` folded
+    it in. Both now refuse, before any photo."""
+    import shutil
+
+    from catdog.cli import main
+    from conftest import TEST
+
+    run = tmp_path / "run"
+    shutil.copytree(subset_run, run, ignore=shutil.ignore_patterns("features.h5", "negatives.h5", "views", "cache"))
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["calibration"]["temperature"] = 0.05  # what fit_temperature returns at its lower bound
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    test_dir = copy_photos(tmp_path / "test", ["1.jpg", "2.jpg"], src=TEST)
+    expected = "--calibrated: the run's temperature 0.050 is at the search's bound (no held-out mistake to fit it on)"
+    assert main(["predict", str(run), str(test_dir), "--out", str(tmp_path / "s.csv"), "--calibrated"]) == 2
+    assert expected in capsys.readouterr().err and not (tmp_path / "s.csv").exists()
+    assert main(["export", str(run), "--out", str(tmp_path / "art"), "--calibrated", "--formats", "tflite", "--precision", "fp32"]) == 2
+    assert expected in capsys.readouterr().err and not (tmp_path / "art").exists()
+    assert main(["predict", str(run), str(test_dir), "--out", str(tmp_path / "s.csv")]) == 0  # without it: as before

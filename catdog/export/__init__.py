@@ -141,6 +141,10 @@ def export_run(
         raise CatdogError("--keep-float chooses the float32 layers by hand and --mixed off rounds every layer; give one of them")
     if keep_float is not None and not keep_float:
         raise CatdogError("--keep-float: no layer named; give LAYER,... (the names are in ART_DIR/sensitivity.json), or leave it out")
+    if calibrated:
+        from catdog.training.summary import check_calibrated
+
+        check_calibrated(run.temperature)  # before any work: a bound temperature made every P 0 or 1
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     backbone = run.metrics["backbone"]

@@ -279,6 +279,10 @@ def predict_submission(
     if calibrated and run.artefact:
         raise CatdogError(f"{run_dir}: an artefact gives the probabilities its export made (`catdog export --calibrated` folds the "
                           "temperature in); drop --calibrated, or pass the RUN_DIR")
+    if calibrated:
+        from catdog.training.summary import check_calibrated
+
+        check_calibrated(run.temperature)  # before any photo: a bound temperature made every label 0 or 1
     run, predictions = predict_stage(run_dir, test_dir, batch_size, max_pixels, rejected_csv, tta, ray, workers, run=run, one_per_id=True)
     temperature = run.temperature if calibrated else None
     rows = submission_rows(predictions, clip=clip, temperature=temperature, threshold=run.pet_threshold)

@@ -36,6 +36,19 @@ def bound_note(temperature: float) -> str:
     return ""
 
 
+def check_calibrated(temperature: float, option: str = "--calibrated") -> None:
+    """A one-line CatdogError where the run's temperature sits at the search's bound (`bound_note`):
+    applied, it pushed every P to 0 or 1 (or to 0.5) without a word, though train had said to leave it off."""
+    from catdog.errors import CatdogError
+    from catdog.training.metrics import TEMPERATURE_BOUNDS
+
+    lo, hi = TEMPERATURE_BOUNDS
+    if temperature <= lo * 1.01 or temperature >= hi / 1.01:
+        why = "no held-out mistake to fit it on" if temperature <= lo * 1.01 else "held-out predictions no better than chance"
+        raise CatdogError(f"{option}: the run's temperature {temperature:.3f} is at the search's bound ({why}): it would push every "
+                          f"P to {'0 or 1' if temperature <= lo * 1.01 else '0.5'}; leave {option} off")
+
+
 def metrics_lines(metrics: dict) -> list[str]:
     head, selection = metrics["head"], metrics["selection"]
     grid = ", ".join(f"{k} {v:.4f}" for k, v in selection["cv_log_loss"].items())
