@@ -76,9 +76,10 @@ class RunDir:
 def rejected_beside(output: str | os.PathLike) -> Path:
     """Where `catdog predict` and `evaluate` list the files they could not use, unless told: rejected.csv
     beside their output, or NAME.rejected.csv (NAME: the output's) where that folder is a RUN_DIR, whose
-    own rejected.csv lists the photos the run was trained on (report.html counts them)."""
+    own rejected.csv lists the photos the run was trained on (report.html counts them), or holds a
+    feature file, whose rejected.csv `catdog features` wrote (evaluate's list had replaced it)."""
     output = Path(output)
-    if (output.parent / RunDir.MODEL).is_file():
+    if (output.parent / RunDir.MODEL).is_file() or any(output.parent.glob("*.h5")):
         return output.with_name(f"{output.stem}.{RunDir.REJECTED}")
     return output.with_name(RunDir.REJECTED)
 

@@ -370,6 +370,11 @@ def test_a_run_dirs_own_rejected_list_is_not_overwritten(tmp_path):
     (run / "model.keras").write_bytes(b"")
     assert rejected_beside(run / "submission.csv") == run / "submission.rejected.csv"
     assert rejected_beside(run / "eval.json") == run / "eval.rejected.csv"
+    # beside a feature file, rejected.csv is `catdog features`' list: evaluate --json there replaced it
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "features.h5").write_bytes(b"")
+    assert rejected_beside(work / "eval.json") == work / "eval.rejected.csv"
     assert negatives_csv(run / "rejected.csv") == run / "rejected_negatives.csv"
     assert negatives_csv(run / "eval.rejected.csv") == run / "eval.rejected_negatives.csv"
 
