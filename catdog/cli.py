@@ -293,6 +293,8 @@ def _add_feature_args(p: argparse.ArgumentParser) -> None:
 
 
 def _float_list(text: str) -> list[float]:
+    if any(not t.strip() for t in text.split(",")):  # `0.01,,0.1`: a number lost to a typo, not a grid of two
+        raise argparse.ArgumentTypeError(f"{text!r}: an empty item; give numbers separated by single commas (e.g. 1e-3,3e-3)")
     try:
         values = [float(t) for t in text.split(",") if t.strip()]
     except ValueError:
@@ -315,7 +317,10 @@ def _positive(text: str) -> float:
 def _view_list(text: str) -> list[str]:
     from catdog.data import VIEWS
 
-    views = [t.strip() for t in text.split(",") if t.strip() and t.strip() != "none"]
+    named = [t.strip() for t in text.split(",") if t.strip()]
+    if "none" in named and len(named) > 1:  # `none,mirror` trained on mirror: none means no view
+        raise argparse.ArgumentTypeError(f"{text}: none means the photos only; give it alone, or the views without it")
+    views = [t for t in named if t != "none"]
     unknown = [v for v in views if v not in VIEWS]
     if unknown:
         raise argparse.ArgumentTypeError(f"{', '.join(unknown)}: not a view; choose from {', '.join(VIEWS)}, or none")

@@ -91,6 +91,8 @@ def test_a_wrong_argument_is_one_line_before_any_work(tmp_path):
         ("train", "F.h5", "--out", str(folder), "--l2", "0.01,inf"): "catdog train: error: argument --l2: '0.01,inf': give positive numbers",
         ("train", "F.h5", "--out", str(folder), "--seed", "99999999999999999999"): "catdog train: error: argument --seed: 99999999999999999999 is out of range",
         ("train", "F.h5", "--out", str(folder), "--views", "mirror,mirror"): "catdog train: error: argument --views: mirror: named twice",
+        ("train", "F.h5", "--out", str(folder), "--views", "none,mirror"): "catdog train: error: argument --views: none,mirror: none means the photos only",
+        ("train", "F.h5", "--out", str(folder), "--l2", "0.01,,0.1"): "catdog train: error: argument --l2: '0.01,,0.1': an empty item",
         ("predict", "RUN", "TEST", "--out", ""): "catdog predict: error: argument --out: an empty path; give a file name, such as submission.csv",
         ("export", "RUN", "--out", " "): "catdog export: error: argument --out: an empty path; give a folder",
         # an output named as a photo: `--out photos/1.jpg` wrote the submission over the photo

@@ -430,6 +430,8 @@ def test_what_is_not_a_run_or_its_features_is_one_line(tmp_path, capsys):
     from catdog.cli import main
 
     other = tmp_path / "other"
+    assert main(["report", str(other)]) == 2  # a folder that is not there: said so (it was "not a catdog RUN_DIR")
+    assert capsys.readouterr().err.strip() == f"catdog: error: {other}: no such folder; give the RUN_DIR `catdog run`, `train` or `finetune` wrote"
     other.mkdir()
     assert main(["report", str(other)]) == 2
     assert capsys.readouterr().err.strip() == (

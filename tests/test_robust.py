@@ -150,7 +150,7 @@ def test_train_without_a_views_file_says_how_to_make_it(subset_run, tmp_path, ca
     shutil.copy(subset_run / "features.h5", alone)
     assert main(["train", str(alone), "--out", str(tmp_path / "run"), "--views", "mirror", "--l2", "1e-2"]) == 2
     err = capsys.readouterr().err
-    assert err == "catdog: error: training on view 'mirror' needs its features; extract them with `catdog features DATA --view mirror`\n"
+    assert err == "catdog: error: training on view 'mirror' needs its features; extract them with `catdog features DATA --out FEATURES.h5 --view mirror` (FEATURES.h5: the photos' file; the view goes to views/mirror.h5 beside it)\n"
     assert not (tmp_path / "run").exists()
     # a view of only some photos (the shifts' subset) cannot train
     assert main(["train", str(subset_run / "features.h5"), "--out", str(tmp_path / "run2"), "--views", "rotate", "--l2", "1e-2"]) == 2

@@ -45,6 +45,8 @@ def write_report(run_dir: str | os.PathLike, art_dir: str | os.PathLike | None =
     from catdog.report import figures, measure, page
 
     run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise CatdogError(f"{run_dir}: no such folder; give the RUN_DIR `catdog run`, `train` or `finetune` wrote")
     if not ((run_dir / RunDir.METRICS).is_file() or (run_dir / RunDir.MODEL).is_file()):
         if (run_dir / ArtDir.MANIFEST).is_file():
             source = exported_from(run_dir)[0] or "RUN_DIR"

@@ -238,14 +238,14 @@ def _data(feature_set: FeatureSet, rows: np.ndarray, views: dict[str, FeatureSet
     train_views, shifted = {}, {}
     for view in config.views:
         if view not in views:
-            raise CatdogError(f"training on view {view!r} needs its features; extract them with `catdog features DATA --view {view}`")
+            raise CatdogError(f"training on view {view!r} needs its features; extract them with `catdog features DATA --out FEATURES.h5 --view {view}` (FEATURES.h5: the photos' file; the view goes to views/{view}.h5 beside it)")
     for view, held in views.items():  # each extracted as the photos were (check_views, in train_run)
         where = photo_rows(feature_set, rows, held)
         keep = where >= 0  # photos left out of training (excluded, unlabelled) are neither trained on nor scored
         if view in config.views:
             if len(set(where[keep])) != len(rows):
                 raise CatdogError(f"the {view} view's features lack {len(rows) - len(set(where[keep]))} of the photos; "
-                                  f"extract them again from the same DATA (`catdog features DATA --view {view}`)")
+                                  f"extract them again from the same DATA (`catdog features DATA --out FEATURES.h5 --view {view}` (FEATURES.h5: the photos' file; the view goes to views/{view}.h5 beside it))")
             x = np.empty((len(rows), held.features.shape[1]), held.features.dtype)
             x[where[keep]] = held.features[keep]
             train_views[view] = x
@@ -323,7 +323,7 @@ def check_views(feature_set: FeatureSet, views: dict[str, FeatureSet] | None) ->
         if _extraction(held) != _extraction(feature_set):
             (b, s, w), (fb, fs_, fw) = _extraction(held), _extraction(feature_set)
             raise CatdogError(f"the {view} view's features are {b} at {s}px ({w} weights), not the photos' {fb} at {fs_}px ({fw}); "
-                              f"extract them again with the photos' settings (`catdog features DATA --view {view}`) or delete that file "
+                              f"extract them again with the photos' settings (`catdog features DATA --out FEATURES.h5 --view {view}` (FEATURES.h5: the photos' file; the view goes to views/{view}.h5 beside it)) or delete that file "
                               f"({view_path('FEATURES.h5', view)} beside FEATURES.h5)")
 
 
