@@ -147,10 +147,6 @@ def evaluate_stage(
         f"confusion (rows true, cols predicted): cat {tn:4d} {fp:4d} | dog {fn:4d} {tp:4d}",
         f"{prefix}keeps {pet['keep']:.2%} of the {pet['n_pets']} cats and dogs ({pet['n_pets'] - pet['n_kept']} called neither)",
     ]
-    if trained_on:
-        result["n_trained_on"] = trained_on
-        lines.append(f"note: {trained_on} of these {result['n']} photos trained this model (split.json): these scores are optimistic; "
-                     "its cross-validated estimate is in metrics.json")
     if negatives:
         others_csv = negatives_csv(rejected_csv) if rejected_csv else None
         _, others = predict_stage(run_dir, negatives, batch_size, max_pixels, others_csv, tta, run=run)
@@ -164,6 +160,10 @@ def evaluate_stage(
         if named_pets:
             lines.append(f"note: {named_pets} file(s) in --negatives {negatives} are named as cats or dogs (cat.N.jpg, dog/…), "
                          "yet counted here as photos with neither; keep pets out of that folder")
+    if trained_on:  # after both neither lines, which belong together
+        result["n_trained_on"] = trained_on
+        lines.append(f"note: {trained_on} of these {result['n']} photos trained this model (split.json): these scores are optimistic; "
+                     "its cross-validated estimate is in metrics.json")
     extra = {}
     if shifts:
         extra["shifts"] = shift_rows(run, predictions, batch_size, max_pixels, tta)
