@@ -129,3 +129,28 @@ def test_temperature_folded_into_the_export(subset_run, tmp_path):
     exported = open_model(art / "catdog_mobilenet_v2_fp32.onnx").run(x)["probabilities"]
     assert np.allclose(exported[:, 1], M.apply_temperature(plain, 2.0), atol=1e-5)
     assert main(["parity", str(art), "--images", str(REFERENCE), "--no-edge"]) == 0  # parity compares calibrated to calibrated
+
+
+@needs_shared
+def test_a_photo_finetune_cannot_use_is_not_counted(subset_run, train_subset, tmp_path, capsys):
+    """A training photo damaged since the run: finetune named it and trained without it, but its
+    split.json still listed it and the report counted it as used, none rejected."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(train_subset, data)
+    damaged = json.loads((subset_run / "split.json").read_text())["train"][0]
+    (data / damaged).write_bytes((data / damaged).read_bytes()[:200])
+    out = tmp_path / "ft"
+    metrics = finetune(load_run(subset_run), data, out, FinetuneConfig(blocks=1, max_epochs=1, batch_size=32), progress=False)
+    assert f"skipped {data / damaged}" in capsys.readouterr().out
+    used = json.loads((out / "split.json").read_text())
+    assert damaged not in used["train"] + used["validation"]
+    assert len(used["train"]) == metrics["n_train"] and len(used["validation"]) == metrics["n_val"]
+    assert damaged in (out / "rejected.csv").read_text()
+    from catdog.report import write_report
+
+    write_report(out)
+    html = (out / "report.html").read_text()
+    assert f'photos used</td><td class="num">{metrics["n_train"] + metrics["n_val"]}<' in html
+    assert 'rejected (unreadable, wrong type, too large…)</td><td class="num">1<' in html

@@ -21,7 +21,7 @@ import numpy as np
 from catdog.contract import PET, PET_THRESHOLD, PROBABILITIES, RunDir
 from catdog import __version__
 from catdog.atomic import write_text
-from catdog.data import LABELS, MAX_PIXELS, iter_batches, scan, sha256_file
+from catdog.data import LABELS, MAX_PIXELS, iter_batches, scan, sha256_file, write_rejections
 from catdog.errors import CatdogError
 from catdog.features import input_size
 from catdog.training import metrics as M
@@ -109,13 +109,17 @@ def _load_split(run: Run, data_dir: str | os.PathLike, seed: int = 0, max_pixels
         rest, val = stratified_split(np.array([samples[n].label for n in names]), 0.2, seed)
         split = {**split, "train": [names[i] for i in rest], "validation": [names[i] for i in val]}  # parity, calibration kept
 
-    def arrays(names):
-        batches = list(iter_batches([samples[n] for n in names], batch_size=64, size=size, max_pixels=max_pixels))
+    rejections = []
+
+    def arrays(part):
+        batches = list(iter_batches([samples[n] for n in split[part]], batch_size=64, size=size, max_pixels=max_pixels))
         for rejection in (r for b in batches for r in b.rejections):
             print(rejection.line())  # trained on before (a photo since damaged, or over --max-pixels): not dropped unsaid
+            rejections.append(rejection)
+        split[part] = [s.name for b in batches for s in b.samples]  # the split it used: what split.json and the report count
         return np.concatenate([b.images for b in batches]), np.array([s.label for b in batches for s in b.samples])
 
-    return arrays(split["train"]), arrays(split["validation"]), split
+    return arrays("train"), arrays("validation"), split, rejections
 
 
 def finetune(run: Run, data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: FinetuneConfig = FinetuneConfig(), progress: bool = True,
@@ -133,7 +137,7 @@ def finetune(run: Run, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     held = [name for name in (RunDir.MODEL, RunDir.METRICS, RunDir.HEAD) if (out_dir / name).exists()]
     if held:  # its head.keras and cv_predictions.csv were left beside the new model: a run of two runs
         raise CatdogError(f"{out_dir}: holds another run already ({', '.join(held)}); give --out a new folder")
-    (x_train, y_train), (x_val, y_val), split = _load_split(run, data_dir, config.seed, max_pixels)
+    (x_train, y_train), (x_val, y_val), split, rejections = _load_split(run, data_dir, config.seed, max_pixels)
     keras.utils.set_random_seed(config.seed)
     model = keras.models.load_model(run.path / RunDir.MODEL)  # an independent copy to train
     blocks = top_blocks(model.get_layer("backbone"), config.blocks)
@@ -160,6 +164,7 @@ def finetune(run: Run, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     out_dir.mkdir(parents=True, exist_ok=True)
     save_model(model, out_dir / RunDir.MODEL)
     write_text(out_dir / "split.json", json.dumps(split))  # the split it used: validation held out for early stopping
+    write_rejections(out_dir / RunDir.REJECTED, rejections)  # photos of the split it could not use now (report.html counts them)
     # The split chose the epoch, so it is not held out for calibration, and a split the model gets
     # all right drives the fitted temperature to its bound (0.05-0.12: every P becomes 0 or 1).
     calibration = M.calibration_report(p_val, y_val, config.seed)
