@@ -82,8 +82,12 @@ def test_finetune_writes_a_valid_run(subset_run, train_subset, tmp_path, capsys)
     assert main(["evaluate", str(out), str(data)]) == 0
     assert "note: 4 of these 4 photos trained this model" in capsys.readouterr().out
     # --out another run: its head.keras and cv_predictions.csv were left beside the new model
-    with pytest.raises(CatdogError, match=r"holds another run already \(model.keras, metrics.json"):
-        finetune(run, train_subset, out, FinetuneConfig(max_epochs=1), progress=False)
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(subset_run, other, ignore=shutil.ignore_patterns("features.h5", "negatives.h5", "views", "cache"))
+    with pytest.raises(CatdogError, match=r"other: holds another run already \(head.keras, cv_predictions.csv\); give --out a new folder"):
+        finetune(run, train_subset, other, FinetuneConfig(max_epochs=1), progress=False)
 
 
 def test_top_blocks_of_both_backbones():
