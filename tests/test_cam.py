@@ -129,7 +129,7 @@ def test_max_pixels_reaches_every_command_that_decodes_photos(subset_run, train_
     names = split["train"] + split.get("validation", [])
     over = {n for n in names if np.prod(Image.open(train_subset / n).size) > 150_000}
     assert 0 < len(over) < len(names)
-    (x_train, _), (x_val, _), _ = _load_split(load_run(subset_run), train_subset, max_pixels=150_000)
+    (x_train, _), (x_val, _), _, _ = _load_split(load_run(subset_run), train_subset, max_pixels=150_000)
     assert len(x_train) + len(x_val) == len(names) - len(over)
     said = capsys.readouterr().out
     assert all(f"{n}:" in said for n in over) and said.count("150,000-pixel limit") == len(over)
