@@ -296,7 +296,7 @@ def _float_list(text: str) -> list[float]:
     if any(not t.strip() for t in text.split(",")):  # `0.01,,0.1`: a number lost to a typo, not a grid of two
         raise argparse.ArgumentTypeError(f"{text!r}: an empty item; give numbers separated by single commas (e.g. 1e-3,3e-3)")
     try:
-        values = [float(t) for t in text.split(",") if t.strip()]
+        values = [float(t) for t in text.split(",")]  # no empty item: refused above
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: give numbers separated by commas (e.g. 1e-3,3e-3)") from None
     if not values or not all(0 < v < float("inf") for v in values):  # nan and inf too: scikit-learn's traceback

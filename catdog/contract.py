@@ -73,6 +73,15 @@ class RunDir:
     CURVES = "curves.png"  # the L2 search's curves
 
 
+def read_json(path: str | os.PathLike) -> dict | None:
+    """The JSON object in `path`, or None if it is missing or unreadable (a run's metrics.json, say)."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def rejected_beside(output: str | os.PathLike) -> Path:
     """Where `catdog predict` and `evaluate` list the files they could not use, unless told: rejected.csv
     beside their output, or NAME.rejected.csv (NAME: the output's) where that folder is a RUN_DIR, whose

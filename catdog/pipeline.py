@@ -45,7 +45,7 @@ def run_pipeline(
     from catdog.features import view_path
     from catdog.features.stage import features_stage
     from catdog.report import Stage, export_figure, parity_figure, summary_table, training_figure, write_report
-    from catdog.report.facts import read_json
+    from catdog.contract import read_json
     from catdog.training.stage import check_folds, train_stage
     from catdog.training.summary import robustness_lines
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from catdog.contract import ArtDir, RunDir, exported_from, load_manifest
+from catdog.contract import ArtDir, RunDir, exported_from, load_manifest, read_json
 from catdog.errors import CatdogError
 from catdog.atomic import write_text
 from catdog.report.facts import (
@@ -28,7 +28,6 @@ from catdog.report.facts import (
     expected_accuracy,
     expected_log_loss,
     neither_rates,
-    read_json,
     robustness_rows,
 )
 from catdog.report.summary import Stage, export_figure, parity_figure, stage_line, summary_table, training_figure

@@ -7,20 +7,10 @@ Pure functions of files and dicts, no model: the terminal summary and the page b
 from __future__ import annotations
 
 import csv
-import json
 import os
 from pathlib import Path
 
 from catdog.contract import RunDir, sha256_path
-
-
-def read_json(path: Path) -> dict | None:
-    """The JSON object in `path`, or None if it is missing or unreadable."""
-    try:
-        value = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def read_rejections(path: Path) -> list[tuple[str, str]]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from catdog.contract import PET, PET_THRESHOLD, PROBABILITIES, RunDir
+from catdog.contract import PET, PET_THRESHOLD, PROBABILITIES, RunDir, read_json
 from catdog import __version__
 from catdog.atomic import write_text
 from catdog.data import LABELS, MAX_PIXELS, iter_batches, scan, sha256_file, write_rejections
@@ -92,14 +92,6 @@ def set_trainable(full_model: keras.Model, blocks: list[str]) -> int:
     return trainable
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def _load_split(run: Run, data_dir: str | os.PathLike, seed: int = 0, max_pixels: int = MAX_PIXELS):
     """(train, validation) photos as arrays, and that split (names). Fine-tuning needs a validation split for early
     stopping; a run trained on every photo (no "validation" in split.json) gets a seeded,
@@ -145,7 +137,7 @@ def finetune(run: Run, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     # another kind of run there kept its head.keras and cv_predictions.csv beside the new model (a run
     # of two runs); an earlier fine-tune into the same folder is replaced whole, as before
     held = [name for name in (RunDir.HEAD, RunDir.CV_PREDICTIONS, RunDir.FEATURES) if (out_dir / name).exists()]
-    if held or ((out_dir / RunDir.METRICS).is_file() and "finetuned_from" not in _read_json(out_dir / RunDir.METRICS)):
+    if held or ((out_dir / RunDir.METRICS).is_file() and "finetuned_from" not in (read_json(out_dir / RunDir.METRICS) or {})):
         raise CatdogError(f"{out_dir}: holds another run already ({', '.join(held or [RunDir.METRICS])}); give --out a new folder")
     (x_train, y_train), (x_val, y_val), split, rejections = _load_split(run, data_dir, config.seed, max_pixels)
     keras.utils.set_random_seed(config.seed)

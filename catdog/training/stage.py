@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from catdog.contract import LABELS, NEITHER, RunDir, negatives_csv, verdict
+from catdog.contract import LABELS, NEITHER, RunDir, negatives_csv, read_json, verdict
 from catdog.errors import CatdogError
 from catdog.features.stage import on_ray, report_rejections, scan_printing
 
@@ -210,10 +210,7 @@ def _trained_on(run, predictions) -> int:
     if metrics.get("finetuned_from"):
         trained |= set(split.get("validation", []))
         source = Path(metrics["finetuned_from"])
-        try:
-            metrics = json.loads((source / RunDir.METRICS).read_text())
-        except (OSError, ValueError):
-            metrics = {}
+        metrics = read_json(source / RunDir.METRICS) or {}
     features_path = source / RunDir.FEATURES
     if not features_path.is_file() and metrics.get("features_file"):
         features_path = Path(metrics["features_file"])
