@@ -65,6 +65,7 @@ def test_finetune_writes_a_valid_run(subset_run, train_subset, tmp_path, capsys)
 
     write_report(out)
     html = (out / "report.html").read_text()
+    assert f"<title>catdog finetune {out.name}: " in html  # not "catdog run"
     assert f"at {run.metrics['image_size']} px" in html and "48 early-stopping photos (held out of fine-tuning; the starting model" in html
     # the split is not held out of the starting model: not called held out, nor an estimate for new photos
     assert "held-out validation photos" not in html and "of which early-stopping split (not held out)" in html

@@ -140,11 +140,12 @@ def _head_rows(run_dir: Path, metrics: dict):
 
 
 def test_the_fused_head_is_one_regression_and_late_fusion_the_mean_logit_of_a_head_per_backbone_and_one_on_all(
-        run_288, tmp_path):
+        run_288, tmp_path, capsys):
     """make run's head (README, Robustness): one logistic regression on every column at the l2 CV
     chose. `--late-fusion`: the head equals the mean logit of three regressions refitted here, on V1's
     columns and the prior, on V2's and the prior, and on all, each at the l2 metrics.json says CV
-    chose for it; and it is not the single head."""
+    chose for it; and it is not the single head. `train --negatives` prints the neither answer's rates
+    (it printed none)."""
     from catdog.training import cv as CV
 
     metrics = json.loads((run_288 / "metrics.json").read_text())
@@ -158,6 +159,9 @@ def test_the_fused_head_is_one_regression_and_late_fusion_the_mean_logit_of_a_he
     assert main(["train", str(run_288 / "features.h5"), "--late-fusion", "--negatives", str(run_288 / "negatives.h5"),
                  "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
+    from catdog.training.summary import neither_rates
+
+    assert "rejects" in neither_rates(metrics) and f"neither answer: {neither_rates(metrics)}" in capsys.readouterr().out
     fusion = metrics["head"]["late_fusion"]
     assert fusion["parts"] == [[[0, 1024], [2304, 2305]], [[1024, 2304], [2304, 2305]], [[0, 2305]]], fusion
     assert len(fusion["l2"]) == 3 and set(fusion["l2"]) <= set(metrics["head"]["l2_grid"])

@@ -131,7 +131,7 @@ def test_report_shows_the_neither_rates_and_the_photos_behind_them(subset_run):
     in order of P(pet), or "none"."""
     from html import escape
 
-    from catdog.report.facts import neither_rates
+    from catdog.training.summary import neither_rates
 
     html = (subset_run / "report.html").read_text()
     metrics = json.loads((subset_run / "metrics.json").read_text())
@@ -275,6 +275,19 @@ def test_report_shows_the_out_of_fold_predictions(subset_run, tmp_path, monkeypa
     page = (copy / "report.html").read_text()
     assert "training photos (this run holds none out)" in _section(page, "calibration")
     assert "<title>catdog run run: " in page  # the folder's own name (it was "catdog run : ")
+
+
+def test_the_title_names_the_command_that_wrote_the_run(tmp_path):
+    """report.html was titled "catdog run" for the folders `train` and `finetune` write too."""
+    from catdog.report import _made_by
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "features.h5").write_bytes(b"")
+    assert _made_by(run, {"features_file": str(run / "features.h5")}) == "run"
+    assert _made_by(tmp_path, {"features_file": str(run / "features.h5")}) == "train"  # a feature file read from elsewhere
+    assert _made_by(tmp_path, {"features_file": "x.h5", "finetuned_from": str(run)}) == "finetune"
+    assert _made_by(tmp_path, {}) == "run"  # an older run's metrics.json: the word it always had
 
 
 @needs_shared

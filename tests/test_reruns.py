@@ -150,7 +150,8 @@ def test_what_the_report_and_parity_say_matches_what_ran():
     "nested CV" for an in-sample keep rate; a re-export with other calibration photos kept the old
     int8 files (only their count was compared)."""
     from catdog.parity import markdown
-    from catdog.report.facts import current_parity, neither_rates
+    from catdog.report.facts import current_parity
+    from catdog.training.summary import neither_rates
 
     manifest = {"keras_model": {"sha256": "aaa"}, "artefacts": [{"file": "m.onnx", "sha256": "x"}]}
     parity = {"passed": True, "artefacts": [{"file": "m.onnx", "sha256": "x", "passed": True}]}

@@ -171,3 +171,6 @@ def test_evaluate_shifts_prints_and_writes_a_row_per_shift(subset_run, held_out,
     for r in scores["shifts"]:
         assert f"{r['name']:>10} {r['log_loss']:>10.4f}" in result.output
     assert "mean" in result.output and f"{scores['log_loss']:>10.4f}" in result.output
+    mean = scores["shifts_mean"]  # the printed mean, in the JSON too (it was left out)
+    assert mean["n_shifts"] == len(SHIFTS) and mean["log_loss"] == pytest.approx(np.mean([r["log_loss"] for r in scores["shifts"]]))
+    assert f"{'mean':>10} {mean['log_loss']:>10.4f} {mean['accuracy']:>10.2%}  of the {len(SHIFTS)} shifts" in result.output

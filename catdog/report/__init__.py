@@ -27,9 +27,9 @@ from catdog.report.facts import (
     data_summary,
     expected_accuracy,
     expected_log_loss,
-    neither_rates,
     robustness_rows,
 )
+from catdog.training.summary import neither_rates
 from catdog.report.summary import Stage, export_figure, parity_figure, stage_line, summary_table, training_figure
 
 REPORT_FILE = "report.html"
@@ -121,9 +121,19 @@ def write_report(run_dir: str | os.PathLike, art_dir: str | os.PathLike | None =
         page.sensitivity_section(sensitivity),
         page.artefacts_section(rows, keras_latency, facts["art_dir"]),
     ]
-    title = f"catdog run {run_dir.resolve().name}: {facts['backbone']} at {facts['image_size'] or '?'} px"
+    title = f"catdog {_made_by(run_dir, metrics)} {run_dir.resolve().name}: {facts['backbone']} at {facts['image_size'] or '?'} px"
     write_text(run_dir / REPORT_FILE, page.page(title, key_lines, sections))
     return facts
+
+
+def _made_by(run_dir: Path, metrics: dict) -> str:
+    """The command that wrote RUN_DIR, for the page's title: `finetune` names its source run,
+    `catdog run` writes its feature file into the folder, `catdog train` reads one from elsewhere."""
+    if metrics.get("finetuned_from"):
+        return "finetune"
+    if metrics.get("features_file") and not (run_dir / RunDir.FEATURES).is_file():
+        return "train"
+    return "run"
 
 
 def _key_line(facts: dict) -> str:

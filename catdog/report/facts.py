@@ -77,27 +77,6 @@ def robustness_rows(metrics: dict) -> list[dict]:
     return kept
 
 
-def neither_rates(metrics: dict) -> str | None:
-    """The "neither" answer's nested-CV figures as one line: the share of cats and dogs kept (and of
-    the views the detector learnt from) and of photos with neither rejected, and what measured them;
-    None for a run without them."""
-    pet = metrics.get("pet") or {}
-    if not isinstance(pet.get("keep"), (int, float)):
-        return None
-    reject = pet.get("reject")
-    rejected = (
-        f", rejects {reject:.1%} of {pet.get('n_negatives', '?')} photos with neither"
-        if isinstance(reject, (int, float)) else ", no photos with neither to measure rejection (pass --negatives DIR)"
-    )
-    views = "".join(f" ({r['keep']:.1%} of {r['n_photos']} in the {v} view)" for v, r in (pet.get("views") or {}).items())
-    # with negatives, a nested CV; without, the threshold's own photos (no detector is fitted)
-    how = "nested CV" if str(pet.get("method", "")).startswith("nested") else "in-sample: the photos the threshold was chosen on"
-    return (
-        f"keeps {pet['keep']:.1%} of {pet.get('n_pets', '?')} cats and dogs{views}{rejected} "
-        f"({how}; threshold P(pet) {pet.get('threshold', float('nan')):.3g})"
-    )
-
-
 def expected_accuracy(metrics: dict) -> float | None:
     """Accuracy from the same source as `expected_log_loss`."""
     for key in ("estimate", "cross_validation", "val"):

@@ -13,7 +13,8 @@ import io
 from html import escape
 from pathlib import Path
 
-from catdog.report.facts import ESTIMATE_SCOPE, latency_text, neither_rates
+from catdog.report.facts import ESTIMATE_SCOPE, latency_text
+from catdog.training.summary import neither_rates
 from catdog.report.figures import CALIBRATION_BINS, reliability
 
 NEITHER_SHOWN = 8  # photos per list in the neither section

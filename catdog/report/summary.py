@@ -5,8 +5,8 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from catdog.report.facts import latency_text, neither_rates
-from catdog.training.summary import l2_text
+from catdog.report.facts import latency_text
+from catdog.training.summary import l2_text, neither_rates
 
 STAGE_WIDTH = 9
 

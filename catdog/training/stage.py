@@ -167,6 +167,7 @@ def evaluate_stage(
     extra = {}
     if shifts:
         extra["shifts"] = shift_rows(run, predictions, batch_size, max_pixels, tta)
+        extra["shifts_mean"] = shift_mean(extra["shifts"])  # the table's last line, in the JSON too
         lines.extend(shift_lines(result, extra["shifts"]))
     if json_path:
         from catdog.atomic import write_text
@@ -241,13 +242,20 @@ def shift_rows(run, predictions, batch_size: int, max_pixels: int, tta: bool) ->
     return rows
 
 
-def shift_lines(clean: dict, rows: list[dict]) -> list[str]:
-    """The shift table `catdog evaluate --shifts` prints: the photos as they are, each shift, the mean."""
+def shift_mean(rows: list[dict]) -> dict:
+    """The mean log loss and accuracy over the shifts of `shift_rows` (each shift weighs the same)."""
     import numpy as np
 
+    return {"n_shifts": len(rows), "log_loss": float(np.mean([r["log_loss"] for r in rows])),
+            "accuracy": float(np.mean([r["accuracy"] for r in rows]))}
+
+
+def shift_lines(clean: dict, rows: list[dict]) -> list[str]:
+    """The shift table `catdog evaluate --shifts` prints: the photos as they are, each shift, the mean."""
+    mean = shift_mean(rows)
     lines = [f"{'shift':>10} {'log loss':>10} {'accuracy':>10}  what", f"{'none':>10} {clean['log_loss']:>10.4f} {clean['accuracy']:>10.2%}  the photos as they are"]
     lines += [f"{r['name']:>10} {r['log_loss']:>10.4f} {r['accuracy']:>10.2%}  {r['what']}" for r in rows]
-    lines.append(f"{'mean':>10} {np.mean([r['log_loss'] for r in rows]):>10.4f} {np.mean([r['accuracy'] for r in rows]):>10.2%}  of the {len(rows)} shifts")
+    lines.append(f"{'mean':>10} {mean['log_loss']:>10.4f} {mean['accuracy']:>10.2%}  of the {len(rows)} shifts")
     return lines
 
 

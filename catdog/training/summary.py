@@ -49,6 +49,27 @@ def check_calibrated(temperature: float, option: str = "--calibrated") -> None:
                           f"P to {'0 or 1' if temperature <= lo * 1.01 else '0.5'}; leave {option} off")
 
 
+def neither_rates(metrics: dict) -> str | None:
+    """The "neither" answer's nested-CV figures as one line: the share of cats and dogs kept (and of
+    the views the detector learnt from) and of photos with neither rejected, and what measured them;
+    None for a run without them."""
+    pet = metrics.get("pet") or {}
+    if not isinstance(pet.get("keep"), (int, float)):
+        return None
+    reject = pet.get("reject")
+    rejected = (
+        f", rejects {reject:.1%} of {pet.get('n_negatives', '?')} photos with neither"
+        if isinstance(reject, (int, float)) else ", no photos with neither to measure rejection (pass --negatives DIR)"
+    )
+    views = "".join(f" ({r['keep']:.1%} of {r['n_photos']} in the {v} view)" for v, r in (pet.get("views") or {}).items())
+    # with negatives, a nested CV; without, the threshold's own photos (no detector is fitted)
+    how = "nested CV" if str(pet.get("method", "")).startswith("nested") else "in-sample: the photos the threshold was chosen on"
+    return (
+        f"keeps {pet['keep']:.1%} of {pet.get('n_pets', '?')} cats and dogs{views}{rejected} "
+        f"({how}; threshold P(pet) {pet.get('threshold', float('nan')):.3g})"
+    )
+
+
 def metrics_lines(metrics: dict) -> list[str]:
     head, selection = metrics["head"], metrics["selection"]
     grid = ", ".join(f"{k} {v:.4f}" for k, v in selection["cv_log_loss"].items())
@@ -64,6 +85,7 @@ def metrics_lines(metrics: dict) -> list[str]:
         + (bound_note(cal.get('folded_into_head', cal['temperature']))),
         f"  nested-CV confusion (rows true, cols predicted): cat {tn:4d} {fp:4d} | dog {fn:4d} {tp:4d}",
         estimate_line(metrics),
+        *([f"neither answer: {neither_rates(metrics)}"] if neither_rates(metrics) else []),  # `train --negatives` printed none
         *robustness_lines(metrics),
     ]
     return lines
