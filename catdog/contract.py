@@ -62,7 +62,7 @@ class RunDir:
     METRICS = "metrics.json"
     FEATURES = "features.h5"
     CV_PREDICTIONS = "cv_predictions.csv"  # each photo's nested-CV P(dog): file,label,fold,p_dog (report.html's calibration and CAMs)
-    PET_PREDICTIONS = "pet_predictions.csv"  # each photo's nested-CV P(pet) and whether it was kept
+    PET_PREDICTIONS = "pet_predictions.csv"  # each photo's nested-CV P(pet), whether it was kept, and its fold's threshold
     NEGATIVES = "negatives.h5"  # features of photos with neither cat nor dog (`catdog run --negatives`)
     CACHE = "cache"  # the mixed-precision analysis, per model
     ARTEFACTS = "artefacts"  # the ART_DIR `catdog run` exports to

@@ -140,6 +140,10 @@ def test_report_shows_the_neither_rates_and_the_photos_behind_them(subset_run):
     assert f"keeps {metrics['pet']['keep']:.1%}" in section and f"rejects {metrics['pet']['reject']:.1%}" in section
     with open(subset_run / "pet_predictions.csv", newline="") as f:
         rows = list(csv.DictReader(f))
+    # each photo's fold threshold decided it (a photo over the shipped threshold could be called
+    # neither without a word on why): kept exactly where P(pet) reaches its fold's threshold
+    assert all((r["kept"] == "1") == (float(r["p_pet"]) >= float(r["threshold"]) - 1e-6) for r in rows)
+    assert len({r["threshold"] for r in rows}) > 1  # one per outer fold, not the shipped one
     lists = {
         "rejected-pets": sorted((r for r in rows if r["kind"] == "pet" and r["kept"] == "0"), key=lambda r: float(r["p_pet"])),
         "accepted-negatives": sorted((r for r in rows if r["kind"] == "neither" and r["kept"] == "1"), key=lambda r: -float(r["p_pet"])),
@@ -152,7 +156,8 @@ def test_report_shows_the_neither_rates_and_the_photos_behind_them(subset_run):
         shown = wrong[:8]
         names = re.findall(r"<figcaption><b>([^<]+)</b>", grid.group(1))
         assert names == [r["file"] for r in shown], kind
-        assert re.findall(r"P\(pet\) (\d\.\d{3})", grid.group(1)) == [f"{float(r['p_pet']):.3f}" for r in shown]
+        assert re.findall(r"P\(pet\) (\d\.\d{3}), its fold's threshold (\d\.\d{3})", grid.group(1)) == [
+            (f"{float(r['p_pet']):.3f}", f"{float(r['threshold']):.3f}") for r in shown]
         assert grid.group(1).count('src="data:image/jpeg;base64,') == len(shown)  # every photo at hand, embedded
     assert section.count("<p>none</p>") == sum(not wrong for wrong in lists.values())
 

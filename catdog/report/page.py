@@ -247,10 +247,25 @@ def neither_photos(pet_csv: Path, metrics: dict, n: int = NEITHER_SHOWN) -> dict
     roots = {"pet": metrics.get("data_dir") or "", "neither": (metrics.get("pet") or {}).get("negatives_dir") or ""}
 
     def tiles(chosen):
-        return [{"name": r["file"], "p_pet": float(r["p_pet"]), "jpeg": _thumbnail(roots[r["kind"]], r["file"])} for r in chosen[:n]]
+        return [{"name": r["file"], "p_pet": float(r["p_pet"]), "threshold": _number(r.get("threshold")),
+                 "jpeg": _thumbnail(roots[r["kind"]], r["file"])} for r in chosen[:n]]
 
     return {"n_pets": len(pets), "n_negatives": len(others), "n_rejected_pets": len(rejected),
             "n_accepted_negatives": len(accepted), "rejected_pets": tiles(rejected), "accepted_negatives": tiles(accepted)}
+
+
+def _number(text: str | None) -> float | None:
+    """A CSV cell as a float; None where it is missing or not a number (an older run's file)."""
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _fold_threshold(threshold: float | None) -> str:
+    """A tile's threshold: the one its outer fold chose, which decided it (the printed threshold is
+    the shipped detector's; a photo above that one was still called neither by its fold's higher one)."""
+    return "" if threshold is None else f", its fold's threshold {threshold:.3f}"
 
 
 def _thumbnail(root: str, name: str) -> bytes | None:
@@ -292,7 +307,7 @@ def neither_section(metrics: dict, photos: dict | None) -> str:
             missing = "" if t["jpeg"] else " (photo not at hand)"
             figures.append(
                 f'<figure class="wrong">{img}<figcaption><b>{escape(t["name"])}</b>{missing}<br>'
-                f'P(pet) {t["p_pet"]:.3f}</figcaption></figure>'
+                f'P(pet) {t["p_pet"]:.3f}{_fold_threshold(t.get("threshold"))}</figcaption></figure>'
             )
         return f'<div class="thumbs" data-kind="{wrong_kind}">' + "".join(figures) + "</div>"
 
@@ -306,7 +321,8 @@ def neither_section(metrics: dict, photos: dict | None) -> str:
         + grid(photos["rejected_pets"], "rejected-pets")
         + heading("Photos with neither called cat or dog", "accepted_negatives", "n_negatives", "highest P(pet)")
         + grid(photos["accepted_negatives"], "accepted-negatives")
-        + _note("Each photo scored by a detector and a threshold chosen without it (nested cross-validation; pet_predictions.csv).")
+        + _note("Each photo scored by a detector and a threshold chosen without it (nested cross-validation; pet_predictions.csv): "
+                "the threshold under each photo is its fold's, which decided it; the one above is the shipped detector's.")
     )
     return _section("neither", body)
 

@@ -208,13 +208,14 @@ def fit_pet(
     offset = np.r_[offset_pets, *(top.log_odds(a) if top else np.zeros(len(a)) for a in rest)]
     # nested CV: each outer fold scored by a detector and a threshold chosen without it
     outer = stratified_folds(y[:n].astype(int), FOLDS, seed)
-    nested, kept = np.zeros(len(y)), np.zeros(len(y), bool)
+    nested, kept, fold_t = np.zeros(len(y)), np.zeros(len(y), bool), np.zeros(len(y))
     for k in range(FOLDS):
         train, test = np.flatnonzero(outer != k), np.flatnonzero(outer[photo] == k)
         inner = _oof(x, y, offset, train, seed + 1, photo)
         t = _threshold(inner[y[train] == 1])
         nested[test] = _scores(x, y, offset, train, test, photo)
         kept[test] = nested[test] >= t
+        fold_t[test] = t
     # the shipped detector: every photo and view; its threshold from every photo's out-of-fold score
     oof = _oof(x, y, offset, np.arange(n), seed + 1, photo)
     t = _threshold(oof[y[:n] == 1])
@@ -223,7 +224,7 @@ def fit_pet(
     for view, (rows, _) in views.items():
         view_rates[view] = {"n_photos": int(len(rows)), "keep": float(kept[at : at + len(rows)].mean())}
         at += len(rows)
-    nested, kept, y = nested[:n], kept[:n], y[:n]
+    nested, kept, fold_t, y = nested[:n], kept[:n], fold_t[:n], y[:n]
     return PetFit(w, c, float(1 / (1 + np.exp(-t))), top, {
         "method": (
             f"nested {FOLDS}-fold CV over {len(pets)} cats and dogs and {len(negatives)} photos with neither: in each outer "
@@ -237,6 +238,7 @@ def fit_pet(
         "views": view_rates,  # view -> photos the detector also learnt from, and the nested keep rate of those views
         "nested_pet": [float(1 / (1 + np.exp(-v))) for v in nested],  # pets first, then the negatives
         "nested_kept": [bool(k) for k in kept],
+        "nested_threshold": [float(1 / (1 + np.exp(-v))) for v in fold_t],  # each photo's outer fold's threshold on P(pet)
     })
 
 

@@ -545,9 +545,10 @@ def train_run(
         pet_names = [(n, "pet") for n in names] + [(n, "neither") for n in (negatives.names if negatives is not None else [])]
         with open_atomic(run_dir / RunDir.PET_PREDICTIONS, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["file", "kind", "p_pet", "kept"])
+            writer.writerow(["file", "kind", "p_pet", "kept", "threshold"])  # threshold: the photo's outer fold's, which decided `kept`
             writer.writerows(
-                (n, kind, f"{q:.6f}", int(k)) for (n, kind), q, k in zip(pet_names, pet.estimate["nested_pet"], pet.estimate["nested_kept"])
+                (n, kind, f"{q:.6f}", int(k), f"{t:.6f}")
+                for (n, kind), q, k, t in zip(pet_names, pet.estimate["nested_pet"], pet.estimate["nested_kept"], pet.estimate["nested_threshold"])
             )
     oof = result.selection.oof_p_dog
     calibration = M.calibration_report(M.cat_dog(oof), labels, config.seed)
@@ -604,7 +605,7 @@ def train_run(
             "threshold": pet.threshold,
             "imagenet_top": pet.top.branch if pet.top else None,
             "negatives_dir": str(negatives.attrs.get("data_dir", "")) if negatives is not None else "",
-            **{k: v for k, v in pet.estimate.items() if k not in ("nested_pet", "nested_kept")},
+            **{k: v for k, v in pet.estimate.items() if k not in ("nested_pet", "nested_kept", "nested_threshold")},
         },
         PET_THRESHOLD: pet.threshold,
         "calibration": calibration,
