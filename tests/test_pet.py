@@ -32,7 +32,7 @@ def test_train_fits_the_detector_and_records_the_threshold_and_rates(subset_run)
     assert 0.0 < metrics[PET_THRESHOLD] == pet["threshold"] < 0.5
     assert pet["keep"] >= 0.98 and pet["reject"] >= 0.9, pet  # nested CV on 240 + 60 photos
     rows = (subset_run / "pet_predictions.csv").read_text().splitlines()
-    assert rows[0] == "file,kind,p_pet,kept" and len(rows) == 1 + 240 + 60
+    assert rows[0] == "file,kind,p_pet,kept,threshold" and len(rows) == 1 + 240 + 60
 
 
 @needs_shared
