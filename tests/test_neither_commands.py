@@ -84,6 +84,7 @@ def test_evaluate_prints_and_writes_keep_and_reject_rates(subset_run, held_out, 
     assert f"keeps {pet['keep']:.2%} of the 80 cats and dogs" in printed
     assert f"rejects {pet['reject']:.2%} of the 33 photos with neither in {negatives}" in printed
     assert "999.jpg" in (tmp_path / "rejected_negatives.csv").read_text()
+    assert "n_trained_on" not in pet and "trained the neither answer" not in printed  # held out of the detector
 
     # without --negatives: the keep rate alone
     assert main(["evaluate", str(subset_run), str(held_out), "--json", str(out)]) == 0
@@ -91,20 +92,26 @@ def test_evaluate_prints_and_writes_keep_and_reject_rates(subset_run, held_out, 
     assert "n_trained_on" not in json.loads(out.read_text())  # held out: no note
 
 
-def test_evaluate_says_when_it_scores_the_training_photos(subset_run, train_subset, tmp_path, capsys):
+def test_evaluate_says_when_it_scores_the_training_photos(subset_run, train_subset, negatives, tmp_path, capsys):
     """Scored on the photos the run trained on (copies: other mtimes), evaluate printed 100 % with no
-    word that the score is in-sample; with every labelled photo unusable it said to name them
-    cat.N.jpg; without --json it listed its rejections nowhere and did not count them."""
+    word that the score is in-sample; the same for --negatives that trained the neither answer; with
+    every labelled photo unusable it said to name them cat.N.jpg; without --json it listed its
+    rejections nowhere and did not count them."""
     from catdog.cli import main
 
     trained = json.loads((subset_run / "split.json").read_text())["train"][:6]
     data = copy_photos(tmp_path / "data", trained, src=train_subset)
     (data / "cat.99999.jpg").write_bytes(b"not a photo")
+    seen = copy_photos(tmp_path / "seen", not_pets()[:5], src=negatives)  # copies: other mtimes
+    other = NOT_PETS / not_pets(held_out=True)[0]
+    (seen / not_pets()[5]).write_bytes(other.read_bytes())  # a trained name, another photo: not counted
     out = tmp_path / "e.json"
-    assert main(["evaluate", str(subset_run), str(data), "--json", str(out)]) == 0
+    assert main(["evaluate", str(subset_run), str(data), "--json", str(out), "--negatives", str(seen)]) == 0
     printed = capsys.readouterr().out
     assert "note: 6 of these 6 photos trained this model (split.json): these scores are optimistic" in printed
     assert json.loads(out.read_text())["n_trained_on"] == 6
+    assert "note: 5 of these 6 photos with neither trained the neither answer (pet_predictions.csv)" in printed
+    assert json.loads(out.read_text())["pet"]["n_trained_on"] == 5
     # a run `catdog train` made from a feature file elsewhere (metrics.json names it): said too (it was not)
     assert main(["train", str(subset_run / "features.h5"), "--out", str(tmp_path / "trained")]) == 0
     capsys.readouterr()

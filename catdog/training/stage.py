@@ -160,6 +160,11 @@ def evaluate_stage(
         if named_pets:
             lines.append(f"note: {named_pets} file(s) in --negatives {negatives} are named as cats or dogs (cat.N.jpg, dog/…), "
                          "yet counted here as photos with neither; keep pets out of that folder")
+        negatives_trained_on = _negatives_trained_on(run, others)
+        if negatives_trained_on:
+            pet["n_trained_on"] = negatives_trained_on
+            lines.append(f"note: {negatives_trained_on} of these {pet['n_negatives']} photos with neither trained the neither answer "
+                         f"(pet_predictions.csv): its reject rate here is optimistic; its cross-validated rates are in metrics.json")
     if trained_on:  # after both neither lines, which belong together
         result["n_trained_on"] = trained_on
         lines.append(f"note: {trained_on} of these {result['n']} photos trained this model (split.json): these scores are optimistic; "
@@ -225,6 +230,38 @@ def _trained_on(run, predictions) -> int:
         return 0
     return sum(1 for s in predictions.samples
                if s.label is not None and s.name in trained and f"{s.name}|{Path(s.path).stat().st_size}" in recorded)
+
+
+def _negatives_trained_on(run, others) -> int:
+    """How many photos of `others` (scored as photos with neither) trained the run's pet detector: a
+    name pet_predictions.csv lists as a negative, whose file has the byte size of the photo of that
+    name in the negatives folder metrics.json records (so a copy counts too); 0 for an artefact or
+    where that folder is gone. A fine-tuned run's detector is the run's it started from."""
+    import csv
+
+    if getattr(run, "artefact", False) or not hasattr(run, "path"):
+        return 0
+    source, metrics = Path(run.path), getattr(run, "metrics", {}) or {}
+    if metrics.get("finetuned_from"):
+        source = Path(metrics["finetuned_from"])
+        metrics = read_json(source / RunDir.METRICS) or {}
+    negatives_dir = (metrics.get("pet") or {}).get("negatives_dir")
+    if not negatives_dir or not (source / RunDir.PET_PREDICTIONS).is_file():
+        return 0
+    try:
+        with open(source / RunDir.PET_PREDICTIONS, newline="") as f:
+            trained = {r.get("file") for r in csv.DictReader(f) if r.get("kind") == NEITHER}
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return 0
+
+    def same(sample) -> bool:
+        original = Path(negatives_dir) / sample.name
+        try:
+            return original.stat().st_size == Path(sample.path).stat().st_size
+        except OSError:
+            return False
+
+    return sum(1 for s in others.samples if s.name in trained and same(s))
 
 
 def shift_rows(run, predictions, batch_size: int, max_pixels: int, tta: bool) -> list[dict]:
