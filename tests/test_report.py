@@ -56,6 +56,22 @@ def test_facts_are_read_defensively():
     assert "none (not exported)" in text and "catdog export r --out r/artefacts" in text
 
 
+def test_a_one_epoch_fine_tune_draws_its_points():
+    """A line through one point draws nothing: a 1-epoch fine-tune's curves showed the legend alone
+    (118 pixels of the train colour, its legend line), and ticks 0.995, 1.005. Each epoch has a marker."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from catdog.report.figures import learning_curves
+
+    png = learning_curves({"loss": [0.5], "val_loss": [0.4], "accuracy": [0.8], "val_accuracy": [0.9]}, 1)
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    train_colour = (np.abs(pixels - [0x1F, 0x77, 0xB4]).sum(-1) < 60).sum()  # matplotlib's C0
+    assert train_colour > 200, train_colour  # 252 with the markers
+
+
 def test_reliability_bins():
     rows = reliability([0, 0, 1, 1, 1], [0.05, 0.08, 0.55, 0.95, 0.97])
     assert [(r["bin"], r["n"], r["observed"]) for r in rows] == [(0, 2, 0.0), (5, 1, 1.0), (9, 2, 1.0)]

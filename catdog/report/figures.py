@@ -31,13 +31,22 @@ def learning_curves(history: dict, best_epoch: int | None) -> bytes | None:
     if not history.get("loss"):
         return None
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     epochs = np.arange(1, len(history["loss"]) + 1)
     keys = [k for k in ("loss", "accuracy") if history.get(k)]
     fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 3.8), squeeze=False)
+    # a marker on each epoch: a fine-tune of one or two epochs drew no line at all
+    mark = {"marker": "o", "markersize": 5} if len(epochs) <= 20 else {}
     for ax, key in zip(axes[0], keys):
-        ax.plot(epochs, history[key], label="train")
+        ax.plot(epochs, history[key], label="train", **mark)
         if history.get(f"val_{key}"):
-            ax.plot(epochs[: len(history[f"val_{key}"])], history[f"val_{key}"], label="validation")
+            ax.plot(epochs[: len(history[f"val_{key}"])], history[f"val_{key}"], label="validation", **mark)
+        ax.set_xlim(0.5, len(epochs) + 0.5)
+        if len(epochs) <= 20:  # whole epochs as ticks (one epoch had 0.995, 1.005)
+            ax.set_xticks(epochs)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if best_epoch:
             ax.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch {best_epoch}")
         ax.set_xlabel("epoch")
