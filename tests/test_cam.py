@@ -89,6 +89,12 @@ def test_cli_cam_writes_overlays_and_grid(subset_run, tmp_path, capsys):
     shutil.copytree(tmp_path / "cams", tmp_path / "again" / "cams")
     samples, rejections = scan(tmp_path / "again")
     assert [s.name for s in samples] == ["dog.951.jpg"] and [r.path.name for r in rejections] == ["cams"]
+    # no label is needed here: a phone photo's name beside dog.951.jpg is drawn too (it was turned
+    # away, "name matches neither cat.N.jpg / dog.N.jpg nor N.jpg")
+    (tmp_path / "again" / "IMG_0042.jpg").write_bytes((REFERENCE / "coral_cat_720p.jpg").read_bytes())
+    assert main(["cam", str(subset_run), str(tmp_path / "again"), "--out", str(tmp_path / "c3")]) == 0
+    out = capsys.readouterr().out
+    assert "IMG_0042.jpg: cat" in out and "name matches neither" not in out and (tmp_path / "c3" / "IMG_0042_cam.png").is_file()
 
 
 @needs_shared

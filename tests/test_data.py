@@ -251,6 +251,18 @@ def test_a_folder_whose_names_carry_no_label_is_read_whole(tmp_path):
         "IMG_0042.JPG": "name matches neither cat.N.jpg / dog.N.jpg nor N.jpg",
         "notes.txt": "extension '.txt' is not an image type catdog reads (.jpg, .jpeg, .png, .bmp, .webp)",  # was "rename it"
         "x.png": "in a subfolder of a Kaggle-layout folder", "beach 1.jpeg": "in a subfolder of a Kaggle-layout folder"}
+    # where no label is needed (predict, cam), those photos are read all the same, unlabelled
+    samples, rejections = scan(mine, any_name=True)
+    assert [(s.name, s.id, s.label) for s in samples] == [
+        ("12.jpg", "12", None), ("IMG_0042.JPG", "IMG_0042", None), ("cat.1.jpg", "cat.1", 0),
+        ("trip/2024/x.png", "trip/2024/x", None), ("trip/beach 1.jpeg", "trip/beach 1", None)]
+    assert [r.path.name for r in rejections] == ["notes.txt"]
+    (mine / "cat").mkdir()  # class folders: a photo outside cat/ and dog/ as well
+    (mine / "cat" / "a.jpg").write_bytes(photo)
+    assert "outside the cat/ and dog/ class folders" in {r.path.name: r.reason for r in scan(mine)[1]}["12.jpg"]
+    samples, rejections = scan(mine, any_name=True)
+    assert [(s.name, s.label) for s in samples][:4] == [("12.jpg", None), ("IMG_0042.JPG", None), ("cat.1.jpg", None), ("cat/a.jpg", 0)]
+    assert [r.path.name for r in rejections] == ["notes.txt"]
 
 
 @needs_shared

@@ -304,6 +304,13 @@ def test_any_folder_of_photos_is_predicted_scored_and_mapped(subset_run, subset_
     assert f"skipped {mine / '1.jpg'}: same id 1 as 1.jpeg; rename or move one of them" in printed  # natural order
     assert (run_like / "rejected.csv").read_text() == "file,reason\ncat.99.jpg,kept by the run\n"
     assert "1.jpg" in (run_like / "sub.rejected.csv").read_text()
+    # one Kaggle name among them (the Kaggle layout): the others are still photos to predict (they
+    # were turned away, "name matches neither" and "in a subfolder of a Kaggle-layout folder")
+    shutil.copy(TEST / "5.jpg", mine / "cat.5.jpg")
+    assert main(["predict", str(fp32), str(mine), "--out", str(tmp_path / "sub2.csv"), "--no-clip"]) == 0
+    assert "name matches neither" not in capsys.readouterr().out
+    with open(tmp_path / "sub2.csv", newline="") as f:
+        assert {r["id"] for r in csv.DictReader(f)} >= {"IMG_0001", "cat.5", "linked/vase", "trip/beach"}
 
     negatives = tmp_path / "everyday"
     negatives.mkdir()

@@ -235,7 +235,7 @@ def cam_photos(model_path, images, out, size: int, max_pixels: int = MAX_PIXELS)
             paths.append(item)
             continue
         try:  # a folder is read as every command reads DATA: class folders and subfolders too
-            paths.extend(s.path for s in scan_printing(item)[0])
+            paths.extend(s.path for s in scan_printing(item, any_name=True)[0])  # no label needed: any name
         except CatdogError as exc:
             print(f"skipped {exc}")  # its own words name the folder
     out.mkdir(parents=True, exist_ok=True)

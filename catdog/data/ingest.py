@@ -155,10 +155,12 @@ class ImageError(Exception):
         return type(self), (str(self), self.kind), self.__dict__ or None
 
 
-def scan(data_dir: str | os.PathLike) -> tuple[list[Sample], list[Rejection]]:
+def scan(data_dir: str | os.PathLike, any_name: bool = False) -> tuple[list[Sample], list[Rejection]]:
     """List the photos in `data_dir` (Kaggle layout or class folders), sorted by name.
 
-    Returns the samples whose names fit the layout and the files whose names do not.
+    Returns the samples whose names fit the layout and the files whose names do not. any_name: no
+    label is needed (`predict`, `cam`): a photo whose name or place the layout cannot label (IMG_1.jpg
+    beside cat.1.jpg, a file outside cat/ and dog/) is an unlabelled sample, as in a folder without labels.
     Raises CatdogError when the folder is missing, its path is not UTF-8, or it holds no file at all.
     """
     root = Path(data_dir)
@@ -176,7 +178,13 @@ def scan(data_dir: str | os.PathLike) -> tuple[list[Sample], list[Rejection]]:
         layout = _scan_kaggle
     else:  # no name carries a label: the photos are unlabelled, whatever their names
         layout = _scan_unlabelled
-    samples, rejections = layout(root, files)
+    if any_name and layout is not _scan_unlabelled:
+        samples, rejections = layout(root, files)
+        unlabelled, still = _scan_unlabelled(root, [r.path for r in rejections if r.reason in _UNLABELLABLE])  # still: by extension, say
+        samples += unlabelled
+        rejections = [r for r in rejections if r.reason not in _UNLABELLABLE] + still
+    else:
+        samples, rejections = layout(root, files)
     # one line for a RUN_DIR, ART_DIR or inspect report written inside DATA, not one per file in it
     rejections += [Rejection(folder, "a catdog output folder (not photos); left out: move it out of the photo folder") for folder in outputs]
     if not samples and not rejections:
@@ -245,12 +253,18 @@ def _extension_ok(path: Path) -> str | None:
     return None
 
 
+_IN_SUBFOLDER = "in a subfolder of a Kaggle-layout folder; move it up or use cat/ and dog/ class folders"
+_UNNAMED = "name matches neither cat.N.jpg / dog.N.jpg nor N.jpg; rename it or use cat/ and dog/ class folders"
+_OUTSIDE_CLASSES = "outside the cat/ and dog/ class folders; move it into one of them"
+_UNLABELLABLE = {_IN_SUBFOLDER, _UNNAMED, _OUTSIDE_CLASSES}  # a photo all the same, where no label is needed (`scan`'s any_name)
+
+
 def _scan_kaggle(root: Path, files: list[Path]) -> tuple[list[Sample], list[Rejection]]:
     samples, rejections = [], []
     for path in files:
         name = path.relative_to(root).as_posix()
         if path.parent != root:
-            rejections.append(Rejection(path, "in a subfolder of a Kaggle-layout folder; move it up or use cat/ and dog/ class folders"))
+            rejections.append(Rejection(path, _IN_SUBFOLDER))
             continue
         bad_name = _name_ok(name) or _not_a_file(path)
         if bad_name:
@@ -263,7 +277,7 @@ def _scan_kaggle(root: Path, files: list[Path]) -> tuple[list[Sample], list[Reje
         labelled = _KAGGLE_LABELLED.match(path.name)
         unlabelled = _KAGGLE_UNLABELLED.match(path.name)
         if not (labelled or unlabelled):
-            rejections.append(Rejection(path, "name matches neither cat.N.jpg / dog.N.jpg nor N.jpg; rename it or use cat/ and dog/ class folders"))
+            rejections.append(Rejection(path, _UNNAMED))
             continue
         if labelled:
             label = LABELS.index(labelled.group(1))
@@ -280,7 +294,7 @@ def _scan_class_folders(root: Path, files: list[Path]) -> tuple[list[Sample], li
         name = rel.as_posix()
         top = rel.parts[0] if len(rel.parts) > 1 else None
         if top not in LABELS:
-            rejections.append(Rejection(path, "outside the cat/ and dog/ class folders; move it into one of them"))
+            rejections.append(Rejection(path, _OUTSIDE_CLASSES))
             continue
         bad = _name_ok(name) or _not_a_file(path) or _extension_ok(path)
         if bad:

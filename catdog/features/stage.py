@@ -26,11 +26,11 @@ class Extraction:
     max_pixels: int
 
 
-def scan_printing(data: str):
-    """`catdog.data.scan(data)`, printing each rejected file's line; (samples, rejections)."""
+def scan_printing(data: str, any_name: bool = False):
+    """`catdog.data.scan(data, any_name)`, printing each rejected file's line; (samples, rejections)."""
     from catdog.data import scan
 
-    samples, rejections = scan(data)
+    samples, rejections = scan(data, any_name)
     for r in rejections:
         print(r.line())
     return samples, rejections

@@ -86,7 +86,7 @@ def predict_stage(
     run = run or load_scorer(run_dir)
     if run.artefact and ray is not None:
         raise CatdogError(f"{run_dir}: --ray runs a RUN_DIR's Keras model; pass the RUN_DIR, or drop --ray to run the artefact here")
-    samples, scan_rejections = scan_printing(data)
+    samples, scan_rejections = scan_printing(data, any_name=not labelled)  # predict: IMG_1.jpg beside 1.jpg is a photo too
     if one_per_id:
         from catdog.data import unique_ids
 
