@@ -29,15 +29,15 @@ def _report(run_dir: Path, art_dir: Path | None = None) -> None:
 
 def _head_config(args, features: Path | None = None):
     """The head's settings; without --views, the default views (`catdog train`: those of them
-    whose features are beside FEATURES.h5)."""
+    whose features are beside FEATURES.h5, finished)."""
     from catdog.training import HeadConfig
     from catdog.training.settings import TRAIN_VIEWS
 
     views = args.views
     if views is None:
-        from catdog.features import view_path
+        from catdog.features import finished, view_path
 
-        views = [v for v in TRAIN_VIEWS if features is None or view_path(features, v).is_file()]
+        views = [v for v in TRAIN_VIEWS if features is None or finished(view_path(features, v))]
     return HeadConfig(seed=args.seed, l2_grid=tuple(args.l2), folds=args.cv, views=tuple(views), late_fusion=args.late_fusion)
 
 

@@ -391,6 +391,40 @@ def test_a_run_dirs_own_rejected_list_is_not_overwritten(tmp_path):
     assert negatives_csv(run / "eval.rejected.csv") == run / "eval.rejected_negatives.csv"
 
 
+@needs_shared
+def test_a_photo_that_cannot_be_opened_is_one_rejection_and_the_run_goes_on(tmp_path, capsys):
+    """stat() needs no read permission, open() does: a photo without it stopped `catdog features` at
+    the first batch (a PermissionError out of the header sniffing), losing the run. A sysfs file
+    that refuses reading even to root (write-only, 4096 bytes) stands in for it, linked as a photo."""
+    import glob
+
+    from catdog.cli import main
+
+    refused = [p for p in sorted(glob.glob("/sys/bus/*/uevent")) if not os.access(p, os.R_OK) or not _readable(p)]
+    if not refused:
+        pytest.skip("no file here that refuses reading to this user (Linux sysfs' write-only files)")
+    data = copy_photos(tmp_path / "data", ["cat.1.jpg", "dog.1.jpg"])
+    (data / "dog.2.jpg").symlink_to(refused[0])
+    with pytest.raises(ImageError) as caught:
+        open_rgb(data / "dog.2.jpg")
+    assert caught.value.kind == ImageKind.UNREADABLE and "cannot read the file (Permission denied)" in str(caught.value)
+    assert main(["features", str(data), "--out", str(tmp_path / "f.h5")]) == 0
+    out = capsys.readouterr().out
+    assert f"skipped {data / 'dog.2.jpg'}: cannot read the file (Permission denied)" in out
+    from catdog.features import load_features
+
+    assert load_features(tmp_path / "f.h5").names == ["cat.1.jpg", "dog.1.jpg"]
+
+
+def _readable(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+        return True
+    except OSError:
+        return False
+
+
 def test_what_only_looks_like_a_photo_is_one_rejection(tmp_path):
     """A broken link, a FIFO and a socket named like photos, in either layout, are each one
     rejection at the scan, which every command's photos come through (nothing opens them: reading

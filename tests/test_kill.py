@@ -30,7 +30,7 @@ from catdog.contract import sha256_path
 from catdog.data import decode, scan, sha256_file
 from catdog.errors import CatdogError
 from catdog.features import extract_features, load_features
-from conftest import REFERENCE, REPO, TRAIN, copy_photos, kaggle_names, needs_shared
+from conftest import REFERENCE, REPO, TRAIN, catdog_cli, copy_photos, kaggle_names, needs_shared
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
 BATCH = 4
@@ -92,6 +92,41 @@ def test_features_file_killed_while_being_created(photos, uninterrupted, tmp_pat
     again = load_features(out)
     assert again.names == uninterrupted.names and np.abs(again.features - uninterrupted.features).max() <= 1e-6
     assert not [p.name for p in tmp_path.iterdir() if ".tmp" in p.name]
+    with h5py.File(out, "w"):  # a second incident: the first one's file is kept (it was overwritten)
+        pass
+    extract_features(scan(photos)[0][:2], out, "mobilenet_v2", batch_size=BATCH, progress=False)
+    assert (tmp_path / "features.h5.broken").exists() and (tmp_path / "features.h5.broken.1").exists()
+
+
+@needs_shared
+def test_an_out_that_is_not_a_feature_file_or_is_in_use_is_refused_untouched(photos, tmp_path, monkeypatch):
+    """--out naming a file catdog did not write (notes, a Keras weights file), or a feature file
+    another process holds open, was renamed *.broken "killed mid-write?" and replaced: the user's
+    file moved aside, a notebook's open file pulled away. Each is refused in one line, untouched."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    weights = tmp_path / "my_weights.h5"
+    with h5py.File(weights, "w") as f:
+        f.create_dataset("model_weights", data=[1.0, 2.0])
+    samples = scan(photos)[0][:2]
+    for path, said in ((notes, "exists and is not a feature file (not HDF5)"), (weights, "an HDF5 file without catdog's features")):
+        before = path.read_bytes()
+        with pytest.raises(CatdogError, match=re.escape(f"{path}: {said}")):
+            extract_features(samples, path, "mobilenet_v2", batch_size=BATCH, progress=False)
+        assert path.read_bytes() == before and not path.with_suffix(path.suffix + ".broken").exists()
+    out = tmp_path / "features.h5"
+    extract_features(samples, out, "mobilenet_v2", batch_size=BATCH, progress=False)
+    monkeypatch.setenv("HDF5_USE_FILE_LOCKING", "TRUE")  # HDF5's default, which conftest turns off for the test session
+    holder = subprocess.Popen([sys.executable, "-c", f"import h5py, sys, time; f = h5py.File({str(out)!r}, 'r'); print('open', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        result = catdog_cli("features", str(photos), "--out", str(out))  # a process of its own: HDF5 reads the setting once
+        assert result.returncode == 2 and f"catdog: error: {out}: in use by another process (HDF5 could not lock it)" in result.output, result.output
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (tmp_path / "features.h5.broken").exists() and load_features(out).names == [s.name for s in samples]
 
 
 @needs_shared

@@ -41,8 +41,11 @@ def test_a_view_left_by_another_backbone_is_one_line_and_run_trains_on_its_own_v
     assert capsys.readouterr().out.count("cat.99.jpg") == 1
     config = HeadConfig(folds=3, l2_grid=(1e-2,))
     with pytest.raises(CatdogError, match=r"the mirror view's features are mobilenet at 224px \(imagenet weights\), not the photos' "
-                                          r"mobilenet_v2 at 224px \(imagenet\); extract them again"):
+                                          r"mobilenet_v2 at 224px \(imagenet\); delete (\S+), then extract it") as caught:
         train_stage(features, tmp_path / "run", config)
+    # the view's own file (it named views/FEATURES.mirror.h5), and the command that refills it
+    assert caught.value.args[0].split("delete ")[1].split(",")[0] == str(view_path(features, "mirror"))
+    assert f"`catdog features DATA --out {features} --view mirror`" in str(caught.value)
     (tmp_path / "run" / "pet_predictions.csv").write_text("file,kind,p_pet,kept\nold.jpg,pet,0.5,1\n")
     with pytest.raises(CatdogError, match=r"--negatives: 20 of its 20 photos are training photos themselves"):
         train_stage(features, tmp_path / "run", config, negatives=str(features), views=[])  # a detector that rejects nothing, before

@@ -159,6 +159,32 @@ def test_train_without_a_views_file_says_how_to_make_it(subset_run, tmp_path, ca
 
 
 @needs_shared
+def test_an_interrupted_view_is_left_out_with_a_line(subset_run, tmp_path, capsys):
+    """A Ctrl-C'd `catdog features --view closeup` stopped every later `catdog train` ("feature
+    extraction did not finish"), --views none included: it is left out with a line saying how to
+    resume it; asked for by name (--views mirror), it is an error with that command."""
+    import shutil
+
+    import h5py
+
+    from catdog.cli import main
+
+    shutil.copy(subset_run / "features.h5", tmp_path / "features.h5")
+    shutil.copytree(subset_run / "views", tmp_path / "views")
+    for view in ("closeup", "mirror"):
+        with h5py.File(tmp_path / "views" / f"{view}.h5", "a") as f:
+            f.attrs["complete"] = False  # what an interrupted extraction leaves
+    resume = f"`catdog features DATA --out {tmp_path / 'features.h5'} --view closeup`"
+    assert main(["train", str(tmp_path / "features.h5"), "--out", str(tmp_path / "run"), "--l2", "1e-2", "--cv", "3"]) == 0
+    out = capsys.readouterr().out
+    assert f"note: {tmp_path / 'views' / 'closeup.h5'} is unfinished (extraction interrupted): the closeup view is left out; {resume} resumes it" in out
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert "closeup" not in {r["name"] for r in metrics["robustness"]["rows"]} and not metrics["head"].get("views")
+    assert main(["train", str(tmp_path / "features.h5"), "--out", str(tmp_path / "run2"), "--views", "mirror", "--l2", "1e-2"]) == 2
+    assert "the mirror view's extraction did not finish; resume it with `catdog features DATA --out" in capsys.readouterr().err
+
+
+@needs_shared
 def test_evaluate_shifts_prints_and_writes_a_row_per_shift(subset_run, held_out, tmp_path):
     out = tmp_path / "eval.json"
     result = catdog_cli("evaluate", str(subset_run), str(held_out), "--shifts", "--json", str(out))

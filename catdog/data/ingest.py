@@ -378,6 +378,8 @@ def _checked_header(source: str | os.PathLike | bytes, max_pixels: int) -> Image
         path = Path(source)
         try:
             n_bytes = path.stat().st_size
+            with open(path, "rb") as f:  # stat needs no read permission: an unreadable photo stopped the whole run
+                f.read(1)
         except OSError as exc:
             raise ImageError(f"cannot read the file ({exc.strerror}); check it exists and is readable", ImageKind.UNREADABLE) from None
         fp, expected = path, EXTENSION_FORMATS.get(path.suffix.lower())

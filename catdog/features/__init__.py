@@ -22,7 +22,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
             "keras_models_dir",
             "split_weights",
         ],
-        "catdog.features.cache": ["ExtractReport", "FeatureSet", "extract_features", "load_features", "view_path", "weights_id", "without"],
+        "catdog.features.cache": ["ExtractReport", "FeatureSet", "extract_features", "finished", "load_features", "view_path", "weights_id", "without"],
         "catdog.features.specs": ["BACKBONES", "BackboneSpec"],
         "catdog.features.stage": ["Extraction", "features_stage"],
     },

@@ -118,16 +118,34 @@ def view_path(features_path: str | os.PathLike, view: str) -> Path:
     return path.parent / "views" / f"{prefix}{check_view(view)}.h5"
 
 
+def finished(path: str | os.PathLike) -> bool:
+    """Whether `path` is a feature file whose extraction finished (an interrupted one is resumed by
+    running `catdog features` again); False for a missing or unreadable file."""
+    try:
+        with h5py.File(path, "r") as f:
+            return bool(f.attrs.get("complete", False))
+    except (OSError, KeyError):
+        return False
+
+
 def _open_for_resume(path: Path, backbone: str, weights: str, image_size: int, view: str = PLAIN) -> set[str]:
     """Keys already committed in `path`, which is rewritten (atomically) to hold exactly them.
 
     HDF5 is not crash-safe: a kill mid-batch can leave the structures past the committed rows
     inconsistent, so that the next write into them fails ("len not positive after adjustment for
     EOA", seen once in CI). The committed rows were flushed before `rows` counted them; a fresh
-    file of just those rows is sound."""
+    file of just those rows is sound.
+
+    Only a file catdog wrote is moved aside as broken: one that is not HDF5, or HDF5 without catdog's
+    features (a Keras weights file), or one another process holds open, is refused in one line (each
+    was renamed *.broken and replaced)."""
+    _check_ours(path)
     try:
         with h5py.File(path, "a") as f:
             if "rows" not in f.attrs or "backbone" not in f.attrs:  # killed while an older catdog created it
+                if (len(f) or len(f.attrs)) and "features" not in f and "backbone" not in f.attrs:  # someone else's contents
+                    raise CatdogError(f"{path}: an HDF5 file without catdog's features (not written by `catdog features`); "
+                                      "give --out a new .h5 path, or delete the file")
                 raise KeyError("rows")
             held = (
                 f.attrs.get("backbone"),
@@ -145,8 +163,13 @@ def _open_for_resume(path: Path, backbone: str, weights: str, image_size: int, v
                 )
             attrs = dict(f.attrs)
             data = {name: f[name][:rows] for name in ("features", *_COLUMNS)}
-    except (OSError, KeyError):
+    except (OSError, KeyError) as exc:
+        if "lock" in str(exc).lower():  # HDF5's file lock: a notebook or another catdog has it open
+            raise CatdogError(f"{path}: in use by another process (HDF5 could not lock it); close it there, or give --out another path") from None
         broken = path.with_suffix(path.suffix + ".broken")
+        n = 1
+        while broken.exists():  # an earlier incident's file is kept too
+            broken, n = path.with_suffix(f"{path.suffix}.broken.{n}"), n + 1
         os.replace(path, broken)
         print(f"features: {path} was unreadable (killed mid-write?); moved it to {broken} and starting afresh")
         return set()
@@ -156,6 +179,21 @@ def _open_for_resume(path: Path, backbone: str, weights: str, image_size: int, v
     # outside the try: a failed write (a full disk) must not pass the readable file off as broken
     _rewrite(path, attrs, data, {**{k: v for k, v in attrs.items() if k != "rows"}, "complete": False})
     return set(k.decode() if isinstance(k, bytes) else k for k in data["keys"])
+
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _check_ours(path: Path) -> None:
+    """Refuse, in one line, an existing --out that cannot be a feature file: not HDF5 (a notes.txt,
+    a CSV). An empty file is left to the caller (a kill before HDF5 wrote its header)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(HDF5_SIGNATURE))
+    except OSError as exc:
+        raise CatdogError(f"{path}: cannot read it ({exc.strerror}); check its permissions, or give --out another path") from None
+    if head and head != HDF5_SIGNATURE:
+        raise CatdogError(f"{path}: exists and is not a feature file (not HDF5); give --out a new .h5 path, or delete the file")
 
 
 def _append(path: Path, features: np.ndarray, samples: list[Sample], keys: list[str]) -> None:

@@ -38,22 +38,32 @@ def train_stage(features_path: Path, run_dir: Path, head_config, exclude: str | 
         print(f"excluded {dropped} photo(s) listed in {exclude}")
         if note:
             print(note)
-    return train_run(feature_set, run_dir, head_config, str(features_path), views=found_views(features_path, views), negatives=negative_set)
+    found = found_views(features_path, views, required=head_config.views)
+    return train_run(feature_set, run_dir, head_config, str(features_path), views=found, negatives=negative_set)
 
 
-def found_views(features_path: Path, only: list[str] | None = None) -> dict:
+def found_views(features_path: Path, only: list[str] | None = None, required=()) -> dict:
     """view -> FeatureSet of every finished view file beside FEATURES.h5 (catdog.features.view_path),
-    or of those among `only` (the others are not read)."""
+    or of those among `only` (the others are not read). An unfinished one (an extraction
+    interrupted) is left out with a line, unless `only` or `required` (the views the head trains
+    on) names it: then it is a one-line error with the command that resumes it."""
     from catdog.data import SHIFTS, VIEWS
-    from catdog.features import load_features, view_path
+    from catdog.features import finished, load_features, view_path
 
     views = {}
     for view in [*SHIFTS, *(v for v in VIEWS if v not in SHIFTS)]:  # the shift table's order
         if only is not None and view not in only:
             continue
         path = view_path(features_path, view)
-        if path.is_file():
-            views[view] = load_features(path)
+        if not path.is_file():
+            continue
+        if not finished(path):
+            resume = f"`catdog features DATA --out {features_path} --view {view}`"
+            if only is not None or view in required:
+                raise CatdogError(f"{path}: the {view} view's extraction did not finish; resume it with {resume}")
+            print(f"note: {path} is unfinished (extraction interrupted): the {view} view is left out; {resume} resumes it")
+            continue
+        views[view] = load_features(path)
     return views
 
 

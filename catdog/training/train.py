@@ -316,15 +316,17 @@ def _extraction(fs: FeatureSet) -> tuple:
     return fs.backbone, fs.attrs.get("image_size"), fs.weights
 
 
-def check_views(feature_set: FeatureSet, views: dict[str, FeatureSet] | None) -> None:
+def check_views(feature_set: FeatureSet, views: dict[str, FeatureSet] | None, features_path: str | None = None) -> None:
     """Raise the one-line error for a view file extracted otherwise than the photos' (a view left
     beside FEATURES.h5 by an earlier --backbone or --image-size): checked before any training."""
     for view, held in (views or {}).items():
         if _extraction(held) != _extraction(feature_set):
             (b, s, w), (fb, fs_, fw) = _extraction(held), _extraction(feature_set)
+            features = features_path or "FEATURES.h5"
+            # the view's own file: --view into it again is refused while it holds the other settings' rows
             raise CatdogError(f"the {view} view's features are {b} at {s}px ({w} weights), not the photos' {fb} at {fs_}px ({fw}); "
-                              f"extract them again with the photos' settings (`catdog features DATA --out FEATURES.h5 --view {view}` (FEATURES.h5: the photos' file; the view goes to views/{view}.h5 beside it)) or delete that file "
-                              f"({view_path('FEATURES.h5', view)} beside FEATURES.h5)")
+                              f"delete {view_path(features, view)}, then extract it with the photos' settings: "
+                              f"`catdog features DATA --out {features} --view {view}`")
 
 
 def check_negatives(feature_set: FeatureSet, negatives: FeatureSet | None) -> None:
@@ -511,7 +513,7 @@ def train_run(
         raise CatdogError(f"--late-fusion: fuses the heads of several backbones, and the features are {feature_set.backbone} alone; "
                           "extract them with --backbone mobilenet,mobilenet_v2, or leave it out")
     check_negatives(feature_set, negatives)
-    check_views(feature_set, views)
+    check_views(feature_set, views, features_path)
     weights = backbone_weights(feature_set)
     top, top_note = imagenet_top(feature_set.backbone, feature_set.weights)
     prior = config.dog_prior and top is not None
