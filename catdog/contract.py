@@ -130,7 +130,7 @@ class ArtDir:
 
 
 MANIFEST = ArtDir.MANIFEST
-ARTEFACT_KEYS = ("file", "format", "precision")  # what every entry of the manifest's "artefacts" names
+ARTEFACT_KEYS = ("file", "format", "precision", "sha256")  # what every entry of the manifest's "artefacts" names
 # each artefact format's file suffix (export's format table and the runtime both read it)
 SUFFIXES = {"coreml": ".mlpackage", "tflite": ".tflite", "onnx": ".onnx"}
 
@@ -155,6 +155,12 @@ def load_manifest(art_dir: str | os.PathLike) -> dict:
     if not isinstance(entries, list) or not all(isinstance(a, dict) and all(isinstance(a.get(k), str) for k in ARTEFACT_KEYS) for a in entries):
         raise CatdogError(f"{path}: not a catdog manifest (it needs a list of artefacts, each with its {', '.join(ARTEFACT_KEYS)}); "
                           "run `catdog export` again")
+    for a in entries + [u for u in manifest.get("uniform_artefacts") or [] if isinstance(u, dict)]:
+        if a.get("format") not in SUFFIXES or a.get("precision") not in TOLERANCES:  # hand-edited ("FP32"): a KeyError in parity
+            raise CatdogError(f"{path}: {a.get('file')}'s format {a.get('format')!r} or precision {a.get('precision')!r} is not one catdog "
+                              f"writes ({', '.join(SUFFIXES)}; {', '.join(TOLERANCES)}); run `catdog export` again")
+    if not isinstance(manifest.get("keras_model"), dict) or not isinstance(manifest["keras_model"].get("sha256"), str):
+        raise CatdogError(f"{path}: no keras_model sha256 (the model the artefacts came from); run `catdog export` again")
     return manifest
 
 
@@ -259,7 +265,9 @@ def check_artefact(artefact: str | os.PathLike) -> None:
             f"{artefact}: the manifest.json beside it does not list it (left by an earlier export, perhaps of another model); "
             "pass an artefact it lists, or run `catdog export` again"
         )
-    if entry and isinstance(entry.get("sha256"), str) and sha256_path(artefact) != entry["sha256"]:
+    if entry is not None and not isinstance(entry.get("sha256"), str):  # without it no change could be seen
+        raise CatdogError(f"{artefact}: manifest.json lists it without its sha256, so it cannot be checked; run `catdog export` again")
+    if entry and sha256_path(artefact) != entry["sha256"]:
         raise CatdogError(
             f"{artefact}: not the file manifest.json lists (sha256 differs: changed, truncated or half-copied "
             "since export); copy the ART_DIR again or run `catdog export` again"

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
 
 from catdog.contract import LABELS, NEITHER, PET, PROBABILITIES, verdict
-from conftest import NOT_PETS, TEST, copy_photos, needs_shared, not_pets
+from conftest import NOT_PETS, REFERENCE, TEST, copy_photos, needs_shared, not_pets
 
 pytestmark = needs_shared
 
@@ -342,10 +343,48 @@ def test_a_manifest_without_its_artefacts_list_is_one_line(tmp_path):
     for manifest in ({"pet_threshold": 0.7}, {"pet_threshold": 0.7, "artefacts": [{"format": "onnx", "precision": "fp32"}]},
                      {"pet_threshold": 0.7, "artefacts": ["x.onnx"]}):
         (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-        expected = f"{tmp_path / 'manifest.json'}: not a catdog manifest (it needs a list of artefacts, each with its file, format, precision)"
+        expected = f"{tmp_path / 'manifest.json'}: not a catdog manifest (it needs a list of artefacts, each with its file, format, precision, sha256)"
         for read in (load_manifest, load_predictor):
             with pytest.raises(CatdogError, match=expected.replace("(", r"\(").replace(")", r"\)")):
                 read(tmp_path)
+
+
+@needs_shared
+def test_parity_refuses_a_manifest_it_cannot_trust(subset_artefacts, tmp_path):
+    """Parity PASSED an ART_DIR whose manifest listed no artefact (a Ctrl-C'd export writes its
+    manifest first): "all" of none. A hand-edited precision ("FP32") or a missing keras_model were
+    KeyErrors; an entry without its sha256 turned the tamper check off (a flipped byte
+    passed parity and reached the apps). Each is one line now, before any work."""
+    import shutil
+
+    from catdog.contract import check_artefact
+    from catdog.errors import CatdogError
+    from catdog.parity import run_parity
+
+    art = tmp_path / "art"
+    shutil.copytree(subset_artefacts, art)
+    good = json.loads((art / "manifest.json").read_text())
+    fp32 = next(a for a in good["artefacts"] if a["file"].endswith("_fp32.tflite"))
+
+    def edited(change) -> None:
+        manifest = json.loads(json.dumps(good))
+        change(manifest)
+        (art / "manifest.json").write_text(json.dumps(manifest))
+
+    cases = [
+        (lambda m: m.update(artefacts=[]), "lists no artefact (an export interrupted before its first?); run `catdog export` again"),
+        (lambda m: m["artefacts"][0].update(precision="FP32"), "precision 'FP32' is not one catdog writes"),
+        (lambda m: m.pop("keras_model"), "no keras_model sha256 (the model the artefacts came from)"),
+        (lambda m: m["artefacts"][0].pop("sha256"), "not a catdog manifest (it needs a list of artefacts, each with its file, format, precision, sha256)"),
+    ]
+    for change, said in cases:
+        edited(change)
+        with pytest.raises(CatdogError, match=re.escape(said)):
+            run_parity(art, REFERENCE, edge=False)
+    # the runtime's own check (predict, serve, the apps' add_model.sh): an entry without its sha256
+    edited(lambda m: next(a for a in m["artefacts"] if a["file"] == fp32["file"]).pop("sha256"))
+    with pytest.raises(CatdogError, match=re.escape("lists it without its sha256, so it cannot be checked")):
+        check_artefact(art / fp32["file"])
 
 
 def test_an_artefact_its_manifest_does_not_list_is_refused(subset_artefacts, tmp_path):

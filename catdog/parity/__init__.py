@@ -296,6 +296,8 @@ def run_parity(
 
     art_dir = Path(art_dir)
     manifest = load_manifest(art_dir)
+    if not manifest["artefacts"]:  # passed "all" of none: an export stopped before its first artefact
+        raise CatdogError(f"{art_dir / ArtDir.MANIFEST}: lists no artefact (an export interrupted before its first?); run `catdog export` again")
     if run_dir is None:  # where export found the Keras model, relative to ART_DIR (a manifest holds no machine path)
         keras_path = manifest["keras_model"].get("path")
         if not keras_path or not (art_dir / keras_path).is_file():
@@ -329,12 +331,13 @@ def run_parity(
         path = art_dir / art["file"]
         kept = art.get("kept_float32", [])
         # sha256: which file these numbers are of (the runtime refuses one that is not the manifest's)
-        row = {"file": art["file"], "format": art["format"], "precision": art["precision"], "bytes": art["bytes"],
+        row = {"file": art["file"], "format": art["format"], "precision": art["precision"], "bytes": art.get("bytes"),
                "sha256": art.get("sha256"), "kept_float32": kept}
         if comparison:
             row["comparison"] = True
         if not path.exists():
-            return {**row, "passed": False, "failed": [f"{path} missing"], "numbers_run": False}
+            return {**row, "passed": False, "failed": [f"{path} missing, though manifest.json lists it; copy the ART_DIR again or run `catdog export` again"],
+                    "numbers_run": False}
         failed = []
         if art["format"] == "coreml":
             try:
@@ -369,7 +372,7 @@ def run_parity(
     rows = [measure(art, False) for art in manifest["artefacts"]]
     comparison = [measure(art, True) for art in manifest.get("uniform_artefacts", [])]
     report = {
-        "passed": all(r["passed"] for r in rows),
+        "passed": bool(rows) and all(r["passed"] for r in rows),
         "art_dir": str(art_dir),
         "keras_model": str(run_dir / RunDir.MODEL),
         "images": names,
@@ -395,7 +398,7 @@ def _table(rows: list[dict]) -> list[str]:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
-        size = f"{r['bytes'] / 1e6:.2f} MB"
+        size = f"{r['bytes'] / 1e6:.2f} MB" if isinstance(r.get("bytes"), (int, float)) else "–"
         kept = str(len(r.get("kept_float32", []))) if r["precision"] != "fp32" else "all"
         if not r.get("numbers_run"):
             note = r.get("note", "")
