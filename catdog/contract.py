@@ -159,8 +159,6 @@ def load_manifest(art_dir: str | os.PathLike) -> dict:
         if a.get("format") not in SUFFIXES or a.get("precision") not in TOLERANCES:  # hand-edited ("FP32"): a KeyError in parity
             raise CatdogError(f"{path}: {a.get('file')}'s format {a.get('format')!r} or precision {a.get('precision')!r} is not one catdog "
                               f"writes ({', '.join(SUFFIXES)}; {', '.join(TOLERANCES)}); run `catdog export` again")
-    if not isinstance(manifest.get("keras_model"), dict) or not isinstance(manifest["keras_model"].get("sha256"), str):
-        raise CatdogError(f"{path}: no keras_model sha256 (the model the artefacts came from); run `catdog export` again")
     return manifest
 
 

@@ -210,6 +210,8 @@ def test_export_killed_mid_export_then_rerun(subset_run, subset_artefacts, tmp_p
         outputs(art, {"format": path.suffix[1:], "file": path.name}, np.zeros((1, 224, 224, 3), np.float32))
     left = art / ".staging-999999999-0badc0de" / "catdog_x_fp32.mlpackage"  # as a kill -9 beside Core ML leaves (no such pid)
     left.mkdir(parents=True)
+    half = art / ".catdog_x_fp16.tmp-0badc0de.tflite"  # a file a kill -9 cut short mid-write (it stayed, "an earlier export's")
+    half.write_bytes(b"TFL3" + bytes(1000))
     rerun = catdog(*args)
     printed = rerun.communicate(timeout=300)[0]
     watch.stop.set()
@@ -224,6 +226,7 @@ def test_export_killed_mid_export_then_rerun(subset_run, subset_artefacts, tmp_p
         assert sha256_file(art / a["file"]) == a["sha256"]
     assert not [p.name for p in art.iterdir() if ".tmp" in p.name], "a temporary file left behind"
     assert not left.parent.exists(), "the killed export's staging folder was left"
+    assert not half.exists() and "earlier export" not in printed
     # the same outputs as an uninterrupted export of the same RUN_DIR, on real photos
     images = np.stack([decode(p) for p in sorted(REFERENCE.glob("*.jpg"))[:6]]).astype(np.float32)
     reference = {(a["format"], a["precision"]): a for a in json.loads((subset_artefacts / "manifest.json").read_text())["artefacts"]}

@@ -266,3 +266,17 @@ export into that folder."""
         check_artefact(tflite)
     assert main(["export", str(subset_run), "--out", str(art), "--formats", "onnx", "--precision", "fp32"]) == 0
     assert f"still holds 1 artefact(s) of an earlier export that this manifest does not list ({tflite.name})" in capsys.readouterr().out
+    # the ART_DIR moved (its manifest reaches model.keras by another relative path): its artefacts
+    # are kept, not exported again; a manifest.json export cannot read is started afresh (tracebacks)
+    import shutil
+
+    moved = tmp_path / "deeper" / "moved"
+    shutil.copytree(art, moved)
+    onnx = next(moved.glob("*.onnx"))
+    stamp = onnx.stat().st_mtime_ns
+    assert main(["export", str(subset_run), "--out", str(moved), "--formats", "onnx", "--precision", "fp32"]) == 0
+    assert onnx.stat().st_mtime_ns == stamp, "a moved ART_DIR's artefact was exported again"
+    for unreadable in (b"[]", b"\xff\xfe{", json.dumps({**json.loads((moved / "manifest.json").read_text()), "keras_model": 3}).encode()):
+        (moved / "manifest.json").write_bytes(unreadable)
+        assert main(["export", str(subset_run), "--out", str(moved), "--formats", "onnx", "--precision", "fp32"]) == 0
+        assert [a["format"] for a in json.loads((moved / "manifest.json").read_text())["artefacts"]] == ["onnx"]

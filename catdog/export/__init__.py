@@ -283,13 +283,15 @@ def _artefact_files(out_dir: Path) -> list[str]:
     (the format table's suffixes), relative to `out_dir`."""
     suffixes = {TABLE[f].suffix for f in TABLE}
     return [str(p.relative_to(out_dir)) for folder in (out_dir, out_dir / "uniform") if folder.is_dir()
-            for p in folder.iterdir() if p.suffix in suffixes]
+            for p in folder.iterdir() if p.suffix in suffixes and not p.name.startswith(".")]  # .NAME.tmp-*: half-written
 
 
 class Staging:
     """A hidden folder in ART_DIR (same file system: a rename moves a package in) for artefacts made
     before their manifest entry may be written; removed when the export ends, however it ends (and,
-    where a kill -9 left one, by the next export into that ART_DIR: the name holds the export's pid)."""
+    where a kill -9 left one, by the next export into that ART_DIR: the name holds the export's pid).
+    Entering also removes the half-written artefact files (`.NAME.tmp-*.tflite`, catdog.atomic's
+    names) a kill -9 left in ART_DIR: only an export writes files of those suffixes there."""
 
     def __init__(self, out_dir: Path):
         self.out_dir = out_dir
@@ -300,6 +302,11 @@ class Staging:
             pid = left.name.split("-")[1]
             if pid.isdigit() and not _alive(int(pid)):
                 shutil.rmtree(left, ignore_errors=True)
+        suffixes = {TABLE[f].suffix for f in TABLE}
+        for folder in (self.out_dir, self.out_dir / "uniform"):
+            for left in folder.glob(".*.tmp-*") if folder.is_dir() else ():
+                if left.suffix in suffixes:
+                    shutil.rmtree(left, ignore_errors=True) if left.is_dir() else left.unlink(missing_ok=True)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -398,23 +405,25 @@ _SIDE_MODEL = None
 
 def _complete_artefacts(out_dir: Path, header: dict) -> dict[str, dict]:
     """file -> manifest entry of the artefacts an earlier (perhaps killed) export left complete:
-    same Keras model, settings and kept layers, and a file whose sha256 still matches."""
+    same Keras model (by sha256: a copied or moved ART_DIR reaches it by another relative path),
+    settings and kept layers, and a file whose sha256 still matches. A manifest.json this cannot
+    read (hand-edited, not catdog's) keeps nothing: the export starts afresh (it was a traceback)."""
     path = out_dir / ArtDir.MANIFEST
     try:
         old = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        same = ("temperature", "calibration_photos", "calibration_sha256", "backbone", "input")
+        if old["keras_model"]["sha256"] != header["keras_model"]["sha256"] or any(old.get(k) != header[k] for k in same):
+            return {}
+        done = {}
+        for entry in old.get("artefacts", []) + old.get("uniform_artefacts", []):
+            plan = header["mixed_precision"].get("coreml", {}) if entry["format"] == "coreml" else header["mixed_precision"]
+            planned = [] if entry["precision"] == "fp32" or entry["file"].startswith("uniform/") else plan.get(entry["precision"])
+            artefact = out_dir / entry["file"]
+            if entry.get("kept_float32", []) == planned and artefact.exists() and sha256_path(artefact) == entry["sha256"]:
+                done[entry["file"]] = {**entry}
+        return done
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # ValueError: bad JSON or text
         return {}
-    same = ("keras_model", "temperature", "calibration_photos", "calibration_sha256", "backbone", "input")
-    if any(old.get(k) != header[k] for k in same):
-        return {}
-    done = {}
-    for entry in old.get("artefacts", []) + old.get("uniform_artefacts", []):
-        plan = header["mixed_precision"].get("coreml", {}) if entry["format"] == "coreml" else header["mixed_precision"]
-        planned = [] if entry["precision"] == "fp32" or entry["file"].startswith("uniform/") else plan.get(entry["precision"])
-        artefact = out_dir / entry["file"]
-        if entry.get("kept_float32", []) == planned and artefact.exists() and sha256_path(artefact) == entry["sha256"]:
-            done[entry["file"]] = entry
-    return done
 
 
 def _kept(keep: dict[str, list[Unit]], fmt: str, precision: str) -> list[Unit]:
