@@ -161,6 +161,20 @@ def test_what_the_report_and_parity_say_matches_what_ran():
     assert current_parity(parity, manifest, ".", "aaa")["passed"] is False  # m.onnx is not in "." here
     mine = current_parity(parity, manifest, "tests", "bbb")
     assert mine["passed"] is False and "exported from another model than this run's model.keras" in mine["artefacts"][0]["stale"]
+    # a row of a file the manifest no longer lists (a re-export of other formats): left out, counted
+    from catdog.report.page import parity_section
+
+    earlier = {**parity, "artefacts": parity["artefacts"] + [{"file": "old.tflite", "sha256": "y", "passed": True}]}
+    now = current_parity(earlier, manifest, ".", "aaa")
+    assert [r["file"] for r in now["artefacts"]] == ["m.onnx"] and now["unlisted"] == 1
+    section = parity_section(now, True)
+    assert "also holds 1 row(s) of files manifest.json no longer lists" in section and "old.tflite" not in section
+    # the tolerances parity checks, stated once (the page left out pet and the verdicts), with their columns
+    from html import escape
+
+    from catdog.contract import TOLERANCE_TEXT
+
+    assert escape(TOLERANCE_TEXT) in section and "<th>max |Δpet|</th>" in section and "<th>verdict agree</th>" in section
 
     report = {"passed": True, "n_images": 9, "n_reference": 9, "edge_cases": False, "labelled_photos": 0, "keras_model": "m",
               "platform": "p", "artefacts": []}

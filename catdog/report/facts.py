@@ -125,16 +125,21 @@ def current_parity(parity: dict | None, manifest: dict | None, art_dir: str | os
     since, or missing, fails and says to run parity again; every row fails where the manifest says
     the artefacts were exported from another model.keras than `model_sha256` (the run's: trained
     again since, or another run's ART_DIR). `passed` holds only where every artefact of
-    manifest.json passes (one parity never measured included)."""
+    manifest.json passes (one parity never measured included). A row of a file manifest.json no
+    longer lists (an earlier export's, of other formats) is left out, counted in `unlisted`: the
+    page said "all artefacts pass" above eight rows "no longer in the artefacts folder"."""
     if not parity or not manifest:
         return parity
     listed = {a.get("file"): a for a in manifest.get("artefacts", [])}
     again = f"run `catdog parity {art_dir} --images DIR` again"
     exported_from = (manifest.get("keras_model") or {}).get("sha256")
     other_model = bool(model_sha256 and exported_from and exported_from != model_sha256)
-    rows = []
+    rows, unlisted = [], 0
     for row in parity.get("artefacts", []):
         entry, file = listed.get(row.get("file")), row.get("file", "?")
+        if entry is None and not other_model:
+            unlisted += 1
+            continue
         stale = None
         if other_model:
             stale = f"{file} was exported from another model than this run's model.keras (trained again since?); run `catdog export` again"
@@ -149,7 +154,7 @@ def current_parity(parity: dict | None, manifest: dict | None, art_dir: str | os
                      "run `catdog export` again, then `catdog parity`")
         rows.append({**row, "passed": False, "stale": stale} if stale else row)
     measured = {r.get("file") for r in rows if r.get("passed")}
-    return {**parity, "artefacts": rows, "passed": bool(listed) and set(listed) <= measured}
+    return {**parity, "artefacts": rows, "passed": bool(listed) and set(listed) <= measured, "unlisted": unlisted}
 
 
 def artefact_rows(manifest: dict | None, parity: dict | None, latencies: dict[str, dict] | None = None) -> list[dict]:
