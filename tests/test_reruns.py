@@ -219,6 +219,20 @@ def test_a_new_calibration_set_makes_the_int8_artefacts_again(tmp_path):
     assert _complete_artefacts(tmp_path, {**header, "calibration_sha256": "c2"}) == {}  # other photos, as many
 
 
+@needs_shared
+def test_int8_calibrated_on_few_photos_says_so(subset_run, tmp_path, capsys):
+    """An int8 export calibrated on one photo passed parity with its CAM 72 % off, and said nothing
+    of the calibration: a note now, with the count and what to give."""
+    from catdog.cli import main
+
+    folder = copy_photos(tmp_path / "cal", kaggle_names("cat", range(950, 953)))
+    args = ["export", str(subset_run), "--out", str(tmp_path / "art"), "--formats", "tflite", "--precision", "int8", "--mixed", "off",
+            "--calibration", str(folder)]
+    assert main(args) == 0
+    assert "export: note: int8 calibrated on 3 photo(s), fewer than the 100 it draws where it can" in capsys.readouterr().out
+    assert json.loads((tmp_path / "art" / "manifest.json").read_text())["calibration_photos"] == 3
+
+
 def test_an_unusable_calibration_photo_is_named_once_per_export(tmp_path, capsys):
     """export draws from --calibration DIR twice (the int8 calibration photos, then the sensitivity
     photos): each unusable file was printed once per draw."""
