@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from catdog.contract import RunDir, owned_file, rejected_beside
+from catdog.contract import features_rejected, owned_file, rejected_beside
 from catdog.data.limits import EXTENSION_FORMATS
 from catdog.errors import CatdogError
 
@@ -52,7 +52,7 @@ def cmd_features(args) -> int:
     from catdog.features import features_stage
 
     out = Path(args.out)
-    rejected = Path(args.rejected) if args.rejected else out.parent / RunDir.REJECTED
+    rejected = Path(args.rejected) if args.rejected else features_rejected(out)
     if args.view != "plain":  # beside FEATURES.h5, where `catdog train` looks for it
         from catdog.data import check_view
         from catdog.features import view_path

@@ -93,6 +93,19 @@ def rejected_beside(output: str | os.PathLike) -> Path:
     return output.with_name(RunDir.REJECTED)
 
 
+def features_rejected(features: str | os.PathLike) -> Path:
+    """Where `catdog features --out FEATURES.h5` lists the files it could not use, unless told: as a
+    RUN_DIR names them (rejected.csv for features.h5, rejected_negatives.csv for negatives.h5),
+    else NAME.rejected.csv beside NAME.h5: a second feature file into the same folder (the README's
+    negatives recipe) had replaced the first one's list."""
+    features = Path(features)
+    if features.name == RunDir.FEATURES:
+        return features.with_name(RunDir.REJECTED)
+    if features.name == RunDir.NEGATIVES:
+        return features.with_name(RunDir.REJECTED_NEGATIVES)
+    return features.with_name(f"{features.stem}.{RunDir.REJECTED}")
+
+
 def owned_file(path: str | os.PathLike) -> str | None:
     """What `path` is where it is one of the files a RUN_DIR or an ART_DIR holds for itself (its
     model, metrics, split, manifest, an artefact, ...), for a one-line refusal; None otherwise.

@@ -204,7 +204,7 @@ def test_cli_run_goes_on_past_bad_files_and_lists_them(tmp_path, capsys):
     out = tmp_path / "f.h5"
     assert main(["features", str(data), "--out", str(out)]) == 0
     printed = capsys.readouterr()
-    with open(tmp_path / "rejected.csv") as f:
+    with open(tmp_path / "f.rejected.csv") as f:
         rows = {row["file"].rsplit("/", 1)[-1]: row["reason"] for row in csv.DictReader(f)}
     assert set(rows) == set(cases)
     for name in cases:

@@ -135,7 +135,12 @@ def test_a_failed_extraction_leaves_no_empty_feature_file(tmp_path, capsys):
     assert main(["features", str(bad), "--out", str(tmp_path / "b.h5")]) == 2
     assert "no usable photo" in capsys.readouterr().err
     assert not (tmp_path / "a.h5").exists() and not (tmp_path / "b.h5").exists()
-    assert "cat.1.jpg" in (tmp_path / "rejected.csv").read_text()  # the rejection itself is kept
+    assert "cat.1.jpg" in (tmp_path / "b.rejected.csv").read_text()  # the rejection itself is kept, beside b.h5
+    # as a RUN_DIR names them: features.h5's list is rejected.csv, negatives.h5's rejected_negatives.csv
+    # (the README's negatives recipe into the same folder had replaced the photos' list)
+    assert main(["features", str(bad), "--out", str(tmp_path / "features.h5")]) == 2
+    assert main(["features", str(ok), "--out", str(tmp_path / "negatives.h5")]) == 0
+    assert "cat.1.jpg" in (tmp_path / "rejected.csv").read_text() and (tmp_path / "rejected_negatives.csv").read_text().splitlines() == ["file,reason"]
 
 
 def test_offline_a_size_with_imagenet_weights_of_its_own_names_that_file():
@@ -211,7 +216,7 @@ def test_odd_file_names_are_used_or_named_in_one_line(tmp_path):
         f"skipped {data}/cat/caf\\xe9.jpg: name is not valid UTF-8 (catdog keeps photo names as text); rename it",
         f"skipped {data}/cat/d\\xe9/x.jpg: name is not valid UTF-8 (catdog keeps photo names as text); rename it",
     ]
-    with open(tmp_path / "rejected.csv", newline="", encoding="utf-8") as f:
+    with open(tmp_path / "f.rejected.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert sorted(r["file"] for r in rows) == [f"{data}/cat/caf\\xe9.jpg", f"{data}/cat/d\\xe9/x.jpg"]
     fs = load_features(out)

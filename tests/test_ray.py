@@ -60,8 +60,8 @@ def test_features_on_ray_equal_single_process_and_resume(local_ray, photos, tmp_
     for key in ("backbone", "weights", "image_size", "complete", "data_fingerprint", "data_dir"):
         assert b.attrs[key] == a.attrs[key], key
     # every broken file named when found and listed in rejected.csv, exactly as without Ray
-    rejected = _rows(on_ray.parent / "rejected.csv")
-    assert rejected == _rows(single.parent / "rejected.csv")
+    rejected = _rows(on_ray.parent / "f.rejected.csv")  # beside f.h5: NAME.rejected.csv
+    assert rejected == _rows(single.parent / "f.rejected.csv")
     reasons = {row[0].rsplit("/", 1)[-1]: row[1] for row in rejected[1:]}
     assert reasons.keys() == bad.keys()
     for name, words in bad.items():
