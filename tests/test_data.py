@@ -71,6 +71,19 @@ def test_decode_converts_every_colour_mode_to_rgb(tmp_path, mode):
 
 
 @needs_shared
+def test_a_16_bit_gray_png_keeps_its_brightness(tmp_path):
+    """16-bit gray was stretched by the photo's own maximum: a dark photo (values up to 1020 of
+    65535) decoded as bright as a full-range one, while the phones draw it into 8 bits (÷257)."""
+    gray = np.asarray(Image.open(TRAIN / "dog.3.jpg").convert("L"), np.uint16)
+    Image.fromarray(gray * 257).save(tmp_path / "full.png")  # 0..255 spread over 0..65535
+    Image.fromarray(gray * 4).save(tmp_path / "dark.png")
+    Image.fromarray(gray.astype(np.uint8)).save(tmp_path / "eight.png")
+    assert np.array_equal(decode(tmp_path / "full.png"), decode(tmp_path / "eight.png"))
+    dark = decode(tmp_path / "dark.png")
+    assert dark.max() <= 4 and dark.mean() > 0.5  # 1020 / 257 ≈ 4 at most (it was 255, its own maximum)
+
+
+@needs_shared
 def test_decode_squashes_non_square_photos_whole():
     path = TRAIN / "cat.2.jpg"
     w, h = Image.open(path).size

@@ -534,10 +534,11 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         background.paste(rgba, mask=rgba)
         return background
     if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        # 16-bit gray (PNG): 0..65535 to 0..255 as the phones draw it into 8 bits (÷257). It was
+        # stretched by the photo's own maximum: a dark photo came out bright, unlike on the phone.
         arr = np.array(im, dtype=np.float64)
-        top = arr.max() or 1.0
-        arr *= 255.0 / top  # in place: one float64 copy at a time
-        im = Image.fromarray(np.clip(arr, 0, 255, out=arr).astype(np.uint8), mode="L")
+        arr /= 257.0  # in place: one float64 copy at a time
+        im = Image.fromarray(np.clip(np.rint(arr, out=arr), 0, 255, out=arr).astype(np.uint8), mode="L")
     return im.convert("RGB")
 
 
