@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from tools.badfiles import make_bad_files
-from catdog.data import IMAGE_KINDS, ImageError, ImageKind, decode, open_rgb, scan
+from catdog.data import IMAGE_KINDS, ImageError, ImageKind, class_label, decode, open_rgb, scan
 from catdog.errors import CatdogError
 from conftest import TEST, TRAIN, copy_photos, kaggle_names, needs_shared
 
@@ -519,3 +519,39 @@ def test_run_on_photos_with_no_label_stops_before_extracting(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == f"catdog: error: {data}: no photo is labelled cat or dog; name them cat.N.jpg / dog.N.jpg or put them in cat/ and dog/ folders"
     assert not (tmp_path / "run" / "features.h5").exists()
+    # an unzipped train.zip: the Kaggle names one folder down. The line names that folder (it said
+    # to name them cat.N.jpg, which they were)
+    unzipped = tmp_path / "download"
+    copy_photos(unzipped / "train", kaggle_names("cat", [1]) + kaggle_names("dog", [1]))
+    assert main(["run", str(unzipped), "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        f"(the cat.N.jpg / dog.N.jpg photos are in {unzipped / 'train'}: give that folder as DATA)")
+
+
+def test_plural_and_capitalised_class_folders_are_class_folders(tmp_path):
+    """cats/ and dogs/ (a common download layout) and Microsoft's PetImages/Cat and Dog were read as
+    unlabelled photos, and training then said to use cat/ and dog/ folders."""
+    for cat, dog in (("cats", "dogs"), ("Cat", "Dog"), ("cat", "Dogs")):
+        root = tmp_path / f"{cat}_{dog}"
+        for folder, name in ((cat, "a.jpg"), (dog, "b.jpg"), (dog, "c.jpg")):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            (root / folder / name).write_bytes(b"\xff\xd8\xff")  # scan reads names only
+        (root / "readme.jpg").write_bytes(b"\xff\xd8\xff")
+        samples, rejections = scan(root)
+        assert sorted((s.name, s.label) for s in samples) == sorted([(f"{cat}/a.jpg", 0), (f"{dog}/b.jpg", 1), (f"{dog}/c.jpg", 1)])
+        assert [r.path.name for r in rejections] == ["readme.jpg"]  # outside the class folders, as before
+    assert [class_label(n) for n in ("cat", "CATS", "dog", "Dogs", "pets", "catalog", "s")] == [0, 0, 1, 1, None, None, None]
+
+
+@needs_shared
+def test_extraction_that_leaves_nothing_says_why(tmp_path, capsys):
+    """--shift-photos 1 (none of each class) and an --exclude list naming every photo said "no usable
+    photo (0 file(s) rejected)"."""
+    from catdog.cli import main
+
+    data = copy_photos(tmp_path / "data", kaggle_names("cat", [1, 2]) + kaggle_names("dog", [1, 2]))
+    assert main(["features", str(data), "--out", str(tmp_path / "f.h5"), "--shift-photos", "1"]) == 2
+    assert "--shift-photos 1: draws 0 photo(s) of each class, so none; give 2 or more" in capsys.readouterr().err
+    (tmp_path / "all.txt").write_text("".join(f"{n}\n" for n in kaggle_names("cat", [1, 2]) + kaggle_names("dog", [1, 2])))
+    assert main(["features", str(data), "--out", str(tmp_path / "f.h5"), "--exclude", str(tmp_path / "all.txt")]) == 2
+    assert f"{data}: all 4 usable photo(s) are listed in --exclude {tmp_path / 'all.txt'}; nothing is left to extract" in capsys.readouterr().err

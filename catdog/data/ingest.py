@@ -41,6 +41,14 @@ _KAGGLE_LABELLED = re.compile(r"^(cat|dog)\.([0-9]+)\.([A-Za-z]+)$")
 _KAGGLE_UNLABELLED = re.compile(r"^([0-9]+)\.([A-Za-z]+)$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
+
+def class_label(folder: str) -> int | None:
+    """The label a class folder's name gives: cat/, cats/, Cat/ (Microsoft's PetImages), Dogs/, ...
+    -> 0 or 1; None for any other name. Plural and capitalised names were read as unlabelled
+    photos, and the error then told the user to do what they had done."""
+    name = folder.lower()
+    return LABELS.index(name[:-1] if name.endswith("s") else name) if name in ("cat", "cats", "dog", "dogs") else None
+
 # Pillow refuses images over 2 * MAX_IMAGE_PIXELS on open; we apply our own limit instead.
 Image.MAX_IMAGE_PIXELS = None
 # Pillow warns about each odd EXIF tag or metadata chunk of a hostile file; the reason that matters
@@ -170,7 +178,7 @@ def scan(data_dir: str | os.PathLike, any_name: bool = False) -> tuple[list[Samp
         raise CatdogError(f"{root}: not a folder; give the folder that holds the photos")
     if _name_ok(str(root.resolve())):
         raise CatdogError(f"{shown(root.resolve())}: the folder's path is not valid UTF-8 (catdog records it as text); rename the folder")
-    class_dirs = [root / label for label in LABELS if (root / label).is_dir()]
+    class_dirs = [d for d in _subfolders(root) if class_label(d.name) is not None]
     files, outputs = _files(root)
     if class_dirs:
         layout = _scan_class_folders
@@ -293,15 +301,35 @@ def _scan_class_folders(root: Path, files: list[Path]) -> tuple[list[Sample], li
         rel = path.relative_to(root)
         name = rel.as_posix()
         top = rel.parts[0] if len(rel.parts) > 1 else None
-        if top not in LABELS:
+        if top is None or class_label(top) is None:
             rejections.append(Rejection(path, _OUTSIDE_CLASSES))
             continue
         bad = _name_ok(name) or _not_a_file(path) or _extension_ok(path)
         if bad:
             rejections.append(Rejection(path, bad))
             continue
-        samples.append(Sample(path, name, Path(name).with_suffix("").as_posix(), LABELS.index(top)))
+        samples.append(Sample(path, name, Path(name).with_suffix("").as_posix(), class_label(top)))
     return samples, rejections
+
+
+def _subfolders(root: Path) -> list[Path]:
+    try:
+        return sorted(p for p in root.iterdir() if p.is_dir())
+    except OSError:
+        return []
+
+
+def labels_hint(data_dir: str | os.PathLike) -> str:
+    """Where DATA holds no labelled photo: a hint when Kaggle names sit one folder down (an unzipped
+    train.zip: DATA/train/cat.1.jpg), naming the folder to give instead; "" otherwise."""
+    root = Path(data_dir)
+    for sub in _subfolders(root):
+        try:
+            if any(_KAGGLE_LABELLED.match(p.name) for p in sub.iterdir()):
+                return f" (the cat.N.jpg / dog.N.jpg photos are in {sub}: give that folder as DATA)"
+        except OSError:
+            continue
+    return ""
 
 
 def _scan_unlabelled(root: Path, files: list[Path]) -> tuple[list[Sample], list[Rejection]]:

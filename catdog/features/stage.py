@@ -115,13 +115,21 @@ def features_stage(
 
         if samples and all(s.label is None for s in samples):
             raise CatdogError(f"--shift-photos {shift_photos}: takes labelled photos (as many of each class), and {data} has none; leave it out")
+        before = len(samples)
         samples = subset(samples, shift_photos)
+        if before and not samples:  # it said "no usable photo (0 file(s) rejected)"
+            raise CatdogError(f"--shift-photos {shift_photos}: draws {shift_photos // 2} photo(s) of each class, so none; give 2 or more")
     if not samples:
         report_rejections(scan_rejections, rejected_csv)
+        if excluded:
+            raise CatdogError(f"{data}: all {excluded} usable photo(s) are listed in --exclude {exclude}; nothing is left to extract")
         raise CatdogError(f"{data}: no usable photo ({len(scan_rejections)} file(s) rejected, see {rejected_csv})")
     if labelled and all(s.label is None for s in samples):
+        from catdog.data import labels_hint
+
         report_rejections(scan_rejections, rejected_csv)
-        raise CatdogError(f"{data}: no photo is labelled cat or dog; name them cat.N.jpg / dog.N.jpg or put them in cat/ and dog/ folders")
+        raise CatdogError(f"{data}: no photo is labelled cat or dog; name them cat.N.jpg / dog.N.jpg or put them in cat/ and dog/ folders"
+                          + labels_hint(data))
     if view != "plain" and ray is not None:
         raise CatdogError(f"--view {view}: views are extracted here, not on Ray; leave out --ray")
     extra = {} if view == "plain" else {"view": view, "echo": echo}

@@ -18,7 +18,10 @@ def labelled_photos(data: str | None):
 
     labelled = [s for s in scan_printing(data)[0] if s.label is not None]
     if not labelled:
-        raise CatdogError(f"--labelled {data}: no photo is labelled cat or dog; name them cat.N.jpg / dog.N.jpg or put them in cat/ and dog/ folders")
+        from catdog.data import labels_hint
+
+        raise CatdogError(f"--labelled {data}: no photo is labelled cat or dog; name them cat.N.jpg / dog.N.jpg or put them in cat/ and dog/ folders"
+                          + labels_hint(data))
     return labelled
 
 

@@ -105,7 +105,9 @@ def predict_stage(
             print(r.line())
         scan_rejections += twins
     if labelled and samples and all(s.label is None for s in samples):
-        raise CatdogError(f"{data}: {NO_LABELLED}")  # before predicting, where evaluate() would say it after
+        from catdog.data import labels_hint
+
+        raise CatdogError(f"{data}: {NO_LABELLED}{labels_hint(data)}")  # before predicting, where evaluate() would say it after
     predict = on_ray(predict_images, ray, workers)
     predictions = predict(run.model, samples, batch_size=batch_size, max_pixels=max_pixels, tta=tta)
     rejections = scan_rejections + predictions.rejections
