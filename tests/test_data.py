@@ -329,6 +329,13 @@ def test_linked_folders_are_followed_once(tmp_path):
     (unlabelled / "one").symlink_to(library / "dogs")
     (unlabelled / "two").symlink_to(library / "dogs")  # the same real folder: its photos once
     assert [s.name for s in scan(unlabelled)[0]] == ["one/c.jpg"]
+    # a link at the top to a folder above DATA pulled in every photo beside DATA, without a word
+    (unlabelled / "up").symlink_to("..")
+    (tmp_path / "elsewhere.jpg").write_bytes(b"\xff\xd8\xff")
+    samples, rejections = scan(unlabelled)
+    assert [s.name for s in samples] == ["one/c.jpg"]
+    assert [(r.path.name, r.reason) for r in rejections] == [
+        ("up", f"a link to {tmp_path.resolve()}, which holds this folder: left out (it would pull in photos from outside)")]
 
 
 def test_one_row_per_id(tmp_path):

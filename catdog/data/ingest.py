@@ -179,7 +179,7 @@ def scan(data_dir: str | os.PathLike, any_name: bool = False) -> tuple[list[Samp
     if _name_ok(str(root.resolve())):
         raise CatdogError(f"{shown(root.resolve())}: the folder's path is not valid UTF-8 (catdog records it as text); rename the folder")
     class_dirs = [d for d in _subfolders(root) if class_label(d.name) is not None]
-    files, outputs = _files(root)
+    files, outputs, folders_refused = _files(root)
     if class_dirs:
         layout = _scan_class_folders
     elif any(path.parent == root and _KAGGLE_LABELLED.match(path.name) for path in files):
@@ -195,6 +195,7 @@ def scan(data_dir: str | os.PathLike, any_name: bool = False) -> tuple[list[Samp
         samples, rejections = layout(root, files)
     # one line for a RUN_DIR, ART_DIR or inspect report written inside DATA, not one per file in it
     rejections += [Rejection(folder, "a catdog output folder (not photos); left out: move it out of the photo folder") for folder in outputs]
+    rejections += [Rejection(folder, reason) for folder, reason in folders_refused]
     if not samples and not rejections:
         raise CatdogError(f"{root}: the folder is empty; put cat.N.jpg/dog.N.jpg/N.jpg photos or cat/ and dog/ folders in it")
     return sorted(samples, key=lambda s: natural_key(s.name)), rejections
@@ -212,15 +213,22 @@ def natural_key(name: str) -> list:
 _OUTPUT_MARKERS = {RunDir.METRICS, RunDir.FEATURES, ArtDir.MANIFEST, "suspects.csv", "cam_grid.png"}
 
 
-def _files(folder: Path) -> tuple[list[Path], list[Path]]:
+def _files(folder: Path) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
     """Every entry under `folder` but folders: files, and what only looks like one by name (a
     broken link, a FIFO, a socket), which `_not_a_file` turns away before anything opens it (a
     FIFO's read would wait forever). A linked folder directly in `folder` is followed (a `cat`
     link to a photo library), each real folder once; links further down are not (as before: a
     link there to /proc or / must not make the listing walk the machine). Second: the subfolders
-    that are catdog's own outputs (`_OUTPUT_MARKERS`), whose files are left out."""
-    found, outputs, seen = [], [], set()
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+    that are catdog's own outputs (`_OUTPUT_MARKERS`), whose files are left out. Third: the folders
+    left out with their reason: one that cannot be read (its photos were dropped without a word),
+    and a link in `folder` to `folder` itself or a folder above it (it pulled in photos from outside)."""
+    found, outputs, seen, refused = [], [], set(), []
+    real = Path(folder).resolve()
+
+    def unreadable(exc: OSError) -> None:
+        refused.append((Path(exc.filename or folder), f"cannot read the folder ({exc.strerror}); its photos are left out: check its permissions"))
+
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True, onerror=unreadable):
         here = Path(dirpath)
         st = os.stat(here)
         if (st.st_dev, st.st_ino) in seen:
@@ -233,8 +241,14 @@ def _files(folder: Path) -> tuple[list[Path], list[Path]]:
                 dirnames[:] = []
                 continue
             dirnames[:] = [d for d in dirnames if not (here / d).is_symlink()]
+        else:
+            for d in [d for d in dirnames if (here / d).is_symlink()]:
+                target = (here / d).resolve()
+                if target == real or target in real.parents:
+                    refused.append((here / d, f"a link to {target}, which holds this folder: left out (it would pull in photos from outside)"))
+                    dirnames.remove(d)
         found.extend(here / name for name in filenames)
-    return sorted(found), sorted(outputs)
+    return sorted(found), sorted(outputs), sorted(refused)
 
 
 def _not_a_file(path: Path) -> str | None:
