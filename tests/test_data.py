@@ -338,6 +338,27 @@ def test_linked_folders_are_followed_once(tmp_path):
         ("up", f"a link to {tmp_path.resolve()}, which holds this folder: left out (it would pull in photos from outside)")]
 
 
+def test_a_folder_that_cannot_be_read_is_one_line(tmp_path):
+    """os.walk skips a folder it cannot list without a word: its photos were dropped silently. A
+    folder that refuses listing even to root in a container (/proc/1/map_files), linked in, stands in."""
+    locked = Path("/proc/1/map_files")
+    try:
+        os.listdir(locked)
+        pytest.skip(f"{locked} can be listed here: no folder that refuses this user")
+    except PermissionError:
+        pass
+    except OSError:
+        pytest.skip(f"{locked} is not here")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "1.jpg").write_bytes(b"\xff\xd8\xff")
+    (data / "locked").symlink_to(locked)
+    samples, rejections = scan(data)
+    assert [s.name for s in samples] == ["1.jpg"]
+    assert [(r.path.name, r.reason) for r in rejections] == [
+        ("locked", "cannot read the folder (Permission denied); its photos are left out: check its permissions")]
+
+
 def test_one_row_per_id(tmp_path):
     """12.jpg and 12.png would be two submission rows of id 12: the second is rejected, named."""
     from catdog.data import unique_ids
