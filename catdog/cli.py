@@ -314,6 +314,20 @@ def _positive(text: str) -> float:
     return value
 
 
+def _names(allowed, what: str):
+    """An argparse type for a comma-separated list of `allowed` names (--formats, --precision),
+    refused as the arguments are read: a typo was said after the model had loaded (8 s). Returns
+    the text; export's own parse reads it."""
+    def check(text: str) -> str:
+        items = [t.strip().lower() for t in text.split(",") if t.strip()]
+        unknown = [t for t in items if t not in allowed]
+        if unknown or not items:
+            raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(map(repr, unknown)) or '(none)'}; choose from {', '.join(allowed)}")
+        return text
+
+    return check
+
+
 def _view_list(text: str) -> list[str]:
     from catdog.data import VIEWS
 
@@ -347,8 +361,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_export_args(p: argparse.ArgumentParser, required_out: bool) -> None:
-    p.add_argument("--formats", default="coreml,tflite,onnx", help="comma-separated (default coreml,tflite,onnx)")
-    p.add_argument("--precision", default="fp32,fp16,int8", help="comma-separated (default fp32,fp16,int8)")
+    from catdog.contract import SUFFIXES, TOLERANCES  # the formats and precisions catdog writes (light to import)
+
+    p.add_argument("--formats", type=_names(tuple(SUFFIXES), "format"), default="coreml,tflite,onnx", help="comma-separated (default coreml,tflite,onnx)")
+    p.add_argument("--precision", type=_names(tuple(TOLERANCES), "precision"), default="fp32,fp16,int8", help="comma-separated (default fp32,fp16,int8)")
     p.add_argument("--calibration", metavar="DIR",
                    help="photos for int8 calibration and the sensitivity analysis (default: the run's calibration photos, split.json)")
     p.add_argument("--mixed", choices=["on", "off"], default="on", help="on (default): keep the layers most sensitive to fp16/int8 in "

@@ -77,6 +77,10 @@ def test_a_wrong_argument_is_one_line_before_any_work(tmp_path):
         ("export", "RUN", "--out", str(file)): f"catdog export: error: argument --out: {file} is a file; give a folder (made where missing)",
         ("cam", "RUN", "a.jpg", "--out", str(file)): f"catdog cam: error: argument --out: {file} is a file; give a folder (made where missing)",
         ("parity", "ART"): "catdog parity: error: the following arguments are required: --images",
+        # said after the model had loaded (8 s)
+        ("export", "RUN", "--out", str(folder), "--formats", "tflight"):
+            "catdog export: error: argument --formats: unknown format 'tflight'; choose from coreml, tflite, onnx",
+        ("run", "DATA", "--precision", "fp32,FP8"): "catdog run: error: argument --precision: unknown precision 'fp8'; choose from fp32, fp16, int8",
         ("nope",): "catdog: error: argument COMMAND: invalid choice: 'nope'",
         # numbers out of range: each was a traceback, or worse (port 99999 served on 34463)
         ("cam", "RUN", "a.jpg", "--out", str(folder), "--size", "0"): "catdog cam: error: argument --size: 0 is under 1; give 1 or more",
