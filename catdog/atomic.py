@@ -28,7 +28,21 @@ from catdog.errors import CatdogError
 def temporary_name(path: str | os.PathLike) -> Path:
     """A unique hidden name beside `path` with the same suffix: `.NAME.tmp-<token>SUFFIX`."""
     path = Path(path)
-    return path.with_name(f".{path.stem}.tmp-{secrets.token_hex(4)}{path.suffix}")
+    stem = path.stem[: max(1, 240 - len(path.suffix) - 14)]  # a name near the 255-byte limit could not take the 14 more
+    return path.with_name(f".{stem}.tmp-{secrets.token_hex(4)}{path.suffix}")
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """A one-line CatdogError, before any work, where `path` cannot be written (a read-only or
+    immutable folder): a file is made beside it and removed; `path` itself is not touched."""
+    path = Path(path)
+    _make_parent(path)
+    probe = temporary_name(path)
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise CatdogError(f"{path}: cannot be written ({exc.strerror or exc}); give a folder you can write to") from None
 
 
 def _make_parent(path: Path) -> None:

@@ -128,3 +128,22 @@ def test_concurrent_writers_never_mix(tmp_path):
     assert seen and seen <= set(versions), "a reader saw a mixed or partial file"
     assert path.read_text() in versions and leftovers(tmp_path) == []
     assert os.stat(path).st_size == 200_000
+
+
+def test_a_long_name_and_an_unwritable_folder(tmp_path):
+    """A name near the 255-byte limit failed on its hidden temporary twin (`.NAME.tmp-XXXX`, 14 bytes
+    more), naming that twin; an unwritable place is refused before any work by `check_writable`
+    (parity measured every artefact, then could not write parity.json and lost the numbers)."""
+    from catdog.atomic import check_writable
+    from catdog.errors import CatdogError
+
+    long = tmp_path / ("a" * 248 + ".h5")
+    write_bytes(long, b"x")
+    assert long.read_bytes() == b"x" and [p.name for p in tmp_path.iterdir()] == [long.name]
+    check_writable(tmp_path / "parity.json")
+    assert not (tmp_path / "parity.json").exists() and [p.name for p in tmp_path.iterdir()] == [long.name]
+    unwritable = Path("/proc/1")  # not writable even by root
+    if not unwritable.is_dir():
+        pytest.skip("no /proc here")
+    with pytest.raises(CatdogError, match=r"^/proc/1/parity.json: cannot be written \("):
+        check_writable(unwritable / "parity.json")

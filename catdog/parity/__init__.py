@@ -300,6 +300,9 @@ def run_parity(
         raise CatdogError(f"{art_dir / ArtDir.MANIFEST}: lists no artefact (an export interrupted before its first?); run `catdog export` again")
     if not isinstance(manifest.get("keras_model"), dict) or not isinstance(manifest["keras_model"].get("sha256"), str):  # parity's reference
         raise CatdogError(f"{art_dir / ArtDir.MANIFEST}: no keras_model sha256 (the model the artefacts came from); run `catdog export` again")
+    from catdog.atomic import check_writable
+
+    check_writable(art_dir / ArtDir.PARITY_JSON)  # said after every artefact was measured, and the numbers lost
     if run_dir is None:  # where export found the Keras model, relative to ART_DIR (a manifest holds no machine path)
         keras_path = manifest["keras_model"].get("path")
         if not keras_path or not (art_dir / keras_path).is_file():
