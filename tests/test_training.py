@@ -129,6 +129,9 @@ def test_missing_run_dir_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CatdogError, match="not a finished catdog RUN_DIR"):
         load_run(tmp_path / "empty")
+    (tmp_path / "model.bin").write_bytes(b"an artefact renamed")  # it said "no such RUN_DIR" of a file that is there
+    with pytest.raises(CatdogError, match=r"model.bin: a file, neither a RUN_DIR nor a catdog artefact \(.tflite, .onnx, .mlpackage\)"):
+        load_run(tmp_path / "model.bin")
 
 
 def test_a_temperature_at_the_search_bound_is_said():

@@ -45,6 +45,9 @@ class Run:
 def load_run(run_dir: str | os.PathLike) -> Run:
     run_dir = Path(run_dir)
     model_path = run_dir / RunDir.MODEL
+    if run_dir.is_file():  # an artefact renamed (model.bin), a photo: it said "no such RUN_DIR" of a file that is there
+        raise CatdogError(f"{run_dir}: a file, neither a RUN_DIR nor a catdog artefact (.tflite, .onnx, .mlpackage); "
+                          "give the RUN_DIR or an artefact under its exported name")
     if not run_dir.is_dir():
         raise CatdogError(f"{run_dir}: no such RUN_DIR; make one with `catdog train` or `catdog run`")
     if not model_path.is_file() and (run_dir / MANIFEST).is_file():
