@@ -118,6 +118,9 @@ def test_kept_layers_are_float32_in_every_format(subset_run, tmp_path, capsys):
         value = "nope" if extra else ""
         assert main(["export", str(subset_run), "--out", str(tmp_path / "bad"), "--precision", "fp16", "--keep-float", value, *extra]) == 2
         assert said in capsys.readouterr().err
+    # with fp32 alone there is nothing to keep float32: it was accepted, unknown names and all
+    assert main(["export", str(subset_run), "--out", str(tmp_path / "bad"), "--precision", "fp32", "--keep-float", "nope"]) == 2
+    assert "--keep-float: keeps layers of fp16 and int8 artefacts float32, and --precision is fp32 alone" in capsys.readouterr().err
 
 
 @needs_shared
@@ -282,3 +285,24 @@ def test_the_analysis_cache_keys_the_temperature_folded_in():
     h.update(images.tobytes()), h.update(calibration.tobytes())
     assert plain == h.hexdigest()[:16]  # the key the cache had before: make run reuses its analysis
     assert len({plain, _cache_key("abc", images, calibration, ["fp16"], 0.93), _cache_key("abc", images, calibration, ["fp16"], 1.07)}) == 3
+
+
+@needs_shared
+def test_an_export_of_some_formats_reuses_the_runs_analysis(subset_run, subset_artefacts, tmp_path, monkeypatch, capsys):
+    """The analysis was cached under the whole set of precisions (and Core ML's): `--formats tflite
+    --precision int8`, as an app's recipe exports, measured the int8 analysis again (100 s on the
+    fused model). Each precision is cached on its own: this export runs no int8 analysis and makes
+    the very file the full export made."""
+    from catdog.cli import main
+    from catdog.export import sensitivity
+
+    def measured(*args, **kwargs):
+        raise AssertionError("the int8 analysis ran again")
+
+    monkeypatch.setattr(sensitivity, "int8_analysis", measured)
+    out = tmp_path / "art"
+    assert main(["export", str(subset_run), "--out", str(out), "--formats", "tflite", "--precision", "int8"]) == 0
+    ours = json.loads((out / "manifest.json").read_text())["artefacts"]
+    full = {a["file"]: a for a in json.loads((subset_artefacts / "manifest.json").read_text())["artefacts"]}
+    assert [a["file"] for a in ours] == [next(f for f in full if f.endswith("_int8.tflite"))]
+    assert ours[0]["sha256"] == full[ours[0]["file"]]["sha256"] and ours[0]["kept_float32"] == full[ours[0]["file"]]["kept_float32"]

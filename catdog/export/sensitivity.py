@@ -537,15 +537,19 @@ def _int8_ok(error: dict) -> bool:
     return all(error[k] <= INT8_TOLERANCE[k] / MARGIN for k in INT8_TOLERANCE)
 
 
-def int8_analysis(cam_model, fp32_tflite: Path, units, calibration, images, labels, max_kept: int = 8) -> dict:
+def int8_analysis(cam_model, fp32_tflite: Path, units, calibration, images, labels, max_kept: int = 8, progress=None) -> dict:
     """Rank units by the debugger's per-layer error; keep the fewest float so that the int8
-    model's top-1 disagreement and accuracy drop meet INT8_TOLERANCE / MARGIN."""
+    model's top-1 disagreement and accuracy drop meet INT8_TOLERANCE / MARGIN. progress: called
+    with 1 after each quantised model measured (the statistics, the uniform model, each kept layer)."""
+    step = progress or (lambda n: None)
     scores = int8_layer_statistics(cam_model, calibration, images[:16], units)
+    step(1)
     ranked = sorted(scores, key=lambda n: -scores[n])
     reference = _run_tflite_bytes(Path(fp32_tflite).read_bytes(), images)
     kept, steps = [], []
     error = agreement_error(reference, _run_tflite_bytes(int8_tflite_model(cam_model, calibration, [], units), images), labels)
     steps.append({"kept": [], **error})
+    step(1)
     budget = KEPT_PARAMS_SHARE["int8"] * sum(u.params for u in units)
     params = {u.name: u.params for u in units}
     for name in ranked:
@@ -557,6 +561,7 @@ def int8_analysis(cam_model, fp32_tflite: Path, units, calibration, images, labe
         model = int8_tflite_model(cam_model, calibration, kept, units)
         error = agreement_error(reference, _run_tflite_bytes(model, images), labels)
         steps.append({"kept": list(kept), **error})
+        step(1)
     return {"alone": {n: {"sqrt_mse_over_scale": s} for n, s in scores.items()}, "ranked": ranked, "kept": kept,
             "steps": steps, "met": _int8_ok(error), "uniform": steps[0]}
 
@@ -596,7 +601,9 @@ def analyse(
     the analysis is not cached.
 
     Cached in `cache_dir` (one JSON per model, temperature folded in, photos and settings): a
-    second call is free.
+    second call is free. Each precision's result is also cached on its own, so an export of a
+    subset (`--formats coreml`, an app's recipe) reuses what `catdog run` measured (it measured the
+    int8 analysis again, 100 s, the key being the whole set of precisions).
     """
     from tqdm import tqdm
 
@@ -606,6 +613,16 @@ def analyse(
     cached = Path(cache_dir) / f"sensitivity_{key}.json" if cache_dir else None
     if cached and cached.is_file():
         return json.loads(cached.read_text())
+    order = [p for p in ("fp16", "int8", "coreml_fp16") if p in precisions]  # the order they are computed in
+    alone = {p: Path(cache_dir) / f"sensitivity_{_cache_key(model_sha256, images, calibration, [p], temperature)}.json"
+             for p in order} if cache_dir else {}
+    found = {}
+    for p, path in alone.items():
+        try:
+            found[p] = json.loads(path.read_text())["precisions"][p]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    todo = [p for p in order if p not in found]
     units = weighted_units(cam_model)
     result = {
         "version": ANALYSIS_VERSION,
@@ -616,23 +633,29 @@ def analyse(
         "units": [asdict(u) for u in units],
         "precisions": {},
     }
+    computed = {}
     coreml_bar = None
-    if "coreml_fp16" in precisions:  # started first: it may run beside the TFLite analyses below
+    if "coreml_fp16" in todo:  # started first: it may run beside the TFLite analyses below
         coreml_bar = tqdm(total=len(units), desc="sensitivity Core ML fp16", unit="layer", disable=not progress, leave=False)
         coreml_result = coreml_fp16(units, images, coreml_bar.update)
-    with tempfile.TemporaryDirectory() as tmp:
-        fp32 = Path(tmp) / "fp32.tflite"
-        fp32.write_bytes(fp32_tflite(cam_model))
-        if "fp16" in precisions:
-            with tqdm(total=len(units), desc="sensitivity fp16", unit="layer", disable=not progress) as bar:
-                result["precisions"]["fp16"] = fp16_analysis(fp32, units, images, progress=bar.update)
-        if "int8" in precisions:
-            result["precisions"]["int8"] = int8_analysis(cam_model, fp32, units, calibration, images, labels)
-        if coreml_bar is not None:
-            result["precisions"]["coreml_fp16"] = coreml_result()
-            coreml_bar.close()
+    if {"fp16", "int8"} & set(todo):
+        with tempfile.TemporaryDirectory() as tmp:
+            fp32 = Path(tmp) / "fp32.tflite"
+            fp32.write_bytes(fp32_tflite(cam_model))
+            if "fp16" in todo:
+                with tqdm(total=len(units), desc="sensitivity fp16", unit="layer", disable=not progress) as bar:
+                    computed["fp16"] = fp16_analysis(fp32, units, images, progress=bar.update)
+            if "int8" in todo:  # about 100 s with no word on the console: a bar (at most 8 layers kept, so 10 steps)
+                with tqdm(total=10, desc="sensitivity int8", unit="model", disable=not progress, leave=False) as bar:
+                    computed["int8"] = int8_analysis(cam_model, fp32, units, calibration, images, labels, progress=bar.update)
+    if coreml_bar is not None:
+        computed["coreml_fp16"] = coreml_result()
+        coreml_bar.close()
+    result["precisions"] = {p: found[p] if p in found else computed[p] for p in order}
     if cached:
         cached.parent.mkdir(parents=True, exist_ok=True)
+        for p in computed:
+            write_text(alone[p], json.dumps({**result, "precisions": {p: computed[p]}}, indent=1))
         write_text(cached, json.dumps(result, indent=1))
     return result
 

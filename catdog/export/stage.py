@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from catdog.data.limits import MAX_PIXELS
+from catdog.errors import CatdogError
 
 
 def export_stage(
@@ -34,6 +35,9 @@ def export_stage(
     precisions_ = parse_list(precision, PRECISIONS, "precision")
     calibration = scan_printing(calibration_dir)[0] if calibration_dir else run_photos(run, "calibration")
     keep = [n.strip() for n in keep_float.split(",") if n.strip()] if keep_float is not None else None
+    if keep is not None and precisions_ == ["fp32"]:  # accepted, and nothing kept, without a word
+        raise CatdogError("--keep-float: keeps layers of fp16 and int8 artefacts float32, and --precision is fp32 alone; "
+                          "add fp16 or int8, or leave --keep-float out")
     return export_run(run, formats_, precisions_, out, calibration, calibrated=calibrated, mixed=mixed, keep_float=keep, max_pixels=max_pixels)
 
 
