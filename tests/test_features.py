@@ -68,6 +68,21 @@ def test_features_file_contents_and_cache_hit(small_data, tmp_path):
 
 
 @needs_shared
+def test_a_photo_touched_since_is_computed_again_with_a_note(tmp_path, capsys):
+    """The cache keys a photo by name, size and modification time: a copied dataset (new mtimes) was
+    computed whole again with no word on why (114 s for make run's photos). A note says it."""
+    data = copy_photos(tmp_path / "data", kaggle_names("cat", [1, 2]) + kaggle_names("dog", [1, 2]))
+    out = tmp_path / "f.h5"
+    extract_features(scan(data)[0], out, "mobilenet_v2", progress=False)
+    capsys.readouterr()
+    st = os.stat(data / "cat.1.jpg")
+    os.utime(data / "cat.1.jpg", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # as a copy or `touch` leaves it
+    again = extract_features(scan(data)[0], out, "mobilenet_v2", progress=False)
+    assert again.computed == 1 and again.cached == 3
+    assert "features: note: 1 photo(s) have the name and size of cached ones but another modification time" in capsys.readouterr().out
+
+
+@needs_shared
 def test_killed_feature_run_resumes_where_it_stopped(small_data, tmp_path):
     out = tmp_path / "f.h5"
     cmd = [sys.executable, "-m", "catdog.cli", "features", str(small_data), "--out", str(out), "--batch-size", "4"]

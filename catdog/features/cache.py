@@ -296,6 +296,11 @@ def open_cache(
         with staged(out_path) as tmp:  # a kill never leaves a file without its attributes under out_path
             _create(tmp, spec.name, wid, weights_arg, spec.feature_dim, image_size, view)
     todo = [(s, k) for s, k in zip(samples, keys) if k not in done]
+    held = {k.rsplit("|", 1)[0] for k in done}  # name|size of the rows the file holds
+    touched = sum(1 for _, k in todo if k.rsplit("|", 1)[0] in held)
+    if touched:  # a copied dataset (new mtimes) was recomputed whole without a word on why
+        print(f"features: note: {touched} photo(s) have the name and size of cached ones but another modification time "
+              "(copied or edited since?): their features are computed again")
     return CacheTarget(out_path, spec.name, wid, image_size, view, samples, keys, todo)
 
 
