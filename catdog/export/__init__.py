@@ -281,12 +281,14 @@ def _export_into(run, model, formats, precisions, out_dir: Path, stage: "Staging
     return manifest
 
 
+_SUFFIXES = {TABLE[f].suffix for f in TABLE}  # an artefact file's, by the format table
+
+
 def _artefact_files(out_dir: Path) -> list[str]:
     """The files in `out_dir` and its uniform/ folder named as an export names its artefacts
     (the format table's suffixes), relative to `out_dir`."""
-    suffixes = {TABLE[f].suffix for f in TABLE}
     return [str(p.relative_to(out_dir)) for folder in (out_dir, out_dir / "uniform") if folder.is_dir()
-            for p in folder.iterdir() if p.suffix in suffixes and not p.name.startswith(".")]  # .NAME.tmp-*: half-written
+            for p in folder.iterdir() if p.suffix in _SUFFIXES and not p.name.startswith(".")]  # .NAME.tmp-*: half-written
 
 
 class Staging:
@@ -305,10 +307,9 @@ class Staging:
             pid = left.name.split("-")[1]
             if pid.isdigit() and not _alive(int(pid)):
                 shutil.rmtree(left, ignore_errors=True)
-        suffixes = {TABLE[f].suffix for f in TABLE}
         for folder in (self.out_dir, self.out_dir / "uniform"):
             for left in folder.glob(".*.tmp-*") if folder.is_dir() else ():
-                if left.suffix in suffixes:
+                if left.suffix in _SUFFIXES:
                     shutil.rmtree(left, ignore_errors=True) if left.is_dir() else left.unlink(missing_ok=True)
         return self
 
