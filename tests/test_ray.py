@@ -118,7 +118,8 @@ def test_predict_on_ray_writes_the_same_submission(local_ray, subset_run, tmp_pa
     said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("submission:")]
     assert len(said) == 2 and all("label = P(dog), mean of each photo and its mirror image (--tta)" in line for line in said), said
     rows = _rows(on_ray)
-    assert len(rows) == 101 and rows[1][0] == "1"
+    # predict needs no label: kitten_5000.jpg, a photo named as no Kaggle file is, is predicted too
+    assert len(rows) == 102 and rows[1][0] == "1" and rows[-1][0] == "kitten_5000"
     assert on_ray.read_text() == single.read_text()
     assert _rows(on_ray.parent / "rejected.csv") == _rows(single.parent / "rejected.csv")
 
