@@ -318,11 +318,13 @@ def _names(allowed, what: str):
     """An argparse type for a comma-separated list of `allowed` names (--formats, --precision),
     refused as the arguments are read: a typo was said after the model had loaded (8 s). Returns
     the text; export's own parse reads it."""
+    from catdog.contract import parse_list
+
     def check(text: str) -> str:
-        items = [t.strip().lower() for t in text.split(",") if t.strip()]
-        unknown = [t for t in items if t not in allowed]
-        if unknown or not items:
-            raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(map(repr, unknown)) or '(none)'}; choose from {', '.join(allowed)}")
+        try:
+            parse_list(text, allowed, what)
+        except CatdogError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
         return text
 
     return check

@@ -148,6 +148,17 @@ ARTEFACT_KEYS = ("file", "format", "precision", "sha256")  # what every entry of
 SUFFIXES = {"coreml": ".mlpackage", "tflite": ".tflite", "onnx": ".onnx"}
 
 
+def parse_list(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    """The comma-separated items of `text` (--formats, --precision), each one of `allowed`, once each,
+    in order; a one-line CatdogError naming the unknown ones. Here, light to import: the CLI checks
+    them as the arguments are read, before a model loads."""
+    items = [t.strip().lower() for t in text.split(",") if t.strip()]
+    unknown = [t for t in items if t not in allowed]
+    if unknown or not items:
+        raise CatdogError(f"unknown {what} {', '.join(map(repr, unknown)) or '(none)'}; choose from {', '.join(allowed)} (comma-separated)")
+    return list(dict.fromkeys(items))
+
+
 def cam_grid(image_size: int) -> int:
     """Side of the CAM maps for an S x S input: the backbones' last conv block is S/32 x S/32."""
     return image_size // 32

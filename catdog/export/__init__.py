@@ -21,7 +21,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from catdog.contract import PET_THRESHOLD, ArtDir, RunDir, load_manifest, sha256_path
+from catdog.contract import PET_THRESHOLD, ArtDir, RunDir, load_manifest, parse_list, sha256_path
 from catdog import __version__
 from catdog.cam import cam_model, check_catdog_model
 from catdog.data import LABELS, MAX_PIXELS, Sample, iter_batches, sha256_file
@@ -35,14 +35,6 @@ from catdog.training import calibrated_model
 from catdog.export.formats import FORMATS, PRECISIONS, TABLE, ExportOptions  # noqa: E402  (the one format table)
 MANIFEST_VERSION = 1
 CALIBRATION_PHOTOS = 100
-
-
-def parse_list(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
-    items = [t.strip().lower() for t in text.split(",") if t.strip()]
-    unknown = [t for t in items if t not in allowed]
-    if unknown or not items:
-        raise CatdogError(f"unknown {what} {', '.join(map(repr, unknown)) or '(none)'}; choose from {', '.join(allowed)} (comma-separated)")
-    return list(dict.fromkeys(items))
 
 
 def artefact_name(backbone: str, fmt: str, precision: str) -> str:
