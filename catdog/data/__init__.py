@@ -23,6 +23,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
             "labels_hint",
             "listed",
             "natural_key",
+            "no_labels",
             "open_rgb",
             "probe",
             "resize",

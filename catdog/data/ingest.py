@@ -333,6 +333,13 @@ def _subfolders(root: Path) -> list[Path]:
         return []
 
 
+def no_labels(data_dir: str | os.PathLike) -> str:
+    """What to say where DATA holds no labelled photo: how to label them, and where Kaggle names sit
+    one folder down (an unzipped train.zip) the folder to give instead."""
+    return ("no photo is labelled cat or dog; name them cat.N.jpg / dog.N.jpg or put them in cat/ and dog/ folders"
+            + labels_hint(data_dir))
+
+
 def labels_hint(data_dir: str | os.PathLike) -> str:
     """Where DATA holds no labelled photo: a hint when Kaggle names sit one folder down (an unzipped
     train.zip: DATA/train/cat.1.jpg), naming the folder to give instead; "" otherwise."""

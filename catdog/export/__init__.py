@@ -416,7 +416,7 @@ def _complete_artefacts(out_dir: Path, header: dict) -> dict[str, dict]:
             planned = [] if entry["precision"] == "fp32" or entry["file"].startswith("uniform/") else plan.get(entry["precision"])
             artefact = out_dir / entry["file"]
             if entry.get("kept_float32", []) == planned and artefact.exists() and sha256_path(artefact) == entry["sha256"]:
-                done[entry["file"]] = {**entry}
+                done[entry["file"]] = entry
         return done
     except (OSError, ValueError, KeyError, TypeError, AttributeError):  # ValueError: bad JSON or text
         return {}

@@ -125,11 +125,10 @@ def features_stage(
             raise CatdogError(f"{data}: all {excluded} usable photo(s) are listed in --exclude {exclude}; nothing is left to extract")
         raise CatdogError(f"{data}: no usable photo ({len(scan_rejections)} file(s) rejected, see {rejected_csv})")
     if labelled and all(s.label is None for s in samples):
-        from catdog.data import labels_hint
+        from catdog.data import no_labels
 
         report_rejections(scan_rejections, rejected_csv)
-        raise CatdogError(f"{data}: no photo is labelled cat or dog; name them cat.N.jpg / dog.N.jpg or put them in cat/ and dog/ folders"
-                          + labels_hint(data))
+        raise CatdogError(f"{data}: {no_labels(data)}")
     if view != "plain" and ray is not None:
         raise CatdogError(f"--view {view}: views are extracted here, not on Ray; leave out --ray")
     extra = {} if view == "plain" else {"view": view, "echo": echo}

@@ -18,10 +18,9 @@ def labelled_photos(data: str | None):
 
     labelled = [s for s in scan_printing(data)[0] if s.label is not None]
     if not labelled:
-        from catdog.data import labels_hint
+        from catdog.data import no_labels
 
-        raise CatdogError(f"--labelled {data}: no photo is labelled cat or dog; name them cat.N.jpg / dog.N.jpg or put them in cat/ and dog/ folders"
-                          + labels_hint(data))
+        raise CatdogError(f"--labelled {data}: {no_labels(data)}")
     return labelled
 
 

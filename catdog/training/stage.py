@@ -210,6 +210,18 @@ def _check_negatives(negatives: str) -> int:
     return sum(s.label is not None for s in samples)
 
 
+def _fitted_by(run) -> tuple[Path, dict] | None:
+    """(folder, metrics) of the run whose training photos and negatives fitted `run`'s head and pet
+    detector: the run itself, or for a fine-tuned run the one it started from; None for an artefact."""
+    if getattr(run, "artefact", False) or not hasattr(run, "path"):
+        return None
+    metrics = getattr(run, "metrics", {}) or {}
+    if metrics.get("finetuned_from"):
+        source = Path(metrics["finetuned_from"])
+        return source, read_json(source / RunDir.METRICS) or {}
+    return Path(run.path), metrics
+
+
 def _trained_on(run, predictions) -> int:
     """How many labelled photos of `predictions` the run was trained on: a name in the run's split.json
     whose file has the byte size the run's feature file recorded for it (its cache key, name|size|mtime:
@@ -217,18 +229,15 @@ def _trained_on(run, predictions) -> int:
     file: RUN_DIR/features.h5 (`catdog run`), else the one metrics.json names (`catdog train`); a
     fine-tuned run's photos are its own split.json's, early-stopping split included (the starting
     model was fitted on it), with the feature file of the run it started from."""
-    if getattr(run, "artefact", False) or not hasattr(run, "path"):
-        return 0
-    split_path = Path(run.path) / RunDir.SPLIT
-    if not split_path.is_file():
+    fitted = _fitted_by(run)
+    split_path = Path(run.path) / RunDir.SPLIT if fitted else None
+    if not split_path or not split_path.is_file():
         return 0
     split = json.loads(split_path.read_text())
     trained = set(split.get("train", []))
-    source, metrics = Path(run.path), getattr(run, "metrics", {}) or {}
-    if metrics.get("finetuned_from"):
+    source, metrics = fitted
+    if (getattr(run, "metrics", None) or {}).get("finetuned_from"):  # its early-stopping split fitted the starting model too
         trained |= set(split.get("validation", []))
-        source = Path(metrics["finetuned_from"])
-        metrics = read_json(source / RunDir.METRICS) or {}
     features_path = source / RunDir.FEATURES
     if not features_path.is_file() and metrics.get("features_file"):
         features_path = Path(metrics["features_file"])
@@ -251,12 +260,10 @@ def _negatives_trained_on(run, others) -> int:
     where that folder is gone. A fine-tuned run's detector is the run's it started from."""
     import csv
 
-    if getattr(run, "artefact", False) or not hasattr(run, "path"):
+    fitted = _fitted_by(run)
+    if fitted is None:
         return 0
-    source, metrics = Path(run.path), getattr(run, "metrics", {}) or {}
-    if metrics.get("finetuned_from"):
-        source = Path(metrics["finetuned_from"])
-        metrics = read_json(source / RunDir.METRICS) or {}
+    source, metrics = fitted
     negatives_dir = (metrics.get("pet") or {}).get("negatives_dir")
     if not negatives_dir or not (source / RunDir.PET_PREDICTIONS).is_file():
         return 0
