@@ -304,6 +304,8 @@ export into that folder."""
     stamp = onnx.stat().st_mtime_ns
     assert main(["export", str(subset_run), "--out", str(moved), "--formats", "onnx", "--precision", "fp32"]) == 0
     assert onnx.stat().st_mtime_ns == stamp, "a moved ART_DIR's artefact was exported again"
+    assert f"export: kept 1 artefact(s) an earlier export made from this model with these settings, their sha256 checked ({onnx.name})" \
+        in capsys.readouterr().out  # the table shows its first export's time
     for unreadable in (b"[]", b"\xff\xfe{", json.dumps({**json.loads((moved / "manifest.json").read_text()), "keras_model": 3}).encode()):
         (moved / "manifest.json").write_bytes(unreadable)
         assert main(["export", str(subset_run), "--out", str(moved), "--formats", "onnx", "--precision", "fp32"]) == 0

@@ -264,13 +264,21 @@ def _export_into(run, model, formats, precisions, out_dir: Path, stage: "Staging
         finished(file, export(model, fmt, precision, folder, backbone, calibration, metadata, [] if uniform else _kept(keep, fmt, precision)))
     for file, job in pending.items():
         finished(file, dict(job.result()), staged=True)
+    reused = [f for f in files if f in done]
+    if reused:  # the table shows their first export's time: say they were not made again
+        print(f"export: kept {len(reused)} artefact(s) an earlier export made from this model with these settings, their sha256 "
+              f"checked ({_few(reused)}); their 'export s' is that export's; delete them to export them again")
     # not deleted (the user's files, perhaps wanted), but not unsaid: the apps and runtime refuse them
     left = sorted(f for f in _artefact_files(out_dir) if f not in entries)
     if left:
-        shown_files = ", ".join(left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3 else "")
         print(f"export: note: {out_dir} still holds {len(left)} artefact(s) of an earlier export that this manifest does not list "
-              f"({shown_files}); the runtime and apps refuse them; delete them, or export into an empty folder")
+              f"({_few(left)}); the runtime and apps refuse them; delete them, or export into an empty folder")
     return manifest
+
+
+def _few(files: list[str], shown: int = 3) -> str:
+    """The first `shown` names, and how many more."""
+    return ", ".join(files[:shown]) + (f" and {len(files) - shown} more" if len(files) > shown else "")
 
 
 _SUFFIXES = {TABLE[f].suffix for f in TABLE}  # an artefact file's, by the format table
