@@ -504,7 +504,7 @@ RESUMABLE = ("features", "run", "export")  # commands that pick up where an inte
 
 
 def main(argv: list[str] | None = None) -> int:
-    from catdog.console import interrupts_kept, quiet
+    from catdog.console import Terminated, close_bars, interrupts_kept, quiet
 
     args = build_parser().parse_args(argv)
     if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
@@ -512,7 +512,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.reconfigure(errors="backslashreplace")
     try:
         with interrupts_kept(), quiet(args.verbose):
-            return args.func(args)
+            try:
+                return args.func(args)
+            finally:
+                close_bars()  # inside quiet(): drawn where the bars were, before the error's line
     except CatdogError as exc:
         print(f"catdog: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -521,11 +524,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"catdog: error: {where}{exc.strerror or exc}; check the path, its permissions and the free space, then run the command again",
               file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         # only these keep what they finished (the feature cache, complete artefacts); the rest start over
         again = "run the same command again to resume" if args.command in RESUMABLE else "run the command again to start it over"
-        print(f"catdog: interrupted; {again}", file=sys.stderr)
-        return 130
+        terminated = isinstance(exc, Terminated)  # SIGTERM: 128 + 15, as a shell reports a process it ended
+        print(f"catdog: {'terminated' if terminated else 'interrupted'}; {again}", file=sys.stderr)
+        return 143 if terminated else 130
 
 
 if __name__ == "__main__":

@@ -138,12 +138,41 @@ def quiet(verbose: bool = False) -> Iterator[None]:
             logging.getLogger(name).setLevel(level)
 
 
+def close_bars() -> None:
+    """Close the progress bars a stopped command left open (an exception skips their close()):
+    each is drawn once more now, before the command's last line, not after it when collected."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, timeout, docker stop) delivered as an interrupt: the command's cleanup runs
+    and it says how to resume, as after Ctrl-C."""
+
+
+def _terminated(signum, frame) -> None:
+    raise Terminated
+
+
+def terminate_as_interrupt() -> None:
+    """Deliver SIGTERM to the main thread as `Terminated`. Called again after a library that puts
+    its own handler in place (Ray's driver: a crash dump and SIGABRT, exit 134)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
+
+
 @contextmanager
 def interrupts_kept() -> Iterator[None]:
-    """Ctrl-C always stops the command. Python raises KeyboardInterrupt wherever the main thread is,
-    and one raised inside a finaliser (TensorFlow's `__del__`s run all through an export) is printed
-    as "Exception ignored" and lost, the command going on; such a one is delivered again here."""
+    """Ctrl-C, and SIGTERM (`Terminated`), always stop the command. Python raises KeyboardInterrupt
+    wherever the main thread is, and one raised inside a finaliser (TensorFlow's `__del__`s run all
+    through an export) is printed as "Exception ignored" and lost, the command going on; such a one
+    is delivered again here."""
     hook = sys.unraisablehook
+    main_thread = threading.current_thread() is threading.main_thread()
+    term = signal.getsignal(signal.SIGTERM) if main_thread else None
+    terminate_as_interrupt()
 
     def again() -> None:
         time.sleep(0.01)  # out of the finaliser (and of this hook, where it would be lost the same way)
@@ -160,6 +189,8 @@ def interrupts_kept() -> Iterator[None]:
         yield
     finally:
         sys.unraisablehook = hook
+        if main_thread:
+            signal.signal(signal.SIGTERM, term if term is not None else signal.SIG_DFL)
 
 
 _terminal: io.TextIOWrapper | None = None

@@ -167,3 +167,52 @@ def test_ray_cli_starts_its_own_instance_and_is_quiet_unless_verbose(photos, tmp
     loud = catdog_cli("features", str(few), "--out", str(tmp_path / "loud.h5"), "--ray", "--workers", "1", "--verbose")
     assert loud.returncode == 0, loud.output
     assert any("pid=" in line for line in library_lines(loud.output)), loud.output[-3000:]  # a worker's LiteRT notice
+
+
+def test_sigterm_stops_features_on_ray_in_one_line_and_the_run_resumes(photos, tmp_path):
+    """SIGTERM (kill, timeout, docker stop) to `catdog features --ray` while its actors load: Ray's
+    own handler aborted the driver with a C++ crash dump (exit 134) and left its local instance to
+    die with it. Now the command shuts Ray down, says how to resume in one line, exits 143, and
+    leaves no process of its own behind; the same command then finishes. A real process, real Ray."""
+    import os
+    import signal
+    import subprocess
+    import threading
+    import time
+
+    from conftest import REPO
+
+    data, bad = photos
+    out = tmp_path / "f.h5"
+    command = [sys.executable, "-m", "catdog.cli", "features", str(data), "--out", str(out), "--ray", "--workers", "1"]
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TQDM_DISABLE")}
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    said = bytearray()
+    reader = threading.Thread(target=lambda: [said.extend(chunk) for chunk in iter(lambda: proc.stdout.read1(4096), b"")], daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 180
+    while proc.poll() is None and b"on Ray (" not in said and time.monotonic() < deadline:
+        time.sleep(0.05)  # the bar: Ray is up, the actors load their model
+    assert proc.poll() is None, f"ended before it could be stopped:\n{said.decode(errors='replace')[-3000:]}"
+    proc.send_signal(signal.SIGTERM)  # to the command alone, as kill PID sends it
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"still running 60 s after SIGTERM:\n{said.decode(errors='replace')[-3000:]}")
+    reader.join(10)
+    text = said.decode(errors="replace")
+    assert proc.returncode == 143, f"exit {proc.returncode}:\n{text[-3000:]}"
+    assert text.rstrip().endswith("catdog: terminated; run the same command again to resume"), text[-3000:]
+    assert "SIGTERM received" not in text and "Traceback" not in text, text[-3000:]
+    for _ in range(300):  # Ray's own processes (GCS, raylet, the actor), started by the command
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("a process the command started was still running 30 s after it ended")
+    again = catdog_cli(*command[3:])
+    assert again.returncode == 0 and f"features: {PER_CLASS * 2} photos in" in again.output, again.output[-3000:]

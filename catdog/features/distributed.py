@@ -39,7 +39,7 @@ import numpy as np
 
 from catdog.contract import PET, PROBABILITIES, RunDir
 from catdog.data import IMAGE_SIZE, MAX_PIXELS, ImageError, Rejection, Sample, decode
-from catdog.console import libraries_quiet
+from catdog.console import libraries_quiet, terminate_as_interrupt
 from catdog.errors import CatdogError
 
 RAY_EXTRA = "pip install -e '.[ray]' (from the catdog checkout; it pins ray[data])"
@@ -205,6 +205,7 @@ def ray_session(address: str | None = None):
             f"--ray {address}: cannot start or join Ray ({str(exc).splitlines()[0][:200]}); give the head node's HOST:PORT "
             "or auto (where the cluster uses token authentication, with RAY_AUTH_MODE=token and its RAY_AUTH_TOKEN set), or no ADDRESS for a local instance"
         ) from None
+    terminate_as_interrupt()  # ray.init's own SIGTERM handler aborts the driver with a crash dump
     try:
         yield ray
     finally:
