@@ -332,6 +332,7 @@ def generate(art_dir: Path, photos_dir: Path = REFERENCE) -> dict:
             "samples": overlay_samples(display, cams[i][..., index], sample_positions(w, h, SAMPLES_PER_PHOTO, seed=i)),
         })
     squash_src = small_photo(PHOTOS[0], (48, 36))
+    tall_src = small_photo(PHOTOS[0], (10, 36))  # Pillow 13 resizes it vertically first (Resample.c)
     alpha_rgb = small_photo(PHOTOS[1], (16, 12))
     alpha = np.tile(np.linspace(0, 255, 16).round().astype(np.uint8), (12, 1))  # transparent .. opaque, left to right
     alpha_src = np.dstack([alpha_rgb, alpha])
@@ -355,6 +356,9 @@ def generate(art_dir: Path, photos_dir: Path = REFERENCE) -> dict:
         "display_sizes": [{"width": w, "height": h, "expected": list(display_size(w, h))} for w, h in DISPLAY_CASES],
         "squash": {"width": 48, "height": 36, "rgb": b64(squash_src),
                    "cases": [{"side": s, "rgb": b64(squash(squash_src, s))} for s in (16, 40)]},  # down; down x, up y
+        # the height shrinks by more than twice the width's change: Pillow's vertical pass runs first
+        "squash_tall": {"width": 10, "height": 36, "rgb": b64(tall_src),
+                        "cases": [{"side": s, "rgb": b64(squash(tall_src, s))} for s in (8, 16)]},  # down; up x, down y
         "over_white": {"width": 16, "height": 12, "rgba": b64(alpha_src), "rgb": b64(over_white(alpha_src))},
         "orientation": {"width": 5, "height": 3, "rgb": b64(orient_src),
                         "cases": [_orientation_case(orient_src, k) for k in range(1, 9)]},
@@ -416,11 +420,11 @@ def check(golden: dict) -> list[str]:
     for case in golden["display_sizes"]:
         if case["expected"] != list(display_size(case["width"], case["height"], golden["overlay_max_side"])):
             bad.append(f"display size of {case['width']}x{case['height']}")
-    sq = golden["squash"]
-    src = unb64(sq["rgb"], (sq["height"], sq["width"], 3))
-    for case in sq["cases"]:
-        if not np.array_equal(unb64(case["rgb"], (case["side"], case["side"], 3)), squash(src, case["side"])):
-            bad.append(f"squash to {case['side']}")
+    for sq in (golden["squash"], golden["squash_tall"]):
+        src = unb64(sq["rgb"], (sq["height"], sq["width"], 3))
+        for case in sq["cases"]:
+            if not np.array_equal(unb64(case["rgb"], (case["side"], case["side"], 3)), squash(src, case["side"])):
+                bad.append(f"squash {sq['width']}x{sq['height']} to {case['side']}")
     ow = golden["over_white"]
     if not np.array_equal(unb64(ow["rgb"], (ow["height"], ow["width"], 3)), over_white(unb64(ow["rgba"], (ow["height"], ow["width"], 4)))):
         bad.append("alpha over white")

@@ -1,8 +1,8 @@
 import Foundation
 
 /// Pillow's `Image.resize(size, Image.BILINEAR)` (antialiased: the triangle filter widens with the
-/// reduction factor), bit for bit: separable, horizontal pass first, coefficients in 22-bit fixed
-/// point, each pass rounded to 8 bits. It is how catdog squashes a photo to the model's input
+/// reduction factor), bit for bit: separable, coefficients in 22-bit fixed point, each pass rounded
+/// to 8 bits, the passes in Pillow's order. It is how catdog squashes a photo to the model input
 /// (`catdog.data.resize`), so the app feeds the model the pixels catdog would.
 extension RGBImage {
     /// The whole photo squashed to side x side (aspect ratio not kept, nothing cropped): the model input.
@@ -10,38 +10,47 @@ extension RGBImage {
 
     public func resized(width outWidth: Int, height outHeight: Int) -> RGBImage {
         precondition(outWidth > 0 && outHeight > 0, "cannot resize to \(outWidth)x\(outHeight)")
-        var image = self
-        if outWidth != width {
-            let (bounds, weights, k) = Resample.coefficients(inSize: width, outSize: outWidth)
-            var out = [UInt8](repeating: 0, count: 3 * outWidth * height)
-            for y in 0..<height {
-                for x in 0..<outWidth {
-                    let (lo, n) = bounds[x]
-                    for c in 0..<3 {
-                        var sum = 1 << (Resample.precisionBits - 1)
-                        for j in 0..<n { sum += Int(image.pixels[3 * (y * width + lo + j) + c]) * weights[x * k + j] }
-                        out[3 * (y * outWidth + x) + c] = Resample.clip8(sum)
-                    }
+        // Pillow 13 (Resample.c) runs the vertical pass first where the height shrinks by more than
+        // twice what the width does: a portrait photo, squashed, rounds differently in that order
+        let shrink = height - outHeight
+        if shrink > 0 && shrink > 2 * (width - outWidth) {
+            return resizedVertically(to: outHeight).resizedHorizontally(to: outWidth)
+        }
+        return resizedHorizontally(to: outWidth).resizedVertically(to: outHeight)
+    }
+
+    func resizedHorizontally(to outWidth: Int) -> RGBImage {
+        if outWidth == width { return self }
+        let (bounds, weights, k) = Resample.coefficients(inSize: width, outSize: outWidth)
+        var out = [UInt8](repeating: 0, count: 3 * outWidth * height)
+        for y in 0..<height {
+            for x in 0..<outWidth {
+                let (lo, n) = bounds[x]
+                for c in 0..<3 {
+                    var sum = 1 << (Resample.precisionBits - 1)
+                    for j in 0..<n { sum += Int(pixels[3 * (y * width + lo + j) + c]) * weights[x * k + j] }
+                    out[3 * (y * outWidth + x) + c] = Resample.clip8(sum)
                 }
             }
-            image = RGBImage(width: outWidth, height: height, pixels: out)
         }
-        if outHeight != height {
-            let (bounds, weights, k) = Resample.coefficients(inSize: height, outSize: outHeight)
-            var out = [UInt8](repeating: 0, count: 3 * outWidth * outHeight)
-            for y in 0..<outHeight {
-                let (lo, n) = bounds[y]
-                for x in 0..<outWidth {
-                    for c in 0..<3 {
-                        var sum = 1 << (Resample.precisionBits - 1)
-                        for j in 0..<n { sum += Int(image.pixels[3 * ((lo + j) * outWidth + x) + c]) * weights[y * k + j] }
-                        out[3 * (y * outWidth + x) + c] = Resample.clip8(sum)
-                    }
+        return RGBImage(width: outWidth, height: height, pixels: out)
+    }
+
+    func resizedVertically(to outHeight: Int) -> RGBImage {
+        if outHeight == height { return self }
+        let (bounds, weights, k) = Resample.coefficients(inSize: height, outSize: outHeight)
+        var out = [UInt8](repeating: 0, count: 3 * width * outHeight)
+        for y in 0..<outHeight {
+            let (lo, n) = bounds[y]
+            for x in 0..<width {
+                for c in 0..<3 {
+                    var sum = 1 << (Resample.precisionBits - 1)
+                    for j in 0..<n { sum += Int(pixels[3 * ((lo + j) * width + x) + c]) * weights[y * k + j] }
+                    out[3 * (y * width + x) + c] = Resample.clip8(sum)
                 }
             }
-            image = RGBImage(width: outWidth, height: outHeight, pixels: out)
         }
-        return image
+        return RGBImage(width: width, height: outHeight, pixels: out)
     }
 }
 

@@ -38,13 +38,14 @@ struct Golden: Decodable {
     let verdict_cases: [VerdictCase]
     let display_sizes: [DisplayCase]
     let squash: Squash
+    let squash_tall: Squash
     let over_white: OverWhite
     let orientation: Orient
     /// The manifest subset, as JSON, for `Manifest.decode` and for edits.
     var manifestJSON: Data = Data()
 
     enum CodingKeys: String, CodingKey {
-        case golden_version, choice, alpha, overlay_max_side, photos, label_text_cases, verdict_cases, display_sizes, squash, over_white,
+        case golden_version, choice, alpha, overlay_max_side, photos, label_text_cases, verdict_cases, display_sizes, squash, squash_tall, over_white,
              orientation
     }
 

@@ -32,41 +32,47 @@ class RgbImage(val width: Int, val height: Int, val pixels: ByteArray) {
     fun squashed(side: Int): RgbImage = resized(side, side)
 
     /**
-     * Pillow's `Image.resize(size, Image.BILINEAR)` (antialiased), bit for bit: how catdog squashes
-     * a photo (`catdog.data.resize`), so the app feeds the model the pixels catdog would.
+     * Pillow's `Image.resize(size, Image.BILINEAR)` (antialiased), bit for bit, the passes in Pillow's
+     * order: how catdog squashes a photo (`catdog.data.resize`), so the app feeds the model the
+     * pixels catdog would.
      */
     fun resized(outWidth: Int, outHeight: Int): RgbImage {
         require(outWidth > 0 && outHeight > 0) { "cannot resize to ${outWidth}x$outHeight" }
-        var image = this
-        if (outWidth != width) {
-            val co = Resample.coefficients(width, outWidth)
-            val src = image.pixels
-            val out = ByteArray(3 * outWidth * height)
-            for (y in 0 until height) for (x in 0 until outWidth) {
-                val lo = co.first[x]; val n = co.count[x]
-                for (c in 0 until 3) {
-                    var sum = 1 shl (Resample.PRECISION_BITS - 1)
-                    for (j in 0 until n) sum += (src[3 * (y * width + lo + j) + c].toInt() and 0xFF) * co.weights[x * co.k + j]
-                    out[3 * (y * outWidth + x) + c] = Resample.clip8(sum).toByte()
-                }
+        // Pillow 13 (Resample.c) runs the vertical pass first where the height shrinks by more than
+        // twice what the width does: a portrait photo, squashed, rounds differently in that order
+        val shrink = height - outHeight
+        if (shrink > 0 && shrink > 2 * (width - outWidth)) return resizedVertically(outHeight).resizedHorizontally(outWidth)
+        return resizedHorizontally(outWidth).resizedVertically(outHeight)
+    }
+
+    internal fun resizedHorizontally(outWidth: Int): RgbImage {
+        if (outWidth == width) return this
+        val co = Resample.coefficients(width, outWidth)
+        val out = ByteArray(3 * outWidth * height)
+        for (y in 0 until height) for (x in 0 until outWidth) {
+            val lo = co.first[x]; val n = co.count[x]
+            for (c in 0 until 3) {
+                var sum = 1 shl (Resample.PRECISION_BITS - 1)
+                for (j in 0 until n) sum += (pixels[3 * (y * width + lo + j) + c].toInt() and 0xFF) * co.weights[x * co.k + j]
+                out[3 * (y * outWidth + x) + c] = Resample.clip8(sum).toByte()
             }
-            image = RgbImage(outWidth, height, out)
         }
-        if (outHeight != height) {
-            val co = Resample.coefficients(height, outHeight)
-            val src = image.pixels
-            val out = ByteArray(3 * outWidth * outHeight)
-            for (y in 0 until outHeight) {
-                val lo = co.first[y]; val n = co.count[y]
-                for (x in 0 until outWidth) for (c in 0 until 3) {
-                    var sum = 1 shl (Resample.PRECISION_BITS - 1)
-                    for (j in 0 until n) sum += (src[3 * ((lo + j) * outWidth + x) + c].toInt() and 0xFF) * co.weights[y * co.k + j]
-                    out[3 * (y * outWidth + x) + c] = Resample.clip8(sum).toByte()
-                }
+        return RgbImage(outWidth, height, out)
+    }
+
+    internal fun resizedVertically(outHeight: Int): RgbImage {
+        if (outHeight == height) return this
+        val co = Resample.coefficients(height, outHeight)
+        val out = ByteArray(3 * width * outHeight)
+        for (y in 0 until outHeight) {
+            val lo = co.first[y]; val n = co.count[y]
+            for (x in 0 until width) for (c in 0 until 3) {
+                var sum = 1 shl (Resample.PRECISION_BITS - 1)
+                for (j in 0 until n) sum += (pixels[3 * ((lo + j) * width + x) + c].toInt() and 0xFF) * co.weights[y * co.k + j]
+                out[3 * (y * width + x) + c] = Resample.clip8(sum).toByte()
             }
-            image = RgbImage(outWidth, outHeight, out)
         }
-        return image
+        return RgbImage(width, outHeight, out)
     }
 
     /** The photo turned upright, as catdog's decoder does (`PIL.ImageOps.exif_transpose`). */
