@@ -136,3 +136,44 @@ def test_checks_on_arrays():
     probs[1, 281] = 0.9  # a tabby, labelled dog: suspect
     miss, score = checks.top_k_misses(probs, np.array([0, 1]), k=10)
     assert miss.tolist() == [False, True] and score[0] == pytest.approx(0.9)
+
+
+@needs_shared
+def test_inspect_refuses_a_run_dir_or_data_as_its_out(subset_run, tmp_path, capsys):
+    """`--out RUN_DIR` replaced the run's own report.html and rejected.csv without a word, and
+    `--out DATA` put the report and its lists among the photos (each later scan called them
+    rejected files). Both are one line now, before any photo is decoded, and nothing is written."""
+    from catdog.cli import main
+    from conftest import TEST
+
+    data = copy_photos(tmp_path / "test", ["1.jpg", "2.jpg"], src=TEST)
+    report = subset_run / "report.html"
+    before = report.read_bytes() if report.exists() else None
+    assert main(["inspect", str(data), "--out", str(subset_run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"catdog: error: --out {subset_run}: its report.html is the report.html of RUN_DIR {subset_run}") and "\n" not in err, err
+    assert (report.read_bytes() if report.exists() else None) == before
+    assert main(["inspect", str(data), "--out", str(data)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"catdog: error: --out {data} is DATA itself; give a folder outside it, or a subfolder such as {data / 'inspect'}", err
+    assert sorted(p.name for p in data.iterdir()) == ["1.jpg", "2.jpg"]
+
+
+@needs_shared
+def test_inspect_thumbnails_are_upright(tmp_path):
+    """A card's thumbnail was the photo as stored, sideways for a phone's EXIF-rotated photo, under
+    the upright size the model saw."""
+    import base64
+    import io
+
+    from catdog.data import open_rgb
+    from catdog.inspect.report import _thumb
+
+    stored = Image.open(TRAIN / "cat.1.jpg").convert("RGB")
+    assert stored.width > stored.height
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to view
+    stored.save(tmp_path / "phone.jpg", exif=exif)
+    upright = open_rgb(tmp_path / "phone.jpg")
+    thumb = Image.open(io.BytesIO(base64.b64decode(_thumb(tmp_path / "phone.jpg").split(",", 1)[1])))
+    assert (thumb.width < thumb.height) == (upright.width < upright.height) and upright.width < upright.height, (thumb.size, upright.size)

@@ -19,7 +19,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from catdog.atomic import open_atomic, write_text
-from catdog.contract import CAM, PROBABILITIES
+from catdog.contract import CAM, PROBABILITIES, owned_file
 from catdog.data import LABELS, MAX_PIXELS, ImageError, Rejection, open_rgb, resize, scan, write_rejections
 from catdog.errors import CatdogError
 from catdog.inspect import checks
@@ -82,12 +82,13 @@ def inspect_data(
     max_pixels: int = MAX_PIXELS,
     progress: bool = True,
 ) -> dict:
-    """Run every check on DATA; write report.html, suspects.csv and rejected.csv; return a summary."""
+    """Run every check on DATA; write OUTPUTS into `out_dir`; return a summary."""
     from catdog.features import build_classifier
 
-    # a missing DATA (listed, not decoded), a wrong labels file, backbone or RUN_DIR is said before any
-    # photo is decoded, any weights are loaded, or the output folder is made
+    # a missing DATA (listed, not decoded), a wrong labels file, backbone, RUN_DIR or --out is said
+    # before any photo is decoded, any weights are loaded, or the output folder is made
     samples, rejections = scan(data)
+    _check_out(Path(out_dir), Path(data))
     names = imagenet_names(imagenet_labels)
     classifier = build_classifier(backbone)
     model = None
@@ -99,20 +100,27 @@ def inspect_data(
     out_dir.mkdir(parents=True, exist_ok=True)
     for r in rejections:
         print(r.line())
-    photos, arrays = [], []
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        results = pool.map(lambda s: _measure(s, max_pixels), samples)
-        for out in tqdm(results, total=len(samples), desc="inspect: decode", unit="img", disable=not progress):
-            if isinstance(out, Rejection):
-                tqdm.write(out.line())
-                rejections.append(out)
-            else:
-                photos.append(out[0])
-                arrays.append(out[1])
+    # decoded and scored a chunk at a time, only the scores kept: every photo held at once was about
+    # 1 MB each (2.8 GB for 2,002 photos, so 25 GB for Kaggle's 25,000)
+    photos, scores = [], []
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool, \
+            tqdm(total=len(samples), desc=f"inspect: decode, ImageNet {backbone}", unit="img", disable=not progress) as bar:
+        for start in range(0, len(samples), CHUNK):
+            arrays = []
+            for out in pool.map(lambda s: _measure(s, max_pixels), samples[start : start + CHUNK]):
+                if isinstance(out, Rejection):
+                    tqdm.write(out.line())
+                    rejections.append(out)
+                else:
+                    photos.append(out[0])
+                    arrays.append(out[1])
+            for i in range(0, len(arrays), 32):
+                scores.append(classifier.predict_on_batch(np.stack(arrays[i : i + 32]).astype(np.float32)))
+            bar.update(len(samples[start : start + CHUNK]))
     write_rejections(out_dir / "rejected.csv", rejections)
     if not photos:
         raise CatdogError(f"{data}: no usable photo ({len(rejections)} file(s) rejected, see {out_dir / 'rejected.csv'})")
-    x = np.stack(arrays).astype(np.float32)
+    imagenet = np.concatenate(scores)
     labels = np.array([p.label for p in photos])
 
     sizes = np.array([(p.width, p.height) for p in photos])
@@ -124,12 +132,6 @@ def inspect_data(
         side = "few" if p.colour_ratio < fences[0] else "many"
         p.reasons.append(f"colour ratio {p.colour_ratio:.3f} outside [{fences[0]:.3f}, {fences[1]:.3f}] ({side} colours)")
 
-    imagenet = np.concatenate(
-        [
-            classifier.predict_on_batch(x[i : i + 32])
-            for i in tqdm(range(0, len(x), 32), desc=f"inspect: ImageNet {backbone}", unit="batch", disable=not progress)
-        ]
-    )
     miss, pet_score = checks.top_k_misses(imagenet, labels, top_k)
     top1 = imagenet.argmax(1)
     for i, p in enumerate(photos):
@@ -145,7 +147,7 @@ def inspect_data(
     worst_rows, model_check, model_wrong = [], "", None
     if model is not None:
         if (labels >= 0).any():
-            worst_rows, model_wrong = _worst_photos(model, photos, x, labels, worst, max_pixels, progress)
+            worst_rows, model_wrong = _worst_photos(model, photos, labels, worst, max_pixels, progress)
         else:
             model_check = f"no labelled photo in {data}, so no log loss to rank by"
             print(f"inspect: --run {run_dir}: {model_check}; the model check is left out")
@@ -176,22 +178,35 @@ def inspect_data(
     return summary
 
 
+CHUNK = 256  # photos decoded and scored before the next are decoded: the memory inspect holds
+OUTPUTS = ("report.html", "suspects.csv", "summary.json", "rejected.csv")
+
+
+def _check_out(out_dir: Path, data: Path) -> None:
+    """Refuse an --out whose files would replace a RUN_DIR's or ART_DIR's own (the run's report.html
+    and rejected.csv were overwritten without a word), or DATA itself (the next scan would read
+    the report and lists as photos, and a user's own report.html there would be replaced)."""
+    for name in OUTPUTS:
+        if owner := owned_file(out_dir / name):
+            raise CatdogError(f"--out {out_dir}: its {name} is {owner}; give a folder of its own, such as {out_dir / 'inspect'}")
+    if out_dir.resolve() == data.resolve():
+        raise CatdogError(f"--out {out_dir} is DATA itself; give a folder outside it, or a subfolder such as {out_dir / 'inspect'}")
+
+
 def _class_name(index: int, names: list[str] | None) -> str:
     return names[index] if names else f"ImageNet class {index}"
 
 
-def _worst_photos(model, photos: list[Photo], x: np.ndarray, labels: np.ndarray, n: int, max_pixels: int, progress: bool) -> tuple[list[dict], int]:
+def _worst_photos(model, photos: list[Photo], labels: np.ndarray, n: int, max_pixels: int, progress: bool) -> tuple[list[dict], int]:
     """The labelled photos (at least one) with the highest per-photo log loss under the trained
-    model (a `catdog.runtime` Model), with CAMs, and how many labelled photos it gets wrong. x: the photos at the checks' size (224); decoded
-    again at the run's size where that differs."""
+    model (a `catdog.runtime` Model), with CAMs, and how many labelled photos it gets wrong. The
+    photos are decoded again, at the run's size, a batch at a time."""
     from catdog.cam import overlay
 
     labelled = np.flatnonzero(labels >= 0)
     size = model.image_size  # the run's photo size (288 for `make run`), not the checks' 224
 
     def at_size(rows: np.ndarray) -> np.ndarray:  # a batch at a time: 2,002 photos at 288 are 2 GB of float32
-        if size == x.shape[1]:
-            return x[rows]
         return np.stack([resize(open_rgb(photos[i].path, max_pixels), size) for i in rows]).astype(np.float32)
 
     batches = tqdm(range(0, len(labelled), 32), desc="inspect: the run's model", unit="batch", disable=not progress)

@@ -8,7 +8,7 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from catdog.atomic import write_text
 from catdog.data import LABELS, shown
@@ -45,7 +45,7 @@ def _figure_uri(fig) -> str:
 def _thumb(path: Path) -> str:
     try:
         with Image.open(path) as im:
-            return _data_uri(im)
+            return _data_uri(ImageOps.exif_transpose(im))  # upright, as the model saw it and the card's size says
     except Exception:
         return ""
 
