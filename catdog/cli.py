@@ -489,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
                  "or .mlpackage, that file as catdog.runtime runs it (e.g. the int8 model an app ships); a RUN_DIR, its Keras model")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=_whole(0, 65535), default=8000, help="TCP port (default 8000; 0: any free port, printed)")
-    p.add_argument("--threads", type=_whole(1), default=8, help="waitress worker threads (default 8)")
+    p.add_argument("--threads", type=_whole(1, 256), default=8, help="waitress worker threads, 1 to 256 (default 8)")
     from catdog.data.limits import MAX_UPLOAD_PIXELS
 
     p.add_argument("--max-pixels", type=_whole(1), default=MAX_UPLOAD_PIXELS,

@@ -165,14 +165,18 @@ def test_status_follows_the_image_error_kind():
     from catdog.data import IMAGE_KINDS, ImageKind
     from catdog.serve import STATUS_BY_KIND
 
-    assert set(STATUS_BY_KIND) == set(IMAGE_KINDS)
+    from catdog.serve import WEB_HINT
+
+    assert set(STATUS_BY_KIND) == set(IMAGE_KINDS) == set(WEB_HINT)
     assert {k: s for k, s in STATUS_BY_KIND.items() if s != 400} == {ImageKind.TOO_BIG: 413, ImageKind.FORMAT: 415}
 
 
 @needs_shared
 def test_other_formats_get_415_and_damaged_headers_400(art_server):
-    """The status comes from the ImageError's kind; the body is its reason up to the first ';'."""
+    """The status comes from the ImageError's kind; the body is its reason up to the first ';' (the
+    rest is advice for the command line), then what the sender can do (it was left out)."""
     from catdog.data import ImageError, open_rgb
+    from catdog.serve import WEB_HINT
 
     im = Image.open(TRAIN / "cat.1.jpg")
     encoded = {}
@@ -191,7 +195,7 @@ def test_other_formats_get_415_and_damaged_headers_400(art_server):
             open_rgb(data)
         got, body = post(art_server, data)
         assert got == status and words in body["error"], (name, got, body)
-        assert body == {"error": " ".join(str(err.value).split(";")[0].split())}, (name, body)
+        assert body == {"error": " ".join(str(err.value).split(";")[0].split()) + "; " + WEB_HINT[err.value.kind]}, (name, body)
 
 
 @needs_shared
@@ -491,3 +495,46 @@ def test_upload_in_headless_chromium(art_server, tmp_path):
         assert "is catdog serve still running?" in page.inner_text("#error") and page.locator("#result").is_hidden()
         browser.close()
     assert shot.stat().st_size > 20_000 and neither_shot.stat().st_size > 20_000
+
+
+def _raw(url: str, request: bytes, timeout: float = 10) -> tuple[int, str, bytes]:
+    """Send `request` as it is (the requests waitress answers itself); status, Content-Type, body."""
+    import socket
+
+    host, port = url.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as conn:
+        conn.sendall(request)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    return int(lines[0].split()[1]), headers.get("Content-Type", ""), body
+
+
+@needs_shared
+def test_what_waitress_answers_itself_is_json_and_expect_continue_is_answered(art_server):
+    """Requests refused before the app sees them got waitress's plain text; a body-less request
+    expecting `100 Continue` (curl -H 'Expect: 100-continue') got no answer for 120 s; a photo just
+    under the limit was refused when sent as a form (the limit counted the form's own bytes)."""
+    cases = {
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n": (501, "Not Implemented"),
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 31457280\r\n\r\n": (413, "Request Entity Too Large"),
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n": (400, "Bad Request"),
+    }
+    for request, (status, words) in cases.items():
+        got, kind, body = _raw(art_server, request)
+        answer = json.loads(body)
+        assert (got, kind) == (status, "application/json") and answer["error"].startswith(words) and "\n" not in answer["error"], (got, kind, body)
+    start = time.monotonic()
+    got, kind, body = _raw(art_server, b"GET /healthz HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n")
+    assert got == 200 and json.loads(body)["status"] == "ok" and time.monotonic() - start < 5, (got, body)
+    from catdog.serve import MAX_UPLOAD_BYTES
+
+    photo = (TRAIN / "cat.1.jpg").read_bytes()
+    padded = photo + b"\0" * (MAX_UPLOAD_BYTES - len(photo) - 100)  # JPEG decoders stop at its end marker
+    status, body = post(art_server, padded)
+    assert status == 200 and body["label"] == "cat", body
+    status, body = post(art_server, padded + b"\0" * 200)
+    assert status == 413 and "byte limit" in body["error"], body

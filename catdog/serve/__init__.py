@@ -55,6 +55,7 @@ from catdog.errors import CatdogError
 from catdog.runtime import CAM, PROBABILITIES, SUFFIX_FORMAT, Model, format_of, open_model
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+FORM_OVERHEAD = 64 * 1024  # a multipart form's own bytes allowed beyond the photo's limit
 DECODE_PIXELS = 2 * MAX_UPLOAD_PIXELS  # decoded pixels in flight across all worker threads
 PAGE = Path(__file__).with_name("page.html")
 # The HTTP status of a refused upload, by its ImageError kind (catdog.data.ImageKind); never by its message.
@@ -67,6 +68,18 @@ STATUS_BY_KIND = {
     ImageKind.EMPTY: 400,
     ImageKind.NO_PIXELS: 400,
     ImageKind.UNREADABLE: 400,
+}
+# What the sender can do, by kind: the ImageError's own advice is for the command line (raise
+# --max-pixels, check the path), so it is cut and this said in its place.
+WEB_HINT = {
+    ImageKind.TOO_BIG: "send a smaller photo (the server's --max-pixels sets the limit)",
+    ImageKind.FORMAT: "convert it to JPEG or PNG and send it again",
+    ImageKind.NOT_IMAGE: "send a JPEG, PNG, BMP or WebP photo",
+    ImageKind.CORRUPT: "send the original photo again, or another",
+    ImageKind.UNDECODABLE: "send the original photo again, or another",
+    ImageKind.EMPTY: "send the original photo again, or another",
+    ImageKind.NO_PIXELS: "send a photo with pixels in it",
+    ImageKind.UNREADABLE: "send the photo again",
 }
 
 
@@ -187,24 +200,28 @@ def create_app(
 
     app = Flask("catdog")
     app.json.sort_keys = False  # the answer's keys in the documented order: verdict first, the 81 CAM numbers last
-    app.config["MAX_CONTENT_LENGTH"] = max_bytes
-    app.config["MAX_FORM_MEMORY_SIZE"] = max_bytes  # a photo sent as a field without a file name (curl -F "file=<x.png")
+    # the limit is the photo's: a form's boundaries and part headers come on top (a photo just under
+    # it was refused sent from the page, and taken sent as the body)
+    request_bytes = max_bytes + FORM_OVERHEAD
+    app.config["MAX_CONTENT_LENGTH"] = request_bytes
+    app.config["MAX_FORM_MEMORY_SIZE"] = request_bytes  # a photo sent as a field without a file name (curl -F "file=<x.png")
     budget = PixelBudget(max(decode_pixels, max_pixels))
+    over_limit = f"upload over the {max_bytes:,}-byte limit; send a smaller photo"
 
     def error(status: int, reason: str):
         return jsonify({"error": " ".join(reason.split())}), status  # one line, whatever the reason held
 
     @app.errorhandler(413)
     def too_large(_):
-        if request.content_length is not None and request.content_length <= max_bytes:  # werkzeug's form limits
+        if request.content_length is not None and request.content_length <= request_bytes:  # werkzeug's form limits
             return error(413, f"a form of more than {app.config['MAX_FORM_PARTS']:,} parts; send the photo alone, as field 'file'")
-        return error(413, f"upload over the {max_bytes:,}-byte limit; send a smaller photo")
+        return error(413, over_limit)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):  # 404, 405, malformed requests: JSON like every other answer
         allowed = sorted(set(getattr(exc, "valid_methods", None) or ()) - {"HEAD", "OPTIONS"})
         said = f"; use {' or '.join(allowed)} {request.path}" if exc.code == 405 and allowed else ""
-        return error(exc.code or 400, f"{exc.name}: {exc.description}{said}")
+        return error(exc.code or 400, f"{exc.name}: {exc.description.rstrip('.')}{said}")  # not "URL.; use POST"
 
     @app.errorhandler(Exception)
     def internal_error(exc: Exception):  # a bug, not the upload's fault: logged, and still one line
@@ -236,6 +253,8 @@ def create_app(
             return error(400, "empty file (0 bytes) in field 'file'; re-copy the photo or choose another")
         if not data:
             return error(400, "no image: send it as multipart field 'file' or as the request body")
+        if len(data) > max_bytes:
+            return error(413, over_limit)
         data = bytes(data)
         try:
             width, height = probe(data, max_pixels)  # header only: refuse bombs before any decoding
@@ -245,7 +264,7 @@ def create_app(
             hint = ""
             if request.mimetype == "application/x-www-form-urlencoded":  # curl -d @photo.jpg drops the file's CR and LF bytes
                 hint = " (sent as form text, as curl -d does, which drops line-break bytes: send it with --data-binary @FILE or -F file=@FILE)"
-            return error(STATUS_BY_KIND.get(exc.kind, 400), str(exc).split(";")[0] + hint)
+            return error(STATUS_BY_KIND.get(exc.kind, 400), f"{str(exc).split(';')[0]}; {WEB_HINT.get(exc.kind, 'send another photo')}{hint}")
 
     def classify(photo: Image.Image, with_overlay: bool) -> dict:
         out = predictor.outputs(resize(photo, predictor.image_size))
@@ -280,7 +299,44 @@ def make_server(
     # turn are the design (threads), not a fault; a console of them hid the server's own lines
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     app = create_app(predictor, max_bytes, max_pixels, decode_pixels)
-    return create_server(app, host=host, port=port, threads=threads, max_request_body_size=2 * max_bytes)
+    sockets: dict = {}
+    server = create_server(app, map=sockets, host=host, port=port, threads=threads, max_request_body_size=2 * max_bytes)
+    for listener in sockets.values():  # one per address a host name resolves to
+        if hasattr(listener, "channel_class"):
+            listener.channel_class = _json_channel()
+    return server
+
+
+def _json_channel():
+    """waitress's connection class, with the requests waitress answers itself (a body over its
+    limit, a bad Content-Length or chunk, an unsupported Transfer-Encoding, a garbled request line)
+    answered in JSON like the app's (they were plain text), and a body-less request that expects
+    `100 Continue` answered at once (waitress 3.0.2 marked it unfinished again: no answer for 120 s)."""
+    import json
+
+    from waitress.channel import HTTPChannel
+    from waitress.task import ErrorTask
+
+    class JsonErrorTask(ErrorTask):
+        def execute(self):
+            e = self.request.error
+            body = json.dumps({"error": " ".join(f"{e.reason}: {e.body}".split())}).encode()
+            self.status = f"{e.code} {e.reason}"
+            self.response_headers.append(("Content-Type", "application/json"))
+            self.set_close_on_finish()
+            self.content_length = len(body)
+            self.write(body)
+
+    class JsonChannel(HTTPChannel):
+        error_task_class = JsonErrorTask
+
+        def send_continue(self):
+            if self.request.completed:  # nothing to continue with: its answer comes next
+                self.request.expect_continue = False
+                return
+            super().send_continue()
+
+    return JsonChannel
 
 
 def return_freed_memory() -> bool:
