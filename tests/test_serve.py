@@ -278,7 +278,8 @@ def test_what_a_curl_user_meets(art_server, subset_artefacts, capsys, caplog, tm
     assert "overlay" not in json.loads(form([photo], "?overlay=0")[1])
     with pytest.raises(urllib.error.HTTPError) as got:
         urllib.request.urlopen(art_server + "/predict", timeout=30)
-    assert got.value.code == 405 and json.loads(got.value.read())["error"].endswith("; use POST /predict")
+    error = json.loads(got.value.read())["error"]
+    assert got.value.code == 405 and error.endswith(" URL; use POST /predict"), error  # not "URL.; use"
     with urllib.request.urlopen(urllib.request.Request(art_server + "/predict", method="OPTIONS"), timeout=30) as response:
         assert response.headers["Content-Type"] == "application/json" and "POST" in json.loads(response.read())["allow"]
     as_form_text = urllib.request.Request(art_server + "/predict", data=photo.replace(b"\n", b""), method="POST",
@@ -295,6 +296,9 @@ def test_what_a_curl_user_meets(art_server, subset_artefacts, capsys, caplog, tm
 
     assert main(["serve", "/nonexistent/art"]) == 2
     assert "/nonexistent/art: no such file or folder; pass an ART_DIR, a RUN_DIR or an artefact" in capsys.readouterr().err
+    # the ART_DIR's own manifest.json: its folder is named (it said "not an ART_DIR (manifest.json) …")
+    assert main(["serve", str(subset_artefacts / "manifest.json")]) == 2
+    assert f"manifest.json is the manifest.json of ART_DIR {subset_artefacts}; give the folder, {subset_artefacts}" in capsys.readouterr().err
     # an ART_DIR copied in part: the artefact serve takes for it (the one predict and cam name) is said to be missing
     shutil.copy(subset_artefacts / "manifest.json", tmp_path / "manifest.json")
     assert main(["serve", str(tmp_path)]) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import keras
 import numpy as np
@@ -132,6 +133,11 @@ def test_missing_run_dir_is_a_clear_error(tmp_path):
     (tmp_path / "model.bin").write_bytes(b"an artefact renamed")  # it said "no such RUN_DIR" of a file that is there
     with pytest.raises(CatdogError, match=r"model.bin: a file, neither a RUN_DIR nor a catdog artefact \(.tflite, .onnx, .mlpackage\)"):
         load_run(tmp_path / "model.bin")
+    # a RUN_DIR's own model file: named as what it is, with the folder to give (it said "neither a RUN_DIR nor …")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "model.keras").write_bytes(b"")
+    with pytest.raises(CatdogError, match=f"^{re.escape(str(tmp_path / 'run' / 'model.keras'))} is the model.keras of RUN_DIR .*; give the folder, "):
+        load_run(tmp_path / "run" / "model.keras")
 
 
 def test_a_temperature_at_the_search_bound_is_said():

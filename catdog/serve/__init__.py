@@ -48,7 +48,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from catdog.contract import NEITHER, PET, PET_THRESHOLD, ArtDir, RunDir, desktop_artefact, load_manifest, pet_threshold, verdict
+from catdog.contract import (
+    NEITHER, PET, PET_THRESHOLD, ArtDir, RunDir, desktop_artefact, load_manifest, owned_file, pet_threshold, verdict,
+)
 from catdog.data import LABELS, ImageError, ImageKind, open_rgb, probe, resize
 from catdog.data.limits import MAX_UPLOAD_PIXELS
 from catdog.errors import CatdogError
@@ -153,6 +155,8 @@ def load_predictor(path: str | os.PathLike) -> Predictor:
         raise CatdogError(f"{path}: no ONNX or TFLite fp32 artefact to serve; export with --formats onnx --precision fp32")
     if (path / RunDir.MODEL).is_file():
         return Predictor(open_model(path, temperature=1.0), pet_threshold(path))  # the run's model as saved, as before
+    if path.is_file() and (owner := owned_file(path)):  # run/model.keras, art/manifest.json: named as what it is not
+        raise CatdogError(f"{path} is {owner}; give the folder, {path.parent}")
     raise CatdogError(f"{path}: not an ART_DIR (manifest.json), a RUN_DIR (model.keras) or an artefact "
                       f"({', '.join(SUFFIX_FORMAT)}); pass one of them")
 

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from catdog.contract import LABELS, MANIFEST, PET, PET_THRESHOLD, PROBABILITIES, RunDir, exported_from, verdict
+from catdog.contract import LABELS, MANIFEST, PET, PET_THRESHOLD, PROBABILITIES, RunDir, exported_from, owned_file, verdict
 from catdog.training import pet as _pet_layers  # noqa: F401  (registers the pet head's layers for load_model)
 from catdog.atomic import open_atomic
 from catdog.features import input_size  # importing catdog.features registers BackbonePreprocessing for loading
@@ -45,6 +45,8 @@ class Run:
 def load_run(run_dir: str | os.PathLike) -> Run:
     run_dir = Path(run_dir)
     model_path = run_dir / RunDir.MODEL
+    if run_dir.is_file() and (owner := owned_file(run_dir)):  # run/model.keras, art/manifest.json
+        raise CatdogError(f"{run_dir} is {owner}; give the folder, {run_dir.parent}")
     if run_dir.is_file():  # an artefact renamed (model.bin), a photo: it said "no such RUN_DIR" of a file that is there
         raise CatdogError(f"{run_dir}: a file, neither a RUN_DIR nor a catdog artefact (.tflite, .onnx, .mlpackage); "
                           "give the RUN_DIR or an artefact under its exported name")
