@@ -311,13 +311,102 @@ def chosen_artefact(manifest: dict, fmt: str) -> dict | None:
 def app_artefact(art_dir: str | os.PathLike, fmt: str) -> Path:
     """The artefact of format `fmt` an app ships from ART_DIR (`chosen_artefact`), checked against
     the manifest's sha256. The apps' add_model.sh call this with the Python on PATH: this module
-    needs nothing outside the standard library. A one-line CatdogError where there is none, it is
-    missing, or it changed since export."""
-    entry = chosen_artefact(load_manifest(art_dir), fmt)
+    needs nothing outside the standard library. A one-line CatdogError where the app would refuse
+    the manifest (`app_problem`), there is no such artefact, it is missing, or it changed since export."""
+    manifest = load_manifest(art_dir)
+    entry = chosen_artefact(manifest, fmt)
     if entry is None:
         raise CatdogError(f"{Path(art_dir) / MANIFEST}: no {fmt} artefact; export with --formats {fmt}")
+    if problem := app_problem(manifest, fmt):  # it had replaced a working model
+        raise CatdogError(f"{Path(art_dir) / MANIFEST}: {problem}; the app would refuse it (its model is unchanged): "
+                          "run `catdog export` again with the catdog beside this app")
     path = Path(art_dir) / str(entry.get("file"))
     if not path.exists():
         raise CatdogError(f"{path}: missing, though manifest.json lists it; copy the ART_DIR again or run `catdog export` again")
     check_artefact(path)
     return path
+
+
+def app_problem(manifest: dict, fmt: str) -> str | None:
+    """Why the app of format `fmt` (coreml: the iOS app; tflite: the Android demo) would refuse this
+    manifest, in the words of its `Manifest.problem()` (Manifest.swift, Manifest.kt), or None where it
+    takes it. add_model.sh asks before it copies anything: a manifest the app refuses had replaced a
+    working model. Where the apps read a field differently, the stricter reading is taken."""
+    supported = 1  # Manifest.swift's supportedVersion, Manifest.kt's SUPPORTED_VERSION (export's MANIFEST_VERSION)
+
+    def whole(v):  # a JSON integer: Swift decodes no 1.0, "1" or true as an Int, Kotlin one over 32 bits as a Long
+        return isinstance(v, int) and not isinstance(v, bool) and -2**31 <= v < 2**31
+
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    def dims(v):  # a shape: numbers, or names of dynamic dimensions ("batch")
+        return isinstance(v, list) and all(whole(d) or isinstance(d, str) for d in v)
+
+    def dim(shape, i):  # its i-th size; None for a name
+        return shape[i] if i < len(shape) and whole(shape[i]) else None
+
+    if not isinstance(manifest, dict):
+        return "not a JSON object"
+    if fmt == "coreml":  # Swift's JSONDecoder reads no NaN or Infinity anywhere in the file
+        try:
+            json.dumps(manifest, allow_nan=False)
+        except ValueError:
+            return "it holds NaN or Infinity, which the iOS app cannot read"
+    # the fields and types the apps decode (Swift throws on a missing or mistyped one)
+    version, labels, threshold = manifest.get("manifest_version"), manifest.get("labels"), manifest.get(PET_THRESHOLD)
+    inp, outputs, artefacts = manifest.get("input"), manifest.get("outputs"), manifest.get("artefacts")
+    if not whole(version):
+        return "manifest_version missing or not a whole number"
+    if manifest.get("backbone") is not None and not isinstance(manifest["backbone"], str):
+        return "backbone is not text"
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        return "labels missing or not a list of names"
+    if not (isinstance(inp, dict) and isinstance(inp.get("name"), str) and dims(inp.get("shape"))
+            and isinstance(inp.get("channel_order"), str)
+            and isinstance(inp.get("value_range"), list) and all(number(v) for v in inp["value_range"])):
+        return "input missing or without its name, shape, channel_order and value_range"
+    if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) and dims(o.get("shape"))
+                                                for o in outputs):
+        return "outputs missing or not a list of outputs, each with its name and shape"
+    if not isinstance(artefacts, list) or not all(isinstance(a, dict) and all(isinstance(a.get(k), str) for k in ARTEFACT_KEYS)
+                                                  for a in artefacts):
+        return f"artefacts missing or not a list, each with its {', '.join(ARTEFACT_KEYS)}"
+    if threshold is not None and not number(threshold):
+        return f"{PET_THRESHOLD} {threshold!r} is not a number"
+    # problem(), check for check
+    if version != supported:
+        return f"manifest version {version} is not {supported}, the version this app reads"
+    if threshold is None:
+        return f"no {PET_THRESHOLD} (an older catdog exported this model)"
+    if not 0.0 <= threshold <= 1.0:  # NaN too
+        return f"{PET_THRESHOLD} {threshold} is not within 0..1"
+    if len(labels) != 2:
+        return f"expected 2 labels, found {len(labels)}"
+    shape = inp["shape"]
+    side = dim(shape, 1)
+    if len(shape) != 4 or dim(shape, 3) != 3 or side is None or side <= 0 or dim(shape, 2) != side:
+        return f"input shape {shape} is not [1, N, N, 3]"
+    if inp["channel_order"] != "RGB":
+        return f"channel order {inp['channel_order']} is not RGB"
+    if [float(v) for v in inp["value_range"]] != [0.0, 255.0]:
+        return f"input range {inp['value_range']} is not 0..255"
+    names = [o["name"] for o in outputs]
+    for needed in OUTPUTS:
+        if needed not in names:
+            return f"output {needed} missing"
+        if names.count(needed) > 1:  # Swift reads the first, Kotlin the last
+            return f"output {needed} listed {names.count(needed)} times"
+    shapes = {o["name"]: o["shape"] for o in outputs}
+    if len(shapes[PET]) != 2 or dim(shapes[PET], 1) != 1:
+        return f"pet shape {shapes[PET]} is not [1, 1]"
+    cam, side = shapes[CAM], dim(shapes[CAM], 1)
+    if len(cam) != 4 or side is None or side <= 0 or dim(cam, 2) != side or dim(cam, 3) != len(labels):
+        return f"cam shape {cam} is not [1, G, G, {len(labels)}]"
+    chosen = chosen_artefact(manifest, fmt)
+    if chosen is None:
+        return f"no {fmt} artefact ({', '.join(APP_PRECISIONS[fmt])}) listed"
+    file = chosen["file"]
+    if "/" in file or "\\" in file or file in ("", ".", ".."):  # the app loads it by name, beside manifest.json
+        return f"its {fmt} artefact {file!r} is not a file name in ART_DIR (export lists the apps' artefacts at its top)"
+    return None

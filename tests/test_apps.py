@@ -9,6 +9,7 @@ import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -143,6 +144,137 @@ def test_add_model_scripts_copy_the_artefacts(subset_artefacts, tmp_path, app, e
     assert sha256_path(dest / expected[1]) == sha256_path(subset_artefacts / expected[1])
     leftovers = [p.name for p in dest.parent.iterdir() if p.name.startswith(".")]
     assert leftovers == [], leftovers
+
+
+def _tree(folder) -> dict:
+    """Every file under `folder`, by relative path, with its sha256: what an app bundles."""
+    return {str(p.relative_to(folder)): sha256_path(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+REFUSE = "; the app would refuse it (its model is unchanged): run `catdog export` again with the catdog beside this app"
+
+
+def _outputs(edit):
+    return lambda m: m.update(outputs=[o for o in map(edit, m["outputs"]) if o is not None])
+
+
+# A manifest edited so that the app's Manifest.problem() refuses it, and what add_model.sh says (iOS, Android).
+APP_REFUSES = {
+    "no pet_threshold": (lambda m: m.pop("pet_threshold"), "no pet_threshold (an older catdog exported this model)"),
+    "a newer version": (lambda m: m.update(manifest_version=2), "manifest version 2 is not 1, the version this app reads"),
+    "a threshold in per cent": (lambda m: m.update(pet_threshold=82.6), "pet_threshold 82.6 is not within 0..1"),
+    "a NaN threshold": (lambda m: m.update(pet_threshold=float("nan")),
+                        ("it holds NaN or Infinity, which the iOS app cannot read", "pet_threshold nan is not within 0..1")),
+    "no labels": (lambda m: m.pop("labels"), "labels missing or not a list of names"),
+    "one label": (lambda m: m.update(labels=["cat"]), "expected 2 labels, found 1"),
+    "no pet output": (_outputs(lambda o: None if o["name"] == "pet" else o), "output pet missing"),
+    "grey input": (lambda m: m["input"].update(shape=[1, 224, 224, 1]), "input shape [1, 224, 224, 1] is not [1, N, N, 3]"),
+    "input 0..1": (lambda m: m["input"].update(value_range=[0.0, 1.0]), "input range [0.0, 1.0] is not 0..255"),
+    "3 CAM classes": (_outputs(lambda o: {**o, "shape": [1, 7, 7, 3]} if o["name"] == "cam" else o), "cam shape [1, 7, 7, 3] is not [1, G, G, 2]"),
+}
+
+
+@needs_shared
+@pytest.mark.parametrize("app,dest,chosen,fmt", [(IOS, "Model", "catdog_mobilenet_v2_fp16.mlpackage", "coreml"),
+                                                 (ANDROID, "app/src/main/assets", "catdog_mobilenet_v2_fp32.tflite", "tflite")])
+def test_add_model_refuses_a_manifest_the_app_refuses(subset_artefacts, tmp_path, app, dest, chosen, fmt):
+    """add_model.sh checked the artefact's sha256 but not what the app's Manifest.problem() requires:
+    a manifest without pet_threshold, of version 2, with a threshold of 82.6 or NaN, without labels
+    ... was installed (exit 0) over a working model, which the app then refused. Now each is refused
+    in one line before anything is copied. And an artefact listed in a subfolder (uniform/NAME) was
+    checked there but ART_DIR/NAME was copied: refused too."""
+    copy = tmp_path / app.name
+    shutil.copytree(app, copy, ignore=shutil.ignore_patterns("Model", "assets"))
+    (tmp_path / "catdog").symlink_to(REPO / "catdog")
+    dest = copy / dest
+    added = subprocess.run([str(copy / "scripts" / "add_model.sh"), str(subset_artefacts)], capture_output=True, text=True)
+    assert added.returncode == 0, added.stderr
+    working = _tree(dest)
+    art = tmp_path / "art"
+    art.mkdir()
+    shutil.copy(subset_artefacts / "manifest.json", art)
+    (shutil.copytree if (subset_artefacts / chosen).is_dir() else shutil.copy)(subset_artefacts / chosen, art / chosen)
+    exported = json.loads((subset_artefacts / "manifest.json").read_text())
+    cases = {name: (edit, said if isinstance(said, str) else said[fmt != "coreml"]) for name, (edit, said) in APP_REFUSES.items()}
+
+    def subfolder(m):  # the chosen artefact listed (and sha256-checked) in uniform/, another file of its name on top
+        (art / "uniform").mkdir(exist_ok=True)
+        shutil.move(art / chosen, art / "uniform" / chosen)
+        (shutil.copytree if (subset_artefacts / chosen).is_dir() else shutil.copy)(subset_artefacts / chosen, art / chosen)
+        for f in [art / chosen] if (art / chosen).is_file() else [p for p in (art / chosen).rglob("*") if p.is_file()]:
+            f.write_bytes(b"another model")
+        next(a for a in m["artefacts"] if a["file"] == chosen)["file"] = f"uniform/{chosen}"
+
+    cases["listed in a subfolder"] = (subfolder, f"its {fmt} artefact 'uniform/{chosen}' is not a file name in ART_DIR "
+                                                 "(export lists the apps' artefacts at its top)")
+    for name, (edit, said) in cases.items():
+        manifest = json.loads(json.dumps(exported))
+        edit(manifest)
+        (art / "manifest.json").write_text(json.dumps(manifest))
+        refused = subprocess.run([str(copy / "scripts" / "add_model.sh"), str(art)], capture_output=True, text=True)
+        assert (refused.returncode, refused.stderr) == (2, f"add_model: {art}/manifest.json: {said}{REFUSE}\n"), name
+        assert _tree(dest) == working, name
+        assert [p.name for p in dest.parent.iterdir() if p.name.startswith(".")] == [], name
+    # backbone is informative: neither app needs it (Manifest.swift required it until it was made optional)
+    manifest = json.loads(json.dumps(exported))
+    del manifest["backbone"]
+    shutil.rmtree(art)
+    shutil.copytree(subset_artefacts, art)
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    taken = subprocess.run([str(copy / "scripts" / "add_model.sh"), str(art)], capture_output=True, text=True)
+    assert taken.returncode == 0, taken.stderr
+    assert json.loads((dest / "manifest.json").read_text()) == manifest
+
+
+@needs_shared
+@pytest.mark.parametrize("app,dest,chosen", [(IOS, "Model", "catdog_mobilenet_v2_fp16.mlpackage"),
+                                             (ANDROID, "app/src/main/assets", "catdog_mobilenet_v2_fp32.tflite")])
+def test_add_model_takes_a_read_only_art_dir(subset_artefacts, app, dest, chosen):
+    """A read-only ART_DIR (a mounted share, a copy off a read-only disk): cp keeps its modes. The iOS
+    script removed the old model first, then could not move the read-only package in (moving a folder
+    rewrites its ".."): Model/ was left with only manifest.json, and a .Model.XXXX stage it could not
+    remove was left beside it, not git-ignored. Run as a user other than root, whom modes do not stop."""
+    import os
+    import pwd
+    import tempfile
+
+    root = os.geteuid() == 0
+    if root and shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: a read-only folder stops no one here")
+    work = Path(tempfile.mkdtemp(prefix="catdog-readonly-"))  # not pytest's tmp_path: another user must reach it
+    try:
+        copy = work / app.name
+        shutil.copytree(app, copy, ignore=shutil.ignore_patterns("Model", "assets"))
+        shutil.copytree(REPO / "catdog", work / "catdog", ignore=shutil.ignore_patterns("__pycache__"))
+        if app == IOS:  # the committed README.md stays
+            (copy / "Model").mkdir()
+            shutil.copy(IOS / "Model" / "README.md", copy / "Model")
+        art = work / "art"
+        art.mkdir()
+        shutil.copy(subset_artefacts / "manifest.json", art)
+        (shutil.copytree if (subset_artefacts / chosen).is_dir() else shutil.copy)(subset_artefacts / chosen, art / chosen)
+        as_user, env = [], None
+        if root:
+            nobody = pwd.getpwnam("nobody")
+            subprocess.run(["chown", "-R", f"{nobody.pw_uid}:{nobody.pw_gid}", str(work)], check=True)
+            as_user = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups"]
+            env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(work)}  # root's PATH may hold folders nobody cannot read
+        subprocess.run(["chmod", "-R", "a-w", str(art)], check=True)
+        dest = copy / dest
+        expected = sorted(["manifest.json", chosen] + (["README.md"] if app == IOS else []))
+        for _ in range(2):  # into an empty app, then over the read-only-sourced model the first run added
+            added = subprocess.run(as_user + [str(copy / "scripts" / "add_model.sh"), str(art)], capture_output=True, text=True, env=env)
+            assert added.returncode == 0, added.stderr
+            assert sorted(p.name for p in dest.iterdir()) == expected
+            assert sha256_path(dest / chosen) == sha256_path(subset_artefacts / chosen)
+            assert [p.name for p in dest.parent.iterdir() if p.name.startswith(".")] == []
+        if (REPO / ".git").exists():  # a stage left by a killed run is no change to commit
+            stages = ["ios_app/.Model.a1B2c3", "android_demo/app/src/main/.assets.a1B2c3"]
+            ignored = subprocess.run(["git", "-C", str(REPO), "check-ignore", *stages], capture_output=True, text=True)
+            assert ignored.stdout.split() == stages
+    finally:
+        subprocess.run(["chmod", "-R", "u+w", str(work)])
+        shutil.rmtree(work)
 
 
 def test_app_jet_formula_matches_catdog_cam():

@@ -29,9 +29,10 @@ public enum CAM {
         return out
     }
 
-    /// Min-max scale to 0...1; a constant map becomes all zeros.
+    /// Min-max scale to 0...1; a constant map becomes all zeros. The range is compared in Double, as
+    /// catdog.cam.normalise does: in Float, 1e-12 rounds to the float spread of [0, 1e-12] itself.
     public static func normalise(_ map: [Float]) -> [Float] {
-        guard let lo = map.min(), let hi = map.max(), hi - lo >= 1e-12 else { return map.map { _ in 0 } }
+        guard let lo = map.min(), let hi = map.max(), Double(hi) - Double(lo) >= 1e-12 else { return map.map { _ in 0 } }
         return map.map { ($0 - lo) / (hi - lo) }
     }
 

@@ -20,7 +20,8 @@ public struct Manifest: Decodable, Equatable, Sendable {
         public let sha256: String
     }
     public let manifest_version: Int
-    public let backbone: String
+    /// Informative only, so optional (as in Manifest.kt and catdog): a model without it is still usable.
+    public let backbone: String?
     public let labels: [String]
     public let input: Input
     public let outputs: [Output]

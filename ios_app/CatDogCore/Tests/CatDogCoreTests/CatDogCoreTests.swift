@@ -60,6 +60,10 @@ final class CatDogCoreTests: XCTestCase {
         XCTAssertEqual(onlyTFLite.problem(), "no Core ML artefact (fp16, fp32 or int8) listed")
         let dynamic = try edited { m in var i = m["input"] as! [String: Any]; i["shape"] = ["batch", 288, 288, 3]; m["input"] = i }
         XCTAssertNil(dynamic.problem(), "a named batch dimension is fine")
+        // backbone is informative: a manifest without it decodes and is used, as on Android and in catdog
+        let noBackbone = try edited { $0.removeValue(forKey: "backbone") }
+        XCTAssertNil(noBackbone.backbone)
+        XCTAssertNil(noBackbone.problem())
     }
 
     func testTheArtefactIsChosenAmongPrecisions() throws {
@@ -107,6 +111,9 @@ final class CatDogCoreTests: XCTestCase {
             }
         }
         XCTAssertEqual(CAM.normalise([3, 3, 3, 3]), [0, 0, 0, 0])
+        // catdog.cam.normalise compares the range in double: a spread of Float(1e-12) is constant there
+        XCTAssertEqual(CAM.normalise([0, 1e-12]), [0, 0])
+        XCTAssertEqual(CAM.normalise([0, 2e-12]), [0, 1])
     }
 
     func testJetColoursAreCatdogs() throws {

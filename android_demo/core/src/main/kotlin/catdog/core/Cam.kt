@@ -28,11 +28,11 @@ object Cam {
         return FloatArray(g * g) { values[(it / g) * st[1] + (it % g) * st[2] + index * st[3]] }
     }
 
-    /** Min-max scale to 0..1; a constant map becomes all zeros. */
+    /** Min-max scale to 0..1; a constant map becomes all zeros. The range is compared in Double, as catdog.cam.normalise does: in Float, 1e-12 rounds to the float spread of [0, 1e-12] itself. */
     fun normalise(map: FloatArray): FloatArray {
         val lo = map.minOrNull() ?: return map
         val hi = map.maxOrNull() ?: return map
-        return if (hi - lo < 1e-12f) FloatArray(map.size) else FloatArray(map.size) { (map[it] - lo) / (hi - lo) }
+        return if (hi.toDouble() - lo.toDouble() < 1e-12) FloatArray(map.size) else FloatArray(map.size) { (map[it] - lo) / (hi - lo) }
     }
 
     /** Bilinear upsampling of a side x side map to width x height (pixel centres aligned, edges clamped: OpenCV's INTER_LINEAR). */

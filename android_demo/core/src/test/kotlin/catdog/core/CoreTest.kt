@@ -111,6 +111,9 @@ class CoreTest {
             }
         }
         assertArrayEquals(FloatArray(4), Cam.normalise(floatArrayOf(3f, 3f, 3f, 3f)), 0f)
+        // catdog.cam.normalise compares the range in double: a spread of 1e-12f is constant there
+        assertArrayEquals(FloatArray(2), Cam.normalise(floatArrayOf(0f, 1e-12f)), 0f)
+        assertArrayEquals(floatArrayOf(0f, 1f), Cam.normalise(floatArrayOf(0f, 2e-12f)), 0f)
     }
 
     @Test fun jetColoursAreCatdogs() {
