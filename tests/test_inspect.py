@@ -177,3 +177,23 @@ def test_inspect_thumbnails_are_upright(tmp_path):
     upright = open_rgb(tmp_path / "phone.jpg")
     thumb = Image.open(io.BytesIO(base64.b64decode(_thumb(tmp_path / "phone.jpg").split(",", 1)[1])))
     assert (thumb.width < thumb.height) == (upright.width < upright.height) and upright.width < upright.height, (thumb.size, upright.size)
+
+
+@needs_shared
+def test_weights_that_cannot_be_had_are_one_line_for_inspect_and_features(tmp_path):
+    """Without the weights in $KERAS_HOME and no network (a proxy that refuses, so a machine with
+    one fails the same way): one line each, the file to put where. inspect's line quoted Keras'
+    URL and the resolver's words, cut mid-word at 160 characters. Real `catdog` processes."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    data = copy_photos(tmp_path / "data", ["cat.1.jpg", "dog.1.jpg"])
+    env = {**os.environ, "KERAS_HOME": str(tmp_path / "keras"), "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+    for args, file in ((["inspect", str(data), "--out", str(tmp_path / "report")], "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5"),
+                       (["features", str(data), "--out", str(tmp_path / "f.h5")], "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5")):
+        done = subprocess.run([sys.executable, "-m", "catdog.cli", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        last = done.stderr.strip().splitlines()[-1]
+        assert done.returncode == 2 and "(no network?)" in last and f"put {file} in {tmp_path / 'keras' / 'models'}" in last, done.stderr[-2000:]

@@ -195,9 +195,10 @@ def build_classifier(name: str, weights: str | os.PathLike = "imagenet") -> kera
     try:
         net = constructor(include_top=True, weights=str(weights), input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3))
     except Exception as exc:  # a failed download raises plain Exception in Keras' get_file
+        # the download's reason is a long URL and the resolver's words, once cut mid-word: as the no-top weights say it
+        reason = "no network?" if "URL fetch failure" in str(exc) or "HTTP" in str(exc) else str(exc).splitlines()[0][:200]
         raise CatdogError(
-            f"cannot load {spec.name} ImageNet weights with top ({str(exc).splitlines()[0][:160]}); "
-            f"put {top_file} in {keras_models_dir()} or connect to the internet"
+            f"cannot load {spec.name} ImageNet weights with top ({reason}); put {top_file} in {keras_models_dir()} or connect to the internet"
         ) from None
     image = image_input()
     probabilities = net(BackbonePreprocessing(spec.preprocess_mode, name="preprocess")(image))
