@@ -229,6 +229,8 @@ def pet_threshold(model_path: str | os.PathLike) -> float:
         source, remedy = path / RunDir.METRICS, "train the run again"
     else:
         art_dir = path if (path / MANIFEST).is_file() else path.parent
+        if not (art_dir / MANIFEST).is_file() and (art_dir.parent / MANIFEST).is_file():  # a uniform/ twin: its ART_DIR's
+            art_dir = art_dir.parent
         source, remedy = art_dir / MANIFEST, "run `catdog export` again (manifest.json beside the artefact holds it)"
     try:
         doc = json.loads(source.read_text())
@@ -237,8 +239,10 @@ def pet_threshold(model_path: str | os.PathLike) -> float:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CatdogError(f"{source}: unreadable ({exc}); {remedy}") from None
     value = doc.get(PET_THRESHOLD) if isinstance(doc, dict) else None
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
+    if value is None:
         raise CatdogError(f"{source}: no {PET_THRESHOLD} (made by a catdog without the neither answer); {remedy}")
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise CatdogError(f"{source}: {PET_THRESHOLD} {value!r} is not a number (edited?); {remedy}")
     if not 0.0 <= value <= 1.0:  # NaN too: P(pet) < NaN is never true, so nothing would be neither
         raise CatdogError(f"{source}: {PET_THRESHOLD} {value} is not a probability within 0..1 (edited?); {remedy}")
     return float(value)

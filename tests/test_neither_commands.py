@@ -175,8 +175,11 @@ def test_pet_threshold_is_found_where_each_model_keeps_it(tmp_path):
     (art / "m.onnx").write_bytes(b"")
     (art / "manifest.json").write_text(json.dumps({"pet_threshold": 0.7, "artefacts": []}))
     assert pet_threshold(run) == 0.8
-    assert pet_threshold(art) == pet_threshold(art / "m.onnx") == pet_threshold(art / "m.mlpackage") == 0.7
-    bad = [(json.dumps({"pet_threshold": True}), "no pet_threshold"), ("{", "unreadable"), ("[]", "no pet_threshold")]
+    (art / "uniform").mkdir()
+    (art / "uniform" / "m.onnx").write_bytes(b"")  # a uniform/ twin: its ART_DIR's manifest (it looked in uniform/)
+    assert pet_threshold(art) == pet_threshold(art / "m.onnx") == pet_threshold(art / "m.mlpackage") == pet_threshold(art / "uniform" / "m.onnx") == 0.7
+    bad = [(json.dumps({"pet_threshold": True}), "pet_threshold True is not a number"), ("{", "unreadable"), ("[]", "no pet_threshold"),
+           (json.dumps({"pet_threshold": "abc"}), "pet_threshold 'abc' is not a number")]  # it said "no pet_threshold"
     # out of 0..1 (NaN: nothing would ever be neither; 5: everything would), as the apps' cores refuse it
     bad += [(f'{{"pet_threshold": {v}}}', rf"pet_threshold {e} is not a probability within 0\.\.1") for v, e in
             (("NaN", "nan"), ("Infinity", "inf"), ("5", "5"), ("-0.1", "-0.1"))]
