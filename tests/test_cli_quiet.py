@@ -86,7 +86,7 @@ def test_a_wrong_argument_is_one_line_before_any_work(tmp_path):
         ("cam", "RUN", "a.jpg", "--out", str(folder), "--size", "0"): "catdog cam: error: argument --size: 0 is under 1; give 1 or more",
         ("predict", "RUN", "TEST", "--out", "s.csv", "--batch-size", "0"): "catdog predict: error: argument --batch-size: 0 is under 1",
         ("serve", "ART", "--port", "99999"): "catdog serve: error: argument --port: 99999 is out of range; give 0 to 65535",
-        ("serve", "ART", "--threads", "0"): "catdog serve: error: argument --threads: 0 is under 1",
+        ("serve", "ART", "--threads", "0"): "catdog serve: error: argument --threads: 0 is out of range; give 1 to 256",
         # a traceback ("can't start new thread") after 20 s
         ("serve", "ART", "--threads", "100000"): "catdog serve: error: argument --threads: 100000 is out of range; give 1 to 256",
         ("train", "F.h5", "--out", str(folder), "--seed", "-1"): "catdog train: error: argument --seed: -1 is out of range; give 0 to 4294967295",
