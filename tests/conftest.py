@@ -149,6 +149,23 @@ class CliResult:
     seconds: float
 
 
+def process_group_ends(pgid: int, seconds: float = 30) -> bool:
+    """Whether every process of group `pgid` (a command started with start_new_session, and what it
+    started) is gone within `seconds`; where not, they are killed and False returned."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    os.killpg(pgid, signal.SIGKILL)
+    return False
+
+
 def catdog_cli(*args: str, timeout: float = 1200) -> CliResult:
     """Run `catdog ARGS` as a user does: a new process, the installed command, and none of this test
     session's TensorFlow settings (TF_CPP_MIN_LOG_LEVEL), so what it prints is what a user sees."""

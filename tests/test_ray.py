@@ -180,7 +180,7 @@ def test_sigterm_stops_features_on_ray_in_one_line_and_the_run_resumes(photos, t
     import threading
     import time
 
-    from conftest import REPO
+    from conftest import REPO, process_group_ends
 
     data, bad = photos
     out = tmp_path / "f.h5"
@@ -205,14 +205,7 @@ def test_sigterm_stops_features_on_ray_in_one_line_and_the_run_resumes(photos, t
     assert proc.returncode == 143, f"exit {proc.returncode}:\n{text[-3000:]}"
     assert text.rstrip().endswith("catdog: terminated; run the same command again to resume"), text[-3000:]
     assert "SIGTERM received" not in text and "Traceback" not in text, text[-3000:]
-    for _ in range(300):  # Ray's own processes (GCS, raylet, the actor), started by the command
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    else:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("a process the command started was still running 30 s after it ended")
+    # Ray's own processes (GCS, raylet, the actor), started by the command
+    assert process_group_ends(proc.pid), "a process the command started was still running 30 s after it ended"
     again = catdog_cli(*command[3:])
     assert again.returncode == 0 and f"features: {PER_CLASS * 2} photos in" in again.output, again.output[-3000:]
