@@ -18,7 +18,7 @@ import os
 import secrets
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO
 
@@ -28,7 +28,9 @@ from catdog.errors import CatdogError
 def temporary_name(path: str | os.PathLike) -> Path:
     """A unique hidden name beside `path` with the same suffix: `.NAME.tmp-<token>SUFFIX`."""
     path = Path(path)
-    stem = path.stem[: max(1, 240 - len(path.suffix) - 14)]  # a name near the 255-byte limit could not take the 14 more
+    # a name near the 255-byte limit could not take the 14 more: cut by bytes (80 CJK characters are 240)
+    room = max(1, 240 - len(os.fsencode(path.suffix)) - 14)
+    stem = os.fsencode(path.stem)[:room].decode("utf-8", "ignore") or "x"
     return path.with_name(f".{stem}.tmp-{secrets.token_hex(4)}{path.suffix}")
 
 
@@ -91,7 +93,8 @@ def staged(path: str | os.PathLike, fsync: bool = True) -> Iterator[Path]:
             _fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException as exc:
-        tmp.unlink(missing_ok=True)
+        with suppress(OSError):  # its own error (a name too long) would replace the one being raised
+            tmp.unlink(missing_ok=True)
         _name_the_target(exc, tmp, path)
         raise
     if fsync:

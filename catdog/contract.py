@@ -143,6 +143,7 @@ class ArtDir:
 
 
 MANIFEST = ArtDir.MANIFEST
+CAM_GRID = "cam_grid.png"  # `catdog cam`'s sheet of its overlays, beside them: marks the folder as its output
 ARTEFACT_KEYS = ("file", "format", "precision", "sha256")  # what every entry of the manifest's "artefacts" names
 # each artefact format's file suffix (export's format table and the runtime both read it)
 SUFFIXES = {"coreml": ".mlpackage", "tflite": ".tflite", "onnx": ".onnx"}

@@ -98,6 +98,45 @@ def test_cli_cam_writes_overlays_and_grid(subset_run, tmp_path, capsys):
 
 
 @needs_shared
+def test_cam_keeps_the_users_files_and_long_names(subset_run, tmp_path, capsys):
+    """From a probe: a photo with a legal 255-byte name ended `catdog cam` at that photo (its
+    overlay's name was too long; the error named a hidden temporary file), the rest left without
+    overlays; an overlay was written over one of the IMAGES photos (cat.jpg's overlay onto a photo
+    named cat_cam.png); a rerun with one photo left the earlier run's grid sheet of other photos
+    (one photo has its sheet now, which marks the folder as cam's output too);
+    a cam output folder given as IMAGES had its overlays and grid scored as photos."""
+    import os
+
+    from catdog.cli import main
+
+    src = tmp_path / "src"
+    src.mkdir()
+    long_ascii, long_cjk = "a" * 251 + ".jpg", "猫" * 80 + ".jpg"  # 255 bytes; 244 bytes
+    for name in (long_ascii, long_cjk, "dog.951.jpg"):
+        (src / name).write_bytes((TRAIN / "dog.951.jpg").read_bytes())
+    out = tmp_path / "cams"
+    assert main(["cam", str(subset_run), str(src), "--out", str(out)]) == 0
+    overlays = sorted(p.name for p in out.glob("*_cam.png"))
+    assert len(overlays) == 3 and all(len(os.fsencode(n)) <= 255 for n in overlays), overlays
+    assert (out / "cam_grid.png").is_file() and not [p for p in out.iterdir() if p.name.startswith(".")]
+    capsys.readouterr()
+    # one photo: its own sheet replaces the earlier sheet of three (which was left beside it)
+    three = Image.open(out / "cam_grid.png").size
+    assert main(["cam", str(subset_run), str(src / "dog.951.jpg"), "--out", str(out)]) == 0
+    assert Image.open(out / "cam_grid.png").size[0] < three[0]
+    # an overlay named as one of the photos given: refused before any work, the photo untouched
+    (out / "dog.951.jpg").write_bytes((TRAIN / "dog.951.jpg").read_bytes())
+    victim = out / "dog.951_cam.png"
+    victim.write_bytes((TRAIN / "cat.1.jpg").read_bytes())
+    assert main(["cam", str(subset_run), str(out / "dog.951.jpg"), str(victim), "--out", str(out)]) == 2
+    assert "would replace the photo" in capsys.readouterr().err and victim.read_bytes() == (TRAIN / "cat.1.jpg").read_bytes()
+    # cam's own output folder as IMAGES: one line, none of its PNGs scored
+    assert main(["cam", str(subset_run), str(tmp_path / "cams"), str(src / "dog.951.jpg"), "--out", str(tmp_path / "c2")]) == 0
+    said = capsys.readouterr().out
+    assert f"skipped {tmp_path / 'cams'}: an output of `catdog cam`" in said and "_cam.png: " not in said, said
+
+
+@needs_shared
 def test_max_pixels_reaches_every_command_that_decodes_photos(subset_run, train_subset, tmp_path, capsys):
     """A photo over the pixel limit is refused with "downscale it or raise --max-pixels": cam,
     export (its calibration photos), parity (its reference photos) and finetune take that option

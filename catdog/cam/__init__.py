@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from catdog.contract import CAM, HEAD_FEATURES, PET, PROBABILITIES, RunDir
+from catdog.contract import CAM, CAM_GRID, HEAD_FEATURES, PET, PROBABILITIES, RunDir
 from catdog.atomic import staged
 from catdog.data.limits import MAX_PIXELS
 from catdog.errors import CatdogError
@@ -200,8 +200,8 @@ def grid_sheet(overlays: list[np.ndarray], titles: list[str], path, columns: int
 def cam_photos(model_path, images, out, size: int, max_pixels: int = MAX_PIXELS) -> list[tuple]:
     """`catdog cam`: for each photo of `images` (files, or folders of photos), the overlay of the
     predicted class's CAM on the photo shrunk to fit `size` x `size`, saved as OUT/<stem>_cam.png
-    (<stem>_2_cam.png, … for a name met again in another folder), and, for more than one photo,
-    OUT/cam_grid.png; prints a line per photo (and per skipped file).
+    (<stem>_2_cam.png, … for a name met again in another folder), and OUT/cam_grid.png, the sheet
+    of them all; prints a line per photo (and per skipped file).
 
     model_path: a RUN_DIR (its model as saved: the calibration temperature is not folded in) or an
     artefact, loaded and run by `catdog.runtime.open_model`; its threshold of the neither answer
@@ -216,6 +216,7 @@ def cam_photos(model_path, images, out, size: int, max_pixels: int = MAX_PIXELS)
     from catdog.runtime import CAM, PROBABILITIES, SUFFIX_FORMAT, open_model
 
     model_path, out = Path(model_path), Path(out)
+    grid = out / CAM_GRID
     for item in map(Path, images):  # overlays are PNG photos: inside IMAGES, the next run scored them as photos
         if item.is_dir() and out.resolve().is_relative_to(item.resolve()):
             raise CatdogError(f"--out {out}: inside the IMAGES folder {item}, where the overlays would be read as photos next time; "
@@ -234,13 +235,21 @@ def cam_photos(model_path, images, out, size: int, max_pixels: int = MAX_PIXELS)
         if not item.is_dir():
             paths.append(item)
             continue
+        if (item / CAM_GRID).is_file():  # scored its overlays and grid sheet as photos
+            print(f"skipped {shown(item)}: an output of `catdog cam` ({CAM_GRID}), not photos")
+            continue
         try:  # a folder is read as every command reads DATA: class folders and subfolders too
             paths.extend(s.path for s in scan_printing(item, any_name=True)[0])  # no label needed: any name
         except CatdogError as exc:
             print(f"skipped {exc}")  # its own words name the folder
+    targets = overlay_paths(paths, out)
+    inputs = {p.resolve() for p in paths}
+    if clash := next((t for t in targets if t.resolve() in inputs), None):  # it wrote the overlay over that photo
+        raise CatdogError(f"--out {out}: the overlay {clash.name} would replace the photo {shown(clash)}, one of the IMAGES; "
+                          "give another folder")
     out.mkdir(parents=True, exist_ok=True)
-    overlays, titles, done, taken = [], [], [], set()
-    for path in paths:
+    overlays, titles, done = [], [], []
+    for path, target in zip(paths, targets):
         try:
             photo = open_rgb(path, max_pixels)
         except ImageError as exc:
@@ -255,11 +264,6 @@ def cam_photos(model_path, images, out, size: int, max_pixels: int = MAX_PIXELS)
         said = title if answer != NEITHER else f"{NEITHER} (P(cat or dog) {pet:.1%}, under {threshold:.1%}; the map is {LABELS[cls]}'s, {probs[cls]:.1%})"
         photo.thumbnail((size, size))
         image = overlay(np.asarray(photo), cam[..., cls])
-        target, n = out / f"{path.stem}_cam.png", 1
-        while target in taken:  # photos of one name from different folders: keep every overlay
-            n += 1
-            target = out / f"{path.stem}_{n}_cam.png"
-        taken.add(target)
         with staged(target) as tmp:
             Image.fromarray(image).save(tmp)
         overlays.append(image)
@@ -268,7 +272,31 @@ def cam_photos(model_path, images, out, size: int, max_pixels: int = MAX_PIXELS)
         print(f"{shown(path)}: {said} -> {shown(target)}")
     if not overlays:
         raise CatdogError("no usable image among the IMAGES given; pass photo files or folders of photos")
-    if len(overlays) > 1:
-        grid_sheet(overlays, titles, out / "cam_grid.png")
-        print(f"grid sheet: {out / 'cam_grid.png'}")
+    # one photo's too: it marks the folder as cam's output (read as no photos), and an earlier
+    # run's sheet of other photos is not left beside this run's overlay
+    grid_sheet(overlays, titles, grid)
+    print(f"grid sheet: {grid}")
     return done
+
+
+def overlay_paths(paths: list[Path], out: Path) -> list[Path]:
+    """OUT/<stem>_cam.png per photo; <stem>_2_cam.png, … for a name met again (photos of one name
+    from different folders: every overlay kept); a stem too long for the file system's 255 bytes
+    cut, with a hash of the whole name (it ended the run at that photo)."""
+    import hashlib
+    import os
+
+    taken, targets = set(), []
+    for path in paths:
+        n, target = 1, None
+        while target is None or target in taken:
+            tail = "_cam.png" if n == 1 else f"_{n}_cam.png"
+            stem = path.stem
+            if len(os.fsencode(stem + tail)) > 255:
+                tag = "-" + hashlib.sha256(os.fsencode(stem)).hexdigest()[:8]
+                stem = os.fsencode(stem)[: 255 - len(tail) - len(tag)].decode("utf-8", "ignore") + tag
+            target = out / f"{stem}{tail}"
+            n += 1
+        taken.add(target)
+        targets.append(target)
+    return targets

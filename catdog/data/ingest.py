@@ -32,7 +32,7 @@ from catdog.atomic import open_atomic
 from catdog.data.limits import EXTENSION_FORMATS, MAX_JPEG_SCANS, MAX_PIXELS
 from catdog.errors import CatdogError
 
-from catdog.contract import LABELS, ArtDir, RunDir  # noqa: E402  (LABELS re-exported: catdog.data.LABELS)
+from catdog.contract import CAM_GRID, LABELS, ArtDir, RunDir  # noqa: E402  (LABELS re-exported: catdog.data.LABELS)
 IMAGE_SIZE = 224
 
 
@@ -210,7 +210,7 @@ def natural_key(name: str) -> list:
 
 # A subfolder holding one of these is catdog's own output (a RUN_DIR, an ART_DIR, an inspect report,
 # `catdog cam`'s overlays)
-_OUTPUT_MARKERS = {RunDir.METRICS, RunDir.FEATURES, ArtDir.MANIFEST, "suspects.csv", "cam_grid.png"}
+_OUTPUT_MARKERS = {RunDir.METRICS, RunDir.FEATURES, ArtDir.MANIFEST, "suspects.csv", CAM_GRID}
 
 
 def _files(folder: Path) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
