@@ -175,6 +175,21 @@ def test_what_the_report_and_parity_say_matches_what_ran():
     from catdog.contract import TOLERANCE_TEXT
 
     assert escape(TOLERANCE_TEXT) in section and "<th>max |Δpet|</th>" in section and "<th>verdict agree</th>" in section
+    # the ART_DIR's sensitivity chart of another model: left out, said (it was shown as this run's)
+    from catdog.report.facts import exported_from_another_model
+    from catdog.report.page import neither_section, sensitivity_section
+
+    png = b"\x89PNG any bytes"  # embedded as they are
+    assert exported_from_another_model(manifest, "bbb") and not exported_from_another_model(manifest, "aaa")
+    assert "this run's model.keras" in sensitivity_section(png, True) and "<img" not in sensitivity_section(png, True)
+    assert "<img" in sensitivity_section(png, False)
+    # an older pet_predictions.csv (no threshold column): no "threshold under each photo" where none is
+    tile = {"name": "x.jpg", "p_pet": 0.1, "threshold": None, "jpeg": None}
+    photos = {"rejected_pets": [tile], "accepted_negatives": [], "n_rejected_pets": 1, "n_accepted_negatives": 0, "n_pets": 9, "n_negatives": 0}
+    metrics = {"pet": {"keep": 0.9, "reject": None, "n_pets": 9, "threshold": 0.8, "method": "nested 5-fold CV"}}
+    assert "the threshold under each photo" not in neither_section(metrics, photos)
+    photos["rejected_pets"] = [{**tile, "threshold": 0.7}]
+    assert "the threshold under each photo is its fold's" in neither_section(metrics, photos)
 
     report = {"passed": True, "n_images": 9, "n_reference": 9, "edge_cases": False, "labelled_photos": 0, "keras_model": "m",
               "platform": "p", "artefacts": []}

@@ -24,6 +24,7 @@ from catdog.report.facts import (
     ESTIMATE_SCOPE,
     artefact_rows,
     current_parity,
+    exported_from_another_model,
     data_summary,
     expected_accuracy,
     expected_log_loss,
@@ -118,7 +119,7 @@ def write_report(run_dir: str | os.PathLike, art_dir: str | os.PathLike | None =
         page.cam_section(tiles, held),
         page.neither_section(metrics, page.neither_photos(run_dir / RunDir.PET_PREDICTIONS, metrics)),
         page.parity_section(parity, manifest is not None),
-        page.sensitivity_section(sensitivity),
+        page.sensitivity_section(sensitivity, exported_from_another_model(manifest, metrics.get("model_sha256"))),
         page.artefacts_section(rows, keras_latency, facts["art_dir"]),
     ]
     title = f"catdog {_made_by(run_dir, metrics)} {run_dir.resolve().name}: {facts['backbone']} at {facts['image_size'] or '?'} px"

@@ -118,6 +118,13 @@ def parity_verdict(row: dict | None) -> str:
     return "FAIL: " + "; ".join(row.get("failed") or ["see parity.md"]) + by
 
 
+def exported_from_another_model(manifest: dict | None, model_sha256: str | None) -> bool:
+    """Whether the manifest says its artefacts were exported from another model.keras than the run's
+    (`model_sha256`): the run trained again since, or another run's ART_DIR."""
+    exported_from = ((manifest or {}).get("keras_model") or {}).get("sha256")
+    return bool(model_sha256 and exported_from and exported_from != model_sha256)
+
+
 def current_parity(parity: dict | None, manifest: dict | None, art_dir: str | os.PathLike, model_sha256: str | None = None) -> dict | None:
     """parity.json as it bears on ART_DIR's artefacts now. A row passes only where its artefact is
     still there with the sha256 parity measured (`catdog parity` records it), which the file itself
@@ -132,8 +139,7 @@ def current_parity(parity: dict | None, manifest: dict | None, art_dir: str | os
         return parity
     listed = {a.get("file"): a for a in manifest.get("artefacts", [])}
     again = f"run `catdog parity {art_dir} --images DIR` again"
-    exported_from = (manifest.get("keras_model") or {}).get("sha256")
-    other_model = bool(model_sha256 and exported_from and exported_from != model_sha256)
+    other_model = exported_from_another_model(manifest, model_sha256)
     rows, unlisted = [], 0
     for row in parity.get("artefacts", []):
         entry, file = listed.get(row.get("file")), row.get("file", "?")

@@ -322,8 +322,10 @@ def neither_section(metrics: dict, photos: dict | None) -> str:
         + grid(photos["rejected_pets"], "rejected-pets")
         + heading("Photos with neither called cat or dog", "accepted_negatives", "n_negatives", "highest P(pet)")
         + grid(photos["accepted_negatives"], "accepted-negatives")
-        + _note("Each photo scored by a detector and a threshold chosen without it (nested cross-validation; pet_predictions.csv): "
-                "the threshold under each photo is its fold's, which decided it; the one above is the shipped detector's.")
+        + _note("Each photo scored by a detector and a threshold chosen without it (nested cross-validation; pet_predictions.csv)"
+                + (": the threshold under each photo is its fold's, which decided it; the one above is the shipped detector's."
+                   if any(t.get("threshold") is not None for t in photos["rejected_pets"] + photos["accepted_negatives"])
+                   else "."))  # an older pet_predictions.csv has no threshold column: nothing is under the photos
     )
     return _section("neither", body)
 
@@ -370,9 +372,12 @@ def parity_section(parity: dict | None, exported: bool) -> str:
     return _section("parity", f'<p class="lead">{lead}</p>' + _table(header, rows, {1, 2, 3, 4, 5, 6, 7}, classes))
 
 
-def sensitivity_section(png: bytes | None) -> str:
+def sensitivity_section(png: bytes | None, other_model: bool = False) -> str:
     if not png:
         return ""
+    if other_model:  # it was shown as if measured on this run's model
+        return _section("sensitivity", _note("The ART_DIR's sensitivity.png measures the model its artefacts were exported from, "
+                                             "not this run's model.keras; run `catdog export` again to measure this one."))
     return _section("sensitivity", '<p class="lead">Per-layer sensitivity to reduced precision (sensitivity.png in the ART_DIR).</p>' + _img(png, "sensitivity"))
 
 
