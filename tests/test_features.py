@@ -82,6 +82,22 @@ def test_a_photo_touched_since_is_computed_again_with_a_note(tmp_path, capsys):
     assert "features: note: 1 photo(s) have the name and size of cached ones but another modification time" in capsys.readouterr().out
 
 
+def test_a_view_does_not_count_the_rejected_files_again(tmp_path, capsys):
+    """`catdog run` extracts each view of the photos already extracted: one empty file was counted
+    again after each of the 7 views ("1 file(s) rejected (named above; --rejected FILE lists them)",
+    though RUN_DIR/rejected.csv lists it). The plain extraction counts it, once."""
+    from catdog.data import MAX_PIXELS
+    from catdog.features.stage import Extraction, features_stage
+
+    data = copy_photos(tmp_path / "data", kaggle_names("cat", [1, 2]) + kaggle_names("dog", [1, 2]))
+    (data / "cat.3.jpg").write_bytes(b"")
+    extraction = Extraction(backbone="mobilenet_v2", weights=None, image_size=224, engine="litert", batch_size=32, max_pixels=MAX_PIXELS)
+    features_stage(data, tmp_path / "f.h5", tmp_path / "rejected.csv", extraction)
+    assert capsys.readouterr().out.count("1 file(s) rejected") == 1
+    features_stage(data, tmp_path / "f.mirror.h5", None, extraction, view="mirror", echo=False)
+    assert "rejected" not in capsys.readouterr().out
+
+
 @needs_shared
 def test_killed_feature_run_resumes_where_it_stopped(small_data, tmp_path):
     out = tmp_path / "f.h5"

@@ -139,7 +139,8 @@ def features_stage(
         _drop_if_empty(Path(out))
         raise
     rejections = scan_rejections + report.rejections
-    report_rejections(rejections, rejected_csv)
+    if echo or rejected_csv is not None:  # a view's are the plain photos', counted once (run said them once a view)
+        report_rejections(rejections, rejected_csv)
     used = len(samples) - len(report.rejections)
     if used == 0:
         _drop_if_empty(Path(out))
