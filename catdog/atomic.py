@@ -85,6 +85,8 @@ def staged(path: str | os.PathLike, fsync: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside `path`; when the block ends without error, the file written
     there replaces `path` atomically; on error it is removed and `path` is left as it was."""
     path = Path(path)
+    if path.is_symlink():  # written through: the rename replaced the link itself (and, as root, /dev/stdout)
+        path = Path(os.path.realpath(path))
     _make_parent(path)
     tmp = temporary_name(path)
     try:

@@ -224,6 +224,9 @@ def _output(metavar: str):
         path = Path(value)
         if "." in metavar and path.is_dir():
             raise argparse.ArgumentTypeError(f"{value} is a folder; give a file name, such as {path / metavar.lower()}")
+        if "." in metavar and (value == "-" or (path.exists() and not path.is_file())):  # a file `-`; /dev/stdout replaced
+            raise argparse.ArgumentTypeError(f"{value} is not a file (a stream or a device); give a file name, such as {metavar.lower()}: "
+                                             "catdog writes whole files, atomically")
         if "." in metavar and path.suffix.lower() in EXTENSION_FORMATS:  # `--out photos/1.jpg` wrote a CSV over the photo
             raise argparse.ArgumentTypeError(f"{value} is named as a photo ({path.suffix}); give a name such as {path.with_name(metavar.lower())}")
         if "." in metavar and (owner := owned_file(path)):

@@ -147,3 +147,19 @@ def test_a_long_name_and_an_unwritable_folder(tmp_path):
         pytest.skip("no /proc here")
     with pytest.raises(CatdogError, match=r"^/proc/1/parity.json: cannot be written \("):
         check_writable(unwritable / "parity.json")
+
+
+def test_a_link_is_written_through(tmp_path):
+    """An output that is a link (`--out latest.csv` pointing at a dated file) had the link itself
+    replaced by a file, the file it pointed at left as it was; as root, `--out /dev/stdout` replaced
+    that link for every process. The file the link points at is written, the link kept."""
+    from catdog.atomic import write_text
+
+    real = tmp_path / "runs" / "2026-12-07.csv"
+    real.parent.mkdir()
+    real.write_text("old\n")
+    link = tmp_path / "latest.csv"
+    link.symlink_to(real)
+    write_text(link, "new\n")
+    assert link.is_symlink() and real.read_text() == "new\n" and link.read_text() == "new\n"
+    assert [p.name for p in real.parent.iterdir()] == ["2026-12-07.csv"]

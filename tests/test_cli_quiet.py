@@ -101,6 +101,9 @@ def test_a_wrong_argument_is_one_line_before_any_work(tmp_path):
         ("train", "F.h5", "--out", str(folder), "--l2", "0.01,,0.1"): "catdog train: error: argument --l2: '0.01,,0.1': an empty item",
         ("predict", "RUN", "TEST", "--out", ""): "catdog predict: error: argument --out: an empty path; give a file name, such as submission.csv",
         ("export", "RUN", "--out", " "): "catdog export: error: argument --out: an empty path; give a folder",
+        # a stream or a device: `-` made a file named "-", and /dev/stdout (as root) was replaced by a file
+        ("predict", "RUN", "TEST", "--out", "-"): "catdog predict: error: argument --out: - is not a file (a stream or a device); give a file name",
+        ("evaluate", "RUN", "DATA", "--json", "/dev/stdout"): "catdog evaluate: error: argument --json: /dev/stdout is not a file (a stream or a device)",
         # an output named as a photo: `--out photos/1.jpg` wrote the submission over the photo
         ("predict", "RUN", "TEST", "--out", str(folder / "1.JPG")):
             f"catdog predict: error: argument --out: {folder / '1.JPG'} is named as a photo (.JPG); give a name such as {folder / 'submission.csv'}",
