@@ -153,3 +153,20 @@ def test_a_temperature_at_the_search_bound_is_said():
     assert chance == pytest.approx(M.TEMPERATURE_BOUNDS[1], rel=1e-6) and "no better than chance" in bound_note(chance)
     honest = M.fit_temperature(np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.4, 0.6]]), np.array([0, 1, 0, 0]))
     assert M.TEMPERATURE_BOUNDS[0] < honest < M.TEMPERATURE_BOUNDS[1] and bound_note(honest) == ""
+
+
+def test_a_model_keras_that_metrics_json_does_not_describe_is_refused(subset_run, tmp_path):
+    """A train stopped between its model.keras and its metrics.json left the new model beside the
+    old run's threshold and rates, and evaluate said it keeps 30 % of the cats and dogs (100 %
+    with its own): a model.keras whose sha256 is not metrics.json's `model_sha256` is one line."""
+    import shutil
+
+    from catdog.contract import RunDir
+
+    run = tmp_path / "run"
+    shutil.copytree(subset_run, run, ignore=shutil.ignore_patterns("features.h5", "negatives.h5", "views", "cache", "artefacts"))
+    assert load_run(run).model is not None
+    metrics = json.loads((run / RunDir.METRICS).read_text())
+    (run / RunDir.METRICS).write_text(json.dumps({**metrics, "model_sha256": "0" * 64}))  # another model's record
+    with pytest.raises(CatdogError, match=r"model\.keras: not the model metrics\.json describes \(sha256 differs: a train stopped part-way"):
+        load_run(run)

@@ -17,7 +17,7 @@ from catdog.contract import LABELS, MANIFEST, PET, PET_THRESHOLD, PROBABILITIES,
 from catdog.training import pet as _pet_layers  # noqa: F401  (registers the pet head's layers for load_model)
 from catdog.atomic import open_atomic
 from catdog.features import input_size  # importing catdog.features registers BackbonePreprocessing for loading
-from catdog.data import MAX_PIXELS, Rejection, Sample, iter_batches, natural_key
+from catdog.data import MAX_PIXELS, Rejection, Sample, iter_batches, natural_key, sha256_file
 from catdog.errors import CatdogError
 from catdog.training import metrics as M
 
@@ -73,6 +73,10 @@ def load_run(run_dir: str | os.PathLike) -> Run:
         raise CatdogError(f"{run_dir / RunDir.METRICS}: cannot read it ({reason}); train the run again") from None
     if not isinstance(model.output, dict) or PET not in model.output or PET_THRESHOLD not in metrics:
         raise CatdogError(f"{run_dir}: trained by an older catdog (no '{PET}' output, no neither answer); train it again")
+    recorded = metrics.get("model_sha256") if isinstance(metrics, dict) else None
+    if isinstance(recorded, str) and sha256_file(model_path) != recorded:  # its threshold and rates are another model's
+        raise CatdogError(f"{model_path}: not the model {RunDir.METRICS} describes (sha256 differs: a train stopped part-way, "
+                          "or a model.keras copied in); train the run again")
     return Run(run_dir, model, metrics)
 
 
