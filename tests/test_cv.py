@@ -194,3 +194,5 @@ def test_too_few_photos_for_nested_cv_is_one_line_before_training():
         CV.check_nested(np.repeat([0, 1], [4, 9]), 5, 5)
     with pytest.raises(CatdogError, match=r"there are 3 dogs; add photos \(--cv 2 needs 4 of each\)"):
         CV.check_nested(np.repeat([0, 1], [9, 3]), 5, 5)
+    with pytest.raises(CatdogError, match=r"and there is 1 dog; add photos"):  # "there are 1 dogs"
+        CV.check_nested(np.repeat([0, 1], [9, 1]), 5, 5)

@@ -254,3 +254,12 @@ def test_odd_file_names_are_used_or_named_in_one_line(tmp_path):
     assert fs.names == ["cat/1²2.jpg", "cat/cat.0.jpg", "dog/<img src=x onerror=alert(1)>.jpg", "dog/dog.0.jpg",
                         'dog/new\nline,"quoted".jpg']
     assert list(fs.labels) == [0, 0, 1, 1, 1] and fs.features.std() > 0
+
+
+def test_a_run_dir_given_for_its_features_names_the_file_it_holds(tmp_path):
+    """`catdog train RUN_DIR` said to extract the RUN_DIR's folder as photos (`catdog features
+    RUN_DIR --out FILE.h5`); it names the feature file the run holds."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "features.h5").write_bytes(b"")
+    with pytest.raises(CatdogError, match=r"run: a folder, not a feature file; give the feature file it holds, .*run/features\.h5$"):
+        load_features(tmp_path / "run")

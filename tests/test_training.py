@@ -138,6 +138,11 @@ def test_missing_run_dir_is_a_clear_error(tmp_path):
     (tmp_path / "run" / "model.keras").write_bytes(b"")
     with pytest.raises(CatdogError, match=f"^{re.escape(str(tmp_path / 'run' / 'model.keras'))} is the model.keras of RUN_DIR .*; give the folder, "):
         load_run(tmp_path / "run" / "model.keras")
+    # an ART_DIR's manifest.json: the ART_DIR's own line (the folder it named was then refused as an ART_DIR)
+    (tmp_path / "art").mkdir()
+    (tmp_path / "art" / "manifest.json").write_text("{}")
+    with pytest.raises(CatdogError, match=r"art: an ART_DIR \(it holds manifest\.json\), not a RUN_DIR"):
+        load_run(tmp_path / "art" / "manifest.json")
 
 
 def test_a_temperature_at_the_search_bound_is_said():

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from catdog import __version__
 from catdog.atomic import staged
 from catdog.data import IMAGE_SIZE, MAX_PIXELS, PLAIN, Rejection, Sample, check_view, fingerprint, iter_batches, listed, sha256_file
+from catdog.contract import RunDir
 from catdog.errors import CatdogError
 from catdog.features.backbones import build_backbone, check_image_size, feature_model, get_spec, split_weights
 from catdog.features.engine import feature_runner
@@ -405,6 +406,8 @@ def without(feature_set: FeatureSet, names: set[str]) -> tuple[FeatureSet, int]:
 def load_features(path: str | os.PathLike) -> FeatureSet:
     """Read a complete feature file written by `extract_features`."""
     path = Path(path)
+    if path.is_dir() and (path / RunDir.FEATURES).is_file():  # a RUN_DIR: it said to extract the run's folder as photos
+        raise CatdogError(f"{path}: a folder, not a feature file; give the feature file it holds, {path / RunDir.FEATURES}")
     if path.is_dir():  # a folder of photos where its features belong
         raise CatdogError(f"{path}: a folder, not a feature file; extract its features first (`catdog features {path} --out FILE.h5`) "
                           "and give FILE.h5")

@@ -203,8 +203,8 @@ def check_nested(labels: np.ndarray, k: int, inner_k: int) -> None:
         fewest = int(counts.argmin())
         fits = [f for f in range(2, k) if nested_minimum(f, f) <= counts.min()]
         remedy = f"use --cv {fits[-1]} or add photos" if fits else f"add photos (--cv 2 needs {nested_minimum(2, 2)} of each)"
-        raise CatdogError(f"--cv {k}: nested cross-validation needs at least {need} photos of each class, and there are "
-                          f"{counts[fewest]} {LABELS[fewest]}s; {remedy}")
+        have = f"there is 1 {LABELS[fewest]}" if counts[fewest] == 1 else f"there are {counts[fewest]} {LABELS[fewest]}s"
+        raise CatdogError(f"--cv {k}: nested cross-validation needs at least {need} photos of each class, and {have}; {remedy}")
 
 
 @dataclass

@@ -45,7 +45,9 @@ class Run:
 def load_run(run_dir: str | os.PathLike) -> Run:
     run_dir = Path(run_dir)
     model_path = run_dir / RunDir.MODEL
-    if run_dir.is_file() and (owner := owned_file(run_dir)):  # run/model.keras, art/manifest.json
+    if run_dir.is_file() and run_dir.name == MANIFEST and owned_file(run_dir):  # its ART_DIR's own line: the run, or an artefact
+        return load_run(run_dir.parent)
+    if run_dir.is_file() and (owner := owned_file(run_dir)):  # run/model.keras
         raise CatdogError(f"{run_dir} is {owner}; give the folder, {run_dir.parent}")
     if run_dir.is_file():  # an artefact renamed (model.bin), a photo: it said "no such RUN_DIR" of a file that is there
         raise CatdogError(f"{run_dir}: a file, neither a RUN_DIR nor a catdog artefact (.tflite, .onnx, .mlpackage); "
