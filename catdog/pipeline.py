@@ -46,7 +46,7 @@ def run_pipeline(
     from catdog.features.stage import features_stage
     from catdog.report import Stage, export_figure, parity_figure, summary_table, training_figure, write_report
     from catdog.contract import read_json
-    from catdog.training.stage import check_folds, train_stage
+    from catdog.training.stage import check_folds, check_negatives_folder, train_stage
     from catdog.training.summary import robustness_lines
 
     start = time.perf_counter()
@@ -56,6 +56,8 @@ def run_pipeline(
         if folder and not Path(folder).is_dir():  # said now, not after minutes of extraction and training
             raise CatdogError(f"{option} {folder}: no such folder; give a folder of photos")
     check_folds(data, head_config.folds)  # --cv K against the photos' names, before any extraction
+    if negatives:
+        check_negatives_folder(negatives, data)
 
     with Stage("features") as stage:
         report, stage.figure = features_stage(data, features, run_dir / RunDir.REJECTED, extraction, exclude=exclude, labelled=True)

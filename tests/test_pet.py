@@ -152,6 +152,22 @@ def test_mobilenet_v1_without_an_imagenet_top_still_answers_neither(tmp_path, ne
 
 
 @needs_shared
+def test_run_says_unusable_negatives_before_any_extraction(tmp_path, capsys):
+    """`catdog run --negatives` with too few photos, or with DATA itself, said so after the features
+    and every view were extracted (about 2 minutes on make run's photos): now before any."""
+    from catdog.cli import main
+
+    data = copy_photos(tmp_path / "data", kaggle_names("cat", range(8)) + kaggle_names("dog", range(8)))
+    three = copy_photos(tmp_path / "three", not_pets()[:3], src=NOT_PETS)
+    for negatives, words in ((three, "--negatives: 3 usable photos with neither cat nor dog in"),
+                             (data, "--negatives: 16 of its 16 photos are training photos themselves")):
+        assert main(["run", str(data), "--negatives", str(negatives), "--out", str(tmp_path / "run"), "--cv", "2"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"catdog: error: {words}") and err.count("\n") == 1, err
+        assert not (tmp_path / "run" / "features.h5").exists()
+
+
+@needs_shared
 def test_too_few_negatives_is_one_line_naming_the_flag(subset_run, tmp_path, capsys):
     """Six photos with neither cannot feed the detector's nested CV: the error names --negatives, the
     folder, the count and the least that works (7: the inner folds of 5 need 5 negatives each), not

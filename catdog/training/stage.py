@@ -356,6 +356,18 @@ def predict_submission(
     return f"{ran}submission: {len(rows)} rows in {out} (label = P(dog), {how}; {neither} with verdict neither)"
 
 
+def check_negatives_folder(negatives: str | Path, data: str | Path) -> None:
+    """The negatives' checks that need no features (`catdog.training.train.check_negatives` makes
+    them on the features), on the folders before any extraction (`catdog run` said them after
+    minutes of it): DATA itself, photos named as cats or dogs, too few."""
+    from catdog.data import scan
+    from catdog.training.train import check_negative_counts
+
+    samples, _ = scan(negatives)
+    shared = len(samples) if Path(negatives).resolve() == Path(data).resolve() else 0
+    check_negative_counts(len(samples), shared, sum(s.label is not None for s in samples), str(negatives))
+
+
 def check_folds(data: str | Path, folds: int) -> None:
     """--cv K against DATA's labelled photos by their names, before any extraction: a --cv 100 on
     40 photos is said at once, not after the features (training checks again on the photos that

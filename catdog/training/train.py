@@ -350,20 +350,25 @@ def check_negatives(feature_set: FeatureSet, negatives: FeatureSet | None) -> No
                  for row in negatives.features for i in [index.get(hash(row.tobytes()))])
     if same_dir:
         shared = max(shared, len(set(negatives.names) & set(feature_set.names)))
+    check_negative_counts(len(negatives.names), shared, int((negatives.labels >= 0).sum()), where)
+
+
+def check_negative_counts(n: int, shared: int, named: int, where: str) -> None:
+    """The one-line error for `n` negatives of which `shared` are training photos and `named` are
+    named as cats or dogs, or too few for the pet detector's nested CV; `where`: their folder."""
     if shared:
         raise CatdogError(
-            f"--negatives: {shared} of its {len(negatives.names)} photos are training photos themselves ({where}); "
+            f"--negatives: {shared} of its {n} photos are training photos themselves ({where}); "
             "give the features of a folder of photos with no cat or dog (e.g. ../shared/data/not-pets)"
         )
-    named = int((negatives.labels >= 0).sum())
     if named:
         raise CatdogError(
             f"--negatives: {named} of its photos are named as cats or dogs ({where}: cat.N.jpg/dog.N.jpg or cat/ dog/ folders); "
             "give the features of a folder of photos with no cat or dog"
         )
-    if 0 < len(negatives.names) < MIN_NEGATIVES:
+    if 0 < n < MIN_NEGATIVES:
         raise CatdogError(
-            f"--negatives: {len(negatives.names)} usable photos with neither cat nor dog in {negatives.attrs.get('data_dir', '?')}; "
+            f"--negatives: {n} usable photos with neither cat nor dog in {where}; "
             f"the neither detector's nested {PET_FOLDS}-fold CV needs at least {MIN_NEGATIVES} (a hundred or more of everyday "
             "scenes measure it well): add photos or leave --negatives out"
         )
