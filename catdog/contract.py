@@ -83,14 +83,12 @@ def read_json(path: str | os.PathLike) -> dict | None:
 
 
 def rejected_beside(output: str | os.PathLike) -> Path:
-    """Where `catdog predict` and `evaluate` list the files they could not use, unless told: rejected.csv
-    beside their output, or NAME.rejected.csv (NAME: the output's) where that folder is a RUN_DIR, whose
-    own rejected.csv lists the photos the run was trained on (report.html counts them), or holds a
-    feature file, whose rejected.csv `catdog features` wrote (evaluate's list had replaced it)."""
+    """Where `catdog predict` and `evaluate` list the files they could not use, unless told:
+    NAME.rejected.csv beside their output NAME.csv or NAME.json. A shared rejected.csv was replaced
+    by each output into the folder (a later predict with none rejected emptied an earlier one's
+    list), and in a RUN_DIR or beside a feature file it is the run's or `catdog features`' own."""
     output = Path(output)
-    if (output.parent / RunDir.MODEL).is_file() or any(output.parent.glob("*.h5")):
-        return output.with_name(f"{output.stem}.{RunDir.REJECTED}")
-    return output.with_name(RunDir.REJECTED)
+    return output.with_name(f"{output.stem}.{RunDir.REJECTED}")
 
 
 def features_rejected(features: str | os.PathLike) -> Path:

@@ -403,11 +403,11 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path, ca
         assert f"{afile} is a file, so nothing can be made under it; give another path" in err, err
     with pytest.raises(CatdogError, match=f"{afile}/x.txt: cannot make its folder {afile}"):
         write_text(afile / "x.txt", "y")
-    # the rejected list derived from --out (rejected.csv beside it) is checked as --out is, and the
+    # the rejected list derived from --out (NAME.rejected.csv beside it) is checked as --out is, and the
     # list may not be the output itself (the submission overwrote it); no model is loaded first
-    (tmp_path / "p" / "rejected.csv").mkdir(parents=True)
+    (tmp_path / "p" / "sub.rejected.csv").mkdir(parents=True)
     assert main(["predict", "RUN", "TEST", "--out", str(tmp_path / "p" / "sub.csv")]) == 2
-    assert f"the list of rejected files, {tmp_path / 'p' / 'rejected.csv'} is a folder" in capsys.readouterr().err
+    assert f"the list of rejected files, {tmp_path / 'p' / 'sub.rejected.csv'} is a folder" in capsys.readouterr().err
     assert main(["predict", "RUN", "TEST", "--out", str(tmp_path / "q.csv"), "--rejected", str(tmp_path / "q.csv")]) == 2
     assert f"--rejected {tmp_path / 'q.csv'}: the same file as the output" in capsys.readouterr().err
 
@@ -419,7 +419,8 @@ def test_a_run_dirs_own_rejected_list_is_not_overwritten(tmp_path):
 
     run = tmp_path / "run"
     run.mkdir()
-    assert rejected_beside(run / "submission.csv") == run / "rejected.csv"  # not a RUN_DIR (yet)
+    # each output its own list: a shared rejected.csv was replaced by the next output into the folder
+    assert rejected_beside(run / "submission.csv") == run / "submission.rejected.csv"  # not a RUN_DIR (yet)
     (run / "model.keras").write_bytes(b"")
     assert rejected_beside(run / "submission.csv") == run / "submission.rejected.csv"
     assert rejected_beside(run / "eval.json") == run / "eval.rejected.csv"

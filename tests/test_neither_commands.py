@@ -84,7 +84,7 @@ def test_evaluate_prints_and_writes_keep_and_reject_rates(subset_run, held_out, 
     assert pet["keep"] >= 0.95 and pet["reject"] >= 0.85, pet
     assert f"keeps {pet['keep']:.2%} of the 80 cats and dogs" in printed
     assert f"rejects {pet['reject']:.2%} of the 33 photos with neither in {negatives}" in printed
-    assert "999.jpg" in (tmp_path / "rejected_negatives.csv").read_text()
+    assert "999.jpg" in (tmp_path / "eval.rejected_negatives.csv").read_text()
     assert "n_trained_on" not in pet and "trained the neither answer" not in printed  # held out of the detector
 
     # without --negatives: the keep rate alone

@@ -121,7 +121,7 @@ def test_predict_on_ray_writes_the_same_submission(local_ray, subset_run, tmp_pa
     # predict needs no label: kitten_5000.jpg, a photo named as no Kaggle file is, is predicted too
     assert len(rows) == 102 and rows[1][0] == "1" and rows[-1][0] == "kitten_5000"
     assert on_ray.read_text() == single.read_text()
-    assert _rows(on_ray.parent / "rejected.csv") == _rows(single.parent / "rejected.csv")
+    assert _rows(on_ray.parent / "submission.rejected.csv") == _rows(single.parent / "submission.rejected.csv")
 
 
 def test_workers_without_ray_and_ray_missing_are_one_line_errors(photos, tmp_path, capsys, monkeypatch):

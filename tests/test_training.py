@@ -107,7 +107,7 @@ def test_predict_writes_sorted_clipped_submission(subset_run, tmp_path):
     assert [r["id"] for r in rows] == ["1", "2", "3", "10", "11", "100", "101"]
     p = np.array([float(r["label"]) for r in rows])
     assert p.min() >= 0.005 and p.max() <= 0.995
-    assert "12.jpg" in (tmp_path / "rejected.csv").read_text()
+    assert "12.jpg" in (tmp_path / "submission.rejected.csv").read_text()
     assert main(["predict", str(subset_run), str(test_dir), "--out", str(out), "--no-clip", "--calibrated"]) == 0
     unclipped = np.array([float(r["label"]) for r in csv.DictReader(open(out))])
     assert np.array_equal(unclipped >= 0.5, p >= 0.5)
