@@ -141,6 +141,7 @@ class ArtDir:
 
 
 MANIFEST = ArtDir.MANIFEST
+MANIFEST_VERSION = 1  # what export writes and the apps read (Manifest.swift's supportedVersion, Manifest.kt's SUPPORTED_VERSION)
 CAM_GRID = "cam_grid.png"  # `catdog cam`'s sheet of its overlays, beside them: marks the folder as its output
 ARTEFACT_KEYS = ("file", "format", "precision", "sha256")  # what every entry of the manifest's "artefacts" names
 # each artefact format's file suffix (export's format table and the runtime both read it)
@@ -335,7 +336,7 @@ def app_problem(manifest: dict, fmt: str) -> str | None:
     manifest, in the words of its `Manifest.problem()` (Manifest.swift, Manifest.kt), or None where it
     takes it. add_model.sh asks before it copies anything: a manifest the app refuses had replaced a
     working model. Where the apps read a field differently, the stricter reading is taken."""
-    supported = 1  # Manifest.swift's supportedVersion, Manifest.kt's SUPPORTED_VERSION (export's MANIFEST_VERSION)
+    supported = MANIFEST_VERSION
 
     def whole(v):  # a JSON integer: Swift decodes no 1.0, "1" or true as an Int, Kotlin one over 32 bits as a Long
         return isinstance(v, int) and not isinstance(v, bool) and -2**31 <= v < 2**31

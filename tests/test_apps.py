@@ -57,7 +57,9 @@ def test_manifest_has_what_the_apps_read(subset_artefacts):
     assert manifest["input"]["value_range"] == [0.0, 255.0]
     assert {o["name"] for o in manifest["outputs"]} == {"probabilities", "cam", "pet"}
     assert 0.0 < manifest["pet_threshold"] < 1.0
-    assert "supportedVersion = 1" in swift and "SUPPORTED_VERSION = 1" in kotlin
+    from catdog.contract import MANIFEST_VERSION  # the one the apps' add_model.sh checks against
+
+    assert f"supportedVersion = {MANIFEST_VERSION}" in swift and f"SUPPORTED_VERSION = {MANIFEST_VERSION}" in kotlin
 
 
 def test_apps_take_the_cam_grid_from_the_model():

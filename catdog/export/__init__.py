@@ -21,7 +21,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from catdog.contract import PET_THRESHOLD, ArtDir, RunDir, load_manifest, parse_list, sha256_path
+from catdog.contract import MANIFEST_VERSION, PET_THRESHOLD, ArtDir, RunDir, load_manifest, parse_list, sha256_path
 from catdog import __version__
 from catdog.cam import cam_model, check_catdog_model
 from catdog.data import LABELS, MAX_PIXELS, Sample, iter_batches, sha256_file
@@ -33,7 +33,6 @@ from catdog.export.sensitivity import SENSITIVITY_PHOTOS, Unit, analyse, coreml_
 from catdog.training import calibrated_model
 
 from catdog.export.formats import FORMATS, PRECISIONS, TABLE, ExportOptions  # noqa: E402  (the one format table)
-MANIFEST_VERSION = 1
 CALIBRATION_PHOTOS = 100
 
 

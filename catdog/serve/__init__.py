@@ -305,9 +305,10 @@ def make_server(
     app = create_app(predictor, max_bytes, max_pixels, decode_pixels)
     sockets: dict = {}
     server = create_server(app, map=sockets, host=host, port=port, threads=threads, max_request_body_size=2 * max_bytes)
+    channel = _json_channel()
     for listener in sockets.values():  # one per address a host name resolves to
         if hasattr(listener, "channel_class"):
-            listener.channel_class = _json_channel()
+            listener.channel_class = channel
     return server
 
 
