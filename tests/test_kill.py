@@ -226,7 +226,8 @@ def test_export_killed_mid_export_then_rerun(subset_run, subset_artefacts, tmp_p
         assert sha256_file(art / a["file"]) == a["sha256"]
     assert not [p.name for p in art.iterdir() if ".tmp" in p.name], "a temporary file left behind"
     assert not left.parent.exists(), "the killed export's staging folder was left"
-    assert not half.exists() and "earlier export" not in printed
+    assert not half.exists() and "that this manifest does not list" not in printed  # the half-written file is not one
+    assert "export: kept 1 artefact(s) an earlier export made from this model" in printed  # the TFLite, said so
     # the same outputs as an uninterrupted export of the same RUN_DIR, on real photos
     images = np.stack([decode(p) for p in sorted(REFERENCE.glob("*.jpg"))[:6]]).astype(np.float32)
     reference = {(a["format"], a["precision"]): a for a in json.loads((subset_artefacts / "manifest.json").read_text())["artefacts"]}
