@@ -34,6 +34,9 @@ def test_finetune_writes_a_valid_run(subset_run, train_subset, tmp_path, capsys)
     metrics = finetune(run, train_subset, out, FinetuneConfig(blocks=2, max_epochs=1, batch_size=32), progress=False)
     assert metrics["finetune"]["blocks_trained"] == ["Conv_1", "block_16"]
     assert metrics["n_val"] == 48 and metrics["val"]["n"] == 48 and metrics["epochs"] == 1
+    # the epoch is chosen by the validation log loss, not Keras' val_loss (log loss + the head's L2 penalty)
+    history = json.loads((out / "history.json").read_text())
+    assert "val_log_loss" in history and metrics["best_epoch"] in (0, int(np.argmin(history["val_log_loss"])) + 1)
     # never worse than the starting model on the validation split
     assert metrics["val"]["log_loss"] <= metrics["val_before"]["log_loss"] + 1e-9
     tuned = load_run(out)

@@ -181,7 +181,8 @@ class _EpochBar(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        self.bar.set_postfix(loss=f"{logs.get('loss', 0):.4f}", val_loss=f"{logs.get('val_loss', 0):.4f}")
+        key = "log_loss" if "val_log_loss" in logs else "loss"  # what the epoch is chosen by, as the summary prints it
+        self.bar.set_postfix({key: f"{logs.get(key, 0):.4f}", f"val_{key}": f"{logs.get(f'val_{key}', 0):.4f}"})
         self.bar.update(1)
 
     def on_train_end(self, logs=None):
