@@ -151,12 +151,17 @@ def build_backbone(
             "or pass --weights PATH"
         ) from None
     except Exception as exc:  # Keras' get_file raises plain Exception when a download fails
-        if "URL fetch failure" in str(exc) or "HTTP" in str(exc):
+        if _download_failed(exc):
             raise CatdogError(
                 f"cannot download {spec.name} ImageNet weights at {size}px (no network?); put {spec.weights_file(size)} "
                 f"in {keras_models_dir()} or pass --weights PATH"
             ) from None
         raise
+
+
+def _download_failed(exc: Exception) -> bool:
+    """Whether Keras' get_file failed to download (it raises a plain Exception naming the URL)."""
+    return "URL fetch failure" in str(exc) or "HTTP" in str(exc)
 
 
 def fused_backbone(
@@ -196,7 +201,7 @@ def build_classifier(name: str, weights: str | os.PathLike = "imagenet") -> kera
         net = constructor(include_top=True, weights=str(weights), input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3))
     except Exception as exc:  # a failed download raises plain Exception in Keras' get_file
         # the download's reason is a long URL and the resolver's words, once cut mid-word: as the no-top weights say it
-        reason = "no network?" if "URL fetch failure" in str(exc) or "HTTP" in str(exc) else str(exc).splitlines()[0][:200]
+        reason = "no network?" if _download_failed(exc) else str(exc).splitlines()[0][:200]
         raise CatdogError(
             f"cannot load {spec.name} ImageNet weights with top ({reason}); put {top_file} in {keras_models_dir()} or connect to the internet"
         ) from None
